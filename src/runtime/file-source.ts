@@ -1,0 +1,29 @@
+// Runtime adapter: local files through node:fs, which Node, Deno and Bun all provide.
+// Imported lazily so browser bundles never touch node:fs.
+import { ByteSourceError, checkRange, type ByteSource } from '../io/byte-source.js';
+
+export async function fileSource(path: string): Promise<ByteSource> {
+  const fs = await import('node:fs/promises');
+  const handle = await fs.open(path, 'r');
+  const { size } = await handle.stat();
+  let closed = false;
+  return {
+    size,
+    name: path,
+    async readInto(offset, dest) {
+      checkRange(this, offset, dest.length);
+      let filled = 0;
+      while (filled < dest.length) {
+        const { bytesRead } = await handle.read(dest, filled, dest.length - filled, offset + filled);
+        if (bytesRead === 0) throw new ByteSourceError('SHORT_READ', `${path}: file ended at ${offset + filled}`);
+        filled += bytesRead;
+      }
+    },
+    async close() {
+      if (!closed) {
+        closed = true;
+        await handle.close();
+      }
+    },
+  };
+}
