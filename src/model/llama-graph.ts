@@ -1,0 +1,214 @@
+// The llama-family forward pass (llama 1/2/3, mistral, qwen2), read top to bottom like llama2.c's run.c.
+// One call evaluates a batch of tokens from one or more sequences: every matmul covers the whole
+// batch; attention reads each token's own sequence through the paged KV cache.
+import type { AttentionArgs, Backend, RopeParams, WeightTensor } from '../backend/backend.js';
+import type { KVCache } from '../kv/kv-cache.js';
+
+export interface LlamaConfig {
+  readonly nLayers: number;
+  readonly dim: number;
+  readonly nHeads: number;
+  readonly nKvHeads: number;
+  readonly headDim: number;
+  readonly ffnDim: number;
+  readonly vocabSize: number;
+  readonly rmsEps: number;
+  readonly rope: RopeParams;
+}
+
+export interface LayerWeights {
+  readonly attnNorm: number; // f32[dim]
+  readonly wq: WeightTensor;
+  readonly wk: WeightTensor;
+  readonly wv: WeightTensor;
+  readonly wo: WeightTensor;
+  readonly bq?: number; // f32 biases (qwen2)
+  readonly bk?: number;
+  readonly bv?: number;
+  readonly ffnNorm: number; // f32[dim]
+  readonly wGate: WeightTensor;
+  readonly wUp: WeightTensor;
+  readonly wDown: WeightTensor;
+}
+
+export interface LlamaWeights {
+  readonly tokenEmbedding: WeightTensor;
+  readonly layers: readonly LayerWeights[];
+  readonly outputNorm: number; // f32[dim]
+  /** The output projection; the token embedding itself when tied. */
+  readonly output: WeightTensor;
+}
+
+export interface BatchToken {
+  readonly token: number;
+  readonly seqId: number;
+  /** Compute next-token logits after this token. */
+  readonly logits: boolean;
+}
+
+/** Activation buffers, allocated once for the largest batch (llama2.c's RunState). */
+interface Buffers {
+  x: number; // residual stream [T][dim]
+  xb: number; // normed input / projection output [T][dim]
+  q: number; // [T][nHeads * headDim]
+  k: number; // [T][kvDim]
+  v: number; // [T][kvDim]
+  attnOut: number; // [T][nHeads * headDim]
+  gate: number; // [T][ffnDim]
+  up: number; // [T][ffnDim]
+  logits: number; // [T][vocab]
+  ids: number; // i32[T]
+  positions: number; // i32[T]
+  slots: number; // i32[T]
+  tokenInfo: number; // i32[2T]: block table pointer, key count
+  blockTables: number; // i32 region for the batch's block tables
+  blockTableCapacity: number; // in entries
+}
+
+export class LlamaGraph {
+  private readonly buf: Buffers;
+
+  constructor(
+    private readonly backend: Backend,
+    readonly config: LlamaConfig,
+    private readonly weights: LlamaWeights,
+    readonly kv: KVCache,
+    readonly maxBatchTokens: number,
+  ) {
+    this.buf = LlamaGraph.allocateBuffers(backend, config, kv, maxBatchTokens);
+  }
+
+  /** Bytes of activation memory a graph of this shape allocates (for up-front budget checks). */
+  static activationBytes(c: LlamaConfig, maxBatchTokens: number, blockTableEntries: number): number {
+    const T = maxBatchTokens;
+    const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+    const floats = T * (2 * c.dim + 2 * qDim + 2 * kvDim + 2 * c.ffnDim + c.vocabSize);
+    return 4 * (floats + 5 * T + blockTableEntries) + 64 * 16;
+  }
+
+  private static blockTableEntries(kv: KVCache, maxBatchTokens: number): number {
+    const perSequence = Math.ceil(kv.options.maxSequenceLength / kv.blockSize);
+    return Math.min(maxBatchTokens, 256) * perSequence;
+  }
+
+  private static allocateBuffers(b: Backend, c: LlamaConfig, kv: KVCache, T: number): Buffers {
+    const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+    const f32 = (n: number) => b.alloc(4 * n);
+    const blockTableCapacity = LlamaGraph.blockTableEntries(kv, T);
+    return {
+      x: f32(T * c.dim), xb: f32(T * c.dim), q: f32(T * qDim), k: f32(T * kvDim), v: f32(T * kvDim),
+      attnOut: f32(T * qDim), gate: f32(T * c.ffnDim), up: f32(T * c.ffnDim), logits: f32(T * c.vocabSize),
+      ids: f32(T), positions: f32(T), slots: f32(T), tokenInfo: f32(2 * T),
+      blockTables: f32(blockTableCapacity), blockTableCapacity,
+    };
+  }
+
+  /**
+   * Evaluate a batch (at most maxBatchTokens). Tokens of one sequence must appear in order; each
+   * takes the sequence's next position. Returns next-token logits for the tokens that asked, in order.
+   * If the KV cache cannot take the batch, throws and leaves every sequence as it was.
+   */
+  forward(batch: readonly BatchToken[]): Float32Array[] {
+    const T = batch.length;
+    if (T === 0) return [];
+    if (T > this.maxBatchTokens) throw new RangeError(`batch of ${T} tokens exceeds maxBatchTokens ${this.maxBatchTokens}`);
+    const { backend: be, config: c, weights: w, buf } = this;
+    const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+
+    this.placeTokens(batch);
+
+    be.getRows(buf.x, w.tokenEmbedding, buf.ids, T);
+
+    for (let l = 0; l < c.nLayers; l++) {
+      const L = w.layers[l];
+      // Attention block: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+      be.rmsNorm(buf.xb, buf.x, L.attnNorm, c.dim, T, c.rmsEps);
+      be.matmul(buf.q, L.wq, buf.xb, T);
+      be.matmul(buf.k, L.wk, buf.xb, T);
+      be.matmul(buf.v, L.wv, buf.xb, T);
+      if (L.bq !== undefined) be.addBias(buf.q, buf.q, L.bq, qDim, T);
+      if (L.bk !== undefined) be.addBias(buf.k, buf.k, L.bk, kvDim, T);
+      if (L.bv !== undefined) be.addBias(buf.v, buf.v, L.bv, kvDim, T);
+      be.rope(buf.q, T, c.nHeads, c.headDim, buf.positions, c.rope);
+      be.rope(buf.k, T, c.nKvHeads, c.headDim, buf.positions, c.rope);
+      be.storeKV(this.kv.layers[l], buf.k, buf.v, buf.slots, T);
+      be.attention(this.attentionArgs(l, T));
+      be.matmul(buf.xb, L.wo, buf.attnOut, T);
+      be.add(buf.x, buf.x, buf.xb, T * c.dim);
+
+      // Feed-forward block: x += Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
+      be.rmsNorm(buf.xb, buf.x, L.ffnNorm, c.dim, T, c.rmsEps);
+      be.matmul(buf.gate, L.wGate, buf.xb, T);
+      be.matmul(buf.up, L.wUp, buf.xb, T);
+      be.swiglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
+      be.matmul(buf.xb, L.wDown, buf.gate, T);
+      be.add(buf.x, buf.x, buf.xb, T * c.dim);
+    }
+
+    // Only the tokens that asked for logits go through the final norm and output projection.
+    const wanted = batch.flatMap((t, i) => (t.logits ? [i] : []));
+    if (wanted.length === 0) return [];
+    const rowBytes = 4 * c.dim;
+    const mem = be.u8();
+    wanted.forEach((src, dst) => mem.copyWithin(buf.xb + dst * rowBytes, buf.x + src * rowBytes, buf.x + (src + 1) * rowBytes));
+    be.rmsNorm(buf.xb, buf.xb, w.outputNorm, c.dim, wanted.length, c.rmsEps);
+    be.matmul(buf.logits, w.output, buf.xb, wanted.length);
+    const all = be.f32(buf.logits, wanted.length * c.vocabSize);
+    return wanted.map((_, i) => all.slice(i * c.vocabSize, (i + 1) * c.vocabSize));
+  }
+
+  /** Reserve KV positions for the batch (all or nothing) and write ids, positions, slots and block tables. */
+  private placeTokens(batch: readonly BatchToken[]): void {
+    const { buf, kv } = this;
+    const countPerSeq = new Map<number, number>();
+    for (const t of batch) {
+      if (!Number.isInteger(t.token) || t.token < 0 || t.token >= this.config.vocabSize) {
+        throw new RangeError(`token id ${t.token} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
+      }
+      countPerSeq.set(t.seqId, (countPerSeq.get(t.seqId) ?? 0) + 1);
+    }
+    const reserved: { seqId: number; start: number; positions: number[]; slots: number[] }[] = [];
+    try {
+      for (const [seqId, n] of countPerSeq) {
+        const start = kv.sequenceLength(seqId);
+        reserved.push({ seqId, start, ...kv.reserve(seqId, n) });
+      }
+    } catch (err) {
+      for (const r of reserved) kv.truncate(r.seqId, r.start);
+      throw err;
+    }
+
+    // Block tables after the reservation, one per sequence, packed into the scratch region.
+    const tablePtr = new Map<number, number>();
+    let used = 0;
+    for (const { seqId } of reserved) {
+      const table = kv.blockTable(seqId);
+      if (used + table.length > buf.blockTableCapacity) throw new RangeError('too many sequences in one batch');
+      this.backend.i32(buf.blockTables + 4 * used, table.length).set(table);
+      tablePtr.set(seqId, buf.blockTables + 4 * used);
+      used += table.length;
+    }
+
+    const T = batch.length;
+    const ids = this.backend.i32(buf.ids, T), positions = this.backend.i32(buf.positions, T);
+    const slots = this.backend.i32(buf.slots, T), info = this.backend.i32(buf.tokenInfo, 2 * T);
+    const next = new Map(reserved.map((r) => [r.seqId, { ...r, i: 0 }]));
+    batch.forEach((t, i) => {
+      const r = next.get(t.seqId)!;
+      ids[i] = t.token;
+      positions[i] = r.positions[r.i];
+      slots[i] = r.slots[r.i];
+      info[2 * i] = tablePtr.get(t.seqId)!;
+      info[2 * i + 1] = r.positions[r.i] + 1; // causal: keys 0..position
+      r.i++;
+    });
+  }
+
+  private attentionArgs(layer: number, nTokens: number): AttentionArgs {
+    const c = this.config;
+    return {
+      q: this.buf.q, out: this.buf.attnOut, nTokens, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim,
+      scale: 1 / Math.sqrt(c.headDim), layer: this.kv.layers[layer], tokenInfo: this.buf.tokenInfo,
+    };
+  }
+}

@@ -1,0 +1,212 @@
+// Token sampling as a chain of small steps over a candidate list, in llama.cpp's default order:
+// logit bias → penalties → top-k → top-p → min-p → temperature → draw. Greedy when temperature <= 0.
+import { SeededRandom } from './rng.js';
+
+export interface SamplingOptions {
+  /** 0 (or less) means greedy. Default 0.8. */
+  temperature?: number;
+  /** Keep the k most likely tokens; 0 disables. Default 40. */
+  topK?: number;
+  /** Keep the smallest set with cumulative probability >= p; 1 disables. Default 0.95. */
+  topP?: number;
+  /** Drop tokens with probability < minP * p(max); 0 disables. Default 0.05. */
+  minP?: number;
+  /** Divide positive logits (multiply negative ones) of recently seen tokens; 1 disables. Default 1. */
+  repeatPenalty?: number;
+  /** Subtract frequencyPenalty * count(token) over the window. Default 0. */
+  frequencyPenalty?: number;
+  /** Subtract presencePenalty once for any token in the window. Default 0. */
+  presencePenalty?: number;
+  /** How many of the most recent tokens the penalties look at. Default 64. */
+  penaltyWindow?: number;
+  /** Added to the logits of the given token ids (-Infinity bans a token). */
+  logitBias?: Record<number, number> | Map<number, number>;
+  /** Seed of the random draw; same seed and inputs, same tokens. Default: random. */
+  seed?: number;
+}
+
+export class SamplingError extends Error {
+  override readonly name = 'SamplingError';
+  constructor(readonly code: 'INVALID_OPTION' | 'NO_CANDIDATES', message: string) {
+    super(message);
+  }
+}
+
+interface Candidates {
+  ids: Int32Array;
+  logits: Float32Array;
+  size: number;
+  /** ids/logits are sorted by descending logit (ties: lower id first). */
+  sorted: boolean;
+}
+
+export class Sampler {
+  private readonly rng: SeededRandom;
+  private readonly o: Required<Omit<SamplingOptions, 'logitBias' | 'seed'>>;
+  private readonly bias: [number, number][];
+
+  constructor(options: SamplingOptions = {}) {
+    this.o = {
+      temperature: options.temperature ?? 0.8,
+      topK: options.topK ?? 40,
+      topP: options.topP ?? 0.95,
+      minP: options.minP ?? 0.05,
+      repeatPenalty: options.repeatPenalty ?? 1,
+      frequencyPenalty: options.frequencyPenalty ?? 0,
+      presencePenalty: options.presencePenalty ?? 0,
+      penaltyWindow: options.penaltyWindow ?? 64,
+    };
+    const o = this.o;
+    const check = (ok: boolean, what: string) => {
+      if (!ok) throw new SamplingError('INVALID_OPTION', what);
+    };
+    check(Number.isFinite(o.temperature), `temperature must be a finite number, got ${o.temperature}`);
+    check(Number.isInteger(o.topK) && o.topK >= 0, `topK must be an integer >= 0, got ${o.topK}`);
+    check(o.topP > 0 && o.topP <= 1, `topP must be in (0, 1], got ${o.topP}`);
+    check(o.minP >= 0 && o.minP < 1, `minP must be in [0, 1), got ${o.minP}`);
+    check(o.repeatPenalty > 0 && Number.isFinite(o.repeatPenalty), `repeatPenalty must be > 0, got ${o.repeatPenalty}`);
+    check(Number.isFinite(o.frequencyPenalty) && Number.isFinite(o.presencePenalty), 'penalties must be finite');
+    check(Number.isInteger(o.penaltyWindow) && o.penaltyWindow >= 0, `penaltyWindow must be an integer >= 0, got ${o.penaltyWindow}`);
+    const bias = options.logitBias instanceof Map ? [...options.logitBias] : Object.entries(options.logitBias ?? {}).map(([k, v]) => [Number(k), v] as [number, number]);
+    for (const [id, v] of bias) check(Number.isInteger(id) && id >= 0 && !Number.isNaN(v), `logitBias entry ${id}: ${v} is invalid`);
+    this.bias = bias;
+    this.rng = new SeededRandom(options.seed ?? (Math.random() * 2 ** 32) >>> 0);
+  }
+
+  /** Pick the next token from a row of logits, given the tokens generated or seen so far. */
+  sample(logits: Float32Array, history: ArrayLike<number>): number {
+    const c: Candidates = { ids: new Int32Array(logits.length), logits: Float32Array.from(logits), size: logits.length, sorted: false };
+    for (let i = 0; i < c.size; i++) c.ids[i] = i;
+    this.applyBias(c);
+    this.applyPenalties(c, history);
+    if (this.o.temperature <= 0) return greedy(c);
+    topK(c, this.o.topK);
+    topP(c, this.o.topP);
+    minP(c, this.o.minP);
+    for (let i = 0; i < c.size; i++) c.logits[i] /= this.o.temperature;
+    return this.draw(c);
+  }
+
+  private applyBias(c: Candidates): void {
+    for (const [id, v] of this.bias) if (id < c.size) c.logits[id] += v;
+  }
+
+  private applyPenalties(c: Candidates, history: ArrayLike<number>): void {
+    const { repeatPenalty, frequencyPenalty, presencePenalty, penaltyWindow } = this.o;
+    if (penaltyWindow === 0 || (repeatPenalty === 1 && frequencyPenalty === 0 && presencePenalty === 0)) return;
+    const counts = new Map<number, number>();
+    for (let i = Math.max(0, history.length - penaltyWindow); i < history.length; i++) counts.set(history[i], (counts.get(history[i]) ?? 0) + 1);
+    for (const [id, n] of counts) {
+      if (id < 0 || id >= c.size) continue;
+      let l = c.logits[id];
+      l = l > 0 ? l / repeatPenalty : l * repeatPenalty;
+      c.logits[id] = l - n * frequencyPenalty - presencePenalty;
+    }
+  }
+
+  private draw(c: Candidates): number {
+    const probs = softmax(c);
+    let r = this.rng.next();
+    for (let i = 0; i < c.size; i++) {
+      r -= probs[i];
+      if (r < 0) return c.ids[i];
+    }
+    return c.ids[c.size - 1]; // rounding left a sliver: the last candidate takes it
+  }
+}
+
+function greedy(c: Candidates): number {
+  let best = -1;
+  for (let i = 0; i < c.size; i++) if (best < 0 || c.logits[i] > c.logits[best]) best = i;
+  if (best < 0 || c.logits[best] === -Infinity) throw new SamplingError('NO_CANDIDATES', 'every token is banned');
+  return c.ids[best];
+}
+
+function sortCandidates(c: Candidates): void {
+  if (c.sorted) return;
+  const order = Array.from({ length: c.size }, (_, i) => i).sort((a, b) => c.logits[b] - c.logits[a] || c.ids[a] - c.ids[b]);
+  const ids = order.map((i) => c.ids[i]), logits = order.map((i) => c.logits[i]);
+  c.ids.set(ids);
+  c.logits.set(logits);
+  c.sorted = true;
+}
+
+function dropBanned(c: Candidates): void {
+  sortCandidates(c);
+  while (c.size > 0 && c.logits[c.size - 1] === -Infinity) c.size--;
+  if (c.size === 0) throw new SamplingError('NO_CANDIDATES', 'every token is banned');
+}
+
+function topK(c: Candidates, k: number): void {
+  if (k > 0 && k < c.size && !c.sorted) selectTop(c, k);
+  dropBanned(c);
+  if (k > 0 && k < c.size) c.size = k;
+}
+
+/** Keep the k best candidates (unsorted) with a min-heap: O(n log k) instead of sorting the vocabulary. */
+function selectTop(c: Candidates, k: number): void {
+  const heap: number[] = []; // candidate indices; heap[0] is the worst kept
+  const worse = (a: number, b: number) => c.logits[a] < c.logits[b] || (c.logits[a] === c.logits[b] && c.ids[a] > c.ids[b]);
+  const siftDown = (i: number) => {
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let m = i;
+      if (l < heap.length && worse(heap[l], heap[m])) m = l;
+      if (r < heap.length && worse(heap[r], heap[m])) m = r;
+      if (m === i) return;
+      [heap[i], heap[m]] = [heap[m], heap[i]];
+      i = m;
+    }
+  };
+  for (let i = 0; i < c.size; i++) {
+    if (heap.length < k) {
+      heap.push(i);
+      for (let j = heap.length - 1; j > 0; ) {
+        const parent = (j - 1) >> 1;
+        if (!worse(heap[j], heap[parent])) break;
+        [heap[j], heap[parent]] = [heap[parent], heap[j]];
+        j = parent;
+      }
+    } else if (worse(heap[0], i)) {
+      heap[0] = i;
+      siftDown(0);
+    }
+  }
+  const ids = heap.map((i) => c.ids[i]), logits = heap.map((i) => c.logits[i]);
+  c.ids.set(ids);
+  c.logits.set(logits);
+  c.size = heap.length;
+}
+
+/** Probabilities of the current candidates (sorted, descending). */
+function softmax(c: Candidates): Float64Array {
+  dropBanned(c);
+  const p = new Float64Array(c.size);
+  const max = c.logits[0];
+  let sum = 0;
+  for (let i = 0; i < c.size; i++) sum += p[i] = Math.exp(c.logits[i] - max);
+  for (let i = 0; i < c.size; i++) p[i] /= sum;
+  return p;
+}
+
+function topP(c: Candidates, p: number): void {
+  if (p >= 1) return;
+  const probs = softmax(c);
+  let cum = 0;
+  for (let i = 0; i < c.size; i++) {
+    cum += probs[i];
+    if (cum >= p) {
+      c.size = i + 1;
+      return;
+    }
+  }
+}
+
+function minP(c: Candidates, m: number): void {
+  if (m <= 0) return;
+  const probs = softmax(c);
+  const threshold = probs[0] * m;
+  let keep = 1;
+  while (keep < c.size && probs[keep] >= threshold) keep++;
+  c.size = keep;
+}
