@@ -14,6 +14,8 @@ export interface LlamaConfig {
   readonly vocabSize: number;
   readonly rmsEps: number;
   readonly rope: RopeParams;
+  /** Context length the model was trained for. */
+  readonly contextLength: number;
 }
 
 export interface LayerWeights {

@@ -1,0 +1,66 @@
+import type { GenerateOptions } from '../model/model.js';
+import { numberOption, parseArgs } from './args.js';
+import { loadModelFromArgs, MODEL_OPTIONS } from './common.js';
+
+export const summary = 'generate text from a prompt (default model: the bundled stories260K)';
+
+const HELP = `usage: wasmforge generate [-m FILE] [-p PROMPT] [-n N] [options]
+  -m, --model FILE        GGUF model (default: bundled stories260K.gguf)
+  -p, --prompt TEXT       prompt (default: "Once upon a time")
+  -n, --n-predict N       tokens to generate (default 128)
+  --temp T                temperature, 0 = greedy (default 0.8)
+  --top-k K --top-p P --min-p P   sampling filters (defaults 40, 0.95, 0.05)
+  --repeat-penalty R --frequency-penalty F --presence-penalty P --repeat-last-n N
+  --seed S                random seed (default: random)
+  --stop TEXT             stop string (repeatable through a comma-free value)
+  -t, --threads N         worker threads (default: all cores)
+  -c, --ctx N             context length
+  --ignore-eos            keep generating past end-of-text`;
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, {
+    values: {
+      ...MODEL_OPTIONS, prompt: ['p'], 'n-predict': ['n'], temp: ['temperature'], 'top-k': [], 'top-p': [], 'min-p': [],
+      'repeat-penalty': [], 'frequency-penalty': [], 'presence-penalty': [], 'repeat-last-n': [], seed: ['s'], stop: [],
+    },
+    flags: { help: ['h'], 'ignore-eos': [] },
+  });
+  if (args.flags.has('help')) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  const options: GenerateOptions = {
+    maxTokens: numberOption(args, 'n-predict', 128, { integer: true, min: 0 }),
+    temperature: numberOption(args, 'temp', 0.8, { min: 0 }),
+    topK: numberOption(args, 'top-k', 40, { integer: true, min: 0 }),
+    topP: numberOption(args, 'top-p', 0.95, { min: 0, max: 1 }),
+    minP: numberOption(args, 'min-p', 0.05, { min: 0, max: 1 }),
+    repeatPenalty: numberOption(args, 'repeat-penalty', 1, { min: 0 }),
+    frequencyPenalty: numberOption(args, 'frequency-penalty', 0),
+    presencePenalty: numberOption(args, 'presence-penalty', 0),
+    penaltyWindow: numberOption(args, 'repeat-last-n', 64, { integer: true, min: 0 }),
+    seed: args.values.has('seed') ? numberOption(args, 'seed', 0, { integer: true, min: 0 }) : undefined,
+    stop: args.values.has('stop') ? [args.values.get('stop')!] : undefined,
+    ignoreEos: args.flags.has('ignore-eos'),
+  };
+  const prompt = args.values.get('prompt') ?? 'Once upon a time';
+  const model = await loadModelFromArgs(args);
+  try {
+    const abort = new AbortController();
+    const onSigint = () => abort.abort();
+    process.once('SIGINT', onSigint);
+    process.stdout.write(prompt);
+    const generation = model.generate(prompt, { ...options, signal: abort.signal });
+    for await (const piece of generation) process.stdout.write(piece.text);
+    const r = await generation.result;
+    process.off('SIGINT', onSigint);
+    process.stdout.write('\n');
+    process.stderr.write(
+      `\nload ${(model.loadMs / 1000).toFixed(2)} s | prompt ${r.promptTokens} tokens, ${r.promptTokensPerSecond.toFixed(1)} tok/s | ` +
+        `decode ${r.tokens.length} tokens, ${r.decodeTokensPerSecond.toFixed(1)} tok/s | ${model.backend.name}, ${model.backend.nThreads} threads | stop: ${r.stopReason}\n`,
+    );
+    return 0;
+  } finally {
+    await model.dispose();
+  }
+}
