@@ -60,11 +60,14 @@ const MAX_NESTING = 4;
 const MAX_DIMS = 4;
 const MAX_TENSOR_NAME = 63; // ggml's GGML_MAX_NAME (64) including the terminating NUL
 const CHUNK = 1 << 18;
-const utf8 = new TextDecoder('utf-8');
+const utf8Encoder = new TextEncoder();
+// ignoreBOM: a default TextDecoder strips a leading U+FEFF, which would turn a real token such as
+// Llama 2's "\uFEFF" into an empty string.
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 /** Sequential reader over the header, fetching the source in chunks as it goes. */
 class HeaderCursor {
-  private buf = new Uint8Array(0);
+  private buf: Uint8Array = new Uint8Array(0);
   private view = new DataView(this.buf.buffer);
   private bufStart = 0;
   pos = 0;
@@ -136,7 +139,12 @@ class HeaderCursor {
       case GGUFValueType.FLOAT64: return new Float64Array(raw.buffer);
       case GGUFValueType.UINT64: return new BigUint64Array(raw.buffer);
       case GGUFValueType.INT64: return new BigInt64Array(raw.buffer);
-      case GGUFValueType.BOOL: return Array.from(raw, (b) => b !== 0);
+      case GGUFValueType.BOOL: {
+        // Same rule as a scalar bool: any byte but 0 or 1 is corruption, not "true".
+        const bad = raw.findIndex((b) => b > 1);
+        if (bad >= 0) throw new GGUFError('INVALID_VALUE', `${what}[${bad}]: bool byte is ${raw[bad]}, expected 0 or 1`);
+        return Array.from(raw, (b) => b === 1);
+      }
     }
     throw new GGUFError('UNKNOWN_VALUE_TYPE', `${what}: value type ${type}`);
   }
@@ -268,8 +276,10 @@ export async function readGGUF(source: ByteSource): Promise<GGUFFile> {
   const names = new Set<string>();
   for (let i = 0; i < tensorCount; i++) {
     const name = await cur.string(`tensor #${i} name`);
-    if (name.length > MAX_TENSOR_NAME) {
-      throw new GGUFError('NAME_TOO_LONG', `tensor #${i} name is ${name.length} characters, the limit is ${MAX_TENSOR_NAME}`);
+    // ggml's limit is in bytes: count UTF-8 bytes, not UTF-16 code units.
+    const nameBytes = utf8Encoder.encode(name).length;
+    if (nameBytes > MAX_TENSOR_NAME) {
+      throw new GGUFError('NAME_TOO_LONG', `tensor #${i} name is ${nameBytes} bytes, the limit is ${MAX_TENSOR_NAME}`);
     }
     if (names.has(name)) throw new GGUFError('DUPLICATE_TENSOR', `tensor "${name}" appears twice`);
     names.add(name);
