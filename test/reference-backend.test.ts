@@ -1,0 +1,294 @@
+// The oracles judged against outside truth:
+//  1. the plain llama forward pass (test/reference/llama-reference.ts) reproduces llama2.c's greedy
+//     runs of stories260K token for token, and the F16/Q8_0/Q4_0 variants' dequantized-weight runs;
+//  2. the reference backend, driven through the Backend contract by a batched graph written here,
+//     gives the same logits as that forward pass (prefill in one batch, shuffled block table,
+//     f32 and f16 cache);
+//  3. the f16 conversion used for the cache is round-to-nearest-even per IEEE 754.
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import type { Backend, KVLayer, RopeParams, WeightTensor } from '../src/backend/backend.js';
+import { readGGUF } from '../src/gguf/reader.js';
+import { readRange } from '../src/io/byte-source.js';
+import { fileSource } from '../src/runtime/file-source.js';
+import { f16BitsToF32, f32ToF16Bits } from './reference/half.js';
+import { loadLlamaReference, type LlamaReference } from './reference/llama-reference.js';
+import { llama2cTokenizer } from './reference/llama2c-tokenizer.js';
+import { createReferenceBackend, ropeAngle } from './reference/reference-backend.js';
+
+const MODELS = new URL('../../shared/models/', import.meta.url).pathname;
+const haveModels = existsSync(MODELS + 'stories260K.gguf') && existsSync(MODELS + 'reference/stories260K_greedy_llama2c_run.txt');
+const SKIP_MSG = `shared models not found at ${MODELS}: skipping stories260K reference checks`;
+if (!haveModels) console.warn(SKIP_MSG);
+
+interface Expected {
+  header: string;
+  prompt: string;
+  steps: number;
+  text: string;
+}
+
+/** Sections "### <header>\n<text>" of a reference file; the prompt follows "prompt: " or "-i '". */
+function parseReference(path: string): Expected[] {
+  const raw = readFileSync(path, 'utf8');
+  return raw
+    .split(/^### /m)
+    .filter((s) => s.trim().length > 0)
+    .map((section) => {
+      const nl = section.indexOf('\n');
+      const header = section.slice(0, nl);
+      const prompt = /-i '([^']*)'/.exec(header)?.[1] ?? /^prompt: (.*?) \|/.exec(header)?.[1];
+      const steps = Number(/-n (\d+)/.exec(header)?.[1]);
+      if (prompt === undefined || !Number.isInteger(steps)) throw new Error(`cannot parse reference header: ${header}`);
+      // llama2.c ends the run with "\n"; sections are separated by a blank line.
+      return { header, prompt, steps, text: section.slice(nl + 1).replace(/\n+$/, '') };
+    });
+}
+
+/** llama2.c run.c's generate() with temperature 0: argmax, first maximum wins. */
+function generateLikeLlama2c(model: LlamaReference, prompt: string, steps: number): string {
+  const tok = llama2cTokenizer(model.gguf);
+  const ids = tok.encode(prompt);
+  model.reset();
+  const bytes: number[] = [];
+  let token = ids[0];
+  for (let pos = 0; pos < steps; pos++) {
+    const logits = model.forward(token, pos);
+    let next: number;
+    if (pos < ids.length - 1) next = ids[pos + 1];
+    else {
+      next = 0;
+      for (let i = 1; i < logits.length; i++) if (logits[i] > logits[next]) next = i;
+    }
+    if (next === 1) break;
+    bytes.push(...tok.decode(token, next));
+    token = next;
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes)).replace(/\n+$/, '');
+}
+
+describe.skipIf(!haveModels)('llama reference forward vs llama2.c (stories260K)', () => {
+  it('reproduces the three F32 greedy runs of llama2.c run.c token for token', async () => {
+    const model = await loadLlamaReference(MODELS + 'stories260K.gguf');
+    const runs = parseReference(MODELS + 'reference/stories260K_greedy_llama2c_run.txt');
+    expect(runs.length).toBe(3);
+    for (const run of runs) expect(generateLikeLlama2c(model, run.prompt, run.steps), run.header).toBe(run.text);
+  });
+
+  it('reproduces the F16, Q8_0 and Q4_0 runs (weights dequantized to f32, f32 activations)', async () => {
+    const variants = parseReference(MODELS + 'reference/stories260K_greedy_variants.txt');
+    const files: Record<string, string> = { f32: '', f16: '-f16', q8_0: '-q8_0', q4_0: '-q4_0' };
+    const seen = new Set<string>();
+    for (const run of variants) {
+      const name = /^variant: (\S+)/.exec(run.header)?.[1] ?? '';
+      expect(files[name], `unknown variant in ${run.header}`).toBeDefined();
+      seen.add(name);
+      const model = await loadLlamaReference(`${MODELS}stories260K${files[name]}.gguf`);
+      expect(generateLikeLlama2c(model, run.prompt, run.steps), run.header).toBe(run.text);
+    }
+    expect([...seen].sort()).toEqual(['f16', 'f32', 'q4_0', 'q8_0']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// A batched llama graph over the Backend contract, written here independently of src/model/.
+
+interface BackendModel {
+  forwardBatch(tokens: number[], startPos: number): Float32Array[];
+}
+
+async function loadIntoBackend(be: Backend, path: string, kvType: 'f32' | 'f16', maxSeq: number): Promise<BackendModel> {
+  const src = await fileSource(path);
+  const g = await readGGUF(src);
+  const tensor = async (name: string): Promise<WeightTensor> => {
+    const t = g.tensorsByName.get(name)!;
+    const ptr = be.alloc(t.nBytes);
+    be.u8().set(await readRange(src, t.fileOffset, t.nBytes), ptr);
+    return { ptr, type: t.type, cols: t.dims[0], rows: t.dims[1] ?? 1, rowBytes: t.nBytes / (t.dims[1] ?? 1) };
+  };
+  const m = g.metadata;
+  const num = (k: string) => m.get(k)!.value as number;
+  const dim = num('llama.embedding_length'), nHeads = num('llama.attention.head_count');
+  const nKvHeads = num('llama.attention.head_count_kv'), nLayers = num('llama.block_count');
+  const ffn = num('llama.feed_forward_length'), eps = num('llama.attention.layer_norm_rms_epsilon');
+  const headDim = dim / nHeads, kvDim = nKvHeads * headDim;
+  const rope: RopeParams = {
+    ropeDims: num('llama.rope.dimension_count'), freqBase: 10000, freqScale: 1, neox: false,
+    extFactor: 0, attnFactor: 1, betaFast: 32, betaSlow: 1, nCtxOrig: 2048,
+  };
+  const embd = await tensor('token_embd.weight');
+  const outNorm = (await tensor('output_norm.weight')).ptr;
+  const output = g.tensorsByName.has('output.weight') ? await tensor('output.weight') : embd;
+  interface Layer { attnNorm: number; ffnNorm: number; wq: WeightTensor; wk: WeightTensor; wv: WeightTensor; wo: WeightTensor; gate: WeightTensor; up: WeightTensor; down: WeightTensor }
+  const layers: Layer[] = [];
+  for (let l = 0; l < nLayers; l++) {
+    const p = `blk.${l}.`;
+    layers.push({
+      attnNorm: (await tensor(p + 'attn_norm.weight')).ptr, ffnNorm: (await tensor(p + 'ffn_norm.weight')).ptr,
+      wq: await tensor(p + 'attn_q.weight'), wk: await tensor(p + 'attn_k.weight'), wv: await tensor(p + 'attn_v.weight'),
+      wo: await tensor(p + 'attn_output.weight'), gate: await tensor(p + 'ffn_gate.weight'),
+      up: await tensor(p + 'ffn_up.weight'), down: await tensor(p + 'ffn_down.weight'),
+    });
+  }
+  await src.close();
+
+  // Paged cache with a shuffled block table: logical block b lives in physical block perm[b].
+  const blockSize = 4, nBlocks = Math.ceil(maxSeq / blockSize) + 3;
+  const eb = kvType === 'f16' ? 2 : 4;
+  const kv: KVLayer[] = layers.map(() => ({
+    kPtr: be.alloc(nBlocks * blockSize * kvDim * eb), vPtr: be.alloc(nBlocks * blockSize * kvDim * eb),
+    type: kvType, blockSize, kvDim,
+  }));
+  const perm = Array.from({ length: nBlocks }, (_, i) => i);
+  for (let i = nBlocks - 1, r = 12345; i > 0; i--) {
+    r = (r * 1103515245 + 12345) % 2147483648;
+    const j = r % (i + 1);
+    [perm[i], perm[j]] = [perm[j], perm[i]];
+  }
+  const table = be.alloc(nBlocks * 4);
+  be.i32(table, nBlocks).set(perm);
+
+  return {
+    forwardBatch(tokens, startPos) {
+      const T = tokens.length;
+      const a = (n: number) => be.alloc(n * 4);
+      const x = a(T * dim), xb = a(T * dim), q = a(T * dim), k = a(T * kvDim), v = a(T * kvDim);
+      const att = a(T * dim), gate = a(T * ffn), up = a(T * ffn), logits = a(T * output.rows);
+      const ids = a(T), pos = a(T), slots = a(T), info = a(2 * T);
+      be.i32(ids, T).set(tokens);
+      for (let t = 0; t < T; t++) {
+        const p = startPos + t;
+        be.i32(pos, T)[t] = p;
+        be.i32(slots, T)[t] = perm[Math.floor(p / blockSize)] * blockSize + (p % blockSize);
+        be.i32(info, 2 * T).set([table, p + 1], 2 * t);
+      }
+      be.getRows(x, embd, ids, T);
+      layers.forEach((L, l) => {
+        be.rmsNorm(xb, x, L.attnNorm, dim, T, eps);
+        be.matmul(q, L.wq, xb, T);
+        be.matmul(k, L.wk, xb, T);
+        be.matmul(v, L.wv, xb, T);
+        be.rope(q, T, nHeads, headDim, pos, rope);
+        be.rope(k, T, nKvHeads, headDim, pos, rope);
+        be.storeKV(kv[l], k, v, slots, T);
+        be.attention({ q, out: att, nTokens: T, nHeads, nKvHeads, headDim, scale: 1 / Math.sqrt(headDim), layer: kv[l], tokenInfo: info });
+        be.matmul(xb, L.wo, att, T);
+        be.add(x, x, xb, T * dim);
+        be.rmsNorm(xb, x, L.ffnNorm, dim, T, eps);
+        be.matmul(gate, L.gate, xb, T);
+        be.matmul(up, L.up, xb, T);
+        be.swiglu(gate, gate, up, T * ffn);
+        be.matmul(xb, L.down, gate, T);
+        be.add(x, x, xb, T * dim);
+      });
+      be.rmsNorm(x, x, outNorm, dim, T, eps);
+      be.matmul(logits, output, x, T);
+      return Array.from({ length: T }, (_, t) => be.f32(logits + t * output.rows * 4, output.rows).slice());
+    },
+  };
+}
+
+function maxRelDiff(a: Float32Array, b: Float32Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / den;
+}
+
+describe.skipIf(!haveModels)('reference backend vs llama reference forward (stories260K)', () => {
+  // Both compute in f64 and round to f32 at nearly the same points (measured: identical logits), so
+  // 1e-5 of the logit range leaves room only for rounding; a wrong op (rope pairing, GQA mapping,
+  // slot math) moves logits by O(1). An f16 cache rounds K/V by up to 2^-11 relative (measured
+  // 9e-4 of the logit range after 5 layers), hence 5e-3 there.
+  const cases = [
+    { file: 'stories260K.gguf', kv: 'f32', bound: 1e-5 },
+    { file: 'stories260K-q4_0.gguf', kv: 'f32', bound: 1e-5 },
+    { file: 'stories260K-q8_0.gguf', kv: 'f16', bound: 5e-3 },
+  ] as const;
+  for (const c of cases) {
+    it(`${c.file}, ${c.kv} cache: 13-token prefill in one batch, then 6 single-token steps`, async () => {
+      const ref = await loadLlamaReference(MODELS + c.file);
+      const be = createReferenceBackend();
+      const model = await loadIntoBackend(be, MODELS + c.file, c.kv, 32);
+      const tokens = [1, 403, 407, 261, 378, 1, 65, 280, 300, 500, 2, 17, 333, 45, 99, 123, 456, 7, 88];
+      const want = tokens.map((t, p) => ref.forward(t, p));
+      const got = [...model.forwardBatch(tokens.slice(0, 13), 0)];
+      for (let p = 13; p < tokens.length; p++) got.push(...model.forwardBatch([tokens[p]], p));
+      const worst = Math.max(...got.map((g, p) => maxRelDiff(g, want[p])));
+      expect(worst).toBeLessThan(c.bound);
+      await be.dispose();
+    });
+  }
+});
+
+describe('reference f16 conversion (IEEE 754 round to nearest even)', () => {
+  it('round-trips every finite f16 value and rounds midpoints to the even neighbour', () => {
+    const f32 = new Float32Array(1);
+    const u32 = new Uint32Array(f32.buffer);
+    const nextUp = (x: number) => { f32[0] = x; u32[0] += x >= 0 ? 1 : -1; return f32[0]; };
+    const nextDown = (x: number) => { f32[0] = x; u32[0] += x >= 0 ? -1 : 1; return f32[0]; };
+    for (let h = 0; h < 0x7c00; h++) {
+      const a = f16BitsToF32(h);
+      expect(f32ToF16Bits(a)).toBe(h);
+      expect(f32ToF16Bits(-a)).toBe(h | 0x8000);
+      // midpoint between h and h+1 (h+1 = 0x7c00 is infinity: its midpoint 65520 rounds up to it)
+      const b = h + 1 === 0x7c00 ? 65536 : f16BitsToF32(h + 1);
+      const mid = (a + b) / 2; // exact in f32: one more bit than f16 has
+      expect(f32ToF16Bits(mid)).toBe(h % 2 === 0 ? h : h + 1);
+      expect(f32ToF16Bits(nextDown(mid))).toBe(h);
+      expect(f32ToF16Bits(nextUp(mid))).toBe(h + 1);
+    }
+    expect(f32ToF16Bits(Infinity)).toBe(0x7c00);
+    expect(f32ToF16Bits(1e-9)).toBe(0);
+    expect(Number.isNaN(f16BitsToF32(f32ToF16Bits(NaN)))).toBe(true);
+  });
+});
+
+describe('reference RoPE follows its definition', () => {
+  const base: RopeParams = { ropeDims: 8, freqBase: 10000, freqScale: 1, neox: false, extFactor: 0, attnFactor: 1, betaFast: 32, betaSlow: 1, nCtxOrig: 4096 };
+
+  it('rotates pair (2i, 2i+1) or (i, i+d/2) by pos*base^(-2i/d), passes dims beyond ropeDims', () => {
+    for (const neox of [false, true]) {
+      const be = createReferenceBackend();
+      const headDim = 12, nHeads = 2; // ropeDims 8 < headDim: partial rotation
+      const x = be.alloc(nHeads * headDim * 4), pos = be.alloc(4);
+      const input = Float32Array.from({ length: nHeads * headDim }, (_, i) => Math.sin(i + 1) * 2);
+      be.f32(x, input.length).set(input);
+      be.i32(pos, 1)[0] = 37;
+      be.rope(x, 1, nHeads, headDim, pos, { ...base, neox });
+      const out = be.f32(x, input.length);
+      for (let h = 0; h < nHeads; h++) {
+        for (let i = 0; i < 4; i++) {
+          const th = 37 * 10000 ** (-2 * i / 8);
+          const [a, b] = neox ? [i, i + 4] : [2 * i, 2 * i + 1];
+          const x0 = input[h * headDim + a], x1 = input[h * headDim + b];
+          expect(out[h * headDim + a]).toBeCloseTo(x0 * Math.cos(th) - x1 * Math.sin(th), 5);
+          expect(out[h * headDim + b]).toBeCloseTo(x0 * Math.sin(th) + x1 * Math.cos(th), 5);
+        }
+        for (let i = 8; i < headDim; i++) expect(out[h * headDim + i]).toBe(input[h * headDim + i]);
+      }
+    }
+  });
+
+  it('YaRN: low pairs extrapolate, high pairs interpolate, mscale = attnFactor(1 + 0.1 ln(1/s))', () => {
+    const p: RopeParams = { ...base, ropeDims: 64, freqScale: 0.25, extFactor: 1, attnFactor: 0.9 };
+    const mscale = 0.9 * (1 + 0.1 * Math.log(4));
+    // corr dims: floor/ceil of 64 ln(4096 / (beta 2 pi)) / (2 ln 10000) for beta 32 and 1
+    const low = Math.floor((64 * Math.log(4096 / (32 * 2 * Math.PI))) / (2 * Math.log(10000)));
+    const high = Math.ceil((64 * Math.log(4096 / (1 * 2 * Math.PI))) / (2 * Math.log(10000)));
+    expect(low).toBeGreaterThan(0);
+    expect(high).toBeLessThan(31);
+    const th = (i: number) => 100 * 10000 ** (-2 * i / 64);
+    const at0 = ropeAngle(100, 0, p), atLow = ropeAngle(100, low, p), atTop = ropeAngle(100, 31, p);
+    expect(at0.cos).toBeCloseTo(Math.cos(th(0)) * mscale, 12);
+    expect(atLow.sin).toBeCloseTo(Math.sin(th(low)) * mscale, 12);
+    expect(atTop.cos).toBeCloseTo(Math.cos(th(31) * 0.25) * mscale, 12);
+    const mid = Math.floor((low + high) / 2), w = 1 - (mid - low) / (high - low);
+    expect(ropeAngle(100, mid, p).cos).toBeCloseTo(Math.cos(th(mid) * 0.25 * (1 - w) + th(mid) * w) * mscale, 12);
+    // extFactor 0: plain linear scaling, still multiplied by attnFactor (as ggml does)
+    const off = ropeAngle(100, 3, { ...p, extFactor: 0 });
+    expect(off.sin).toBeCloseTo(Math.sin(th(3) * 0.25) * 0.9, 12);
+  });
+});

@@ -1,0 +1,285 @@
+// The test oracle: every op of the Backend contract written as plainly as possible, one scalar
+// at a time, in f64, rounded to f32 only when stored. No SIMD, no threads, no activation
+// quantization, no cleverness: when it disagrees with a fast backend, the fast backend is wrong.
+//
+// Memory follows the same conventions as the real backends: one linear buffer, byte-offset
+// pointers, a bump allocator with 64-byte default alignment. The buffer grows by copying, so
+// views must be re-fetched after alloc(), exactly as with wasm memory.
+import type { AttentionArgs, Backend, KVLayer, RopeParams, WeightTensor } from '../../src/backend/backend.js';
+import { dequantize } from '../../src/tensor/dequant.js';
+import { rowBytes as typeRowBytes, typeName } from '../../src/tensor/ggml-types.js';
+import { f16BitsToF32, f32ToF16Bits } from './half.js';
+
+/** ggml's YaRN correction dimension: the rotary dim whose wavelength fits nRot turns in nCtxOrig. */
+function yarnCorrDim(nDims: number, nCtxOrig: number, nRot: number, base: number): number {
+  return (nDims * Math.log(nCtxOrig / (nRot * 2 * Math.PI))) / (2 * Math.log(base));
+}
+
+/** [low, high] pair indices between which YaRN ramps from extrapolation to interpolation. */
+export function yarnCorrDims(nDims: number, nCtxOrig: number, base: number, betaFast: number, betaSlow: number): [number, number] {
+  const start = Math.floor(yarnCorrDim(nDims, nCtxOrig, betaFast, base));
+  const end = Math.ceil(yarnCorrDim(nDims, nCtxOrig, betaSlow, base));
+  return [Math.max(0, start), Math.min(nDims - 1, end)];
+}
+
+/** 1 for pairs below `low` (pure extrapolation), 0 above `high`, linear in between. */
+function yarnRamp(low: number, high: number, pair: number): number {
+  const y = (pair - low) / Math.max(0.001, high - low);
+  return 1 - Math.min(1, Math.max(0, y));
+}
+
+/**
+ * cos/sin (already multiplied by mscale) for rotary pair `pair` at position `pos`, as ggml's
+ * rope_yarn defines them. Exported so tests can check other RoPE code against the same formula.
+ */
+export function ropeAngle(pos: number, pair: number, p: RopeParams): { cos: number; sin: number } {
+  const thetaExtrap = pos * Math.pow(p.freqBase, (-2 * pair) / p.ropeDims);
+  const thetaInterp = p.freqScale * thetaExtrap;
+  let theta = thetaInterp;
+  let mscale = p.attnFactor; // ggml scales by attn_factor even with YaRN off
+  if (p.extFactor !== 0) {
+    const [low, high] = yarnCorrDims(p.ropeDims, p.nCtxOrig, p.freqBase, p.betaFast, p.betaSlow);
+    const mix = yarnRamp(low, high, pair) * p.extFactor;
+    theta = thetaInterp * (1 - mix) + thetaExtrap * mix;
+    mscale *= 1 + 0.1 * Math.log(1 / p.freqScale);
+  }
+  return { cos: Math.cos(theta) * mscale, sin: Math.sin(theta) * mscale };
+}
+
+class LinearMemory {
+  buffer = new ArrayBuffer(1 << 16);
+  top = 64; // keep 0 as an invalid pointer, like the wasm backend's reserved low memory
+
+  alloc(bytes: number, align: number): number {
+    if (!Number.isInteger(bytes) || bytes < 0) throw new RangeError(`alloc: bad size ${bytes}`);
+    if (!Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0) throw new RangeError(`alloc: bad alignment ${align}`);
+    const ptr = Math.ceil(this.top / align) * align;
+    const end = ptr + bytes;
+    if (end > this.buffer.byteLength) {
+      let size = this.buffer.byteLength;
+      while (size < end) size *= 2;
+      const grown = new ArrayBuffer(size);
+      new Uint8Array(grown).set(new Uint8Array(this.buffer));
+      this.buffer = grown;
+    }
+    this.top = end;
+    return ptr;
+  }
+
+  check(ptr: number, bytes: number, what: string): void {
+    if (!Number.isInteger(ptr) || ptr <= 0 || ptr + bytes > this.top) {
+      throw new RangeError(`${what}: [${ptr}, ${ptr + bytes}) is outside allocated memory (top ${this.top})`);
+    }
+  }
+}
+
+export function createReferenceBackend(): Backend {
+  const mem = new LinearMemory();
+  const dv = () => new DataView(mem.buffer);
+
+  const f32View = (ptr: number, count: number, what = 'f32 view'): Float32Array => {
+    if (ptr % 4 !== 0) throw new RangeError(`${what}: pointer ${ptr} is not 4-byte aligned`);
+    mem.check(ptr, count * 4, what);
+    return new Float32Array(mem.buffer, ptr, count);
+  };
+  const i32View = (ptr: number, count: number, what = 'i32 view'): Int32Array => {
+    if (ptr % 4 !== 0) throw new RangeError(`${what}: pointer ${ptr} is not 4-byte aligned`);
+    mem.check(ptr, count * 4, what);
+    return new Int32Array(mem.buffer, ptr, count);
+  };
+
+  const checkWeight = (w: WeightTensor, what: string) => {
+    if (w.rowBytes !== typeRowBytes(w.type, w.cols)) {
+      throw new RangeError(`${what}: rowBytes ${w.rowBytes} does not match ${typeName(w.type)} with ${w.cols} cols`);
+    }
+    mem.check(w.ptr, w.rows * w.rowBytes, what);
+  };
+
+  /** Row r of a weight, dequantized by the reference dequantizer. */
+  const weightRow = (w: WeightTensor, r: number): Float32Array => {
+    const start = w.ptr + r * w.rowBytes;
+    return dequantize(w.type, new Uint8Array(mem.buffer, start, w.rowBytes), w.cols);
+  };
+
+  const elemBytes = (layer: KVLayer) => (layer.type === 'f16' ? 2 : 4);
+
+  /** Cached K or V value i of slot s. */
+  const readKV = (layer: KVLayer, base: number, slot: number, i: number): number => {
+    const d = dv();
+    if (layer.type === 'f16') return f16BitsToF32(d.getUint16(base + (slot * layer.kvDim + i) * 2, true));
+    return d.getFloat32(base + (slot * layer.kvDim + i) * 4, true);
+  };
+
+  const backend: Backend = {
+    name: 'reference',
+    nThreads: 1,
+
+    alloc(bytes, align = 64) {
+      return mem.alloc(bytes, align);
+    },
+    u8() {
+      return new Uint8Array(mem.buffer);
+    },
+    f32(ptr, count) {
+      return f32View(ptr, count);
+    },
+    i32(ptr, count) {
+      return i32View(ptr, count);
+    },
+
+    matmul(out, w, x, nTokens) {
+      checkWeight(w, 'matmul weight');
+      const xs = f32View(x, nTokens * w.cols, 'matmul x').slice();
+      const result = new Float64Array(nTokens * w.rows);
+      for (let r = 0; r < w.rows; r++) {
+        const row = weightRow(w, r);
+        for (let t = 0; t < nTokens; t++) {
+          let acc = 0;
+          for (let c = 0; c < w.cols; c++) acc += row[c] * xs[t * w.cols + c];
+          result[t * w.rows + r] = acc;
+        }
+      }
+      f32View(out, nTokens * w.rows, 'matmul out').set(result);
+    },
+
+    getRows(out, table, ids, nTokens) {
+      checkWeight(table, 'getRows table');
+      const idv = i32View(ids, nTokens, 'getRows ids').slice();
+      const rows: Float32Array[] = [];
+      for (let t = 0; t < nTokens; t++) {
+        const id = idv[t];
+        if (id < 0 || id >= table.rows) throw new RangeError(`getRows: id ${id} outside 0..${table.rows - 1}`);
+        rows.push(weightRow(table, id));
+      }
+      const o = f32View(out, nTokens * table.cols, 'getRows out');
+      rows.forEach((row, t) => o.set(row, t * table.cols));
+    },
+
+    rmsNorm(out, x, weight, n, nTokens, eps) {
+      const xs = f32View(x, n * nTokens, 'rmsNorm x').slice();
+      const wv = f32View(weight, n, 'rmsNorm weight').slice();
+      const o = f32View(out, n * nTokens, 'rmsNorm out');
+      for (let t = 0; t < nTokens; t++) {
+        let ss = 0;
+        for (let i = 0; i < n; i++) ss += xs[t * n + i] * xs[t * n + i];
+        const inv = 1 / Math.sqrt(ss / n + eps);
+        for (let i = 0; i < n; i++) o[t * n + i] = xs[t * n + i] * inv * wv[i];
+      }
+    },
+
+    rope(x, nTokens, nHeads, headDim, positions, p) {
+      if (p.ropeDims % 2 !== 0 || p.ropeDims > headDim || p.ropeDims <= 0) {
+        throw new RangeError(`rope: ropeDims ${p.ropeDims} must be even and in 2..headDim (${headDim})`);
+      }
+      const pos = i32View(positions, nTokens, 'rope positions').slice();
+      const v = f32View(x, nTokens * nHeads * headDim, 'rope x');
+      const half = p.ropeDims / 2;
+      for (let t = 0; t < nTokens; t++) {
+        for (let h = 0; h < nHeads; h++) {
+          const base = (t * nHeads + h) * headDim;
+          for (let i = 0; i < half; i++) {
+            const { cos, sin } = ropeAngle(pos[t], i, p);
+            // normal: adjacent pairs (2i, 2i+1); NeoX: split halves (i, i + ropeDims/2)
+            const a = base + (p.neox ? i : 2 * i);
+            const b = base + (p.neox ? i + half : 2 * i + 1);
+            const x0 = v[a], x1 = v[b];
+            v[a] = x0 * cos - x1 * sin;
+            v[b] = x0 * sin + x1 * cos;
+          }
+          // dims ropeDims..headDim-1 pass through untouched
+        }
+      }
+    },
+
+    swiglu(out, gate, up, count) {
+      const g = f32View(gate, count, 'swiglu gate').slice();
+      const u = f32View(up, count, 'swiglu up').slice();
+      const o = f32View(out, count, 'swiglu out');
+      for (let i = 0; i < count; i++) o[i] = (g[i] / (1 + Math.exp(-g[i]))) * u[i];
+    },
+
+    add(out, a, b, count) {
+      const av = f32View(a, count, 'add a').slice();
+      const bv = f32View(b, count, 'add b').slice();
+      const o = f32View(out, count, 'add out');
+      for (let i = 0; i < count; i++) o[i] = av[i] + bv[i];
+    },
+
+    addBias(out, x, bias, n, nTokens) {
+      const xs = f32View(x, n * nTokens, 'addBias x').slice();
+      const bv = f32View(bias, n, 'addBias bias').slice();
+      const o = f32View(out, n * nTokens, 'addBias out');
+      for (let t = 0; t < nTokens; t++) for (let i = 0; i < n; i++) o[t * n + i] = xs[t * n + i] + bv[i];
+    },
+
+    storeKV(layer, k, v, slots, nTokens) {
+      const ks = f32View(k, nTokens * layer.kvDim, 'storeKV k').slice();
+      const vs = f32View(v, nTokens * layer.kvDim, 'storeKV v').slice();
+      const sl = i32View(slots, nTokens, 'storeKV slots').slice();
+      const eb = elemBytes(layer);
+      const d = dv();
+      for (let t = 0; t < nTokens; t++) {
+        const s = sl[t];
+        if (s < 0) throw new RangeError(`storeKV: negative slot ${s}`);
+        mem.check(layer.kPtr + (s + 1) * layer.kvDim * eb - 1, 1, 'storeKV K slot');
+        mem.check(layer.vPtr + (s + 1) * layer.kvDim * eb - 1, 1, 'storeKV V slot');
+        for (let i = 0; i < layer.kvDim; i++) {
+          const ko = (s * layer.kvDim + i) * eb;
+          if (layer.type === 'f16') {
+            d.setUint16(layer.kPtr + ko, f32ToF16Bits(ks[t * layer.kvDim + i]), true);
+            d.setUint16(layer.vPtr + ko, f32ToF16Bits(vs[t * layer.kvDim + i]), true);
+          } else {
+            d.setFloat32(layer.kPtr + ko, ks[t * layer.kvDim + i], true);
+            d.setFloat32(layer.vPtr + ko, vs[t * layer.kvDim + i], true);
+          }
+        }
+      }
+    },
+
+    attention(args: AttentionArgs) {
+      const { nTokens, nHeads, nKvHeads, headDim, scale, layer } = args;
+      if (nKvHeads <= 0 || nHeads % nKvHeads !== 0) throw new RangeError(`attention: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
+      if (layer.kvDim !== nKvHeads * headDim) throw new RangeError(`attention: kvDim ${layer.kvDim} != nKvHeads * headDim`);
+      const dim = nHeads * headDim;
+      const q = f32View(args.q, nTokens * dim, 'attention q').slice();
+      const info = i32View(args.tokenInfo, 2 * nTokens, 'attention tokenInfo').slice();
+      const result = new Float64Array(nTokens * dim);
+      const group = nHeads / nKvHeads;
+      for (let t = 0; t < nTokens; t++) {
+        const tablePtr = info[2 * t], nKeys = info[2 * t + 1];
+        if (nKeys <= 0) throw new RangeError(`attention: token ${t} has nKeys ${nKeys}`);
+        const table = i32View(tablePtr, Math.ceil(nKeys / layer.blockSize), 'attention block table').slice();
+        const slots = new Int32Array(nKeys);
+        for (let p = 0; p < nKeys; p++) slots[p] = table[Math.floor(p / layer.blockSize)] * layer.blockSize + (p % layer.blockSize);
+        for (let h = 0; h < nHeads; h++) {
+          const kvh = Math.floor(h / group);
+          const scores = new Float64Array(nKeys);
+          let max = -Infinity;
+          for (let p = 0; p < nKeys; p++) {
+            let dot = 0;
+            for (let i = 0; i < headDim; i++) dot += q[t * dim + h * headDim + i] * readKV(layer, layer.kPtr, slots[p], kvh * headDim + i);
+            scores[p] = dot * scale;
+            if (scores[p] > max) max = scores[p];
+          }
+          let sum = 0;
+          for (let p = 0; p < nKeys; p++) {
+            scores[p] = Math.exp(scores[p] - max);
+            sum += scores[p];
+          }
+          for (let i = 0; i < headDim; i++) {
+            let acc = 0;
+            for (let p = 0; p < nKeys; p++) acc += scores[p] * readKV(layer, layer.vPtr, slots[p], kvh * headDim + i);
+            result[t * dim + h * headDim + i] = acc / sum;
+          }
+        }
+      }
+      f32View(args.out, nTokens * dim, 'attention out').set(result);
+    },
+
+    async dispose() {
+      mem.buffer = new ArrayBuffer(0);
+      mem.top = 0;
+    },
+  };
+  return backend;
+}
