@@ -77,6 +77,8 @@ export interface Field {
   label: string;
   offset: number;
   size: number;
+  /** For arr_count fields: the element count, the smallest encoding of one element, and where the array ends. */
+  array?: { count: number; minElementBytes: number; end: number };
 }
 
 const FIXED: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
@@ -103,11 +105,14 @@ export function walkLayout(bytes: Uint8Array): Field[] {
     if (type !== T.ARRAY) { take('scalar', label, FIXED[type]); return; }
     const et = v.getUint32(take('arr_type', label, 4), true);
     const count = u64(take('arr_count', label, 8));
+    const countField = fields[fields.length - 1];
     if (et === T.STRING || et === T.ARRAY) {
       for (let i = 0; i < count; i++) value(et, `${label}[${i}]`);
     } else {
       take('arr_data', label, count * FIXED[et]);
     }
+    const minElementBytes = et === T.STRING ? 8 : et === T.ARRAY ? 12 : FIXED[et];
+    countField.array = { count, minElementBytes, end: p };
   };
   take('magic', '', 4);
   take('version', '', 4);
