@@ -1,0 +1,148 @@
+// Test oracle: llama.cpp itself, through node-llama-cpp's prebuilt CPU binaries (never built or
+// downloaded here). Not shipped; tests use it to check that files we write load in llama.cpp and
+// that our numbers match its numbers.
+//
+// What node-llama-cpp 3.22 gives (read from its sources, checked on stories260K):
+// - sequence.controlledEvaluate(tokens.map(t => [t, { generateNext: { logits: true } }])) returns,
+//   for every input position, the raw logits of the FULL vocabulary (a Map token -> logit, sorted
+//   by logit). They are llama_get_logits_ith() copied as floats: with the default temperature 0
+//   the sampler chain is greedy only, which selects but does not filter or rescale candidates
+//   (top-k 40 and top-p only apply when temperature > 0).
+// - generateNext.probabilities gives the softmax of that same full list, computed in float32 in
+//   the addon; we use the logits instead and take log-softmax in float64, which keeps exact
+//   tail values (float32 probabilities underflow to 0 for very unlikely tokens).
+// - getLlama costs about 1 s (binary load); loading a tiny model about 25 ms; evaluating a few
+//   tokens of stories260K about 30 ms.
+import type { ControlledEvaluateInputItem, Llama, LlamaModel, Token } from 'node-llama-cpp';
+
+export interface LlamaCppStatus {
+  available: boolean;
+  /** Why not, when unavailable. */
+  reason?: string;
+}
+
+let llamaPromise: Promise<Llama> | undefined;
+const models = new Map<string, Promise<LlamaModel>>();
+
+async function llama(): Promise<Llama> {
+  llamaPromise ??= (async () => {
+    const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
+    return getLlama({
+      gpu: false,
+      build: 'never',
+      usePrebuiltBinaries: true,
+      skipDownload: true,
+      progressLogs: false,
+      logLevel: LlamaLogLevel.error,
+      // One thread: the same reduction order on every run.
+      maxThreads: 1,
+    });
+  })();
+  return llamaPromise;
+}
+
+/** Whether node-llama-cpp can load its prebuilt binary here, and if not, why. */
+export async function llamaCppStatus(): Promise<LlamaCppStatus> {
+  try {
+    await llama();
+    return { available: true };
+  } catch (e) {
+    llamaPromise = undefined;
+    return { available: false, reason: (e as Error).message.split('\n')[0] };
+  }
+}
+
+export async function isLlamaCppAvailable(): Promise<boolean> {
+  return (await llamaCppStatus()).available;
+}
+
+async function model(path: string): Promise<LlamaModel> {
+  let m = models.get(path);
+  if (!m) {
+    m = llama().then((l) => l.loadModel({ modelPath: path, gpuLayers: 0 }));
+    models.set(path, m);
+    m.catch(() => models.delete(path));
+  }
+  return m;
+}
+
+/**
+ * Logit rows have one entry per row of the output matrix. node-llama-cpp exposes no n_vocab, so
+ * take it from its own GGUF parse (independent of ours): output.weight, else the tied embedding.
+ */
+function vocabSize(m: LlamaModel, path: string): number {
+  const info = m.fileInfo.tensorInfo ?? [];
+  const t = info.find((x) => x.name === 'output.weight') ?? info.find((x) => x.name === 'token_embd.weight');
+  const n = t ? Number(t.dimensions[1]) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${path}: cannot tell the vocabulary size from node-llama-cpp's tensor info`);
+  return n;
+}
+
+/** Load a model and report what llama.cpp saw; a file llama.cpp refuses rejects with its error. */
+export async function llamaCppLoad(path: string): Promise<{ vocabSize: number; trainContextSize: number; layers: number }> {
+  const m = await model(path);
+  return { vocabSize: vocabSize(m, path), trainContextSize: m.trainContextSize, layers: m.fileInsights.totalLayers };
+}
+
+/** llama.cpp's tokenization. `special` parses special-token text such as "<s>"; `addBos` prepends BOS. */
+export async function llamaCppTokenize(path: string, text: string, opts: { addBos?: boolean; special?: boolean } = {}): Promise<number[]> {
+  const m = await model(path);
+  const tokens = m.tokenize(text, opts.special ?? false).map(Number);
+  if (opts.addBos) {
+    const bos = m.tokens.bos;
+    if (bos === null) throw new Error(`${path}: model has no BOS token`);
+    tokens.unshift(Number(bos));
+  }
+  return tokens;
+}
+
+/** Raw next-token logits over the full vocabulary after each prompt position (a fresh context per call). */
+export async function llamaCppNextTokenLogits(path: string, tokens: number[]): Promise<Float32Array[]> {
+  if (tokens.length === 0) return [];
+  const m = await model(path);
+  const nVocab = vocabSize(m, path);
+  const size = Math.max(64, tokens.length + 1);
+  const context = await m.createContext({ contextSize: size, batchSize: size, threads: { ideal: 1, min: 1 }, sequences: 1 });
+  try {
+    const sequence = context.getSequence();
+    const results = await sequence.controlledEvaluate(
+      tokens.map((t): ControlledEvaluateInputItem => [t as Token, { generateNext: { logits: true } }]),
+    );
+    return tokens.map((_, i) => {
+      const logits = results[i]?.next.logits;
+      if (!logits) throw new Error(`${path}: no logits returned for position ${i}`);
+      if (logits.size !== nVocab) throw new Error(`${path}: got ${logits.size} logits at position ${i}, expected the full vocabulary of ${nVocab}`);
+      const row = new Float32Array(nVocab);
+      for (const [token, logit] of logits) row[token] = logit;
+      return row;
+    });
+  } finally {
+    await context.dispose();
+  }
+}
+
+/** Log-softmax of each row, computed in float64. */
+export function logSoftmax(logits: Float32Array): Float32Array {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const lse = max + Math.log(sum);
+  return logits.map((v) => v - lse);
+}
+
+/** For each prompt position, the full-vocabulary log-probabilities of the next token. */
+export async function llamaCppNextTokenLogProbs(path: string, tokens: number[]): Promise<Float32Array[]> {
+  return (await llamaCppNextTokenLogits(path, tokens)).map(logSoftmax);
+}
+
+/** Free the models and the binding (call from afterAll). */
+export async function disposeLlamaCpp(): Promise<void> {
+  for (const m of models.values()) await m.then((x) => x.dispose(), () => {});
+  models.clear();
+  if (llamaPromise) {
+    const l = await llamaPromise.catch(() => undefined);
+    llamaPromise = undefined;
+    await l?.dispose();
+  }
+}
