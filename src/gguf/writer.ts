@@ -224,11 +224,10 @@ function writeArray(w: ByteWriter, arr: unknown, what: string, depth: number): v
       w.string(item);
     } else if (elementType === GGUFValueType.ARRAY) {
       writeArray(w, item, `${what}[${i}]`, depth + 1);
-    } else if ((elementType === GGUFValueType.FLOAT32 || elementType === GGUFValueType.FLOAT64) && typeof item === 'bigint') {
-      fail(`${what}[${i}] is a bigint, expected a number for ${typeLabel(elementType)}`);
     } else {
-      // Typed arrays of another kind (e.g. Float64Array for FLOAT32) are converted element by element.
-      writeScalar(w, elementType, typeof item === 'bigint' && elementType !== GGUFValueType.UINT64 && elementType !== GGUFValueType.INT64 ? Number(item) : item, `${what}[${i}]`);
+      // Plain arrays and typed arrays of another kind (e.g. Float64Array for FLOAT32) go element by
+      // element, each checked to fit the element type.
+      writeScalar(w, elementType, item, `${what}[${i}]`);
     }
   }
 }
