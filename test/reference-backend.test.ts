@@ -5,12 +5,17 @@
 //     gives the same logits as that forward pass (prefill in one batch, shuffled block table,
 //     f32 and f16 cache);
 //  3. the f16 conversion used for the cache is round-to-nearest-even per IEEE 754.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Backend, KVLayer, RopeParams, WeightTensor } from '../src/backend/backend.js';
+import { GGUFValueType } from '../src/gguf/constants.js';
 import { readGGUF } from '../src/gguf/reader.js';
+import { writeGGUF } from '../src/gguf/writer.js';
 import { readRange } from '../src/io/byte-source.js';
 import { fileSource } from '../src/runtime/file-source.js';
+import { GGMLType } from '../src/tensor/ggml-types.js';
 import { f16BitsToF32, f32ToF16Bits } from './reference/half.js';
 import { loadLlamaReference, type LlamaReference } from './reference/llama-reference.js';
 import { llama2cTokenizer } from './reference/llama2c-tokenizer.js';
@@ -107,19 +112,24 @@ async function loadIntoBackend(be: Backend, path: string, kvType: 'f32' | 'f16',
     return { ptr, type: t.type, cols: t.dims[0], rows: t.dims[1] ?? 1, rowBytes: t.nBytes / (t.dims[1] ?? 1) };
   };
   const m = g.metadata;
-  const num = (k: string) => m.get(k)!.value as number;
-  const dim = num('llama.embedding_length'), nHeads = num('llama.attention.head_count');
-  const nKvHeads = num('llama.attention.head_count_kv'), nLayers = num('llama.block_count');
-  const ffn = num('llama.feed_forward_length'), eps = num('llama.attention.layer_norm_rms_epsilon');
+  const arch = m.get('general.architecture')!.value as string;
+  const num = (k: string, fallback?: number) => (m.get(`${arch}.${k}`)?.value as number | undefined) ?? fallback!;
+  const dim = num('embedding_length'), nHeads = num('attention.head_count');
+  const nKvHeads = num('attention.head_count_kv'), nLayers = num('block_count');
+  const ffn = num('feed_forward_length'), eps = num('attention.layer_norm_rms_epsilon');
   const headDim = dim / nHeads, kvDim = nKvHeads * headDim;
   const rope: RopeParams = {
-    ropeDims: num('llama.rope.dimension_count'), freqBase: 10000, freqScale: 1, neox: false,
+    ropeDims: num('rope.dimension_count', headDim), freqBase: num('rope.freq_base', 10000), freqScale: 1, neox: arch === 'qwen2',
     extFactor: 0, attnFactor: 1, betaFast: 32, betaSlow: 1, nCtxOrig: 2048,
   };
   const embd = await tensor('token_embd.weight');
   const outNorm = (await tensor('output_norm.weight')).ptr;
   const output = g.tensorsByName.has('output.weight') ? await tensor('output.weight') : embd;
-  interface Layer { attnNorm: number; ffnNorm: number; wq: WeightTensor; wk: WeightTensor; wv: WeightTensor; wo: WeightTensor; gate: WeightTensor; up: WeightTensor; down: WeightTensor }
+  const bias = async (name: string) => (g.tensorsByName.has(name) ? (await tensor(name)).ptr : undefined);
+  interface Layer {
+    attnNorm: number; ffnNorm: number; wq: WeightTensor; wk: WeightTensor; wv: WeightTensor; wo: WeightTensor;
+    gate: WeightTensor; up: WeightTensor; down: WeightTensor; bq?: number; bk?: number; bv?: number;
+  }
   const layers: Layer[] = [];
   for (let l = 0; l < nLayers; l++) {
     const p = `blk.${l}.`;
@@ -128,6 +138,7 @@ async function loadIntoBackend(be: Backend, path: string, kvType: 'f32' | 'f16',
       wq: await tensor(p + 'attn_q.weight'), wk: await tensor(p + 'attn_k.weight'), wv: await tensor(p + 'attn_v.weight'),
       wo: await tensor(p + 'attn_output.weight'), gate: await tensor(p + 'ffn_gate.weight'),
       up: await tensor(p + 'ffn_up.weight'), down: await tensor(p + 'ffn_down.weight'),
+      bq: await bias(p + 'attn_q.bias'), bk: await bias(p + 'attn_k.bias'), bv: await bias(p + 'attn_v.bias'),
     });
   }
   await src.close();
@@ -168,6 +179,9 @@ async function loadIntoBackend(be: Backend, path: string, kvType: 'f32' | 'f16',
         be.matmul(q, L.wq, xb, T);
         be.matmul(k, L.wk, xb, T);
         be.matmul(v, L.wv, xb, T);
+        if (L.bq !== undefined) be.addBias(q, q, L.bq, dim, T);
+        if (L.bk !== undefined) be.addBias(k, k, L.bk, kvDim, T);
+        if (L.bv !== undefined) be.addBias(v, v, L.bv, kvDim, T);
         be.rope(q, T, nHeads, headDim, pos, rope);
         be.rope(k, T, nKvHeads, headDim, pos, rope);
         be.storeKV(kv[l], k, v, slots, T);
@@ -221,6 +235,56 @@ describe.skipIf(!haveModels)('reference backend vs llama reference forward (stor
       await be.dispose();
     });
   }
+});
+
+describe('reference backend vs llama reference forward (synthetic qwen2: biases, NeoX RoPE, tied output)', () => {
+  it('gives the same logits for a random 2-layer qwen2 model', async () => {
+    // dim 64, 4 heads of 16, 2 kv heads, ffn 96, vocab 80, rope base 1e6; random f32 weights
+    let seed = 42;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+    const f32 = (n: number, scale: number, offset = 0) => Float32Array.from({ length: n }, () => offset + scale * rnd());
+    const t = (name: string, dims: number[], data: Float32Array) => ({ name, dims, type: GGMLType.F32, data: new Uint8Array(data.buffer) });
+    const dim = 64, kvDim = 32, ffn = 96, vocab = 80;
+    const tensors = [t('token_embd.weight', [dim, vocab], f32(dim * vocab, 1)), t('output_norm.weight', [dim], f32(dim, 0.2, 1))];
+    for (let l = 0; l < 2; l++) {
+      const p = `blk.${l}.`;
+      tensors.push(
+        t(p + 'attn_norm.weight', [dim], f32(dim, 0.2, 1)), t(p + 'ffn_norm.weight', [dim], f32(dim, 0.2, 1)),
+        t(p + 'attn_q.weight', [dim, dim], f32(dim * dim, 0.3)), t(p + 'attn_q.bias', [dim], f32(dim, 1)),
+        t(p + 'attn_k.weight', [dim, kvDim], f32(dim * kvDim, 0.3)), t(p + 'attn_k.bias', [kvDim], f32(kvDim, 1)),
+        t(p + 'attn_v.weight', [dim, kvDim], f32(dim * kvDim, 0.3)), t(p + 'attn_v.bias', [kvDim], f32(kvDim, 1)),
+        t(p + 'attn_output.weight', [dim, dim], f32(dim * dim, 0.2)),
+        t(p + 'ffn_gate.weight', [dim, ffn], f32(dim * ffn, 0.2)), t(p + 'ffn_up.weight', [dim, ffn], f32(dim * ffn, 0.2)),
+        t(p + 'ffn_down.weight', [ffn, dim], f32(dim * ffn, 0.2)),
+      );
+    }
+    const u32 = (value: number) => ({ type: GGUFValueType.UINT32, value });
+    const meta: [string, { type: GGUFValueType; value: string | number }][] = [
+      ['general.architecture', { type: GGUFValueType.STRING, value: 'qwen2' }],
+      ['qwen2.embedding_length', u32(dim)], ['qwen2.block_count', u32(2)], ['qwen2.feed_forward_length', u32(ffn)],
+      ['qwen2.attention.head_count', u32(4)], ['qwen2.attention.head_count_kv', u32(2)], ['qwen2.context_length', u32(64)],
+      ['qwen2.rope.freq_base', { type: GGUFValueType.FLOAT32, value: 1e6 }],
+      ['qwen2.attention.layer_norm_rms_epsilon', { type: GGUFValueType.FLOAT32, value: 1e-6 }],
+    ];
+    const dir = mkdtempSync(join(tmpdir(), 'wasmforge-ref-'));
+    const path = join(dir, 'qwen2-tiny.gguf');
+    try {
+      writeFileSync(path, writeGGUF(meta, tensors));
+      const ref = await loadLlamaReference(path);
+      expect(ref.config.neox).toBe(true);
+      const be = createReferenceBackend();
+      const model = await loadIntoBackend(be, path, 'f32', 32);
+      // positions up to 24: with base 1e6 the slow pairs barely turn, the fast ones wrap several times
+      const tokens = Array.from({ length: 24 }, (_, i) => (i * 37 + 5) % vocab);
+      const want = tokens.map((tok, p) => ref.forward(tok, p));
+      const got = [...model.forwardBatch(tokens.slice(0, 9), 0)];
+      for (let p = 9; p < tokens.length; p++) got.push(...model.forwardBatch([tokens[p]], p));
+      expect(Math.max(...got.map((g, p) => maxRelDiff(g, want[p])))).toBeLessThan(1e-5);
+      await be.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('reference f16 conversion (IEEE 754 round to nearest even)', () => {
