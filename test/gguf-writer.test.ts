@@ -157,6 +157,8 @@ describe('writer', () => {
     expectWriteError(meta(kv('a', { type: T.ARRAY, value: { elementType: T.BOOL, values: [true, 0] as boolean[] } })), /\[1\] must be a boolean/);
     expectWriteError(meta(kv('a', { type: T.ARRAY, value: { elementType: T.UINT16, values: new Int32Array([70000]) } })), /\[0\] must be an integer in 0..65535/);
     expectWriteError(meta(kv('a', { type: T.ARRAY, value: { elementType: 99 as GGUFValueType, values: [] as string[] } })), /unknown value type 99/);
+    expectWriteError(meta(kv('a', { type: T.ARRAY, value: { elementType: T.UINT32, values: new BigUint64Array([1n]) } })), /\[0\] must be an integer/);
+    expectWriteError(meta(kv('a', { type: T.ARRAY, value: { elementType: T.FLOAT32, values: [1n] as unknown as number[] } })), /\[0\] must be a number/);
     const deep = { elementType: T.ARRAY, values: [{ elementType: T.ARRAY, values: [{ elementType: T.ARRAY, values: [{ elementType: T.ARRAY, values: [{ elementType: T.UINT8, values: new Uint8Array(1) }] }] }] }] };
     expectWriteError(meta(kv('a', { type: T.ARRAY, value: deep })), /nested deeper than 4/);
     expectWriteError(meta(kv('a', { type: T.UINT8, value: 1 }), kv('a', { type: T.UINT8, value: 2 })), /"a" appears twice/);
