@@ -1,0 +1,108 @@
+// Element-wise ops: SwiGLU, SiLU, GELU (tanh form), add, add bias. Vector lanes and the scalar
+// tail use the same lane math (expv), so an element's value does not depend on its position.
+import { arg, expv, splitAt } from './common';
+
+/** Thread ith's element range [start, end) of count, cut at multiples of 16. */
+@inline function rangeStart(count: i32, ith: i32, nth: i32): i32 {
+  return min(count, splitAt((count + 15) >> 4, ith, nth) << 4);
+}
+
+@inline function siluv(x: v128): v128 {
+  // x / (1 + exp(-x))
+  return f32x4.div(x, f32x4.add(f32x4.splat(1), expv(f32x4.neg(x))));
+}
+
+// GELU, tanh approximation: 0.5x(1 + tanh(y)) = x / (1 + exp(-2y)), y = sqrt(2/pi)(x + 0.044715x^3)
+const GELU_K: f32 = 1.5957691216057308; // 2 * sqrt(2/pi)
+const GELU_A: f32 = 0.044715;
+
+@inline function geluv(x: v128): v128 {
+  const x3 = f32x4.mul(f32x4.mul(x, x), x);
+  const y = f32x4.mul(f32x4.splat(GELU_K), f32x4.add(x, f32x4.mul(f32x4.splat(GELU_A), x3)));
+  return f32x4.div(x, f32x4.add(f32x4.splat(1), expv(f32x4.neg(y))));
+}
+
+/** Lane 0: tails run the vector math on a splat so they match the vector lanes bit for bit. */
+@inline function lane(v: v128): f32 {
+  return f32x4.extract_lane(v, 0);
+}
+
+/** args: [op, out, gate, up, count]: out = silu(gate) * up. out may equal gate. */
+export function swiglu(args: usize, ith: i32, nth: i32): void {
+  const out = <usize>arg(args, 1);
+  const g = <usize>arg(args, 2);
+  const u = <usize>arg(args, 3);
+  const count = arg(args, 4);
+  const i1 = rangeStart(count, ith + 1, nth);
+  let i = rangeStart(count, ith, nth);
+  for (; i + 4 <= i1; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(out + o, f32x4.mul(siluv(v128.load(g + o)), v128.load(u + o)));
+  }
+  for (; i < i1; i++) {
+    const o = <usize>i << 2;
+    store<f32>(out + o, lane(siluv(f32x4.splat(load<f32>(g + o)))) * load<f32>(u + o));
+  }
+}
+
+/** args: [op, out, x, count]: out = silu(x). */
+export function silu(args: usize, ith: i32, nth: i32): void {
+  const out = <usize>arg(args, 1);
+  const x = <usize>arg(args, 2);
+  const count = arg(args, 3);
+  const i1 = rangeStart(count, ith + 1, nth);
+  let i = rangeStart(count, ith, nth);
+  for (; i + 4 <= i1; i += 4) v128.store(out + (<usize>i << 2), siluv(v128.load(x + (<usize>i << 2))));
+  for (; i < i1; i++) store<f32>(out + (<usize>i << 2), lane(siluv(f32x4.splat(load<f32>(x + (<usize>i << 2))))));
+}
+
+/** args: [op, out, x, count]: out = gelu(x) (tanh approximation, as ggml_gelu). */
+export function gelu(args: usize, ith: i32, nth: i32): void {
+  const out = <usize>arg(args, 1);
+  const x = <usize>arg(args, 2);
+  const count = arg(args, 3);
+  const i1 = rangeStart(count, ith + 1, nth);
+  let i = rangeStart(count, ith, nth);
+  for (; i + 4 <= i1; i += 4) v128.store(out + (<usize>i << 2), geluv(v128.load(x + (<usize>i << 2))));
+  for (; i < i1; i++) store<f32>(out + (<usize>i << 2), lane(geluv(f32x4.splat(load<f32>(x + (<usize>i << 2))))));
+}
+
+/** args: [op, out, a, b, count]: out = a + b. */
+export function add(args: usize, ith: i32, nth: i32): void {
+  const out = <usize>arg(args, 1);
+  const a = <usize>arg(args, 2);
+  const b = <usize>arg(args, 3);
+  const count = arg(args, 4);
+  const i1 = rangeStart(count, ith + 1, nth);
+  let i = rangeStart(count, ith, nth);
+  for (; i + 4 <= i1; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(out + o, f32x4.add(v128.load(a + o), v128.load(b + o)));
+  }
+  for (; i < i1; i++) {
+    const o = <usize>i << 2;
+    store<f32>(out + o, load<f32>(a + o) + load<f32>(b + o));
+  }
+}
+
+/** args: [op, out, x, bias, n, nTokens]: out[t] = x[t] + bias; split by tokens. */
+export function addBias(args: usize, ith: i32, nth: i32): void {
+  const out = <usize>arg(args, 1);
+  const x = <usize>arg(args, 2);
+  const bias = <usize>arg(args, 3);
+  const n = arg(args, 4);
+  const nTokens = arg(args, 5);
+  const t1 = splitAt(nTokens, ith + 1, nth);
+  for (let t = splitAt(nTokens, ith, nth); t < t1; t++) {
+    const row = <usize>t * <usize>n * 4;
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(out + row + o, f32x4.add(v128.load(x + row + o), v128.load(bias + o)));
+    }
+    for (; i < n; i++) {
+      const o = <usize>i << 2;
+      store<f32>(out + row + o, load<f32>(x + row + o) + load<f32>(bias + o));
+    }
+  }
+}

@@ -1,0 +1,178 @@
+// Helpers every kernel family shares: argument access, deterministic work splits, half-float
+// conversion, horizontal sums with a fixed lane order, and a SIMD exp.
+//
+// Determinism rule for the whole module: an output element is always computed by one thread with
+// the same sequence of f32 operations, whatever the thread count or batch size. Splits below only
+// decide *which* thread computes an element, never *how*.
+
+/** i32 argument `i` of a command block. */
+@inline export function arg(args: usize, i: i32): i32 {
+  return load<i32>(args + (<usize>i << 2));
+}
+
+/** f32 argument `i` of a command block (stored as its bit pattern). */
+@inline export function argf(args: usize, i: i32): f32 {
+  return load<f32>(args + (<usize>i << 2));
+}
+
+/** Start of thread ith's share of n units (ith = nth gives n): contiguous, fixed by (n, nth). */
+@inline export function splitAt(n: i32, ith: i32, nth: i32): i32 {
+  return <i32>((<i64>n * <i64>ith) / <i64>nth);
+}
+
+// 2^112: rebias an f16 exponent (bias 15) placed in f32 position (bias 127).
+const F16_REBIAS: f32 = reinterpret<f32>(0x77800000);
+
+/** Exact f16 -> f32, including subnormals, infinities and NaN payloads. */
+@inline export function f16ToF32(h: u32): f32 {
+  const a = h & 0x7fff;
+  let r = reinterpret<u32>(reinterpret<f32>(a << 13) * F16_REBIAS);
+  if (a >= 0x7c00) r |= 0x7f800000;
+  return reinterpret<f32>(r | ((h & 0x8000) << 16));
+}
+
+/** f16ToF32 on four i32 lanes each holding an f16 bit pattern: same bits as the scalar version. */
+@inline export function f16x4ToF32(h: v128): v128 {
+  const a = v128.and(h, i32x4.splat(0x7fff));
+  let r = f32x4.mul(i32x4.shl(a, 13), f32x4.splat(F16_REBIAS));
+  r = v128.or(r, v128.and(i32x4.gt_s(a, i32x4.splat(0x7bff)), i32x4.splat(0x7f800000)));
+  return v128.or(r, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+}
+
+/** Eight f16 at p as two f32x4 (lanes 0-3 and 4-7). */
+@inline export function loadF16Lo(p: usize): v128 {
+  return f16x4ToF32(i32x4.extend_low_i16x8_u(v128.load(p)));
+}
+@inline export function loadF16Hi(p: usize): v128 {
+  return f16x4ToF32(i32x4.extend_high_i16x8_u(v128.load(p)));
+}
+
+/** f16 bit patterns at four addresses, as f32x4. */
+@inline export function gatherF16(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
+  let v = i32x4.splat(<i32>load<u16>(p0));
+  v = i32x4.replace_lane(v, 1, <i32>load<u16>(p1));
+  v = i32x4.replace_lane(v, 2, <i32>load<u16>(p2));
+  v = i32x4.replace_lane(v, 3, <i32>load<u16>(p3));
+  return f16x4ToF32(v);
+}
+
+/** f32 -> f16 bits, round to nearest even, overflow to inf, NaN to quiet 0x7e00 (as ggml). */
+export function f32ToF16(f: f32): u32 {
+  const x = reinterpret<u32>(f);
+  const sign = (x >>> 16) & 0x8000;
+  const ax = x & 0x7fffffff;
+  if (ax >= 0x7f800000) return sign | (ax > 0x7f800000 ? 0x7e00 : 0x7c00);
+  if (ax >= 0x477ff000) return sign | 0x7c00; // rounds to >= 65520: infinity
+  if (ax < 0x38800000) {
+    // f16 subnormal range: the value times 2^24 is exact in f32; round that to an integer.
+    return sign | <u32>(<i32>nearest<f32>(reinterpret<f32>(ax) * <f32>16777216.0));
+  }
+  const r = ax - 0x38000000; // rebias exponent 127 -> 15
+  return sign | ((r + 0x0fff + ((r >>> 13) & 1)) >>> 13);
+}
+
+/** f32 rounded through f16 and back: the value an f16 scale field stores. */
+@inline export function roundF16(f: f32): f32 {
+  return f16ToF32(f32ToF16(f));
+}
+
+/**
+ * Lane sums of four i32x4 vectors: result lane k = sum of the lanes of vector k. Integer sums are
+ * exact, so lane order is irrelevant here; the f32 version below fixes an order: (l0+l2)+(l1+l3).
+ */
+@inline export function hsum4i(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+  const cd = i32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
+  return i32x4.add(i64x2.shuffle(ab, cd, 0, 2), i64x2.shuffle(ab, cd, 1, 3));
+}
+
+@inline export function hsum4f(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = f32x4.add(i32x4.shuffle(a, b, 0, 4, 1, 5), i32x4.shuffle(a, b, 2, 6, 3, 7));
+  const cd = f32x4.add(i32x4.shuffle(c, d, 0, 4, 1, 5), i32x4.shuffle(c, d, 2, 6, 3, 7));
+  return f32x4.add(i64x2.shuffle(ab, cd, 0, 2), i64x2.shuffle(ab, cd, 1, 3));
+}
+
+/** Sum of the four i32 lanes. */
+@inline export function hsumi(v: v128): i32 {
+  const s = i32x4.add(v, i64x2.shuffle(v, v, 1, 0));
+  return i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1);
+}
+
+/** Sum of the four f32 lanes in the same order as hsum4f: (l0+l2)+(l1+l3). */
+@inline export function hsumf(v: v128): f32 {
+  const s = f32x4.add(v, i64x2.shuffle(v, v, 1, 0));
+  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
+}
+
+/** Store the first `n` (1..4) lanes of v at p. */
+@inline export function storeLanes(p: usize, v: v128, n: i32): void {
+  if (n >= 4) {
+    v128.store(p, v);
+    return;
+  }
+  store<f32>(p, f32x4.extract_lane(v, 0));
+  if (n > 1) store<f32>(p, f32x4.extract_lane(v, 1), 4);
+  if (n > 2) store<f32>(p, f32x4.extract_lane(v, 2), 8);
+}
+
+// exp on f32x4: ggml's ggml_v_expf (Cody-Waite reduction, degree-5 polynomial), written with
+// separate mul and add (no FMA) and without its data-dependent branch, so every lane's result
+// depends only on that lane's input.
+const EXP_SHIFT: f32 = reinterpret<f32>(0x4b400000); // 1.5 * 2^23
+const EXP_LOG2E: f32 = reinterpret<f32>(0x3fb8aa3b);
+const EXP_LN2_HI: f32 = reinterpret<f32>(0x3f317200);
+const EXP_LN2_LO: f32 = reinterpret<f32>(0x35bfbe8e);
+const EXP_C1: f32 = reinterpret<f32>(0x3c072010);
+const EXP_C2: f32 = reinterpret<f32>(0x3d2b9f17);
+const EXP_C3: f32 = reinterpret<f32>(0x3e2aaf33);
+const EXP_C4: f32 = reinterpret<f32>(0x3efffedb);
+const EXP_C5: f32 = reinterpret<f32>(0x3f7ffff6);
+
+export function expv(x: v128): v128 {
+  const r = f32x4.splat(EXP_SHIFT);
+  const z = f32x4.add(f32x4.mul(x, f32x4.splat(EXP_LOG2E)), r);
+  const n = f32x4.sub(z, r);
+  const b = f32x4.sub(f32x4.sub(x, f32x4.mul(n, f32x4.splat(EXP_LN2_HI))), f32x4.mul(n, f32x4.splat(EXP_LN2_LO)));
+  const e = i32x4.shl(z, 23);
+  const k = i32x4.add(e, i32x4.splat(0x3f800000));
+  const absn = f32x4.abs(n);
+  const u = f32x4.mul(b, b);
+  const p1 = f32x4.add(f32x4.mul(f32x4.splat(EXP_C1), b), f32x4.splat(EXP_C2));
+  const p2 = f32x4.add(f32x4.mul(f32x4.splat(EXP_C3), b), f32x4.splat(EXP_C4));
+  const j = f32x4.add(f32x4.mul(f32x4.add(f32x4.mul(p1, u), p2), u), f32x4.mul(f32x4.splat(EXP_C5), b));
+  const fast = f32x4.add(f32x4.mul(j, k), k);
+  // |n| > 126: build 2^n from two factors so neither over- nor underflows early.
+  const g = v128.and(f32x4.le(n, f32x4.splat(0)), i32x4.splat(0x82000000));
+  const s1 = i32x4.add(g, i32x4.splat(0x7f000000));
+  const s2 = i32x4.sub(e, g);
+  const huge = f32x4.gt(absn, f32x4.splat(192));
+  const slow = v128.bitselect(f32x4.mul(s1, s1), f32x4.mul(f32x4.add(f32x4.mul(s2, j), s2), s1), huge);
+  return v128.bitselect(slow, fast, f32x4.gt(absn, f32x4.splat(126)));
+}
+
+/** Scalar exp with exactly the lane math of expv. */
+@inline export function expf(x: f32): f32 {
+  return f32x4.extract_lane(expv(f32x4.splat(x)), 0);
+}
+
+// Kernels take the relaxed-SIMD code paths in the relaxed build, and in a test-only build that
+// emulates the one relaxed instruction exactly (WF_EMULATE_RELAXED, set by asconfig.json), so
+// those paths are checked even on runtimes whose relaxed dot is missing or wrong.
+// @ts-ignore: WF_EMULATE_RELAXED is a compile-time constant from `asc --use`
+export const RELAXED: bool = ASC_FEATURE_RELAXED_SIMD || WF_EMULATE_RELAXED != 0;
+
+/**
+ * acc + dot(a, w) in i32 lanes, w holding 7-bit unsigned values (0..127), a any i8. The relaxed
+ * instruction is exact on that domain; the emulation widens to i16. Lane grouping differs between
+ * the two (4 vs 2 products per lane) but kernels only use the exact total of all lanes.
+ */
+@inline export function rdot(a: v128, w: v128, acc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i32x4.relaxed_dot_i8x16_i7x16_add_s(a, w, acc);
+  return i32x4.add(
+    acc,
+    i32x4.add(
+      i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), i16x8.extend_low_i8x16_s(a)),
+      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), i16x8.extend_high_i8x16_s(a)),
+    ),
+  );
+}

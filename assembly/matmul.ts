@@ -1,0 +1,611 @@
+// Matrix x vector / matrix x matrix over weights kept in their GGUF type.
+//
+// Every kernel computes four weight rows against one token and returns the four results as the
+// lanes of an f32x4. Lanes never mix, so a row's result does not depend on which rows share its
+// group, how rows are split over threads, or how many tokens are in the batch: the driver may
+// pass a row more than once (duplicates fill the last group) and simply drops the extra lanes.
+//
+// Quantized types follow llama.cpp: the activations are quantized once per matmul (Q8_0 blocks for
+// the 32-element types, Q8_K for the K-quants, see quantize.ts), each block's dot product is an
+// exact i32 computed with SIMD integer dots, and only the scale step is floating point, in a fixed
+// order per block:  acc += f32(isum) * (d_w * d_a)  (+ the type's min/offset terms).
+// Unsigned-nibble types dot the raw 0..N codes and subtract offset * sum(activations), which keeps
+// the weight operand 7-bit for the relaxed instruction; signed types (Q8_0, IQ4_NL) always widen.
+//
+// F32/F16/BF16 weights use f32 activations: per row two f32x4 accumulators over 8-element chunks
+// (multiply then add, never fused), reduced as hsum4f, then the tail elements added in order.
+import {
+  RELAXED, arg, f16x4ToF32, gatherF16, hsum4f, hsum4i, rdot, splitAt, storeLanes,
+} from './common';
+import {
+  T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
+} from './abi';
+
+const ZERO: v128 = i32x4.splat(0);
+
+@inline function vec4i(a: i32, b: i32, c: i32, d: i32): v128 {
+  return i32x4.replace_lane(i32x4.replace_lane(i32x4.replace_lane(i32x4.splat(a), 1, b), 2, c), 3, d);
+}
+
+@inline function vec4f(a: f32, b: f32, c: f32, d: f32): v128 {
+  return f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(a), 1, b), 2, c), 3, d);
+}
+
+@inline function wideLo(x: v128): v128 {
+  return RELAXED ? ZERO : i16x8.extend_low_i8x16_s(x);
+}
+@inline function wideHi(x: v128): v128 {
+  return RELAXED ? ZERO : i16x8.extend_high_i8x16_s(x);
+}
+
+/** acc + dot(w, x): w 16 unsigned codes 0..127, x 16 i8 activations, lo/hi = x widened (baseline). */
+@inline function udot(w: v128, x: v128, lo: v128, hi: v128, acc: v128): v128 {
+  if (RELAXED) return rdot(x, w, acc);
+  return i32x4.add(
+    acc,
+    i32x4.add(
+      i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(w), lo),
+      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(w), hi),
+    ),
+  );
+}
+
+/** acc + dot(w, x) for signed weights (any i8); lo/hi = x widened. */
+@inline function sdot(w: v128, lo: v128, hi: v128, acc: v128): v128 {
+  return i32x4.add(
+    acc,
+    i32x4.add(
+      i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), lo),
+      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), hi),
+    ),
+  );
+}
+
+@inline function lowNib(v: v128): v128 {
+  return v128.and(v, i8x16.splat(0x0f));
+}
+@inline function highNib(v: v128): v128 {
+  return i8x16.shr_u(v, 4);
+}
+
+/** acc + f32(isum) * (d * da): the one scale step of the single-scale block types. */
+@inline function scaleAcc(acc: v128, isum: v128, d: v128, da: f32): v128 {
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, f32x4.splat(da))));
+}
+
+/** acc + (f32(isum) * (d * da) + f32(msum) * (m * da)): blocks with a min/offset term. */
+@inline function scaleAccMin(acc: v128, isum: v128, d: v128, msum: v128, m: v128, da: f32): v128 {
+  const sa = f32x4.splat(da);
+  const t1 = f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, sa));
+  const t2 = f32x4.mul(f32x4.convert_i32x4_s(msum), f32x4.mul(m, sa));
+  return f32x4.add(acc, f32x4.add(t1, t2));
+}
+
+// ---------------------------------------------------------------- 32-element block types
+
+// Q8_0: d f16, qs[32] i8
+@inline function q8Row(w: usize, l0: v128, h0: v128, l1: v128, h1: v128): v128 {
+  return sdot(v128.load(w, 18), l1, h1, sdot(v128.load(w, 2), l0, h0, ZERO));
+}
+
+function dotQ8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, nb: i32): v128 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const x0 = v128.load(a);
+    const x1 = v128.load(a, 16);
+    const l0 = i16x8.extend_low_i8x16_s(x0), h0 = i16x8.extend_high_i8x16_s(x0);
+    const l1 = i16x8.extend_low_i8x16_s(x1), h1 = i16x8.extend_high_i8x16_s(x1);
+    const isum = hsum4i(q8Row(w0, l0, h0, l1, h1), q8Row(w1, l0, h0, l1, h1), q8Row(w2, l0, h0, l1, h1), q8Row(w3, l0, h0, l1, h1));
+    acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
+    w0 += 34; w1 += 34; w2 += 34; w3 += 34;
+    a += 32; ad += 4;
+  }
+  return acc;
+}
+
+// Q4_0 / Q4_1: element j in the low nibble of qs[j], element j+16 in its high nibble.
+@inline function nibRow(v: v128, x0: v128, x1: v128, l0: v128, h0: v128, l1: v128, h1: v128): v128 {
+  return udot(highNib(v), x1, l1, h1, udot(lowNib(v), x0, l0, h0, ZERO));
+}
+
+function dotQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const x0 = v128.load(a);
+    const x1 = v128.load(a, 16);
+    const l0 = wideLo(x0), h0 = wideHi(x0), l1 = wideLo(x1), h1 = wideHi(x1);
+    let isum = hsum4i(
+      nibRow(v128.load(w0, 2), x0, x1, l0, h0, l1, h1),
+      nibRow(v128.load(w1, 2), x0, x1, l0, h0, l1, h1),
+      nibRow(v128.load(w2, 2), x0, x1, l0, h0, l1, h1),
+      nibRow(v128.load(w3, 2), x0, x1, l0, h0, l1, h1),
+    );
+    isum = i32x4.sub(isum, i32x4.splat(load<i32>(as) << 3)); // codes are q + 8
+    acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
+    w0 += 18; w1 += 18; w2 += 18; w3 += 18;
+    a += 32; ad += 4; as += 4;
+  }
+  return acc;
+}
+
+function dotQ4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const x0 = v128.load(a);
+    const x1 = v128.load(a, 16);
+    const l0 = wideLo(x0), h0 = wideHi(x0), l1 = wideLo(x1), h1 = wideHi(x1);
+    const isum = hsum4i(
+      nibRow(v128.load(w0, 4), x0, x1, l0, h0, l1, h1),
+      nibRow(v128.load(w1, 4), x0, x1, l0, h0, l1, h1),
+      nibRow(v128.load(w2, 4), x0, x1, l0, h0, l1, h1),
+      nibRow(v128.load(w3, 4), x0, x1, l0, h0, l1, h1),
+    );
+    const d = gatherF16(w0, w1, w2, w3);
+    const m = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
+    acc = scaleAccMin(acc, isum, d, i32x4.splat(load<i32>(as)), m, load<f32>(ad));
+    w0 += 20; w1 += 20; w2 += 20; w3 += 20;
+    a += 32; ad += 4; as += 4;
+  }
+  return acc;
+}
+
+// Q5_0 / Q5_1: qh (u32) bit j is the fifth bit of element j.
+const QH_SEL_LO: v128 = i8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+const QH_SEL_HI: v128 = i8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+const QH_BIT: v128 = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+
+/** 16 bytes, 0x10 where the selected qh bit is set. */
+@inline function qhBits(qh: v128, sel: v128): v128 {
+  const bits = v128.and(i8x16.swizzle(qh, sel), QH_BIT);
+  return v128.and(i8x16.eq(bits, QH_BIT), i8x16.splat(0x10));
+}
+
+@inline function q5Row(w: usize, qhOff: usize, x0: v128, x1: v128, l0: v128, h0: v128, l1: v128, h1: v128): v128 {
+  const qh = i32x4.splat(load<i32>(w + qhOff));
+  const v = v128.load(w + qhOff + 4);
+  const lo = v128.or(lowNib(v), qhBits(qh, QH_SEL_LO));
+  const hi = v128.or(highNib(v), qhBits(qh, QH_SEL_HI));
+  return udot(hi, x1, l1, h1, udot(lo, x0, l0, h0, ZERO));
+}
+
+function dotQ5_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const x0 = v128.load(a);
+    const x1 = v128.load(a, 16);
+    const l0 = wideLo(x0), h0 = wideHi(x0), l1 = wideLo(x1), h1 = wideHi(x1);
+    let isum = hsum4i(
+      q5Row(w0, 2, x0, x1, l0, h0, l1, h1),
+      q5Row(w1, 2, x0, x1, l0, h0, l1, h1),
+      q5Row(w2, 2, x0, x1, l0, h0, l1, h1),
+      q5Row(w3, 2, x0, x1, l0, h0, l1, h1),
+    );
+    isum = i32x4.sub(isum, i32x4.splat(load<i32>(as) << 4)); // codes are q + 16
+    acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
+    w0 += 22; w1 += 22; w2 += 22; w3 += 22;
+    a += 32; ad += 4; as += 4;
+  }
+  return acc;
+}
+
+function dotQ5_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const x0 = v128.load(a);
+    const x1 = v128.load(a, 16);
+    const l0 = wideLo(x0), h0 = wideHi(x0), l1 = wideLo(x1), h1 = wideHi(x1);
+    const isum = hsum4i(
+      q5Row(w0, 4, x0, x1, l0, h0, l1, h1),
+      q5Row(w1, 4, x0, x1, l0, h0, l1, h1),
+      q5Row(w2, 4, x0, x1, l0, h0, l1, h1),
+      q5Row(w3, 4, x0, x1, l0, h0, l1, h1),
+    );
+    const d = gatherF16(w0, w1, w2, w3);
+    const m = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
+    acc = scaleAccMin(acc, isum, d, i32x4.splat(load<i32>(as)), m, load<f32>(ad));
+    w0 += 24; w1 += 24; w2 += 24; w3 += 24;
+    a += 32; ad += 4; as += 4;
+  }
+  return acc;
+}
+
+// IQ4_NL: nibbles index a signed 16-entry code book (kvalues_iq4nl).
+const IQ4NL_VALUES: v128 = i8x16(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+
+@inline function iq4Row(w: usize, l0: v128, h0: v128, l1: v128, h1: v128): v128 {
+  const v = v128.load(w, 2);
+  const lo = i8x16.swizzle(IQ4NL_VALUES, lowNib(v));
+  const hi = i8x16.swizzle(IQ4NL_VALUES, highNib(v));
+  return sdot(hi, l1, h1, sdot(lo, l0, h0, ZERO));
+}
+
+function dotIQ4_NL(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, nb: i32): v128 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const x0 = v128.load(a);
+    const x1 = v128.load(a, 16);
+    const l0 = i16x8.extend_low_i8x16_s(x0), h0 = i16x8.extend_high_i8x16_s(x0);
+    const l1 = i16x8.extend_low_i8x16_s(x1), h1 = i16x8.extend_high_i8x16_s(x1);
+    const isum = hsum4i(iq4Row(w0, l0, h0, l1, h1), iq4Row(w1, l0, h0, l1, h1), iq4Row(w2, l0, h0, l1, h1), iq4Row(w3, l0, h0, l1, h1));
+    acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
+    w0 += 18; w1 += 18; w2 += 18; w3 += 18;
+    a += 32; ad += 4;
+  }
+  return acc;
+}
+
+// ---------------------------------------------------------------- K-quants (256-element super-blocks)
+// Activations are Q8_K: qs i8[256], d f32, bsums i16[16] (sum of each 16 values).
+// Element e of a super-block belongs to 16-group e/16; a group's integer dot is multiplied by its
+// integer sub-scale before summing, so the whole super-block stays one exact i32 per row.
+
+@inline function bsum(bs: usize, g: i32): i32 {
+  return <i32>load<i16>(bs + (<usize>g << 1));
+}
+
+/** acc + p * scale (i32 lanes). */
+@inline function mulAcc(acc: v128, p: v128, scale: i32): v128 {
+  return i32x4.add(acc, i32x4.mul(p, i32x4.splat(scale)));
+}
+
+// Q2_K: scales[16] (low nibble scale, high nibble min) @0, qs[64] @16, d @80, dmin @82.
+// Element 128n + 32j + 16c + l is bits 2j..2j+1 of qs[32n + 16c + l].
+@inline function q2Group(w: usize, qoff: usize, shift: i32, g: i32, x: v128, lo: v128, hi: v128, acc: v128): v128 {
+  const q = v128.and(i8x16.shr_u(v128.load(w + qoff), shift), i8x16.splat(3));
+  return mulAcc(acc, udot(q, x, lo, hi, ZERO), <i32>(load<u8>(w + g) & 15));
+}
+
+function dotQ2_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, nb: i32): v128 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    let i0 = ZERO, i1 = ZERO, i2 = ZERO, i3 = ZERO;
+    let m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (let n = 0; n < 2; n++) {
+      for (let j = 0; j < 4; j++) {
+        for (let c = 0; c < 2; c++) {
+          const g = (n << 3) | (j << 1) | c;
+          const x = v128.load(a + (<usize>n << 7) + (<usize>j << 5) + (<usize>c << 4));
+          const lo = wideLo(x), hi = wideHi(x);
+          const qoff: usize = 16 + (<usize>n << 5) + (<usize>c << 4);
+          const shift = j << 1;
+          i0 = q2Group(w0, qoff, shift, g, x, lo, hi, i0);
+          i1 = q2Group(w1, qoff, shift, g, x, lo, hi, i1);
+          i2 = q2Group(w2, qoff, shift, g, x, lo, hi, i2);
+          i3 = q2Group(w3, qoff, shift, g, x, lo, hi, i3);
+          const s = bsum(bs, g);
+          m0 += <i32>(load<u8>(w0 + g) >> 4) * s;
+          m1 += <i32>(load<u8>(w1 + g) >> 4) * s;
+          m2 += <i32>(load<u8>(w2 + g) >> 4) * s;
+          m3 += <i32>(load<u8>(w3 + g) >> 4) * s;
+        }
+      }
+    }
+    const d = gatherF16(w0 + 80, w1 + 80, w2 + 80, w3 + 80);
+    const dmin = gatherF16(w0 + 82, w1 + 82, w2 + 82, w3 + 82);
+    // value = d*sc*q - dmin*m: the min term enters with a minus sign
+    acc = scaleAccMin(acc, hsum4i(i0, i1, i2, i3), d, i32x4.neg(vec4i(m0, m1, m2, m3)), dmin, load<f32>(ad));
+    w0 += 84; w1 += 84; w2 += 84; w3 += 84;
+    a += 256; ad += 4; bs += 32;
+  }
+  return acc;
+}
+
+// Q3_K: hmask[32] @0, qs[64] @32, scales[12] @96 (16 packed 6-bit values, offset 32), d @108.
+// Element 128n + 32j + 16c + l: low bits 2j..2j+1 of qs[32n + 16c + l], high bit (4n + j) of
+// hmask[16c + l]; code = low + 4*high, value = code - 4.
+@inline function q3Scale(w: usize, g: i32): i32 {
+  const q = w + 96;
+  const low: i32 = g < 8 ? <i32>load<u8>(q + g) & 0xf : <i32>load<u8>(q + g - 8) >> 4;
+  const high: i32 = (<i32>load<u8>(q + 8 + (g & 3)) >> ((g >> 2) << 1)) & 3;
+  return (low | (high << 4)) - 32;
+}
+
+@inline function q3Group(w: usize, qoff: usize, hoff: usize, shift: i32, hshift: i32, sc: i32, x: v128, lo: v128, hi: v128, acc: v128): v128 {
+  const low = v128.and(i8x16.shr_u(v128.load(w + qoff), shift), i8x16.splat(3));
+  const high = i8x16.shl(v128.and(i8x16.shr_u(v128.load(w + hoff), hshift), i8x16.splat(1)), 2);
+  return mulAcc(acc, udot(v128.or(low, high), x, lo, hi, ZERO), sc);
+}
+
+function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, nb: i32): v128 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    let i0 = ZERO, i1 = ZERO, i2 = ZERO, i3 = ZERO;
+    let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+    for (let n = 0; n < 2; n++) {
+      for (let j = 0; j < 4; j++) {
+        for (let c = 0; c < 2; c++) {
+          const g = (n << 3) | (j << 1) | c;
+          const x = v128.load(a + (<usize>n << 7) + (<usize>j << 5) + (<usize>c << 4));
+          const lo = wideLo(x), hi = wideHi(x);
+          const qoff: usize = 32 + (<usize>n << 5) + (<usize>c << 4);
+          const hoff: usize = <usize>c << 4;
+          const shift = j << 1, hshift = (n << 2) + j;
+          const s = bsum(bs, g);
+          const s0 = q3Scale(w0, g), s1 = q3Scale(w1, g), s2 = q3Scale(w2, g), s3 = q3Scale(w3, g);
+          i0 = q3Group(w0, qoff, hoff, shift, hshift, s0, x, lo, hi, i0);
+          i1 = q3Group(w1, qoff, hoff, shift, hshift, s1, x, lo, hi, i1);
+          i2 = q3Group(w2, qoff, hoff, shift, hshift, s2, x, lo, hi, i2);
+          i3 = q3Group(w3, qoff, hoff, shift, hshift, s3, x, lo, hi, i3);
+          c0 += s0 * s; c1 += s1 * s; c2 += s2 * s; c3 += s3 * s;
+        }
+      }
+    }
+    const isum = i32x4.sub(hsum4i(i0, i1, i2, i3), i32x4.shl(vec4i(c0, c1, c2, c3), 2)); // codes are q + 4
+    acc = scaleAcc(acc, isum, gatherF16(w0 + 108, w1 + 108, w2 + 108, w3 + 108), load<f32>(ad));
+    w0 += 110; w1 += 110; w2 += 110; w3 += 110;
+    a += 256; ad += 4; bs += 32;
+  }
+  return acc;
+}
+
+// Q4_K / Q5_K: d @0, dmin @2, scales[12] @4: eight 6-bit (scale, min) pairs, one per 32 values
+// (ggml's get_scale_min_k4). Chunk j (64 values): low nibbles = sub-block 2j, high = 2j+1.
+@inline function k4Scale(w: usize, j: i32): i32 {
+  const q = w + 4;
+  if (j < 4) return <i32>(load<u8>(q + j) & 63);
+  return <i32>((load<u8>(q + j + 4) & 0xf) | ((load<u8>(q + j - 4) >> 6) << 4));
+}
+@inline function k4Min(w: usize, j: i32): i32 {
+  const q = w + 4;
+  if (j < 4) return <i32>(load<u8>(q + j + 4) & 63);
+  return <i32>((load<u8>(q + j + 4) >> 4) | ((load<u8>(q + j) >> 6) << 4));
+}
+
+@inline function q4kChunk(
+  w: usize, j: i32, x0: v128, x1: v128, x2: v128, x3: v128,
+  l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, acc: v128,
+): v128 {
+  const q = w + 16 + (<usize>j << 5);
+  const v0 = v128.load(q);
+  const v1 = v128.load(q, 16);
+  const pl = udot(lowNib(v1), x1, l1, h1, udot(lowNib(v0), x0, l0, h0, ZERO));
+  const ph = udot(highNib(v1), x3, l3, h3, udot(highNib(v0), x2, l2, h2, ZERO));
+  return mulAcc(mulAcc(acc, pl, k4Scale(w, j << 1)), ph, k4Scale(w, (j << 1) | 1));
+}
+
+/** 0x10 where bit `bit` of each qh byte is set. */
+@inline function k5High(h: v128, bit: i32): v128 {
+  return i8x16.shl(v128.and(i8x16.shr_u(h, bit), i8x16.splat(1)), 4);
+}
+
+@inline function q5kChunk(
+  w: usize, j: i32, x0: v128, x1: v128, x2: v128, x3: v128,
+  l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, acc: v128,
+): v128 {
+  const q = w + 48 + (<usize>j << 5);
+  const v0 = v128.load(q);
+  const v1 = v128.load(q, 16);
+  const qh0 = v128.load(w, 16);
+  const qh1 = v128.load(w, 32);
+  const bl = j << 1, bh = bl | 1;
+  const pl = udot(v128.or(lowNib(v1), k5High(qh1, bl)), x1, l1, h1, udot(v128.or(lowNib(v0), k5High(qh0, bl)), x0, l0, h0, ZERO));
+  const ph = udot(v128.or(highNib(v1), k5High(qh1, bh)), x3, l3, h3, udot(v128.or(highNib(v0), k5High(qh0, bh)), x2, l2, h2, ZERO));
+  return mulAcc(mulAcc(acc, pl, k4Scale(w, bl)), ph, k4Scale(w, bh));
+}
+
+@inline function k4MinSum(w: usize, j: i32, sl: i32, sh: i32): i32 {
+  return k4Min(w, j << 1) * sl + k4Min(w, (j << 1) | 1) * sh;
+}
+
+/** Q4_K (five = false, 144-byte blocks) and Q5_K (five = true, 176-byte blocks). */
+@inline function dotQ45K(five: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, nb: i32): v128 {
+  const bb: usize = five ? 176 : 144;
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    let i0 = ZERO, i1 = ZERO, i2 = ZERO, i3 = ZERO;
+    let m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (let j = 0; j < 4; j++) {
+      const xp = a + (<usize>j << 6);
+      const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48);
+      const l0 = wideLo(x0), h0 = wideHi(x0), l1 = wideLo(x1), h1 = wideHi(x1);
+      const l2 = wideLo(x2), h2 = wideHi(x2), l3 = wideLo(x3), h3 = wideHi(x3);
+      if (five) {
+        i0 = q5kChunk(w0, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i0);
+        i1 = q5kChunk(w1, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i1);
+        i2 = q5kChunk(w2, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i2);
+        i3 = q5kChunk(w3, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i3);
+      } else {
+        i0 = q4kChunk(w0, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i0);
+        i1 = q4kChunk(w1, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i1);
+        i2 = q4kChunk(w2, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i2);
+        i3 = q4kChunk(w3, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i3);
+      }
+      // activation sums of the two 32-value sub-blocks of this chunk
+      const sl = bsum(bs, j << 2) + bsum(bs, (j << 2) | 1);
+      const sh = bsum(bs, (j << 2) | 2) + bsum(bs, (j << 2) | 3);
+      m0 += k4MinSum(w0, j, sl, sh);
+      m1 += k4MinSum(w1, j, sl, sh);
+      m2 += k4MinSum(w2, j, sl, sh);
+      m3 += k4MinSum(w3, j, sl, sh);
+    }
+    const d = gatherF16(w0, w1, w2, w3);
+    const dmin = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
+    acc = scaleAccMin(acc, hsum4i(i0, i1, i2, i3), d, i32x4.neg(vec4i(m0, m1, m2, m3)), dmin, load<f32>(ad));
+    w0 += bb; w1 += bb; w2 += bb; w3 += bb;
+    a += 256; ad += 4; bs += 32;
+  }
+  return acc;
+}
+
+// Q6_K: ql[128] @0, qh[64] @128, scales i8[16] @192, d @208. In half n (128 values), for
+// l in 0..32: ql[64n+l] low/high nibble = values l / l+64, ql[64n+32+l] = values l+32 / l+96,
+// their top two bits in qh[32n+l] bits 0-1, 2-3, 4-5, 6-7 (values l, l+32, l+64, l+96).
+// code = 6-bit value, q = code - 32.
+@inline function q6Row(
+  w: usize, n: i32, c: i32, xa: v128, xb: v128, xc: v128, xd: v128,
+  la: v128, ha: v128, lb: v128, hb: v128, lc: v128, hc: v128, ld: v128, hd: v128, acc: v128,
+): v128 {
+  const ql = w + (<usize>n << 6) + (<usize>c << 4);
+  const l0 = v128.load(ql);
+  const l1 = v128.load(ql, 32);
+  const h = v128.load(w + 128 + (<usize>n << 5) + (<usize>c << 4));
+  const m30 = i8x16.splat(0x30);
+  const q1 = v128.or(lowNib(l0), v128.and(i8x16.shl(h, 4), m30));
+  const q2 = v128.or(lowNib(l1), v128.and(i8x16.shl(h, 2), m30));
+  const q3 = v128.or(highNib(l0), v128.and(h, m30));
+  const q4 = v128.or(highNib(l1), v128.and(i8x16.shr_u(h, 2), m30));
+  const sc = w + 192 + (<usize>n << 3) + <usize>c;
+  acc = mulAcc(acc, udot(q1, xa, la, ha, ZERO), <i32>load<i8>(sc));
+  acc = mulAcc(acc, udot(q2, xb, lb, hb, ZERO), <i32>load<i8>(sc, 2));
+  acc = mulAcc(acc, udot(q3, xc, lc, hc, ZERO), <i32>load<i8>(sc, 4));
+  return mulAcc(acc, udot(q4, xd, ld, hd, ZERO), <i32>load<i8>(sc, 6));
+}
+
+/** sum over the 4 groups q6Row covers of scale * bsum. */
+@inline function q6Corr(w: usize, bs: usize, n: i32, c: i32): i32 {
+  const sc = w + 192 + (<usize>n << 3) + <usize>c;
+  const g = (n << 3) + c;
+  return <i32>load<i8>(sc) * bsum(bs, g) + <i32>load<i8>(sc, 2) * bsum(bs, g + 2) +
+    <i32>load<i8>(sc, 4) * bsum(bs, g + 4) + <i32>load<i8>(sc, 6) * bsum(bs, g + 6);
+}
+
+function dotQ6_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, nb: i32): v128 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    let i0 = ZERO, i1 = ZERO, i2 = ZERO, i3 = ZERO;
+    let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+    for (let n = 0; n < 2; n++) {
+      for (let c = 0; c < 2; c++) {
+        const xp = a + (<usize>n << 7) + (<usize>c << 4);
+        const xa = v128.load(xp), xb = v128.load(xp, 32), xc = v128.load(xp, 64), xd = v128.load(xp, 96);
+        const la = wideLo(xa), ha = wideHi(xa), lb = wideLo(xb), hb = wideHi(xb);
+        const lc = wideLo(xc), hc = wideHi(xc), ld = wideLo(xd), hd = wideHi(xd);
+        i0 = q6Row(w0, n, c, xa, xb, xc, xd, la, ha, lb, hb, lc, hc, ld, hd, i0);
+        i1 = q6Row(w1, n, c, xa, xb, xc, xd, la, ha, lb, hb, lc, hc, ld, hd, i1);
+        i2 = q6Row(w2, n, c, xa, xb, xc, xd, la, ha, lb, hb, lc, hc, ld, hd, i2);
+        i3 = q6Row(w3, n, c, xa, xb, xc, xd, la, ha, lb, hb, lc, hc, ld, hd, i3);
+        c0 += q6Corr(w0, bs, n, c);
+        c1 += q6Corr(w1, bs, n, c);
+        c2 += q6Corr(w2, bs, n, c);
+        c3 += q6Corr(w3, bs, n, c);
+      }
+    }
+    const isum = i32x4.sub(hsum4i(i0, i1, i2, i3), i32x4.shl(vec4i(c0, c1, c2, c3), 5)); // codes are q + 32
+    acc = scaleAcc(acc, isum, gatherF16(w0 + 208, w1 + 208, w2 + 208, w3 + 208), load<f32>(ad));
+    w0 += 210; w1 += 210; w2 += 210; w3 += 210;
+    a += 256; ad += 4; bs += 32;
+  }
+  return acc;
+}
+
+// ---------------------------------------------------------------- float weights
+// ELT is a marker type chosen at compile time: f32 = F32, u16 = F16, i16 = BF16.
+
+/** Weight elements 0..3 (hi = false) or 4..7 (hi = true) of the 8 starting at p, as f32x4. */
+@inline function wload<ELT>(p: usize, hi: bool): v128 {
+  if (isFloat<ELT>()) return hi ? v128.load(p, 16) : v128.load(p);
+  const h = hi ? v128.load16x4_u(p, 8) : v128.load16x4_u(p);
+  if (isSigned<ELT>()) return i32x4.shl(h, 16); // bf16: the top half of an f32
+  return f16x4ToF32(h);
+}
+
+@inline function wscalar<ELT>(p: usize): f32 {
+  if (isFloat<ELT>()) return load<f32>(p);
+  const h = i32x4.splat(<i32>load<u16>(p));
+  if (isSigned<ELT>()) return f32x4.extract_lane(i32x4.shl(h, 16), 0);
+  return f32x4.extract_lane(f16x4ToF32(h), 0);
+}
+
+@inline function tailDot<ELT>(w: usize, x: usize, from: i32, n: i32): f32 {
+  let t: f32 = 0;
+  for (let i = from; i < n; i++) t += wscalar<ELT>(w + <usize>i * sizeof<ELT>()) * load<f32>(x + (<usize>i << 2));
+  return t;
+}
+
+function dotFloat<ELT>(w0: usize, w1: usize, w2: usize, w3: usize, x: usize, n: i32): v128 {
+  let a0 = f32x4.splat(0), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+  const n8 = n & ~7;
+  const es = sizeof<ELT>();
+  for (let i = 0; i < n8; i += 8) {
+    const xp = x + (<usize>i << 2);
+    const x0 = v128.load(xp);
+    const x1 = v128.load(xp, 16);
+    const o = <usize>i * es;
+    a0 = f32x4.add(a0, f32x4.mul(wload<ELT>(w0 + o, false), x0));
+    b0 = f32x4.add(b0, f32x4.mul(wload<ELT>(w0 + o, true), x1));
+    a1 = f32x4.add(a1, f32x4.mul(wload<ELT>(w1 + o, false), x0));
+    b1 = f32x4.add(b1, f32x4.mul(wload<ELT>(w1 + o, true), x1));
+    a2 = f32x4.add(a2, f32x4.mul(wload<ELT>(w2 + o, false), x0));
+    b2 = f32x4.add(b2, f32x4.mul(wload<ELT>(w2 + o, true), x1));
+    a3 = f32x4.add(a3, f32x4.mul(wload<ELT>(w3 + o, false), x0));
+    b3 = f32x4.add(b3, f32x4.mul(wload<ELT>(w3 + o, true), x1));
+  }
+  let r = hsum4f(f32x4.add(a0, b0), f32x4.add(a1, b1), f32x4.add(a2, b2), f32x4.add(a3, b3));
+  if (n8 < n) {
+    r = f32x4.add(r, vec4f(tailDot<ELT>(w0, x, n8, n), tailDot<ELT>(w1, x, n8, n), tailDot<ELT>(w2, x, n8, n), tailDot<ELT>(w3, x, n8, n)));
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------- driver
+
+/** Which activation format a weight type's kernel reads: 0 = f32, 1 = Q8_0, 2 = Q8_K. */
+export function actFormat(type: i32): i32 {
+  switch (type) {
+    case T_F32: case T_F16: case T_BF16: return 0;
+    case T_Q2_K: case T_Q3_K: case T_Q4_K: case T_Q5_K: case T_Q6_K: return 2;
+    default: return 1;
+  }
+}
+
+@inline function rowGroup(type: i32, w0: usize, w1: usize, w2: usize, w3: usize, x: usize, qs: usize, d: usize, s: usize, cols: i32): v128 {
+  switch (type) {
+    case T_F32: return dotFloat<f32>(w0, w1, w2, w3, x, cols);
+    case T_F16: return dotFloat<u16>(w0, w1, w2, w3, x, cols);
+    case T_BF16: return dotFloat<i16>(w0, w1, w2, w3, x, cols);
+    case T_Q8_0: return dotQ8_0(w0, w1, w2, w3, qs, d, cols >> 5);
+    case T_Q4_0: return dotQ4_0(w0, w1, w2, w3, qs, d, s, cols >> 5);
+    case T_Q4_1: return dotQ4_1(w0, w1, w2, w3, qs, d, s, cols >> 5);
+    case T_Q5_0: return dotQ5_0(w0, w1, w2, w3, qs, d, s, cols >> 5);
+    case T_Q5_1: return dotQ5_1(w0, w1, w2, w3, qs, d, s, cols >> 5);
+    case T_IQ4_NL: return dotIQ4_NL(w0, w1, w2, w3, qs, d, cols >> 5);
+    case T_Q2_K: return dotQ2_K(w0, w1, w2, w3, qs, d, s, cols >> 8);
+    case T_Q3_K: return dotQ3_K(w0, w1, w2, w3, qs, d, s, cols >> 8);
+    case T_Q4_K: return dotQ45K(false, w0, w1, w2, w3, qs, d, s, cols >> 8);
+    case T_Q5_K: return dotQ45K(true, w0, w1, w2, w3, qs, d, s, cols >> 8);
+    case T_Q6_K: return dotQ6_K(w0, w1, w2, w3, qs, d, s, cols >> 8);
+    default: return f32x4.splat(NaN);
+  }
+}
+
+/**
+ * out[t][r] = W[r] . x[t]. args: [op, type, w, rows, cols, rowBytes, nTokens, out, x, qs, d, s]
+ * (x for float weights; qs/d/s: the quantized activations for the others). Threads split the
+ * 4-row groups; each thread walks its groups in order and, per group, every token, so a group's
+ * rows are read from memory once and reused from cache for the whole batch.
+ */
+export function matmul(args: usize, ith: i32, nth: i32): void {
+  const type = arg(args, 1);
+  const w = <usize>arg(args, 2);
+  const rows = arg(args, 3);
+  const cols = arg(args, 4);
+  const rowBytes = <usize>arg(args, 5);
+  const nTokens = arg(args, 6);
+  const out = <usize>arg(args, 7);
+  const x = <usize>arg(args, 8);
+  const qs = <usize>arg(args, 9);
+  const d = <usize>arg(args, 10);
+  const s = <usize>arg(args, 11);
+  const fmt = actFormat(type);
+  // per-token strides of the activation arrays
+  const xStride = <usize>cols << 2;
+  const qsStride = <usize>cols;
+  const dStride: usize = fmt == 2 ? <usize>(cols >> 8) << 2 : <usize>(cols >> 5) << 2;
+  const sStride: usize = fmt == 2 ? <usize>(cols >> 4) << 1 : <usize>(cols >> 5) << 2;
+  const groups = (rows + 3) >> 2;
+  const g1 = splitAt(groups, ith + 1, nth);
+  for (let g = splitAt(groups, ith, nth); g < g1; g++) {
+    const r = g << 2;
+    const valid = min(4, rows - r);
+    const last = rows - 1;
+    const w0 = w + <usize>r * rowBytes;
+    const w1 = w + <usize>min(r + 1, last) * rowBytes;
+    const w2 = w + <usize>min(r + 2, last) * rowBytes;
+    const w3 = w + <usize>min(r + 3, last) * rowBytes;
+    for (let t = 0; t < nTokens; t++) {
+      const ut = <usize>t;
+      const res = rowGroup(type, w0, w1, w2, w3, x + ut * xStride, qs + ut * qsStride, d + ut * dStride, s + ut * sStride, cols);
+      storeLanes(out + ((ut * <usize>rows + <usize>r) << 2), res, valid);
+    }
+  }
+}

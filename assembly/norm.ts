@@ -1,0 +1,44 @@
+// RMSNorm as ggml computes it: sum of squares in f64, mean rounded to f32,
+// scale = 1/sqrtf(mean + eps), out = (x * scale) * weight.
+import { arg, argf, splitAt } from './common';
+
+/** args: [op, out, x, weight, n, nTokens, eps(f32)]; split by tokens. out may equal x. */
+export function rmsNorm(args: usize, ith: i32, nth: i32): void {
+  const out = <usize>arg(args, 1);
+  const x = <usize>arg(args, 2);
+  const w = <usize>arg(args, 3);
+  const n = arg(args, 4);
+  const nTokens = arg(args, 5);
+  const eps = argf(args, 6);
+  const n4 = n & ~3;
+  const t1 = splitAt(nTokens, ith + 1, nth);
+  for (let t = splitAt(nTokens, ith, nth); t < t1; t++) {
+    const xr = x + <usize>t * <usize>n * 4;
+    const orow = out + <usize>t * <usize>n * 4;
+    // squares in f32, summed in f64: lanes (4i, 4i+1) and (4i+2, 4i+3) in two f64x2 accumulators
+    let s0 = f64x2.splat(0), s1 = f64x2.splat(0);
+    for (let i = 0; i < n4; i += 4) {
+      const v = v128.load(xr + (<usize>i << 2));
+      const sq = f32x4.mul(v, v);
+      s0 = f64x2.add(s0, f64x2.promote_low_f32x4(sq));
+      s1 = f64x2.add(s1, f64x2.promote_low_f32x4(i64x2.shuffle(sq, sq, 1, 0)));
+    }
+    const s = f64x2.add(s0, s1);
+    let sum = f64x2.extract_lane(s, 0) + f64x2.extract_lane(s, 1);
+    for (let i = n4; i < n; i++) {
+      const v = load<f32>(xr + (<usize>i << 2));
+      sum += <f64>(v * v);
+    }
+    const mean = <f32>(sum / <f64>n);
+    const scale: f32 = <f32>1.0 / Mathf.sqrt(mean + eps);
+    const sv = f32x4.splat(scale);
+    for (let i = 0; i < n4; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(orow + o, f32x4.mul(f32x4.mul(v128.load(xr + o), sv), v128.load(w + o)));
+    }
+    for (let i = n4; i < n; i++) {
+      const o = <usize>i << 2;
+      store<f32>(orow + o, (load<f32>(xr + o) * scale) * load<f32>(w + o));
+    }
+  }
+}

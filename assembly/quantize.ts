@@ -1,0 +1,103 @@
+// Activation quantization, once per matmul, into the 8-bit blocks the integer dot products read.
+// Layouts are ours (split arrays, not ggml's interleaved blocks) so kernels load aligned vectors:
+//   qs: i8  [nTokens][cols]                     quantized values
+//   d:  f32 [nTokens][cols / blockSize]         block scale
+//   s:  Q8_0: i32 per 32-block (sum of its qs);  Q8_K: i16 per 16 values (ggml's bsums)
+import { arg, hsumi, roundF16, splitAt } from './common';
+
+@inline function absMax8(p: usize): f32 {
+  let m = f32x4.abs(v128.load(p));
+  for (let i = 16; i < 128; i += 16) m = f32x4.max(m, f32x4.abs(v128.load(p + i)));
+  m = f32x4.max(m, i64x2.shuffle(m, m, 1, 0));
+  return max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1));
+}
+
+/** Round four f32 lanes of x*scale to nearest-even i32. */
+@inline function q4(p: usize, scale: v128): v128 {
+  return i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(p), scale)));
+}
+
+/** 16 values at p, times scale, rounded and narrowed (saturating) to i8x16. */
+@inline function q16(p: usize, scale: v128): v128 {
+  const a = i16x8.narrow_i32x4_s(q4(p, scale), q4(p + 16, scale));
+  const b = i16x8.narrow_i32x4_s(q4(p + 32, scale), q4(p + 48, scale));
+  return i8x16.narrow_i16x8_s(a, b);
+}
+
+@inline function sum16(v: v128): i32 {
+  return hsumi(i32x4.extadd_pairwise_i16x8_s(i16x8.extadd_pairwise_i8x16_s(v)));
+}
+
+/**
+ * Q8_0 as llama.cpp's x86 path: d = amax/127 (stored through f16), q = nearest(x * 127/amax).
+ * args: [op, x, nTokens, cols, qs, d, s]; split by blocks.
+ */
+export function quantQ8_0(args: usize, ith: i32, nth: i32): void {
+  const x = <usize>arg(args, 1);
+  const nTokens = arg(args, 2);
+  const cols = arg(args, 3);
+  const qs = <usize>arg(args, 4);
+  const dp = <usize>arg(args, 5);
+  const sp = <usize>arg(args, 6);
+  const n = nTokens * (cols >> 5);
+  const u1 = splitAt(n, ith + 1, nth);
+  for (let u = splitAt(n, ith, nth); u < u1; u++) {
+    // block u covers x[u*32 .. u*32+32): rows are whole blocks, so token boundaries coincide
+    const p = x + (<usize>u << 7);
+    const amax = absMax8(p);
+    const id: f32 = amax != 0 ? <f32>127.0 / amax : 0;
+    const sc = f32x4.splat(id);
+    const v0 = q16(p, sc);
+    const v1 = q16(p + 64, sc);
+    const o = qs + (<usize>u << 5);
+    v128.store(o, v0);
+    v128.store(o, v1, 16);
+    store<f32>(dp + (<usize>u << 2), roundF16(amax / <f32>127.0));
+    store<i32>(sp + (<usize>u << 2), sum16(v0) + sum16(v1));
+  }
+}
+
+/**
+ * Q8_K as ggml's quantize_row_q8_K_ref: scale from the signed value of largest magnitude
+ * (first one on ties), q = min(127, nearest(-127/max * x)), d = 1/iscale, bsums per 16.
+ * args: [op, x, nTokens, cols, qs, d, bsums]; split by 256-blocks.
+ */
+export function quantQ8_K(args: usize, ith: i32, nth: i32): void {
+  const x = <usize>arg(args, 1);
+  const nTokens = arg(args, 2);
+  const cols = arg(args, 3);
+  const qs = <usize>arg(args, 4);
+  const dp = <usize>arg(args, 5);
+  const sp = <usize>arg(args, 6);
+  const n = nTokens * (cols >> 8);
+  const u1 = splitAt(n, ith + 1, nth);
+  for (let u = splitAt(n, ith, nth); u < u1; u++) {
+    const p = x + (<usize>u << 10);
+    const o = qs + (<usize>u << 8);
+    const bs = sp + (<usize>u << 5);
+    let amax: f32 = 0;
+    for (let i = 0; i < 1024; i += 128) amax = max(amax, absMax8(p + i));
+    if (amax == 0) {
+      for (let i = 0; i < 256; i += 16) v128.store(o + i, i32x4.splat(0));
+      for (let i = 0; i < 32; i += 16) v128.store(bs + i, i32x4.splat(0));
+      store<f32>(dp + (<usize>u << 2), 0);
+      continue;
+    }
+    let mx: f32 = 0;
+    for (let i = 0; i < 256; i++) {
+      const v = load<f32>(p + (<usize>i << 2));
+      if (abs(v) == amax) {
+        mx = v;
+        break;
+      }
+    }
+    const iscale: f32 = <f32>-127.0 / mx;
+    const sc = f32x4.splat(iscale);
+    for (let g = 0; g < 16; g++) {
+      const v = q16(p + (<usize>g << 6), sc);
+      v128.store(o + (<usize>g << 4), v);
+      store<i16>(bs + (<usize>g << 1), <i16>sum16(v));
+    }
+    store<f32>(dp + (<usize>u << 2), <f32>1.0 / iscale);
+  }
+}
