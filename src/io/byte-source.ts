@@ -47,7 +47,7 @@ export function bufferSource(data: ArrayBuffer | ArrayBufferView, name = 'buffer
     size: bytes.byteLength,
     name,
     async readInto(offset, dest) {
-      checkRange(this, offset, dest.length);
+      checkRange({ size: bytes.byteLength, name }, offset, dest.length);
       dest.set(bytes.subarray(offset, offset + dest.length));
     },
     async close() {},
@@ -60,7 +60,7 @@ export function blobSource(blob: Blob, name = (blob as File).name ?? 'blob'): By
     size: blob.size,
     name,
     async readInto(offset, dest) {
-      checkRange(this, offset, dest.length);
+      checkRange({ size: blob.size, name }, offset, dest.length);
       const chunk = new Uint8Array(await blob.slice(offset, offset + dest.length).arrayBuffer());
       if (chunk.length !== dest.length) throw new ByteSourceError('SHORT_READ', `${name}: short read at ${offset}`);
       dest.set(chunk);
@@ -84,7 +84,7 @@ export async function urlSource(url: string, init: { fetch?: typeof fetch } = {}
     size: total,
     name: url,
     async readInto(offset, dest) {
-      checkRange(this, offset, dest.length);
+      checkRange({ size: total, name: url }, offset, dest.length);
       if (dest.length === 0) return;
       const res = await doFetch(url, { headers: { Range: `bytes=${offset}-${offset + dest.length - 1}` } });
       if (res.status !== 206) throw new ByteSourceError('FETCH_FAILED', `${url}: HTTP ${res.status} for a range read`);

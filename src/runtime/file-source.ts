@@ -11,7 +11,7 @@ export async function fileSource(path: string): Promise<ByteSource> {
     size,
     name: path,
     async readInto(offset, dest) {
-      checkRange(this, offset, dest.length);
+      checkRange({ size, name: path }, offset, dest.length);
       let filled = 0;
       while (filled < dest.length) {
         const { bytesRead } = await handle.read(dest, filled, dest.length - filled, offset + filled);
