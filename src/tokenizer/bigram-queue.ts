@@ -1,0 +1,84 @@
+// Binary min-heap of candidate merges ("bigrams") for the SPM and BPE tokenizers. Entries are ordered by
+// key, then by left symbol index, which is the tie-break both llama.cpp tokenizers use (leftmost first).
+// Stored in growable typed arrays: a 1 MB prompt pushes about a million entries.
+
+function before(aKey: number, aLeft: number, bKey: number, bLeft: number): boolean {
+  return aKey < bKey || (aKey === bKey && aLeft < bLeft);
+}
+
+export class BigramQueue {
+  private key = new Float64Array(64);
+  private left = new Int32Array(64);
+  private right = new Int32Array(64);
+  private size = new Int32Array(64);
+  private n = 0;
+
+  get length(): number {
+    return this.n;
+  }
+
+  clear(): void {
+    this.n = 0;
+  }
+
+  push(key: number, left: number, right: number, size: number): void {
+    if (this.n === this.key.length) this.grow();
+    let i = this.n++;
+    // sift up
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!before(key, left, this.key[p], this.left[p])) break;
+      this.key[i] = this.key[p];
+      this.left[i] = this.left[p];
+      this.right[i] = this.right[p];
+      this.size[i] = this.size[p];
+      i = p;
+    }
+    this.key[i] = key;
+    this.left[i] = left;
+    this.right[i] = right;
+    this.size[i] = size;
+  }
+
+  /** Remove the top entry; its fields are left in `top`. Returns false when empty. */
+  pop(top: { left: number; right: number; size: number }): boolean {
+    if (this.n === 0) return false;
+    top.left = this.left[0];
+    top.right = this.right[0];
+    top.size = this.size[0];
+    const last = --this.n;
+    if (last === 0) return true;
+    const key = this.key[last], left = this.left[last], right = this.right[last], size = this.size[last];
+    let i = 0;
+    // sift down
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= last) break;
+      if (c + 1 < last && before(this.key[c + 1], this.left[c + 1], this.key[c], this.left[c])) c++;
+      if (!before(this.key[c], this.left[c], key, left)) break;
+      this.key[i] = this.key[c];
+      this.left[i] = this.left[c];
+      this.right[i] = this.right[c];
+      this.size[i] = this.size[c];
+      i = c;
+    }
+    this.key[i] = key;
+    this.left[i] = left;
+    this.right[i] = right;
+    this.size[i] = size;
+    return true;
+  }
+
+  private grow(): void {
+    const cap = this.key.length * 2;
+    const k = new Float64Array(cap), l = new Int32Array(cap), r = new Int32Array(cap), s = new Int32Array(cap);
+    k.set(this.key);
+    l.set(this.left);
+    r.set(this.right);
+    s.set(this.size);
+    this.key = k;
+    this.left = l;
+    this.right = r;
+    this.size = s;
+  }
+}
