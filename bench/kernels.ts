@@ -1,0 +1,52 @@
+// Micro-benchmark of the WASM matmul kernels: GB/s of weight bytes streamed for mat x vec
+// (decode) and mat x mat (prefill, 128 tokens), Q4_0 / Q8_0 / F32, 1 and 2 threads.
+// Run: npx tsx bench/kernels.ts [--rows 5632] [--cols 2048] [--tokens 128] [--seconds 1]
+import { createWasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
+import { GGMLType, rowBytes, typeName } from '../src/tensor/ggml-types.js';
+import { quantize } from '../src/tensor/quantize.js';
+
+function option(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+}
+const rows = option('rows', 5632);
+const cols = option('cols', 2048);
+const prefill = option('tokens', 128);
+const seconds = option('seconds', 1);
+const types = [GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.F32];
+
+let seed = 42;
+const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+const weights = new Float32Array(rows * cols).map(() => rnd() * 0.02);
+
+console.log(`matmul ${rows}x${cols}; prefill ${prefill} tokens; median of runs over ~${seconds}s each`);
+console.log('threads  type   tokens   ms/call    GB/s(weights)  GMAC/s');
+for (const threads of [1, 2]) {
+  const be = await createWasmBackend({ threads });
+  if (threads === 1) console.log(`kernels: ${be.kernels} (${be.kernelReason})`);
+  for (const type of types) {
+    const q = quantize(type, weights, cols);
+    const wp = be.alloc(q.length);
+    be.u8().set(q, wp);
+    const w = { ptr: wp, type, rows, cols, rowBytes: rowBytes(type, cols) };
+    for (const nTokens of [1, prefill]) {
+      const x = be.alloc(nTokens * cols * 4);
+      be.f32(x, nTokens * cols).set(Float32Array.from({ length: nTokens * cols }, rnd));
+      const out = be.alloc(nTokens * rows * 4);
+      be.matmul(out, w, x, nTokens); // warm-up
+      const times: number[] = [];
+      const end = performance.now() + seconds * 1000;
+      while (performance.now() < end || times.length < 3) {
+        const t0 = performance.now();
+        be.matmul(out, w, x, nTokens);
+        times.push(performance.now() - t0);
+      }
+      times.sort((a, b) => a - b);
+      const ms = times[times.length >> 1]!;
+      const gbs = q.length / ms / 1e6;
+      const gmacs = (rows * cols * nTokens) / ms / 1e6;
+      console.log(`${String(threads).padStart(7)}  ${typeName(type).padEnd(6)} ${String(nTokens).padStart(6)}  ${ms.toFixed(3).padStart(8)}  ${gbs.toFixed(2).padStart(13)}  ${gmacs.toFixed(2).padStart(7)}`);
+    }
+  }
+  await be.dispose();
+}

@@ -1,0 +1,299 @@
+// The WASM backend: one wasm memory (shared with a worker pool when threads > 1 and the runtime
+// allows SharedArrayBuffer), a bump allocator over it, and each Backend op written as a command
+// block that exec() runs, split over threads. See assembly/ for the kernels.
+import type { AttentionArgs, Backend, KVLayer, RopeParams, WeightTensor } from '../backend.js';
+import { BackendError } from '../errors.js';
+import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-types.js';
+import { log } from '../../log.js';
+import { chooseKernels, type KernelBuild, type KernelSources } from './features.js';
+import * as K from './kernels.generated.js';
+import { CONTROL_SLOTS, WorkerPool } from './pool.js';
+import { hardwareConcurrency, sharedMemoryAvailable } from './runtime.js';
+import { findMemoryImport, withUnsharedMemory } from './wasm-binary.js';
+
+export interface WasmBackendOptions {
+  /** Threads including the calling one (default: hardware threads). 1 = no workers. */
+  readonly threads?: number;
+  /** 'auto' (default): relaxed build when it validates and passes the known-answer probe. */
+  readonly relaxedSimd?: 'auto' | boolean;
+  /** Atomics.load iterations a waiting thread spins before sleeping (default 20000). */
+  readonly spin?: number;
+  /** Kernel modules to use instead of the built-in ones (tests). */
+  readonly kernels?: KernelSources;
+}
+
+/** The contract plus what this backend adds: which build runs, and two extra activations. */
+export interface WasmBackend extends Backend {
+  /** 'relaxed' or 'baseline', and why. */
+  readonly kernels: KernelBuild;
+  readonly kernelReason: string;
+  /** Whether threads share memory (false: single-thread path on a non-shared memory). */
+  readonly sharedMemory: boolean;
+  /** out[i] = x[i] / (1 + exp(-x[i])). out may equal x. */
+  silu(out: number, x: number, count: number): void;
+  /** out[i] = gelu(x[i]), tanh approximation as ggml_gelu. out may equal x. */
+  gelu(out: number, x: number, count: number): void;
+}
+
+const PAGE = 65536;
+const MAX_BYTES = 2 ** 32; // wasm32
+/** Quantized-activation scratch, reserved up front so ops never grow memory. */
+const SCRATCH_BYTES = 1 << 20;
+
+const SUPPORTED = new Set<GGMLType>([
+  GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0,
+  GGMLType.Q5_1, GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K, GGMLType.IQ4_NL,
+]);
+
+/** Activation format a weight type's kernel reads (mirrors actFormat in assembly/matmul.ts). */
+function actFormat(type: GGMLType): 'f32' | 'q8_0' | 'q8_k' {
+  switch (type) {
+    case GGMLType.F32: case GGMLType.F16: case GGMLType.BF16: return 'f32';
+    case GGMLType.Q2_K: case GGMLType.Q3_K: case GGMLType.Q4_K: case GGMLType.Q5_K: case GGMLType.Q6_K: return 'q8_k';
+    default: return 'q8_0';
+  }
+}
+
+// Minimum work per thread before another thread is worth waking (rough op counts).
+const MIN_WORK = { matmul: 1 << 16, quant: 1 << 14, elementwise: 1 << 14, transcendental: 1 << 12, attention: 1 << 15 };
+
+function checkInt(name: string, v: number, min: number): void {
+  if (!Number.isInteger(v) || v < min) throw new BackendError('INVALID_ARGUMENT', `${name} must be an integer >= ${min}, got ${v}`);
+}
+
+export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
+  const threads = opts.threads ?? (await hardwareConcurrency());
+  checkInt('threads', threads, 1);
+  if (threads > 255) throw new BackendError('INVALID_ARGUMENT', `threads must be at most 255, got ${threads}`);
+  const spin = opts.spin ?? 20000;
+  const choice = await chooseKernels(opts.relaxedSimd ?? 'auto', opts.kernels);
+  const shared = threads > 1 && sharedMemoryAvailable();
+  if (threads > 1 && !shared) log.warn(`wasm backend: SharedArrayBuffer unavailable, running 1 thread instead of ${threads}`);
+  const bytes = shared ? choice.bytes : withUnsharedMemory(choice.bytes);
+  const minPages = findMemoryImport(bytes)?.minPages ?? 1;
+  const memory = new WebAssembly.Memory({ initial: minPages, maximum: MAX_BYTES / PAGE, shared } as WebAssembly.MemoryDescriptor);
+  const module = await WebAssembly.compile(bytes as BufferSource);
+  const instance = await WebAssembly.instantiate(module, { env: { memory } });
+  const exec = instance.exports.exec as (args: number, ith: number, nth: number) => number;
+  const heapBase = (instance.exports.heapBase as () => number)();
+
+  let top = heapBase;
+  const alloc = (bytes: number, align = 64): number => {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new BackendError('INVALID_ARGUMENT', `alloc: bad size ${bytes}`);
+    if (!Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0) throw new BackendError('INVALID_ARGUMENT', `alloc: bad alignment ${align}`);
+    const ptr = Math.ceil(top / align) * align;
+    const end = ptr + bytes;
+    if (end > MAX_BYTES) {
+      throw new BackendError('OUT_OF_MEMORY', `alloc(${bytes}): ${top} bytes in use, the request would end at ${end}, past the 4 GiB wasm32 limit (${MAX_BYTES})`);
+    }
+    const have = memory.buffer.byteLength;
+    if (end > have) {
+      try {
+        memory.grow(Math.ceil((end - have) / PAGE));
+      } catch (e) {
+        throw new BackendError('OUT_OF_MEMORY', `alloc(${bytes}): growing memory from ${have} to ${end} bytes failed: ${(e as Error).message}`);
+      }
+    }
+    top = end;
+    return ptr;
+  };
+
+  const ctrlPtr = alloc(CONTROL_SLOTS * 4);
+  const argsPtr = alloc(K.ARG_SLOTS * 4);
+  const scratch = alloc(SCRATCH_BYTES);
+
+  const pool = shared
+    ? await WorkerPool.create({ module, memory, ctrlPtr, argsPtr, workers: threads - 1, spin })
+    : undefined;
+  const nThreads = pool ? pool.size : 1;
+  log.debug(`wasm backend: ${choice.build} kernels (${choice.reason}), ${nThreads} thread(s)`);
+
+  // Command block views (re-created when a non-shared memory's buffer is replaced by growth).
+  let argBuf: ArrayBuffer | SharedArrayBuffer | undefined;
+  let ai32 = new Int32Array(0);
+  let af32 = new Float32Array(0);
+  const cmd = (op: number): { i: Int32Array; f: Float32Array } => {
+    if (argBuf !== memory.buffer) {
+      argBuf = memory.buffer;
+      ai32 = new Int32Array(argBuf, argsPtr, K.ARG_SLOTS);
+      af32 = new Float32Array(argBuf, argsPtr, K.ARG_SLOTS);
+    }
+    ai32.fill(0);
+    ai32[0] = op;
+    return { i: ai32, f: af32 };
+  };
+
+  let disposed = false;
+  /** Run the command block on up to `units` threads, fewer when `work` is small. */
+  const run = (work: number, minWork: number, units: number): void => {
+    if (disposed) throw new BackendError('DISPOSED', 'the wasm backend was disposed');
+    const nth = Math.max(1, Math.min(nThreads, units, Math.floor(work / minWork)));
+    let rc = 0;
+    if (nth === 1 || !pool) rc = exec(argsPtr, 0, 1);
+    else pool.run(nth, () => (rc = exec(argsPtr, 0, nth)));
+    if (rc !== 0) throw new BackendError('KERNEL_FAILED', `exec rejected op ${ai32[0]}`);
+  };
+
+  const checkWeight = (w: WeightTensor, what: string): void => {
+    if (!SUPPORTED.has(w.type)) throw new BackendError('UNSUPPORTED_TYPE', `${what}: no kernel for ${typeName(w.type)}`);
+    checkInt(`${what} rows`, w.rows, 1);
+    checkInt(`${what} cols`, w.cols, 1);
+    const blk = actFormat(w.type) === 'q8_k' ? 256 : actFormat(w.type) === 'q8_0' ? 32 : 1;
+    if (w.cols % blk !== 0) throw new BackendError('INVALID_ARGUMENT', `${what}: ${typeName(w.type)} needs cols divisible by ${blk}, got ${w.cols}`);
+    if (w.rowBytes !== typeRowBytes(w.type, w.cols)) {
+      throw new BackendError('INVALID_ARGUMENT', `${what}: rowBytes ${w.rowBytes} does not match ${typeName(w.type)} x ${w.cols}`);
+    }
+  };
+
+  const elementwise = (op: number, out: number, a: number, b: number, count: number, minWork: number): void => {
+    checkInt('count', count, 0);
+    if (count === 0) return;
+    const c = cmd(op);
+    c.i[1] = out;
+    c.i[2] = a;
+    if (op === K.OP_SWIGLU || op === K.OP_ADD) {
+      c.i[3] = b;
+      c.i[4] = count;
+    } else c.i[3] = count;
+    run(count, minWork, Math.ceil(count / 16));
+  };
+
+  const matmulChunk = (out: number, w: WeightTensor, x: number, nTokens: number, fmt: 'f32' | 'q8_0' | 'q8_k'): void => {
+    let qs = 0, d = 0, s = 0;
+    if (fmt !== 'f32') {
+      const bpb = fmt === 'q8_k' ? 256 : 32;
+      const nb = (nTokens * w.cols) / bpb;
+      qs = scratch;
+      d = qs + Math.ceil((nTokens * w.cols) / 64) * 64;
+      s = d + Math.ceil((nb * 4) / 64) * 64;
+      const q = cmd(fmt === 'q8_k' ? K.OP_QUANT_Q8_K : K.OP_QUANT_Q8_0);
+      q.i.set([x, nTokens, w.cols, qs, d, s], 1);
+      run(nTokens * w.cols, MIN_WORK.quant, nb);
+    }
+    const c = cmd(K.OP_MATMUL);
+    c.i.set([w.type, w.ptr, w.rows, w.cols, w.rowBytes, nTokens, out, x, qs, d, s], 1);
+    run(w.rows * w.cols * nTokens, MIN_WORK.matmul, Math.ceil(w.rows / 4));
+  };
+
+  const backend: WasmBackend = {
+    name: `wasm-${choice.build}`,
+    nThreads,
+    kernels: choice.build,
+    kernelReason: choice.reason,
+    sharedMemory: shared,
+
+    alloc,
+    u8: () => new Uint8Array(memory.buffer),
+    f32: (ptr, count) => new Float32Array(memory.buffer, ptr, count),
+    i32: (ptr, count) => new Int32Array(memory.buffer, ptr, count),
+
+    matmul(out, w, x, nTokens) {
+      checkWeight(w, 'matmul');
+      checkInt('nTokens', nTokens, 0);
+      const fmt = actFormat(w.type);
+      if (fmt === 'f32') {
+        if (nTokens > 0) matmulChunk(out, w, x, nTokens, fmt);
+        return;
+      }
+      // Quantized activations go through the fixed scratch, a batch of tokens at a time.
+      const perToken = w.cols + (w.cols / 32) * 8 + 192;
+      const chunk = Math.floor(SCRATCH_BYTES / perToken);
+      if (chunk < 1) throw new BackendError('INVALID_ARGUMENT', `matmul: cols ${w.cols} too large for the activation scratch`);
+      for (let t = 0; t < nTokens; t += chunk) {
+        const n = Math.min(chunk, nTokens - t);
+        matmulChunk(out + t * w.rows * 4, w, x + t * w.cols * 4, n, fmt);
+      }
+    },
+
+    getRows(out, table, ids, nTokens) {
+      checkWeight(table, 'getRows');
+      checkInt('nTokens', nTokens, 0);
+      if (nTokens === 0) return;
+      const idv = new Int32Array(memory.buffer, ids, nTokens);
+      for (let t = 0; t < nTokens; t++) {
+        if (idv[t]! < 0 || idv[t]! >= table.rows) throw new BackendError('INVALID_ARGUMENT', `getRows: id ${idv[t]} outside 0..${table.rows - 1}`);
+      }
+      const c = cmd(K.OP_GET_ROWS);
+      c.i.set([table.type, table.ptr, table.cols, table.rowBytes, ids, nTokens, out], 1);
+      run(nTokens * table.cols, MIN_WORK.elementwise, nTokens);
+    },
+
+    rmsNorm(out, x, weight, n, nTokens, eps) {
+      checkInt('n', n, 1);
+      checkInt('nTokens', nTokens, 0);
+      if (nTokens === 0) return;
+      const c = cmd(K.OP_RMS_NORM);
+      c.i.set([out, x, weight, n, nTokens], 1);
+      c.f[6] = eps;
+      run(n * nTokens, MIN_WORK.elementwise, nTokens);
+    },
+
+    rope(x, nTokens, nHeads, headDim, positions, p: RopeParams) {
+      checkInt('nTokens', nTokens, 0);
+      checkInt('nHeads', nHeads, 1);
+      checkInt('headDim', headDim, 2);
+      if (p.ropeDims % 2 !== 0 || p.ropeDims < 2 || p.ropeDims > headDim) {
+        throw new BackendError('INVALID_ARGUMENT', `rope: ropeDims ${p.ropeDims} must be even and in 2..headDim (${headDim})`);
+      }
+      if (nTokens === 0) return;
+      const c = cmd(K.OP_ROPE);
+      c.i.set([x, nTokens, nHeads, headDim, positions, p.ropeDims], 1);
+      c.f[7] = p.freqBase;
+      c.f[8] = p.freqScale;
+      c.i[9] = p.neox ? 1 : 0;
+      c.f[10] = p.extFactor;
+      c.f[11] = p.attnFactor;
+      c.f[12] = p.betaFast;
+      c.f[13] = p.betaSlow;
+      c.i[14] = p.nCtxOrig;
+      run(nTokens * (p.ropeDims / 2) * (nHeads + 50), MIN_WORK.elementwise, nTokens);
+    },
+
+    swiglu: (out, gate, up, count) => elementwise(K.OP_SWIGLU, out, gate, up, count, MIN_WORK.transcendental),
+    add: (out, a, b, count) => elementwise(K.OP_ADD, out, a, b, count, MIN_WORK.elementwise),
+    silu: (out, x, count) => elementwise(K.OP_SILU, out, x, 0, count, MIN_WORK.transcendental),
+    gelu: (out, x, count) => elementwise(K.OP_GELU, out, x, 0, count, MIN_WORK.transcendental),
+
+    addBias(out, x, bias, n, nTokens) {
+      checkInt('n', n, 1);
+      checkInt('nTokens', nTokens, 0);
+      if (nTokens === 0) return;
+      const c = cmd(K.OP_ADD_BIAS);
+      c.i.set([out, x, bias, n, nTokens], 1);
+      run(n * nTokens, MIN_WORK.elementwise, nTokens);
+    },
+
+    storeKV(layer: KVLayer, k, v, slots, nTokens) {
+      checkInt('nTokens', nTokens, 0);
+      if (nTokens === 0) return;
+      const c = cmd(K.OP_STORE_KV);
+      c.i.set([layer.kPtr, layer.vPtr, layer.type === 'f16' ? 1 : 0, layer.kvDim, k, v, slots, nTokens], 1);
+      run(2 * nTokens * layer.kvDim, MIN_WORK.elementwise, nTokens);
+    },
+
+    attention(a: AttentionArgs) {
+      const { nTokens, nHeads, nKvHeads, headDim, layer } = a;
+      checkInt('nTokens', nTokens, 0);
+      checkInt('nKvHeads', nKvHeads, 1);
+      checkInt('headDim', headDim, 1);
+      if (nHeads % nKvHeads !== 0) throw new BackendError('INVALID_ARGUMENT', `attention: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
+      if (layer.kvDim !== nKvHeads * headDim) throw new BackendError('INVALID_ARGUMENT', `attention: kvDim ${layer.kvDim} != nKvHeads ${nKvHeads} * headDim ${headDim}`);
+      if (nTokens === 0) return;
+      const info = new Int32Array(memory.buffer, a.tokenInfo, 2 * nTokens);
+      let keys = 0;
+      for (let t = 0; t < nTokens; t++) keys += info[2 * t + 1]!;
+      const c = cmd(K.OP_ATTENTION);
+      c.i.set([a.q, a.out, nTokens, nHeads, nKvHeads, headDim], 1);
+      c.f[7] = a.scale;
+      c.i.set([layer.kPtr, layer.vPtr, layer.type === 'f16' ? 1 : 0, layer.blockSize, layer.kvDim, a.tokenInfo], 8);
+      run(2 * keys * nHeads * headDim, MIN_WORK.attention, nTokens * nHeads);
+    },
+
+    async dispose() {
+      if (disposed) return;
+      disposed = true;
+      await pool?.dispose();
+    },
+  };
+  return backend;
+}
