@@ -36,7 +36,9 @@ import type { AttentionArgs, Backend, KVCacheType, RopeParams, WeightTensor } fr
 import { GGMLType, rowBytes, typeName, typeTraits } from '../src/tensor/ggml-types.js';
 import { dequantize } from '../src/tensor/dequant.js';
 import { canQuantize, quantize } from '../src/tensor/quantize.js';
+import { loadIntoBackend } from './reference/backend-graph.js';
 import { f32ToF16Bits } from './reference/half.js';
+import { loadLlamaReference } from './reference/llama-reference.js';
 import { createReferenceBackend } from './reference/reference-backend.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -655,5 +657,49 @@ describeWasm('attention over a paged cache: WASM vs reference', () => {
         expectWithin(`attention ${s.name} ${type} cache nTokens=${nTokens}`, o, () => tol);
       });
     }
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// End to end: stories260K through the WASM backend (batched graph in test/reference/backend-graph.ts)
+// against the plain f32 forward pass that reproduces llama2.c.
+
+// Worst per-position logit NMSE. F32 weights and cache: f32 rounding only (measured 1e-13) → 1e-10.
+// F16 weights, f16 cache: K/V rounded to f16 (measured 2.5e-7) → 5e-6. Q8_0/Q4_0: each of the 36
+// matmuls adds Q8-activation noise (NMSE ~2e-5 each), compounding through 5 layers (measured
+// 1e-4..4e-4) → 5e-3. Greedy argmax must match where activations are not quantized.
+const E2E_CASES = [
+  { file: 'stories260K.gguf', kv: 'f32', bound: 1e-10, sameArgmax: true },
+  { file: 'stories260K-f16.gguf', kv: 'f16', bound: 5e-6, sameArgmax: true },
+  { file: 'stories260K-q8_0.gguf', kv: 'f32', bound: 5e-3, sameArgmax: false },
+  { file: 'stories260K-q4_0.gguf', kv: 'f16', bound: 5e-3, sameArgmax: false },
+] as const;
+const MODELS = new URL('../../shared/models/', import.meta.url).pathname;
+const haveModels = existsSync(MODELS + 'stories260K.gguf');
+if (wasmPresent && !haveModels) console.warn(`shared models not found at ${MODELS}: skipping end-to-end WASM checks`);
+
+describeWasm('stories260K end to end: WASM backend vs reference forward', () => {
+  for (const c of E2E_CASES) {
+    it.skipIf(!ready() || !haveModels)(`${c.file}, ${c.kv} cache: 13-token prefill, then 6 decode steps`, async () => {
+      const ref = await loadLlamaReference(MODELS + c.file);
+      const tokens = [1, 403, 407, 261, 378, 1, 65, 280, 300, 500, 2, 17, 333, 45, 99, 123, 456, 7, 88];
+      const want = tokens.map((t, p) => ref.forward(t, p));
+      const outs: { config: Config; out: Float32Array }[] = [];
+      for (const w of wasm) {
+        const model = await loadIntoBackend(w.backend, MODELS + c.file, c.kv, 32);
+        const got = [...model.forwardBatch(tokens.slice(0, 13), 0)];
+        for (let p = 13; p < tokens.length; p++) got.push(...model.forwardBatch([tokens[p]], p));
+        const all = new Float32Array(got.length * got[0].length);
+        got.forEach((g, i) => all.set(g, i * g.length));
+        outs.push({ config: w.config, out: all });
+        const worst = Math.max(...got.map((g, p) => nmse(g, want[p])));
+        expect(worst, `${c.file} ${c.kv} cache ${w.config.label}: worst per-position logit NMSE`).toBeLessThanOrEqual(c.bound);
+        for (let p = 0; p < tokens.length; p++) {
+          const am = (v: Float32Array) => v.indexOf(Math.max(...v));
+          if (c.sameArgmax) expect(am(got[p]), `${c.file} ${w.config.label}: argmax at position ${p}`).toBe(am(want[p]));
+        }
+      }
+      expectThreadInvariant(`stories260K ${c.file}`, outs);
+    });
   }
 });
