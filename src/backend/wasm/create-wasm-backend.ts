@@ -103,7 +103,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   const scratch = alloc(SCRATCH_BYTES);
 
   const pool = shared
-    ? await WorkerPool.create({ module, memory, ctrlPtr, argsPtr, workers: threads - 1, spin })
+    ? await WorkerPool.create({ bytes, memory, ctrlPtr, argsPtr, workers: threads - 1, spin })
     : undefined;
   const nThreads = pool ? pool.size : 1;
   log.debug(`wasm backend: ${choice.build} kernels (${choice.reason}), ${nThreads} thread(s)`);

@@ -22,8 +22,9 @@ export const CONTROL_SLOTS = 16;
 // Runs inside each worker, after the runtime adapter's prelude.
 const WORKER_BODY = `
 onFirstMessage((init) => {
-  const { module, memory, ctrlPtr, argsPtr, ith, spin } = init;
-  const instance = new WebAssembly.Instance(module, { env: { memory } });
+  const { bytes, memory, ctrlPtr, argsPtr, ith, spin } = init;
+  // Compiled here from bytes: not every runtime can post a WebAssembly.Module to a worker.
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
   const exec = instance.exports.exec;
   const ctrl = new Int32Array(memory.buffer, ctrlPtr, ${CONTROL_SLOTS});
   let last = init.word;
@@ -54,7 +55,8 @@ onFirstMessage((init) => {
 `;
 
 export interface PoolOptions {
-  readonly module: WebAssembly.Module;
+  /** The kernel module's bytes (the same ones the calling thread instantiated). */
+  readonly bytes: Uint8Array;
   readonly memory: WebAssembly.Memory;
   /** Byte offset of CONTROL_SLOTS zeroed i32 in memory. */
   readonly ctrlPtr: number;
@@ -94,7 +96,7 @@ export class WorkerPool {
           w.onMessage((m) => {
             if ((m as { ready?: boolean }).ready) resolve();
           });
-          w.post({ module: o.module, memory: o.memory, ctrlPtr: o.ctrlPtr, argsPtr: o.argsPtr, ith: k + 1, spin: o.spin, word: 0 });
+          w.post({ bytes: o.bytes, memory: o.memory, ctrlPtr: o.ctrlPtr, argsPtr: o.argsPtr, ith: k + 1, spin: o.spin, word: 0 });
         });
         w.unref();
         return w;
