@@ -1,0 +1,428 @@
+// Random-weight llama-family models of real shapes, for speed and memory work and for checking
+// that every tensor type we write loads and computes correctly in llama.cpp. Weights are
+// N(0, std²) from a seeded PRNG (xoshiro128** + polar Box-Muller), norms are 1, biases small random; the
+// tokenizer is copied from a real GGUF (or a plain byte-fallback SentencePiece vocab is made up).
+//
+// Each tensor's values depend only on (seed, tensor name, element index), never on its type or on
+// the other tensors, so the F32 and the Q4_0 model of one seed hold the same underlying weights.
+// Tensors are produced on demand in row chunks: nothing but the encoded tensor being written (and
+// one chunk of f32 values) is held, so a 1.1B-parameter model streams to disk in bounded memory.
+import { GGUFValueType } from '../gguf/constants.js';
+import type { GGUFEntry, GGUFFile } from '../gguf/reader.js';
+import type { GGUFWriteOptions } from '../gguf/writer.js';
+import { GGMLType, typeName, typeTraits } from '../tensor/ggml-types.js';
+import { canQuantize, quantizeRow } from '../tensor/quantize.js';
+import { GGML_QNT_VERSION, llamaFileType, tensorTypeFor, writeLazyGGUFFile, type LazyTensor } from './quantize-model.js';
+
+export class SyntheticModelError extends Error {
+  override readonly name = 'SyntheticModelError';
+  constructor(
+    readonly code: 'BAD_SHAPE' | 'BAD_TYPE' | 'BAD_VOCAB' | 'VOCAB_NOT_FOUND',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type SyntheticVocab =
+  /** Llama 2's 32000-token SentencePiece vocab, read from ../shared's llama-2-tiny-random.gguf. */
+  | 'llama2'
+  /** Every tokenizer.* key of this file. */
+  | { metadataFrom: GGUFFile }
+  /** A made-up SentencePiece vocab of this many tokens (>= 260): specials, 256 bytes, then pieces. */
+  | number;
+
+export interface SyntheticLlamaOptions {
+  dim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  ffnDim: number;
+  vocab: SyntheticVocab;
+  /** Type of the 2-D weight matrices (rows that do not fit its blocks fall back as in quantize). */
+  type: GGMLType;
+  /** Type of output.weight (default: `type`). */
+  outputType?: GGMLType;
+  /** No output.weight: the logits use token_embd.weight. */
+  tiedEmbeddings?: boolean;
+  /**
+   * output.weight holds the same values as token_embd.weight (stored on its own, in outputType).
+   * With embeddingStd well above std the model then predicts its input token by a wide margin, so
+   * its top-1 choice is robust to small numeric differences (a plain random model's top logits
+   * are near-ties, and any two implementations disagree on some of them).
+   */
+  outputFromEmbedding?: boolean;
+  /** Standard deviation of token_embd.weight (default: std). */
+  embeddingStd?: number;
+  /** q/k/v biases (default: true for qwen2, false for llama). */
+  qkvBias?: boolean;
+  arch?: 'llama' | 'qwen2';
+  /** Per-head dimension (default dim / nHeads). */
+  headDim?: number;
+  contextLength?: number;
+  ropeFreqBase?: number;
+  /** Standard deviation of the weights (default 0.02). */
+  std?: number;
+  /**
+   * Build the block-quantized matrices from this many distinct random blocks per type (quantized
+   * once per model), each block of a tensor a seeded random pick among them, instead of
+   * quantizing every value: the K-quant reference quantizers manage about 1M values/s, too slow
+   * for billion-parameter shapes. Values keep their distribution and the bytes are real blocks,
+   * which is all speed work needs; tests that compare numbers should leave it unset.
+   */
+  distinctBlocks?: number;
+  seed: number;
+}
+
+export interface SyntheticModel {
+  readonly metadata: [string, GGUFEntry][];
+  readonly tensors: LazyTensor[];
+  readonly nParams: number;
+  /** Bytes of tensor data (without header and padding). */
+  readonly nBytes: number;
+}
+
+// ---------------------------------------------------------------- seeded normal generator
+
+/** FNV-1a over the UTF-16 code units of s, mixed with the seed. */
+function hashName(seed: number, s: string): number {
+  let h = (0x811c9dc5 ^ Math.imul(seed | 0, 0x9e3779b1)) >>> 0;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/** xoshiro128** seeded through splitmix32, with Box-Muller normals (both of each pair are used). */
+export class NormalRng {
+  private a: number;
+  private b: number;
+  private c: number;
+  private d: number;
+  private spare = 0;
+  private hasSpare = false;
+
+  constructor(seed: number) {
+    let s = seed >>> 0;
+    const next = (): number => {
+      s = (s + 0x9e3779b9) >>> 0;
+      let z = s;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.a = next();
+    this.b = next();
+    this.c = next();
+    this.d = next();
+  }
+
+  /** Uniform 32-bit unsigned integer. */
+  nextU32(): number {
+    // result = rotl(b * 5, 7) * 9
+    const b5 = Math.imul(this.b, 5);
+    const result = Math.imul((b5 << 7) | (b5 >>> 25), 9) >>> 0;
+    const t = this.b << 9;
+    this.c ^= this.a;
+    this.d ^= this.b;
+    this.b ^= this.c;
+    this.a ^= this.d;
+    this.c ^= t;
+    this.d = (this.d << 11) | (this.d >>> 21);
+    return result;
+  }
+
+  /**
+   * Fill out[from, to) with N(0, std²) values: Box-Muller in Marsaglia's polar form (one log and
+   * one sqrt per pair, no trigonometry; about a fifth of the candidate points are rejected).
+   */
+  fillNormal(out: Float32Array, std: number, from = 0, to = out.length): void {
+    let i = from;
+    if (i < to && this.hasSpare) {
+      out[i++] = this.spare * std;
+      this.hasSpare = false;
+    }
+    // nextU32 inlined on local copies of the state: this loop is the generator's hot spot.
+    let { a, b, c, d } = this;
+    const SCALE = 2 / 4294967296;
+    while (i < to) {
+      let b5 = Math.imul(b, 5);
+      const r1 = Math.imul((b5 << 7) | (b5 >>> 25), 9) >>> 0;
+      let t = b << 9;
+      c ^= a; d ^= b; b ^= c; a ^= d; c ^= t; d = (d << 11) | (d >>> 21);
+      b5 = Math.imul(b, 5);
+      const r2 = Math.imul((b5 << 7) | (b5 >>> 25), 9) >>> 0;
+      t = b << 9;
+      c ^= a; d ^= b; b ^= c; a ^= d; c ^= t; d = (d << 11) | (d >>> 21);
+      const u = r1 * SCALE - 1;
+      const v = r2 * SCALE - 1;
+      const s = u * u + v * v;
+      if (s >= 1 || s === 0) continue;
+      const f = Math.sqrt((-2 * Math.log(s)) / s);
+      out[i++] = u * f * std;
+      if (i < to) out[i++] = v * f * std;
+      else {
+        this.spare = v * f;
+        this.hasSpare = true;
+      }
+    }
+    this.a = a;
+    this.b = b;
+    this.c = c;
+    this.d = d;
+  }
+}
+
+// ---------------------------------------------------------------- tensors
+
+/** Elements generated and encoded per step: bounds the f32 scratch independently of tensor size. */
+const CHUNK_ELEMENTS = 1 << 16;
+
+/** Quantized random blocks shared by all tensors of one type (see distinctBlocks). */
+type BlockPool = (type: GGMLType) => { blocks: Uint8Array; count: number };
+
+type Fill = { kind: 'normal'; std: number; seed: number; pool?: BlockPool } | { kind: 'ones' };
+
+function lazyTensor(name: string, dims: number[], type: GGMLType, fill: Fill): LazyTensor {
+  const { blockSize, blockBytes } = typeTraits(type)!;
+  const rowLength = dims[0];
+  const nElements = dims.reduce((a, b) => a * b, 1);
+  const nBlocks = nElements / blockSize;
+  return {
+    name,
+    dims,
+    type,
+    data(): Uint8Array {
+      const out = new Uint8Array(nBlocks * blockBytes);
+      if (fill.kind === 'normal' && fill.pool && blockSize > 1) {
+        const { blocks, count } = fill.pool(type);
+        // Each block a seeded pick from the pool: fast, and still N(0, std²) values in real blocks.
+        const rng = new NormalRng(fill.seed);
+        for (let o = 0; o < out.length; o += blockBytes) {
+          const from = (rng.nextU32() % count) * blockBytes;
+          out.set(blocks.subarray(from, from + blockBytes), o);
+        }
+        return out;
+      }
+      const rng = fill.kind === 'normal' ? new NormalRng(fill.seed) : undefined;
+      if (type === GGMLType.F32) {
+        // Generate straight into the output: no scratch, no per-element encoding.
+        const view = new Float32Array(out.buffer);
+        if (rng) rng.fillNormal(view, (fill as { std: number }).std);
+        else view.fill(1);
+        return out;
+      }
+      const rowsPerChunk = Math.max(1, Math.floor(CHUNK_ELEMENTS / rowLength));
+      const chunk = new Float32Array(Math.min(nElements, rowsPerChunk * rowLength));
+      if (!rng) chunk.fill(1);
+      for (let start = 0; start < nElements; start += chunk.length) {
+        const n = Math.min(chunk.length, nElements - start);
+        rng?.fillNormal(chunk, (fill as { std: number }).std, 0, n);
+        quantizeRow(type, chunk, 0, n, out, (start / blockSize) * blockBytes);
+      }
+      return out;
+    },
+  };
+}
+
+function makeBlockPool(seed: number, std: number, count: number): BlockPool {
+  const pools = new Map<GGMLType, Uint8Array>();
+  return (type) => {
+    let blocks = pools.get(type);
+    if (!blocks) {
+      const { blockSize, blockBytes } = typeTraits(type)!;
+      const values = new Float32Array(count * blockSize);
+      new NormalRng(hashName(seed, `block pool ${typeName(type)}`)).fillNormal(values, std);
+      blocks = new Uint8Array(count * blockBytes);
+      quantizeRow(type, values, 0, values.length, blocks, 0);
+      pools.set(type, blocks);
+    }
+    return { blocks, count };
+  };
+}
+
+// ---------------------------------------------------------------- vocabularies
+
+/** A SentencePiece-style vocab: <unk>, <s>, </s>, the 256 byte tokens, then distinct pieces. */
+function madeUpVocab(n: number): [string, GGUFEntry][] {
+  if (!Number.isInteger(n) || n < 260) throw new SyntheticModelError('BAD_VOCAB', `a made-up vocab needs at least 260 tokens, got ${n}`);
+  const tokens: string[] = ['<unk>', '<s>', '</s>'];
+  const types = [2, 3, 3]; // UNKNOWN, CONTROL, CONTROL
+  for (let b = 0; b < 256; b++) {
+    tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+    types.push(6); // BYTE
+  }
+  const letters = 'abcdefghijklmnopqrstuvwxyz';
+  for (let i = 0; tokens.length < n; i++) {
+    let s = '';
+    for (let k = i; ; k = Math.floor(k / 26) - 1) {
+      s = letters[k % 26] + s;
+      if (k < 26) break;
+    }
+    tokens.push(i % 2 === 0 ? `\u2581${s}` : s);
+    types.push(1); // NORMAL
+  }
+  const scores = new Float32Array(n);
+  for (let i = 259; i < n; i++) scores[i] = -(i - 259);
+  return [
+    ['tokenizer.ggml.model', { type: GGUFValueType.STRING, value: 'llama' }],
+    ['tokenizer.ggml.tokens', { type: GGUFValueType.ARRAY, value: { elementType: GGUFValueType.STRING, values: tokens } }],
+    ['tokenizer.ggml.scores', { type: GGUFValueType.ARRAY, value: { elementType: GGUFValueType.FLOAT32, values: scores } }],
+    ['tokenizer.ggml.token_type', { type: GGUFValueType.ARRAY, value: { elementType: GGUFValueType.INT32, values: Int32Array.from(types) } }],
+    ['tokenizer.ggml.unknown_token_id', { type: GGUFValueType.UINT32, value: 0 }],
+    ['tokenizer.ggml.bos_token_id', { type: GGUFValueType.UINT32, value: 1 }],
+    ['tokenizer.ggml.eos_token_id', { type: GGUFValueType.UINT32, value: 2 }],
+  ];
+}
+
+/** Where ../shared/models/llama-2-tiny-random.gguf is: $WASMFORGE_SHARED, else a shared/ beside the cwd or an ancestor. */
+async function llama2VocabPath(): Promise<string> {
+  const { existsSync } = await import('node:fs');
+  const { dirname, join, resolve } = await import('node:path');
+  const file = join('models', 'llama-2-tiny-random.gguf');
+  const candidates: string[] = [];
+  const env = typeof process !== 'undefined' ? process.env.WASMFORGE_SHARED : undefined;
+  if (env) candidates.push(join(env, file));
+  for (let dir = resolve('.'), i = 0; i < 8; i++, dir = dirname(dir)) candidates.push(join(dir, 'shared', file));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new SyntheticModelError('VOCAB_NOT_FOUND', `the Llama 2 vocab (${file}) is not under $WASMFORGE_SHARED or any shared/ beside the working directory`);
+  return found;
+}
+
+async function vocabMetadata(vocab: SyntheticVocab): Promise<[string, GGUFEntry][]> {
+  if (typeof vocab === 'number') return madeUpVocab(vocab);
+  let gguf: GGUFFile;
+  if (vocab === 'llama2') {
+    const [{ fileSource }, { readGGUF }] = await Promise.all([import('../runtime/file-source.js'), import('../gguf/reader.js')]);
+    const source = await fileSource(await llama2VocabPath());
+    try {
+      gguf = await readGGUF(source);
+    } finally {
+      await source.close();
+    }
+  } else {
+    gguf = vocab.metadataFrom;
+  }
+  const entries = [...gguf.metadata].filter(([k]) => k.startsWith('tokenizer.'));
+  const tokens = gguf.metadata.get('tokenizer.ggml.tokens')?.value;
+  if (!tokens || typeof tokens !== 'object' || !('values' in tokens) || tokens.values.length === 0) {
+    throw new SyntheticModelError('BAD_VOCAB', 'the vocab source has no tokenizer.ggml.tokens');
+  }
+  return entries;
+}
+
+function vocabSize(meta: [string, GGUFEntry][]): number {
+  const e = meta.find(([k]) => k === 'tokenizer.ggml.tokens')![1];
+  return (e.value as { values: unknown[] }).values.length;
+}
+
+// ---------------------------------------------------------------- the model
+
+function checkShape(o: SyntheticLlamaOptions): void {
+  const positive = { dim: o.dim, nLayers: o.nLayers, nHeads: o.nHeads, nKvHeads: o.nKvHeads, ffnDim: o.ffnDim };
+  for (const [k, v] of Object.entries(positive)) {
+    if (!Number.isSafeInteger(v) || v < 1) throw new SyntheticModelError('BAD_SHAPE', `${k} must be a positive integer, got ${v}`);
+  }
+  if (o.nHeads % o.nKvHeads !== 0) throw new SyntheticModelError('BAD_SHAPE', `nHeads ${o.nHeads} is not a multiple of nKvHeads ${o.nKvHeads}`);
+  const headDim = o.headDim ?? o.dim / o.nHeads;
+  if (!Number.isSafeInteger(headDim) || headDim < 2 || headDim % 2 !== 0) {
+    throw new SyntheticModelError('BAD_SHAPE', `head dimension ${headDim} must be an even integer (dim ${o.dim} / nHeads ${o.nHeads}, or headDim)`);
+  }
+  if (o.tiedEmbeddings && o.outputFromEmbedding) throw new SyntheticModelError('BAD_SHAPE', 'outputFromEmbedding needs an output.weight: not with tiedEmbeddings');
+  for (const [k, v] of [['std', o.std], ['embeddingStd', o.embeddingStd]] as const) {
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new SyntheticModelError('BAD_SHAPE', `${k} must be a finite non-negative number, got ${v}`);
+  }
+  if (o.distinctBlocks !== undefined && (!Number.isSafeInteger(o.distinctBlocks) || o.distinctBlocks < 1)) {
+    throw new SyntheticModelError('BAD_SHAPE', `distinctBlocks must be a positive integer, got ${o.distinctBlocks}`);
+  }
+  for (const [k, t] of [['type', o.type], ['outputType', o.outputType ?? o.type]] as const) {
+    if (!canQuantize(t) || t === GGMLType.Q8_K) throw new SyntheticModelError('BAD_TYPE', `${k} ${typeName(t)} cannot be written`);
+  }
+}
+
+/**
+ * A random-weight llama (or qwen2) model: its metadata and lazily generated tensors, ready for
+ * writeLazyGGUFFile / streamGGUF. Async only because vocab 'llama2' is read from a file.
+ */
+export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<SyntheticModel> {
+  checkShape(opts);
+  const arch = opts.arch ?? 'llama';
+  const { dim, nLayers, nHeads, nKvHeads, ffnDim, type } = opts;
+  const headDim = opts.headDim ?? dim / nHeads;
+  const qDim = nHeads * headDim;
+  const kvDim = nKvHeads * headDim;
+  const std = opts.std ?? 0.02;
+  const qkvBias = opts.qkvBias ?? arch === 'qwen2';
+  const vocabMeta = await vocabMetadata(opts.vocab);
+  const nVocab = vocabSize(vocabMeta);
+
+  const pool = opts.distinctBlocks !== undefined ? makeBlockPool(opts.seed, std, opts.distinctBlocks) : undefined;
+  const tensors: LazyTensor[] = [];
+  const matrix = (name: string, cols: number, rows: number, want = type, values = { std, seedName: name }): void => {
+    const fill: Fill = { kind: 'normal', std: values.std, seed: hashName(opts.seed, values.seedName), pool };
+    tensors.push(lazyTensor(name, [cols, rows], tensorTypeFor(want, cols, GGMLType.F32).type, fill));
+  };
+  const embedding = { std: opts.embeddingStd ?? std, seedName: 'token_embd.weight' };
+  const vector = (name: string, n: number, fill: 'ones' | 'random'): void => {
+    tensors.push(lazyTensor(name, [n], GGMLType.F32, fill === 'ones' ? { kind: 'ones' } : { kind: 'normal', std, seed: hashName(opts.seed, name) }));
+  };
+
+  matrix('token_embd.weight', dim, nVocab, type, embedding);
+  for (let l = 0; l < nLayers; l++) {
+    const p = `blk.${l}.`;
+    vector(p + 'attn_norm.weight', dim, 'ones');
+    matrix(p + 'attn_q.weight', dim, qDim);
+    matrix(p + 'attn_k.weight', dim, kvDim);
+    matrix(p + 'attn_v.weight', dim, kvDim);
+    if (qkvBias) {
+      vector(p + 'attn_q.bias', qDim, 'random');
+      vector(p + 'attn_k.bias', kvDim, 'random');
+      vector(p + 'attn_v.bias', kvDim, 'random');
+    }
+    matrix(p + 'attn_output.weight', qDim, dim);
+    vector(p + 'ffn_norm.weight', dim, 'ones');
+    matrix(p + 'ffn_gate.weight', dim, ffnDim);
+    matrix(p + 'ffn_up.weight', dim, ffnDim);
+    matrix(p + 'ffn_down.weight', ffnDim, dim);
+  }
+  vector('output_norm.weight', dim, 'ones');
+  if (!opts.tiedEmbeddings) matrix('output.weight', dim, nVocab, opts.outputType ?? type, opts.outputFromEmbedding ? embedding : undefined);
+
+  const u32 = (value: number): GGUFEntry => ({ type: GGUFValueType.UINT32, value });
+  const f32 = (value: number): GGUFEntry => ({ type: GGUFValueType.FLOAT32, value });
+  const quantized = tensors.some((t) => typeTraits(t.type)!.blockSize > 1);
+  const metadata: [string, GGUFEntry][] = [
+    ['general.architecture', { type: GGUFValueType.STRING, value: arch }],
+    ['general.name', { type: GGUFValueType.STRING, value: `synthetic ${arch} dim ${dim} x ${nLayers} layers (random weights, seed ${opts.seed})` }],
+    ['general.file_type', u32(llamaFileType(type))],
+    ...(quantized ? [['general.quantization_version', u32(GGML_QNT_VERSION)] as [string, GGUFEntry]] : []),
+    [`${arch}.context_length`, u32(opts.contextLength ?? 2048)],
+    [`${arch}.embedding_length`, u32(dim)],
+    [`${arch}.block_count`, u32(nLayers)],
+    [`${arch}.feed_forward_length`, u32(ffnDim)],
+    [`${arch}.attention.head_count`, u32(nHeads)],
+    [`${arch}.attention.head_count_kv`, u32(nKvHeads)],
+    [`${arch}.rope.dimension_count`, u32(headDim)],
+    [`${arch}.rope.freq_base`, f32(opts.ropeFreqBase ?? (arch === 'qwen2' ? 1000000 : 10000))],
+    [`${arch}.attention.layer_norm_rms_epsilon`, f32(arch === 'qwen2' ? 1e-6 : 1e-5)],
+    ...(headDim !== dim / nHeads
+      ? ([[`${arch}.attention.key_length`, u32(headDim)], [`${arch}.attention.value_length`, u32(headDim)]] as [string, GGUFEntry][])
+      : []),
+    ...vocabMeta,
+  ];
+
+  let nParams = 0;
+  let nBytes = 0;
+  for (const t of tensors) {
+    const n = t.dims.reduce((a, b) => a * b, 1);
+    const { blockSize, blockBytes } = typeTraits(t.type)!;
+    nParams += n;
+    nBytes += (n / blockSize) * blockBytes;
+  }
+  return { metadata, tensors, nParams, nBytes };
+}
+
+/** synthesizeLlama straight to a GGUF file, one tensor at a time. */
+export async function writeSyntheticLlama(path: string, opts: SyntheticLlamaOptions, writeOpts: GGUFWriteOptions = {}): Promise<SyntheticModel & { bytes: number }> {
+  const model = await synthesizeLlama(opts);
+  const { bytes } = await writeLazyGGUFFile(path, model.metadata, model.tensors, writeOpts);
+  return { ...model, bytes };
+}
