@@ -162,7 +162,7 @@ export class Model {
 
       const history = [...promptTokens];
       const generated: number[] = [];
-      const decoder = this.tokenizer.createStreamDecoder();
+      const decoder = this.tokenizer.createStreamDecoder({ skipSpecial: true });
       let text = '';
       let stopReason: StopReason = 'max_tokens';
       const show = (s: string, tokenId: number) => {

@@ -96,13 +96,24 @@ export async function llamaCppTokenize(path: string, text: string, opts: { addBo
   return tokens;
 }
 
+export interface LlamaCppContextOptions {
+  /** KV cache element type (llama.cpp's default is f16). */
+  kvCacheType?: 'f16' | 'f32';
+  flashAttention?: boolean;
+}
+
 /** Raw next-token logits over the full vocabulary after each prompt position (a fresh context per call). */
-export async function llamaCppNextTokenLogits(path: string, tokens: number[]): Promise<Float32Array[]> {
+export async function llamaCppNextTokenLogits(path: string, tokens: number[], opts: LlamaCppContextOptions = {}): Promise<Float32Array[]> {
   if (tokens.length === 0) return [];
   const m = await model(path);
   const nVocab = vocabSize(m, path);
   const size = Math.max(64, tokens.length + 1);
-  const context = await m.createContext({ contextSize: size, batchSize: size, threads: { ideal: 1, min: 1 }, sequences: 1 });
+  const kvType = opts.kvCacheType === 'f32' ? 'F32' : 'F16';
+  const context = await m.createContext({
+    contextSize: size, batchSize: size, threads: { ideal: 1, min: 1 }, sequences: 1,
+    experimentalKvCacheKeyType: kvType, experimentalKvCacheValueType: kvType,
+    ...(opts.flashAttention !== undefined ? { flashAttention: opts.flashAttention } : {}),
+  });
   try {
     const sequence = context.getSequence();
     const results = await sequence.controlledEvaluate(
