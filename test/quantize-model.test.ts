@@ -64,9 +64,15 @@ async function cli(argv: string[]): Promise<{ code: number; out: string }> {
 }
 
 function sameValue(a: GGUFEntry, b: GGUFEntry): boolean {
-  const norm = (v: unknown): unknown =>
-    v && typeof v === 'object' && 'values' in v ? { t: (v as { elementType: number }).elementType, v: Array.from((v as { values: ArrayLike<unknown> }).values as ArrayLike<unknown>, norm) } : v;
-  return a.type === b.type && JSON.stringify(norm(a.value), (_, x) => (typeof x === 'bigint' ? x.toString() : x)) === JSON.stringify(norm(b.value), (_, x) => (typeof x === 'bigint' ? x.toString() : x));
+  // Arrays come back as typed arrays or plain arrays: compare element lists, bigints as strings.
+  const norm = (v: unknown): unknown => {
+    if (v && typeof v === 'object' && 'values' in v) {
+      const arr = v as { elementType: number; values: ArrayLike<unknown> };
+      return { t: arr.elementType, v: Array.from(arr.values, norm) };
+    }
+    return typeof v === 'bigint' ? v.toString() : v;
+  };
+  return a.type === b.type && JSON.stringify(norm(a.value)) === JSON.stringify(norm(b.value));
 }
 
 describe('tensor type choice', () => {
