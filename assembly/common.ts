@@ -128,7 +128,7 @@ const EXP_C3: f32 = reinterpret<f32>(0x3e2aaf33);
 const EXP_C4: f32 = reinterpret<f32>(0x3efffedb);
 const EXP_C5: f32 = reinterpret<f32>(0x3f7ffff6);
 
-export function expv(x: v128): v128 {
+@inline export function expv(x: v128): v128 {
   const r = f32x4.splat(EXP_SHIFT);
   const z = f32x4.add(f32x4.mul(x, f32x4.splat(EXP_LOG2E)), r);
   const n = f32x4.sub(z, r);
@@ -160,6 +160,17 @@ export function expv(x: v128): v128 {
 // those paths are checked even on runtimes whose relaxed dot is missing or wrong.
 // @ts-ignore: WF_EMULATE_RELAXED is a compile-time constant from `asc --use`
 export const RELAXED: bool = ASC_FEATURE_RELAXED_SIMD || WF_EMULATE_RELAXED != 0;
+
+/**
+ * Baseline build only: Q4_0/Q4_1/Q8_0 read activations pre-widened to i16, each 16 values stored
+ * as [8 even-indexed, 8 odd-indexed]. That is the order in which 16-bit lane operations take the
+ * weights apart (low byte / high byte of each i16), so neither side needs byte-to-i16 widening.
+ */
+export const WIDE_ACT: bool = !RELAXED;
+
+@inline export function wideActType(type: i32): bool {
+  return WIDE_ACT && (type == 2 || type == 3 || type == 8); // T_Q4_0, T_Q4_1, T_Q8_0
+}
 
 /**
  * acc + dot(a, w) in i32 lanes, w holding 7-bit unsigned values (0..127), a any i8. The relaxed

@@ -15,7 +15,7 @@
 // F32/F16/BF16 weights use f32 activations: per row two f32x4 accumulators over 8-element chunks
 // (multiply then add, never fused), reduced as hsum4f, then the tail elements added in order.
 import {
-  RELAXED, arg, f16x4ToF32, gatherF16, hsum4f, hsum4i, rdot, splitAt, storeLanes,
+  RELAXED, WIDE_ACT, arg, wideActType, f16ToF32, f16x4ToF32, gatherF16, hsum4f, hsum4i, rdot, splitAt, storeLanes,
 } from './common';
 import {
   T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
@@ -95,17 +95,54 @@ const ZERO: v128 = i32x4.splat(0);
   return sdot(v128.load(w, 18), l1, h1, sdot(v128.load(w, 2), l0, h0, ZERO));
 }
 
+// Wide activations (baseline, see WIDE_ACT in common.ts): a block is 4 i16x8 vectors, values
+// [0..15 even, 0..15 odd, 16..31 even, 16..31 odd]; the weights are split the same way with
+// 16-bit lane operations.
+@inline function dot4w(e0: v128, o0: v128, e1: v128, o1: v128, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(e0, a0), i32x4.dot_i16x8_s(o0, a1)),
+    i32x4.add(i32x4.dot_i16x8_s(e1, a2), i32x4.dot_i16x8_s(o1, a3)),
+  );
+}
+
+/** dot4w with the activations loaded from a. */
+@inline function dot4wAt(e0: v128, o0: v128, e1: v128, o1: v128, a: usize): v128 {
+  return dot4w(e0, o0, e1, o1, v128.load(a), v128.load(a, 16), v128.load(a, 32), v128.load(a, 48));
+}
+
+/** Q8_0 weights (32 i8 at w + 2) against one token's wide activations. */
+@inline function q8RowWide(w: usize, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const v0 = v128.load(w, 2);
+  const v1 = v128.load(w, 18);
+  return dot4w(i16x8.shr_s(i16x8.shl(v0, 8), 8), i16x8.shr_s(v0, 8), i16x8.shr_s(i16x8.shl(v1, 8), 8), i16x8.shr_s(v1, 8), a0, a1, a2, a3);
+}
+
+/** Q4_0/Q4_1 nibbles (16 bytes at q) against one token's wide activations. */
+@inline function nibRowWide(q: usize, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const v = v128.load(q);
+  const m = i16x8.splat(0x0f);
+  return dot4w(v128.and(v, m), v128.and(i16x8.shr_u(v, 8), m), v128.and(i16x8.shr_u(v, 4), m), i16x8.shr_u(v, 12), a0, a1, a2, a3);
+}
+
 function dotQ8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const x0 = v128.load(a);
-    const x1 = v128.load(a, 16);
-    const l0 = i16x8.extend_low_i8x16_s(x0), h0 = i16x8.extend_high_i8x16_s(x0);
-    const l1 = i16x8.extend_low_i8x16_s(x1), h1 = i16x8.extend_high_i8x16_s(x1);
-    const isum = hsum4i(q8Row(w0, l0, h0, l1, h1), q8Row(w1, l0, h0, l1, h1), q8Row(w2, l0, h0, l1, h1), q8Row(w3, l0, h0, l1, h1));
+    let isum: v128;
+    if (WIDE_ACT) {
+      const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
+      isum = hsum4i(q8RowWide(w0, a0, a1, a2, a3), q8RowWide(w1, a0, a1, a2, a3), q8RowWide(w2, a0, a1, a2, a3), q8RowWide(w3, a0, a1, a2, a3));
+      a += 64;
+    } else {
+      const x0 = v128.load(a);
+      const x1 = v128.load(a, 16);
+      const l0 = i16x8.extend_low_i8x16_s(x0), h0 = i16x8.extend_high_i8x16_s(x0);
+      const l1 = i16x8.extend_low_i8x16_s(x1), h1 = i16x8.extend_high_i8x16_s(x1);
+      isum = hsum4i(q8Row(w0, l0, h0, l1, h1), q8Row(w1, l0, h0, l1, h1), q8Row(w2, l0, h0, l1, h1), q8Row(w3, l0, h0, l1, h1));
+      a += 32;
+    }
     acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
     w0 += 34; w1 += 34; w2 += 34; w3 += 34;
-    a += 32; ad += 4;
+    ad += 4;
   }
   return acc;
 }
@@ -115,22 +152,32 @@ function dotQ8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   return udot(highNib(v), x1, l1, h1, udot(lowNib(v), x0, l0, h0, ZERO));
 }
 
+/** Integer block sums of 4 rows of Q4_0 (qoff 2) or Q4_1 (qoff 4) nibbles against one token. */
+@inline function nibSums(w0: usize, w1: usize, w2: usize, w3: usize, qoff: usize, a: usize): v128 {
+  if (WIDE_ACT) {
+    const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
+    return hsum4i(nibRowWide(w0 + qoff, a0, a1, a2, a3), nibRowWide(w1 + qoff, a0, a1, a2, a3), nibRowWide(w2 + qoff, a0, a1, a2, a3), nibRowWide(w3 + qoff, a0, a1, a2, a3));
+  }
+  const x0 = v128.load(a);
+  const x1 = v128.load(a, 16);
+  const l0 = wideLo(x0), h0 = wideHi(x0), l1 = wideLo(x1), h1 = wideHi(x1);
+  return hsum4i(
+    nibRow(v128.load(w0 + qoff), x0, x1, l0, h0, l1, h1),
+    nibRow(v128.load(w1 + qoff), x0, x1, l0, h0, l1, h1),
+    nibRow(v128.load(w2 + qoff), x0, x1, l0, h0, l1, h1),
+    nibRow(v128.load(w3 + qoff), x0, x1, l0, h0, l1, h1),
+  );
+}
+
+const Q32_ACT: usize = WIDE_ACT ? 64 : 32; // bytes of one 32-value activation block (Q4_0/Q4_1/Q8_0)
+
 function dotQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const x0 = v128.load(a);
-    const x1 = v128.load(a, 16);
-    const l0 = wideLo(x0), h0 = wideHi(x0), l1 = wideLo(x1), h1 = wideHi(x1);
-    let isum = hsum4i(
-      nibRow(v128.load(w0, 2), x0, x1, l0, h0, l1, h1),
-      nibRow(v128.load(w1, 2), x0, x1, l0, h0, l1, h1),
-      nibRow(v128.load(w2, 2), x0, x1, l0, h0, l1, h1),
-      nibRow(v128.load(w3, 2), x0, x1, l0, h0, l1, h1),
-    );
-    isum = i32x4.sub(isum, i32x4.splat(load<i32>(as) << 3)); // codes are q + 8
+    const isum = i32x4.sub(nibSums(w0, w1, w2, w3, 2, a), i32x4.splat(load<i32>(as) << 3)); // codes are q + 8
     acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
     w0 += 18; w1 += 18; w2 += 18; w3 += 18;
-    a += 32; ad += 4; as += 4;
+    a += Q32_ACT; ad += 4; as += 4;
   }
   return acc;
 }
@@ -138,20 +185,64 @@ function dotQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 function dotQ4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const x0 = v128.load(a);
-    const x1 = v128.load(a, 16);
-    const l0 = wideLo(x0), h0 = wideHi(x0), l1 = wideLo(x1), h1 = wideHi(x1);
-    const isum = hsum4i(
-      nibRow(v128.load(w0, 4), x0, x1, l0, h0, l1, h1),
-      nibRow(v128.load(w1, 4), x0, x1, l0, h0, l1, h1),
-      nibRow(v128.load(w2, 4), x0, x1, l0, h0, l1, h1),
-      nibRow(v128.load(w3, 4), x0, x1, l0, h0, l1, h1),
-    );
+    const isum = nibSums(w0, w1, w2, w3, 4, a);
     const d = gatherF16(w0, w1, w2, w3);
     const m = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
     acc = scaleAccMin(acc, isum, d, i32x4.splat(load<i32>(as)), m, load<f32>(ad));
     w0 += 20; w1 += 20; w2 += 20; w3 += 20;
-    a += 32; ad += 4; as += 4;
+    a += Q32_ACT; ad += 4; as += 4;
+  }
+  return acc;
+}
+
+// One row x four tokens (lanes = tokens), wide activations only: the weight block is unpacked once
+// and used for four tokens. Per lane the float steps are those of the 4-row kernels above
+// (f32(isum) * (d * da), d*da == da*d), so a result does not depend on which kernel computed it.
+
+@inline function gather4i(p: usize, stride: usize): v128 {
+  let v = i32x4.splat(load<i32>(p));
+  v = i32x4.replace_lane(v, 1, load<i32>(p + stride));
+  v = i32x4.replace_lane(v, 2, load<i32>(p + 2 * stride));
+  return i32x4.replace_lane(v, 3, load<i32>(p + 3 * stride));
+}
+
+@inline function gather4f(p: usize, stride: usize): v128 {
+  let v = f32x4.splat(load<f32>(p));
+  v = f32x4.replace_lane(v, 1, load<f32>(p + stride));
+  v = f32x4.replace_lane(v, 2, load<f32>(p + 2 * stride));
+  return f32x4.replace_lane(v, 3, load<f32>(p + 3 * stride));
+}
+
+/** kind: T_Q4_0, T_Q4_1 or T_Q8_0. aS/dS/sS: byte strides between consecutive tokens. */
+function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32): v128 {
+  const bb: usize = kind == T_Q8_0 ? 34 : kind == T_Q4_1 ? 20 : 18;
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    let isum: v128;
+    if (kind == T_Q8_0) {
+      const v0 = v128.load(w, 2);
+      const v1 = v128.load(w, 18);
+      const e0 = i16x8.shr_s(i16x8.shl(v0, 8), 8), o0 = i16x8.shr_s(v0, 8);
+      const e1 = i16x8.shr_s(i16x8.shl(v1, 8), 8), o1 = i16x8.shr_s(v1, 8);
+      isum = hsum4i(dot4wAt(e0, o0, e1, o1, a), dot4wAt(e0, o0, e1, o1, a + aS), dot4wAt(e0, o0, e1, o1, a + 2 * aS), dot4wAt(e0, o0, e1, o1, a + 3 * aS));
+    } else {
+      const v = v128.load(w + (kind == T_Q4_1 ? 4 : 2));
+      const m = i16x8.splat(0x0f);
+      const e0 = v128.and(v, m), o0 = v128.and(i16x8.shr_u(v, 8), m);
+      const e1 = v128.and(i16x8.shr_u(v, 4), m), o1 = i16x8.shr_u(v, 12);
+      isum = hsum4i(dot4wAt(e0, o0, e1, o1, a), dot4wAt(e0, o0, e1, o1, a + aS), dot4wAt(e0, o0, e1, o1, a + 2 * aS), dot4wAt(e0, o0, e1, o1, a + 3 * aS));
+    }
+    const da = gather4f(ad, dS);
+    const d = f32x4.splat(f16ToF32(load<u16>(w)));
+    if (kind == T_Q4_1) {
+      const t1 = f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, da));
+      const t2 = f32x4.mul(f32x4.convert_i32x4_s(gather4i(as, sS)), f32x4.mul(f32x4.splat(f16ToF32(load<u16>(w, 2))), da));
+      acc = f32x4.add(acc, f32x4.add(t1, t2));
+    } else {
+      if (kind == T_Q4_0) isum = i32x4.sub(isum, i32x4.shl(gather4i(as, sS), 3));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, da)));
+    }
+    w += bb; a += 64; ad += 4; as += 4;
   }
   return acc;
 }
@@ -579,7 +670,8 @@ export function actFormat(type: i32): i32 {
  * out[t][r] = W[r] . x[t]. args: [op, type, w, rows, cols, rowBytes, nTokens, out, x, qs, d, s]
  * (x for float weights; qs/d/s: the quantized activations for the others). Threads split the
  * 4-row groups; each thread walks its groups in order and, per group, every token, so a group's
- * rows are read from memory once and reused from cache for the whole batch.
+ * rows are read from memory once and reused from cache for the whole batch (and, for the token-
+ * tiled types, from registers for four tokens at a time).
  */
 export function matmul(args: usize, ith: i32, nth: i32): void {
   const type = arg(args, 1);
@@ -596,11 +688,14 @@ export function matmul(args: usize, ith: i32, nth: i32): void {
   const fmt = actFormat(type);
   // per-token strides of the activation arrays
   const xStride = <usize>cols << 2;
-  const qsStride = <usize>cols;
+  const qsStride: usize = wideActType(type) ? <usize>cols << 1 : <usize>cols;
   const dStride: usize = fmt == 2 ? <usize>(cols >> 8) << 2 : <usize>(cols >> 5) << 2;
   const sStride: usize = fmt == 2 ? <usize>(cols >> 4) << 1 : <usize>(cols >> 5) << 2;
   const groups = (rows + 3) >> 2;
   const g1 = splitAt(groups, ith + 1, nth);
+  // Token tiles (1 row x 4 tokens) where a kernel exists; leftover tokens use the 4-row kernels.
+  const t4 = WIDE_ACT && nTokens >= 4 && (type == T_Q4_0 || type == T_Q4_1 || type == T_Q8_0) ? nTokens & ~3 : 0;
+  const outRow = <usize>rows << 2;
   for (let g = splitAt(groups, ith, nth); g < g1; g++) {
     const r = g << 2;
     const valid = min(4, rows - r);
@@ -609,10 +704,22 @@ export function matmul(args: usize, ith: i32, nth: i32): void {
     const w1 = w + <usize>min(r + 1, last) * rowBytes;
     const w2 = w + <usize>min(r + 2, last) * rowBytes;
     const w3 = w + <usize>min(r + 3, last) * rowBytes;
-    for (let t = 0; t < nTokens; t++) {
+    for (let t = 0; t < t4; t += 4) {
+      // four tokens' activations stay in L1 while the group's rows pass over them
+      const ut = <usize>t;
+      for (let k = 0; k < valid; k++) {
+        const res = dotTokens4(type, w + <usize>(r + k) * rowBytes, qs + ut * qsStride, d + ut * dStride, s + ut * sStride, qsStride, dStride, sStride, cols >> 5);
+        const o = out + ut * outRow + (<usize>(r + k) << 2);
+        store<f32>(o, f32x4.extract_lane(res, 0));
+        store<f32>(o + outRow, f32x4.extract_lane(res, 1));
+        store<f32>(o + 2 * outRow, f32x4.extract_lane(res, 2));
+        store<f32>(o + 3 * outRow, f32x4.extract_lane(res, 3));
+      }
+    }
+    for (let t = t4; t < nTokens; t++) {
       const ut = <usize>t;
       const res = rowGroup(type, w0, w1, w2, w3, x + ut * xStride, qs + ut * qsStride, d + ut * dStride, s + ut * sStride, cols);
-      storeLanes(out + ((ut * <usize>rows + <usize>r) << 2), res, valid);
+      storeLanes(out + ut * outRow + (<usize>r << 2), res, valid);
     }
   }
 }

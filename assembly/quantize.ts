@@ -3,7 +3,7 @@
 //   qs: i8  [nTokens][cols]                     quantized values
 //   d:  f32 [nTokens][cols / blockSize]         block scale
 //   s:  Q8_0: i32 per 32-block (sum of its qs);  Q8_K: i16 per 16 values (ggml's bsums)
-import { arg, hsumi, roundF16, splitAt } from './common';
+import { arg, hsumi, roundF16, splitAt, wideActType } from './common';
 
 @inline function absMax8(p: usize): f32 {
   let m = f32x4.abs(v128.load(p));
@@ -24,13 +24,22 @@ import { arg, hsumi, roundF16, splitAt } from './common';
   return i8x16.narrow_i16x8_s(a, b);
 }
 
+/** The 16 values at p, times scale, as i16: [8 even-indexed, 8 odd-indexed] (see WIDE_ACT). */
+@inline function storeWide16(o: usize, p: usize, scale: v128): void {
+  const a = i16x8.narrow_i32x4_s(q4(p, scale), q4(p + 16, scale)); // values 0..7
+  const b = i16x8.narrow_i32x4_s(q4(p + 32, scale), q4(p + 48, scale)); // values 8..15
+  v128.store(o, i16x8.shuffle(a, b, 0, 2, 4, 6, 8, 10, 12, 14));
+  v128.store(o, i16x8.shuffle(a, b, 1, 3, 5, 7, 9, 11, 13, 15), 16);
+}
+
 @inline function sum16(v: v128): i32 {
   return hsumi(i32x4.extadd_pairwise_i16x8_s(i16x8.extadd_pairwise_i8x16_s(v)));
 }
 
 /**
  * Q8_0 as llama.cpp's x86 path: d = amax/127 (stored through f16), q = nearest(x * 127/amax).
- * args: [op, x, nTokens, cols, qs, d, s]; split by blocks.
+ * args: [op, x, nTokens, cols, qs, d, s, weightType]; split by blocks. qs holds i8, or i16 in the
+ * wide layout when the weight type's kernel reads that (wideActType): the host reserves 2 bytes.
  */
 export function quantQ8_0(args: usize, ith: i32, nth: i32): void {
   const x = <usize>arg(args, 1);
@@ -39,6 +48,7 @@ export function quantQ8_0(args: usize, ith: i32, nth: i32): void {
   const qs = <usize>arg(args, 4);
   const dp = <usize>arg(args, 5);
   const sp = <usize>arg(args, 6);
+  const wide = wideActType(arg(args, 7));
   const n = nTokens * (cols >> 5);
   const u1 = splitAt(n, ith + 1, nth);
   for (let u = splitAt(n, ith, nth); u < u1; u++) {
@@ -49,9 +59,15 @@ export function quantQ8_0(args: usize, ith: i32, nth: i32): void {
     const sc = f32x4.splat(id);
     const v0 = q16(p, sc);
     const v1 = q16(p + 64, sc);
-    const o = qs + (<usize>u << 5);
-    v128.store(o, v0);
-    v128.store(o, v1, 16);
+    if (wide) {
+      const o = qs + (<usize>u << 6);
+      storeWide16(o, p, sc);
+      storeWide16(o + 32, p + 64, sc);
+    } else {
+      const o = qs + (<usize>u << 5);
+      v128.store(o, v0);
+      v128.store(o, v1, 16);
+    }
     store<f32>(dp + (<usize>u << 2), roundF16(amax / <f32>127.0));
     store<i32>(sp + (<usize>u << 2), sum16(v0) + sum16(v1));
   }

@@ -164,10 +164,10 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       const bpb = fmt === 'q8_k' ? 256 : 32;
       const nb = (nTokens * w.cols) / bpb;
       qs = scratch;
-      d = qs + Math.ceil((nTokens * w.cols) / 64) * 64;
+      d = qs + Math.ceil((2 * nTokens * w.cols) / 64) * 64; // qs: i8, or i16 for some kernels
       s = d + Math.ceil((nb * 4) / 64) * 64;
       const q = cmd(fmt === 'q8_k' ? K.OP_QUANT_Q8_K : K.OP_QUANT_Q8_0);
-      q.i.set([x, nTokens, w.cols, qs, d, s], 1);
+      q.i.set([x, nTokens, w.cols, qs, d, s, w.type], 1);
       run(nTokens * w.cols, MIN_WORK.quant, nb);
     }
     const c = cmd(K.OP_MATMUL);
@@ -196,7 +196,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
         return;
       }
       // Quantized activations go through the fixed scratch, a batch of tokens at a time.
-      const perToken = w.cols + (w.cols / 32) * 8 + 192;
+      const perToken = 2 * w.cols + (w.cols / 32) * 8 + 192;
       const chunk = Math.floor(SCRATCH_BYTES / perToken);
       if (chunk < 1) throw new BackendError('INVALID_ARGUMENT', `matmul: cols ${w.cols} too large for the activation scratch`);
       for (let t = 0; t < nTokens; t += chunk) {
