@@ -39,14 +39,6 @@ const F16_REBIAS: f32 = reinterpret<f32>(0x77800000);
   return v128.or(r, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
 }
 
-/** Eight f16 at p as two f32x4 (lanes 0-3 and 4-7). */
-@inline export function loadF16Lo(p: usize): v128 {
-  return f16x4ToF32(i32x4.extend_low_i16x8_u(v128.load(p)));
-}
-@inline export function loadF16Hi(p: usize): v128 {
-  return f16x4ToF32(i32x4.extend_high_i16x8_u(v128.load(p)));
-}
-
 /** f16 bit patterns at four addresses, as f32x4. */
 @inline export function gatherF16(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
   let v = i32x4.splat(<i32>load<u16>(p0));

@@ -1,9 +1,10 @@
 // Matrix x vector / matrix x matrix over weights kept in their GGUF type.
 //
-// Every kernel computes four weight rows against one token and returns the four results as the
-// lanes of an f32x4. Lanes never mix, so a row's result does not depend on which rows share its
-// group, how rows are split over threads, or how many tokens are in the batch: the driver may
-// pass a row more than once (duplicates fill the last group) and simply drops the extra lanes.
+// Every kernel computes four weight rows against one token (or, for prefill, one row against four
+// tokens) and returns the four results as the lanes of an f32x4. Lanes never mix and every lane
+// runs the same per-(row, token) arithmetic, so a result does not depend on which rows or tokens
+// share its tile, how rows are split over threads, or the batch size: the driver may pass a row
+// more than once (duplicates fill the last group) and simply drops the extra lanes.
 //
 // Quantized types follow llama.cpp: the activations are quantized once per matmul (Q8_0 blocks for
 // the 32-element types, Q8_K for the K-quants, see quantize.ts), each block's dot product is an
@@ -31,10 +32,11 @@ const ZERO: v128 = i32x4.splat(0);
   return f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.splat(a), 1, b), 2, c), 3, d);
 }
 
-@inline function wideLo(x: v128): v128 {
+// i8 activations widened to i16 for the baseline dot (the relaxed paths dot i8 directly).
+@inline function i16Lo(x: v128): v128 {
   return RELAXED ? ZERO : i16x8.extend_low_i8x16_s(x);
 }
-@inline function wideHi(x: v128): v128 {
+@inline function i16Hi(x: v128): v128 {
   return RELAXED ? ZERO : i16x8.extend_high_i8x16_s(x);
 }
 
@@ -160,7 +162,7 @@ function dotQ8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   }
   const x0 = v128.load(a);
   const x1 = v128.load(a, 16);
-  const l0 = wideLo(x0), h0 = wideHi(x0), l1 = wideLo(x1), h1 = wideHi(x1);
+  const l0 = i16Lo(x0), h0 = i16Hi(x0), l1 = i16Lo(x1), h1 = i16Hi(x1);
   return hsum4i(
     nibRow(v128.load(w0 + qoff), x0, x1, l0, h0, l1, h1),
     nibRow(v128.load(w1 + qoff), x0, x1, l0, h0, l1, h1),
@@ -271,7 +273,7 @@ function dotQ5_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   for (let b = 0; b < nb; b++) {
     const x0 = v128.load(a);
     const x1 = v128.load(a, 16);
-    const l0 = wideLo(x0), h0 = wideHi(x0), l1 = wideLo(x1), h1 = wideHi(x1);
+    const l0 = i16Lo(x0), h0 = i16Hi(x0), l1 = i16Lo(x1), h1 = i16Hi(x1);
     let isum = hsum4i(
       q5Row(w0, 2, x0, x1, l0, h0, l1, h1),
       q5Row(w1, 2, x0, x1, l0, h0, l1, h1),
@@ -291,7 +293,7 @@ function dotQ5_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   for (let b = 0; b < nb; b++) {
     const x0 = v128.load(a);
     const x1 = v128.load(a, 16);
-    const l0 = wideLo(x0), h0 = wideHi(x0), l1 = wideLo(x1), h1 = wideHi(x1);
+    const l0 = i16Lo(x0), h0 = i16Hi(x0), l1 = i16Lo(x1), h1 = i16Hi(x1);
     const isum = hsum4i(
       q5Row(w0, 4, x0, x1, l0, h0, l1, h1),
       q5Row(w1, 4, x0, x1, l0, h0, l1, h1),
@@ -363,7 +365,7 @@ function dotQ2_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
         for (let c = 0; c < 2; c++) {
           const g = (n << 3) | (j << 1) | c;
           const x = v128.load(a + (<usize>n << 7) + (<usize>j << 5) + (<usize>c << 4));
-          const lo = wideLo(x), hi = wideHi(x);
+          const lo = i16Lo(x), hi = i16Hi(x);
           const qoff: usize = 16 + (<usize>n << 5) + (<usize>c << 4);
           const shift = j << 1;
           i0 = q2Group(w0, qoff, shift, g, x, lo, hi, i0);
@@ -414,7 +416,7 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
         for (let c = 0; c < 2; c++) {
           const g = (n << 3) | (j << 1) | c;
           const x = v128.load(a + (<usize>n << 7) + (<usize>j << 5) + (<usize>c << 4));
-          const lo = wideLo(x), hi = wideHi(x);
+          const lo = i16Lo(x), hi = i16Hi(x);
           const qoff: usize = 32 + (<usize>n << 5) + (<usize>c << 4);
           const hoff: usize = <usize>c << 4;
           const shift = j << 1, hshift = (n << 2) + j;
@@ -495,8 +497,8 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
     for (let j = 0; j < 4; j++) {
       const xp = a + (<usize>j << 6);
       const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48);
-      const l0 = wideLo(x0), h0 = wideHi(x0), l1 = wideLo(x1), h1 = wideHi(x1);
-      const l2 = wideLo(x2), h2 = wideHi(x2), l3 = wideLo(x3), h3 = wideHi(x3);
+      const l0 = i16Lo(x0), h0 = i16Hi(x0), l1 = i16Lo(x1), h1 = i16Hi(x1);
+      const l2 = i16Lo(x2), h2 = i16Hi(x2), l3 = i16Lo(x3), h3 = i16Hi(x3);
       if (five) {
         i0 = q5kChunk(w0, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i0);
         i1 = q5kChunk(w1, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i1);
@@ -566,8 +568,8 @@ function dotQ6_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
       for (let c = 0; c < 2; c++) {
         const xp = a + (<usize>n << 7) + (<usize>c << 4);
         const xa = v128.load(xp), xb = v128.load(xp, 32), xc = v128.load(xp, 64), xd = v128.load(xp, 96);
-        const la = wideLo(xa), ha = wideHi(xa), lb = wideLo(xb), hb = wideHi(xb);
-        const lc = wideLo(xc), hc = wideHi(xc), ld = wideLo(xd), hd = wideHi(xd);
+        const la = i16Lo(xa), ha = i16Hi(xa), lb = i16Lo(xb), hb = i16Hi(xb);
+        const lc = i16Lo(xc), hc = i16Hi(xc), ld = i16Lo(xd), hd = i16Hi(xd);
         i0 = q6Row(w0, n, c, xa, xb, xc, xd, la, ha, lb, hb, lc, hc, ld, hd, i0);
         i1 = q6Row(w1, n, c, xa, xb, xc, xd, la, ha, lb, hb, lc, hc, ld, hd, i1);
         i2 = q6Row(w2, n, c, xa, xb, xc, xd, la, ha, lb, hb, lc, hc, ld, hd, i2);

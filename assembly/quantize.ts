@@ -1,6 +1,7 @@
 // Activation quantization, once per matmul, into the 8-bit blocks the integer dot products read.
 // Layouts are ours (split arrays, not ggml's interleaved blocks) so kernels load aligned vectors:
-//   qs: i8  [nTokens][cols]                     quantized values
+//   qs: i8  [nTokens][cols]                     quantized values (i16 in the wide layout, see
+//                                               WIDE_ACT in common.ts, for some baseline kernels)
 //   d:  f32 [nTokens][cols / blockSize]         block scale
 //   s:  Q8_0: i32 per 32-block (sum of its qs);  Q8_K: i16 per 16 values (ggml's bsums)
 import { arg, hsumi, roundF16, splitAt, wideActType } from './common';
