@@ -1,0 +1,137 @@
+// The portable suite (test/portable/suite.js) against dist/wasmforge.js in every runtime: Node (in
+// this process), Deno and Bun (child processes, npm packages `deno` and `bun`), and headless
+// Chromium: a page with and without cross-origin isolation (threads / one thread) and a Web Worker
+// under both. Each run must pass its own checks; then every runtime must produce the same tokens
+// and, on the baseline build, bit-identical logits (equal checksums) as Node.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer } from '../examples/serve.js';
+import { chromiumStatus, launchChromium, type Chromium } from './portable/chromium.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const BUNDLE = join(ROOT, 'dist/wasmforge.js');
+const SHARED = join(ROOT, '../shared');
+
+interface Check { name: string; ok: boolean; detail: string }
+interface SuiteResult {
+  runtime: string;
+  error?: string;
+  threads: number;
+  actualThreads: number;
+  kernels: string;
+  checks: Check[];
+  skipped: string[];
+  tokenizer: number[][];
+  greedy: { prompt: string; tokens: number[] }[];
+  sampling: { tokens: number[]; text: string };
+  logits: Record<string, { fnv1a: string; sum: number; argmax: number[] }>;
+}
+
+const results = new Map<string, SuiteResult>();
+const status = await chromiumStatus();
+if (!status.ok) console.warn(`runtimes: skipping Chromium: ${status.reason}`);
+
+function expectPassed(r: SuiteResult): void {
+  expect(r.error, r.error).toBeUndefined();
+  for (const s of r.skipped) console.warn(`${r.runtime}: skipped ${s}`);
+  const failed = r.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+  expect(failed).toEqual([]);
+  expect(r.checks.length).toBeGreaterThan(20);
+  results.set(r.runtime, r);
+}
+
+/** A runtime's executable: node_modules/.bin first (npm packages deno, bun), then PATH. */
+function executable(name: string): { path?: string; reason?: string } {
+  for (const path of [join(ROOT, 'node_modules/.bin', name), name]) {
+    const r = spawnSync(path, ['--version'], { encoding: 'utf8' });
+    if (r.status === 0) return { path };
+  }
+  return { reason: `${name} is not installed (npm install --no-save ${name}, or put it on PATH)` };
+}
+
+function runCli(exe: string, args: string[]): SuiteResult {
+  const r = spawnSync(exe, [...args, join(ROOT, 'test/portable/cli.js'), '2'], { cwd: ROOT, encoding: 'utf8', timeout: 180_000 });
+  const line = r.stdout?.split('\n').find((l) => l.startsWith('WASMFORGE_RESULT '));
+  if (!line) throw new Error(`${exe} printed no result (status ${r.status}, signal ${r.signal}): ${r.stderr?.slice(-2000)}`);
+  return JSON.parse(line.slice('WASMFORGE_RESULT '.length));
+}
+
+describe('portable suite in every runtime', () => {
+  beforeAll(() => {
+    if (!existsSync(BUNDLE)) throw new Error('dist/wasmforge.js is missing: run npm run build');
+  });
+
+  it('Node (in-process, dist/wasmforge.js)', async () => {
+    const wf = await import(BUNDLE);
+    const { runSuite } = await import('./portable/suite.js');
+    const { readFileSync } = await import('node:fs');
+    const find = (...paths: string[]) => paths.find((p) => existsSync(p));
+    const r = await runSuite(wf, {
+      runtime: 'node',
+      threads: 2,
+      model: async (name: string) => find(join(ROOT, 'models', name), join(SHARED, 'models', name)),
+      reference: async () => {
+        const p = find(join(SHARED, 'models/reference/stories260K_greedy_llama2c_run.txt'));
+        return p ? readFileSync(p, 'utf8') : undefined;
+      },
+    });
+    expectPassed(r);
+  });
+
+  for (const [name, args] of [['deno', ['run', '-A']], ['bun', []]] as const) {
+    const exe = executable(name);
+    if (!exe.path) console.warn(`runtimes: skipping ${name}: ${exe.reason}`);
+    it.skipIf(!exe.path)(`${name} (child process)`, () => {
+      expectPassed(runCli(exe.path!, [...args]));
+    });
+  }
+
+  describe('headless Chromium', () => {
+    let browser: Chromium | undefined;
+    beforeAll(async () => {
+      if (status.ok) browser = await launchChromium();
+    });
+    afterAll(async () => browser?.close());
+
+    for (const isolated of [true, false]) {
+      for (const mode of ['page', 'worker']) {
+        it.skipIf(!status.ok)(`${mode}, ${isolated ? 'cross-origin isolated (2 threads)' : 'not isolated (1 thread)'}`, async () => {
+          const server = await startServer({ isolated, mounts: existsSync(SHARED) ? { '/shared/': SHARED } : {} });
+          const { page, errors } = await browser!.page();
+          try {
+            await page.goto(`${server.url}/test/portable/browser.html?mode=${mode}`);
+            const handle = await page.waitForFunction(() => (window as { __wasmforgeResult?: unknown }).__wasmforgeResult, null, { timeout: 150_000 });
+            const r = (await handle.jsonValue()) as SuiteResult;
+            expect(r.runtime).toBe(`chromium-${mode}${isolated ? '-isolated' : ''}`);
+            expect(r.actualThreads).toBe(isolated ? 2 : 1);
+            expectPassed(r);
+            expect(errors).toEqual([]);
+          } finally {
+            await page.close();
+            await server.close();
+          }
+        });
+      }
+    }
+  });
+
+  it('every runtime produces the same tokens and bit-identical baseline logits as Node', () => {
+    const node = results.get('node');
+    expect(node, 'the Node run must pass first').toBeDefined();
+    expect(Object.keys(node!.logits)).toContain('F32');
+    const others = [...results.values()].filter((r) => r !== node);
+    console.info(`runtimes compared with node: ${others.map((r) => `${r.runtime} (${r.kernels}, ${r.actualThreads} thread(s))`).join(', ') || 'none'}`);
+    for (const r of others) {
+      expect(r.tokenizer, `${r.runtime} tokenizer`).toEqual(node!.tokenizer);
+      expect(r.greedy, `${r.runtime} greedy tokens`).toEqual(node!.greedy);
+      expect(r.sampling.tokens, `${r.runtime} seeded sampling`).toEqual(node!.sampling.tokens);
+      expect(Object.keys(r.logits), `${r.runtime} logits models`).toEqual(Object.keys(node!.logits));
+      for (const [type, sum] of Object.entries(node!.logits)) {
+        expect(r.logits[type].fnv1a, `${r.runtime} ${type} logits checksum`).toBe(sum.fnv1a);
+        expect(r.logits[type].sum, `${r.runtime} ${type} logits sum`).toBe(sum.sum);
+      }
+    }
+  });
+});
