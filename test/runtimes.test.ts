@@ -2,8 +2,10 @@
 // this process), Deno and Bun (child processes, npm packages `deno` and `bun`), and headless
 // Chromium: a page with and without cross-origin isolation (threads / one thread) and a Web Worker
 // under both. Each run must pass its own checks; then every runtime must produce the same tokens
-// and, on the baseline build, bit-identical logits (equal checksums) as Node.
-import { spawnSync } from 'node:child_process';
+// and, on the baseline build, bit-identical logits (equal checksums) as Node. Last, the edge fetch
+// handler (examples/edge/) answers requests under `deno serve` and `Bun.serve`.
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -134,4 +136,73 @@ describe('portable suite in every runtime', () => {
       }
     }
   });
+});
+
+/** A free loopback port (the OS picks one, we release it for the child). */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', ok));
+  const { port } = srv.address() as { port: number };
+  await new Promise((ok) => srv.close(ok));
+  return port;
+}
+
+describe('edge fetch handler (examples/edge/handler.js)', () => {
+  const PROMPT = 'Once upon a time';
+  const REQUEST = { prompt: PROMPT, maxTokens: 32, temperature: 0.7, topK: 40, seed: 3 };
+
+  // Deno reads the model from $MODEL_URL (HTTP Range requests to examples/serve.js), Bun the
+  // bundled file through fetch(file:).
+  const servers = [
+    ['deno serve', 'deno', (port: number) => ['serve', '--allow-read', '--allow-env', '--allow-net', '--host', '127.0.0.1', '--port', String(port), 'examples/edge/handler.js'], true],
+    ['Bun.serve', 'bun', () => ['examples/edge/bun.js'], false],
+  ] as const;
+  for (const [label, name, args, viaUrl] of servers) {
+    const exe = executable(name);
+    if (!exe.path) console.warn(`runtimes: skipping the edge handler under ${label}: ${exe.reason}`);
+    it.skipIf(!exe.path)(`answers GET / and POST /generate (JSON and streamed) under ${label}`, async () => {
+      const { loadModel } = await import(BUNDLE);
+      const local = await loadModel(join(ROOT, 'models/stories260K.gguf'), { threads: 1 });
+      const { prompt, ...opts } = REQUEST;
+      const want = await local.generate(prompt, opts).result;
+      await local.dispose();
+
+      const files = viaUrl ? await startServer({ isolated: false }) : undefined;
+      const port = await freePort();
+      const MODEL_URL = files ? `${files.url}/models/stories260K.gguf` : '';
+      const child = spawn(exe.path!, args(port), { cwd: ROOT, env: { ...process.env, PORT: String(port), MODEL_URL }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.on('data', (d) => (output += d));
+      child.stderr.on('data', (d) => (output += d));
+      const base = `http://127.0.0.1:${port}`;
+      try {
+        let info: Response | undefined;
+        for (let i = 0; i < 100 && !info; i++) {
+          info = await fetch(`${base}/`).catch(() => undefined);
+          if (!info) await new Promise((r) => setTimeout(r, 200));
+        }
+        expect(info, `no answer from ${label}: ${output}`).toBeDefined();
+        expect(await info!.json()).toMatchObject({ source: MODEL_URL || 'bundled stories260K', architecture: 'llama', vocabSize: 512 });
+
+        const post = (body: object) => fetch(`${base}/generate`, { method: 'POST', body: JSON.stringify(body) });
+        const res = await post(REQUEST);
+        expect(res.status).toBe(200);
+        const got = await res.json();
+        expect(got.tokens).toEqual(want.tokens);
+        expect(got.text).toBe(want.text);
+        expect(got.stopReason).toBe('max_tokens');
+
+        const streamed = await post({ ...REQUEST, stream: true });
+        expect(streamed.headers.get('content-type')).toContain('text/plain');
+        expect(await streamed.text()).toBe(want.text);
+
+        const bad = await post({ prompt: '' });
+        expect(bad.status).toBe(400);
+        expect((await fetch(`${base}/nope`)).status).toBe(404);
+      } finally {
+        child.kill('SIGTERM');
+        await files?.close();
+      }
+    });
+  }
 });
