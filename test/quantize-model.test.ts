@@ -2,6 +2,7 @@
 // from the F32 original, follows llama.cpp's fallback table for rows that do not fit a type's
 // blocks, carries all metadata over, and writes K-quant files llama.cpp loads and computes with.
 import { existsSync } from 'node:fs';
+import { writeLazyGGUFFile } from '../src/runtime/file-sink.js';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -20,7 +21,6 @@ import {
   quantizedMetadata,
   quantizeModel,
   tensorTypeFor,
-  writeLazyGGUFFile,
 } from '../src/model/quantize-model.js';
 import { fileSource } from '../src/runtime/file-source.js';
 import { dequantize } from '../src/tensor/dequant.js';

@@ -1,8 +1,9 @@
 // `wasmforge quantize IN.gguf OUT.gguf --type TYPE`: like `llama-quantize --pure`, one tensor at a
 // time, with a line per tensor and the sizes before and after.
 import { resolve } from 'node:path';
+import { writeLazyGGUFFile } from '../runtime/file-sink.js';
 import { fileSource } from '../runtime/file-source.js';
-import { QUANTIZE_TARGETS, quantizeModel, writeLazyGGUFFile, type TensorPlan } from '../model/quantize-model.js';
+import { QUANTIZE_TARGETS, quantizeModel, type TensorPlan } from '../model/quantize-model.js';
 import { typeName, type GGMLType } from '../tensor/ggml-types.js';
 import { parseArgs, UsageError } from './args.js';
 

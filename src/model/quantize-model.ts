@@ -254,40 +254,6 @@ export async function streamGGUF(
   return written;
 }
 
-/**
- * streamGGUF into a file through node:fs (Node, Deno, Bun), written beside the destination and
- * renamed once complete. Imported lazily so browser bundles never touch node:fs.
- */
-export async function writeLazyGGUFFile(
-  path: string,
-  metadata: Iterable<[string, GGUFEntry]>,
-  tensors: readonly LazyTensor[],
-  opts: GGUFWriteOptions = {},
-): Promise<{ bytes: number }> {
-  const fs = await import('node:fs/promises');
-  const tmp = `${path}.partial-${process.pid}-${Date.now()}`;
-  const handle = await fs.open(tmp, 'w');
-  let bytes: number;
-  try {
-    bytes = await streamGGUF(metadata, tensors, async (chunk) => {
-      let done = 0;
-      while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten;
-    }, opts);
-    await handle.close();
-  } catch (err) {
-    await handle.close().catch(() => {});
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-  try {
-    await fs.rename(tmp, path);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-  return { bytes };
-}
-
 export interface QuantizedModel {
   readonly metadata: [string, GGUFEntry][];
   readonly tensors: LazyTensor[];

@@ -8,11 +8,12 @@
 // Tensors are produced on demand in row chunks: nothing but the encoded tensor being written (and
 // one chunk of f32 values) is held, so a 1.1B-parameter model streams to disk in bounded memory.
 import { GGUFValueType } from '../gguf/constants.js';
+import { writeLazyGGUFFile } from '../runtime/file-sink.js';
 import type { GGUFEntry, GGUFFile } from '../gguf/reader.js';
 import type { GGUFWriteOptions } from '../gguf/writer.js';
 import { GGMLType, typeName, typeTraits } from '../tensor/ggml-types.js';
 import { canQuantize, quantizeRow } from '../tensor/quantize.js';
-import { GGML_QNT_VERSION, llamaFileType, tensorTypeFor, writeLazyGGUFFile, type LazyTensor } from './quantize-model.js';
+import { GGML_QNT_VERSION, llamaFileType, tensorTypeFor, type LazyTensor } from './quantize-model.js';
 
 export class SyntheticModelError extends Error {
   override readonly name = 'SyntheticModelError';
@@ -273,26 +274,12 @@ function madeUpVocab(n: number): [string, GGUFEntry][] {
   ];
 }
 
-/** Where ../shared/models/llama-2-tiny-random.gguf is: $WASMFORGE_SHARED, else a shared/ beside the cwd or an ancestor. */
-async function llama2VocabPath(): Promise<string> {
-  const { existsSync } = await import('node:fs');
-  const { dirname, join, resolve } = await import('node:path');
-  const file = join('models', 'llama-2-tiny-random.gguf');
-  const candidates: string[] = [];
-  const env = typeof process !== 'undefined' ? process.env.WASMFORGE_SHARED : undefined;
-  if (env) candidates.push(join(env, file));
-  for (let dir = resolve('.'), i = 0; i < 8; i++, dir = dirname(dir)) candidates.push(join(dir, 'shared', file));
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) throw new SyntheticModelError('VOCAB_NOT_FOUND', `the Llama 2 vocab (${file}) is not under $WASMFORGE_SHARED or any shared/ beside the working directory`);
-  return found;
-}
-
 async function vocabMetadata(vocab: SyntheticVocab): Promise<[string, GGUFEntry][]> {
   if (typeof vocab === 'number') return madeUpVocab(vocab);
   let gguf: GGUFFile;
   if (vocab === 'llama2') {
     const [{ fileSource }, { readGGUF }] = await Promise.all([import('../runtime/file-source.js'), import('../gguf/reader.js')]);
-    const source = await fileSource(await llama2VocabPath());
+    const source = await fileSource(await (await import('../runtime/shared-files.js')).llama2VocabPath());
     try {
       gguf = await readGGUF(source);
     } finally {
