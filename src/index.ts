@@ -21,3 +21,13 @@ export type { ByteSource } from './io/byte-source.js';
 export { KVCacheError } from './kv/errors.js';
 export { setLogLevel, setLogSink } from './log.js';
 export type { LogLevel, LogSink } from './log.js';
+export { createEngine, Engine } from './engine/engine.js';
+export type { ChatRequestOptions } from './engine/engine.js';
+export { EngineError } from './engine/errors.js';
+export type { EngineErrorCode } from './engine/errors.js';
+export type {
+  EngineOptions, EngineRequest, EnginePiece, EngineCompletion, EngineUsage, EngineTimings, EngineResult, EngineGeneration, EngineMetrics,
+} from './engine/types.js';
+export { ChatTemplate } from './chat/template.js';
+export type { ChatMessage, ChatRenderOptions } from './chat/template.js';
+export { ChatTemplateError } from './chat/errors.js';

@@ -21,6 +21,11 @@ export class BlockPool {
     return this.nBlocks - this.freeList.length;
   }
 
+  /** The free list (a copy), for consistency checks. */
+  freeBlocks(): number[] {
+    return [...this.freeList];
+  }
+
   refCount(block: number): number {
     return this.refCounts[block];
   }

@@ -73,7 +73,7 @@ export class LlamaGraph {
   constructor(
     private readonly backend: Backend,
     readonly config: LlamaConfig,
-    private readonly weights: LlamaWeights,
+    readonly weights: LlamaWeights,
     readonly kv: KVCache,
     readonly maxBatchTokens: number,
   ) {

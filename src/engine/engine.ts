@@ -1,0 +1,224 @@
+// The serving engine over one loaded model: its own KV pool (paged, prefix-sharing) and graph on
+// the model's backend and weights, a scheduler doing continuous batching, and the request API
+// (generate / chat) with streaming, cancellation, timeouts and back-pressure.
+//
+// Memory: the backend's allocator never frees, so the KV pool and activation buffers are
+// allocated once, here, and stay until the model is disposed. Make one engine per model.
+import { ChatTemplate, type ChatMessage, type ChatRenderOptions } from '../chat/template.js';
+import { yieldToEventLoop } from '../generation/yield.js';
+import { KVCache } from '../kv/kv-cache.js';
+import { log } from '../log.js';
+import { LlamaGraph } from '../model/llama-graph.js';
+import type { Model } from '../model/model.js';
+import { Sampler } from '../sampling/sampler.js';
+import { CompletionOutput } from './completion.js';
+import { EngineError } from './errors.js';
+import { RequestState } from './request.js';
+import { Scheduler } from './scheduler.js';
+import { Sequence } from './sequence.js';
+import type { EngineGeneration, EngineMetrics, EngineOptions, EngineRequest } from './types.js';
+
+export interface ChatRequestOptions extends Omit<EngineRequest, 'prompt' | 'addSpecial' | 'parseSpecial'>, ChatRenderOptions {
+  /** Use this Jinja template instead of the model's tokenizer.chat_template. */
+  chatTemplate?: string;
+}
+
+export async function createEngine(model: Model, options: EngineOptions = {}): Promise<Engine> {
+  return new Engine(model, options);
+}
+
+export class Engine {
+  private readonly scheduler: Scheduler;
+  private readonly requests = new Set<RequestState>();
+  private readonly maxQueue: number;
+  private nextRequestId = 0;
+  private looping: Promise<void> | undefined;
+  private disposed = false;
+  private template: ChatTemplate | undefined;
+
+  constructor(
+    readonly model: Model,
+    options: EngineOptions = {},
+  ) {
+    const int = (v: number | undefined, fallback: number, min: number, what: string) => {
+      const n = v ?? fallback;
+      if (!Number.isInteger(n) || n < min) throw new EngineError('INVALID_OPTION', `${what} must be an integer >= ${min}, got ${v}`);
+      return n;
+    };
+    if (options.contextShift === 'sliding-window') {
+      throw new EngineError('UNSUPPORTED', 'sliding-window context shift needs a windowed attention mask, which the graph does not have; sequences end with stopReason "context_full" instead');
+    }
+    if (options.kvCacheBytes !== undefined && options.kvCacheTokens !== undefined) {
+      throw new EngineError('INVALID_OPTION', 'give kvCacheBytes or kvCacheTokens, not both');
+    }
+    const c = model.config;
+    const contextLength = Math.min(int(options.contextLength, model.contextLength, 1, 'contextLength'), c.contextLength);
+    const maxBatchTokens = int(options.maxBatchTokens, 512, 1, 'maxBatchTokens');
+    const blockSize = int(options.blockSize, 16, 1, 'blockSize');
+    this.maxQueue = int(options.maxQueue, 256, 0, 'maxQueue');
+    // The graph packs at most min(maxBatchTokens, 256) block tables per pass.
+    const maxSequences = Math.min(int(options.maxSequences, 64, 1, 'maxSequences'), maxBatchTokens, 256);
+    const shape = { nLayers: c.nLayers, kvDim: c.nKvHeads * c.headDim, blockSize, type: options.kvCacheType ?? 'f16' } as const;
+    const nBlocks = KVCache.blocksForBudget(shape, options.kvCacheBytes !== undefined ? { bytes: options.kvCacheBytes } : { tokens: options.kvCacheTokens ?? 4 * contextLength });
+    const kv = new KVCache(model.backend, { ...shape, nBlocks, maxSequenceLength: contextLength });
+    const graph = new LlamaGraph(model.backend, c, model.graph.weights, kv, maxBatchTokens);
+    this.scheduler = new Scheduler(graph, model.tokenizer, {
+      maxBatchTokens, maxSequences, contextLength: Math.min(contextLength, kv.capacityTokens), prefixCacheEntries: int(options.prefixCacheEntries, 32, 0, 'prefixCacheEntries'),
+    });
+    log.info(`engine: ${nBlocks} KV blocks of ${blockSize} tokens (${(KVCache.bytesNeeded({ ...shape, nBlocks }) / 2 ** 20).toFixed(1)} MiB), batch ${maxBatchTokens} tokens, up to ${maxSequences} sequences`);
+  }
+
+  /** Tokens a sequence may reach (the context, capped by the KV pool). */
+  get contextLength(): number {
+    return this.scheduler.config.contextLength;
+  }
+
+  /**
+   * Submit a request. Throws at once (EngineError) when it cannot be accepted: OVERLOADED when
+   * maxQueue requests are already waiting, PROMPT_TOO_LONG, INVALID_REQUEST, DISPOSED; bad
+   * sampling options throw SamplingError. Later failures (ABORTED, TIMEOUT) reject `result`
+   * and the iterator.
+   */
+  generate(request: EngineRequest): EngineGeneration {
+    if (this.disposed) throw new EngineError('DISPOSED', 'the engine was disposed');
+    const prompt = this.promptTokens(request);
+    const n = request.n ?? 1;
+    if (!Number.isInteger(n) || n < 1 || n > this.scheduler.config.maxSequences) {
+      throw new EngineError('INVALID_REQUEST', `n must be an integer in 1..${this.scheduler.config.maxSequences}, got ${request.n}`);
+    }
+    const maxTokens = request.maxTokens ?? 256;
+    if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new EngineError('INVALID_REQUEST', `maxTokens must be an integer >= 0, got ${request.maxTokens}`);
+    const priority = request.priority ?? 0;
+    if (!Number.isFinite(priority)) throw new EngineError('INVALID_REQUEST', `priority must be a finite number, got ${priority}`);
+    const { timeoutMs } = request;
+    if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new EngineError('INVALID_REQUEST', `timeoutMs must be > 0, got ${timeoutMs}`);
+    if (request.stop?.some((s) => typeof s !== 'string' || s.length === 0)) throw new EngineError('INVALID_REQUEST', 'stop strings must be non-empty strings');
+    const queued = [...this.requests].filter((r) => r.admittedAt === undefined).length;
+    if (queued >= this.maxQueue) {
+      throw new EngineError('OVERLOADED', `${queued} requests are already waiting (maxQueue ${this.maxQueue}); retry later`);
+    }
+    // Completion i of a seeded request samples as a lone request with seed + i would.
+    const samplers = Array.from({ length: n }, (_, i) => new Sampler({ ...request, seed: request.seed === undefined ? undefined : (request.seed + i) >>> 0 }));
+
+    const r = new RequestState(this.nextRequestId++, prompt.length, { maxTokens, ignoreEos: request.ignoreEos ?? false, logprobs: request.logprobs ?? false, priority });
+    for (let i = 0; i < n; i++) r.sequences.push(new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], r.params.logprobs)));
+    this.requests.add(r);
+    r.onSettle(() => this.requests.delete(r));
+
+    const cancel = (error: EngineError) => {
+      if (!r.settled) this.scheduler.cancel(r, error);
+    };
+    const { signal } = request;
+    if (signal) {
+      const onAbort = () => cancel(new EngineError('ABORTED', `request ${r.id} was aborted`, { cause: signal.reason }));
+      signal.addEventListener('abort', onAbort, { once: true });
+      r.onSettle(() => signal.removeEventListener('abort', onAbort));
+    }
+    if (timeoutMs !== undefined) {
+      const timer = setTimeout(() => cancel(new EngineError('TIMEOUT', `request ${r.id} did not finish within ${timeoutMs} ms`)), timeoutMs);
+      r.onSettle(() => clearTimeout(timer));
+    }
+    this.scheduler.submit(r);
+    if (signal?.aborted) cancel(new EngineError('ABORTED', `request ${r.id} was aborted before it started`, { cause: signal.reason }));
+    this.kick();
+    return {
+      id: r.id,
+      result: r.result,
+      cancel: () => cancel(new EngineError('ABORTED', `request ${r.id} was cancelled`)),
+      [Symbol.asyncIterator]: () => r.channel[Symbol.asyncIterator](),
+    };
+  }
+
+  /** Render messages with the model's chat template (or options.chatTemplate) and generate the reply. */
+  chat(messages: readonly ChatMessage[], options: ChatRequestOptions = {}): EngineGeneration {
+    const { chatTemplate, addGenerationPrompt, variables, ...request } = options;
+    const tok = this.model.tokenizer;
+    const template = chatTemplate !== undefined
+      ? new ChatTemplate(chatTemplate, tok.bosId !== undefined ? tok.tokenText(tok.bosId) : '', tok.eosId !== undefined ? tok.tokenText(tok.eosId) : '')
+      : (this.template ??= ChatTemplate.fromMetadata(this.model.file.metadata, tok));
+    const text = template.render(messages, { addGenerationPrompt, variables });
+    // Templates usually write BOS themselves; add it only when they did not.
+    const writesBos = template.bosToken !== '' && text.startsWith(template.bosToken);
+    return this.generate({ ...request, prompt: text, addSpecial: !writesBos, parseSpecial: true });
+  }
+
+  metrics(): EngineMetrics {
+    const s = this.scheduler, st = s.stats, pool = s.kv.pool;
+    const requests = [...this.requests];
+    const queued = requests.filter((r) => r.admittedAt === undefined).length;
+    return {
+      runningRequests: requests.length - queued,
+      queuedRequests: queued,
+      runningSequences: s.runningCount,
+      kvBlocksTotal: pool.nBlocks,
+      kvBlocksUsed: pool.usedCount,
+      kvBlocksFree: pool.freeCount,
+      kvBlockSize: s.kv.blockSize,
+      prefixCacheEntries: s.prefixCache.size,
+      prefixCacheHitRate: st.admittedPromptTokens > 0 ? st.reusedPromptTokens / st.admittedPromptTokens : 0,
+      computedTokens: st.computedTokens,
+      generatedTokens: st.generatedTokens,
+      preemptions: st.preemptions,
+      steps: st.steps,
+      tokensPerSecond: st.busyMs > 0 ? st.generatedTokens / (st.busyMs / 1000) : 0,
+    };
+  }
+
+  /** Drop every prefix-cache entry (their blocks return to the pool unless live sequences share them). */
+  clearPrefixCache(): void {
+    this.scheduler.prefixCache.clear();
+  }
+
+  /** Fail every request with DISPOSED and stop. The model (and its backend) stays usable. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const r of [...this.requests]) this.scheduler.cancel(r, new EngineError('DISPOSED', 'the engine was disposed'));
+    await this.looping;
+    this.scheduler.prefixCache.clear();
+  }
+
+  private promptTokens(request: EngineRequest): number[] {
+    const { prompt } = request;
+    const tok = this.model.tokenizer;
+    let tokens: number[];
+    if (typeof prompt === 'string') {
+      tokens = tok.encode(prompt, { addSpecial: request.addSpecial ?? true, parseSpecial: request.parseSpecial ?? false });
+    } else if (Array.isArray(prompt) || ArrayBuffer.isView(prompt)) {
+      tokens = [...prompt];
+      const vocab = this.model.config.vocabSize;
+      const bad = tokens.find((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
+      if (bad !== undefined) throw new EngineError('INVALID_REQUEST', `token id ${bad} is outside the vocabulary (0..${vocab - 1})`);
+    } else {
+      throw new EngineError('INVALID_REQUEST', 'prompt must be a string or an array of token ids');
+    }
+    if (tokens.length === 0) throw new EngineError('INVALID_REQUEST', 'the prompt is empty: give at least one token');
+    if (tokens.length >= this.contextLength) {
+      throw new EngineError('PROMPT_TOO_LONG', `the prompt has ${tokens.length} tokens; a sequence holds ${this.contextLength} (context and KV pool)`);
+    }
+    return tokens;
+  }
+
+  /** Run steps while there is work; new requests join at the next step. */
+  private kick(): void {
+    this.looping ??= this.loop().finally(() => (this.looping = undefined));
+  }
+
+  private async loop(): Promise<void> {
+    await yieldToEventLoop(); // requests submitted together start in one step
+    while (!this.disposed && this.scheduler.hasWork()) {
+      try {
+        const before = this.scheduler.stats.steps;
+        this.scheduler.step();
+        if (this.scheduler.stats.steps === before && this.scheduler.runningCount === 0 && this.scheduler.hasWork()) {
+          throw new EngineError('INTERNAL', 'the scheduler could not start any waiting request');
+        }
+      } catch (err) {
+        // A scheduler bug must not leave callers hanging: fail everything in flight.
+        const e = err instanceof EngineError ? err : new EngineError('INTERNAL', `engine step failed: ${(err as Error)?.message ?? err}`, { cause: err });
+        for (const r of [...this.requests]) this.scheduler.cancel(r, e);
+      }
+      await yieldToEventLoop();
+    }
+  }
+}

@@ -1,0 +1,27 @@
+export type EngineErrorCode =
+  /** The queue of waiting requests is full: retry later. */
+  | 'OVERLOADED'
+  /** The request's timeoutMs passed before it finished. */
+  | 'TIMEOUT'
+  /** The request's AbortSignal fired (or cancel() was called). */
+  | 'ABORTED'
+  | 'DISPOSED'
+  /** The prompt does not fit the context or the whole KV pool. */
+  | 'PROMPT_TOO_LONG'
+  | 'INVALID_REQUEST'
+  | 'INVALID_OPTION'
+  /** A configuration the runtime cannot honour (e.g. a sliding-window context shift). */
+  | 'UNSUPPORTED'
+  /** A forward pass failed; the requests in it fail with this, the engine goes on. */
+  | 'INTERNAL';
+
+export class EngineError extends Error {
+  override readonly name = 'EngineError';
+  constructor(
+    readonly code: EngineErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,286 @@
+// Continuous batching. Each step: admit waiting sequences while the KV pool can take them, pack one
+// decode token per running sequence plus chunks of pending prompts (chunked prefill) into one
+// forward pass of at most maxBatchTokens, then sample every sequence that got logits. Finished
+// sequences leave at once (their KV goes to the prefix cache); when blocks run out, least recently
+// used prefix-cache entries go first, then the newest lowest-priority running sequence is
+// preempted: its KV is freed and it waits to be recomputed. Nothing is dropped.
+//
+// Outputs do not depend on the batch: the kernels compute each token's row on its own in a fixed
+// order, so a sequence's logits (and with greedy or seeded sampling its tokens) are the same alone,
+// beside seven others, chunked differently, or recomputed after preemption.
+import type { BatchToken, LlamaGraph } from '../model/llama-graph.js';
+import type { StopReason } from '../model/model.js';
+import { PrefixCache } from '../kv/prefix-cache.js';
+import type { KVCache } from '../kv/kv-cache.js';
+import type { Tokenizer } from '../tokenizer/index.js';
+import { logprobOf } from './completion.js';
+import { EngineError } from './errors.js';
+import type { RequestState } from './request.js';
+import { Sequence } from './sequence.js';
+
+export interface SchedulerConfig {
+  readonly maxBatchTokens: number;
+  readonly maxSequences: number;
+  /** Tokens a sequence may reach: the context, capped by the whole pool. */
+  readonly contextLength: number;
+  readonly prefixCacheEntries: number;
+}
+
+export interface SchedulerStats {
+  steps: number;
+  computedTokens: number;
+  generatedTokens: number;
+  admittedPromptTokens: number;
+  reusedPromptTokens: number;
+  preemptions: number;
+  busyMs: number;
+}
+
+interface Slice {
+  readonly seq: Sequence;
+  readonly count: number;
+}
+
+export class Scheduler {
+  readonly prefixCache: PrefixCache;
+  readonly stats: SchedulerStats = { steps: 0, computedTokens: 0, generatedTokens: 0, admittedPromptTokens: 0, reusedPromptTokens: 0, preemptions: 0, busyMs: 0 };
+  private readonly waiting: Sequence[] = [];
+  /** In admission order. */
+  private readonly running: Sequence[] = [];
+  private nextKvId = 0;
+
+  constructor(
+    private readonly graph: LlamaGraph,
+    private readonly tokenizer: Tokenizer,
+    readonly config: SchedulerConfig,
+  ) {
+    this.prefixCache = new PrefixCache(graph.kv, () => this.nextKvId++, config.prefixCacheEntries);
+  }
+
+  get kv(): KVCache {
+    return this.graph.kv;
+  }
+
+  get runningCount(): number {
+    return this.running.length;
+  }
+
+  hasWork(): boolean {
+    return this.waiting.length > 0 || this.running.length > 0;
+  }
+
+  /** Queue a request: its first completion waits for admission, the others fork from it after the prompt. */
+  submit(request: RequestState): void {
+    const [first, ...rest] = request.sequences;
+    for (const s of rest) {
+      s.state = 'follower';
+      first.followers.push(s);
+    }
+    this.enqueue(first);
+  }
+
+  /** Take a request out (cancelled, timed out, failed): its KV blocks are freed now, not cached. */
+  cancel(request: RequestState, error: unknown): void {
+    for (const s of request.sequences) {
+      if (s.state === 'waiting') this.waiting.splice(this.waiting.indexOf(s), 1);
+      if (s.state === 'running') this.dropKV(s, false);
+      s.followers.length = 0;
+      s.state = 'done';
+    }
+    request.fail(error);
+  }
+
+  /** One continuous-batching step (synchronous: cancellations land between steps). */
+  step(): void {
+    const t0 = performance.now();
+    this.admit();
+    const plan = this.plan();
+    if (plan.length === 0) return;
+    this.makeRoom(plan);
+
+    const batch: BatchToken[] = [];
+    for (const { seq, count } of plan) {
+      const last = seq.kvLen + count === seq.tokens.length;
+      for (let i = 0; i < count; i++) batch.push({ token: seq.tokens[seq.kvLen + i], seqId: seq.kvId, logits: last && i === count - 1 });
+    }
+    let logits: Float32Array[];
+    try {
+      logits = this.graph.forward(batch);
+    } catch (err) {
+      // The graph left the KV as it was; fail only the requests in this batch.
+      for (const r of new Set(plan.map((s) => s.seq.request))) {
+        this.cancel(r, new EngineError('INTERNAL', `forward pass failed: ${(err as Error)?.message ?? err}`, { cause: err }));
+      }
+      return;
+    }
+    this.stats.steps++;
+    this.stats.computedTokens += batch.length;
+
+    let row = 0;
+    const sampled: [Sequence, Float32Array][] = [];
+    for (const { seq, count } of plan) {
+      seq.kvLen += count;
+      if (seq.kvLen === seq.tokens.length) sampled.push([seq, logits[row++]]);
+    }
+    for (const [seq, l] of sampled) if (seq.state === 'running') this.onLogits(seq, l);
+    this.stats.busyMs += performance.now() - t0;
+  }
+
+  private enqueue(seq: Sequence): void {
+    seq.state = 'waiting';
+    let i = this.waiting.length;
+    while (i > 0 && Sequence.before(seq, this.waiting[i - 1])) i--;
+    this.waiting.splice(i, 0, seq);
+  }
+
+  /** Admit waiting sequences in order while they fit: their whole remaining tokens, plus a block of headroom per running sequence. */
+  private admit(): void {
+    while (this.waiting.length > 0) {
+      const seq = this.waiting[0];
+      if (this.running.length + 1 + seq.followers.length > this.config.maxSequences) return;
+      const live = this.running.map((s) => ({ seqId: s.kvId, tokens: s.tokens, length: s.kvLen }));
+      // The last token is always evaluated: its logits are needed.
+      const match = this.prefixCache.match(seq.tokens, seq.tokens.length - 1, live);
+      // Alone, a shared tail block's copy could tip a pool-sized sequence over: then try without sharing.
+      const tries = match && this.running.length === 0 ? [match, undefined] : [match];
+      let admitted = false;
+      for (const m of tries) {
+        const id = this.nextKvId++;
+        if (m) this.kv.fork(m.seqId, id, m.length);
+        else this.kv.createSequence(id);
+        const reused = m?.length ?? 0;
+        const need = this.kv.blocksNeeded(id, seq.tokens.length - reused) + this.running.length;
+        while (need > this.kv.pool.freeCount && this.prefixCache.evictOne());
+        if (need > this.kv.pool.freeCount) {
+          this.kv.removeSequence(id);
+          continue;
+        }
+        this.waiting.shift();
+        this.start(seq, id, reused);
+        admitted = true;
+        break;
+      }
+      if (!admitted) return; // strict order: later requests wait behind the head
+    }
+  }
+
+  private start(seq: Sequence, kvId: number, reused: number): void {
+    seq.kvId = kvId;
+    seq.kvLen = reused;
+    seq.state = 'running';
+    this.running.push(seq);
+    const r = seq.request;
+    r.admittedAt ??= performance.now();
+    if (!seq.started) {
+      seq.started = true;
+      this.stats.admittedPromptTokens += seq.tokens.length;
+      this.stats.reusedPromptTokens += reused;
+      r.cachedPromptTokens += reused;
+    }
+  }
+
+  /** Decode tokens first (one per sequence), then prompt chunks, oldest first, within the token budget. */
+  private plan(): Slice[] {
+    let budget = this.config.maxBatchTokens;
+    const plan: Slice[] = [];
+    for (const seq of this.running) {
+      if (budget > 0 && seq.pending === 1) {
+        plan.push({ seq, count: 1 });
+        budget--;
+      }
+    }
+    for (const seq of this.running) {
+      if (budget > 0 && seq.pending > 1) {
+        const count = Math.min(seq.pending, budget);
+        plan.push({ seq, count });
+        budget -= count;
+      }
+    }
+    return plan;
+  }
+
+  /** Free blocks until the plan fits: prefix-cache entries first, then preempt running sequences. */
+  private makeRoom(plan: Slice[]): void {
+    for (;;) {
+      let need = 0;
+      for (const { seq, count } of plan) need += this.kv.blocksNeeded(seq.kvId, count);
+      if (need <= this.kv.pool.freeCount) return;
+      if (this.prefixCache.evictOne()) continue;
+      const victim = this.victim();
+      // A lone sequence always fits: its length is capped by the pool (config.contextLength).
+      if (!victim) throw new EngineError('INTERNAL', `KV pool of ${this.kv.options.nBlocks} blocks cannot hold the batch`);
+      this.preempt(victim);
+      const at = plan.findIndex((s) => s.seq === victim);
+      if (at >= 0) plan.splice(at, 1);
+    }
+  }
+
+  /** Lowest priority, then the newest. Never the last running sequence. */
+  private victim(): Sequence | undefined {
+    if (this.running.length < 2) return undefined;
+    let v = this.running[0];
+    for (const s of this.running) if (Sequence.before(v, s)) v = s;
+    return v;
+  }
+
+  private preempt(seq: Sequence): void {
+    this.dropKV(seq, false);
+    seq.preemptions++;
+    this.stats.preemptions++;
+    this.enqueue(seq);
+  }
+
+  /** Release a running sequence's KV, into the prefix cache when its content is worth keeping. */
+  private dropKV(seq: Sequence, keep: boolean): void {
+    if (keep) this.prefixCache.insert(seq.kvId, seq.tokens.slice(0, seq.kvLen));
+    this.kv.removeSequence(seq.kvId);
+    this.running.splice(this.running.indexOf(seq), 1);
+    seq.kvId = -1;
+    seq.kvLen = 0;
+  }
+
+  private onLogits(seq: Sequence, logits: Float32Array): void {
+    // The prompt is in: the other completions share its blocks and sample from the same logits.
+    const followers = seq.followers.splice(0);
+    for (const f of followers) {
+      const id = this.nextKvId++;
+      this.kv.fork(seq.kvId, id, seq.kvLen);
+      f.started = true;
+      f.kvId = id;
+      f.kvLen = seq.kvLen;
+      f.state = 'running';
+      this.running.push(f);
+    }
+    this.sample(seq, logits);
+    for (const f of followers) if (f.state === 'running') this.sample(f, logits);
+  }
+
+  private sample(seq: Sequence, logits: Float32Array): void {
+    const r = seq.request;
+    if (seq.generated >= r.params.maxTokens) return this.finish(seq, 'max_tokens');
+    let token: number;
+    try {
+      token = seq.sampler.sample(logits, seq.tokens);
+    } catch (err) {
+      return this.cancel(r, err);
+    }
+    if (!r.params.ignoreEos && this.tokenizer.isEog(token)) return this.finish(seq, 'eos');
+    const logprob = r.params.logprobs ? logprobOf(logits, token) : undefined;
+    const { text, stopped } = seq.output.push(token, logprob);
+    seq.tokens.push(token);
+    this.stats.generatedTokens++;
+    r.emit(logprob === undefined ? { index: seq.index, text, tokenId: token } : { index: seq.index, text, tokenId: token, logprob });
+    if (stopped) return this.finish(seq, 'stop_string');
+    if (seq.generated >= r.params.maxTokens) return this.finish(seq, 'max_tokens');
+    // The new token would take position tokens.length - 1.
+    if (seq.tokens.length - 1 >= this.config.contextLength) return this.finish(seq, 'context_full');
+  }
+
+  private finish(seq: Sequence, reason: StopReason): void {
+    const rest = seq.output.finish(reason);
+    if (rest) seq.request.emit({ index: seq.index, text: rest, tokenId: -1 });
+    this.dropKV(seq, true);
+    seq.state = 'done';
+    seq.request.completionDone(seq.index, reason);
+  }
+}

@@ -1,0 +1,48 @@
+// One completion as the scheduler sees it: its tokens (prompt, then generated), how many of them
+// are in its KV sequence, and the sampler and output that turn logits into text. Preemption drops
+// the KV (kvLen back to 0) and keeps everything else, so recomputing resumes exactly.
+import type { Sampler } from '../sampling/sampler.js';
+import type { CompletionOutput } from './completion.js';
+import type { RequestState } from './request.js';
+
+export type SequenceState = 'waiting' | 'running' | 'follower' | 'done';
+
+export class Sequence {
+  state: SequenceState = 'waiting';
+  /** KV sequence id while running, else -1. */
+  kvId = -1;
+  /** Leading tokens whose K/V are in the cache. */
+  kvLen = 0;
+  /** Has been admitted at least once (later admissions are recomputation). */
+  started = false;
+  preemptions = 0;
+  readonly tokens: number[];
+  /** Completions of the same request waiting to fork from this one when its prompt is in. */
+  readonly followers: Sequence[] = [];
+
+  constructor(
+    readonly request: RequestState,
+    readonly index: number,
+    prompt: readonly number[],
+    readonly sampler: Sampler,
+    readonly output: CompletionOutput,
+  ) {
+    this.tokens = [...prompt];
+  }
+
+  /** Tokens still to be evaluated: the prompt's rest, or the one sampled last. */
+  get pending(): number {
+    return this.tokens.length - this.kvLen;
+  }
+
+  get generated(): number {
+    return this.output.tokens.length;
+  }
+
+  /** Scheduling order: higher priority first, then earlier requests, then lower index. */
+  static before(a: Sequence, b: Sequence): boolean {
+    if (a.request.priority !== b.request.priority) return a.request.priority > b.request.priority;
+    if (a.request.id !== b.request.id) return a.request.id < b.request.id;
+    return a.index < b.index;
+  }
+}

@@ -1,0 +1,131 @@
+// The engine's public shapes: options, requests, streamed pieces, results and metrics.
+import type { KVCacheType } from '../backend/backend.js';
+import type { StopReason } from '../model/model.js';
+import type { SamplingOptions } from '../sampling/sampler.js';
+
+export interface EngineOptions {
+  /** Most tokens in one forward pass: decode tokens of running requests plus prompt chunks (default 512). */
+  maxBatchTokens?: number;
+  /** KV pool size in bytes (one of kvCacheBytes / kvCacheTokens; default: 4 contexts of tokens). Never grows. */
+  kvCacheBytes?: number;
+  /** KV pool size in tokens, across all sequences. */
+  kvCacheTokens?: number;
+  /** Tokens per KV block (default 16). */
+  blockSize?: number;
+  /** KV element type (default f16). */
+  kvCacheType?: KVCacheType;
+  /** Most requests waiting to start; beyond it generate() throws OVERLOADED (default 256). */
+  maxQueue?: number;
+  /** Most sequences running at once (default 64). */
+  maxSequences?: number;
+  /** Finished sequences kept for prefix reuse, least recently used dropped first (default 32; 0 disables). */
+  prefixCacheEntries?: number;
+  /** Tokens per sequence (default: the model's context length). */
+  contextLength?: number;
+  /**
+   * What happens when a sequence reaches the context: 'none' ends it with stopReason
+   * 'context_full'. 'sliding-window' is refused with UNSUPPORTED: the graph has no windowed
+   * attention mask, and evicting old positions without one would silently change the output.
+   */
+  contextShift?: 'none' | 'sliding-window';
+}
+
+export interface EngineRequest extends SamplingOptions {
+  /** Text (tokenized with the model's tokenizer) or token ids. */
+  prompt: string | readonly number[];
+  /** Most tokens to generate per completion (default 256). */
+  maxTokens?: number;
+  /** Stop when any of these strings appears; it is not part of the output. */
+  stop?: string[];
+  ignoreEos?: boolean;
+  /** Add BOS to a text prompt as the tokenizer metadata says (default true). */
+  addSpecial?: boolean;
+  /** Parse special-token text like "<s>" in a text prompt (default false). */
+  parseSpecial?: boolean;
+  /** Cancels the request and frees its KV blocks at once; it fails with ABORTED. */
+  signal?: AbortSignal;
+  /** Fail with TIMEOUT if not finished this many milliseconds after submission. */
+  timeoutMs?: number;
+  /** Higher runs first among waiting requests and is preempted last (default 0). */
+  priority?: number;
+  /** Completions of the same prompt; they share the prompt's KV blocks. With a seed s, completion i uses seed s + i. */
+  n?: number;
+  /** Attach the model's log-probability of each token (log-softmax of the raw logits). */
+  logprobs?: boolean;
+}
+
+export interface EnginePiece {
+  /** Which completion (0..n-1). */
+  index: number;
+  /** Text this token made visible (may be empty: incomplete UTF-8, or a possible stop string held back). */
+  text: string;
+  /** The generated token; -1 for the held-back text released when the completion ends. */
+  tokenId: number;
+  logprob?: number;
+}
+
+export interface EngineCompletion {
+  index: number;
+  text: string;
+  tokens: number[];
+  stopReason: StopReason;
+  logprobs?: number[];
+}
+
+export interface EngineUsage {
+  promptTokens: number;
+  /** Prompt tokens whose KV came from the prefix cache or another sequence. */
+  cachedPromptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+}
+
+export interface EngineTimings {
+  /** Submission to the first forward pass that included the request. */
+  queueMs: number;
+  /** Submission to the first generated token. */
+  timeToFirstTokenMs: number;
+  totalMs: number;
+  /** Generated tokens after the first, per second of the time after the first. */
+  decodeTokensPerSecond: number;
+  /** Times the request's sequences were preempted (freed and recomputed later). */
+  preemptions: number;
+}
+
+export interface EngineResult {
+  /** Completion 0's text, tokens and stop reason. */
+  text: string;
+  tokens: number[];
+  stopReason: StopReason;
+  completions: EngineCompletion[];
+  usage: EngineUsage;
+  timings: EngineTimings;
+}
+
+/** A submitted request: iterate for pieces as they come; `result` settles when it ends. */
+export interface EngineGeneration extends AsyncIterable<EnginePiece> {
+  readonly id: number;
+  readonly result: Promise<EngineResult>;
+  /** Same as aborting the request's signal. */
+  cancel(): void;
+}
+
+export interface EngineMetrics {
+  runningRequests: number;
+  queuedRequests: number;
+  runningSequences: number;
+  kvBlocksTotal: number;
+  kvBlocksUsed: number;
+  kvBlocksFree: number;
+  kvBlockSize: number;
+  prefixCacheEntries: number;
+  /** Share of admitted prompt tokens whose KV was reused instead of computed. */
+  prefixCacheHitRate: number;
+  /** Tokens evaluated by forward passes (prompt chunks, decode tokens, recomputation). */
+  computedTokens: number;
+  generatedTokens: number;
+  preemptions: number;
+  steps: number;
+  /** Generated tokens per second of time spent in steps. */
+  tokensPerSecond: number;
+}

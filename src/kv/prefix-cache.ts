@@ -1,0 +1,106 @@
+// Finished sequences kept for their KV: a later prompt that starts with the same tokens shares
+// their blocks instead of recomputing them. Entries are KV sequences of their own (forks of the
+// finished ones), so a block stays alive while an entry or any live sequence holds it. Least
+// recently used entries go first when blocks are needed.
+import type { KVCache } from './kv-cache.js';
+
+/** A sequence whose first `length` tokens are in the KV cache. */
+export interface PrefixSource {
+  readonly seqId: number;
+  readonly tokens: ArrayLike<number>;
+  readonly length: number;
+}
+
+export interface PrefixMatch {
+  readonly seqId: number;
+  /** Leading tokens shared with the query. */
+  readonly length: number;
+}
+
+interface Entry {
+  readonly seqId: number;
+  readonly tokens: readonly number[];
+}
+
+export class PrefixCache {
+  /** Least recently used first. */
+  private entries: Entry[] = [];
+
+  constructor(
+    private readonly kv: KVCache,
+    private readonly newSequenceId: () => number,
+    readonly maxEntries: number,
+  ) {}
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /** Keep the KV of `tokens` (the first tokens.length positions of sequence seqId) for later prompts. */
+  insert(seqId: number, tokens: readonly number[]): void {
+    if (this.maxEntries < 1 || tokens.length === 0) return;
+    for (const e of this.entries) {
+      // Already covered by a longer entry: just mark it used.
+      if (e.tokens.length >= tokens.length && commonPrefix(e.tokens, tokens, tokens.length) === tokens.length) {
+        this.touch(e);
+        return;
+      }
+    }
+    // Entries the new one covers are redundant.
+    for (const e of [...this.entries]) {
+      if (commonPrefix(e.tokens, tokens, e.tokens.length) === e.tokens.length) this.remove(e);
+    }
+    const id = this.newSequenceId();
+    this.kv.fork(seqId, id, tokens.length);
+    this.entries.push({ seqId: id, tokens: [...tokens] });
+    while (this.entries.length > this.maxEntries) this.remove(this.entries[0]);
+  }
+
+  /**
+   * The longest run of leading `tokens` (at most maxLength) already in the KV cache, among the
+   * entries and the given live sequences. A matched entry counts as used.
+   */
+  match(tokens: ArrayLike<number>, maxLength: number, live: Iterable<PrefixSource> = []): PrefixMatch | undefined {
+    let best: PrefixMatch | undefined;
+    let bestEntry: Entry | undefined;
+    const consider = (src: PrefixSource, entry?: Entry) => {
+      const n = commonPrefix(src.tokens, tokens, Math.min(maxLength, src.length));
+      if (n > (best?.length ?? 0)) {
+        best = { seqId: src.seqId, length: n };
+        bestEntry = entry;
+      }
+    };
+    for (const s of live) consider(s);
+    for (const e of this.entries) consider({ seqId: e.seqId, tokens: e.tokens, length: e.tokens.length }, e);
+    if (bestEntry) this.touch(bestEntry);
+    return best;
+  }
+
+  /** Drop the least recently used entry; false when there is none. */
+  evictOne(): boolean {
+    if (this.entries.length === 0) return false;
+    this.remove(this.entries[0]);
+    return true;
+  }
+
+  clear(): void {
+    while (this.evictOne());
+  }
+
+  private touch(e: Entry): void {
+    this.entries.splice(this.entries.indexOf(e), 1);
+    this.entries.push(e);
+  }
+
+  private remove(e: Entry): void {
+    this.entries.splice(this.entries.indexOf(e), 1);
+    this.kv.removeSequence(e.seqId);
+  }
+}
+
+function commonPrefix(a: ArrayLike<number>, b: ArrayLike<number>, limit: number): number {
+  const n = Math.min(limit, a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
