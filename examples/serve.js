@@ -31,9 +31,10 @@ const TYPES = {
 
 /**
  * Start serving. `mounts` maps URL prefixes ("/shared/") to extra directories; `isolated` adds
- * COOP/COEP. Resolves to { url, port, close() }.
+ * COOP/COEP; `throttle` ({ chunkBytes, delayMs }) sends files slowly, like a slow network (tests
+ * of interrupted downloads). Resolves to { url, port, close() }.
  */
-export async function startServer({ root = REPO, port = 0, isolated = true, mounts = {} } = {}) {
+export async function startServer({ root = REPO, port = 0, isolated = true, mounts = {}, throttle } = {}) {
   const roots = [...Object.entries(mounts).map(([prefix, dir]) => [prefix, resolve(dir)]), ['/', resolve(root)]];
 
   const server = createServer(async (req, res) => {
@@ -73,8 +74,13 @@ export async function startServer({ root = REPO, port = 0, isolated = true, moun
     }
     headers['Content-Type'] = TYPES[extname(file)] ?? 'application/octet-stream';
     const size = info.size;
+    // A strong validator: clients resuming a download send it back as If-Range.
+    const etag = `"${size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
+    headers.ETag = etag;
     let start = 0, end = size - 1, status = 200;
-    const range = req.headers.range;
+    const ifRange = req.headers['if-range'];
+    // A Range with a stale If-Range gets the whole (changed) file.
+    const range = ifRange && ifRange !== etag ? undefined : req.headers.range;
     if (range) {
       const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());
       if (!m || (m[1] === '' && m[2] === '')) return fail(416, 'bad range');
@@ -93,7 +99,15 @@ export async function startServer({ root = REPO, port = 0, isolated = true, moun
     headers['Content-Length'] = String(end - start + 1);
     res.writeHead(status, headers);
     if (req.method === 'HEAD' || size === 0) return res.end();
-    createReadStream(file, { start, end }).on('error', () => res.destroy()).pipe(res);
+    const stream = createReadStream(file, { start, end, highWaterMark: throttle?.chunkBytes }).on('error', () => res.destroy());
+    if (!throttle) return stream.pipe(res);
+    stream.on('data', (chunk) => {
+      res.write(chunk);
+      stream.pause();
+      setTimeout(() => stream.resume(), throttle.delayMs);
+    });
+    stream.on('end', () => res.end());
+    res.on('close', () => stream.destroy());
   });
 
   await new Promise((ok, bad) => {
