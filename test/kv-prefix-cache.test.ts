@@ -1,0 +1,88 @@
+// Prefix cache over the paged KV: longest-prefix matches among entries and live sequences, entries
+// keeping blocks alive after their sequence is gone, deduplication, and LRU eviction freeing blocks.
+import { describe, expect, it } from 'vitest';
+import type { Backend } from '../src/backend/backend.js';
+import { KVCache } from '../src/kv/kv-cache.js';
+import { PrefixCache } from '../src/kv/prefix-cache.js';
+
+function setup(nBlocks = 16, maxEntries = 4) {
+  let top = 0;
+  const be = { alloc: (n: number) => ((top += n), top - n), u8: () => new Uint8Array(1 << 16) } as unknown as Backend;
+  const kv = new KVCache(be, { nLayers: 1, kvDim: 4, blockSize: 4, nBlocks, type: 'f32', maxSequenceLength: 64 });
+  let id = 1000;
+  const cache = new PrefixCache(kv, () => id++, maxEntries);
+  /** A finished sequence of these tokens, handed to the cache and then removed, as the engine does. */
+  const finish = (seqId: number, tokens: number[]) => {
+    kv.createSequence(seqId);
+    kv.reserve(seqId, tokens.length);
+    cache.insert(seqId, tokens);
+    kv.removeSequence(seqId);
+  };
+  return { kv, cache, finish };
+}
+
+const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+
+describe('PrefixCache', () => {
+  it('keeps a finished sequence\'s blocks and matches the longest shared prefix, capped', () => {
+    const { kv, cache, finish } = setup();
+    finish(1, range(0, 10));
+    expect(kv.pool.usedCount).toBe(3); // kept by the entry after the sequence left
+    expect(cache.match([...range(0, 6), 99], 100)).toMatchObject({ length: 6 });
+    expect(cache.match(range(0, 20), 100)).toMatchObject({ length: 10 });
+    expect(cache.match(range(0, 20), 7)).toMatchObject({ length: 7 });
+    expect(cache.match([5, 6], 100)).toBeUndefined();
+    const m = cache.match(range(0, 9), 8)!;
+    kv.fork(m.seqId, 2, m.length);
+    expect(kv.blockTable(2)).toEqual(kv.blockTable(m.seqId).slice(0, 2));
+  });
+
+  it('prefers a longer live sequence and reports it', () => {
+    const { kv, cache, finish } = setup();
+    finish(1, range(0, 5));
+    kv.createSequence(7);
+    kv.reserve(7, 9);
+    const live = [{ seqId: 7, tokens: range(0, 12), length: 9 }]; // only 9 of its 12 tokens are computed
+    expect(cache.match(range(0, 12), 100, live)).toEqual({ seqId: 7, length: 9 });
+  });
+
+  it('drops entries a new one covers, and skips one that an entry covers', () => {
+    const { kv, cache, finish } = setup();
+    finish(1, range(0, 4));
+    finish(2, range(0, 8));
+    expect(cache.size).toBe(1);
+    finish(3, range(0, 6));
+    expect(cache.size).toBe(1);
+    expect(kv.pool.usedCount).toBe(2);
+    finish(4, [9, 9, 9]);
+    expect(cache.size).toBe(2);
+  });
+
+  it('evicts least recently used first, returning unshared blocks to the pool', () => {
+    const { kv, cache, finish } = setup(16, 3);
+    finish(1, range(0, 4));
+    finish(2, range(100, 4));
+    finish(3, range(200, 4));
+    cache.match(range(0, 4), 3); // touch the oldest
+    finish(4, range(300, 4)); // over maxEntries: 100.. goes
+    expect(cache.match(range(100, 4), 3)).toBeUndefined();
+    expect(cache.match(range(0, 4), 3)).toBeDefined();
+    expect(kv.pool.usedCount).toBe(3);
+    // an entry whose blocks a live sequence shares frees nothing when evicted
+    const m = cache.match(range(200, 4), 4)!;
+    kv.fork(m.seqId, 50);
+    cache.clear();
+    expect(cache.size).toBe(0);
+    expect(kv.pool.usedCount).toBe(1);
+    kv.removeSequence(50);
+    expect(kv.pool.usedCount).toBe(0);
+    expect(cache.evictOne()).toBe(false);
+  });
+
+  it('keeps nothing with zero entries', () => {
+    const { kv, cache, finish } = setup(16, 0);
+    finish(1, range(0, 8));
+    expect(cache.size).toBe(0);
+    expect(kv.pool.usedCount).toBe(0);
+  });
+});
