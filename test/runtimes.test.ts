@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer } from '../examples/serve.js';
 import { chromiumStatus, launchChromium, type Chromium } from './portable/chromium.js';
@@ -73,7 +74,12 @@ describe('portable suite in every runtime', () => {
     const r = await runSuite(wf, {
       runtime: 'node',
       threads: 2,
-      model: async (name: string) => find(join(ROOT, 'models', name), join(SHARED, 'models', name)),
+      // A path, a file: URL object, a file: URL string: every input kind of the file adapter.
+      model: async (name: string) => {
+        const path = find(join(ROOT, 'models', name), join(SHARED, 'models', name));
+        if (!path || name.endsWith('K.gguf')) return path;
+        return name.includes('q8_0') ? pathToFileURL(path) : pathToFileURL(path).href;
+      },
       reference: async () => {
         const p = find(join(SHARED, 'models/reference/stories260K_greedy_llama2c_run.txt'));
         return p ? readFileSync(p, 'utf8') : undefined;

@@ -1,11 +1,12 @@
 // The suite's environment in a browser page or Web Worker: models are URLs on the test server
 // (read with HTTP Range requests), /models/ first, then /shared/models/ (../shared, when mounted).
-// Threads only when cross-origin isolated, one otherwise.
+// Threads only when cross-origin isolated, one otherwise. The F32 model is passed as a root-relative
+// string (resolved against the page), the others as absolute URLs.
 export function browserEnv(runtime) {
   const find = async (paths) => {
     for (const p of paths) {
       const res = await fetch(p, { method: 'HEAD' });
-      if (res.ok) return new URL(p, self.location.href).href;
+      if (res.ok) return p.includes('stories260K.gguf') ? p : new URL(p, self.location.href).href;
     }
     return undefined;
   };

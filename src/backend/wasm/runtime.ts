@@ -25,6 +25,11 @@ export function isNode(): boolean {
   return typeof g.process?.versions?.node === 'string' && g.Deno === undefined && g.Bun === undefined;
 }
 
+/** Whether node:fs can be imported: Node, Deno and Bun all provide it; browsers and edge isolates do not. */
+export function hasNodeFs(): boolean {
+  return isNode() || g.Deno !== undefined || g.Bun !== undefined;
+}
+
 // A specifier in a variable keeps browser bundlers from trying to resolve Node built-ins.
 const nodeModule = (name: string): Promise<any> => import(/* @vite-ignore */ `node:${name}`);
 
@@ -39,9 +44,13 @@ export async function hardwareConcurrency(): Promise<number> {
   return 1;
 }
 
-/** Whether this runtime can share memory between threads at all. */
+/**
+ * Whether this runtime can share memory between threads at all: shared memory, and workers to
+ * share it with (edge isolates may have SharedArrayBuffer but no Worker).
+ */
 export function sharedMemoryAvailable(): boolean {
   if (typeof SharedArrayBuffer === 'undefined' || typeof Atomics === 'undefined') return false;
+  if (!isNode() && typeof (g as { Worker?: unknown }).Worker !== 'function') return false;
   if ((g as { crossOriginIsolated?: boolean }).crossOriginIsolated === false) return false;
   try {
     new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
