@@ -31,10 +31,20 @@ async function expected(maxTokens: number): Promise<string> {
   }
 }
 
-/** Load stories260K through the page: the "Load stories260K" button (a URL), or the file picker. */
-async function loadBundled(page: Page, via: 'url' | 'file' = 'url'): Promise<number> {
+/** Load stories260K through the page: the "Load stories260K" button (a URL), the file picker, or drag-and-drop. */
+async function loadBundled(page: Page, via: 'url' | 'file' | 'drop' = 'url'): Promise<number> {
   if (via === 'url') await page.click('#bundled');
-  else await page.setInputFiles('#file', join(ROOT, 'models/stories260K.gguf'));
+  else if (via === 'file') await page.setInputFiles('#file', join(ROOT, 'models/stories260K.gguf'));
+  else {
+    const dataTransfer = await page.evaluateHandle(async () => {
+      const bytes = await (await fetch('../../models/stories260K.gguf')).arrayBuffer();
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], 'dropped.gguf'));
+      return dt;
+    });
+    await page.dispatchEvent('#drop', 'dragover', { dataTransfer });
+    await page.dispatchEvent('#drop', 'drop', { dataTransfer });
+  }
   await page.waitForFunction(() => document.getElementById('model-status')!.textContent!.startsWith('Ready'), null, { timeout: 60_000 });
   expect(await page.isHidden('#progress')).toBe(true);
   return Number(await page.getAttribute('#model-status', 'data-threads'));
@@ -103,7 +113,7 @@ describe.skipIf(!status.ok)('browser chat page (examples/browser) in headless Ch
     }
   });
 
-  it('not isolated: a model from the file picker, one thread, same text', async () => {
+  it('not isolated: a model from the file picker or dropped on the page, one thread, same text', async () => {
     const server = await startServer({ isolated: false });
     const { page, errors } = await browser.page();
     try {
@@ -112,6 +122,11 @@ describe.skipIf(!status.ok)('browser chat page (examples/browser) in headless Ch
       expect(await loadBundled(page, 'file')).toBe(1);
       const r = await send(page, 24);
       expect(r.text).toBe(await expected(24));
+      await page.waitForFunction(() => !document.getElementById('bundled')!.hasAttribute('disabled'));
+      expect(await loadBundled(page, 'drop')).toBe(1);
+      expect(await page.textContent('#model-status')).toContain('Ready: dropped.gguf');
+      expect(await page.locator('.msg').count()).toBe(2); // the chat is still there
+      expect((await send(page, 24)).text).toBe(await expected(24));
       expect(errors).toEqual([]);
     } finally {
       await page.close();

@@ -81,7 +81,7 @@ worker.onmessage = (e) => {
       format = i.format;
       messages = [];
       $('progress').hidden = true;
-      $('model-status').textContent = `Ready: ${i.name} (${i.architecture}, vocab ${i.vocabSize}, context ${i.contextLength}) · ${i.threads} thread${i.threads === 1 ? '' : 's'}, ${i.kernels} SIMD kernels · ${i.format === 'completion' ? 'no chat template: each message is a prompt to continue' : `${i.format} chat format`} · loaded in ${i.loadMs} ms`;
+      $('model-status').textContent = `Ready: ${i.file} — ${i.name} (${i.architecture}, vocab ${i.vocabSize}, context ${i.contextLength}) · ${i.threads} thread${i.threads === 1 ? '' : 's'}, ${i.kernels} SIMD kernels · ${i.format === 'completion' ? 'no chat template: each message is a prompt to continue' : `${i.format} chat format`} · loaded in ${i.loadMs} ms`;
       $('model-status').dataset.threads = String(i.threads);
       setBusy(false);
       $('prompt').focus();

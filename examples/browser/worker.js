@@ -55,7 +55,8 @@ async function load(source) {
   post({
     type: 'loaded',
     info: {
-      name: String(meta.get('general.name')?.value ?? (typeof source === 'string' ? source.split('/').pop() : source.name)),
+      file: typeof source === 'string' ? source.split('/').pop() : source.name,
+      name: String(meta.get('general.name')?.value ?? 'unnamed'),
       architecture: model.architecture,
       contextLength: model.contextLength,
       vocabSize: model.config.vocabSize,
