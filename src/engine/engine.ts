@@ -32,7 +32,8 @@ export class Engine {
   private readonly requests = new Set<RequestState>();
   private readonly maxQueue: number;
   private nextRequestId = 0;
-  private looping: Promise<void> | undefined;
+  private looping = false;
+  private loopDone: Promise<void> = Promise.resolve();
   private disposed = false;
   private template: ChatTemplate | undefined;
 
@@ -174,7 +175,7 @@ export class Engine {
     if (this.disposed) return;
     this.disposed = true;
     for (const r of [...this.requests]) this.scheduler.cancel(r, new EngineError('DISPOSED', 'the engine was disposed'));
-    await this.looping;
+    await this.loopDone;
     this.scheduler.prefixCache.clear();
   }
 
@@ -201,24 +202,34 @@ export class Engine {
 
   /** Run steps while there is work; new requests join at the next step. */
   private kick(): void {
-    this.looping ??= this.loop().finally(() => (this.looping = undefined));
+    if (this.looping) return;
+    this.looping = true;
+    this.loopDone = this.loop();
   }
 
   private async loop(): Promise<void> {
-    await yieldToEventLoop(); // requests submitted together start in one step
-    while (!this.disposed && this.scheduler.hasWork()) {
-      try {
-        const before = this.scheduler.stats.steps;
-        this.scheduler.step();
-        if (this.scheduler.stats.steps === before && this.scheduler.runningCount === 0 && this.scheduler.hasWork()) {
-          throw new EngineError('INTERNAL', 'the scheduler could not start any waiting request');
-        }
-      } catch (err) {
-        // A scheduler bug must not leave callers hanging: fail everything in flight.
-        const e = err instanceof EngineError ? err : new EngineError('INTERNAL', `engine step failed: ${(err as Error)?.message ?? err}`, { cause: err });
-        for (const r of [...this.requests]) this.scheduler.cancel(r, e);
+    try {
+      await yieldToEventLoop(); // requests submitted together start in one step
+      while (!this.disposed && this.scheduler.hasWork()) {
+        this.stepOnce();
+        await yieldToEventLoop();
       }
-      await yieldToEventLoop();
+    } finally {
+      this.looping = false; // in the same tick as the last check for work: no request can slip between
+    }
+  }
+
+  private stepOnce(): void {
+    try {
+      const before = this.scheduler.stats.steps;
+      this.scheduler.step();
+      if (this.scheduler.stats.steps === before && this.scheduler.runningCount === 0 && this.scheduler.hasWork()) {
+        throw new EngineError('INTERNAL', 'the scheduler could not start any waiting request');
+      }
+    } catch (err) {
+      // A scheduler bug must not leave callers hanging: fail everything in flight.
+      const e = err instanceof EngineError ? err : new EngineError('INTERNAL', `engine step failed: ${(err as Error)?.message ?? err}`, { cause: err });
+      for (const r of [...this.requests]) this.scheduler.cancel(r, e);
     }
   }
 }
