@@ -3,7 +3,7 @@
 // gives in Node for the same settings), stop a long generation with the Stop button, and save a
 // screenshot (test/.cache/browser-demo.png). Then the same page without COOP/COEP runs one thread.
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +31,20 @@ async function expected(maxTokens: number): Promise<string> {
   }
 }
 
+// Llama 2's chat template, as in test/engine-chat.test.ts.
+const LLAMA2 = "{% for message in messages %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + message['content'].strip() + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + message['content'].strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
+
+/** stories260K re-written (by the library's GGUF writer) with a chat template in its metadata. */
+async function writeChatModel(path: string): Promise<void> {
+  const wf = await import(BUNDLE);
+  const bytes = await readFile(join(ROOT, 'models/stories260K.gguf'));
+  const file = await wf.readGGUF(wf.bufferSource(bytes));
+  const metadata = [...file.metadata].filter(([k]: [string]) => k !== 'general.alignment');
+  metadata.push(['tokenizer.chat_template', { type: wf.GGUFValueType.STRING, value: LLAMA2 }]);
+  const tensors = file.tensors.map((t: any) => ({ name: t.name, dims: [...t.dims], type: t.type, data: bytes.subarray(t.fileOffset, t.fileOffset + t.nBytes) }));
+  await writeFile(path, wf.writeGGUF(metadata, tensors, { alignment: file.alignment }));
+}
+
 /** Load stories260K through the page: the "Load stories260K" button (a URL), the file picker, or drag-and-drop. */
 async function loadBundled(page: Page, via: 'url' | 'file' | 'drop' = 'url'): Promise<number> {
   if (via === 'url') await page.click('#bundled');
@@ -50,10 +64,10 @@ async function loadBundled(page: Page, via: 'url' | 'file' | 'drop' = 'url'): Pr
   return Number(await page.getAttribute('#model-status', 'data-threads'));
 }
 
-async function send(page: Page, maxTokens: number): Promise<{ text: string; stopReason: string }> {
+async function send(page: Page, maxTokens: number, prompt = PROMPT): Promise<{ text: string; stopReason: string }> {
   for (const [id, v] of Object.entries({ ...SETTINGS, maxTokens })) await page.fill(`#${id}`, String(v));
   const before = await page.locator('.msg.assistant').count();
-  await page.fill('#prompt', PROMPT);
+  await page.fill('#prompt', prompt);
   await page.press('#prompt', 'Enter');
   const reply = page.locator('.msg.assistant').nth(before);
   await reply.and(page.locator('[data-stop-reason]')).waitFor({ timeout: 60_000 });
@@ -108,6 +122,37 @@ describe.skipIf(!status.ok)('browser chat page (examples/browser) in headless Ch
       await page.screenshot({ path: SCREENSHOT, fullPage: true });
       expect(errors).toEqual([]);
     } finally {
+      await page.close();
+      await server.close();
+    }
+  });
+
+  it('a model with a chat template: the conversation is rendered with it, turn after turn', async () => {
+    await mkdir(join(ROOT, 'test/.cache'), { recursive: true });
+    const path = join(ROOT, 'test/.cache/stories260K-llama2-chat.gguf');
+    await writeChatModel(path);
+    const { loadModel, ChatTemplate } = await import(BUNDLE);
+    const local = await loadModel(path, { threads: 1 });
+    const template = ChatTemplate.fromMetadata(local.file.metadata, local.tokenizer);
+    const server = await startServer({ isolated: true });
+    const { page, errors } = await browser.page();
+    try {
+      await page.goto(`${server.url}/examples/browser/`);
+      await page.setInputFiles('#file', path);
+      await page.waitForFunction(() => document.getElementById('model-status')!.textContent!.startsWith('Ready'), null, { timeout: 60_000 });
+      expect(await page.textContent('#model-status')).toContain('chat template from the model');
+      const messages: { role: string; content: string }[] = [];
+      for (const user of ['Tell me a story.', 'More!']) {
+        messages.push({ role: 'user', content: user });
+        const want = await local.generate(template.render(messages), { ...SETTINGS, maxTokens: 16, addSpecial: false, parseSpecial: true }).result;
+        const got = await send(page, 16, user);
+        expect(got.text).toBe(want.text);
+        expect(want.tokens.length).toBeGreaterThan(0);
+        messages.push({ role: 'assistant', content: want.text });
+      }
+      expect(errors).toEqual([]);
+    } finally {
+      await local.dispose();
       await page.close();
       await server.close();
     }

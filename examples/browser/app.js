@@ -5,7 +5,6 @@ const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'modu
 
 /** @type {{ role: 'user' | 'assistant', content: string }[]} */
 let messages = [];
-let format = 'completion';
 let busy = false;
 let loaded = false;
 /** The assistant bubble being streamed into. */
@@ -62,7 +61,7 @@ function send() {
   current.dataset.text = '';
   $('speed').textContent = 'Evaluating the prompt…';
   setBusy(true);
-  worker.postMessage({ type: 'generate', messages, format, options: settings() });
+  worker.postMessage({ type: 'generate', messages, options: settings() });
 }
 
 worker.onmessage = (e) => {
@@ -78,10 +77,9 @@ worker.onmessage = (e) => {
     case 'loaded': {
       const i = m.info;
       loaded = true;
-      format = i.format;
       messages = [];
       $('progress').hidden = true;
-      $('model-status').textContent = `Ready: ${i.file} — ${i.name} (${i.architecture}, vocab ${i.vocabSize}, context ${i.contextLength}) · ${i.threads} thread${i.threads === 1 ? '' : 's'}, ${i.kernels} SIMD kernels · ${i.format === 'completion' ? 'no chat template: each message is a prompt to continue' : `${i.format} chat format`} · loaded in ${i.loadMs} ms`;
+      $('model-status').textContent = `Ready: ${i.file} — ${i.name} (${i.architecture}, vocab ${i.vocabSize}, context ${i.contextLength}) · ${i.threads} thread${i.threads === 1 ? '' : 's'}, ${i.kernels} SIMD kernels · ${i.chat ? 'chat template from the model' : 'no chat template: each message is a prompt to continue'} · loaded in ${i.loadMs} ms`;
       $('model-status').dataset.threads = String(i.threads);
       setBusy(false);
       $('prompt').focus();

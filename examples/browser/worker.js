@@ -1,14 +1,16 @@
 // Inference worker for the chat page: the model lives here, so the page never blocks while weights
 // load or tokens are computed. Messages in:  { type: 'load', source: File | url string }
-//                                            { type: 'generate', prompt, format, options }
+//                                            { type: 'generate', messages, options }
 //                                            { type: 'stop' }
 // Messages out: progress, loaded, piece, done, error (see app.js).
-import { loadModel, ByteSourceError, bufferSource } from '../../dist/wasmforge.js';
+import { loadModel, ByteSourceError, ChatTemplate, bufferSource } from '../../dist/wasmforge.js';
 
 /** @type {import('../../dist/src/index.js').Model | undefined} */
 let model;
 /** @type {AbortController | undefined} */
 let running;
+/** The model's own chat template (tokenizer.chat_template), when it has one. */
+let template;
 
 // Threads need SharedArrayBuffer, which browsers allow only in cross-origin isolated pages.
 const threads = self.crossOriginIsolated ? Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 8)) : 1;
@@ -52,6 +54,7 @@ async function load(source) {
     model = await loadModel(await download(source), options);
   }
   const meta = model.file.metadata;
+  template = meta.has('tokenizer.chat_template') ? ChatTemplate.fromMetadata(meta, model.tokenizer) : undefined;
   post({
     type: 'loaded',
     info: {
@@ -63,56 +66,22 @@ async function load(source) {
       threads: model.backend.nThreads,
       kernels: model.backend.kernels ?? model.backend.name,
       crossOriginIsolated: self.crossOriginIsolated === true,
-      format: chatFormat(String(meta.get('tokenizer.chat_template')?.value ?? '')),
+      chat: template !== undefined,
       loadMs: Math.round(performance.now() - t0),
     },
   });
 }
 
-/** Recognize the common chat templates by their markers; 'completion' when there is none. */
-function chatFormat(template) {
-  if (template.includes('<|start_header_id|>')) return 'llama3';
-  if (template.includes('<|im_start|>')) return 'chatml';
-  if (template.includes('[INST]')) return 'llama2';
-  if (template.includes('<|user|>')) return 'zephyr';
-  return 'completion';
-}
-
-/** The conversation as the model expects it, and the strings that end an assistant turn. */
-function render(format, messages) {
-  const last = messages[messages.length - 1];
-  switch (format) {
-    case 'llama3':
-      return {
-        text: '<|begin_of_text|>' + messages.map((m) => `<|start_header_id|>${m.role}<|end_header_id|>\n\n${m.content}<|eot_id|>`).join('') +
-          '<|start_header_id|>assistant<|end_header_id|>\n\n',
-        stop: ['<|eot_id|>'],
-      };
-    case 'chatml':
-      return { text: messages.map((m) => `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`).join('') + '<|im_start|>assistant\n', stop: ['<|im_end|>'] };
-    case 'llama2': {
-      let text = '';
-      for (const m of messages) text += m.role === 'user' ? `<s>[INST] ${m.content} [/INST]` : ` ${m.content} </s>`;
-      return { text, stop: ['</s>', '[INST]'] };
-    }
-    case 'zephyr':
-      return { text: messages.map((m) => `<|${m.role}|>\n${m.content}</s>\n`).join('') + '<|assistant|>\n', stop: ['</s>', '<|user|>'] };
-    default:
-      // No chat template (e.g. TinyStories): the latest message is a prompt the model continues.
-      return { text: last.content, stop: [] };
-  }
-}
-
-async function generate({ messages, format, options }) {
+async function generate({ messages, options }) {
   if (!model) throw new Error('no model loaded');
   running = new AbortController();
-  const { text, stop } = render(format, messages);
-  const templated = format !== 'completion';
-  const g = model.generate(text, {
+  // With a chat template the whole conversation is rendered (the template writes BOS and the
+  // turn markers itself); without one, e.g. TinyStories, the latest message is a prompt to continue.
+  const prompt = template ? template.render(messages) : messages[messages.length - 1].content;
+  const g = model.generate(prompt, {
     ...options,
-    stop: [...stop, ...(options.stop ?? [])],
-    addSpecial: !templated, // templates spell out BOS themselves
-    parseSpecial: templated,
+    addSpecial: !template,
+    parseSpecial: Boolean(template),
     signal: running.signal,
   });
   const t0 = performance.now();
