@@ -31,3 +31,5 @@ export type {
 export { ChatTemplate } from './chat/template.js';
 export type { ChatMessage, ChatRenderOptions } from './chat/template.js';
 export { ChatTemplateError } from './chat/errors.js';
+export { fetchModel, listCachedModels, deleteCachedModel, ModelCacheError } from './runtime/model-cache.js';
+export type { CachedModelInfo, FetchModelOptions } from './runtime/model-cache.js';
