@@ -61,10 +61,12 @@ export class Engine {
     const maxSequences = Math.min(int(options.maxSequences, 64, 1, 'maxSequences'), maxBatchTokens, 256);
     const shape = { nLayers: c.nLayers, kvDim: c.nKvHeads * c.headDim, blockSize, type: options.kvCacheType ?? 'f16' } as const;
     const nBlocks = KVCache.blocksForBudget(shape, options.kvCacheBytes !== undefined ? { bytes: options.kvCacheBytes } : { tokens: options.kvCacheTokens ?? 4 * contextLength });
+    const prefixCacheEntries = int(options.prefixCacheEntries, 32, 0, 'prefixCacheEntries');
+    // Everything is checked: allocate (once; backend memory is never given back).
     const kv = new KVCache(model.backend, { ...shape, nBlocks, maxSequenceLength: contextLength });
     const graph = new LlamaGraph(model.backend, c, model.graph.weights, kv, maxBatchTokens);
     this.scheduler = new Scheduler(graph, model.tokenizer, {
-      maxBatchTokens, maxSequences, contextLength: Math.min(contextLength, kv.capacityTokens), prefixCacheEntries: int(options.prefixCacheEntries, 32, 0, 'prefixCacheEntries'),
+      maxBatchTokens, maxSequences, contextLength: Math.min(contextLength, kv.capacityTokens), prefixCacheEntries,
     });
     log.info(`engine: ${nBlocks} KV blocks of ${blockSize} tokens (${(KVCache.bytesNeeded({ ...shape, nBlocks }) / 2 ** 20).toFixed(1)} MiB), batch ${maxBatchTokens} tokens, up to ${maxSequences} sequences`);
   }
