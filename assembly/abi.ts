@@ -20,6 +20,7 @@ export const OP_STORE_KV = 10;
 export const OP_ATTENTION = 11;
 export const OP_SILU = 12;
 export const OP_GELU = 13;
+export const OP_ROUND_ACT = 14;
 
 // ggml type ids the kernels understand (same numbers as src/tensor/ggml-types.ts).
 export const T_F32 = 0;

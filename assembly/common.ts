@@ -69,6 +69,27 @@ export function f32ToF16(f: f32): u32 {
 }
 
 /**
+ * roundF16 on four f32 lanes (same values, NaN stays NaN): round to nearest even at f16's
+ * precision by integer arithmetic on the bits where f16 is normal, by nearest(x * 2^24) * 2^-24
+ * where it is subnormal (fixed spacing 2^-24), infinity from 65520 up.
+ */
+@inline export function roundF16x4(x: v128): v128 {
+  const a = v128.and(x, i32x4.splat(0x7fffffff));
+  const normal = v128.and(i32x4.add(a, i32x4.add(i32x4.splat(0x0fff), v128.and(i32x4.shr_u(a, 13), i32x4.splat(1)))), i32x4.splat(0xffffe000));
+  const sub = f32x4.mul(f32x4.nearest(f32x4.mul(a, f32x4.splat(16777216.0))), f32x4.splat(5.9604644775390625e-8));
+  let r = v128.bitselect(sub, normal, i32x4.lt_s(a, i32x4.splat(0x38800000)));
+  r = v128.bitselect(i32x4.splat(0x7f800000), r, i32x4.ge_s(a, i32x4.splat(0x477ff000)));
+  r = v128.or(r, v128.and(x, i32x4.splat(0x80000000)));
+  return v128.bitselect(x, r, i32x4.gt_s(a, i32x4.splat(0x7f800000))); // NaN: unchanged
+}
+
+/** f32 rounded to bf16 (nearest even) and back, four lanes, as ggml's GGML_FP32_TO_BF16; NaN stays NaN. */
+@inline export function roundBF16x4(x: v128): v128 {
+  const r = v128.and(i32x4.add(x, i32x4.add(i32x4.splat(0x7fff), v128.and(i32x4.shr_u(x, 16), i32x4.splat(1)))), i32x4.splat(0xffff0000));
+  return v128.bitselect(x, r, i32x4.gt_s(v128.and(x, i32x4.splat(0x7fffffff)), i32x4.splat(0x7f800000)));
+}
+
+/**
  * Lane sums of four i32x4 vectors: result lane k = sum of the lanes of vector k. Integer sums are
  * exact, so lane order is irrelevant here; the f32 version below fixes an order: (l0+l2)+(l1+l3).
  */

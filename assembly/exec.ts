@@ -3,7 +3,7 @@
 // bit-identical results.
 import {
   OP_ADD, OP_ADD_BIAS, OP_ATTENTION, OP_GELU, OP_GET_ROWS, OP_MATMUL, OP_QUANT_Q8_0, OP_QUANT_Q8_K,
-  OP_RMS_NORM, OP_ROPE, OP_SILU, OP_STORE_KV, OP_SWIGLU,
+  OP_RMS_NORM, OP_ROPE, OP_ROUND_ACT, OP_SILU, OP_STORE_KV, OP_SWIGLU,
 } from './abi';
 import { add, addBias, gelu, silu, swiglu } from './activation';
 import { attention } from './attention';
@@ -11,7 +11,7 @@ import { getRows } from './embed';
 import { storeKV } from './kv';
 import { matmul } from './matmul';
 import { rmsNorm } from './norm';
-import { quantQ8_0, quantQ8_K } from './quantize';
+import { quantQ8_0, quantQ8_K, roundAct } from './quantize';
 import { rope } from './rope';
 
 /** Returns 0, or -1 for an unknown op code. */
@@ -19,6 +19,7 @@ export function exec(args: usize, ith: i32, nth: i32): i32 {
   switch (load<i32>(args)) {
     case OP_QUANT_Q8_0: quantQ8_0(args, ith, nth); break;
     case OP_QUANT_Q8_K: quantQ8_K(args, ith, nth); break;
+    case OP_ROUND_ACT: roundAct(args, ith, nth); break;
     case OP_MATMUL: matmul(args, ith, nth); break;
     case OP_GET_ROWS: getRows(args, ith, nth); break;
     case OP_RMS_NORM: rmsNorm(args, ith, nth); break;

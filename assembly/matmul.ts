@@ -13,8 +13,10 @@
 // Unsigned-nibble types dot the raw 0..N codes and subtract offset * sum(activations), which keeps
 // the weight operand 7-bit for the relaxed instruction; signed types (Q8_0, IQ4_NL) always widen.
 //
-// F32/F16/BF16 weights use f32 activations: per row two f32x4 accumulators over 8-element chunks
-// (multiply then add, never fused), reduced as hsum4f, then the tail elements added in order.
+// F32/F16/BF16 weights use f32 activations (for F16/BF16 already rounded to f16/bf16 by roundAct,
+// as ggml converts them to the weight's vec_dot_type, so every product is exact): per row two f32x4
+// accumulators over 8-element chunks (multiply then add, never fused), reduced as hsum4f, then the
+// tail elements added in order.
 import {
   RELAXED, WIDE_ACT, arg, wideActType, f16ToF32, f16x4ToF32, gatherF16, hsum4f, hsum4i, rdot, splitAt, storeLanes,
 } from './common';
@@ -184,17 +186,19 @@ function dotQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   return acc;
 }
 
+// Q4_1 / Q5_1 against Q8_1 activations, as ggml's vec_dot_q4_1_q8_1: the scale terms accumulate
+// in acc, the min terms m * s (s = the activation block's f16 d * sum) separately, added at the end.
+
 function dotQ4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
-  let acc = f32x4.splat(0);
+  let acc = f32x4.splat(0), macc = acc;
   for (let b = 0; b < nb; b++) {
     const isum = nibSums(w0, w1, w2, w3, 4, a);
-    const d = gatherF16(w0, w1, w2, w3);
-    const m = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
-    acc = scaleAccMin(acc, isum, d, i32x4.splat(load<i32>(as)), m, load<f32>(ad));
+    acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
+    macc = f32x4.add(macc, f32x4.mul(gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2), f32x4.splat(load<f32>(as))));
     w0 += 20; w1 += 20; w2 += 20; w3 += 20;
     a += Q32_ACT; ad += 4; as += 4;
   }
-  return acc;
+  return f32x4.add(acc, macc);
 }
 
 // One row x four tokens (lanes = tokens), wide activations only: the weight block is unpacked once
@@ -218,7 +222,7 @@ function dotQ4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 /** kind: T_Q4_0, T_Q4_1 or T_Q8_0. aS/dS/sS: byte strides between consecutive tokens. */
 function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32): v128 {
   const bb: usize = kind == T_Q8_0 ? 34 : kind == T_Q4_1 ? 20 : 18;
-  let acc = f32x4.splat(0);
+  let acc = f32x4.splat(0), macc = acc;
   for (let b = 0; b < nb; b++) {
     let isum: v128;
     if (kind == T_Q8_0) {
@@ -236,17 +240,12 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
     }
     const da = gather4f(ad, dS);
     const d = f32x4.splat(f16ToF32(load<u16>(w)));
-    if (kind == T_Q4_1) {
-      const t1 = f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, da));
-      const t2 = f32x4.mul(f32x4.convert_i32x4_s(gather4i(as, sS)), f32x4.mul(f32x4.splat(f16ToF32(load<u16>(w, 2))), da));
-      acc = f32x4.add(acc, f32x4.add(t1, t2));
-    } else {
-      if (kind == T_Q4_0) isum = i32x4.sub(isum, i32x4.shl(gather4i(as, sS), 3));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, da)));
-    }
+    if (kind == T_Q4_1) macc = f32x4.add(macc, f32x4.mul(f32x4.splat(f16ToF32(load<u16>(w, 2))), gather4f(as, sS)));
+    if (kind == T_Q4_0) isum = i32x4.sub(isum, i32x4.shl(gather4i(as, sS), 3));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, da)));
     w += bb; a += 64; ad += 4; as += 4;
   }
-  return acc;
+  return kind == T_Q4_1 ? f32x4.add(acc, macc) : acc;
 }
 
 // Q5_0 / Q5_1: qh (u32) bit j is the fifth bit of element j.
@@ -289,7 +288,7 @@ function dotQ5_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 }
 
 function dotQ5_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
-  let acc = f32x4.splat(0);
+  let acc = f32x4.splat(0), macc = acc;
   for (let b = 0; b < nb; b++) {
     const x0 = v128.load(a);
     const x1 = v128.load(a, 16);
@@ -300,13 +299,12 @@ function dotQ5_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
       q5Row(w2, 4, x0, x1, l0, h0, l1, h1),
       q5Row(w3, 4, x0, x1, l0, h0, l1, h1),
     );
-    const d = gatherF16(w0, w1, w2, w3);
-    const m = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
-    acc = scaleAccMin(acc, isum, d, i32x4.splat(load<i32>(as)), m, load<f32>(ad));
+    acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
+    macc = f32x4.add(macc, f32x4.mul(gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2), f32x4.splat(load<f32>(as))));
     w0 += 24; w1 += 24; w2 += 24; w3 += 24;
     a += 32; ad += 4; as += 4;
   }
-  return acc;
+  return f32x4.add(acc, macc);
 }
 
 // IQ4_NL: nibbles index a signed 16-entry code book (kvalues_iq4nl).

@@ -3,8 +3,12 @@
 //   qs: i8  [nTokens][cols]                     quantized values (i16 in the wide layout, see
 //                                               WIDE_ACT in common.ts, for some baseline kernels)
 //   d:  f32 [nTokens][cols / blockSize]         block scale
-//   s:  Q8_0: i32 per 32-block (sum of its qs);  Q8_K: i16 per 16 values (ggml's bsums)
-import { arg, hsumi, roundF16, splitAt, wideActType } from './common';
+//   s:  Q8_0: i32 per 32-block (sum of its qs);  Q8_1 (for Q4_1/Q5_1): f32 per 32-block, ggml's
+//       s = f16(d * sum of its qs);  Q8_K: i16 per 16 values (ggml's bsums)
+// F16/BF16 weights take f32 activations rounded to f16/bf16 (roundAct), as ggml converts them to
+// the weight's vec_dot_type before the dot.
+import { arg, hsumi, roundBF16x4, roundF16, roundF16x4, splitAt, wideActType } from './common';
+import { T_Q4_1, T_Q5_1 } from './abi';
 
 @inline function absMax8(p: usize): f32 {
   let m = f32x4.abs(v128.load(p));
@@ -39,6 +43,8 @@ import { arg, hsumi, roundF16, splitAt, wideActType } from './common';
 
 /**
  * Q8_0 as llama.cpp's x86 path: d = amax/127 (stored through f16), q = nearest(x * 127/amax).
+ * For Q4_1/Q5_1 weights it is Q8_1 (ggml's vec_dot_type for them): the same d and qs, and s holds
+ * f16(d * sum(q)) with the unrounded d, as x86 quantize_row_q8_1 stores it.
  * args: [op, x, nTokens, cols, qs, d, s, weightType]; split by blocks. qs holds i8, or i16 in the
  * wide layout when the weight type's kernel reads that (wideActType): the host reserves 2 bytes.
  */
@@ -49,7 +55,9 @@ export function quantQ8_0(args: usize, ith: i32, nth: i32): void {
   const qs = <usize>arg(args, 4);
   const dp = <usize>arg(args, 5);
   const sp = <usize>arg(args, 6);
-  const wide = wideActType(arg(args, 7));
+  const wtype = arg(args, 7);
+  const wide = wideActType(wtype);
+  const q81 = wtype == T_Q4_1 || wtype == T_Q5_1;
   const n = nTokens * (cols >> 5);
   const u1 = splitAt(n, ith + 1, nth);
   for (let u = splitAt(n, ith, nth); u < u1; u++) {
@@ -69,8 +77,34 @@ export function quantQ8_0(args: usize, ith: i32, nth: i32): void {
       v128.store(o, v0);
       v128.store(o, v1, 16);
     }
-    store<f32>(dp + (<usize>u << 2), roundF16(amax / <f32>127.0));
-    store<i32>(sp + (<usize>u << 2), sum16(v0) + sum16(v1));
+    const d = amax / <f32>127.0;
+    store<f32>(dp + (<usize>u << 2), roundF16(d));
+    const sum = sum16(v0) + sum16(v1);
+    if (q81) store<f32>(sp + (<usize>u << 2), roundF16(d * <f32>sum));
+    else store<i32>(sp + (<usize>u << 2), sum);
+  }
+}
+
+/**
+ * out[i] = x[i] rounded to f16 (bf16 = 0) or bf16 (bf16 = 1) precision, kept as f32 so the float
+ * kernels read it unchanged. args: [op, x, count, out, bf16]; split by 16-value chunks.
+ */
+export function roundAct(args: usize, ith: i32, nth: i32): void {
+  const x = <usize>arg(args, 1);
+  const count = arg(args, 2);
+  const out = <usize>arg(args, 3);
+  const bf16 = arg(args, 4) != 0;
+  const chunks = (count + 15) >> 4;
+  const e0 = min(count, splitAt(chunks, ith, nth) << 4);
+  const e1 = min(count, splitAt(chunks, ith + 1, nth) << 4);
+  let i = e0;
+  for (; i + 4 <= e1; i += 4) {
+    const v = v128.load(x + (<usize>i << 2));
+    v128.store(out + (<usize>i << 2), bf16 ? roundBF16x4(v) : roundF16x4(v));
+  }
+  for (; i < e1; i++) {
+    const v = f32x4.splat(load<f32>(x + (<usize>i << 2)));
+    store<f32>(out + (<usize>i << 2), f32x4.extract_lane(bf16 ? roundBF16x4(v) : roundF16x4(v), 0));
   }
 }
 

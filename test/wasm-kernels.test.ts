@@ -103,6 +103,19 @@ function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: (i: n
 const f16Round = (x: number) => f16BitsToF32(f32ToF16Bits(x));
 const fr = Math.fround;
 
+const f32Buf = new Float32Array(1);
+const u32Buf = new Uint32Array(f32Buf.buffer);
+
+/** f32 to the nearest bf16 (ties to even): 8 significant bits, by arithmetic on the value. */
+function bf16Round(x: number): number {
+  f32Buf[0] = x;
+  const v = f32Buf[0]!;
+  if (v === 0 || !Number.isFinite(v)) return v;
+  const exp32 = (u32Buf[0]! >>> 23) & 0xff;
+  const e = exp32 === 0 ? -126 : exp32 - 127; // f32 subnormals share the quantum 2^-133
+  return fr(Math.sign(v) * roundEven(Math.abs(v) / 2 ** (e - 7)) * 2 ** (e - 7));
+}
+
 /** Round half to even, as the kernels (and llama.cpp's x86 quantizer) do. */
 function roundEven(x: number): number {
   const f = Math.floor(x);
@@ -111,30 +124,54 @@ function roundEven(x: number): number {
 }
 
 /**
- * Activations as the integer kernels see them, dequantized: Q8_0 per llama.cpp's x86 path
- * (d = amax/127 stored as f16, q = nearest(x * 127/amax)), Q8_K by the reference quantizer.
- * Also returns each element's block scale, for the quantization error bound.
+ * Activations as the kernels see them: F16/BF16 weights get x rounded to f16/bf16 (ggml's
+ * vec_dot_type for them); block types get it quantized, dequantized here: Q8_0 per llama.cpp's x86
+ * path (d = amax/127 stored as f16, q = nearest(x * 127/amax)), Q8_K by the reference quantizer.
+ * Also returns each element's rounding bound, and per 32-block Q8_1's s = f16(d * sum q) with the
+ * unrounded d (what Q4_1/Q5_1 dot their min with).
  */
-function quantizedActivations(x: Float32Array, cols: number, fmt: 'q8_0' | 'q8_k'): { deq: Float64Array; step: Float64Array } {
+function kernelActivations(x: Float32Array, cols: number, fmt: 'f16' | 'bf16' | 'q8_0' | 'q8_k'): { deq: Float64Array; err: Float64Array; s81: Float64Array } {
   const deq = new Float64Array(x.length);
-  const step = new Float64Array(x.length);
+  const err = new Float64Array(x.length);
+  const s81 = new Float64Array(x.length / 32);
+  if (fmt === 'f16' || fmt === 'bf16') {
+    x.forEach((v, i) => {
+      deq[i] = fmt === 'f16' ? f16Round(v) : bf16Round(v);
+      err[i] = Math.abs(v) * (fmt === 'f16' ? 2 ** -11 : 2 ** -8) + (fmt === 'f16' ? 2 ** -25 : 0); // + half an f16 subnormal step
+    });
+    return { deq, err, s81 };
+  }
   if (fmt === 'q8_k') {
     const q = quantize(GGMLType.Q8_K, x, cols);
     const d = dequantize(GGMLType.Q8_K, q, x.length);
     deq.set(d);
     const dv = new DataView(q.buffer, q.byteOffset);
-    for (let b = 0; b < x.length / 256; b++) step.fill(Math.abs(dv.getFloat32(b * 292, true)), b * 256, b * 256 + 256);
-    return { deq, step };
+    // |x - q*d| <= d/2 (d = 1/iscale, f32), plus slack
+    for (let b = 0; b < x.length / 256; b++) err.fill(Math.abs(dv.getFloat32(b * 292, true)) * 0.57, b * 256, b * 256 + 256);
+    return { deq, err, s81 };
   }
   for (let b = 0; b < x.length / 32; b++) {
     let amax = 0;
     for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(x[b * 32 + i]!));
     const d = f16Round(fr(amax / 127));
     const id = amax ? fr(127 / amax) : 0;
-    for (let i = 0; i < 32; i++) deq[b * 32 + i] = roundEven(fr(x[b * 32 + i]! * id)) * d;
-    step.fill(d, b * 32, b * 32 + 32);
+    let sum = 0;
+    for (let i = 0; i < 32; i++) {
+      const qi = roundEven(fr(x[b * 32 + i]! * id));
+      deq[b * 32 + i] = qi * d;
+      sum += qi;
+    }
+    s81[b] = f16Round(fr(fr(amax / 127) * sum));
+    // |x - q*d_f16| <= d/2 + 127 * |d_f16 - d|  <= d * (0.5 + 127 * 2^-11), plus slack
+    err.fill(d * 0.57, b * 32, b * 32 + 32);
   }
-  return { deq, step };
+  return { deq, err, s81 };
+}
+
+/** The min (f16 at byte 2 of each block) of Q4_1/Q5_1 row r, block b. */
+function blockMin(type: GGMLType, q: Uint8Array, cols: number, r: number, b: number): number {
+  const at = r * rowBytes(type, cols) + b * typeTraits(type)!.blockBytes + 2;
+  return f16BitsToF32(q[at]! | (q[at + 1]! << 8));
 }
 
 const FLOAT_TYPES = [GGMLType.F32, GGMLType.F16, GGMLType.BF16];
@@ -157,7 +194,8 @@ function weightOn(be: WasmBackend, type: GGMLType, q: Uint8Array, rows: number, 
 describe('matmul', () => {
   for (const type of ALL_TYPES) {
     it(`${typeName(type)}: reference math, exact integer path, threads, batch invariance`, () => {
-      const fmt = FLOAT_TYPES.includes(type) ? 'f32' : K_TYPES.includes(type) ? 'q8_k' : 'q8_0';
+      const fmt = type === GGMLType.F32 ? 'f32' : type === GGMLType.F16 ? 'f16' : type === GGMLType.BF16 ? 'bf16' : K_TYPES.includes(type) ? 'q8_k' : 'q8_0';
+      const q81 = type === GGMLType.Q4_1 || type === GGMLType.Q5_1;
       let seed = 1000 + type;
       for (const cols of colsFor(type)) {
         for (const rows of [1, 3, 17]) {
@@ -166,7 +204,7 @@ describe('matmul', () => {
           const wd = dequantize(type, q, rows * cols);
           for (const nTokens of [1, 5, 64]) {
             const x = randomF32(nTokens * cols, seed++, 2);
-            const act = fmt === 'f32' ? undefined : quantizedActivations(x, cols, fmt);
+            const act = fmt === 'f32' ? undefined : kernelActivations(x, cols, fmt);
             const out = onAll((be) => {
               const w = weightOn(be, type, q, rows, cols);
               const xp = putF32(be, x);
@@ -177,7 +215,7 @@ describe('matmul', () => {
             const exact = new Float64Array(nTokens * rows); // with the activations the kernel sees
             const ideal = new Float64Array(nTokens * rows); // with the f32 activations
             const mag = new Float64Array(nTokens * rows); // sum |w x|, scales the f32 rounding
-            const qerr = new Float64Array(nTokens * rows); // bound of the activation-quantization error
+            const qerr = new Float64Array(nTokens * rows); // bound of the activation-rounding error
             for (let t = 0; t < nTokens; t++) {
               for (let r = 0; r < rows; r++) {
                 let e = 0, s = 0, m = 0, b = 0;
@@ -187,9 +225,16 @@ describe('matmul', () => {
                   s += w * xi;
                   m += Math.abs(w * xi);
                   if (act) {
-                    e += w * act.deq[t * cols + c]!;
-                    // |x - q*d_f16| <= d/2 + 127 * |d_f16 - d|  <= d * (0.5 + 127 * 2^-11), plus slack
-                    b += Math.abs(w) * act.step[t * cols + c]! * 0.57;
+                    // Q4_1/Q5_1: the min term is m * s (below), not m * the dequantized activations
+                    e += (q81 ? w - blockMin(type, q, cols, r, c >> 5) : w) * act.deq[t * cols + c]!;
+                    b += Math.abs(w) * act.err[t * cols + c]!;
+                  }
+                }
+                if (act && q81) {
+                  for (let blk = 0; blk < cols / 32; blk++) {
+                    const mn = blockMin(type, q, cols, r, blk), sb = act.s81[t * (cols / 32) + blk]!;
+                    e += mn * sb;
+                    b += Math.abs(mn * sb) * 2 ** -11; // s rounded to f16
                   }
                 }
                 exact[t * rows + r] = act ? e : s;
@@ -218,6 +263,30 @@ describe('matmul', () => {
       }
     });
   }
+
+  it('F16/BF16 weights round their activations to f16/bf16 exactly, edge values included', () => {
+    // A 1x1 weight of 1.0: out[t] is the rounded activation itself. Ties, the f16 subnormal range,
+    // the overflow threshold (65520), f32 subnormals, infinities and NaN.
+    const u = 2 ** -11, b = 2 ** -8;
+    const edges = [
+      0, -0, 1, 1 + u, 1 + 3 * u, -(1 + u), 1 + 2 ** -24, 65504, 65519.99, 65520, -65520, 1e38, 3.4e38, Infinity, -Infinity, NaN,
+      2 ** -14, 2 ** -14 - 2 ** -25, 2 ** -24, 2 ** -25, 3 * 2 ** -25, 5 * 2 ** -25, -(3 * 2 ** -25), 1e-10, 1e-40, -1e-40,
+      1 + b, 1 + 3 * b, 255.5, 257, 2 ** -126, 3 * 2 ** -149,
+    ];
+    const x = Float32Array.from([...edges, ...randomF32(61, 77, 1e3), ...randomF32(40, 78, 1e-6)]);
+    for (const [type, bytes, round] of [
+      [GGMLType.F16, Uint8Array.of(0x00, 0x3c), f16Round],
+      [GGMLType.BF16, Uint8Array.of(0x80, 0x3f), bf16Round],
+    ] as const) {
+      const out = onAll((be) => {
+        const op = be.alloc(x.length * 4);
+        be.matmul(op, weightOn(be, type, bytes, 1, 1), putF32(be, x), x.length);
+        return be.f32(op, x.length).slice();
+      });
+      // (a sum that starts at +0 turns -0 into +0, hence === rather than Object.is)
+      x.forEach((v, i) => expect(out[i] === fr(round(v)) || (Number.isNaN(v) && Number.isNaN(out[i])), `${typeName(type)} round(${v}) = ${out[i]}, want ${round(v)}`).toBe(true));
+    }
+  });
 
   it('Q4_0 and Q8_0 at a real layer shape (cols 2048, 64 tokens) across threads', () => {
     for (const type of [GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.Q4_K]) {
@@ -454,10 +523,50 @@ describe('storeKV and attention', () => {
     });
   }
 
+  /**
+   * ggml's one-row flash attention (ops.cpp flash_attn_ext_f16_one_chunk, AVX-512 build) for one
+   * query over f16 keys/values, emulated in scalar f32 steps: Q rounded to f16; q.k by
+   * ggml_vec_dot_f16 (64 f32 lanes per 64 elements, reduced pairwise, the rest added in f64);
+   * libm expf; the V accumulator rounded to f16 after every rescale and every fused v * vs + acc.
+   */
+  function oneRowAttention(q: number[], keys: number[][], values: number[][], scale: number): number[] {
+    const n = q.length, qh = q.map(f16Round), n64 = n & ~63, sc = fr(scale); // the kernel's scale is an f32
+    const dot = (k: number[]): number => {
+      let sum = 0;
+      if (n64 > 0) {
+        const lane = new Array<number>(64).fill(0);
+        for (let i = 0; i < n64; i++) lane[i % 64] = fr(lane[i % 64]! + qh[i]! * k[i]!);
+        const y = Array.from({ length: 16 }, (_, l) => fr(fr(lane[l]! + lane[32 + l]!) + fr(lane[16 + l]! + lane[48 + l]!)));
+        const z = Array.from({ length: 8 }, (_, i) => fr(y[i]! + y[i + 8]!));
+        const w = Array.from({ length: 4 }, (_, i) => fr(z[i]! + z[i + 4]!));
+        sum = fr(fr(w[0]! + w[2]!) + fr(w[1]! + w[3]!));
+      }
+      for (let i = n64; i < n; i++) sum += qh[i]! * k[i]!;
+      return fr(sum);
+    };
+    let m = -Infinity, s = 0;
+    let acc = new Array<number>(values[0]!.length).fill(0);
+    keys.forEach((k, p) => {
+      const score = fr(dot(k) * sc);
+      let ms = 1, vs = 1;
+      if (score > m) {
+        ms = fr(Math.exp(fr(m - score)));
+        m = score;
+        acc = acc.map((a) => f16Round(fr(a * ms)));
+      } else vs = fr(Math.exp(fr(score - m)));
+      acc = acc.map((a, i) => f16Round(fr(values[p]![i]! * vs + a)));
+      s = fr(fr(s * ms) + vs);
+    });
+    const inv = fr(1 / s);
+    return acc.map((a) => fr(a * inv));
+  }
+
+  // head dims that are multiples of 16 take the f32 path on an f16 cache; 13 and 72 the one-row rounding
   const shapes = [
     { name: 'GQA', nHeads: 4, nKvHeads: 2, headDim: 16 },
     { name: 'MQA, odd head dim', nHeads: 3, nKvHeads: 1, headDim: 13 },
     { name: 'MHA', nHeads: 2, nKvHeads: 2, headDim: 64 },
+    { name: 'GQA, head dim 72', nHeads: 4, nKvHeads: 2, headDim: 72 },
   ];
   for (const type of ['f32', 'f16'] as const) {
     for (const { name, nHeads, nKvHeads, headDim } of shapes) {
@@ -484,10 +593,17 @@ describe('storeKV and attention', () => {
         const cached = (arr: Float32Array, i: number) => (type === 'f16' ? f16Round(arr[i]!) : arr[i]!);
         const want = new Float64Array(q.length);
         const mag = new Float64Array(q.length);
+        const oneRow = type === 'f16' && headDim % 16 !== 0;
         for (let t = 0; t < nTokens; t++) {
           for (let h = 0; h < nHeads; h++) {
             const kvh = Math.floor(h / (nHeads / nKvHeads));
             const slots = Array.from({ length: nKeys[t]! }, (_, p) => table[Math.floor(p / blockSize)]! * blockSize + (p % blockSize));
+            if (oneRow) {
+              const row = (arr: Float32Array, slot: number) => Array.from({ length: headDim }, (_, i) => cached(arr, slot * kvDim + kvh * headDim + i));
+              const qRow = Array.from(q.subarray((t * nHeads + h) * headDim, (t * nHeads + h + 1) * headDim));
+              want.set(oneRowAttention(qRow, slots.map((sl) => row(kAll, sl)), slots.map((sl) => row(vAll, sl)), scale), (t * nHeads + h) * headDim);
+              continue;
+            }
             const s = slots.map((slot) => {
               let d = 0;
               for (let i = 0; i < headDim; i++) d += q[(t * nHeads + h) * headDim + i]! * cached(kAll, slot * kvDim + kvh * headDim + i);
@@ -508,7 +624,10 @@ describe('storeKV and attention', () => {
             }
           }
         }
-        expectClose(out, want, (i) => 2e-6 * mag[i]! * (1 + headDim / 16) + 1e-7, `attention ${name} ${type}`);
+        // the one-row emulation takes the kernel's own steps: equal but for an f64 exp's last bit
+        const tol = oneRow ? () => 1e-7 : (i: number) => 2e-6 * mag[i]! * (1 + headDim / 16) + 1e-7;
+        expectClose(out, want, tol, `attention ${name} ${type}`);
+        if (oneRow) expect(out.filter((v, i) => v === Math.fround(want[i]!)).length, 'one-row attention: bit-equal outputs').toBe(out.length);
       });
     }
   }

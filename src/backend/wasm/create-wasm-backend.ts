@@ -45,10 +45,17 @@ const SUPPORTED = new Set<GGMLType>([
   GGMLType.Q5_1, GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K, GGMLType.IQ4_NL,
 ]);
 
-/** Activation format a weight type's kernel reads (mirrors actFormat in assembly/matmul.ts). */
-function actFormat(type: GGMLType): 'f32' | 'q8_0' | 'q8_k' {
+type ActFormat = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q8_k';
+
+/**
+ * Activation format a weight type's kernel reads (mirrors actFormat in assembly/matmul.ts): ggml's
+ * vec_dot_type. F16/BF16 weights take the activations rounded to f16/bf16 (kept as f32).
+ */
+function actFormat(type: GGMLType): ActFormat {
   switch (type) {
-    case GGMLType.F32: case GGMLType.F16: case GGMLType.BF16: return 'f32';
+    case GGMLType.F32: return 'f32';
+    case GGMLType.F16: return 'f16';
+    case GGMLType.BF16: return 'bf16';
     case GGMLType.Q2_K: case GGMLType.Q3_K: case GGMLType.Q4_K: case GGMLType.Q5_K: case GGMLType.Q6_K: return 'q8_k';
     default: return 'q8_0';
   }
@@ -138,7 +145,8 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     if (!SUPPORTED.has(w.type)) throw new BackendError('UNSUPPORTED_TYPE', `${what}: no kernel for ${typeName(w.type)}`);
     checkInt(`${what} rows`, w.rows, 1);
     checkInt(`${what} cols`, w.cols, 1);
-    const blk = actFormat(w.type) === 'q8_k' ? 256 : actFormat(w.type) === 'q8_0' ? 32 : 1;
+    const fmt = actFormat(w.type);
+    const blk = fmt === 'q8_k' ? 256 : fmt === 'q8_0' ? 32 : 1;
     if (w.cols % blk !== 0) throw new BackendError('INVALID_ARGUMENT', `${what}: ${typeName(w.type)} needs cols divisible by ${blk}, got ${w.cols}`);
     if (w.rowBytes !== typeRowBytes(w.type, w.cols)) {
       throw new BackendError('INVALID_ARGUMENT', `${what}: rowBytes ${w.rowBytes} does not match ${typeName(w.type)} x ${w.cols}`);
@@ -158,9 +166,14 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     run(count, minWork, Math.ceil(count / 16));
   };
 
-  const matmulChunk = (out: number, w: WeightTensor, x: number, nTokens: number, fmt: 'f32' | 'q8_0' | 'q8_k'): void => {
+  const matmulChunk = (out: number, w: WeightTensor, x: number, nTokens: number, fmt: ActFormat): void => {
     let qs = 0, d = 0, s = 0;
-    if (fmt !== 'f32') {
+    if (fmt === 'f16' || fmt === 'bf16') {
+      const r = cmd(K.OP_ROUND_ACT);
+      r.i.set([x, nTokens * w.cols, scratch, fmt === 'bf16' ? 1 : 0], 1);
+      run(nTokens * w.cols, MIN_WORK.elementwise, Math.ceil((nTokens * w.cols) / 16));
+      x = scratch;
+    } else if (fmt !== 'f32') {
       const bpb = fmt === 'q8_k' ? 256 : 32;
       const nb = (nTokens * w.cols) / bpb;
       qs = scratch;
@@ -195,8 +208,8 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
         if (nTokens > 0) matmulChunk(out, w, x, nTokens, fmt);
         return;
       }
-      // Quantized activations go through the fixed scratch, a batch of tokens at a time.
-      const perToken = 2 * w.cols + (w.cols / 32) * 8 + 192;
+      // Rounded or quantized activations go through the fixed scratch, a batch of tokens at a time.
+      const perToken = fmt === 'f16' || fmt === 'bf16' ? 4 * w.cols : 2 * w.cols + (w.cols / 32) * 8 + 192;
       const chunk = Math.floor(SCRATCH_BYTES / perToken);
       if (chunk < 1) throw new BackendError('INVALID_ARGUMENT', `matmul: cols ${w.cols} too large for the activation scratch`);
       for (let t = 0; t < nTokens; t += chunk) {
@@ -285,7 +298,14 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       const c = cmd(K.OP_ATTENTION);
       c.i.set([a.q, a.out, nTokens, nHeads, nKvHeads, headDim], 1);
       c.f[7] = a.scale;
-      c.i.set([layer.kPtr, layer.vPtr, layer.type === 'f16' ? 1 : 0, layer.blockSize, layer.kvDim, a.tokenInfo], 8);
+      // An f16 cache follows llama.cpp's flash attention (its default on CPU). Its AVX-512 build
+      // rounds as the one-row kernel (f16 Q and V accumulator) when headDim is not a multiple of
+      // 16 lanes, at any batch size; otherwise its >= 64-token prefill takes the tiled f32 kernel,
+      // which the f32 rounding matches. (Its single-token decode of such heads rounds as the
+      // one-row kernel too; results here must not depend on the batch, so prefill wins.)
+      const half = layer.type === 'f16' && headDim % 16 !== 0 ? 1 : 0;
+      if (half && nThreads * headDim * 4 > SCRATCH_BYTES) throw new BackendError('INVALID_ARGUMENT', `attention: headDim ${headDim} too large for the scratch`);
+      c.i.set([layer.kPtr, layer.vPtr, layer.type === 'f16' ? 1 : 0, layer.blockSize, layer.kvDim, a.tokenInfo, half, scratch], 8);
       run(2 * keys * nHeads * headDim, MIN_WORK.attention, nTokens * nHeads);
     },
 
