@@ -3,18 +3,18 @@
 // types, awkward shapes and thread counts 1/2/3, on seeded random inputs.
 //
 // Error bounds, per op (g = WASM output, r = reference output):
-//  - matmul, per output element: the reference dots the dequantized weights with the exact f32
-//    activations in f64, so the WASM result may differ only by (a) rounding of the activations
-//    before the dot product, of the kind its weight type allows, and (b) f32 accumulation.
-//    (a): F32 weights none; F16 / BF16 weights: activations rounded to f16 / bf16 (as ggml's
-//    vec_dot_type), |dx| <= 2^-11 / 2^-8 |x|; block types: activations quantized to 8 bits per
-//    32-block (Q8_0, legacy types and IQ4_NL) or 256-block (Q8_K, k-quants), |dx| <= amax/254.
-//    The bound is min(worst case sum |w dx|, 6 sigma of sum w dx for independent uniform dx)
-//    + (K + 4) 2^-24 sum |w x| for any f32 summation order. It is computed from the actual data,
-//    so a single tiny dot product (where an aggregate metric is all cancellation) is judged fairly.
-//    Outputs of >= 64 elements must also meet an aggregate NMSE = sum (g-r)^2 / sum r^2 bound:
-//    5e-4 for block types (test-backend-ops' bound; Q8 activations give ~2e-5 here), 5e-5 for
-//    BF16 (bf16 activations ~2e-6), 1e-6 for F16 (~5e-8), 1e-9 for F32.
+//  - matmul, per output element: the reference dots the dequantized weights in f64 with the f32
+//    activations, rounded to f16 / bf16 for F16 / BF16 weights as ggml's vec_dot_type (and the
+//    WASM kernels) do. So the WASM result may differ only by (a) the 8-bit quantization of the
+//    activations that block types use, and (b) f32 accumulation. (a): activations quantized per
+//    32-block (Q8_0, legacy types and IQ4_NL) or 256-block (Q8_K, k-quants), |dx| <= amax/254;
+//    Q4_1/Q5_1 also dot their block min with Q8_1's s = d * sum(q) stored as f16 (relative
+//    error 2^-11). The bound is min(worst case sum |w dx|, 6 sigma of sum w dx for independent
+//    uniform dx) + that s term + (K + 4) 2^-24 sum |w x| for any f32 summation order. It is
+//    computed from the actual data, so a single tiny dot product (where an aggregate metric is
+//    all cancellation) is judged fairly. Outputs of >= 64 elements must also meet an aggregate
+//    NMSE = sum (g-r)^2 / sum r^2 bound: 5e-4 for block types (test-backend-ops' bound; Q8
+//    activations give ~2e-5 here), 1e-9 for the float types (f32 accumulation only).
 //  - getRows: dequantization is exact arithmetic on the stored blocks → bit-identical.
 //  - add, addBias: one f32 rounding of an exact sum on both sides → bit-identical.
 //  - storeKV: a copy (f32) or a round-to-nearest-even conversion (f16) → bit-identical bytes.
@@ -23,8 +23,12 @@
 //  - rope: f32 theta = pos * base^(-2i/d) carries up to ~pos * d/2 * 2^-24 rad of error when built
 //    by repeated multiplication as ggml does (random-walk in practice) → per element
 //    |g-r| <= mscale * |pair| * (2e-6 + pos * d/2 * 2^-26); dims past ropeDims bit-identical.
-//  - attention, |g-r| <= max|V| * tol (max|V| = 1 here): tol = 4e-6 + headDim 2^-26 max|score| for
-//    an f32 cache; 5e-4 + 2^-12 max|score| for an f16 cache (ggml rounds Q to f16 to dot it with K).
+//  - attention, |g-r| <= max|V| * tol (max|V| = 1 here): tol = 4e-6 + headDim 2^-26 max|score|,
+//    for f32 caches and for f16 caches (both sides read the same f16 values) whose head dim is a
+//    multiple of 16. Other head dims over an f16 cache follow ggml's one-row flash attention, which
+//    rounds Q and the running V sum to f16; the reference takes those roundings in f64, where the
+//    kernel rounds from f32 values: each accumulation step may land on the other side of an f16
+//    rounding boundary, a 2^-11 relative step, so tol = 2^-9 (= 4 such steps).
 // These bounds were calibrated against an f32, ggml-ordered emulation of each op (iterative theta,
 // sequential f32 sums, online softmax, Q8_0/Q8_K activations), which lands at <= 0.17 of every
 // bound (<= 0.66 for matmul's 6-sigma bound), while a slip such as a wrong GQA head mapping or a
@@ -37,7 +41,7 @@ import { GGMLType, rowBytes, typeName, typeTraits } from '../src/tensor/ggml-typ
 import { dequantize } from '../src/tensor/dequant.js';
 import { canQuantize, quantize } from '../src/tensor/quantize.js';
 import { loadIntoBackend } from './reference/backend-graph.js';
-import { f32ToF16Bits } from './reference/half.js';
+import { f16BitsToF32, f32ToF16Bits } from './reference/half.js';
 import { loadLlamaReference } from './reference/llama-reference.js';
 import { createReferenceBackend } from './reference/reference-backend.js';
 
@@ -321,13 +325,29 @@ function matmulTolerance(type: GGMLType, weights: Uint8Array, x: Float32Array, r
       let amax = 0;
       for (let c = b; c < Math.min(b + qBlock, cols); c++) amax = Math.max(amax, Math.abs(x[t * cols + c]));
       for (let c = b; c < Math.min(b + qBlock, cols); c++) {
-        const xi = Math.abs(x[t * cols + c]);
-        const half = type === GGMLType.F32 ? 0 : type === GGMLType.F16 ? xi * 2 ** -11 : type === GGMLType.BF16 ? xi * 2 ** -8 : amax / 254;
+        const half = bs === 1 ? 0 : amax / 254; // float types: the reference rounds like the kernel
         maxErr[t * cols + c] = half;
         variance[t * cols + c] = (half * half) / 3; // uniform on [-half, half]
       }
     }
   }
+  // Q4_1/Q5_1: |m| * |s| * 2^-11 per block, |s| <= |block sum of x| + 16 amax/127 (quantization)
+  const q81 = type === GGMLType.Q4_1 || type === GGMLType.Q5_1;
+  const sTerm = (t: number, r: number): number => {
+    let e = 0;
+    const bb = typeTraits(type)!.blockBytes;
+    for (let b = 0; b < cols / 32; b++) {
+      const at = r * rowBytes(type, cols) + b * bb + 2;
+      const m = f16BitsToF32(weights[at] | (weights[at + 1] << 8));
+      let sum = 0, amax = 0;
+      for (let c = b * 32; c < b * 32 + 32; c++) {
+        sum += x[t * cols + c];
+        amax = Math.max(amax, Math.abs(x[t * cols + c]));
+      }
+      e += Math.abs(m) * (Math.abs(sum) + (16 * amax) / 127) * 2 ** -11;
+    }
+    return e;
+  };
   const tol = new Float64Array(nTokens * rows);
   for (let t = 0; t < nTokens; t++) {
     for (let r = 0; r < rows; r++) {
@@ -338,13 +358,13 @@ function matmulTolerance(type: GGMLType, weights: Uint8Array, x: Float32Array, r
         v += wi * wi * variance[i];
         mag += Math.abs(wi * x[i]);
       }
-      tol[t * rows + r] = Math.min(worst, 6 * Math.sqrt(v)) + (cols + 4) * 2 ** -24 * mag + 1e-30;
+      tol[t * rows + r] = Math.min(worst, 6 * Math.sqrt(v)) + (q81 ? sTerm(t, r) : 0) + (cols + 4) * 2 ** -24 * mag + 1e-30;
     }
   }
   return tol;
 }
 
-const NMSE_BOUND: Partial<Record<GGMLType, number>> = { [GGMLType.F32]: 1e-9, [GGMLType.F16]: 1e-6, [GGMLType.BF16]: 5e-5 };
+const NMSE_BOUND: Partial<Record<GGMLType, number>> = { [GGMLType.F32]: 1e-9, [GGMLType.F16]: 1e-9, [GGMLType.BF16]: 1e-9 };
 const nmseBound = (t: GGMLType) => NMSE_BOUND[t] ?? 5e-4;
 
 function expectMatmul(type: GGMLType, rows: number, cols: number, nTokens: number, weights: Uint8Array, seed: number, what: string): void {
@@ -580,6 +600,9 @@ const ATTN_SCENARIOS: AttnScenario[] = [
   { name: 'GQA 8/2, lengths at block boundaries (16, 17, 32)', nHeads: 8, nKvHeads: 2, headDim: 64, blockSize: 16, seqs: [{ len: 16, nNew: 1 }, { len: 17, nNew: 2 }, { len: 32, nNew: 16 }] },
   { name: 'GQA 8/2, 3000-key decode (long context)', nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 64, seqs: [{ len: 3000, nNew: 1 }, { len: 1025, nNew: 2 }] },
   { name: 'GQA 8/4 headDim 64, large scores (stable softmax)', nHeads: 8, nKvHeads: 4, headDim: 64, blockSize: 16, seqs: [{ len: 40, nNew: 3 }], qScale: 300 },
+  // head dims that are not a multiple of 16: ggml's one-row rounding over an f16 cache
+  { name: 'GQA 8/4 (stories260K shape), prefill plus a long decode', nHeads: 8, nKvHeads: 4, headDim: 8, blockSize: 16, seqs: [{ len: 64, nNew: 64 }, { len: 500, nNew: 1 }] },
+  { name: 'MQA 4/1 headDim 72, large scores', nHeads: 4, nKvHeads: 1, headDim: 72, blockSize: 16, seqs: [{ len: 90, nNew: 5 }], qScale: 30 },
 ];
 
 function attentionCase(s: AttnScenario, type: KVCacheType, seed: number) {
@@ -645,7 +668,7 @@ function attentionCase(s: AttnScenario, type: KVCacheType, seed: number) {
     be.attention(args);
     return readF32(be, args.out, nTokens * dim);
   });
-  const tol = type === 'f32' ? 4e-6 + s.headDim * 2 ** -26 * maxScore : 5e-4 + 2 ** -12 * maxScore;
+  const tol = type === 'f16' && s.headDim % 16 !== 0 ? 2 ** -9 : 4e-6 + s.headDim * 2 ** -26 * maxScore;
   return { o, tol, nTokens }; // max|V| is 1 by construction
 }
 
@@ -665,7 +688,9 @@ describeWasm('attention over a paged cache: WASM vs reference', () => {
 // against the plain f32 forward pass that reproduces llama2.c.
 
 // Worst per-position logit NMSE. F32 weights and cache: f32 rounding only (measured 1e-13) → 1e-10.
-// F16 weights, f16 cache: K/V rounded to f16 (measured 2.5e-7) → 5e-6. Q8_0/Q4_0: each of the 36
+// F16 weights, f16 cache: K/V and (ggml's vec_dot_type) the matmul activations rounded to f16,
+// and stories260K's head dim 8 takes ggml's one-row attention rounding: f16 Q and V accumulator
+// (measured 1.7e-6) → 5e-6. Q8_0/Q4_0: each of the 36
 // matmuls adds Q8-activation noise (NMSE ~2e-5 each), compounding through 5 layers (measured
 // 1e-4..4e-4) → 5e-3. Greedy argmax must match where activations are not quantized.
 const E2E_CASES = [

@@ -13,7 +13,7 @@ import { dequantize } from '../src/tensor/dequant.js';
 import { GGMLType, rowBytes, typeName, typeTraits } from '../src/tensor/ggml-types.js';
 import { quantize } from '../src/tensor/quantize.js';
 import { f16BitsToF32, f32ToF16Bits } from './reference/half.js';
-import { ropeAngle } from './reference/reference-backend.js';
+import { bf16Round, ropeAngle } from './reference/reference-backend.js';
 import type { WasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -102,19 +102,6 @@ function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: (i: n
 
 const f16Round = (x: number) => f16BitsToF32(f32ToF16Bits(x));
 const fr = Math.fround;
-
-const f32Buf = new Float32Array(1);
-const u32Buf = new Uint32Array(f32Buf.buffer);
-
-/** f32 to the nearest bf16 (ties to even): 8 significant bits, by arithmetic on the value. */
-function bf16Round(x: number): number {
-  f32Buf[0] = x;
-  const v = f32Buf[0]!;
-  if (v === 0 || !Number.isFinite(v)) return v;
-  const exp32 = (u32Buf[0]! >>> 23) & 0xff;
-  const e = exp32 === 0 ? -126 : exp32 - 127; // f32 subnormals share the quantum 2^-133
-  return fr(Math.sign(v) * roundEven(Math.abs(v) / 2 ** (e - 7)) * 2 ** (e - 7));
-}
 
 /** Round half to even, as the kernels (and llama.cpp's x86 quantizer) do. */
 function roundEven(x: number): number {

@@ -1,14 +1,34 @@
 // The test oracle: every op of the Backend contract written as plainly as possible, one scalar
 // at a time, in f64, rounded to f32 only when stored. No SIMD, no threads, no activation
 // quantization, no cleverness: when it disagrees with a fast backend, the fast backend is wrong.
+// It does take the roundings that are part of the ops' definition as llama.cpp computes them:
+// F16/BF16 weights dot activations rounded to f16/bf16 (ggml's vec_dot_type for them), and
+// attention over an f16 cache with a head dim that is not a multiple of 16 rounds Q and the
+// V accumulator to f16 (ggml's one-row flash attention).
 //
 // Memory follows the same conventions as the real backends: one linear buffer, byte-offset
 // pointers, a bump allocator with 64-byte default alignment. The buffer grows by copying, so
 // views must be re-fetched after alloc(), exactly as with wasm memory.
 import type { AttentionArgs, Backend, KVLayer, RopeParams, WeightTensor } from '../../src/backend/backend.js';
 import { dequantize } from '../../src/tensor/dequant.js';
-import { rowBytes as typeRowBytes, typeName } from '../../src/tensor/ggml-types.js';
+import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../src/tensor/ggml-types.js';
 import { f16BitsToF32, f32ToF16Bits } from './half.js';
+
+const f16Round = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
+
+/** Round half to even (x >= 0). */
+function roundHalfEven(x: number): number {
+  const f = Math.floor(x), d = x - f;
+  return d > 0.5 ? f + 1 : d < 0.5 ? f : f % 2 === 0 ? f : f + 1;
+}
+
+/** x as an f32, rounded to bf16 (8 significant bits, ties to even); overflow gives infinity. */
+export function bf16Round(x: number): number {
+  const v = Math.fround(x);
+  if (v === 0 || !Number.isFinite(v)) return v;
+  const e = Math.max(-126, Math.floor(Math.log2(Math.abs(v)))); // exact for f32 values
+  return Math.fround(Math.sign(v) * roundHalfEven(Math.abs(v) / 2 ** (e - 7)) * 2 ** (e - 7));
+}
 
 /** ggml's YaRN correction dimension: the rotary dim whose wavelength fits nRot turns in nCtxOrig. */
 function yarnCorrDim(nDims: number, nCtxOrig: number, nRot: number, base: number): number {
@@ -103,6 +123,10 @@ export function createReferenceBackend(): Backend {
 
   const elemBytes = (layer: KVLayer) => (layer.type === 'f16' ? 2 : 4);
 
+  /** The activation a weight type's dot product sees: f16/bf16-rounded for F16/BF16 weights. */
+  const activation = (type: GGMLType, x: number): number =>
+    type === GGMLType.F16 ? f16Round(x) : type === GGMLType.BF16 ? bf16Round(x) : x;
+
   /** Cached K or V value i of slot s. */
   const readKV = (layer: KVLayer, base: number, slot: number, i: number): number => {
     const d = dv();
@@ -129,7 +153,7 @@ export function createReferenceBackend(): Backend {
 
     matmul(out, w, x, nTokens) {
       checkWeight(w, 'matmul weight');
-      const xs = f32View(x, nTokens * w.cols, 'matmul x').slice();
+      const xs = f32View(x, nTokens * w.cols, 'matmul x').map((v) => activation(w.type, v));
       const result = new Float64Array(nTokens * w.rows);
       for (let r = 0; r < w.rows; r++) {
         const row = weightRow(w, r);
@@ -245,6 +269,7 @@ export function createReferenceBackend(): Backend {
       const info = i32View(args.tokenInfo, 2 * nTokens, 'attention tokenInfo').slice();
       const result = new Float64Array(nTokens * dim);
       const group = nHeads / nKvHeads;
+      const oneRow = layer.type === 'f16' && headDim % 16 !== 0;
       for (let t = 0; t < nTokens; t++) {
         const tablePtr = info[2 * t], nKeys = info[2 * t + 1];
         if (nKeys <= 0) throw new RangeError(`attention: token ${t} has nKeys ${nKeys}`);
@@ -253,6 +278,28 @@ export function createReferenceBackend(): Backend {
         for (let p = 0; p < nKeys; p++) slots[p] = table[Math.floor(p / layer.blockSize)] * layer.blockSize + (p % layer.blockSize);
         for (let h = 0; h < nHeads; h++) {
           const kvh = Math.floor(h / group);
+          if (oneRow) {
+            // one pass, as ggml's one-row kernel: f16 Q, and the running V sum rounded to f16
+            // after every rescale and every added term
+            const qh = Array.from({ length: headDim }, (_, i) => f16Round(q[t * dim + h * headDim + i]));
+            const acc = new Float64Array(headDim);
+            let m = -Infinity, sum = 0;
+            for (let p = 0; p < nKeys; p++) {
+              let dot = 0;
+              for (let i = 0; i < headDim; i++) dot += qh[i] * readKV(layer, layer.kPtr, slots[p], kvh * headDim + i);
+              const s = dot * scale;
+              let ms = 1, vs = 1;
+              if (s > m) {
+                ms = Math.exp(m - s);
+                m = s;
+                for (let i = 0; i < headDim; i++) acc[i] = f16Round(acc[i] * ms);
+              } else vs = Math.exp(s - m);
+              for (let i = 0; i < headDim; i++) acc[i] = f16Round(acc[i] + readKV(layer, layer.vPtr, slots[p], kvh * headDim + i) * vs);
+              sum = sum * ms + vs;
+            }
+            for (let i = 0; i < headDim; i++) result[t * dim + h * headDim + i] = acc[i] / sum;
+            continue;
+          }
           const scores = new Float64Array(nKeys);
           let max = -Infinity;
           for (let p = 0; p < nKeys; p++) {
