@@ -99,6 +99,11 @@ export async function llamaCppTokenize(path: string, text: string, opts: { addBo
 export interface LlamaCppContextOptions {
   /** KV cache element type (llama.cpp's default is f16). */
   kvCacheType?: 'f16' | 'f32';
+  /**
+   * Left out: node-llama-cpp's default, 'auto', which llama.cpp resolves to on for the CPU. Flash
+   * attention casts an f32 cache to f16 before using it (llama-graph.cpp build_attn_mha), so only
+   * with it off does an f32 cache stay f32.
+   */
   flashAttention?: boolean;
 }
 
