@@ -26,7 +26,7 @@ function roundHalfEven(x: number): number {
 export function bf16Round(x: number): number {
   const v = Math.fround(x);
   if (v === 0 || !Number.isFinite(v)) return v;
-  const e = Math.max(-126, Math.floor(Math.log2(Math.abs(v)))); // exact for f32 values
+  const e = Math.max(-126, Math.floor(Math.log2(Math.abs(v)))); // right for every f32: its log2 is off an integer by > 1e-8
   return Math.fround(Math.sign(v) * roundHalfEven(Math.abs(v) / 2 ** (e - 7)) * 2 ** (e - 7));
 }
 
