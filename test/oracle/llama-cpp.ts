@@ -97,6 +97,8 @@ export async function llamaCppTokenize(path: string, text: string, opts: { addBo
 }
 
 export interface LlamaCppContextOptions {
+  /** Tokens per llama_decode call (default: the whole prompt at once). */
+  batchSize?: number;
   /** KV cache element type (llama.cpp's default is f16). */
   kvCacheType?: 'f16' | 'f32';
   /**
@@ -115,7 +117,7 @@ export async function llamaCppNextTokenLogits(path: string, tokens: number[], op
   const size = Math.max(64, tokens.length + 1);
   const kvType = opts.kvCacheType === 'f32' ? 'F32' : 'F16';
   const context = await m.createContext({
-    contextSize: size, batchSize: size, threads: { ideal: 1, min: 1 }, sequences: 1,
+    contextSize: size, batchSize: opts.batchSize ?? size, threads: { ideal: 1, min: 1 }, sequences: 1,
     experimentalKvCacheKeyType: kvType, experimentalKvCacheValueType: kvType,
     ...(opts.flashAttention !== undefined ? { flashAttention: opts.flashAttention } : {}),
   });
