@@ -68,8 +68,8 @@ export interface BandwidthResult {
 
 /** Read bandwidth over a working set of `bytes` (rounded up to 64 KiB pages) for each thread count. */
 export async function measureBandwidth(bytes: number, threadCounts: number[], opts: { trials?: number; minSeconds?: number } = {}): Promise<BandwidthResult[]> {
-  const trials = opts.trials ?? 5;
-  const minSeconds = opts.minSeconds ?? 0.15;
+  const trials = opts.trials ?? 3;
+  const minSeconds = opts.minSeconds ?? 0.1;
   const pages = Math.max(2, Math.ceil(bytes / 65536));
   const size = pages * 65536;
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });

@@ -33,8 +33,17 @@ export function renderMarkdown(r: Report): string {
   const med = (model: string, type: string, threads: number, rt: RuntimeId) => cell(model, type, threads, rt)?.median;
 
   out.push(`# wasmforge bench, ${r.date}`, '');
+  // On 2 cores any other load distorts the figures, 2-thread ones most: say so at the top.
+  const load = Math.max(...(r.machine['load average (1 min) at start / end'] ?? '').split('/').map(Number).filter(Number.isFinite));
+  if (load > 1) out.push(`**Preliminary: the machine was busy during this run (1-minute load average up to ${load.toFixed(1)} on ${r.machine.cpu?.match(/(\d+) logical/)?.[1] ?? '?'} cores).**`, '');
   for (const [k, v] of Object.entries(r.machine)) out.push(`- ${k}: ${v}`);
-  out.push(`- settings: ${Object.entries(r.settings).map(([k, v]) => `${k} ${v}`).join(', ')}`, '');
+  out.push(`- settings: ${Object.entries(r.settings).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  // What each runtime reported it ran (kernel build, thread count, isolation), from the runs themselves.
+  for (const rt of runtimes) {
+    const details = [...new Set(r.cells.filter((c) => c.runtime === rt.id).flatMap((c) => c.runs.map((x) => x.detail)).filter(Boolean))];
+    if (details.length) out.push(`- ${rt.label} ran: ${details.join('; ')}`);
+  }
+  out.push('');
 
   out.push('## Speed (tokens/s, median of repetitions): prompt (pp, 128 tokens in one batch) / decode (tg, 128 greedy tokens)', '');
   const head = ['model', 'threads', ...runtimes.map((rt) => `${rt.label} pp / tg`)];
