@@ -1,7 +1,6 @@
 // The engine's public shapes: options, requests, streamed pieces, results and metrics.
 import type { KVCacheType } from '../backend/backend.js';
-import type { StopReason } from '../model/model.js';
-import type { SamplingOptions } from '../sampling/sampler.js';
+import type { GenerateOptions, StopReason } from '../model/model.js';
 
 export interface EngineOptions {
   /** Most tokens in one forward pass: decode tokens of running requests plus prompt chunks (default 512). */
@@ -30,18 +29,10 @@ export interface EngineOptions {
   contextShift?: 'none' | 'sliding-window';
 }
 
-export interface EngineRequest extends SamplingOptions {
+/** A request: Model.generate's options (sampling, maxTokens, stop, ...) plus what only a shared engine has. */
+export interface EngineRequest extends GenerateOptions {
   /** Text (tokenized with the model's tokenizer) or token ids. */
   prompt: string | readonly number[];
-  /** Most tokens to generate per completion (default 256). */
-  maxTokens?: number;
-  /** Stop when any of these strings appears; it is not part of the output. */
-  stop?: string[];
-  ignoreEos?: boolean;
-  /** Add BOS to a text prompt as the tokenizer metadata says (default true). */
-  addSpecial?: boolean;
-  /** Parse special-token text like "<s>" in a text prompt (default false). */
-  parseSpecial?: boolean;
   /** Cancels the request and frees its KV blocks at once; it fails with ABORTED. */
   signal?: AbortSignal;
   /** Fail with TIMEOUT if not finished this many milliseconds after submission. */
