@@ -248,6 +248,86 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
   return kind == T_Q4_1 ? f32x4.add(acc, macc) : acc;
 }
 
+// Four rows x four tokens (wide activations only): per block the four rows' weights are unpacked
+// once and each token's activations loaded once, then per token the four rows' integer sums go
+// through exactly the float steps of the 4-row kernels (lanes = rows), so the results are bit-
+// identical to dotQ4_0 / dotQ4_1 / dotQ8_0 for every token. Writes four f32x4 (one per token) at
+// out, out + outRow, ...
+
+@inline function tokStep(kind: i32, e0: v128, o0: v128, e1: v128, o1: v128, e2: v128, o2: v128, e3: v128, o3: v128,
+  f0: v128, p0: v128, f1: v128, p1: v128, f2: v128, p2: v128, f3: v128, p3: v128,
+  a: usize, ad: usize, as: usize, d: v128, acc: v128): v128 {
+  const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
+  let isum = hsum4i(
+    dot4w(e0, o0, f0, p0, a0, a1, a2, a3),
+    dot4w(e1, o1, f1, p1, a0, a1, a2, a3),
+    dot4w(e2, o2, f2, p2, a0, a1, a2, a3),
+    dot4w(e3, o3, f3, p3, a0, a1, a2, a3),
+  );
+  if (kind == T_Q4_0) isum = i32x4.sub(isum, i32x4.splat(load<i32>(as) << 3));
+  acc = scaleAcc(acc, isum, d, load<f32>(ad));
+  return acc;
+}
+
+@inline function dotRows4Tokens4(kind: i32, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize,
+  aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  const bb: usize = kind == T_Q8_0 ? 34 : kind == T_Q4_1 ? 20 : 18;
+  let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
+  let m0 = c0, m1 = c0, m2 = c0, m3 = c0;
+  for (let b = 0; b < nb; b++) {
+    let e0: v128, o0: v128, f0: v128, p0: v128, e1: v128, o1: v128, f1: v128, p1: v128;
+    let e2: v128, o2: v128, f2: v128, p2: v128, e3: v128, o3: v128, f3: v128, p3: v128;
+    if (kind == T_Q8_0) {
+      let v = v128.load(w0, 2); e0 = i16x8.shr_s(i16x8.shl(v, 8), 8); o0 = i16x8.shr_s(v, 8);
+      v = v128.load(w0, 18); f0 = i16x8.shr_s(i16x8.shl(v, 8), 8); p0 = i16x8.shr_s(v, 8);
+      v = v128.load(w1, 2); e1 = i16x8.shr_s(i16x8.shl(v, 8), 8); o1 = i16x8.shr_s(v, 8);
+      v = v128.load(w1, 18); f1 = i16x8.shr_s(i16x8.shl(v, 8), 8); p1 = i16x8.shr_s(v, 8);
+      v = v128.load(w2, 2); e2 = i16x8.shr_s(i16x8.shl(v, 8), 8); o2 = i16x8.shr_s(v, 8);
+      v = v128.load(w2, 18); f2 = i16x8.shr_s(i16x8.shl(v, 8), 8); p2 = i16x8.shr_s(v, 8);
+      v = v128.load(w3, 2); e3 = i16x8.shr_s(i16x8.shl(v, 8), 8); o3 = i16x8.shr_s(v, 8);
+      v = v128.load(w3, 18); f3 = i16x8.shr_s(i16x8.shl(v, 8), 8); p3 = i16x8.shr_s(v, 8);
+    } else {
+      const qo: usize = kind == T_Q4_1 ? 4 : 2;
+      const m = i16x8.splat(0x0f);
+      let v = v128.load(w0 + qo); e0 = v128.and(v, m); o0 = v128.and(i16x8.shr_u(v, 8), m); f0 = v128.and(i16x8.shr_u(v, 4), m); p0 = i16x8.shr_u(v, 12);
+      v = v128.load(w1 + qo); e1 = v128.and(v, m); o1 = v128.and(i16x8.shr_u(v, 8), m); f1 = v128.and(i16x8.shr_u(v, 4), m); p1 = i16x8.shr_u(v, 12);
+      v = v128.load(w2 + qo); e2 = v128.and(v, m); o2 = v128.and(i16x8.shr_u(v, 8), m); f2 = v128.and(i16x8.shr_u(v, 4), m); p2 = i16x8.shr_u(v, 12);
+      v = v128.load(w3 + qo); e3 = v128.and(v, m); o3 = v128.and(i16x8.shr_u(v, 8), m); f3 = v128.and(i16x8.shr_u(v, 4), m); p3 = i16x8.shr_u(v, 12);
+    }
+    const d = gatherF16(w0, w1, w2, w3);
+    c0 = tokStep(kind, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a, ad, as, d, c0);
+    c1 = tokStep(kind, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a + aS, ad + dS, as + sS, d, c1);
+    c2 = tokStep(kind, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a + 2 * aS, ad + 2 * dS, as + 2 * sS, d, c2);
+    c3 = tokStep(kind, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a + 3 * aS, ad + 3 * dS, as + 3 * sS, d, c3);
+    if (kind == T_Q4_1) {
+      const mm = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
+      m0 = f32x4.add(m0, f32x4.mul(mm, f32x4.splat(load<f32>(as))));
+      m1 = f32x4.add(m1, f32x4.mul(mm, f32x4.splat(load<f32>(as + sS))));
+      m2 = f32x4.add(m2, f32x4.mul(mm, f32x4.splat(load<f32>(as + 2 * sS))));
+      m3 = f32x4.add(m3, f32x4.mul(mm, f32x4.splat(load<f32>(as + 3 * sS))));
+    }
+    w0 += bb; w1 += bb; w2 += bb; w3 += bb;
+    a += 64; ad += 4; as += 4;
+  }
+  if (kind == T_Q4_1) {
+    c0 = f32x4.add(c0, m0); c1 = f32x4.add(c1, m1); c2 = f32x4.add(c2, m2); c3 = f32x4.add(c3, m3);
+  }
+  v128.store(out, c0);
+  v128.store(out + outRow, c1);
+  v128.store(out + 2 * outRow, c2);
+  v128.store(out + 3 * outRow, c3);
+}
+
+function tile44Q4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  dotRows4Tokens4(T_Q4_0, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
+}
+function tile44Q4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  dotRows4Tokens4(T_Q4_1, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
+}
+function tile44Q8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  dotRows4Tokens4(T_Q8_0, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
+}
+
 // Q5_0 / Q5_1: qh (u32) bit j is the fifth bit of element j.
 const QH_SEL_LO: v128 = i8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
 const QH_SEL_HI: v128 = i8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
@@ -707,6 +787,14 @@ export function matmul(args: usize, ith: i32, nth: i32): void {
     for (let t = 0; t < t4; t += 4) {
       // four tokens' activations stay in L1 while the group's rows pass over them
       const ut = <usize>t;
+      if (valid == 4) {
+        const o = out + ut * outRow + (<usize>r << 2);
+        const aa = qs + ut * qsStride, dd = d + ut * dStride, ss = s + ut * sStride, nb = cols >> 5;
+        if (type == T_Q4_0) tile44Q4_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        else if (type == T_Q8_0) tile44Q8_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        else tile44Q4_1(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        continue;
+      }
       for (let k = 0; k < valid; k++) {
         const res = dotTokens4(type, w + <usize>(r + k) * rowBytes, qs + ut * qsStride, d + ut * dStride, s + ut * sStride, qsStride, dStride, sStride, cols >> 5);
         const o = out + ut * outRow + (<usize>(r + k) << 2);

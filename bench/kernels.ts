@@ -25,7 +25,7 @@ const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 3
 const weights = new Float32Array(rows * cols).map(() => rnd() * 0.02);
 
 console.log(`matmul ${rows}x${cols}; prefill ${prefill} tokens; median of runs over ~${seconds}s each`);
-console.log('threads  type   tokens  ms/call(median)  GB/s weights (median / best)  GMAC/s (median)');
+console.log('threads  type   tokens  ms/call(median)  GB/s weights (median / best)  GMAC/s (median / best)');
 for (const threads of threadCounts) {
   const be = await createWasmBackend({ threads });
   if (threads === 1) console.log(`kernels: ${be.kernels} (${be.kernelReason})`);
@@ -52,7 +52,7 @@ for (const threads of threadCounts) {
       const gbs = (t: number) => (q.length / t / 1e6).toFixed(2);
       const gmacs = (rows * cols * nTokens) / ms / 1e6;
       console.log(
-        `${String(threads).padStart(7)}  ${typeName(type).padEnd(6)} ${String(nTokens).padStart(6)}  ${ms.toFixed(3).padStart(15)}  ${gbs(ms).padStart(13)} / ${gbs(best).padStart(6)}  ${gmacs.toFixed(2).padStart(15)}`,
+        `${String(threads).padStart(7)}  ${typeName(type).padEnd(6)} ${String(nTokens).padStart(6)}  ${ms.toFixed(3).padStart(15)}  ${gbs(ms).padStart(13)} / ${gbs(best).padStart(6)}  ${gmacs.toFixed(2).padStart(15)} / ${((rows * cols * nTokens) / best / 1e6).toFixed(2)}`,
       );
     }
   }
