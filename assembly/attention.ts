@@ -150,9 +150,11 @@ function dotHalf(q: usize, k: usize, n: i32): f32 {
 
 /**
  * args: [op, q, out, nTokens, nHeads, nKvHeads, headDim, scale(f32), kPtr, vPtr, isF16,
- *        blockSize, kvDim, tokenInfo, half, scratch]; split by (token, head) pairs. out must not
- * overlap q. half (f16 cache only) selects ggml's one-row rounding; it needs headDim f32 of
- * scratch per thread at scratch + ith * headDim * 4.
+ *        blockSize, kvDim, tokenInfo, half, scratch]. out must not overlap q. half (f16 cache
+ * only) selects ggml's one-row rounding, split by (token, head) pairs; it needs headDim f32 of
+ * scratch per share at scratch + ith * headDim * 4. The f32 path is split by (token, KV head)
+ * and needs attnScratchStride bytes per share at scratch + ith * stride. (ith indexes the share,
+ * not the thread: the pool runs shares as chunks claimed by any thread.)
  */
 export function attention(args: usize, ith: i32, nth: i32): void {
   const q = <usize>arg(args, 1);
@@ -173,58 +175,110 @@ export function attention(args: usize, ith: i32, nth: i32): void {
   const eb: usize = f16 ? 2 : 4;
   const group = nHeads / nKvHeads;
   const n4 = headDim & ~3;
-  const units = nTokens * nHeads;
+  if (half) {
+    const units = nTokens * nHeads;
+    const u1 = splitAt(units, ith + 1, nth);
+    for (let u = splitAt(units, ith, nth); u < u1; u++) {
+      const t = u / nHeads;
+      const hd = u - t * nHeads;
+      const qr = q + <usize>u * (<usize>headDim << 2);
+      const o = out + <usize>u * (<usize>headDim << 2);
+      const table = <usize>load<i32>(info + (<usize>t << 3));
+      const nKeys = load<i32>(info + (<usize>t << 3), 4);
+      const headOff = <usize>((hd / group) * headDim) * eb;
+      unitHalf(qr, o, qs, kc, vc, table, nKeys, headOff, headDim, scale, blockSize, kvDim);
+    }
+    return;
+  }
+  // f32 rounding: one unit = (token, KV head) and the `group` query heads that share it. Each key's
+  // K and V rows are converted to f32 once (into this thread's scratch) and used by every head of
+  // the group; per head the arithmetic is the same sequence as one head alone.
+  const hb = <usize>headDim << 2;
+  const ks = <usize>arg(args, 15) + <usize>ith * attnScratchStride(headDim, group);
+  const vs32 = ks + hb;
+  const mS = vs32 + hb; // group f32 running maxima, then group f32 running sums
+  const sS = mS + (<usize>group << 2);
+  const units = nTokens * nKvHeads;
   const u1 = splitAt(units, ith + 1, nth);
   for (let u = splitAt(units, ith, nth); u < u1; u++) {
-    const t = u / nHeads;
-    const hd = u - t * nHeads;
-    const qr = q + <usize>u * (<usize>headDim << 2);
-    const o = out + <usize>u * (<usize>headDim << 2);
+    const t = u / nKvHeads;
+    const kh = u - t * nKvHeads;
+    const h0 = t * nHeads + kh * group; // first query head's row index
+    const qr = q + <usize>h0 * hb;
+    const o = out + <usize>h0 * hb;
     const table = <usize>load<i32>(info + (<usize>t << 3));
     const nKeys = load<i32>(info + (<usize>t << 3), 4);
-    const headOff = <usize>((hd / group) * headDim) * eb;
-    if (half) {
-      unitHalf(qr, o, qs, kc, vc, table, nKeys, headOff, headDim, scale, blockSize, kvDim);
-      continue;
-    }
-    memory.fill(o, 0, <usize>headDim << 2);
-    let m: f32 = 0;
-    let sum: f32 = 0;
-    for (let p = 0; p < nKeys; p++) {
-      const blk = load<i32>(table + (<usize>(p / blockSize) << 2));
-      const slot = <usize>(blk * blockSize + p % blockSize);
-      const rowOff = slot * <usize>kvDim * eb + headOff;
-      const s = dotQK(qr, kc + rowOff, headDim, f16) * scale;
-      let ms: f32 = 1;
-      let vs: f32 = 1;
-      if (p == 0) {
-        m = s;
-      } else if (s > m) {
-        ms = expf(m - s);
-        m = s;
-        const msv = f32x4.splat(ms);
-        for (let i = 0; i < n4; i += 4) v128.store(o + (<usize>i << 2), f32x4.mul(v128.load(o + (<usize>i << 2)), msv));
-        for (let i = n4; i < headDim; i++) store<f32>(o + (<usize>i << 2), load<f32>(o + (<usize>i << 2)) * ms);
-      } else {
-        vs = expf(s - m);
+    const headOff = <usize>(kh * headDim) * eb;
+    memory.fill(o, 0, <usize>group * hb);
+    let p = 0;
+    for (let bi = 0; p < nKeys; bi++) {
+      const base = <usize>(load<i32>(table + (<usize>bi << 2)) * blockSize);
+      const end = min(nKeys, p + blockSize);
+      for (let slot = base; p < end; p++, slot++) {
+        const rowOff = slot * <usize>kvDim * eb + headOff;
+        let kr = kc + rowOff, vr = vc + rowOff;
+        if (f16) {
+          toF32(ks, kr, headDim);
+          toF32(vs32, vr, headDim);
+          kr = ks;
+          vr = vs32;
+        }
+        for (let g = 0; g < group; g++) {
+          const go = <usize>g * hb;
+          const og = o + go;
+          const s = dotQK(qr + go, kr, headDim, false) * scale;
+          let ms: f32 = 1;
+          let vs: f32 = 1;
+          const mp = mS + (<usize>g << 2);
+          const sp = sS + (<usize>g << 2);
+          if (p == 0) {
+            store<f32>(mp, s);
+            store<f32>(sp, 0);
+          } else {
+            const m = load<f32>(mp);
+            if (s > m) {
+              ms = expf(m - s);
+              store<f32>(mp, s);
+              const msv = f32x4.splat(ms);
+              for (let i = 0; i < n4; i += 4) v128.store(og + (<usize>i << 2), f32x4.mul(v128.load(og + (<usize>i << 2)), msv));
+              for (let i = n4; i < headDim; i++) store<f32>(og + (<usize>i << 2), load<f32>(og + (<usize>i << 2)) * ms);
+            } else {
+              vs = expf(s - m);
+            }
+          }
+          const vsv = f32x4.splat(vs);
+          for (let i = 0; i < n4; i += 4) {
+            const op = og + (<usize>i << 2);
+            v128.store(op, f32x4.add(v128.load(op), f32x4.mul(v128.load(vr + (<usize>i << 2)), vsv)));
+          }
+          for (let i = n4; i < headDim; i++) {
+            const op = og + (<usize>i << 2);
+            store<f32>(op, load<f32>(op) + load<f32>(vr + (<usize>i << 2)) * vs);
+          }
+          store<f32>(sp, load<f32>(sp) * ms + vs);
+        }
       }
-      const vr = vc + rowOff;
-      const vsv = f32x4.splat(vs);
-      for (let i = 0; i < n4; i += 4) {
-        const op = o + (<usize>i << 2);
-        v128.store(op, f32x4.add(v128.load(op), f32x4.mul(kv4(vr + <usize>i * eb, f16), vsv)));
-      }
-      for (let i = n4; i < headDim; i++) {
-        const op = o + (<usize>i << 2);
-        store<f32>(op, load<f32>(op) + kv1(vr + <usize>i * eb, f16) * vs);
-      }
-      sum = sum * ms + vs;
     }
     if (nKeys > 0) {
-      const inv: f32 = <f32>1.0 / sum;
-      const iv = f32x4.splat(inv);
-      for (let i = 0; i < n4; i += 4) v128.store(o + (<usize>i << 2), f32x4.mul(v128.load(o + (<usize>i << 2)), iv));
-      for (let i = n4; i < headDim; i++) store<f32>(o + (<usize>i << 2), load<f32>(o + (<usize>i << 2)) * inv);
+      for (let g = 0; g < group; g++) {
+        const og = o + <usize>g * hb;
+        const inv: f32 = <f32>1.0 / load<f32>(sS + (<usize>g << 2));
+        const iv = f32x4.splat(inv);
+        for (let i = 0; i < n4; i += 4) v128.store(og + (<usize>i << 2), f32x4.mul(v128.load(og + (<usize>i << 2)), iv));
+        for (let i = n4; i < headDim; i++) store<f32>(og + (<usize>i << 2), load<f32>(og + (<usize>i << 2)) * inv);
+      }
     }
   }
+}
+
+/** Bytes of scratch per thread the f32 path needs (two f32 rows, per-head max and sum), 64-aligned. */
+@inline function attnScratchStride(headDim: i32, group: i32): usize {
+  return ((<usize>(2 * headDim + 2 * group) << 2) + 63) & ~<usize>63;
+}
+
+/** n f16 values at src to f32 at dst (exact, as f16ToF32). */
+@inline function toF32(dst: usize, src: usize, n: i32): void {
+  const n4 = n & ~3;
+  for (let i = 0; i < n4; i += 4) v128.store(dst + (<usize>i << 2), f16x4ToF32(v128.load16x4_u(src + (<usize>i << 1))));
+  for (let i = n4; i < n; i++) store<f32>(dst + (<usize>i << 2), f16ToF32(load<u16>(src + (<usize>i << 1))));
 }

@@ -1,10 +1,11 @@
 // Quick end-to-end speed check: prompt (one batch) and decode tok/s on a cached random-weight model.
 // Run: npx tsx bench/e2e-quick.ts [--model m135|l1b] [--type q4_0|q8_0] [--threads 1,2] [--runs 3]
-//      [--prompt 128] [--decode 64]
+//      [--prompt 128] [--decode 64] [--spin N]
 // Medians over runs (each run: fresh generate on one loaded model). Check `uptime` first: on a
 // shared machine the numbers move with the load.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { createWasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
 import { loadModel } from '../src/model/model.js';
 import { writeSyntheticLlama } from '../src/model/synthetic.js';
 import { typeByName } from '../src/tensor/ggml-types.js';
@@ -23,6 +24,7 @@ const threadCounts = opt('threads', '1,2').split(',').map(Number);
 const runs = Number(opt('runs', '3'));
 const nPrompt = Number(opt('prompt', '128'));
 const nDecode = Number(opt('decode', '64'));
+const spin = process.argv.includes('--spin') ? Number(opt('spin', '0')) : undefined;
 
 const dir = join(import.meta.dirname, '.cache', 'models');
 mkdirSync(dir, { recursive: true });
@@ -34,7 +36,8 @@ if (!existsSync(path)) {
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
 const tokens = Array.from({ length: nPrompt }, (_, i) => 100 + ((i * 7919) % 20000));
 for (const threads of threadCounts) {
-  const model = await loadModel(path, { threads });
+  const backend = spin === undefined ? undefined : await createWasmBackend({ threads, spin });
+  const model = await loadModel(path, { threads, backend });
   const pp: number[] = [], tg: number[] = [];
   for (let r = 0; r < runs + 1; r++) {
     const res = await model.generate(tokens, { temperature: 0, maxTokens: nDecode, ignoreEos: true }).result;
@@ -42,6 +45,7 @@ for (const threads of threadCounts) {
     pp.push(res.promptTokensPerSecond);
     tg.push(res.decodeTokensPerSecond);
   }
-  console.log(`${modelName} ${typeName} threads=${threads}: prompt ${median(pp).toFixed(1)} tok/s [${pp.map((x) => x.toFixed(0)).join(' ')}], decode ${median(tg).toFixed(1)} tok/s [${tg.map((x) => x.toFixed(1)).join(' ')}]`);
+  console.log(`${modelName} ${typeName} threads=${threads}${spin === undefined ? '' : ` spin=${spin}`}: prompt ${median(pp).toFixed(1)} tok/s [${pp.map((x) => x.toFixed(0)).join(' ')}], decode ${median(tg).toFixed(1)} tok/s [${tg.map((x) => x.toFixed(1)).join(' ')}]`);
   await model.dispose();
+  await backend?.dispose();
 }

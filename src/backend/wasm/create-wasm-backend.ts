@@ -7,7 +7,7 @@ import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-
 import { log } from '../../log.js';
 import { chooseKernels, type KernelBuild, type KernelSources } from './features.js';
 import * as K from './kernels.generated.js';
-import { CONTROL_SLOTS, WorkerPool } from './pool.js';
+import { CONTROL_SLOTS, MAX_CHUNKS, WorkerPool } from './pool.js';
 import { hardwareConcurrency, sharedMemoryAvailable } from './runtime.js';
 import { findMemoryImport, withUnsharedMemory } from './wasm-binary.js';
 
@@ -16,7 +16,7 @@ export interface WasmBackendOptions {
   readonly threads?: number;
   /** 'auto' (default): relaxed build when it validates and passes the known-answer probe. */
   readonly relaxedSimd?: 'auto' | boolean;
-  /** Atomics.load iterations a waiting thread spins before sleeping (default 20000). */
+  /** Atomics.load iterations a waiting thread spins before sleeping (default 2000; the host never waits for a sleeping worker, see pool.ts). */
   readonly spin?: number;
   /** Kernel modules to use instead of the built-in ones (tests). */
   readonly kernels?: KernelSources;
@@ -64,6 +64,9 @@ function actFormat(type: GGMLType): ActFormat {
 // Minimum work per thread before another thread is worth waking (rough op counts).
 const MIN_WORK = { matmul: 1 << 16, quant: 1 << 14, elementwise: 1 << 14, transcendental: 1 << 12, attention: 1 << 15 };
 
+/** Chunks per thread an op is cut into: smaller chunks balance better when a thread stalls. */
+const CHUNKS_PER_THREAD = 4;
+
 function checkInt(name: string, v: number, min: number): void {
   if (!Number.isInteger(v) || v < min) throw new BackendError('INVALID_ARGUMENT', `${name} must be an integer >= ${min}, got ${v}`);
 }
@@ -72,7 +75,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   const threads = opts.threads ?? (await hardwareConcurrency());
   checkInt('threads', threads, 1);
   if (threads > 255) throw new BackendError('INVALID_ARGUMENT', `threads must be at most 255, got ${threads}`);
-  const spin = opts.spin ?? 20000;
+  const spin = opts.spin ?? 2000;
   const choice = await chooseKernels(opts.relaxedSimd ?? 'auto', opts.kernels);
   const shared = threads > 1 && sharedMemoryAvailable();
   if (threads > 1 && !shared) log.warn(`wasm backend: SharedArrayBuffer unavailable, running 1 thread instead of ${threads}`);
@@ -131,14 +134,21 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   };
 
   let disposed = false;
-  /** Run the command block on up to `units` threads, fewer when `work` is small. */
-  const run = (work: number, minWork: number, units: number): void => {
+  const execChunk = (c: number, n: number): number => exec(argsPtr, c, n);
+  /**
+   * Run the command block on up to `units` threads, fewer when `work` is small. With more than one
+   * thread the op is cut into up to CHUNKS_PER_THREAD chunks per thread (at most `maxChunks`),
+   * claimed by whichever thread is free (see pool.ts).
+   */
+  const run = (work: number, minWork: number, units: number, maxChunks = MAX_CHUNKS): void => {
     if (disposed) throw new BackendError('DISPOSED', 'the wasm backend was disposed');
     const nth = Math.max(1, Math.min(nThreads, units, Math.floor(work / minWork)));
-    let rc = 0;
-    if (nth === 1 || !pool) rc = exec(argsPtr, 0, 1);
-    else pool.run(nth, () => (rc = exec(argsPtr, 0, nth)));
-    if (rc !== 0) throw new BackendError('KERNEL_FAILED', `exec rejected op ${ai32[0]}`);
+    if (nth === 1 || !pool) {
+      if (exec(argsPtr, 0, 1) !== 0) throw new BackendError('KERNEL_FAILED', `exec rejected op ${ai32[0]}`);
+      return;
+    }
+    const chunks = Math.max(1, Math.min(units, nth * CHUNKS_PER_THREAD, maxChunks, Math.floor(work / (minWork / 2))));
+    pool.run(nth, chunks, execChunk);
   };
 
   const checkWeight = (w: WeightTensor, what: string): void => {
@@ -304,9 +314,16 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       // which the f32 rounding matches. (Its single-token decode of such heads rounds as the
       // one-row kernel too; results here must not depend on the batch, so prefill wins.)
       const half = layer.type === 'f16' && headDim % 16 !== 0 ? 1 : 0;
-      if (half && nThreads * headDim * 4 > SCRATCH_BYTES) throw new BackendError('INVALID_ARGUMENT', `attention: headDim ${headDim} too large for the scratch`);
+      // Per-thread scratch: the f16-rounded query (half), or the f32 path's converted K and V rows
+      // plus a running max and sum per head of a KV group (attnScratchStride in attention.ts).
+      const group = nHeads / nKvHeads;
+      const perThread = half ? headDim * 4 : Math.ceil(((2 * headDim + 2 * group) * 4) / 64) * 64;
+      // Scratch is indexed by chunk (at most nThreads * CHUNKS_PER_THREAD chunks, never fewer than nThreads).
+      const maxChunks = Math.floor(SCRATCH_BYTES / perThread);
+      if (maxChunks < nThreads) throw new BackendError('INVALID_ARGUMENT', `attention: headDim ${headDim} too large for the scratch`);
       c.i.set([layer.kPtr, layer.vPtr, layer.type === 'f16' ? 1 : 0, layer.blockSize, layer.kvDim, a.tokenInfo, half, scratch], 8);
-      run(2 * keys * nHeads * headDim, MIN_WORK.attention, nTokens * nHeads);
+      // Work units: (token, head) pairs for the half path, (token, KV head) groups otherwise.
+      run(2 * keys * nHeads * headDim, MIN_WORK.attention, nTokens * (half ? nHeads : nKvHeads), maxChunks);
     },
 
     async dispose() {

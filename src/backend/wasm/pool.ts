@@ -3,10 +3,18 @@
 //   WORD = (generation << 8) | nth   the host bumps it to start an op; workers spin on it briefly,
 //                                    then sleep in Atomics.wait. Packing nth with the generation
 //                                    lets a worker read both in one atomic load.
-//   DONE                             workers 1..nth-1 increment it when their share is finished;
-//                                    the last one notifies the host.
+//   NEXT = (generation << 12) | c    the next unclaimed chunk of the op; every participant (the host
+//                                    and workers 1..nth-1) claims chunks with compareExchange and
+//                                    runs exec(args, c, CHUNKS). The generation in the word keeps a
+//                                    late worker from claiming a chunk of a later op.
+//   CHUNKS                           how many chunks the op is cut into.
+//   DONE                             chunks finished; the one that finishes the last notifies.
+// Chunks are fixed shares of the op (exec's split of its output by (c, CHUNKS)), and every kernel
+// computes an element the same way whichever share holds it, so which thread runs a chunk never
+// changes a result. Claiming instead of a fixed share per thread means the host never waits for
+// a worker that has not woken up (descheduled on a busy machine): it runs the chunks itself.
 // The command block (op + arguments) is at a fixed address; the host writes it before bumping
-// WORD and does not touch it until every participant has reported DONE.
+// WORD and does not touch it until every chunk is DONE.
 import { BackendError } from '../errors.js';
 import { spawnWorker, type PoolWorker } from './runtime.js';
 
@@ -16,6 +24,12 @@ const SLEEPERS = 2;
 const STOP = 3;
 const FAILED = 4;
 const PROBE = 5;
+const NEXT = 6;
+const CHUNKS = 7;
+/** Generations wrap at 2^19 (NEXT keeps 12 bits for the chunk index, and stays positive). */
+const GEN_MASK = 0x7ffff;
+/** Most chunks one op may be cut into. */
+export const MAX_CHUNKS = 4095;
 /** i32 slots of the control block. */
 export const CONTROL_SLOTS = 16;
 
@@ -42,13 +56,22 @@ onFirstMessage((init) => {
     if (Atomics.load(ctrl, ${STOP}) !== 0) break;
     const nth = w & 0xff;
     if (ith >= nth) continue;
-    try {
-      exec(argsPtr, ith, nth);
-    } catch (e) {
-      Atomics.store(ctrl, ${FAILED}, ith);
-      postToHost({ error: String(e && e.message || e) });
+    const gen = w >>> 8;
+    for (;;) {
+      const v = Atomics.load(ctrl, ${NEXT});
+      if ((v >>> 12) !== gen) break;
+      const c = v & 0xfff;
+      const n = Atomics.load(ctrl, ${CHUNKS});
+      if (c >= n) break;
+      if (Atomics.compareExchange(ctrl, ${NEXT}, v, v + 1) !== v) continue;
+      try {
+        exec(argsPtr, c, n);
+      } catch (e) {
+        Atomics.store(ctrl, ${FAILED}, ith);
+        postToHost({ error: String(e && e.message || e) });
+      }
+      if (Atomics.add(ctrl, ${DONE}, 1) === n - 1) Atomics.notify(ctrl, ${DONE});
     }
-    if (Atomics.add(ctrl, ${DONE}, 1) === nth - 2) Atomics.notify(ctrl, ${DONE});
   }
   closeSelf();
 });
@@ -111,39 +134,50 @@ export class WorkerPool {
   }
 
   /**
-   * Run the command block on nth threads (2..size): workers 1..nth-1 plus `own`, the caller's
-   * share (thread 0), run here. Returns when every share is done.
+   * Run the command block as `chunks` chunks (1..MAX_CHUNKS) on up to nth threads (2..size):
+   * workers 1..nth-1 and the caller claim chunks until none is left; `exec(c, chunks)` runs chunk
+   * c here. Returns when every chunk is done.
    */
-  run(nth: number, own: () => void): void {
+  run(nth: number, chunks: number, exec: (c: number, n: number) => number): void {
     if (this.disposed) throw new BackendError('DISPOSED', 'the worker pool was disposed');
     const ctrl = this.ctrl;
-    this.gen = (this.gen + 1) & 0x7fffff;
+    const gen = (this.gen = (this.gen + 1) & GEN_MASK);
     Atomics.store(ctrl, DONE, 0);
-    Atomics.store(ctrl, WORD, (this.gen << 8) | nth);
+    Atomics.store(ctrl, CHUNKS, chunks);
+    Atomics.store(ctrl, NEXT, gen << 12);
+    Atomics.store(ctrl, WORD, (gen << 8) | nth);
     if (Atomics.load(ctrl, SLEEPERS) > 0) Atomics.notify(ctrl, WORD);
     let failure: unknown;
-    try {
-      own();
-    } catch (e) {
-      failure = e; // still wait: the workers are using the command block
+    let rc = 0;
+    for (;;) {
+      const v = Atomics.load(ctrl, NEXT);
+      const c = v & 0xfff;
+      if (c >= chunks) break;
+      if (Atomics.compareExchange(ctrl, NEXT, v, v + 1) !== v) continue;
+      try {
+        rc |= exec(c, chunks);
+      } catch (e) {
+        failure ??= e; // still wait: the workers are using the command block
+      }
+      Atomics.add(ctrl, DONE, 1);
     }
-    const target = nth - 1;
     let done = Atomics.load(ctrl, DONE);
-    for (let i = 0; done < target && i < this.spin; i++) done = Atomics.load(ctrl, DONE);
-    while (done < target) {
+    for (let i = 0; done < chunks && i < this.spin; i++) done = Atomics.load(ctrl, DONE);
+    while (done < chunks) {
       if (this.canBlock) Atomics.wait(ctrl, DONE, done);
       done = Atomics.load(ctrl, DONE);
     }
     if (failure !== undefined) throw new BackendError('KERNEL_FAILED', `kernel failed on the calling thread: ${(failure as Error).message ?? failure}`);
     const failed = Atomics.exchange(ctrl, FAILED, 0);
     if (failed !== 0) throw new BackendError('KERNEL_FAILED', `kernel failed on worker thread ${failed}`);
+    if (rc !== 0) throw new BackendError('KERNEL_FAILED', 'exec rejected the op');
   }
 
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
     Atomics.store(this.ctrl, STOP, 1);
-    Atomics.store(this.ctrl, WORD, ((this.gen + 1) & 0x7fffff) << 8);
+    Atomics.store(this.ctrl, WORD, ((this.gen + 1) & GEN_MASK) << 8);
     Atomics.notify(this.ctrl, WORD);
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
