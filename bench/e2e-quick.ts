@@ -1,9 +1,9 @@
 // Quick end-to-end speed check: prompt (one batch) and decode tok/s on a cached random-weight model.
 // Run: npx tsx bench/e2e-quick.ts [--model m135|l1b] [--type q4_0|q8_0] [--threads 1,2] [--runs 3]
-//      [--prompt 128] [--decode 64] [--spin N]
+//      [--prompt 128] [--decode 64] [--spin N] [--kernels FILE]
 // Medians over runs (each run: fresh generate on one loaded model). Check `uptime` first: on a
 // shared machine the numbers move with the load.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createWasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
 import { loadModel } from '../src/model/model.js';
@@ -25,6 +25,10 @@ const runs = Number(opt('runs', '3'));
 const nPrompt = Number(opt('prompt', '128'));
 const nDecode = Number(opt('decode', '64'));
 const spin = process.argv.includes('--spin') ? Number(opt('spin', '0')) : undefined;
+// --kernels FILE: a baseline kernel build to run instead (e.g. one built with asc --debug, whose
+// function names show in a --cpu-prof profile)
+const kernelFile = process.argv.includes('--kernels') ? opt('kernels', '') : undefined;
+const kernels = kernelFile ? (() => { const b = new Uint8Array(readFileSync(kernelFile)); return { baseline: b, relaxed: b }; })() : undefined;
 
 const dir = join(import.meta.dirname, '.cache', 'models');
 mkdirSync(dir, { recursive: true });
@@ -36,7 +40,7 @@ if (!existsSync(path)) {
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
 const tokens = Array.from({ length: nPrompt }, (_, i) => 100 + ((i * 7919) % 20000));
 for (const threads of threadCounts) {
-  const backend = spin === undefined ? undefined : await createWasmBackend({ threads, spin });
+  const backend = spin === undefined && !kernels ? undefined : await createWasmBackend({ threads, spin, kernels, relaxedSimd: kernels ? false : 'auto' });
   const model = await loadModel(path, { threads, backend });
   const pp: number[] = [], tg: number[] = [];
   for (let r = 0; r < runs + 1; r++) {
