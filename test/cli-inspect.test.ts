@@ -10,26 +10,12 @@ import { writeGGUF } from '../src/gguf/writer.js';
 import { readHParams } from '../src/model/hparams.js';
 import { fileSource } from '../src/runtime/file-source.js';
 import { GGMLType } from '../src/tensor/ggml-types.js';
+import type { RecordedRead } from './helpers/recording-file-source.js';
 
 // Record every read the CLI makes, to prove it stays in the header.
-const reads = vi.hoisted(() => [] as { path: string; offset: number; length: number }[]);
-vi.mock('../src/runtime/file-source.js', async (importOriginal) => {
-  const real = await importOriginal<typeof import('../src/runtime/file-source.js')>();
-  return {
-    fileSource: async (path: string) => {
-      const s = await real.fileSource(path);
-      return {
-        size: s.size,
-        name: s.name,
-        readInto: (offset: number, dest: Uint8Array) => {
-          reads.push({ path, offset, length: dest.length });
-          return s.readInto(offset, dest);
-        },
-        close: () => s.close(),
-      };
-    },
-  };
-});
+const reads = vi.hoisted(() => [] as RecordedRead[]);
+vi.mock('../src/runtime/file-source.js', async (importOriginal) =>
+  (await import('./helpers/recording-file-source.js')).recordingFileSourceModule(await importOriginal(), reads));
 
 const SHARED = join(import.meta.dirname, '..', '..', 'shared');
 const STORIES = join(SHARED, 'models', 'stories260K.gguf');

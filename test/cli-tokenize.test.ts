@@ -8,27 +8,13 @@ import { run as tokenize } from '../src/cli/tokenize.js';
 import { readGGUF, type GGUFFile } from '../src/gguf/reader.js';
 import { writeGGUF } from '../src/gguf/writer.js';
 import { GGMLType } from '../src/tensor/ggml-types.js';
+import type { RecordedRead } from './helpers/recording-file-source.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
 
 // Record every read, to prove the commands stay in the header.
-const reads = vi.hoisted(() => [] as { path: string; offset: number; length: number }[]);
-vi.mock('../src/runtime/file-source.js', async (importOriginal) => {
-  const real = await importOriginal<typeof import('../src/runtime/file-source.js')>();
-  return {
-    fileSource: async (path: string) => {
-      const s = await real.fileSource(path);
-      return {
-        size: s.size,
-        name: s.name,
-        readInto: (offset: number, dest: Uint8Array) => {
-          reads.push({ path, offset, length: dest.length });
-          return s.readInto(offset, dest);
-        },
-        close: () => s.close(),
-      };
-    },
-  };
-});
+const reads = vi.hoisted(() => [] as RecordedRead[]);
+vi.mock('../src/runtime/file-source.js', async (importOriginal) =>
+  (await import('./helpers/recording-file-source.js')).recordingFileSourceModule(await importOriginal(), reads));
 
 const MODEL = join(import.meta.dirname, '..', 'models', 'stories260K.gguf');
 
