@@ -150,9 +150,9 @@ function dotHalf(q: usize, k: usize, n: i32): f32 {
 
 /**
  * args: [op, q, out, nTokens, nHeads, nKvHeads, headDim, scale(f32), kPtr, vPtr, isF16,
- *        blockSize, kvDim, tokenInfo, half, scratch]. out must not overlap q. half (f16 cache
+ *        blockSize, kvDim, tokenInfo, half, scratch, hpu]. out must not overlap q. half (f16 cache
  * only) selects ggml's one-row rounding, split by (token, head) pairs; it needs headDim f32 of
- * scratch per share at scratch + ith * headDim * 4. The f32 path is split by (token, KV head)
+ * scratch per share at scratch + ith * headDim * 4. The f32 path is split by (token, KV head, hpu heads)
  * and needs attnScratchStride bytes per share at scratch + ith * stride. (ith indexes the share,
  * not the thread: the pool runs shares as chunks claimed by any thread.)
  */
@@ -190,26 +190,30 @@ export function attention(args: usize, ith: i32, nth: i32): void {
     }
     return;
   }
-  // f32 rounding: one unit = (token, KV head) and the `group` query heads that share it. Each key's
-  // K and V rows are converted to f32 once (into this thread's scratch) and used by every head of
-  // the group; per head the arithmetic is the same sequence as one head alone.
+  // f32 rounding: one unit = (token, KV head, subset of hpu of the `group` query heads that share
+  // it; hpu = arg 16 divides group). Each key's K and V rows are converted to f32 once (into this
+  // share's scratch) and used by every head of the unit; per head the arithmetic is the same
+  // sequence as one head alone, so hpu (the host picks it for parallelism) never changes a result.
+  const hpu = arg(args, 16);
+  const subs = group / hpu;
   const hb = <usize>headDim << 2;
-  const ks = <usize>arg(args, 15) + <usize>ith * attnScratchStride(headDim, group);
+  const ks = <usize>arg(args, 15) + <usize>ith * attnScratchStride(headDim, hpu);
   const vs32 = ks + hb;
-  const mS = vs32 + hb; // group f32 running maxima, then group f32 running sums
-  const sS = mS + (<usize>group << 2);
-  const units = nTokens * nKvHeads;
+  const mS = vs32 + hb; // hpu f32 running maxima, then hpu f32 running sums
+  const sS = mS + (<usize>hpu << 2);
+  const units = nTokens * nKvHeads * subs;
   const u1 = splitAt(units, ith + 1, nth);
   for (let u = splitAt(units, ith, nth); u < u1; u++) {
-    const t = u / nKvHeads;
-    const kh = u - t * nKvHeads;
-    const h0 = t * nHeads + kh * group; // first query head's row index
+    const t = u / (nKvHeads * subs);
+    const r = u - t * nKvHeads * subs;
+    const kh = r / subs;
+    const h0 = t * nHeads + kh * group + (r - kh * subs) * hpu; // first query head's row index
     const qr = q + <usize>h0 * hb;
     const o = out + <usize>h0 * hb;
     const table = <usize>load<i32>(info + (<usize>t << 3));
     const nKeys = load<i32>(info + (<usize>t << 3), 4);
     const headOff = <usize>(kh * headDim) * eb;
-    memory.fill(o, 0, <usize>group * hb);
+    memory.fill(o, 0, <usize>hpu * hb);
     let p = 0;
     for (let bi = 0; p < nKeys; bi++) {
       const base = <usize>(load<i32>(table + (<usize>bi << 2)) * blockSize);
@@ -223,7 +227,7 @@ export function attention(args: usize, ith: i32, nth: i32): void {
           kr = ks;
           vr = vs32;
         }
-        for (let g = 0; g < group; g++) {
+        for (let g = 0; g < hpu; g++) {
           const go = <usize>g * hb;
           const og = o + go;
           const s = dotQK(qr + go, kr, headDim, false) * scale;
@@ -260,7 +264,7 @@ export function attention(args: usize, ith: i32, nth: i32): void {
       }
     }
     if (nKeys > 0) {
-      for (let g = 0; g < group; g++) {
+      for (let g = 0; g < hpu; g++) {
         const og = o + <usize>g * hb;
         const inv: f32 = <f32>1.0 / load<f32>(sS + (<usize>g << 2));
         const iv = f32x4.splat(inv);

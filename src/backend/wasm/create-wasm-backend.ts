@@ -317,13 +317,16 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       // Per-thread scratch: the f16-rounded query (half), or the f32 path's converted K and V rows
       // plus a running max and sum per head of a KV group (attnScratchStride in attention.ts).
       const group = nHeads / nKvHeads;
-      const perThread = half ? headDim * 4 : Math.ceil(((2 * headDim + 2 * group) * 4) / 64) * 64;
+      // Heads per unit of the f32 path: the whole KV group (K/V converted once for all of them), or
+      // one head when that leaves too few units to keep every thread busy (decode of a few tokens).
+      const hpu = nThreads > 1 && nTokens * nKvHeads < 4 * nThreads ? 1 : group;
+      const perThread = half ? headDim * 4 : Math.ceil(((2 * headDim + 2 * hpu) * 4) / 64) * 64;
       // Scratch is indexed by chunk (at most nThreads * CHUNKS_PER_THREAD chunks, never fewer than nThreads).
       const maxChunks = Math.floor(SCRATCH_BYTES / perThread);
       if (maxChunks < nThreads) throw new BackendError('INVALID_ARGUMENT', `attention: headDim ${headDim} too large for the scratch`);
-      c.i.set([layer.kPtr, layer.vPtr, layer.type === 'f16' ? 1 : 0, layer.blockSize, layer.kvDim, a.tokenInfo, half, scratch], 8);
-      // Work units: (token, head) pairs for the half path, (token, KV head) groups otherwise.
-      run(2 * keys * nHeads * headDim, MIN_WORK.attention, nTokens * (half ? nHeads : nKvHeads), maxChunks);
+      c.i.set([layer.kPtr, layer.vPtr, layer.type === 'f16' ? 1 : 0, layer.blockSize, layer.kvDim, a.tokenInfo, half, scratch, hpu], 8);
+      // Work units: (token, head) pairs for the half path, (token, KV head, hpu heads) otherwise.
+      run(2 * keys * nHeads * headDim, MIN_WORK.attention, nTokens * (half ? nHeads : nKvHeads * (group / hpu)), maxChunks);
     },
 
     async dispose() {
