@@ -318,6 +318,68 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
   v128.store(out + 3 * outRow, c3);
 }
 
+// The relaxed build's tile (byte activations, RELAXED only): Q4_0 / Q4_1, four rows x four tokens,
+// the nibbles of each row split once per block and dotted with each token's 32 i8 activations.
+// The integer sums are the same exact totals nibSums gives, then the same float steps.
+@inline function nibTileRelaxed(q41: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize,
+  aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  const bb: usize = q41 ? 20 : 18;
+  const qo: usize = q41 ? 4 : 2;
+  let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
+  let m0 = c0, m1 = c0, m2 = c0, m3 = c0;
+  for (let b = 0; b < nb; b++) {
+    let v = v128.load(w0 + qo);
+    const l0 = lowNib(v), h0 = highNib(v);
+    v = v128.load(w1 + qo);
+    const l1 = lowNib(v), h1 = highNib(v);
+    v = v128.load(w2 + qo);
+    const l2 = lowNib(v), h2 = highNib(v);
+    v = v128.load(w3 + qo);
+    const l3 = lowNib(v), h3 = highNib(v);
+    const d = gatherF16(w0, w1, w2, w3);
+    for (let j = 0; j < 4; j++) {
+      const uj = <usize>j;
+      const ap = a + uj * aS;
+      const x0 = v128.load(ap), x1 = v128.load(ap, 16);
+      let isum = hsum4i(
+        rdot(x1, h0, rdot(x0, l0, ZERO)),
+        rdot(x1, h1, rdot(x0, l1, ZERO)),
+        rdot(x1, h2, rdot(x0, l2, ZERO)),
+        rdot(x1, h3, rdot(x0, l3, ZERO)),
+      );
+      if (!q41) isum = i32x4.sub(isum, i32x4.splat(load<i32>(as + uj * sS) << 3));
+      const da = load<f32>(ad + uj * dS);
+      if (j == 0) c0 = scaleAcc(c0, isum, d, da);
+      else if (j == 1) c1 = scaleAcc(c1, isum, d, da);
+      else if (j == 2) c2 = scaleAcc(c2, isum, d, da);
+      else c3 = scaleAcc(c3, isum, d, da);
+    }
+    if (q41) {
+      const mm = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
+      m0 = f32x4.add(m0, f32x4.mul(mm, f32x4.splat(load<f32>(as))));
+      m1 = f32x4.add(m1, f32x4.mul(mm, f32x4.splat(load<f32>(as + sS))));
+      m2 = f32x4.add(m2, f32x4.mul(mm, f32x4.splat(load<f32>(as + 2 * sS))));
+      m3 = f32x4.add(m3, f32x4.mul(mm, f32x4.splat(load<f32>(as + 3 * sS))));
+    }
+    w0 += bb; w1 += bb; w2 += bb; w3 += bb;
+    a += 32; ad += 4; as += 4;
+  }
+  if (q41) {
+    c0 = f32x4.add(c0, m0); c1 = f32x4.add(c1, m1); c2 = f32x4.add(c2, m2); c3 = f32x4.add(c3, m3);
+  }
+  v128.store(out, c0);
+  v128.store(out + outRow, c1);
+  v128.store(out + 2 * outRow, c2);
+  v128.store(out + 3 * outRow, c3);
+}
+
+function tile44RQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  nibTileRelaxed(false, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
+}
+function tile44RQ4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  nibTileRelaxed(true, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
+}
+
 function tile44Q4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
   dotRows4Tokens4(T_Q4_0, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
 }
@@ -774,7 +836,10 @@ export function matmul(args: usize, ith: i32, nth: i32): void {
   const groups = (rows + 3) >> 2;
   const g1 = splitAt(groups, ith + 1, nth);
   // Token tiles (1 row x 4 tokens) where a kernel exists; leftover tokens use the 4-row kernels.
-  const t4 = WIDE_ACT && nTokens >= 4 && (type == T_Q4_0 || type == T_Q4_1 || type == T_Q8_0) ? nTokens & ~3 : 0;
+  // (the relaxed build tiles Q4_0/Q4_1 four rows at a time only: a partial last group takes the
+  // 4-row kernel for every token)
+  const tiled = WIDE_ACT ? type == T_Q4_0 || type == T_Q4_1 || type == T_Q8_0 : type == T_Q4_0 || type == T_Q4_1;
+  const t4all = nTokens >= 4 && tiled ? nTokens & ~3 : 0;
   const outRow = <usize>rows << 2;
   for (let g = splitAt(groups, ith, nth); g < g1; g++) {
     const r = g << 2;
@@ -784,13 +849,17 @@ export function matmul(args: usize, ith: i32, nth: i32): void {
     const w1 = w + <usize>min(r + 1, last) * rowBytes;
     const w2 = w + <usize>min(r + 2, last) * rowBytes;
     const w3 = w + <usize>min(r + 3, last) * rowBytes;
+    const t4 = WIDE_ACT || valid == 4 ? t4all : 0;
     for (let t = 0; t < t4; t += 4) {
       // four tokens' activations stay in L1 while the group's rows pass over them
       const ut = <usize>t;
       if (valid == 4) {
         const o = out + ut * outRow + (<usize>r << 2);
         const aa = qs + ut * qsStride, dd = d + ut * dStride, ss = s + ut * sStride, nb = cols >> 5;
-        if (type == T_Q4_0) tile44Q4_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        if (!WIDE_ACT) {
+          if (type == T_Q4_0) tile44RQ4_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+          else tile44RQ4_1(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        } else if (type == T_Q4_0) tile44Q4_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
         else if (type == T_Q8_0) tile44Q8_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
         else tile44Q4_1(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
         continue;
