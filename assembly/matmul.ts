@@ -257,7 +257,15 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
 @inline function tokStep(kind: i32, e0: v128, o0: v128, e1: v128, o1: v128, e2: v128, o2: v128, e3: v128, o3: v128,
   f0: v128, p0: v128, f1: v128, p1: v128, f2: v128, p2: v128, f3: v128, p3: v128,
   a: usize, ad: usize, as: usize, d: v128, acc: v128): v128 {
-  const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
+  let a0: v128, a1: v128, a2: v128, a3: v128;
+  if (WIDE_ACT) {
+    a0 = v128.load(a); a1 = v128.load(a, 16); a2 = v128.load(a, 32); a3 = v128.load(a, 48);
+  } else {
+    // relaxed build, Q8_0 only: i8 activations in natural order, widened here
+    const x0 = v128.load(a), x1 = v128.load(a, 16);
+    a0 = i16x8.extend_low_i8x16_s(x0); a1 = i16x8.extend_high_i8x16_s(x0);
+    a2 = i16x8.extend_low_i8x16_s(x1); a3 = i16x8.extend_high_i8x16_s(x1);
+  }
   let isum = hsum4i(
     dot4w(e0, o0, f0, p0, a0, a1, a2, a3),
     dot4w(e1, o1, f1, p1, a0, a1, a2, a3),
@@ -277,7 +285,17 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
   for (let b = 0; b < nb; b++) {
     let e0: v128, o0: v128, f0: v128, p0: v128, e1: v128, o1: v128, f1: v128, p1: v128;
     let e2: v128, o2: v128, f2: v128, p2: v128, e3: v128, o3: v128, f3: v128, p3: v128;
-    if (kind == T_Q8_0) {
+    if (kind == T_Q8_0 && !WIDE_ACT) {
+      // natural order (low 8 / high 8 bytes of each half), matching the widened activations
+      let v = v128.load(w0, 2); e0 = i16x8.extend_low_i8x16_s(v); o0 = i16x8.extend_high_i8x16_s(v);
+      v = v128.load(w0, 18); f0 = i16x8.extend_low_i8x16_s(v); p0 = i16x8.extend_high_i8x16_s(v);
+      v = v128.load(w1, 2); e1 = i16x8.extend_low_i8x16_s(v); o1 = i16x8.extend_high_i8x16_s(v);
+      v = v128.load(w1, 18); f1 = i16x8.extend_low_i8x16_s(v); p1 = i16x8.extend_high_i8x16_s(v);
+      v = v128.load(w2, 2); e2 = i16x8.extend_low_i8x16_s(v); o2 = i16x8.extend_high_i8x16_s(v);
+      v = v128.load(w2, 18); f2 = i16x8.extend_low_i8x16_s(v); p2 = i16x8.extend_high_i8x16_s(v);
+      v = v128.load(w3, 2); e3 = i16x8.extend_low_i8x16_s(v); o3 = i16x8.extend_high_i8x16_s(v);
+      v = v128.load(w3, 18); f3 = i16x8.extend_low_i8x16_s(v); p3 = i16x8.extend_high_i8x16_s(v);
+    } else if (kind == T_Q8_0) {
       let v = v128.load(w0, 2); e0 = i16x8.shr_s(i16x8.shl(v, 8), 8); o0 = i16x8.shr_s(v, 8);
       v = v128.load(w0, 18); f0 = i16x8.shr_s(i16x8.shl(v, 8), 8); p0 = i16x8.shr_s(v, 8);
       v = v128.load(w1, 2); e1 = i16x8.shr_s(i16x8.shl(v, 8), 8); o1 = i16x8.shr_s(v, 8);
@@ -307,7 +325,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
       m3 = f32x4.add(m3, f32x4.mul(mm, f32x4.splat(load<f32>(as + 3 * sS))));
     }
     w0 += bb; w1 += bb; w2 += bb; w3 += bb;
-    a += 64; ad += 4; as += 4;
+    a += WIDE_ACT ? 64 : 32; ad += 4; as += 4;
   }
   if (kind == T_Q4_1) {
     c0 = f32x4.add(c0, m0); c1 = f32x4.add(c1, m1); c2 = f32x4.add(c2, m2); c3 = f32x4.add(c3, m3);
@@ -318,7 +336,8 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
   v128.store(out + 3 * outRow, c3);
 }
 
-// The relaxed build's tile (byte activations, RELAXED only): Q4_0 / Q4_1, four rows x four tokens,
+// The relaxed build's tile (byte activations, RELAXED only) for Q4_0 / Q4_1, four rows x four tokens
+// (its Q8_0 takes dotRows4Tokens4 with widened activations),
 // the nibbles of each row split once per block and dotted with each token's 32 i8 activations.
 // The integer sums are the same exact totals nibSums gives, then the same float steps.
 @inline function nibTileRelaxed(q41: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize,
@@ -836,9 +855,9 @@ export function matmul(args: usize, ith: i32, nth: i32): void {
   const groups = (rows + 3) >> 2;
   const g1 = splitAt(groups, ith + 1, nth);
   // Token tiles (1 row x 4 tokens) where a kernel exists; leftover tokens use the 4-row kernels.
-  // (the relaxed build tiles Q4_0/Q4_1 four rows at a time only: a partial last group takes the
-  // 4-row kernel for every token)
-  const tiled = WIDE_ACT ? type == T_Q4_0 || type == T_Q4_1 || type == T_Q8_0 : type == T_Q4_0 || type == T_Q4_1;
+  // (the relaxed build tiles four rows at a time only: a partial last group takes the 4-row kernel
+  // for every token)
+  const tiled = type == T_Q4_0 || type == T_Q4_1 || type == T_Q8_0;
   const t4all = nTokens >= 4 && tiled ? nTokens & ~3 : 0;
   const outRow = <usize>rows << 2;
   for (let g = splitAt(groups, ith, nth); g < g1; g++) {
@@ -858,6 +877,7 @@ export function matmul(args: usize, ith: i32, nth: i32): void {
         const aa = qs + ut * qsStride, dd = d + ut * dStride, ss = s + ut * sStride, nb = cols >> 5;
         if (!WIDE_ACT) {
           if (type == T_Q4_0) tile44RQ4_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+          else if (type == T_Q8_0) tile44Q8_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
           else tile44RQ4_1(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
         } else if (type == T_Q4_0) tile44Q4_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
         else if (type == T_Q8_0) tile44Q8_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
