@@ -181,8 +181,13 @@ export const RELAXED: bool = ASC_FEATURE_RELAXED_SIMD || WF_EMULATE_RELAXED != 0
  */
 export const WIDE_ACT: bool = !RELAXED;
 
+/**
+ * Whether a weight type's kernels read wide activations: Q4_0/Q4_1 in the baseline build, Q8_0 in
+ * both (its signed weights cannot take the relaxed i7 dot, so the relaxed build would widen the
+ * activations per row anyway).
+ */
 @inline export function wideActType(type: i32): bool {
-  return WIDE_ACT && (type == 2 || type == 3 || type == 8); // T_Q4_0, T_Q4_1, T_Q8_0
+  return type == 8 || (WIDE_ACT && (type == 2 || type == 3)); // T_Q8_0; T_Q4_0, T_Q4_1
 }
 
 /**

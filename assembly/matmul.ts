@@ -132,7 +132,7 @@ function dotQ8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
     let isum: v128;
-    if (WIDE_ACT) {
+    if (wideActType(T_Q8_0)) {
       const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
       isum = hsum4i(q8RowWide(w0, a0, a1, a2, a3), q8RowWide(w1, a0, a1, a2, a3), q8RowWide(w2, a0, a1, a2, a3), q8RowWide(w3, a0, a1, a2, a3));
       a += 64;
@@ -257,15 +257,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
 @inline function tokStep(kind: i32, e0: v128, o0: v128, e1: v128, o1: v128, e2: v128, o2: v128, e3: v128, o3: v128,
   f0: v128, p0: v128, f1: v128, p1: v128, f2: v128, p2: v128, f3: v128, p3: v128,
   a: usize, ad: usize, as: usize, d: v128, acc: v128): v128 {
-  let a0: v128, a1: v128, a2: v128, a3: v128;
-  if (WIDE_ACT) {
-    a0 = v128.load(a); a1 = v128.load(a, 16); a2 = v128.load(a, 32); a3 = v128.load(a, 48);
-  } else {
-    // relaxed build, Q8_0 only: i8 activations in natural order, widened here
-    const x0 = v128.load(a), x1 = v128.load(a, 16);
-    a0 = i16x8.extend_low_i8x16_s(x0); a1 = i16x8.extend_high_i8x16_s(x0);
-    a2 = i16x8.extend_low_i8x16_s(x1); a3 = i16x8.extend_high_i8x16_s(x1);
-  }
+  const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
   let isum = hsum4i(
     dot4w(e0, o0, f0, p0, a0, a1, a2, a3),
     dot4w(e1, o1, f1, p1, a0, a1, a2, a3),
@@ -285,17 +277,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
   for (let b = 0; b < nb; b++) {
     let e0: v128, o0: v128, f0: v128, p0: v128, e1: v128, o1: v128, f1: v128, p1: v128;
     let e2: v128, o2: v128, f2: v128, p2: v128, e3: v128, o3: v128, f3: v128, p3: v128;
-    if (kind == T_Q8_0 && !WIDE_ACT) {
-      // natural order (low 8 / high 8 bytes of each half), matching the widened activations
-      let v = v128.load(w0, 2); e0 = i16x8.extend_low_i8x16_s(v); o0 = i16x8.extend_high_i8x16_s(v);
-      v = v128.load(w0, 18); f0 = i16x8.extend_low_i8x16_s(v); p0 = i16x8.extend_high_i8x16_s(v);
-      v = v128.load(w1, 2); e1 = i16x8.extend_low_i8x16_s(v); o1 = i16x8.extend_high_i8x16_s(v);
-      v = v128.load(w1, 18); f1 = i16x8.extend_low_i8x16_s(v); p1 = i16x8.extend_high_i8x16_s(v);
-      v = v128.load(w2, 2); e2 = i16x8.extend_low_i8x16_s(v); o2 = i16x8.extend_high_i8x16_s(v);
-      v = v128.load(w2, 18); f2 = i16x8.extend_low_i8x16_s(v); p2 = i16x8.extend_high_i8x16_s(v);
-      v = v128.load(w3, 2); e3 = i16x8.extend_low_i8x16_s(v); o3 = i16x8.extend_high_i8x16_s(v);
-      v = v128.load(w3, 18); f3 = i16x8.extend_low_i8x16_s(v); p3 = i16x8.extend_high_i8x16_s(v);
-    } else if (kind == T_Q8_0) {
+    if (kind == T_Q8_0) {
       let v = v128.load(w0, 2); e0 = i16x8.shr_s(i16x8.shl(v, 8), 8); o0 = i16x8.shr_s(v, 8);
       v = v128.load(w0, 18); f0 = i16x8.shr_s(i16x8.shl(v, 8), 8); p0 = i16x8.shr_s(v, 8);
       v = v128.load(w1, 2); e1 = i16x8.shr_s(i16x8.shl(v, 8), 8); o1 = i16x8.shr_s(v, 8);
@@ -325,7 +307,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
       m3 = f32x4.add(m3, f32x4.mul(mm, f32x4.splat(load<f32>(as + 3 * sS))));
     }
     w0 += bb; w1 += bb; w2 += bb; w3 += bb;
-    a += WIDE_ACT ? 64 : 32; ad += 4; as += 4;
+    a += 64; ad += 4; as += 4;
   }
   if (kind == T_Q4_1) {
     c0 = f32x4.add(c0, m0); c1 = f32x4.add(c1, m1); c2 = f32x4.add(c2, m2); c3 = f32x4.add(c3, m3);
@@ -337,7 +319,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
 }
 
 // The relaxed build's tile (byte activations, RELAXED only) for Q4_0 / Q4_1, four rows x four tokens
-// (its Q8_0 takes dotRows4Tokens4 with widened activations),
+// (Q8_0 reads wide activations in both builds and takes dotRows4Tokens4),
 // the nibbles of each row split once per block and dotted with each token's 32 i8 activations.
 // The integer sums are the same exact totals nibSums gives, then the same float steps.
 @inline function nibTileRelaxed(q41: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize,
