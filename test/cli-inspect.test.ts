@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { run, type InspectReport } from '../src/cli/inspect.js';
 import { main } from '../src/cli/main.js';
 import { GGUFValueType } from '../src/gguf/constants.js';
@@ -10,6 +10,7 @@ import { writeGGUF } from '../src/gguf/writer.js';
 import { readHParams } from '../src/model/hparams.js';
 import { fileSource } from '../src/runtime/file-source.js';
 import { GGMLType } from '../src/tensor/ggml-types.js';
+import { captureOutput } from './helpers/capture-output.js';
 import type { RecordedRead } from './helpers/recording-file-source.js';
 
 // Record every read the CLI makes, to prove it stays in the header.
@@ -23,30 +24,17 @@ const GPT2 = join(SHARED, 'vocab', 'ggml-vocab-gpt-2.gguf');
 const HAVE_SHARED = existsSync(STORIES) && existsSync(GPT2);
 const T = GGUFValueType;
 
-let out = '';
-let err = '';
-beforeEach(() => {
-  out = '';
-  err = '';
+const io = captureOutput(() => {
   reads.length = 0;
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    err += String(chunk);
-    return true;
-  });
 });
-afterEach(() => vi.restoreAllMocks());
 
 const dir = mkdtempSync(join(tmpdir(), 'wasmforge-inspect-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function inspectJson(path: string): Promise<InspectReport> {
   expect(await run([path, '--json'])).toBe(0);
-  expect(out.trim().split('\n')).toHaveLength(1); // one JSON object
-  return JSON.parse(out) as InspectReport;
+  expect(io.out.trim().split('\n')).toHaveLength(1); // one JSON object
+  return JSON.parse(io.out) as InspectReport;
 }
 
 describe.skipIf(!HAVE_SHARED)('inspect on the shared files (skipped: ../shared missing)', () => {
@@ -76,17 +64,17 @@ describe.skipIf(!HAVE_SHARED)('inspect on the shared files (skipped: ../shared m
 
   it('text output names every section and tensor', async () => {
     expect(await run([STORIES])).toBe(0);
-    expect(out).toMatch(/^.*stories260K\.gguf: GGUF v3, 1\.13 MiB \(1185376 bytes\), alignment 32, 19 metadata keys\n/);
-    expect(out).toContain('architecture: llama');
-    expect(out).toMatch(/attention\.head_count_kv\s+4\n/);
-    expect(out).toMatch(/grouped-query ratio\s+2 \(8 heads, 4 kv heads\)/);
-    expect(out).toMatch(/rope\s+normal, base 10000, 8 dims, scaling none/);
-    expect(out).toMatch(/attention\.layer_norm_rms_epsilon\s+0\.00001\n/);
-    expect(out).toMatch(/model \/ pre\s+llama \/ -/);
-    expect(out).toMatch(/bos \/ eos \/ unk \/ pad ids\s+1 \/ 2 \/ 0 \/ 4294967295/);
-    expect(out).toMatch(/token_embd\.weight\s+F32\s+64 x 512\s+131072\n/);
-    expect(out).toMatch(/blk\.4\.ffn_norm\.weight\s+F32\s+64\s+256\n/);
-    expect(out).toMatch(/total: 48 tensors, 292800 parameters, 1171200 bytes of tensor data \(1\.12 MiB\)\n$/);
+    expect(io.out).toMatch(/^.*stories260K\.gguf: GGUF v3, 1\.13 MiB \(1185376 bytes\), alignment 32, 19 metadata keys\n/);
+    expect(io.out).toContain('architecture: llama');
+    expect(io.out).toMatch(/attention\.head_count_kv\s+4\n/);
+    expect(io.out).toMatch(/grouped-query ratio\s+2 \(8 heads, 4 kv heads\)/);
+    expect(io.out).toMatch(/rope\s+normal, base 10000, 8 dims, scaling none/);
+    expect(io.out).toMatch(/attention\.layer_norm_rms_epsilon\s+0\.00001\n/);
+    expect(io.out).toMatch(/model \/ pre\s+llama \/ -/);
+    expect(io.out).toMatch(/bos \/ eos \/ unk \/ pad ids\s+1 \/ 2 \/ 0 \/ 4294967295/);
+    expect(io.out).toMatch(/token_embd\.weight\s+F32\s+64 x 512\s+131072\n/);
+    expect(io.out).toMatch(/blk\.4\.ffn_norm\.weight\s+F32\s+64\s+256\n/);
+    expect(io.out).toMatch(/total: 48 tensors, 292800 parameters, 1171200 bytes of tensor data \(1\.12 MiB\)\n$/);
   });
 
   it('reads only the header of a file with large tensors', async () => {
@@ -116,7 +104,7 @@ describe.skipIf(!HAVE_SHARED)('inspect on the shared files (skipped: ../shared m
 
   it('runs through the CLI dispatcher', async () => {
     expect(await main(['inspect', STORIES, '--json'])).toBe(0);
-    expect((JSON.parse(out) as InspectReport).tensors).toHaveLength(48);
+    expect((JSON.parse(io.out) as InspectReport).tensors).toHaveLength(48);
   });
 });
 
@@ -139,23 +127,23 @@ describe('inspect without shared data', () => {
     expect(r.hparamsError).toMatch(/^INVALID_VALUE: .*head_count_kv 3 must divide/);
     expect(r.hyperparameters['expert_count']).toBe('18446744073709551615'); // bigints as strings in JSON
     expect(r.tokenizer).toBeNull();
-    out = '';
+    io.out = '';
     expect(await run([path])).toBe(0);
-    expect(out).toContain('invalid for llama: INVALID_VALUE');
-    expect(out).toContain('tokenizer:\n  (none)');
+    expect(io.out).toContain('invalid for llama: INVALID_VALUE');
+    expect(io.out).toContain('tokenizer:\n  (none)');
   });
 
   it('a corrupt file exits 1 with the error code on stderr', async () => {
     const path = join(dir, 'not.gguf');
     writeFileSync(path, 'GGML this is not a gguf file');
     expect(await main(['inspect', path])).toBe(1);
-    expect(err).toMatch(/GGUFError \[BAD_MAGIC\]: .*not a GGUF file/);
-    expect(out).toBe('');
+    expect(io.err).toMatch(/GGUFError \[BAD_MAGIC\]: .*not a GGUF file/);
+    expect(io.out).toBe('');
   });
 
   it('usage: --help, and exactly one file', async () => {
     expect(await run(['--help'])).toBe(0);
-    expect(out).toMatch(/^usage: wasmforge inspect FILE/);
+    expect(io.out).toMatch(/^usage: wasmforge inspect FILE/);
     await expect(run([])).rejects.toThrow(/expected one FILE, got 0/);
     await expect(run(['a.gguf', 'b.gguf'])).rejects.toThrow(/expected one FILE, got 2/);
   });
