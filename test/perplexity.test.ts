@@ -13,7 +13,7 @@ const TEXT = readFileSync(new URL('./fixtures/story.txt', import.meta.url), 'utf
 const MODELS = ['models/stories260K.gguf', '../shared/models/stories260K-q8_0.gguf', '../shared/models/stories260K-q4_0.gguf'].filter(existsSync);
 
 describe.skipIf(!haveLlamaCpp)('perplexity matches llama.cpp', () => {
-  afterAll(disposeLlamaCpp);
+  afterAll(() => disposeLlamaCpp());
   for (const path of MODELS) {
     it(path, async () => {
       const ctx = 128;
