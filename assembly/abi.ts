@@ -22,6 +22,9 @@ export const OP_SILU = 12;
 export const OP_GELU = 13;
 export const OP_ROUND_ACT = 14;
 
+/** Most weight matrices one OP_MATMUL command carries (they share the activations). */
+export const MATMUL_MAX_PARTS = 4;
+
 // ggml type ids the kernels understand (same numbers as src/tensor/ggml-types.ts).
 export const T_F32 = 0;
 export const T_F16 = 1;

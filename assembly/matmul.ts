@@ -21,7 +21,7 @@ import {
   RELAXED, WIDE_ACT, arg, wideActType, f16ToF32, f16x4ToF32, gatherF16, hsum4f, hsum4i, rdot, splitAt, storeLanes,
 } from './common';
 import {
-  T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
+  MATMUL_MAX_PARTS, T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
 } from './abi';
 
 const ZERO: v128 = i32x4.splat(0);
@@ -810,39 +810,56 @@ export function actFormat(type: i32): i32 {
 }
 
 /**
- * out[t][r] = W[r] . x[t]. args: [op, type, w, rows, cols, rowBytes, nTokens, out, x, qs, d, s]
- * (x for float weights; qs/d/s: the quantized activations for the others). Threads split the
- * 4-row groups; each thread walks its groups in order and, per group, every token, so a group's
- * rows are read from memory once and reused from cache for the whole batch (and, for the token-
- * tiled types, from registers for four tokens at a time).
+ * out_p[t][r] = W_p[r] . x[t] for every part p. args: [op, type, cols, rowBytes, nTokens, x, qs,
+ * d, s, nParts, (w, rows, out) x nParts]: several weight matrices of one type and width against
+ * the same activations (q/k/v, gate/up), quantized once by the host (x for float weights; qs/d/s:
+ * the quantized activations for the others). The parts' 4-row groups are numbered one after the
+ * other and threads split that list, so one dispatch covers them all.
  */
 export function matmul(args: usize, ith: i32, nth: i32): void {
+  const nParts = min(arg(args, 9), MATMUL_MAX_PARTS);
+  let total = 0;
+  for (let p = 0; p < nParts; p++) total += (arg(args, 11 + 3 * p) + 3) >> 2;
+  const g0 = splitAt(total, ith, nth), g1 = splitAt(total, ith + 1, nth);
+  let base = 0;
+  for (let p = 0; p < nParts; p++) {
+    const rows = arg(args, 11 + 3 * p);
+    const groups = (rows + 3) >> 2;
+    const from = max(g0 - base, 0), to = min(g1 - base, groups);
+    if (from < to) {
+      matmulGroups(args, <usize>arg(args, 10 + 3 * p), rows, <usize>arg(args, 12 + 3 * p), from, to);
+    }
+    base += groups;
+  }
+}
+
+/**
+ * Row groups [g0, g1) of one weight matrix w (rows x cols) against every token. Each group's rows
+ * are read from memory once and reused from cache for the whole batch (and, for the token-tiled
+ * types, from registers for four tokens at a time).
+ */
+function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1: i32): void {
   const type = arg(args, 1);
-  const w = <usize>arg(args, 2);
-  const rows = arg(args, 3);
-  const cols = arg(args, 4);
-  const rowBytes = <usize>arg(args, 5);
-  const nTokens = arg(args, 6);
-  const out = <usize>arg(args, 7);
-  const x = <usize>arg(args, 8);
-  const qs = <usize>arg(args, 9);
-  const d = <usize>arg(args, 10);
-  const s = <usize>arg(args, 11);
+  const cols = arg(args, 2);
+  const rowBytes = <usize>arg(args, 3);
+  const nTokens = arg(args, 4);
+  const x = <usize>arg(args, 5);
+  const qs = <usize>arg(args, 6);
+  const d = <usize>arg(args, 7);
+  const s = <usize>arg(args, 8);
   const fmt = actFormat(type);
   // per-token strides of the activation arrays
   const xStride = <usize>cols << 2;
   const qsStride: usize = wideActType(type) ? <usize>cols << 1 : <usize>cols;
   const dStride: usize = fmt == 2 ? <usize>(cols >> 8) << 2 : <usize>(cols >> 5) << 2;
   const sStride: usize = fmt == 2 ? <usize>(cols >> 4) << 1 : <usize>(cols >> 5) << 2;
-  const groups = (rows + 3) >> 2;
-  const g1 = splitAt(groups, ith + 1, nth);
   // Token tiles (1 row x 4 tokens) where a kernel exists; leftover tokens use the 4-row kernels.
   // (the relaxed build tiles four rows at a time only: a partial last group takes the 4-row kernel
   // for every token)
   const tiled = type == T_Q4_0 || type == T_Q4_1 || type == T_Q8_0;
   const t4all = nTokens >= 4 && tiled ? nTokens & ~3 : 0;
   const outRow = <usize>rows << 2;
-  for (let g = splitAt(groups, ith, nth); g < g1; g++) {
+  for (let g = g0; g < g1; g++) {
     const r = g << 2;
     const valid = min(4, rows - r);
     const last = rows - 1;

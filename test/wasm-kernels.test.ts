@@ -307,6 +307,34 @@ describe('matmul', () => {
     }
   });
 
+  it('matmulShared: several weights over one input give the bits of one matmul each', () => {
+    // Six Q4_0 parts (more than one op carries), a Q8_0 and a Q6_K part between them, odd row counts
+    // (partial 4-row groups at every part boundary), decode and a small batch.
+    const cols = 256;
+    const shapes: [GGMLType, number][] = [
+      [GGMLType.Q4_0, 37], [GGMLType.Q8_0, 9], [GGMLType.Q4_0, 6], [GGMLType.Q6_K, 5], [GGMLType.Q4_0, 5],
+      [GGMLType.Q4_0, 3], [GGMLType.Q4_0, 1], [GGMLType.Q4_0, 13],
+    ];
+    const weights = shapes.map(([type, rows], i) => ({ type, rows, q: quantize(type, randomF32(rows * cols, 40 + i, 0.05), cols) }));
+    for (const nTokens of [1, 6]) {
+      const x = randomF32(nTokens * cols, 60 + nTokens);
+      const shared = onAll((be) => {
+        const xp = putF32(be, x);
+        const parts = weights.map(({ type, rows, q }) => ({ w: weightOn(be, type, q, rows, cols), out: be.alloc(nTokens * rows * 4) }));
+        be.matmulShared(parts, xp, nTokens);
+        return Float32Array.from(parts.flatMap((p) => [...be.f32(p.out, nTokens * p.w.rows)]));
+      });
+      const be = backends[0]!.be;
+      const xp = putF32(be, x);
+      const single = weights.flatMap(({ type, rows, q }) => {
+        const out = be.alloc(nTokens * rows * 4);
+        be.matmul(out, weightOn(be, type, q, rows, cols), xp, nTokens);
+        return [...be.f32(out, nTokens * rows)];
+      });
+      expect(new Uint32Array(shared.buffer), `${nTokens} token(s)`).toEqual(new Uint32Array(Float32Array.from(single).buffer));
+    }
+  });
+
   it('rejects unsupported types and inconsistent shapes', () => {
     const be = backends[0]!.be;
     const p = be.alloc(1024);

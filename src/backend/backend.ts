@@ -66,6 +66,12 @@ export interface AttentionArgs {
   readonly tokenInfo: number;
 }
 
+/** One weight of a matmulShared call and where its output goes. */
+export interface MatmulPart {
+  readonly out: number;
+  readonly w: WeightTensor;
+}
+
 export interface Backend {
   readonly name: string;
   readonly nThreads: number;
@@ -79,6 +85,12 @@ export interface Backend {
 
   /** out[t][r] = sum_c W[r][c] * x[t][c] for t < nTokens, r < w.rows. x is [nTokens][w.cols]. */
   matmul(out: number, w: WeightTensor, x: number, nTokens: number): void;
+  /**
+   * matmul(part.out, part.w, x, nTokens) for every part, with the same results: several weights
+   * reading one input (q/k/v, gate/up), which a backend may prepare once and run as one op.
+   * Outputs must not overlap x or each other.
+   */
+  matmulShared(parts: readonly MatmulPart[], x: number, nTokens: number): void;
   /** out[t] = table row ids[t] dequantized to f32 ([nTokens][table.cols]); ids is an i32 array. */
   getRows(out: number, table: WeightTensor, ids: number, nTokens: number): void;
   /** out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight (weight: f32[n]). out may equal x. */

@@ -125,9 +125,7 @@ export class LlamaGraph {
       const L = w.layers[l];
       // Attention block: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
       be.rmsNorm(buf.xb, buf.x, L.attnNorm, c.dim, T, c.rmsEps);
-      be.matmul(buf.q, L.wq, buf.xb, T);
-      be.matmul(buf.k, L.wk, buf.xb, T);
-      be.matmul(buf.v, L.wv, buf.xb, T);
+      be.matmulShared([{ out: buf.q, w: L.wq }, { out: buf.k, w: L.wk }, { out: buf.v, w: L.wv }], buf.xb, T);
       if (L.bq !== undefined) be.addBias(buf.q, buf.q, L.bq, qDim, T);
       if (L.bk !== undefined) be.addBias(buf.k, buf.k, L.bk, kvDim, T);
       if (L.bv !== undefined) be.addBias(buf.v, buf.v, L.bv, kvDim, T);
@@ -140,8 +138,7 @@ export class LlamaGraph {
 
       // Feed-forward block: x += Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
       be.rmsNorm(buf.xb, buf.x, L.ffnNorm, c.dim, T, c.rmsEps);
-      be.matmul(buf.gate, L.wGate, buf.xb, T);
-      be.matmul(buf.up, L.wUp, buf.xb, T);
+      be.matmulShared([{ out: buf.gate, w: L.wGate }, { out: buf.up, w: L.wUp }], buf.xb, T);
       be.swiglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
       be.matmul(buf.xb, L.wDown, buf.gate, T);
       be.add(buf.x, buf.x, buf.xb, T * c.dim);

@@ -166,6 +166,10 @@ export function createReferenceBackend(): Backend {
       f32View(out, nTokens * w.rows, 'matmul out').set(result);
     },
 
+    matmulShared(parts, x, nTokens) {
+      for (const p of parts) backend.matmul(p.out, p.w, x, nTokens);
+    },
+
     getRows(out, table, ids, nTokens) {
       checkWeight(table, 'getRows table');
       const idv = i32View(ids, nTokens, 'getRows ids').slice();

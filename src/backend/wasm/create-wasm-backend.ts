@@ -1,7 +1,7 @@
 // The WASM backend: one wasm memory (shared with a worker pool when threads > 1 and the runtime
 // allows SharedArrayBuffer), a bump allocator over it, and each Backend op written as a command
 // block that exec() runs, split over threads. See assembly/ for the kernels.
-import type { AttentionArgs, Backend, KVLayer, RopeParams, WeightTensor } from '../backend.js';
+import type { AttentionArgs, Backend, KVLayer, MatmulPart, RopeParams, WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-types.js';
 import { log } from '../../log.js';
@@ -176,7 +176,13 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     run(count, minWork, Math.ceil(count / 16));
   };
 
-  const matmulChunk = (out: number, w: WeightTensor, x: number, nTokens: number, fmt: ActFormat): void => {
+  /**
+   * One OP_MATMUL over up to MATMUL_MAX_PARTS weights of one type and width: the activations are
+   * rounded or quantized once into the scratch, then the parts' row groups run as one dispatch.
+   */
+  const matmulChunk = (parts: readonly MatmulPart[], x: number, nTokens: number): void => {
+    const w = parts[0]!.w;
+    const fmt = actFormat(w.type);
     let qs = 0, d = 0, s = 0;
     if (fmt === 'f16' || fmt === 'bf16') {
       const r = cmd(K.OP_ROUND_ACT);
@@ -194,8 +200,31 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       run(nTokens * w.cols, MIN_WORK.quant, nb);
     }
     const c = cmd(K.OP_MATMUL);
-    c.i.set([w.type, w.ptr, w.rows, w.cols, w.rowBytes, nTokens, out, x, qs, d, s], 1);
-    run(w.rows * w.cols * nTokens, MIN_WORK.matmul, Math.ceil(w.rows / 4));
+    c.i.set([w.type, w.cols, w.rowBytes, nTokens, x, qs, d, s, parts.length], 1);
+    let rows = 0, groups = 0;
+    parts.forEach((p, i) => {
+      c.i.set([p.w.ptr, p.w.rows, p.out], 10 + 3 * i);
+      rows += p.w.rows;
+      groups += Math.ceil(p.w.rows / 4);
+    });
+    run(rows * w.cols * nTokens, MIN_WORK.matmul, groups);
+  };
+
+  /** Parts sharing x and one weight type and width, a batch of tokens at a time through the scratch. */
+  const matmulGroup = (parts: readonly MatmulPart[], x: number, nTokens: number): void => {
+    const w = parts[0]!.w;
+    const fmt = actFormat(w.type);
+    if (fmt === 'f32') {
+      matmulChunk(parts, x, nTokens);
+      return;
+    }
+    const perToken = fmt === 'f16' || fmt === 'bf16' ? 4 * w.cols : 2 * w.cols + (w.cols / 32) * 8 + 192;
+    const chunk = Math.floor(SCRATCH_BYTES / perToken);
+    if (chunk < 1) throw new BackendError('INVALID_ARGUMENT', `matmul: cols ${w.cols} too large for the activation scratch`);
+    for (let t = 0; t < nTokens; t += chunk) {
+      const n = Math.min(chunk, nTokens - t);
+      matmulChunk(parts.map((p) => ({ w: p.w, out: p.out + t * p.w.rows * 4 })), x + t * w.cols * 4, n);
+    }
   };
 
   const backend: WasmBackend = {
@@ -211,21 +240,21 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     i32: (ptr, count) => new Int32Array(memory.buffer, ptr, count),
 
     matmul(out, w, x, nTokens) {
-      checkWeight(w, 'matmul');
+      backend.matmulShared([{ out, w }], x, nTokens);
+    },
+
+    matmulShared(parts, x, nTokens) {
       checkInt('nTokens', nTokens, 0);
-      const fmt = actFormat(w.type);
-      if (fmt === 'f32') {
-        if (nTokens > 0) matmulChunk(out, w, x, nTokens, fmt);
-        return;
+      parts.forEach((p, i) => checkWeight(p.w, `matmul weight ${i}`));
+      if (nTokens === 0) return;
+      // Parts of one type and width share an op (at most MATMUL_MAX_PARTS each), in order.
+      const groups: MatmulPart[][] = [];
+      for (const p of parts) {
+        const g = groups.find((g) => g[0]!.w.type === p.w.type && g[0]!.w.cols === p.w.cols && g.length < K.MATMUL_MAX_PARTS);
+        if (g) g.push(p);
+        else groups.push([p]);
       }
-      // Rounded or quantized activations go through the fixed scratch, a batch of tokens at a time.
-      const perToken = fmt === 'f16' || fmt === 'bf16' ? 4 * w.cols : 2 * w.cols + (w.cols / 32) * 8 + 192;
-      const chunk = Math.floor(SCRATCH_BYTES / perToken);
-      if (chunk < 1) throw new BackendError('INVALID_ARGUMENT', `matmul: cols ${w.cols} too large for the activation scratch`);
-      for (let t = 0; t < nTokens; t += chunk) {
-        const n = Math.min(chunk, nTokens - t);
-        matmulChunk(out + t * w.rows * 4, w, x + t * w.cols * 4, n, fmt);
-      }
+      for (const g of groups) matmulGroup(g, x, nTokens);
     },
 
     getRows(out, table, ids, nTokens) {
