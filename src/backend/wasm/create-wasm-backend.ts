@@ -348,7 +348,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       const group = nHeads / nKvHeads;
       // Heads per unit of the f32 path: the whole KV group (K/V converted once for all of them), or
       // one head when that leaves too few units to keep every thread busy (decode of a few tokens).
-      const hpu = nThreads > 1 && nTokens * nKvHeads < 4 * nThreads ? 1 : group;
+      const hpu = nThreads > 1 && nTokens * nKvHeads < nThreads ? 1 : group;
       const perThread = half ? headDim * 4 : Math.ceil(((2 * headDim + 2 * hpu) * 4) / 64) * 64;
       // Scratch is indexed by chunk (at most nThreads * CHUNKS_PER_THREAD chunks, never fewer than nThreads).
       const maxChunks = Math.floor(SCRATCH_BYTES / perThread);
