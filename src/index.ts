@@ -1,4 +1,5 @@
 // wasmforge public API.
+export { WasmforgeError } from './errors.js';
 export { loadModel, Model } from './model/model.js';
 export type { LoadModelOptions, GenerateOptions, GeneratedPiece, GenerationResult, Generation, StopReason } from './model/model.js';
 export { ModelError } from './model/errors.js';
@@ -6,6 +7,7 @@ export { perplexity } from './model/perplexity.js';
 export { Sampler, SamplingError } from './sampling/sampler.js';
 export type { SamplingOptions } from './sampling/sampler.js';
 export { Tokenizer } from './tokenizer/index.js';
+export { TokenizerError } from './tokenizer/errors.js';
 export { readGGUF } from './gguf/reader.js';
 export type { GGUFFile, GGUFTensorInfo, GGUFEntry, GGUFValue, GGUFArray } from './gguf/reader.js';
 export { GGUFError } from './gguf/errors.js';
@@ -13,6 +15,8 @@ export { GGUFValueType } from './gguf/constants.js';
 export { encodeGGUF, writeGGUF } from './gguf/writer.js';
 export { GGMLType, typeTraits, typeByName, typeName } from './tensor/ggml-types.js';
 export { dequantize } from './tensor/dequant.js';
+export { TensorTypeError } from './tensor/errors.js';
+export { BackendError } from './backend/errors.js';
 export { quantize } from './tensor/quantize.js';
 export { openSource } from './io/open-source.js';
 export type { ModelInput } from './io/open-source.js';

@@ -1,3 +1,5 @@
+import { WasmforgeError } from '../errors.js';
+
 export type BackendErrorCode =
   /** An allocation would pass the 4 GiB wasm32 limit, or the runtime refused to grow memory. */
   | 'OUT_OF_MEMORY'
@@ -13,12 +15,6 @@ export type BackendErrorCode =
   | 'DISPOSED';
 
 /** Every backend problem surfaces as this one typed error: a code plus a message with the values. */
-export class BackendError extends Error {
+export class BackendError extends WasmforgeError<BackendErrorCode> {
   override readonly name = 'BackendError';
-  constructor(
-    readonly code: BackendErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
 }

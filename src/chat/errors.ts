@@ -1,12 +1,7 @@
+import { WasmforgeError } from '../errors.js';
+
 export type ChatTemplateErrorCode = 'NO_TEMPLATE' | 'BAD_TEMPLATE' | 'RENDER_FAILED' | 'BAD_MESSAGES';
 
-export class ChatTemplateError extends Error {
+export class ChatTemplateError extends WasmforgeError<ChatTemplateErrorCode> {
   override readonly name = 'ChatTemplateError';
-  constructor(
-    readonly code: ChatTemplateErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }

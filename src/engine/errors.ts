@@ -1,3 +1,5 @@
+import { WasmforgeError } from '../errors.js';
+
 export type EngineErrorCode =
   /** The queue of waiting requests is full: retry later. */
   | 'OVERLOADED'
@@ -15,13 +17,6 @@ export type EngineErrorCode =
   /** A forward pass failed; the requests in it fail with this, the engine goes on. */
   | 'INTERNAL';
 
-export class EngineError extends Error {
+export class EngineError extends WasmforgeError<EngineErrorCode> {
   override readonly name = 'EngineError';
-  constructor(
-    readonly code: EngineErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }

@@ -1,3 +1,5 @@
+import { WasmforgeError } from '../errors.js';
+
 export type GGUFErrorCode =
   | 'BAD_MAGIC'
   | 'BIG_ENDIAN'
@@ -26,12 +28,6 @@ export type GGUFErrorCode =
   | 'WRITE_ERROR';
 
 /** Every problem with a GGUF file surfaces as this one typed error: a code plus a message naming the field and values. */
-export class GGUFError extends Error {
+export class GGUFError extends WasmforgeError<GGUFErrorCode> {
   override readonly name = 'GGUFError';
-  constructor(
-    readonly code: GGUFErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
 }

@@ -1,15 +1,12 @@
 // A ByteSource is where model bytes come from: a file, a URL, a Blob or an in-memory buffer.
 // Readers ask for byte ranges and, for tensor data, hand over the final destination (a view
 // into wasm memory) so bytes are copied once, never staged through a whole-file buffer.
+import { WasmforgeError } from '../errors.js';
 
-export class ByteSourceError extends Error {
+export type ByteSourceErrorCode = 'OUT_OF_RANGE' | 'SHORT_READ' | 'FETCH_FAILED' | 'NO_RANGE_SUPPORT' | 'UNSUPPORTED_INPUT';
+
+export class ByteSourceError extends WasmforgeError<ByteSourceErrorCode> {
   override readonly name = 'ByteSourceError';
-  constructor(
-    readonly code: 'OUT_OF_RANGE' | 'SHORT_READ' | 'FETCH_FAILED' | 'NO_RANGE_SUPPORT' | 'UNSUPPORTED_INPUT',
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 export interface ByteSource {

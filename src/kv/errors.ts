@@ -1,11 +1,7 @@
+import { WasmforgeError } from '../errors.js';
+
 export type KVErrorCode = 'OUT_OF_BLOCKS' | 'CONTEXT_FULL' | 'UNKNOWN_SEQUENCE' | 'INVALID_ARGUMENT';
 
-export class KVCacheError extends Error {
+export class KVCacheError extends WasmforgeError<KVErrorCode> {
   override readonly name = 'KVCacheError';
-  constructor(
-    readonly code: KVErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
 }

@@ -1,3 +1,5 @@
+import { WasmforgeError } from '../errors.js';
+
 export type ModelErrorCode =
   | 'UNSUPPORTED_ARCHITECTURE'
   | 'MISSING_TENSOR'
@@ -7,12 +9,6 @@ export type ModelErrorCode =
   | 'PROMPT_TOO_LONG'
   | 'DISPOSED';
 
-export class ModelError extends Error {
+export class ModelError extends WasmforgeError<ModelErrorCode> {
   override readonly name = 'ModelError';
-  constructor(
-    readonly code: ModelErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
 }

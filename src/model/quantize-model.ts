@@ -6,6 +6,7 @@
 //
 // Also home of streamGGUF, the GGUF writer for tensors whose bytes are produced on demand (used
 // here and by the synthetic model generator).
+import { WasmforgeError } from '../errors.js';
 import { GGUFValueType } from '../gguf/constants.js';
 import type { GGUFEntry, GGUFFile } from '../gguf/reader.js';
 import { readGGUF } from '../gguf/reader.js';
@@ -17,14 +18,8 @@ import { canQuantize, quantize } from '../tensor/quantize.js';
 
 export type QuantizeModelErrorCode = 'UNSUPPORTED_TARGET' | 'UNSUPPORTED_SOURCE_TYPE' | 'BAD_TENSOR_DATA';
 
-export class QuantizeModelError extends Error {
+export class QuantizeModelError extends WasmforgeError<QuantizeModelErrorCode> {
   override readonly name = 'QuantizeModelError';
-  constructor(
-    readonly code: QuantizeModelErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 /** The targets `quantizeModel` offers, by their llama-quantize names (lower case). */

@@ -7,6 +7,7 @@
 // the other tensors, so the F32 and the Q4_0 model of one seed hold the same underlying weights.
 // Tensors are produced on demand in row chunks: nothing but the encoded tensor being written (and
 // one chunk of f32 values) is held, so a 1.1B-parameter model streams to disk in bounded memory.
+import { WasmforgeError } from '../errors.js';
 import { GGUFValueType } from '../gguf/constants.js';
 import { writeLazyGGUFFile } from '../runtime/file-sink.js';
 import type { GGUFEntry, GGUFFile } from '../gguf/reader.js';
@@ -15,14 +16,10 @@ import { GGMLType, typeName, typeTraits } from '../tensor/ggml-types.js';
 import { canQuantize, quantizeRow } from '../tensor/quantize.js';
 import { GGML_QNT_VERSION, llamaFileType, tensorTypeFor, type LazyTensor } from './quantize-model.js';
 
-export class SyntheticModelError extends Error {
+export type SyntheticModelErrorCode = 'BAD_SHAPE' | 'BAD_TYPE' | 'BAD_VOCAB' | 'VOCAB_NOT_FOUND';
+
+export class SyntheticModelError extends WasmforgeError<SyntheticModelErrorCode> {
   override readonly name = 'SyntheticModelError';
-  constructor(
-    readonly code: 'BAD_SHAPE' | 'BAD_TYPE' | 'BAD_VOCAB' | 'VOCAB_NOT_FOUND',
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 export type SyntheticVocab =

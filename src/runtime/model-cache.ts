@@ -7,15 +7,12 @@
 // complete, sha256). Progress is committed every `checkpointBytes`, and on abort or error, so a
 // closed tab loses at most that much.
 import { Sha256 } from './sha256.js';
+import { WasmforgeError } from '../errors.js';
 
-export class ModelCacheError extends Error {
+export type ModelCacheErrorCode = 'UNAVAILABLE' | 'FETCH_FAILED' | 'SIZE_MISMATCH' | 'HASH_MISMATCH' | 'ABORTED';
+
+export class ModelCacheError extends WasmforgeError<ModelCacheErrorCode> {
   override readonly name = 'ModelCacheError';
-  constructor(
-    readonly code: 'UNAVAILABLE' | 'FETCH_FAILED' | 'SIZE_MISMATCH' | 'HASH_MISMATCH' | 'ABORTED',
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 export interface CachedModelInfo {

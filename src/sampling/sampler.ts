@@ -1,6 +1,7 @@
 // Token sampling as a chain of small steps over a candidate list, in llama.cpp's default order:
 // logit bias → penalties → top-k → top-p → min-p → temperature → draw. Greedy when temperature <= 0.
 import { SeededRandom } from './rng.js';
+import { WasmforgeError } from '../errors.js';
 
 export interface SamplingOptions {
   /** 0 (or less) means greedy. Default 0.8. */
@@ -25,11 +26,10 @@ export interface SamplingOptions {
   seed?: number;
 }
 
-export class SamplingError extends Error {
+export type SamplingErrorCode = 'INVALID_OPTION' | 'NO_CANDIDATES';
+
+export class SamplingError extends WasmforgeError<SamplingErrorCode> {
   override readonly name = 'SamplingError';
-  constructor(readonly code: 'INVALID_OPTION' | 'NO_CANDIDATES', message: string) {
-    super(message);
-  }
 }
 
 interface Candidates {

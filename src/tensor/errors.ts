@@ -1,3 +1,5 @@
+import { WasmforgeError } from '../errors.js';
+
 export type TensorTypeErrorCode =
   /** The type has no (de)quantizer here. */
   | 'UNSUPPORTED_TYPE'
@@ -11,12 +13,6 @@ export type TensorTypeErrorCode =
   | 'NON_FINITE';
 
 /** Every problem converting tensor data between ggml types surfaces as this typed error. */
-export class TensorTypeError extends Error {
+export class TensorTypeError extends WasmforgeError<TensorTypeErrorCode> {
   override readonly name = 'TensorTypeError';
-  constructor(
-    readonly code: TensorTypeErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
 }

@@ -1,3 +1,5 @@
+import { WasmforgeError } from '../errors.js';
+
 export type TokenizerErrorCode =
   /** A tokenizer key is missing from the GGUF metadata. */
   | 'MISSING_METADATA'
@@ -17,13 +19,6 @@ export type TokenizerErrorCode =
   | 'INVALID_TOKEN_ID';
 
 /** Every tokenizer failure: a code plus a message naming the key, token or id involved. */
-export class TokenizerError extends Error {
+export class TokenizerError extends WasmforgeError<TokenizerErrorCode> {
   override readonly name = 'TokenizerError';
-  constructor(
-    readonly code: TokenizerErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }
