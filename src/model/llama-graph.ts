@@ -62,7 +62,7 @@ interface Buffers {
   ids: number; // i32[T]
   positions: number; // i32[T]
   slots: number; // i32[T]
-  tokenInfo: number; // i32[2T]: block table pointer, key count
+  tokenInfo: number; // i32[3T]: block table pointer, first key, end key
   blockTables: number; // i32 region for the batch's block tables
   blockTableCapacity: number; // in entries
 }
@@ -85,7 +85,7 @@ export class LlamaGraph {
     const T = maxBatchTokens;
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
     const floats = T * (2 * c.dim + 2 * qDim + 2 * kvDim + 2 * c.ffnDim + c.vocabSize);
-    return 4 * (floats + 5 * T + blockTableEntries) + 64 * 16;
+    return 4 * (floats + 6 * T + blockTableEntries) + 64 * 16;
   }
 
   private static blockTableEntries(kv: KVCache, maxBatchTokens: number): number {
@@ -100,7 +100,7 @@ export class LlamaGraph {
     return {
       x: f32(T * c.dim), xb: f32(T * c.dim), q: f32(T * qDim), k: f32(T * kvDim), v: f32(T * kvDim),
       attnOut: f32(T * qDim), gate: f32(T * c.ffnDim), up: f32(T * c.ffnDim), logits: f32(T * c.vocabSize),
-      ids: f32(T), positions: f32(T), slots: f32(T), tokenInfo: f32(2 * T),
+      ids: f32(T), positions: f32(T), slots: f32(T), tokenInfo: f32(3 * T),
       blockTables: f32(blockTableCapacity), blockTableCapacity,
     };
   }
@@ -193,15 +193,16 @@ export class LlamaGraph {
 
     const T = batch.length;
     const ids = this.backend.i32(buf.ids, T), positions = this.backend.i32(buf.positions, T);
-    const slots = this.backend.i32(buf.slots, T), info = this.backend.i32(buf.tokenInfo, 2 * T);
+    const slots = this.backend.i32(buf.slots, T), info = this.backend.i32(buf.tokenInfo, 3 * T);
     const next = new Map(reserved.map((r) => [r.seqId, { ...r, i: 0 }]));
     batch.forEach((t, i) => {
       const r = next.get(t.seqId)!;
       ids[i] = t.token;
       positions[i] = r.positions[r.i];
       slots[i] = r.slots[r.i];
-      info[2 * i] = tablePtr.get(t.seqId)!;
-      info[2 * i + 1] = r.positions[r.i] + 1; // causal: keys 0..position
+      info[3 * i] = tablePtr.get(t.seqId)!;
+      info[3 * i + 1] = 0; // causal: keys 0..position
+      info[3 * i + 2] = r.positions[r.i] + 1;
       r.i++;
     });
   }
