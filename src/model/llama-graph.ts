@@ -1,7 +1,11 @@
 // The llama-family forward pass (llama 1/2/3, mistral, qwen2), read top to bottom like llama2.c's run.c.
 // One call evaluates a batch of tokens from one or more sequences: every matmul covers the whole
 // batch; attention reads each token's own sequence through the paged KV cache.
+// Sliding-window models (config.slidingWindow) attend to the last W keys only, as llama.cpp's
+// standard SWA; after each pass the blocks that fell out of every sequence's window go back to
+// the pool (KVCache.releaseOutsideWindow), so a sequence holds about W + one block of keys.
 import type { AttentionArgs, Backend, RopeParams, WeightTensor } from '../backend/backend.js';
+import { KVCacheError } from '../kv/errors.js';
 import type { KVCache } from '../kv/kv-cache.js';
 
 export interface LlamaConfig {
@@ -16,6 +20,11 @@ export interface LlamaConfig {
   readonly rope: RopeParams;
   /** Context length the model was trained for. */
   readonly contextLength: number;
+  /**
+   * Sliding-window attention ({arch}.attention.sliding_window): a token at position p attends to
+   * keys k with k <= p and p - k < slidingWindow. Undefined: all earlier keys.
+   */
+  readonly slidingWindow?: number;
 }
 
 export interface LayerWeights {
@@ -77,6 +86,9 @@ export class LlamaGraph {
     readonly kv: KVCache,
     readonly maxBatchTokens: number,
   ) {
+    if (kv.options.slidingWindow !== config.slidingWindow) {
+      throw new RangeError(`the KV cache's sliding window (${kv.options.slidingWindow}) differs from the model's (${config.slidingWindow})`);
+    }
     this.buf = LlamaGraph.allocateBuffers(backend, config, kv, maxBatchTokens);
   }
 
@@ -108,7 +120,8 @@ export class LlamaGraph {
   /**
    * Evaluate a batch (at most maxBatchTokens). Tokens of one sequence must appear in order; each
    * takes the sequence's next position. Returns next-token logits for the tokens that asked, in order.
-   * If the KV cache cannot take the batch, throws and leaves every sequence as it was.
+   * If the KV cache cannot take the batch, throws and leaves every sequence as it was. With a
+   * sliding window, the batch's sequences then release the blocks no later token attends to.
    */
   forward(batch: readonly BatchToken[]): Float32Array[] {
     const T = batch.length;
@@ -146,6 +159,7 @@ export class LlamaGraph {
       be.matmul(buf.xb, L.wDown, buf.gate, T);
       be.add(buf.x, buf.x, buf.xb, T * c.dim);
     }
+    this.releaseOutsideWindow(batch);
 
     // Only the tokens that asked for logits go through the final norm and output projection.
     const wanted = batch.flatMap((t, i) => (t.logits ? [i] : []));
@@ -173,6 +187,11 @@ export class LlamaGraph {
     try {
       for (const [seqId, n] of countPerSeq) {
         const start = kv.sequenceLength(seqId);
+        // The kernel reads block tables from each token's first key on; earlier entries may be
+        // released (-1), later ones must not be (KVCache keeps this; checked as it is cheap).
+        if (kv.releasedBlocks(seqId) * kv.blockSize > kv.firstKey(start)) {
+          throw new KVCacheError('OUTSIDE_WINDOW', `sequence ${seqId}: position ${start} attends to keys whose blocks were released`);
+        }
         reserved.push({ seqId, start, ...kv.reserve(seqId, n) });
       }
     } catch (err) {
@@ -197,14 +216,21 @@ export class LlamaGraph {
     const next = new Map(reserved.map((r) => [r.seqId, { ...r, i: 0 }]));
     batch.forEach((t, i) => {
       const r = next.get(t.seqId)!;
+      const p = r.positions[r.i];
       ids[i] = t.token;
-      positions[i] = r.positions[r.i];
+      positions[i] = p;
       slots[i] = r.slots[r.i];
       info[3 * i] = tablePtr.get(t.seqId)!;
-      info[3 * i + 1] = 0; // causal: keys 0..position
-      info[3 * i + 2] = r.positions[r.i] + 1;
+      info[3 * i + 1] = kv.firstKey(p); // keys firstKey..p: causal, within the window
+      info[3 * i + 2] = p + 1;
       r.i++;
     });
+  }
+
+  /** The batch's sequences give back the blocks that fell out of their windows (sliding-window models). */
+  private releaseOutsideWindow(batch: readonly BatchToken[]): void {
+    if (this.config.slidingWindow === undefined) return;
+    for (const seqId of new Set(batch.map((t) => t.seqId))) this.kv.releaseOutsideWindow(seqId);
   }
 
   private attentionArgs(layer: number, nTokens: number): AttentionArgs {
