@@ -2,6 +2,10 @@
 // keys, as ggml's flash-attention CPU path): per (token, head) a running max M, running sum S and
 // the weighted V sum accumulated directly in the output row, then scaled by 1/S.
 //
+// Each token attends to the key range [first, end) of its sequence: first = 0 for full causal
+// attention, the oldest position inside the window for sliding-window attention. Keys before
+// `first` are never read, so their blocks may be released (their block-table entries are then -1).
+//
 // Two roundings of that recurrence (arg `half`):
 // - f32 (half = 0): Q, scores and the V accumulator in f32, as ggml's tiled flash attention.
 // - half (half = 1, f16 cache only): ggml's one-row flash attention (ops.cpp
@@ -99,7 +103,7 @@ function dotHalf(q: usize, k: usize, n: i32): f32 {
 
 /** One (token, head) of the half path; qs: headDim f32 of scratch for the f16-rounded query. */
 @inline function unitHalf(
-  qr: usize, o: usize, qs: usize, kc: usize, vc: usize, table: usize, nKeys: i32, headOff: usize,
+  qr: usize, o: usize, qs: usize, kc: usize, vc: usize, table: usize, first: i32, end: i32, headOff: usize,
   headDim: i32, scale: f32, blockSize: i32, kvDim: i32,
 ): void {
   const n4 = headDim & ~3;
@@ -110,7 +114,7 @@ function dotHalf(q: usize, k: usize, n: i32): f32 {
   memory.fill(o, 0, <usize>headDim << 2);
   let m: f32 = -Infinity;
   let sum: f32 = 0;
-  for (let p = 0; p < nKeys; p++) {
+  for (let p = first; p < end; p++) {
     const blk = load<i32>(table + (<usize>(p / blockSize) << 2));
     const rowOff = <usize>(blk * blockSize + p % blockSize) * <usize>kvDim * 2 + headOff;
     const s = dotHalf(qs, kc + rowOff, headDim) * scale;
@@ -138,7 +142,7 @@ function dotHalf(q: usize, k: usize, n: i32): f32 {
     }
     sum = sum * ms + vs;
   }
-  if (nKeys > 0) {
+  if (end > first) {
     const inv: f32 = <f32>1.0 / sum;
     const iv = f32x4.splat(inv);
     for (let i = 0; i < n4; i += 4) v128.store(o + (<usize>i << 2), f32x4.mul(v128.load(o + (<usize>i << 2)), iv));
@@ -150,11 +154,14 @@ function dotHalf(q: usize, k: usize, n: i32): f32 {
 
 /**
  * args: [op, q, out, nTokens, nHeads, nKvHeads, headDim, scale(f32), kPtr, vPtr, isF16,
- *        blockSize, kvDim, tokenInfo, half, scratch, hpu]. out must not overlap q. half (f16 cache
- * only) selects ggml's one-row rounding, split by (token, head) pairs; it needs headDim f32 of
- * scratch per share at scratch + ith * headDim * 4. The f32 path is split by (token, KV head, hpu heads)
- * and needs attnScratchStride bytes per share at scratch + ith * stride. (ith indexes the share,
- * not the thread: the pool runs shares as chunks claimed by any thread.)
+ *        blockSize, kvDim, tokenInfo, half, scratch, hpu]. tokenInfo: per token t, three i32 at
+ * tokenInfo + 12t: [block table pointer, first key, end key]; the token attends to its sequence's
+ * positions first..end-1, and block-table entries before first / blockSize are never read.
+ * out must not overlap q. half (f16 cache only) selects ggml's one-row rounding, split by
+ * (token, head) pairs; it needs headDim f32 of scratch per share at scratch + ith * headDim * 4.
+ * The f32 path is split by (token, KV head, hpu heads) and needs attnScratchStride bytes per share
+ * at scratch + ith * stride. (ith indexes the share, not the thread: the pool runs shares as
+ * chunks claimed by any thread.)
  */
 export function attention(args: usize, ith: i32, nth: i32): void {
   const q = <usize>arg(args, 1);
@@ -183,10 +190,10 @@ export function attention(args: usize, ith: i32, nth: i32): void {
       const hd = u - t * nHeads;
       const qr = q + <usize>u * (<usize>headDim << 2);
       const o = out + <usize>u * (<usize>headDim << 2);
-      const table = <usize>load<i32>(info + (<usize>t << 3));
-      const nKeys = load<i32>(info + (<usize>t << 3), 4);
+      const ti = info + <usize>t * 12;
+      const table = <usize>load<i32>(ti);
       const headOff = <usize>((hd / group) * headDim) * eb;
-      unitHalf(qr, o, qs, kc, vc, table, nKeys, headOff, headDim, scale, blockSize, kvDim);
+      unitHalf(qr, o, qs, kc, vc, table, load<i32>(ti, 4), load<i32>(ti, 8), headOff, headDim, scale, blockSize, kvDim);
     }
     return;
   }
@@ -210,15 +217,18 @@ export function attention(args: usize, ith: i32, nth: i32): void {
     const h0 = t * nHeads + kh * group + (r - kh * subs) * hpu; // first query head's row index
     const qr = q + <usize>h0 * hb;
     const o = out + <usize>h0 * hb;
-    const table = <usize>load<i32>(info + (<usize>t << 3));
-    const nKeys = load<i32>(info + (<usize>t << 3), 4);
+    const ti = info + <usize>t * 12;
+    const table = <usize>load<i32>(ti);
+    const first = load<i32>(ti, 4);
+    const keyEnd = load<i32>(ti, 8);
     const headOff = <usize>(kh * headDim) * eb;
     memory.fill(o, 0, <usize>hpu * hb);
-    let p = 0;
-    for (let bi = 0; p < nKeys; bi++) {
+    let p = first;
+    // Block by block from the block holding `first` (earlier entries may be released).
+    for (let bi = first / blockSize; p < keyEnd; bi++) {
       const base = <usize>(load<i32>(table + (<usize>bi << 2)) * blockSize);
-      const end = min(nKeys, p + blockSize);
-      for (let slot = base; p < end; p++, slot++) {
+      const blockEnd = min(keyEnd, (bi + 1) * blockSize);
+      for (let slot = base + <usize>(p - bi * blockSize); p < blockEnd; p++, slot++) {
         const rowOff = slot * <usize>kvDim * eb + headOff;
         let kr = kc + rowOff, vr = vc + rowOff;
         if (f16) {
@@ -235,7 +245,7 @@ export function attention(args: usize, ith: i32, nth: i32): void {
           let vs: f32 = 1;
           const mp = mS + (<usize>g << 2);
           const sp = sS + (<usize>g << 2);
-          if (p == 0) {
+          if (p == first) {
             store<f32>(mp, s);
             store<f32>(sp, 0);
           } else {
@@ -263,7 +273,7 @@ export function attention(args: usize, ith: i32, nth: i32): void {
         }
       }
     }
-    if (nKeys > 0) {
+    if (keyEnd > first) {
       for (let g = 0; g < hpu; g++) {
         const og = o + <usize>g * hb;
         const inv: f32 = <f32>1.0 / load<f32>(sS + (<usize>g << 2));

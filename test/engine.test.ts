@@ -2,14 +2,17 @@
 // (no cross-talk, batch invariance), cancellations and timeouts fail only their own request and
 // free its blocks, prefix reuse skips computation without changing outputs, preemption under a
 // tiny KV pool recomputes correctly, and the request API's edges (back-pressure, priorities,
-// stop strings, n completions, logprobs, context limits, dispose) behave as documented.
+// stop strings, n completions, logprobs, context limits, dispose) behave as documented; a
+// sliding-window model runs past its window in bounded KV, batch invariant, with correct prefix reuse.
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEngine, type Engine } from '../src/engine/engine.js';
 import { EngineError } from '../src/engine/errors.js';
 import type { EngineGeneration, EnginePiece, EngineRequest, EngineResult } from '../src/engine/types.js';
+import { KVCache } from '../src/kv/kv-cache.js';
 import { loadModel, type Model } from '../src/model/model.js';
 import { bundledModelPath } from '../src/runtime/bundled-model.js';
+import { swaModels, type SwaModels } from './helpers/swa-model.js';
 
 const SHARED = ['../shared/models/stories260K-q4_0.gguf', '../shared/models/stories260K-q8_0.gguf', '../shared/models/stories260K-f16.gguf'];
 const sharedModels = SHARED.filter((p) => existsSync(p));
@@ -321,7 +324,7 @@ describe('engine: request API', () => {
 });
 
 describe('engine: limits and lifecycle', () => {
-  it('a sequence reaching the context ends with context_full; sliding-window shift is refused', async () => {
+  it('a sequence reaching the context ends with context_full; sliding-window shift is refused for a model without a window', async () => {
     const engine = await createEngine(model, { contextLength: 40, kvCacheTokens: 256 });
     try {
       const req: EngineRequest = { prompt: promptOf(0, 10), maxTokens: 100, temperature: 0, ignoreEos: true };
@@ -333,7 +336,7 @@ describe('engine: limits and lifecycle', () => {
     } finally {
       await engine.dispose();
     }
-    await expect(createEngine(model, { contextShift: 'sliding-window' })).rejects.toMatchObject({ code: 'UNSUPPORTED' });
+    await expect(createEngine(model, { contextShift: 'sliding-window' })).rejects.toMatchObject({ code: 'UNSUPPORTED', message: expect.stringMatching(/sliding_window/) });
     await expect(createEngine(model, { kvCacheBytes: 1, kvCacheTokens: 1 })).rejects.toMatchObject({ code: 'INVALID_OPTION' });
   });
 
@@ -344,5 +347,114 @@ describe('engine: limits and lifecycle', () => {
     expectCode((await consume(g)).error, 'DISPOSED');
     expect(() => engine.generate({ prompt: promptOf(0, 5) })).toThrow(expect.objectContaining({ code: 'DISPOSED' }));
     expect((await model.generate(promptOf(0, 5), { maxTokens: 3, temperature: 0 }).result).tokens.length).toBe(3);
+  });
+});
+
+describe('engine: sliding-window model (window 12, KV blocks of 4)', () => {
+  const W = 12, BS = 4;
+  let models: SwaModels;
+  let swa: Model;
+  beforeAll(async () => {
+    models = await swaModels();
+    swa = await loadModel(await models.path(W), { threads: 2 });
+  });
+  afterAll(async () => {
+    await swa?.dispose();
+    await models?.dispose();
+  });
+  const tokens = (seed: number, n: number) => [1, ...Array.from({ length: n - 1 }, (_, i) => 3 + ((i * 89 + seed * 53) % 500))];
+
+  it('6 concurrent requests run far past the window: the same tokens and log-probs alone and together, blocks bounded by the window, none leaked', async () => {
+    // 40 blocks: the requests' 6 x 80 tokens fit only because blocks out of the window go back
+    const engine = await createEngine(swa, { blockSize: BS, kvCacheTokens: 160, maxBatchTokens: 64, prefixCacheEntries: 0 });
+    try {
+      expect(engine.contextLength).toBe(swa.contextLength); // not capped by the pool
+      const requests: EngineRequest[] = Array.from({ length: 6 }, (_, i) => ({
+        prompt: tokens(i, 3 + 5 * i), maxTokens: 50, ignoreEos: true, logprobs: true, ...(i % 2 ? { temperature: 1, seed: i } : { temperature: 0 }),
+      }));
+      const solo: EngineResult[] = [];
+      for (const r of requests) solo.push(await engine.generate(r).result);
+      for (const [i, r] of requests.entries()) expect(solo[i].tokens).toEqual(await alone(swa, r));
+
+      let worst = 0;
+      const together = await Promise.all(requests.map(async (r) => {
+        const g = engine.generate(r);
+        for await (const _ of g) {
+          // between steps every running sequence holds at most its next token's window
+          const m = engine.metrics();
+          worst = Math.max(worst, m.kvBlocksUsed - m.runningSequences * KVCache.windowBlocks(W, BS, 0));
+        }
+        return g.result;
+      }));
+      for (let i = 0; i < 6; i++) {
+        expect(together[i].tokens).toEqual(solo[i].tokens);
+        expect(together[i].completions[0].logprobs).toEqual(solo[i].completions[0].logprobs); // bit for bit
+        expect(together[i].tokens.length).toBe(50);
+      }
+      expect(worst).toBeLessThanOrEqual(0);
+      expect(engine.metrics().preemptions).toBe(0);
+      expectAllBlocksReturned(engine);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it('reaches the context with a pool smaller than it, ending with context_full as alone', async () => {
+    // a sequence holds at most windowBlocks(12, 4, 16) = 8 blocks: 32 of the pool's 64 tokens
+    const engine = await createEngine(swa, { blockSize: BS, kvCacheTokens: 64, maxBatchTokens: 16, contextLength: 120, contextShift: 'sliding-window' });
+    try {
+      expect(engine.contextLength).toBe(120);
+      const req: EngineRequest = { prompt: tokens(9, 10), maxTokens: 500, temperature: 0, ignoreEos: true };
+      const r = await engine.generate(req).result;
+      expect(r.stopReason).toBe('context_full');
+      expect(r.tokens.length).toBe(120 - 10 + 1);
+      expect(r.tokens).toEqual((await alone(swa, req)).slice(0, r.tokens.length));
+      // a prompt longer than the whole pool is admitted (it holds one window and chunk at a time)
+      const long: EngineRequest = { prompt: tokens(10, 100), maxTokens: 10, temperature: 0, ignoreEos: true };
+      expect((await engine.generate(long).result).tokens).toEqual(await alone(swa, long));
+      expectAllBlocksReturned(engine);
+    } finally {
+      await engine.dispose();
+    }
+    // a pool that cannot hold one window and batch (6 blocks here) caps the context instead
+    const small = await createEngine(swa, { blockSize: BS, kvCacheTokens: 16, maxBatchTokens: 8 });
+    try {
+      expect(small.contextLength).toBe(16);
+    } finally {
+      await small.dispose();
+    }
+  });
+
+  it('prefix reuse only where the cached sequence still holds the window, with the output of a lone run', async () => {
+    const engine = await createEngine(swa, { blockSize: BS, kvCacheTokens: 256, maxBatchTokens: 32 });
+    try {
+      const p = tokens(20, 20);
+      const a = await engine.generate({ prompt: p, maxTokens: 30, temperature: 0, ignoreEos: true }).result;
+      const kept = [...p, ...a.tokens.slice(0, -1)]; // 49 tokens in the KV of a's finished sequence
+      // extends all of it: reused
+      const b: EngineRequest = { prompt: [...kept, 7, 8, 9], maxTokens: 20, temperature: 0, ignoreEos: true };
+      const rb = await engine.generate(b).result;
+      expect(rb.usage.cachedPromptTokens).toBe(49);
+      expect(rb.tokens).toEqual(await alone(swa, b));
+      // shares 30 leading tokens, whose window a's sequence released: recomputed
+      const c: EngineRequest = { prompt: [...kept.slice(0, 30), 5, 6], maxTokens: 20, temperature: 0, ignoreEos: true };
+      const before = engine.metrics().computedTokens;
+      const rc = await engine.generate(c).result;
+      expect(rc.usage.cachedPromptTokens).toBe(0);
+      expect(engine.metrics().computedTokens - before).toBe(32 + 19);
+      expect(rc.tokens).toEqual(await alone(swa, c));
+      // n completions fork the prompt past the window and decode on
+      const n = await engine.generate({ prompt: tokens(21, 25), n: 3, maxTokens: 30, temperature: 1, seed: 5, ignoreEos: true }).result;
+      for (const comp of n.completions) expect(comp.tokens).toEqual(await alone(swa, { prompt: tokens(21, 25), maxTokens: 30, temperature: 1, seed: 5 + comp.index, ignoreEos: true }));
+      expectAllBlocksReturned(engine);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it('contextShift: sliding-window is accepted here; a bad value is INVALID_OPTION', async () => {
+    const engine = await createEngine(swa, { contextShift: 'sliding-window' });
+    await engine.dispose();
+    await expect(createEngine(swa, { contextShift: 'wrap' as never })).rejects.toMatchObject({ code: 'INVALID_OPTION' });
   });
 });

@@ -3,7 +3,7 @@ import type { Backend } from '../src/backend/backend.js';
 import { BlockPool } from '../src/kv/block-pool.js';
 import { KVCacheError } from '../src/kv/errors.js';
 import { copyBlockRows } from '../src/kv/copy-block.js';
-import { KVCache } from '../src/kv/kv-cache.js';
+import { KVCache, RELEASED_BLOCK } from '../src/kv/kv-cache.js';
 import { SeededRandom } from '../src/sampling/rng.js';
 
 /** The KV cache only allocates from its backend; a bump counter is all it needs here. */
@@ -12,8 +12,8 @@ function allocOnlyBackend(): Backend {
   return { alloc: (n: number) => ((top += n), top - n) } as unknown as Backend;
 }
 
-function cache(nBlocks: number, blockSize = 4, maxSequenceLength = 64) {
-  return new KVCache(allocOnlyBackend(), { nLayers: 2, kvDim: 8, blockSize, nBlocks, type: 'f16', maxSequenceLength });
+function cache(nBlocks: number, blockSize = 4, maxSequenceLength = 64, slidingWindow?: number) {
+  return new KVCache(allocOnlyBackend(), { nLayers: 2, kvDim: 8, blockSize, nBlocks, type: 'f16', maxSequenceLength, slidingWindow });
 }
 
 describe('BlockPool', () => {
@@ -116,11 +116,12 @@ function writeTag(kv: KVCache, be: Backend, slot: number, tag: number): void {
   }
 }
 
+/** Tags of the positions a sequence still holds: from its first unreleased block on. */
 function readTags(kv: KVCache, be: Backend, id: number): number[] {
   const f = new Float32Array(be.u8().buffer);
   const table = kv.blockTable(id), bs = kv.blockSize;
   const out: number[] = [];
-  for (let p = 0; p < kv.sequenceLength(id); p++) {
+  for (let p = kv.releasedBlocks(id) * bs; p < kv.sequenceLength(id); p++) {
     const slot = table[Math.floor(p / bs)] * bs + (p % bs);
     const tag = f[(kv.layers[0].kPtr >> 2) + slot * kv.layers[0].kvDim];
     // every layer's K and V agree, or a copy missed one of them (NaN then fails the comparison)
@@ -130,8 +131,8 @@ function readTags(kv: KVCache, be: Backend, id: number): number[] {
   return out;
 }
 
-function f32Cache(be: Backend, nBlocks: number, blockSize: number, maxSequenceLength: number) {
-  return new KVCache(be, { nLayers: 3, kvDim: 8, blockSize, nBlocks, type: 'f32', maxSequenceLength });
+function f32Cache(be: Backend, nBlocks: number, blockSize: number, maxSequenceLength: number, slidingWindow?: number) {
+  return new KVCache(be, { nLayers: 3, kvDim: 8, blockSize, nBlocks, type: 'f32', maxSequenceLength, slidingWindow });
 }
 
 /** Structural invariants of the pool and the block tables; returns what is wrong (plain checks: this runs thousands of times). */
@@ -141,11 +142,18 @@ function invariantErrors(kv: KVCache, ids: Iterable<number>): string[] {
   for (const id of ids) {
     const table = kv.blockTable(id);
     const len = kv.sequenceLength(id);
-    // token count = blocks x size - slack, 0 <= slack < size
+    // token count = blocks x size - slack, 0 <= slack < size (released blocks keep their entries)
     const slack = table.length * kv.blockSize - len;
     if (slack < 0 || slack >= kv.blockSize && len > 0 || len === 0 && table.length > 0) errors.push(`sequence ${id}: ${len} tokens in ${table.length} blocks`);
-    if (new Set(table).size !== table.length) errors.push(`sequence ${id} holds a block twice`);
-    for (const b of table) owners.set(b, (owners.get(b) ?? 0) + 1);
+    // released blocks (sliding window): a prefix of RELEASED_BLOCK entries, only ones whose keys
+    // no later token attends to; held tokens = length - released positions
+    const released = kv.releasedBlocks(id);
+    const held = table.slice(released);
+    if (table.slice(0, released).some((b) => b !== RELEASED_BLOCK) || held.some((b) => b < 0)) errors.push(`sequence ${id}: released entries are not the first ${released}`);
+    if (released * kv.blockSize > kv.firstKey(len)) errors.push(`sequence ${id} of ${len} tokens released ${released} blocks, some inside its window`);
+    if (kv.heldBlocks(id) !== held.length || released > table.length) errors.push(`sequence ${id}: ${kv.heldBlocks(id)} held and ${released} released of ${table.length} blocks`);
+    if (new Set(held).size !== held.length) errors.push(`sequence ${id} holds a block twice`);
+    for (const b of held) owners.set(b, (owners.get(b) ?? 0) + 1);
   }
   // a block owned by several sequences has exactly that ref count; every other block is free, once
   for (const [b, n] of owners) if (kv.pool.refCount(b) !== n) errors.push(`block ${b}: ${n} owners, ref count ${kv.pool.refCount(b)}`);
@@ -232,21 +240,25 @@ describe('KV sharing', () => {
     checkInvariants(kv, [1, 2, 3]);
   });
 
-  for (const seed of [1, 2, 3]) {
-    it(`keeps ref counts, free list, block tables and every sequence's content under random operations (seed ${seed})`, () => {
+  const randomCases: { seed: number; window?: number }[] = [{ seed: 1 }, { seed: 2 }, { seed: 3 }, { seed: 4, window: 1 }, { seed: 5, window: 6 }, { seed: 6, window: 13 }];
+  for (const { seed, window } of randomCases) {
+    it(`keeps ref counts, free list, block tables and every sequence's content under random operations (seed ${seed}${window ? `, sliding window ${window}` : ''})`, () => {
       const rng = new SeededRandom(seed);
       const int = (n: number) => Math.floor(rng.next() * n);
       const be = memoryBackend();
-      const nBlocks = 20, blockSize = 4;
-      const kv = f32Cache(be, nBlocks, blockSize, 48);
+      const nBlocks = window === undefined ? 20 : 32, blockSize = 4;
+      // windowed sequences hold few blocks however long: let them grow long
+      const kv = f32Cache(be, nBlocks, blockSize, window === undefined ? 48 : 200, window);
       const content = new Map<number, number[]>(); // what each sequence should read back
       let nextId = 0, nextTag = 1;
-      let failures = 0;
+      let failures = 0, outsideWindow = 0, released = 0;
       for (let step = 0; step < 3000; step++) {
         const ids = [...content.keys()];
         const pick = () => ids[int(ids.length)];
-        // create, reserve x2, truncate, fork, remove x2: the population stays small
-        const op = ids.length === 0 ? 0 : [0, 1, 2, 3, 4, 5, 5][int(7)];
+        // create, reserve x2, truncate, fork, remove x2, and with a window release (also after
+        // half the reserves, as the graph does after a forward pass): the population stays small
+        const ops = window === undefined ? [0, 1, 2, 3, 4, 5, 5] : [0, 1, 2, 3, 4, 5, 5, 6];
+        const op = ids.length === 0 ? 0 : ops[int(ops.length)];
         const snapshot = ids.map((id) => [id, kv.sequenceLength(id), [...kv.blockTable(id)]]);
         const refs = Array.from({ length: nBlocks }, (_, b) => kv.pool.refCount(b));
         try {
@@ -260,6 +272,7 @@ describe('KV sharing', () => {
               writeTag(kv, be, s, nextTag);
               content.get(id)!.push(nextTag++);
             }
+            if (op === 2) released += kv.releaseOutsideWindow(id);
           } else if (op === 3) {
             const id = pick(), len = int(kv.sequenceLength(id) + 1);
             kv.truncate(id, len);
@@ -268,14 +281,25 @@ describe('KV sharing', () => {
             const id = pick(), len = int(kv.sequenceLength(id) + 1);
             kv.fork(id, nextId, len);
             content.set(nextId++, content.get(id)!.slice(0, len));
-          } else {
+          } else if (op === 5) {
             const id = pick();
             kv.removeSequence(id);
             content.delete(id);
+          } else {
+            const id = pick(), free = kv.pool.freeCount;
+            const n = kv.releaseOutsideWindow(id);
+            released += n;
+            // a block others still share stays allocated; the rest return to the pool
+            expect(kv.pool.freeCount - free).toBeLessThanOrEqual(n);
+            // what is left: the window of the next token and no whole block before it
+            expect(kv.heldBlocks(id)).toBeLessThanOrEqual(KVCache.windowBlocks(window!, blockSize, 0));
+            expect(kv.releasedBlocks(id)).toBe(Math.floor(kv.firstKey(kv.sequenceLength(id)) / blockSize));
           }
         } catch (err) {
           expect(err).toBeInstanceOf(KVCacheError);
-          expect(['OUT_OF_BLOCKS', 'CONTEXT_FULL']).toContain((err as KVCacheError).code);
+          const code = (err as KVCacheError).code;
+          expect(window === undefined ? ['OUT_OF_BLOCKS', 'CONTEXT_FULL'] : ['OUT_OF_BLOCKS', 'CONTEXT_FULL', 'OUTSIDE_WINDOW']).toContain(code);
+          if (code === 'OUTSIDE_WINDOW') outsideWindow++;
           failures++;
           // all or nothing
           const after = ids.map((id) => [id, kv.sequenceLength(id), [...kv.blockTable(id)]]);
@@ -284,14 +308,128 @@ describe('KV sharing', () => {
         }
         const errors = invariantErrors(kv, content.keys());
         if (errors.length > 0) expect(errors).toEqual([]);
-        for (const [id, tags] of content) {
+        for (const [id, all] of content) {
+          const tags = all.slice(kv.releasedBlocks(id) * blockSize);
           const got = readTags(kv, be, id);
           if (got.length !== tags.length || got.some((t, i) => t !== tags[i])) expect(got).toEqual(tags);
         }
       }
       expect(failures).toBeGreaterThan(10); // the pool did run out along the way
+      if (window !== undefined) {
+        // windows did release blocks, and cutting into released positions was refused
+        expect(released).toBeGreaterThan(20);
+        expect(outsideWindow).toBeGreaterThan(0);
+      }
       for (const id of [...content.keys()]) kv.removeSequence(id);
       expect(kv.pool.freeCount).toBe(nBlocks);
     });
   }
+});
+
+describe('KV sliding window', () => {
+  it('releases a leading block once no later token attends to any key in it', () => {
+    const kv = cache(8, 4, 64, 6); // a token at p attends to p-5..p
+    kv.createSequence(1);
+    kv.reserve(1, 8); // next token at 8 attends to 3..8: block 0 (0..3) still needed
+    expect(kv.releaseOutsideWindow(1)).toBe(0);
+    kv.reserve(1, 1); // next at 9 attends to 4..9
+    const [b0, b1, b2] = kv.blockTable(1);
+    expect(kv.releaseOutsideWindow(1)).toBe(1);
+    expect(kv.blockTable(1)).toEqual([RELEASED_BLOCK, b1, b2]);
+    expect([kv.releasedBlocks(1), kv.heldBlocks(1), kv.pool.usedCount, kv.pool.refCount(b0)]).toEqual([1, 2, 2, 0]);
+    expect(kv.releaseOutsideWindow(1)).toBe(0); // idempotent
+    // positions go on from 9; slots land in the held blocks only
+    const { positions, slots } = kv.reserve(1, 20);
+    expect(positions[0]).toBe(9);
+    expect(slots.every((s) => s >= 0)).toBe(true);
+    kv.releaseOutsideWindow(1); // next at 29 attends to 24..29: blocks 0..5 released
+    expect(kv.releasedBlocks(1)).toBe(6);
+    expect(kv.heldBlocks(1)).toBe(2);
+    expect(kv.firstKey(29)).toBe(24);
+    checkInvariants(kv, [1]);
+    kv.removeSequence(1);
+    expect(kv.pool.usedCount).toBe(0);
+  });
+
+  it('holds at most windowBlocks blocks however long the sequence grows, in a pool far smaller than it', () => {
+    for (const [window, blockSize] of [[12, 4], [5, 4], [3, 8], [1, 2]]) {
+      const chunk = 3;
+      const bound = KVCache.windowBlocks(window, blockSize, chunk);
+      const kv = cache(bound, blockSize, 1000, window);
+      kv.createSequence(0);
+      for (let len = 0; len < 900; len += chunk) {
+        expect(kv.blocksNeeded(0, chunk)).toBeLessThanOrEqual(kv.peakBlocksNeeded(0, 900 - len, chunk));
+        kv.reserve(0, chunk); // would throw OUT_OF_BLOCKS without releases
+        expect(kv.heldBlocks(0)).toBeLessThanOrEqual(bound);
+        kv.releaseOutsideWindow(0);
+        expect(kv.heldBlocks(0)).toBeLessThanOrEqual(KVCache.windowBlocks(window, blockSize, 0));
+      }
+      expect(kv.peakBlocksNeeded(0, 5000, chunk)).toBeLessThanOrEqual(bound);
+      checkInvariants(kv, [0]);
+    }
+    // without a window, peakBlocksNeeded is blocksNeeded
+    const plain = cache(64, 4, 1000);
+    plain.createSequence(0);
+    expect(plain.peakBlocksNeeded(0, 100, 8)).toBe(plain.blocksNeeded(0, 100));
+    expect(plain.releaseOutsideWindow(0)).toBe(0);
+  });
+
+  it('a shared block released by one sequence stays for the others', () => {
+    const kv = cache(8, 4, 64, 6);
+    kv.createSequence(1);
+    kv.reserve(1, 8);
+    kv.fork(1, 2); // the next token at 8 attends to 3..8: all blocks shared
+    const [b0, b1] = kv.blockTable(1);
+    kv.reserve(1, 6); // next at 14 attends to 9..14
+    expect(kv.releaseOutsideWindow(1)).toBe(2);
+    expect([kv.pool.refCount(b0), kv.pool.refCount(b1)]).toEqual([1, 1]); // sequence 2 still holds them
+    expect(kv.blockTable(2).slice(0, 2)).toEqual([b0, b1]);
+    checkInvariants(kv, [1, 2]);
+    kv.removeSequence(2);
+    expect([kv.pool.refCount(b0), kv.pool.refCount(b1)]).toEqual([0, 0]);
+    expect(kv.pool.usedCount).toBe(2);
+    checkInvariants(kv, [1]);
+  });
+
+  it('fork and truncate refuse lengths whose window reaches released blocks, and fork shares only what the window needs', () => {
+    const kv = cache(16, 4, 64, 6);
+    kv.createSequence(1);
+    kv.reserve(1, 20);
+    kv.releaseOutsideWindow(1); // next at 20 attends to 15..20: blocks 0..2 (positions 0..11) released
+    expect(kv.releasedBlocks(1)).toBe(3);
+    // a token at n attends to n-5..n: n >= 17 keeps it within positions 12..
+    for (const n of [16, 10, 1]) {
+      expect(kv.canShorten(1, n)).toBe(false);
+      expect(() => kv.fork(1, 2, n)).toThrow(expect.objectContaining({ code: 'OUTSIDE_WINDOW' }));
+      expect(() => kv.truncate(1, n)).toThrow(expect.objectContaining({ code: 'OUTSIDE_WINDOW' }));
+    }
+    expect(kv.hasSequence(2)).toBe(false);
+    expect(kv.sequenceLength(1)).toBe(20);
+    expect(kv.canShorten(1, 0)).toBe(true); // nothing to attend to
+    expect(kv.canShorten(1, 17)).toBe(true);
+    kv.fork(1, 3, 17);
+    expect(kv.blockTable(3)).toEqual([RELEASED_BLOCK, RELEASED_BLOCK, RELEASED_BLOCK, kv.blockTable(1)[3], kv.blockTable(1)[4]]);
+    kv.reserve(1, 8);
+    kv.releaseOutsideWindow(1); // next at 28 attends to 23..: blocks 3, 4 released by 1, still held by 3
+    kv.fork(3, 4, 0);
+    expect(kv.blockTable(4)).toEqual([]);
+    checkInvariants(kv, [1, 3, 4]);
+    // a fork releases, for itself, what is outside its own window
+    kv.createSequence(5);
+    kv.reserve(5, 16);
+    kv.fork(5, 6, 16);
+    expect(kv.releasedBlocks(5)).toBe(0);
+    expect(kv.releasedBlocks(6)).toBe(2); // next at 16 attends to 11..16
+    // truncating releases out of the shorter sequence's window... which is never more than before
+    kv.truncate(5, 13);
+    expect(kv.releasedBlocks(5)).toBe(2); // next at 13 attends to 8..13
+    checkInvariants(kv, [1, 3, 4, 5, 6]);
+    for (const id of [1, 3, 4, 5, 6]) kv.removeSequence(id);
+    expect(kv.pool.usedCount).toBe(0);
+  });
+
+  it('refuses a bad window', () => {
+    expect(() => cache(4, 4, 64, 0)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => cache(4, 4, 64, 2.5)).toThrow(KVCacheError);
+  });
 });

@@ -5,16 +5,20 @@ import type { Backend } from '../src/backend/backend.js';
 import { KVCache } from '../src/kv/kv-cache.js';
 import { PrefixCache } from '../src/kv/prefix-cache.js';
 
-function setup(nBlocks = 16, maxEntries = 4) {
+function setup(nBlocks = 16, maxEntries = 4, slidingWindow?: number) {
   let top = 0;
   const be = { alloc: (n: number) => ((top += n), top - n), u8: () => new Uint8Array(1 << 16) } as unknown as Backend;
-  const kv = new KVCache(be, { nLayers: 1, kvDim: 4, blockSize: 4, nBlocks, type: 'f32', maxSequenceLength: 64 });
+  const kv = new KVCache(be, { nLayers: 1, kvDim: 4, blockSize: 4, nBlocks, type: 'f32', maxSequenceLength: 64, slidingWindow });
   let id = 1000;
   const cache = new PrefixCache(kv, () => id++, maxEntries);
-  /** A finished sequence of these tokens, handed to the cache and then removed, as the engine does. */
+  /**
+   * A finished sequence of these tokens, handed to the cache and then removed, as the engine does
+   * (with a sliding window it released its out-of-window blocks first, as after a forward pass).
+   */
   const finish = (seqId: number, tokens: number[]) => {
     kv.createSequence(seqId);
     kv.reserve(seqId, tokens.length);
+    kv.releaseOutsideWindow(seqId);
     cache.insert(seqId, tokens);
     kv.removeSequence(seqId);
   };
@@ -77,6 +81,49 @@ describe('PrefixCache', () => {
     kv.removeSequence(50);
     expect(kv.pool.usedCount).toBe(0);
     expect(cache.evictOne()).toBe(false);
+  });
+
+  it('sliding window: a sequence gives only prefixes whose window it still holds', () => {
+    const { kv, cache, finish } = setup(16, 4, 6); // a token at n attends to n-5..n
+    finish(1, range(0, 20)); // released positions 0..11 (blocks 0-2): it can give n >= 17
+    expect(kv.pool.usedCount).toBe(2);
+    expect(cache.match([...range(0, 20), 99], 100)).toMatchObject({ length: 20 });
+    expect(cache.match([...range(0, 17), 99], 100)).toMatchObject({ length: 17 });
+    expect(cache.match([...range(0, 16), 99], 100)).toBeUndefined();
+    expect(cache.match([...range(0, 10), 99], 100)).toBeUndefined();
+    expect(cache.match(range(0, 20), 12)).toBeUndefined(); // capped below what it can give
+    const m = cache.match(range(0, 30), 18)!;
+    kv.fork(m.seqId, 2, m.length);
+    expect(kv.blockTable(2)).toEqual([-1, -1, -1, ...kv.blockTable(m.seqId).slice(3)]);
+    kv.removeSequence(2);
+
+    // a longer entry that cannot give a shorter prefix does not cover it, nor does a new one drop it
+    finish(3, range(0, 10));
+    expect(cache.size).toBe(2);
+    expect(cache.match([...range(0, 10), 99], 100)).toMatchObject({ length: 10 });
+    finish(4, range(0, 30)); // can give n >= 29
+    expect(cache.size).toBe(3);
+    expect(cache.match([...range(0, 20), 99], 100)).toMatchObject({ length: 20 });
+    finish(5, range(0, 21)); // can give n >= 21: not 20
+    expect(cache.size).toBe(4);
+    finish(6, range(0, 22)); // can give n >= 21: covers 21, which goes
+    expect(cache.size).toBe(4);
+    expect(cache.match([...range(0, 21), 99], 100)).toMatchObject({ length: 21 });
+    expect(cache.match([...range(0, 20), 99], 100)).toMatchObject({ length: 20 });
+    expect(cache.match([...range(0, 10), 99], 100)).toMatchObject({ length: 10 });
+    const ids = [...kv.sequenceIds()];
+    finish(8, range(0, 21)); // covered by 22: no new entry
+    expect([...kv.sequenceIds()]).toEqual(ids);
+    // live sequences are held to the same rule
+    kv.createSequence(7);
+    kv.reserve(7, 24);
+    kv.releaseOutsideWindow(7); // gives n >= 21
+    const live = [{ seqId: 7, tokens: range(500, 24), length: 24 }];
+    expect(cache.match(range(500, 22), 21, live)).toEqual({ seqId: 7, length: 21 });
+    expect(cache.match(range(500, 22), 20, live)).toBeUndefined();
+    kv.removeSequence(7);
+    cache.clear();
+    expect(kv.pool.usedCount).toBe(0);
   });
 
   it('keeps nothing with zero entries', () => {

@@ -29,6 +29,8 @@
 //    rounds Q and the running V sum to f16; the reference takes those roundings in f64, where the
 //    kernel rounds from f32 values: each accumulation step may land on the other side of an f16
 //    rounding boundary, a 2^-11 relative step, so tol = 2^-9 (= 4 such steps).
+//    Sliding windows take the same bounds over the keys inside the window; keys before it are
+//    garbage and blocks holding only such keys are -1 in the block table, so reading them fails.
 // These bounds were calibrated against an f32, ggml-ordered emulation of each op (iterative theta,
 // sequential f32 sums, online softmax, Q8_0/Q8_K activations), which lands at <= 0.17 of every
 // bound (<= 0.66 for matmul's 6-sigma bound), while a slip such as a wrong GQA head mapping or a
@@ -590,6 +592,12 @@ interface AttnScenario {
   /** Per sequence: cached length, and how many of its last positions are queries in this call. */
   seqs: { len: number; nNew: number }[];
   qScale?: number;
+  /**
+   * Sliding window: a query at position p attends to keys max(0, p + 1 - window)..p. Blocks that
+   * no query of a sequence reads are released: their block-table entries are -1, and keys before
+   * the window in a held block are garbage, so reading either shows.
+   */
+  window?: number;
 }
 
 const ATTN_SCENARIOS: AttnScenario[] = [
@@ -603,6 +611,13 @@ const ATTN_SCENARIOS: AttnScenario[] = [
   // head dims that are not a multiple of 16: ggml's one-row rounding over an f16 cache
   { name: 'GQA 8/4 (stories260K shape), prefill plus a long decode', nHeads: 8, nKvHeads: 4, headDim: 8, blockSize: 16, seqs: [{ len: 64, nNew: 64 }, { len: 500, nNew: 1 }] },
   { name: 'MQA 4/1 headDim 72, large scores', nHeads: 4, nKvHeads: 1, headDim: 72, blockSize: 16, seqs: [{ len: 90, nNew: 5 }], qScale: 30 },
+  // sliding windows: smaller and larger than a block, odd sizes, windows that start mid-block
+  { name: 'GQA 8/4, window 5 < block 16', nHeads: 8, nKvHeads: 4, headDim: 64, blockSize: 16, window: 5, seqs: [{ len: 70, nNew: 17 }, { len: 3, nNew: 1 }, { len: 40, nNew: 1 }] },
+  { name: 'MHA 4/4, window 37 > odd block 5', nHeads: 4, nKvHeads: 4, headDim: 128, blockSize: 5, window: 37, seqs: [{ len: 123, nNew: 9 }, { len: 37, nNew: 2 }, { len: 38, nNew: 1 }] },
+  { name: 'GQA 4/2, window 1 (each token sees itself)', nHeads: 4, nKvHeads: 2, headDim: 64, blockSize: 4, window: 1, seqs: [{ len: 13, nNew: 5 }] },
+  { name: 'GQA 8/2, window 300 over a 1025-key decode, large scores', nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 64, window: 300, seqs: [{ len: 1025, nNew: 2 }, { len: 299, nNew: 3 }], qScale: 30 },
+  { name: 'GQA 8/4 (stories260K shape), window 12, block 4', nHeads: 8, nKvHeads: 4, headDim: 8, blockSize: 4, window: 12, seqs: [{ len: 60, nNew: 30 }, { len: 61, nNew: 1 }] },
+  { name: 'MQA 4/1 headDim 72, window 23, odd block 7', nHeads: 4, nKvHeads: 1, headDim: 72, blockSize: 7, window: 23, seqs: [{ len: 500, nNew: 1 }, { len: 90, nNew: 5 }], qScale: 30 },
 ];
 
 function attentionCase(s: AttnScenario, type: KVCacheType, seed: number) {
@@ -616,8 +631,12 @@ function attentionCase(s: AttnScenario, type: KVCacheType, seed: number) {
   // Cache: unused slots hold large finite garbage, so reading a wrong slot shows; used slots random.
   const nSlots = nBlocks * s.blockSize;
   const kVals = new Float32Array(nSlots * kvDim).fill(3e4), vVals = new Float32Array(nSlots * kvDim).fill(-3e4);
+  // Keys before the first one a sequence's earliest query attends to stay garbage; blocks holding
+  // only such keys are released (-1 in the block table the kernels get).
+  const firstKey = (pos: number) => (s.window === undefined ? 0 : Math.max(0, pos + 1 - s.window));
+  const liveFrom = s.seqs.map((q) => firstKey(q.len - q.nNew));
   s.seqs.forEach((q, si) => {
-    for (let p = 0; p < q.len; p++) {
+    for (let p = liveFrom[si]; p < q.len; p++) {
       const slot = tables[si][Math.floor(p / s.blockSize)] * s.blockSize + (p % s.blockSize);
       for (let i = 0; i < kvDim; i++) {
         kVals[slot * kvDim + i] = 2 * r() - 1;
@@ -633,18 +652,18 @@ function attentionCase(s: AttnScenario, type: KVCacheType, seed: number) {
   };
   const kBytes = encode(kVals), vBytes = encode(vVals);
 
-  const queries: { seq: number; pos: number }[] = [];
-  s.seqs.forEach((q, si) => { for (let p = q.len - q.nNew; p < q.len; p++) queries.push({ seq: si, pos: p }); });
+  const queries: { seq: number; pos: number; first: number }[] = [];
+  s.seqs.forEach((q, si) => { for (let p = q.len - q.nNew; p < q.len; p++) queries.push({ seq: si, pos: p, first: firstKey(p) }); });
   const nTokens = queries.length;
   const qv = uniform(nTokens * dim, r, -(s.qScale ?? 1), s.qScale ?? 1);
 
   // Largest |score| (for the bound), from the f32 values (f16 rounding barely changes it)
   let maxScore = 0;
   const scale = 1 / Math.sqrt(s.headDim);
-  queries.forEach(({ seq, pos }, t) => {
+  queries.forEach(({ seq, pos, first }, t) => {
     for (let h = 0; h < s.nHeads; h++) {
       const kvh = Math.floor(h / (s.nHeads / s.nKvHeads));
-      for (let p = 0; p <= pos; p++) {
+      for (let p = first; p <= pos; p++) {
         const slot = tables[seq][Math.floor(p / s.blockSize)] * s.blockSize + (p % s.blockSize);
         let d = 0;
         for (let i = 0; i < s.headDim; i++) d += qv[t * dim + h * s.headDim + i] * kVals[slot * kvDim + kvh * s.headDim + i];
@@ -658,9 +677,9 @@ function attentionCase(s: AttnScenario, type: KVCacheType, seed: number) {
     const layer = { kPtr: be.alloc(bytes), vPtr: be.alloc(bytes), type, blockSize: s.blockSize, kvDim };
     be.u8().set(kBytes, layer.kPtr);
     be.u8().set(vBytes, layer.vPtr);
-    const tablePtrs = tables.map((t) => put(be, t));
-    const info = new Int32Array(2 * nTokens);
-    queries.forEach(({ seq, pos }, t) => { info[2 * t] = tablePtrs[seq]; info[2 * t + 1] = pos + 1; });
+    const tablePtrs = tables.map((t, si) => put(be, t.map((b, i) => (i < Math.floor(liveFrom[si] / s.blockSize) ? -1 : b))));
+    const info = new Int32Array(3 * nTokens);
+    queries.forEach(({ seq, pos, first }, t) => info.set([tablePtrs[seq], first, pos + 1], 3 * t));
     const args: AttentionArgs = {
       q: put(be, qv), out: be.alloc(nTokens * dim * 4), nTokens, nHeads: s.nHeads, nKvHeads: s.nKvHeads,
       headDim: s.headDim, scale, layer, tokenInfo: put(be, info),

@@ -583,66 +583,107 @@ describe('storeKV and attention', () => {
     { name: 'MHA', nHeads: 2, nKvHeads: 2, headDim: 64 },
     { name: 'GQA, head dim 72', nHeads: 4, nKvHeads: 2, headDim: 72 },
   ];
+  /**
+   * Attention of 5 tokens of one sequence (positions 0, 3, 4, 12, 22) over a paged cache whose
+   * blocks are out of order; with a window, each token's table has its released blocks as -1.
+   */
+  function runAttention(be: WasmBackend, type: 'f32' | 'f16', shape: { nHeads: number; nKvHeads: number; headDim: number }, k: Float32Array, v: Float32Array,
+    q: Float32Array, tables: number[][], ranges: [number, number][]): Float32Array {
+    const { nHeads, nKvHeads, headDim } = shape;
+    const blockSize = 4, nSlots = blockSize * 8, kvDim = nKvHeads * headDim, eb = type === 'f16' ? 2 : 4;
+    const layer: KVLayer = { kPtr: be.alloc(nSlots * kvDim * eb), vPtr: be.alloc(nSlots * kvDim * eb), type, blockSize, kvDim };
+    be.storeKV(layer, putF32(be, k), putF32(be, v), putI32(be, Array.from({ length: nSlots }, (_, i) => i)), nSlots);
+    const tps = tables.map((t) => putI32(be, t));
+    const info = putI32(be, ranges.flatMap(([first, end], t) => [tps[t]!, first, end]));
+    const qp = putF32(be, q);
+    const op = be.alloc(q.length * 4);
+    be.attention({ q: qp, out: op, nTokens: ranges.length, nHeads, nKvHeads, headDim, scale: 1 / Math.sqrt(headDim), layer, tokenInfo: info });
+    return be.f32(op, q.length).slice();
+  }
+
+  const TABLE = [6, 1, 7, 3, 0, 5]; // the sequence's blocks, deliberately out of order
+  const POSITIONS = [0, 3, 4, 12, 22];
+  /** Keys max(0, p + 1 - window)..p of each token, and its table with the blocks before them released. */
+  function windowed(window: number | undefined): { ranges: [number, number][]; tables: number[][] } {
+    const ranges = POSITIONS.map((p): [number, number] => [window === undefined ? 0 : Math.max(0, p + 1 - window), p + 1]);
+    return { ranges, tables: ranges.map(([first]) => TABLE.map((b, i) => (i < Math.floor(first / 4) ? -1 : b))) };
+  }
+
   for (const type of ['f32', 'f16'] as const) {
-    for (const { name, nHeads, nKvHeads, headDim } of shapes) {
-      it(`attention ${name} over a paged ${type} cache`, () => {
-        const blockSize = 4, nBlocks = 8, kvDim = nKvHeads * headDim;
-        const nSlots = blockSize * nBlocks;
-        const kAll = randomF32(nSlots * kvDim, 10 + headDim, 2), vAll = randomF32(nSlots * kvDim, 20 + headDim, 2);
-        const table = [6, 1, 7, 3, 0, 5]; // the sequence's blocks, deliberately out of order
-        const nTokens = 5;
-        const nKeys = [1, 4, 5, 13, 23]; // causal: positions 0, 3, 4, 12, 22
-        const q = randomF32(nTokens * nHeads * headDim, 30 + headDim, 1.5);
-        const scale = 1 / Math.sqrt(headDim);
-        const eb = type === 'f16' ? 2 : 4;
-        const out = onAll((be) => {
-          const layer: KVLayer = { kPtr: be.alloc(nSlots * kvDim * eb), vPtr: be.alloc(nSlots * kvDim * eb), type, blockSize, kvDim };
-          be.storeKV(layer, putF32(be, kAll), putF32(be, vAll), putI32(be, Array.from({ length: nSlots }, (_, i) => i)), nSlots);
-          const tp = putI32(be, table);
-          const info = putI32(be, nKeys.flatMap((n) => [tp, n]));
-          const qp = putF32(be, q);
-          const op = be.alloc(q.length * 4);
-          be.attention({ q: qp, out: op, nTokens, nHeads, nKvHeads, headDim, scale, layer, tokenInfo: info });
-          return be.f32(op, q.length).slice();
-        });
-        const cached = (arr: Float32Array, i: number) => (type === 'f16' ? f16Round(arr[i]!) : arr[i]!);
-        const want = new Float64Array(q.length);
-        const mag = new Float64Array(q.length);
-        const oneRow = type === 'f16' && headDim % 16 !== 0;
-        for (let t = 0; t < nTokens; t++) {
-          for (let h = 0; h < nHeads; h++) {
-            const kvh = Math.floor(h / (nHeads / nKvHeads));
-            const slots = Array.from({ length: nKeys[t]! }, (_, p) => table[Math.floor(p / blockSize)]! * blockSize + (p % blockSize));
-            if (oneRow) {
-              const row = (arr: Float32Array, slot: number) => Array.from({ length: headDim }, (_, i) => cached(arr, slot * kvDim + kvh * headDim + i));
-              const qRow = Array.from(q.subarray((t * nHeads + h) * headDim, (t * nHeads + h + 1) * headDim));
-              want.set(oneRowAttention(qRow, slots.map((sl) => row(kAll, sl)), slots.map((sl) => row(vAll, sl)), scale), (t * nHeads + h) * headDim);
-              continue;
-            }
-            const s = slots.map((slot) => {
-              let d = 0;
-              for (let i = 0; i < headDim; i++) d += q[(t * nHeads + h) * headDim + i]! * cached(kAll, slot * kvDim + kvh * headDim + i);
-              return d * scale;
-            });
-            const m = Math.max(...s);
-            const e = s.map((v) => Math.exp(v - m));
-            const z = e.reduce((a, b) => a + b, 0);
-            for (let i = 0; i < headDim; i++) {
-              let acc = 0, ab = 0;
-              slots.forEach((slot, p) => {
-                const vv = cached(vAll, slot * kvDim + kvh * headDim + i);
-                acc += e[p]! * vv;
-                ab += e[p]! * Math.abs(vv);
+    for (const shape of shapes) {
+      const { name, nHeads, nKvHeads, headDim } = shape;
+      for (const window of [undefined, 6, 3]) {
+        it(`attention ${name} over a paged ${type} cache${window === undefined ? '' : `, sliding window ${window}`}`, () => {
+          const blockSize = 4, nBlocks = 8, kvDim = nKvHeads * headDim;
+          const nSlots = blockSize * nBlocks;
+          const kAll = randomF32(nSlots * kvDim, 10 + headDim, 2), vAll = randomF32(nSlots * kvDim, 20 + headDim, 2);
+          const table = TABLE;
+          const nTokens = 5;
+          const { ranges, tables } = windowed(window);
+          const q = randomF32(nTokens * nHeads * headDim, 30 + headDim, 1.5);
+          const scale = 1 / Math.sqrt(headDim);
+          const out = onAll((be) => runAttention(be, type, shape, kAll, vAll, q, tables, ranges));
+          const cached = (arr: Float32Array, i: number) => (type === 'f16' ? f16Round(arr[i]!) : arr[i]!);
+          const want = new Float64Array(q.length);
+          const mag = new Float64Array(q.length);
+          const oneRow = type === 'f16' && headDim % 16 !== 0;
+          for (let t = 0; t < nTokens; t++) {
+            for (let h = 0; h < nHeads; h++) {
+              const kvh = Math.floor(h / (nHeads / nKvHeads));
+              const [first, end] = ranges[t]!;
+              const slots = Array.from({ length: end - first }, (_, j) => table[Math.floor((first + j) / blockSize)]! * blockSize + ((first + j) % blockSize));
+              if (oneRow) {
+                const row = (arr: Float32Array, slot: number) => Array.from({ length: headDim }, (_, i) => cached(arr, slot * kvDim + kvh * headDim + i));
+                const qRow = Array.from(q.subarray((t * nHeads + h) * headDim, (t * nHeads + h + 1) * headDim));
+                want.set(oneRowAttention(qRow, slots.map((sl) => row(kAll, sl)), slots.map((sl) => row(vAll, sl)), scale), (t * nHeads + h) * headDim);
+                continue;
+              }
+              const s = slots.map((slot) => {
+                let d = 0;
+                for (let i = 0; i < headDim; i++) d += q[(t * nHeads + h) * headDim + i]! * cached(kAll, slot * kvDim + kvh * headDim + i);
+                return d * scale;
               });
-              want[(t * nHeads + h) * headDim + i] = acc / z;
-              mag[(t * nHeads + h) * headDim + i] = ab / z;
+              const m = Math.max(...s);
+              const e = s.map((v) => Math.exp(v - m));
+              const z = e.reduce((a, b) => a + b, 0);
+              for (let i = 0; i < headDim; i++) {
+                let acc = 0, ab = 0;
+                slots.forEach((slot, p) => {
+                  const vv = cached(vAll, slot * kvDim + kvh * headDim + i);
+                  acc += e[p]! * vv;
+                  ab += e[p]! * Math.abs(vv);
+                });
+                want[(t * nHeads + h) * headDim + i] = acc / z;
+                mag[(t * nHeads + h) * headDim + i] = ab / z;
+              }
             }
           }
-        }
-        // the one-row emulation takes the kernel's own steps: equal but for an f64 exp's last bit
-        const tol = oneRow ? () => 1e-7 : (i: number) => 2e-6 * mag[i]! * (1 + headDim / 16) + 1e-7;
-        expectClose(out, want, tol, `attention ${name} ${type}`);
-        if (oneRow) expect(out.filter((v, i) => v === Math.fround(want[i]!)).length, 'one-row attention: bit-equal outputs').toBe(out.length);
+          // the one-row emulation takes the kernel's own steps: equal but for an f64 exp's last bit
+          const tol = oneRow ? () => 1e-7 : (i: number) => 2e-6 * mag[i]! * (1 + headDim / 16) + 1e-7;
+          expectClose(out, want, tol, `attention ${name} ${type}`);
+          if (oneRow) expect(out.filter((v, i) => v === Math.fround(want[i]!)).length, 'one-row attention: bit-equal outputs').toBe(out.length);
+        });
+      }
+
+      it(`attention ${name}, ${type} cache: a window gives, bit for bit, full attention over just its keys`, () => {
+        const kvDim = nKvHeads * headDim, nSlots = 32;
+        const kAll = randomF32(nSlots * kvDim, 40 + headDim, 2), vAll = randomF32(nSlots * kvDim, 50 + headDim, 2);
+        const q = randomF32(5 * nHeads * headDim, 60 + headDim, 1.5);
+        const { ranges, tables } = windowed(7);
+        const got = onAll((be) => runAttention(be, type, shape, kAll, vAll, q, tables, ranges));
+        // The same keys copied to positions 0.. of a sequence of their own (identity block table).
+        const compact = ranges.map(([first, end], t) => {
+          const k = new Float32Array(nSlots * kvDim), v = new Float32Array(nSlots * kvDim);
+          for (let p = first; p < end; p++) {
+            const slot = TABLE[Math.floor(p / 4)]! * 4 + (p % 4);
+            k.set(kAll.subarray(slot * kvDim, (slot + 1) * kvDim), (p - first) * kvDim);
+            v.set(vAll.subarray(slot * kvDim, (slot + 1) * kvDim), (p - first) * kvDim);
+          }
+          const row = q.subarray(t * nHeads * headDim, (t + 1) * nHeads * headDim);
+          return onAll((be) => runAttention(be, type, shape, k, v, row, [[0, 1, 2, 3, 4, 5, 6, 7]], [[0, end - first]]));
+        });
+        expect(ranges.some(([first]) => first > 0)).toBe(true);
+        compact.forEach((c, t) => expect(new Uint32Array(got.slice(t * c.length, (t + 1) * c.length).buffer), `token ${t}`).toEqual(new Uint32Array(c.buffer)));
       });
     }
   }

@@ -59,9 +59,12 @@ export interface AttentionArgs {
   readonly scale: number;
   readonly layer: KVLayer;
   /**
-   * Per token t, two i32 at tokenInfo + 8t: [blockTablePtr, nKeys]. The token attends to the
-   * sequence's first nKeys cached positions (causal: nKeys = its position + 1), whose slots are
+   * Per token t, three i32 at tokenInfo + 12t: [blockTablePtr, firstKey, endKey]. The token
+   * attends to its sequence's cached positions firstKey..endKey-1, whose slots are
    * blockTable[p / blockSize] * blockSize + p % blockSize, blockTable being an i32 array.
+   * Causal: endKey = the token's position + 1; firstKey = 0, or with a sliding window of W
+   * max(0, position + 1 - W). Entries before blockTable[firstKey / blockSize] are never read:
+   * they may be -1 (blocks released because they fell out of the window).
    */
   readonly tokenInfo: number;
 }
@@ -105,7 +108,7 @@ export interface Backend {
   addBias(out: number, x: number, bias: number, n: number, nTokens: number): void;
   /** Write K and V rows ([nTokens][kvDim] f32) into the cache at slot indices slots (i32[nTokens]). */
   storeKV(layer: KVLayer, k: number, v: number, slots: number, nTokens: number): void;
-  /** Causal multi-head attention (GQA/MQA: head h reads kv head h / (nHeads / nKvHeads)) over the paged cache. */
+  /** Causal (optionally windowed) multi-head attention (GQA/MQA: head h reads kv head h / (nHeads / nKvHeads)) over the paged cache; key ranges per token in tokenInfo. */
   attention(args: AttentionArgs): void;
 
   /** Release workers and memory. */

@@ -46,13 +46,16 @@ export class Engine {
       if (!Number.isInteger(n) || n < min) throw new EngineError('INVALID_OPTION', `${what} must be an integer >= ${min}, got ${v}`);
       return n;
     };
-    if (options.contextShift === 'sliding-window') {
-      throw new EngineError('UNSUPPORTED', 'sliding-window context shift needs a windowed attention mask, which the graph does not have; sequences end with stopReason "context_full" instead');
+    const c = model.config;
+    const window = c.slidingWindow;
+    const shift = options.contextShift ?? 'none';
+    if (shift !== 'none' && shift !== 'sliding-window') throw new EngineError('INVALID_OPTION', `contextShift must be 'none' or 'sliding-window', got ${String(shift)}`);
+    if (shift === 'sliding-window' && window === undefined) {
+      throw new EngineError('UNSUPPORTED', 'sliding-window context shift needs a model trained with sliding-window attention ({arch}.attention.sliding_window); this one attends to its whole context, and dropping old positions would change what every later token attends to. Sequences end with stopReason "context_full" instead');
     }
     if (options.kvCacheBytes !== undefined && options.kvCacheTokens !== undefined) {
       throw new EngineError('INVALID_OPTION', 'give kvCacheBytes or kvCacheTokens, not both');
     }
-    const c = model.config;
     const contextLength = Math.min(int(options.contextLength, model.contextLength, 1, 'contextLength'), c.contextLength);
     const maxBatchTokens = int(options.maxBatchTokens, 512, 1, 'maxBatchTokens');
     const blockSize = int(options.blockSize, 16, 1, 'blockSize');
@@ -60,18 +63,21 @@ export class Engine {
     // The graph packs at most min(maxBatchTokens, 256) block tables per pass.
     const maxSequences = Math.min(int(options.maxSequences, 64, 1, 'maxSequences'), maxBatchTokens, 256);
     const shape = { nLayers: c.nLayers, kvDim: c.nKvHeads * c.headDim, blockSize, type: options.kvCacheType ?? 'f16' } as const;
-    const nBlocks = KVCache.blocksForBudget(shape, options.kvCacheBytes !== undefined ? { bytes: options.kvCacheBytes } : { tokens: options.kvCacheTokens ?? 4 * contextLength });
+    // The most KV one sequence holds: its context, or under a sliding window its window and a batch.
+    const sequenceTokens = window === undefined ? contextLength : Math.min(contextLength, KVCache.windowBlocks(window, blockSize, maxBatchTokens) * blockSize);
+    const nBlocks = KVCache.blocksForBudget(shape, options.kvCacheBytes !== undefined ? { bytes: options.kvCacheBytes } : { tokens: options.kvCacheTokens ?? 4 * sequenceTokens });
     const prefixCacheEntries = int(options.prefixCacheEntries, 32, 0, 'prefixCacheEntries');
     // Everything is checked: allocate (once; backend memory is never given back).
-    const kv = new KVCache(model.backend, { ...shape, nBlocks, maxSequenceLength: contextLength });
+    const kv = new KVCache(model.backend, { ...shape, nBlocks, maxSequenceLength: contextLength, slidingWindow: window });
     const graph = new LlamaGraph(model.backend, c, model.graph.weights, kv, maxBatchTokens);
-    this.scheduler = new Scheduler(graph, model.tokenizer, {
-      maxBatchTokens, maxSequences, contextLength: Math.min(contextLength, kv.capacityTokens), prefixCacheEntries,
-    });
-    log.info(`engine: ${nBlocks} KV blocks of ${blockSize} tokens (${(KVCache.bytesNeeded({ ...shape, nBlocks }) / 2 ** 20).toFixed(1)} MiB), batch ${maxBatchTokens} tokens, up to ${maxSequences} sequences`);
+    // A sequence alone must always fit the pool: it may reach the context when the pool holds the
+    // most one sequence holds, else only as many tokens as the pool has.
+    const reach = kv.capacityTokens >= sequenceTokens ? contextLength : Math.min(contextLength, kv.capacityTokens);
+    this.scheduler = new Scheduler(graph, model.tokenizer, { maxBatchTokens, maxSequences, contextLength: reach, prefixCacheEntries });
+    log.info(`engine: ${nBlocks} KV blocks of ${blockSize} tokens (${(KVCache.bytesNeeded({ ...shape, nBlocks }) / 2 ** 20).toFixed(1)} MiB), batch ${maxBatchTokens} tokens, up to ${maxSequences} sequences${window === undefined ? '' : `, sliding window ${window}`}`);
   }
 
-  /** Tokens a sequence may reach (the context, capped by the KV pool). */
+  /** Tokens a sequence may reach (the context, capped by the KV pool unless it holds a whole sliding-window sequence). */
   get contextLength(): number {
     return this.scheduler.config.contextLength;
   }

@@ -12,7 +12,7 @@ export type EngineErrorCode =
   | 'PROMPT_TOO_LONG'
   | 'INVALID_REQUEST'
   | 'INVALID_OPTION'
-  /** A configuration the runtime cannot honour (e.g. a sliding-window context shift). */
+  /** A configuration the runtime cannot honour (e.g. a sliding-window context shift for a model without a sliding window). */
   | 'UNSUPPORTED'
   /** A forward pass failed; the requests in it fail with this, the engine goes on. */
   | 'INTERNAL';

@@ -21,7 +21,7 @@ import { Sequence } from './sequence.js';
 export interface SchedulerConfig {
   readonly maxBatchTokens: number;
   readonly maxSequences: number;
-  /** Tokens a sequence may reach: the context, capped by the whole pool. */
+  /** Tokens a sequence may reach: the context, capped so that a sequence alone always fits the pool. */
   readonly contextLength: number;
   readonly prefixCacheEntries: number;
 }
@@ -133,7 +133,10 @@ export class Scheduler {
     this.waiting.splice(i, 0, seq);
   }
 
-  /** Admit waiting sequences in order while they fit: their whole remaining tokens, plus a block of headroom per running sequence. */
+  /**
+   * Admit waiting sequences in order while they fit: their whole remaining tokens (or, under a
+   * sliding window, the most they hold at once), plus a block of headroom per running sequence.
+   */
   private admit(): void {
     while (this.waiting.length > 0) {
       const seq = this.waiting[0];
@@ -149,7 +152,8 @@ export class Scheduler {
         if (m) this.kv.fork(m.seqId, id, m.length);
         else this.kv.createSequence(id);
         const reused = m?.length ?? 0;
-        const need = this.kv.blocksNeeded(id, seq.tokens.length - reused) + this.running.length;
+        // Under a sliding window the prompt's chunks release what falls out of it as they go.
+        const need = this.kv.peakBlocksNeeded(id, seq.tokens.length - reused, this.config.maxBatchTokens) + this.running.length;
         while (need > this.kv.pool.freeCount && this.prefixCache.evictOne());
         if (need > this.kv.pool.freeCount) {
           this.kv.removeSequence(id);
@@ -207,7 +211,7 @@ export class Scheduler {
       if (need <= this.kv.pool.freeCount) return;
       if (this.prefixCache.evictOne()) continue;
       const victim = this.victim();
-      // A lone sequence always fits: its length is capped by the pool (config.contextLength).
+      // A lone sequence always fits: config.contextLength keeps what it holds within the pool.
       if (!victim) throw new EngineError('INTERNAL', `KV pool of ${this.kv.options.nBlocks} blocks cannot hold the batch`);
       this.preempt(victim);
       const at = plan.findIndex((s) => s.seq === victim);

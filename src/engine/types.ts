@@ -5,7 +5,10 @@ import type { GenerateOptions, StopReason } from '../model/model.js';
 export interface EngineOptions {
   /** Most tokens in one forward pass: decode tokens of running requests plus prompt chunks (default 512). */
   maxBatchTokens?: number;
-  /** KV pool size in bytes (one of kvCacheBytes / kvCacheTokens; default: 4 contexts of tokens). Never grows. */
+  /**
+   * KV pool size in bytes (one of kvCacheBytes / kvCacheTokens; default: 4 contexts of tokens, or
+   * for a sliding-window model 4 windows and batches when that is less). Never grows.
+   */
   kvCacheBytes?: number;
   /** KV pool size in tokens, across all sequences. */
   kvCacheTokens?: number;
@@ -22,9 +25,14 @@ export interface EngineOptions {
   /** Tokens per sequence (default: the model's context length). */
   contextLength?: number;
   /**
-   * What happens when a sequence reaches the context: 'none' ends it with stopReason
-   * 'context_full'. 'sliding-window' is refused with UNSUPPORTED: the graph has no windowed
-   * attention mask, and evicting old positions without one would silently change the output.
+   * How a sequence's attention relates to its history. 'none' (default): every sequence ends at
+   * the context with stopReason 'context_full' (positions past the trained context are never
+   * used). A sliding-window model ({arch}.attention.sliding_window) attends to its last W keys
+   * and drops older ones as it goes, with either setting; 'sliding-window' names that behaviour and
+   * is accepted for such models (sequences still end with 'context_full' at the context). For a
+   * model without a sliding window, 'sliding-window' is refused with EngineError UNSUPPORTED:
+   * dropping old positions would change what every later token attends to, which the model was
+   * not trained for.
    */
   contextShift?: 'none' | 'sliding-window';
 }

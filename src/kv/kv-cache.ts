@@ -4,9 +4,15 @@
 // Sequences may share blocks (fork, prefix reuse): a shared block is never written; the first
 // write into a partly filled shared block copies it first (copy on write).
 //
-// Context overflow is a CONTEXT_FULL error, never a silent wrap. There is no context shift: the
-// graph's attention has no sliding-window mask, and dropping old positions without one would
-// change what every later token attends to.
+// Sliding-window models (options.slidingWindow = W): a token at position p attends to keys
+// max(0, p + 1 - W)..p, so once a sequence's next position is P, keys before P + 1 - W are never
+// read again. releaseOutsideWindow() gives back the leading blocks that hold only such keys: their
+// block-table entries become RELEASED_BLOCK (-1) and a sequence then holds about W + one block of
+// positions however long it grows. Such a sequence can no longer be cut or forked to a length
+// whose window reaches into the released blocks (OUTSIDE_WINDOW).
+//
+// Context overflow is a CONTEXT_FULL error, never a silent wrap: positions past the context
+// length are refused, windowed or not (a model is not trained for positions beyond it).
 import type { Backend, KVCacheType, KVLayer } from '../backend/backend.js';
 import { BlockPool } from './block-pool.js';
 import { copyBlockRows } from './copy-block.js';
@@ -21,14 +27,21 @@ export interface KVCacheOptions {
   type: KVCacheType;
   /** Longest sequence the model supports (context length). */
   maxSequenceLength: number;
+  /** Sliding-window attention: a token attends to at most this many keys, itself included. */
+  slidingWindow?: number;
 }
+
+/** Block-table entry of a block released because every key in it fell out of the sliding window. */
+export const RELEASED_BLOCK = -1;
 
 /** A pool size given either in bytes of K/V storage or in tokens. */
 export type KVBudget = { bytes: number; tokens?: undefined } | { tokens: number; bytes?: undefined };
 
 interface Sequence {
+  /** One entry per blockSize positions; the first `released` entries are RELEASED_BLOCK. */
   blocks: number[];
   length: number;
+  released: number;
 }
 
 export class KVCache {
@@ -54,8 +67,20 @@ export class KVCache {
     return Math.ceil(budget.tokens / o.blockSize);
   }
 
+  /**
+   * Most blocks a sequence under a sliding window of `window` keys holds right after reserving
+   * `chunk` positions, its out-of-window blocks released before: the chunk and the window's
+   * window - 1 earlier keys, plus one block for where they start inside a block.
+   */
+  static windowBlocks(window: number, blockSize: number, chunk: number): number {
+    return Math.ceil((window - 1 + chunk) / blockSize) + 1;
+  }
+
   constructor(private readonly backend: Backend, readonly options: KVCacheOptions) {
-    const { nLayers, kvDim, blockSize, nBlocks, type } = options;
+    const { nLayers, kvDim, blockSize, nBlocks, type, slidingWindow } = options;
+    if (slidingWindow !== undefined && (!Number.isInteger(slidingWindow) || slidingWindow < 1)) {
+      throw new KVCacheError('INVALID_ARGUMENT', `sliding window must be an integer >= 1, got ${slidingWindow}`);
+    }
     const layerBytes = nBlocks * blockSize * kvDim * (type === 'f16' ? 2 : 4);
     this.pool = new BlockPool(nBlocks);
     this.layers = [];
@@ -85,27 +110,58 @@ export class KVCache {
     return this.seq(id).length;
   }
 
+  /** The block table; entries of released blocks (sliding window) are RELEASED_BLOCK. */
   blockTable(id: number): readonly number[] {
     return this.seq(id).blocks;
   }
 
+  /** Leading blocks of a sequence released because they fell out of the sliding window. */
+  releasedBlocks(id: number): number {
+    return this.seq(id).released;
+  }
+
+  /** Blocks a sequence holds (its block table less the released entries). */
+  heldBlocks(id: number): number {
+    const s = this.seq(id);
+    return s.blocks.length - s.released;
+  }
+
+  /** First key a token at `position` attends to: 0, or the oldest key inside the sliding window. */
+  firstKey(position: number): number {
+    const w = this.options.slidingWindow;
+    return w === undefined ? 0 : Math.max(0, position + 1 - w);
+  }
+
+  /**
+   * Whether sequence id can be cut (truncate) or forked to `length` positions: the keys the token
+   * at position `length` would attend to must still be held.
+   */
+  canShorten(id: number, length: number): boolean {
+    const s = this.seq(id);
+    return Number.isInteger(length) && length >= 0 && length <= s.length && (length === 0 || s.released * this.blockSize <= this.firstKey(length));
+  }
+
   createSequence(id: number): void {
     if (this.sequences.has(id)) throw new KVCacheError('INVALID_ARGUMENT', `sequence ${id} already exists`);
-    this.sequences.set(id, { blocks: [], length: 0 });
+    this.sequences.set(id, { blocks: [], length: 0, released: 0 });
   }
 
   /**
    * New sequence `dst` sharing the first `length` positions of `src` (default: all of them):
-   * their blocks are retained, not copied. Needs no free block.
+   * their blocks are retained, not copied, except blocks already out of dst's window. Needs no
+   * free block. OUTSIDE_WINDOW when src released keys that position `length` would attend to.
    */
   fork(src: number, dst: number, length?: number): void {
     const s = this.seq(src);
     const n = length ?? s.length;
     if (!Number.isInteger(n) || n < 0 || n > s.length) throw new KVCacheError('INVALID_ARGUMENT', `cannot fork ${n} positions of sequence ${src} (length ${s.length})`);
     if (this.sequences.has(dst)) throw new KVCacheError('INVALID_ARGUMENT', `sequence ${dst} already exists`);
+    this.checkShorten(src, n);
     const blocks = s.blocks.slice(0, Math.ceil(n / this.blockSize));
-    for (const b of blocks) this.pool.retain(b);
-    this.sequences.set(dst, { blocks, length: n });
+    const released = this.deadBlocks(n);
+    blocks.fill(RELEASED_BLOCK, 0, released);
+    for (let i = released; i < blocks.length; i++) this.pool.retain(blocks[i]);
+    this.sequences.set(dst, { blocks, length: n, released });
   }
 
   /** Free blocks reserve(id, n) would take: new blocks, plus one copy if the next write lands in a shared block. */
@@ -118,17 +174,55 @@ export class KVCache {
   /** Drop a sequence and release its blocks. */
   removeSequence(id: number): void {
     const s = this.seq(id);
-    for (const b of s.blocks) this.pool.release(b);
+    for (let i = s.released; i < s.blocks.length; i++) this.pool.release(s.blocks[i]);
     this.sequences.delete(id);
   }
 
-  /** Forget positions from `length` on (e.g. to re-evaluate a prompt suffix); releases whole blocks past it. */
+  /**
+   * Forget positions from `length` on (e.g. to re-evaluate a prompt suffix); releases whole blocks
+   * past it, and with a sliding window those out of the window at `length`. OUTSIDE_WINDOW when
+   * the sequence released keys that position `length` would attend to.
+   */
   truncate(id: number, length: number): void {
     const s = this.seq(id);
-    if (length > s.length || length < 0) throw new KVCacheError('INVALID_ARGUMENT', `cannot truncate sequence ${id} of ${s.length} to ${length}`);
+    if (!Number.isInteger(length) || length > s.length || length < 0) throw new KVCacheError('INVALID_ARGUMENT', `cannot truncate sequence ${id} of ${s.length} to ${length}`);
+    this.checkShorten(id, length);
     const keep = Math.ceil(length / this.blockSize);
-    for (const b of s.blocks.splice(keep)) this.pool.release(b);
+    const dropped = s.blocks.splice(keep);
+    for (let i = Math.max(0, s.released - keep); i < dropped.length; i++) this.pool.release(dropped[i]);
+    s.released = Math.min(s.released, keep);
     s.length = length;
+    this.releaseOutsideWindow(id);
+  }
+
+  /**
+   * Sliding window: release the sequence's leading blocks that only hold keys no later token
+   * attends to (positions before firstKey(length)); their entries become RELEASED_BLOCK and
+   * blocks other sequences share stay alive for them. Returns how many blocks it released; never
+   * any without a window. Call it between forward passes: a batch being evaluated may still need
+   * keys its earliest token attends to.
+   */
+  releaseOutsideWindow(id: number): number {
+    const s = this.seq(id);
+    const dead = this.deadBlocks(s.length);
+    const n = dead - s.released;
+    for (let i = s.released; i < dead; i++) {
+      this.pool.release(s.blocks[i]);
+      s.blocks[i] = RELEASED_BLOCK;
+    }
+    s.released = Math.max(s.released, dead);
+    return Math.max(0, n);
+  }
+
+  /**
+   * Most free blocks sequence id takes at one time while it advances n positions in reserves of
+   * at most `chunk`, releasing out-of-window blocks between them: blocksNeeded(id, n) without a
+   * sliding window; with one, no more than windowBlocks (it never holds more).
+   */
+  peakBlocksNeeded(id: number, n: number, chunk: number): number {
+    const exact = this.blocksNeeded(id, n);
+    const w = this.options.slidingWindow;
+    return w === undefined ? exact : Math.min(exact, KVCache.windowBlocks(w, this.blockSize, Math.max(1, Math.min(n, chunk))));
   }
 
   /**
@@ -158,6 +252,17 @@ export class KVCache {
     }
     s.length += n;
     return { positions, slots };
+  }
+
+  /** Leading blocks that hold only keys a token at position `length` or later never attends to. */
+  private deadBlocks(length: number): number {
+    return Math.floor(this.firstKey(length) / this.blockSize);
+  }
+
+  private checkShorten(id: number, length: number): void {
+    if (!this.canShorten(id, length)) {
+      throw new KVCacheError('OUTSIDE_WINDOW', `sequence ${id} released its first ${this.seq(id).released * this.blockSize} positions (sliding window ${this.options.slidingWindow}); a token at position ${length} would attend to some of them`);
+    }
   }
 
   /** The next write lands in a partly filled block that another sequence also holds. */

@@ -2,6 +2,10 @@
 // their blocks instead of recomputing them. Entries are KV sequences of their own (forks of the
 // finished ones), so a block stays alive while an entry or any live sequence holds it. Least
 // recently used entries go first when blocks are needed.
+//
+// Sliding-window models release the blocks of keys that fell out of the window (see kv-cache.ts),
+// so a sequence can only give a prefix long enough that its window starts in blocks it still
+// holds (KVCache.canShorten); matches and coverage between entries take that into account.
 import type { KVCache } from './kv-cache.js';
 
 /** A sequence whose first `length` tokens are in the KV cache. */
@@ -40,32 +44,35 @@ export class PrefixCache {
   insert(seqId: number, tokens: readonly number[]): void {
     if (this.maxEntries < 1 || tokens.length === 0) return;
     for (const e of this.entries) {
-      // Already covered by a longer entry: just mark it used.
-      if (e.tokens.length >= tokens.length && commonPrefix(e.tokens, tokens, tokens.length) === tokens.length) {
+      // Already covered by a longer entry (that can still give this prefix): just mark it used.
+      if (e.tokens.length >= tokens.length && commonPrefix(e.tokens, tokens, tokens.length) === tokens.length && this.kv.canShorten(e.seqId, tokens.length)) {
         this.touch(e);
         return;
       }
     }
-    // Entries the new one covers are redundant.
-    for (const e of [...this.entries]) {
-      if (commonPrefix(e.tokens, tokens, e.tokens.length) === e.tokens.length) this.remove(e);
-    }
     const id = this.newSequenceId();
     this.kv.fork(seqId, id, tokens.length);
-    this.entries.push({ seqId: id, tokens: [...tokens] });
+    const added: Entry = { seqId: id, tokens: [...tokens] };
+    // Entries the new one covers are redundant.
+    for (const e of [...this.entries]) {
+      if (commonPrefix(e.tokens, tokens, e.tokens.length) === e.tokens.length && this.kv.canShorten(id, e.tokens.length)) this.remove(e);
+    }
+    this.entries.push(added);
     while (this.entries.length > this.maxEntries) this.remove(this.entries[0]);
   }
 
   /**
-   * The longest run of leading `tokens` (at most maxLength) already in the KV cache, among the
-   * entries and the given live sequences. A matched entry counts as used.
+   * The longest run of leading `tokens` (at most maxLength) already in the KV cache and usable as
+   * a prefix (KVCache.canShorten), among the entries and the given live sequences. A matched entry
+   * counts as used.
    */
   match(tokens: ArrayLike<number>, maxLength: number, live: Iterable<PrefixSource> = []): PrefixMatch | undefined {
     let best: PrefixMatch | undefined;
     let bestEntry: Entry | undefined;
     const consider = (src: PrefixSource, entry?: Entry) => {
       const n = commonPrefix(src.tokens, tokens, Math.min(maxLength, src.length));
-      if (n > (best?.length ?? 0)) {
+      // A shorter prefix of src would not help: it needs keys from even earlier positions.
+      if (n > (best?.length ?? 0) && this.kv.canShorten(src.seqId, n)) {
         best = { seqId: src.seqId, length: n };
         bestEntry = entry;
       }

@@ -2,7 +2,6 @@
 import type { RopeParams } from '../backend/backend.js';
 import type { GGUFFile } from '../gguf/reader.js';
 import { readHParams, type LlamaHParams } from './hparams.js';
-import { log } from '../log.js';
 import { ModelError } from './errors.js';
 import type { LlamaConfig } from './llama-graph.js';
 
@@ -28,13 +27,10 @@ export function llamaConfigFromFile(file: GGUFFile): LlamaConfig {
   if (hp.expertCount > 0) throw new ModelError('UNSUPPORTED_ARCHITECTURE', `mixture-of-experts models (${hp.expertCount} experts) are not supported yet`);
   if (hp.ropeScalingType === 'longrope') throw new ModelError('UNSUPPORTED_ARCHITECTURE', 'LongRoPE scaling is not supported yet');
   if (hp.headDimV !== hp.headDim) throw new ModelError('UNSUPPORTED_ARCHITECTURE', `value head size ${hp.headDimV} differs from key head size ${hp.headDim}`);
-  // Attention here has no sliding-window mask: within the window the result is the same, so the
-  // context is capped at the window rather than computing something the model was not trained for.
-  let contextLength = hp.contextLength;
-  if (hp.slidingWindow !== undefined && hp.slidingWindow > 0 && hp.slidingWindow < contextLength) {
-    log.warn(`context capped at the sliding window of ${hp.slidingWindow} tokens`);
-    contextLength = hp.slidingWindow;
-  }
+  // Sliding-window attention (llama.cpp's standard SWA: position p attends to p - W + 1..p) runs as
+  // such: the context stays the model's, and blocks that fall out of the window are released
+  // (see kv-cache.ts). A window covering the whole context is no window at all.
+  const window = hp.slidingWindow !== undefined && hp.slidingWindow < hp.contextLength ? hp.slidingWindow : undefined;
   return {
     nLayers: hp.blockCount,
     dim: hp.embeddingLength,
@@ -45,6 +41,7 @@ export function llamaConfigFromFile(file: GGUFFile): LlamaConfig {
     vocabSize: hp.vocabSize,
     rmsEps: hp.rmsNormEps,
     rope: ropeParams(hp),
-    contextLength,
+    contextLength: hp.contextLength,
+    slidingWindow: window,
   };
 }

@@ -1,7 +1,11 @@
 // The llama-family forward pass (llama 1/2/3, mistral, qwen2), read top to bottom like llama2.c's run.c.
 // One call evaluates a batch of tokens from one or more sequences: every matmul covers the whole
 // batch; attention reads each token's own sequence through the paged KV cache.
+// Sliding-window models (config.slidingWindow) attend to the last W keys only, as llama.cpp's
+// standard SWA; after each pass the blocks that fell out of every sequence's window go back to
+// the pool (KVCache.releaseOutsideWindow), so a sequence holds about W + one block of keys.
 import type { AttentionArgs, Backend, RopeParams, WeightTensor } from '../backend/backend.js';
+import { KVCacheError } from '../kv/errors.js';
 import type { KVCache } from '../kv/kv-cache.js';
 
 export interface LlamaConfig {
@@ -16,6 +20,11 @@ export interface LlamaConfig {
   readonly rope: RopeParams;
   /** Context length the model was trained for. */
   readonly contextLength: number;
+  /**
+   * Sliding-window attention ({arch}.attention.sliding_window): a token at position p attends to
+   * keys k with k <= p and p - k < slidingWindow. Undefined: all earlier keys.
+   */
+  readonly slidingWindow?: number;
 }
 
 export interface LayerWeights {
@@ -62,7 +71,7 @@ interface Buffers {
   ids: number; // i32[T]
   positions: number; // i32[T]
   slots: number; // i32[T]
-  tokenInfo: number; // i32[2T]: block table pointer, key count
+  tokenInfo: number; // i32[3T]: block table pointer, first key, end key
   blockTables: number; // i32 region for the batch's block tables
   blockTableCapacity: number; // in entries
 }
@@ -77,6 +86,9 @@ export class LlamaGraph {
     readonly kv: KVCache,
     readonly maxBatchTokens: number,
   ) {
+    if (kv.options.slidingWindow !== config.slidingWindow) {
+      throw new RangeError(`the KV cache's sliding window (${kv.options.slidingWindow}) differs from the model's (${config.slidingWindow})`);
+    }
     this.buf = LlamaGraph.allocateBuffers(backend, config, kv, maxBatchTokens);
   }
 
@@ -85,7 +97,7 @@ export class LlamaGraph {
     const T = maxBatchTokens;
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
     const floats = T * (2 * c.dim + 2 * qDim + 2 * kvDim + 2 * c.ffnDim + c.vocabSize);
-    return 4 * (floats + 5 * T + blockTableEntries) + 64 * 16;
+    return 4 * (floats + 6 * T + blockTableEntries) + 64 * 16;
   }
 
   private static blockTableEntries(kv: KVCache, maxBatchTokens: number): number {
@@ -100,7 +112,7 @@ export class LlamaGraph {
     return {
       x: f32(T * c.dim), xb: f32(T * c.dim), q: f32(T * qDim), k: f32(T * kvDim), v: f32(T * kvDim),
       attnOut: f32(T * qDim), gate: f32(T * c.ffnDim), up: f32(T * c.ffnDim), logits: f32(T * c.vocabSize),
-      ids: f32(T), positions: f32(T), slots: f32(T), tokenInfo: f32(2 * T),
+      ids: f32(T), positions: f32(T), slots: f32(T), tokenInfo: f32(3 * T),
       blockTables: f32(blockTableCapacity), blockTableCapacity,
     };
   }
@@ -108,7 +120,8 @@ export class LlamaGraph {
   /**
    * Evaluate a batch (at most maxBatchTokens). Tokens of one sequence must appear in order; each
    * takes the sequence's next position. Returns next-token logits for the tokens that asked, in order.
-   * If the KV cache cannot take the batch, throws and leaves every sequence as it was.
+   * If the KV cache cannot take the batch, throws and leaves every sequence as it was. With a
+   * sliding window, the batch's sequences then release the blocks no later token attends to.
    */
   forward(batch: readonly BatchToken[]): Float32Array[] {
     const T = batch.length;
@@ -143,6 +156,7 @@ export class LlamaGraph {
       be.matmul(buf.xb, L.wDown, buf.gate, T);
       be.add(buf.x, buf.x, buf.xb, T * c.dim);
     }
+    this.releaseOutsideWindow(batch);
 
     // Only the tokens that asked for logits go through the final norm and output projection.
     const wanted = batch.flatMap((t, i) => (t.logits ? [i] : []));
@@ -170,6 +184,11 @@ export class LlamaGraph {
     try {
       for (const [seqId, n] of countPerSeq) {
         const start = kv.sequenceLength(seqId);
+        // The kernel reads block tables from each token's first key on; earlier entries may be
+        // released (-1), later ones must not be (KVCache keeps this; checked as it is cheap).
+        if (kv.releasedBlocks(seqId) * kv.blockSize > kv.firstKey(start)) {
+          throw new KVCacheError('OUTSIDE_WINDOW', `sequence ${seqId}: position ${start} attends to keys whose blocks were released`);
+        }
         reserved.push({ seqId, start, ...kv.reserve(seqId, n) });
       }
     } catch (err) {
@@ -190,17 +209,25 @@ export class LlamaGraph {
 
     const T = batch.length;
     const ids = this.backend.i32(buf.ids, T), positions = this.backend.i32(buf.positions, T);
-    const slots = this.backend.i32(buf.slots, T), info = this.backend.i32(buf.tokenInfo, 2 * T);
+    const slots = this.backend.i32(buf.slots, T), info = this.backend.i32(buf.tokenInfo, 3 * T);
     const next = new Map(reserved.map((r) => [r.seqId, { ...r, i: 0 }]));
     batch.forEach((t, i) => {
       const r = next.get(t.seqId)!;
+      const p = r.positions[r.i];
       ids[i] = t.token;
-      positions[i] = r.positions[r.i];
+      positions[i] = p;
       slots[i] = r.slots[r.i];
-      info[2 * i] = tablePtr.get(t.seqId)!;
-      info[2 * i + 1] = r.positions[r.i] + 1; // causal: keys 0..position
+      info[3 * i] = tablePtr.get(t.seqId)!;
+      info[3 * i + 1] = kv.firstKey(p); // keys firstKey..p: causal, within the window
+      info[3 * i + 2] = p + 1;
       r.i++;
     });
+  }
+
+  /** The batch's sequences give back the blocks that fell out of their windows (sliding-window models). */
+  private releaseOutsideWindow(batch: readonly BatchToken[]): void {
+    if (this.config.slidingWindow === undefined) return;
+    for (const seqId of new Set(batch.map((t) => t.seqId))) this.kv.releaseOutsideWindow(seqId);
   }
 
   private attentionArgs(layer: number, nTokens: number): AttentionArgs {

@@ -23,7 +23,10 @@ export interface LoadModelOptions {
   kvCacheType?: KVCacheType;
   /** Tokens per KV block (default 16). */
   kvBlockSize?: number;
-  /** Total KV tokens across all sequences (default: one full context). */
+  /**
+   * Total KV tokens across all sequences (default: one full context; for a sliding-window model
+   * at most what one sequence ever holds: its window plus a batch, see KVCache.windowBlocks).
+   */
   kvCacheTokens?: number;
   /** Most tokens evaluated in one forward pass (default 512); longer prompts go in chunks. */
   maxBatchTokens?: number;
@@ -254,8 +257,10 @@ export async function loadModel(input: ModelInput, options: LoadModelOptions = {
     const modelContext = config.contextLength;
     const contextLength = Math.min(options.contextLength ?? Math.min(modelContext, 4096), modelContext);
     const blockSize = options.kvBlockSize ?? 16;
-    const kvTokens = Math.max(options.kvCacheTokens ?? contextLength, blockSize);
     const maxBatchTokens = Math.min(options.maxBatchTokens ?? 512, contextLength);
+    const window = config.slidingWindow;
+    const oneSequence = window === undefined ? contextLength : Math.min(contextLength, KVCache.windowBlocks(window, blockSize, maxBatchTokens) * blockSize);
+    const kvTokens = Math.max(options.kvCacheTokens ?? oneSequence, blockSize);
     const kvType = options.kvCacheType ?? 'f16';
     const kvDim = config.nKvHeads * config.headDim;
     const nBlocks = Math.ceil(kvTokens / blockSize);
@@ -274,7 +279,7 @@ export async function loadModel(input: ModelInput, options: LoadModelOptions = {
     const backend = options.backend ?? (await (await import('../backend/wasm/create-wasm-backend.js')).createWasmBackend({ threads: options.threads, relaxedSimd: options.relaxedSimd }));
     try {
       const weights = await loadWeights(source, file, config, backend, options.onProgress);
-      const kv = new KVCache(backend, { nLayers: config.nLayers, kvDim, blockSize, nBlocks, type: kvType, maxSequenceLength: contextLength });
+      const kv = new KVCache(backend, { nLayers: config.nLayers, kvDim, blockSize, nBlocks, type: kvType, maxSequenceLength: contextLength, slidingWindow: window });
       const graph = new LlamaGraph(backend, config, weights, kv, maxBatchTokens);
       const loadMs = performance.now() - t0;
       log.info(`loaded ${source.name}: ${config.nLayers} layers, dim ${config.dim}, ${backend.name} with ${backend.nThreads} threads, ${loadMs.toFixed(0)} ms`);

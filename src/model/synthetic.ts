@@ -58,6 +58,8 @@ export interface SyntheticLlamaOptions {
   /** Per-head dimension (default dim / nHeads). */
   headDim?: number;
   contextLength?: number;
+  /** {arch}.attention.sliding_window: each token attends to at most this many keys (default: none). */
+  slidingWindow?: number;
   ropeFreqBase?: number;
   /** Standard deviation of the weights (default 0.02). */
   std?: number;
@@ -314,6 +316,9 @@ function checkShape(o: SyntheticLlamaOptions): void {
   for (const [k, v] of [['std', o.std], ['embeddingStd', o.embeddingStd]] as const) {
     if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new SyntheticModelError('BAD_SHAPE', `${k} must be a finite non-negative number, got ${v}`);
   }
+  if (o.slidingWindow !== undefined && (!Number.isSafeInteger(o.slidingWindow) || o.slidingWindow < 1)) {
+    throw new SyntheticModelError('BAD_SHAPE', `slidingWindow must be a positive integer, got ${o.slidingWindow}`);
+  }
   if (o.distinctBlocks !== undefined && (!Number.isSafeInteger(o.distinctBlocks) || o.distinctBlocks < 1)) {
     throw new SyntheticModelError('BAD_SHAPE', `distinctBlocks must be a positive integer, got ${o.distinctBlocks}`);
   }
@@ -387,6 +392,7 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
     [`${arch}.rope.dimension_count`, u32(headDim)],
     [`${arch}.rope.freq_base`, f32(opts.ropeFreqBase ?? (arch === 'qwen2' ? 1000000 : 10000))],
     [`${arch}.attention.layer_norm_rms_epsilon`, f32(arch === 'qwen2' ? 1e-6 : 1e-5)],
+    ...(opts.slidingWindow !== undefined ? [[`${arch}.attention.sliding_window`, u32(opts.slidingWindow)] as [string, GGUFEntry]] : []),
     ...(headDim !== dim / nHeads
       ? ([[`${arch}.attention.key_length`, u32(headDim)], [`${arch}.attention.value_length`, u32(headDim)]] as [string, GGUFEntry][])
       : []),

@@ -73,13 +73,13 @@ export async function loadIntoBackend(be: Backend, path: string, kvType: 'f32' |
       const a = (n: number) => be.alloc(n * 4);
       const x = a(T * dim), xb = a(T * dim), q = a(T * dim), k = a(T * kvDim), v = a(T * kvDim);
       const att = a(T * dim), gate = a(T * ffn), up = a(T * ffn), logits = a(T * output.rows);
-      const ids = a(T), pos = a(T), slots = a(T), info = a(2 * T);
+      const ids = a(T), pos = a(T), slots = a(T), info = a(3 * T);
       be.i32(ids, T).set(tokens);
       for (let t = 0; t < T; t++) {
         const p = startPos + t;
         be.i32(pos, T)[t] = p;
         be.i32(slots, T)[t] = perm[Math.floor(p / blockSize)] * blockSize + (p % blockSize);
-        be.i32(info, 2 * T).set([table, p + 1], 2 * t);
+        be.i32(info, 3 * T).set([table, 0, p + 1], 3 * t); // keys 0..p
       }
       be.getRows(x, embd, ids, T);
       layers.forEach((L, l) => {

@@ -3,6 +3,8 @@
 // with the backend contract or the model graph, so it can judge both. Test-only.
 //
 // Architectures: llama (RoPE on adjacent pairs) and qwen2 (q/k/v biases, NeoX RoPE).
+// Sliding-window attention ({arch}.attention.sliding_window, or opts.window): the cache keeps every
+// position and the mask skips keys more than window - 1 positions back, as llama.cpp's standard SWA.
 import { readGGUF, type GGUFFile } from '../../src/gguf/reader.js';
 import { getCount, getNumber, getString, has } from '../../src/gguf/metadata.js';
 import { readRange } from '../../src/io/byte-source.js';
@@ -24,6 +26,8 @@ export interface LlamaConfig {
   readonly neox: boolean;
   readonly eps: number;
   readonly maxSeq: number;
+  /** Keys a token attends to, itself included (undefined: all earlier ones). */
+  readonly window?: number;
 }
 
 interface Layer {
@@ -74,7 +78,7 @@ function rope(v: Float32Array, nHeads: number, headDim: number, pos: number, c: 
   }
 }
 
-export async function loadLlamaReference(path: string, opts: { maxSeq?: number } = {}): Promise<LlamaReference> {
+export async function loadLlamaReference(path: string, opts: { maxSeq?: number; window?: number } = {}): Promise<LlamaReference> {
   const source = await fileSource(path);
   try {
     const gguf = await readGGUF(source);
@@ -100,6 +104,7 @@ export async function loadLlamaReference(path: string, opts: { maxSeq?: number }
       neox: arch === 'qwen2',
       eps: getNumber(m, `${arch}.attention.layer_norm_rms_epsilon`, 1e-5),
       maxSeq: opts.maxSeq ?? Math.min(getCount(m, `${arch}.context_length`, { fallback: 2048 }), 2048),
+      window: opts.window ?? (getCount(m, `${arch}.attention.sliding_window`, { fallback: 0 }) || undefined),
     };
 
     const load = async (name: string): Promise<Float32Array> => {
@@ -164,23 +169,24 @@ export async function loadLlamaReference(path: string, opts: { maxSeq?: number }
 
         const group = nHeads / nKvHeads;
         const scale = 1 / Math.sqrt(headDim);
+        const from = config.window === undefined ? 0 : Math.max(0, pos - config.window + 1); // pos - t < window
         for (let h = 0; h < nHeads; h++) {
           const kvOff = Math.floor(h / group) * headDim;
           let max = -Infinity;
-          for (let t = 0; t <= pos; t++) {
+          for (let t = from; t <= pos; t++) {
             let s = 0;
             for (let i = 0; i < headDim; i++) s += q[h * headDim + i] * keyCache[l][t * kvDim + kvOff + i];
             att[t] = s * scale;
             if (att[t] > max) max = att[t];
           }
           let sum = 0;
-          for (let t = 0; t <= pos; t++) {
+          for (let t = from; t <= pos; t++) {
             att[t] = Math.exp(att[t] - max);
             sum += att[t];
           }
           for (let i = 0; i < headDim; i++) {
             let acc = 0;
-            for (let t = 0; t <= pos; t++) acc += att[t] * valueCache[l][t * kvDim + kvOff + i];
+            for (let t = from; t <= pos; t++) acc += att[t] * valueCache[l][t * kvDim + kvOff + i];
             xb[h * headDim + i] = acc / sum;
           }
         }

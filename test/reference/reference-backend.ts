@@ -270,16 +270,22 @@ export function createReferenceBackend(): Backend {
       if (layer.kvDim !== nKvHeads * headDim) throw new RangeError(`attention: kvDim ${layer.kvDim} != nKvHeads * headDim`);
       const dim = nHeads * headDim;
       const q = f32View(args.q, nTokens * dim, 'attention q').slice();
-      const info = i32View(args.tokenInfo, 2 * nTokens, 'attention tokenInfo').slice();
+      const info = i32View(args.tokenInfo, 3 * nTokens, 'attention tokenInfo').slice();
       const result = new Float64Array(nTokens * dim);
       const group = nHeads / nKvHeads;
       const oneRow = layer.type === 'f16' && headDim % 16 !== 0;
       for (let t = 0; t < nTokens; t++) {
-        const tablePtr = info[2 * t], nKeys = info[2 * t + 1];
-        if (nKeys <= 0) throw new RangeError(`attention: token ${t} has nKeys ${nKeys}`);
-        const table = i32View(tablePtr, Math.ceil(nKeys / layer.blockSize), 'attention block table').slice();
+        // keys first..end-1; the block table is read only from the block holding `first`
+        const tablePtr = info[3 * t], first = info[3 * t + 1], end = info[3 * t + 2];
+        if (first < 0 || end <= first) throw new RangeError(`attention: token ${t} has key range [${first}, ${end})`);
+        const table = i32View(tablePtr, Math.ceil(end / layer.blockSize), 'attention block table').slice();
+        const nKeys = end - first;
         const slots = new Int32Array(nKeys);
-        for (let p = 0; p < nKeys; p++) slots[p] = table[Math.floor(p / layer.blockSize)] * layer.blockSize + (p % layer.blockSize);
+        for (let j = 0; j < nKeys; j++) {
+          const p = first + j, block = table[Math.floor(p / layer.blockSize)];
+          if (block < 0) throw new RangeError(`attention: token ${t} reads key ${p}, whose block was released (${block})`);
+          slots[j] = block * layer.blockSize + (p % layer.blockSize);
+        }
         for (let h = 0; h < nHeads; h++) {
           const kvh = Math.floor(h / group);
           if (oneRow) {

@@ -331,9 +331,19 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       if (nHeads % nKvHeads !== 0) throw new BackendError('INVALID_ARGUMENT', `attention: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
       if (layer.kvDim !== nKvHeads * headDim) throw new BackendError('INVALID_ARGUMENT', `attention: kvDim ${layer.kvDim} != nKvHeads ${nKvHeads} * headDim ${headDim}`);
       if (nTokens === 0) return;
-      const info = new Int32Array(memory.buffer, a.tokenInfo, 2 * nTokens);
+      // Check each token's key range and that its first block is not a released (-1) entry: the
+      // kernel reads the block table from firstKey / blockSize on, without bounds checks.
+      const mem32 = new Int32Array(memory.buffer);
+      const info = a.tokenInfo >> 2;
       let keys = 0;
-      for (let t = 0; t < nTokens; t++) keys += info[2 * t + 1]!;
+      for (let t = 0; t < nTokens; t++) {
+        const first = mem32[info + 3 * t + 1]!, end = mem32[info + 3 * t + 2]!;
+        if (first < 0 || end < first) throw new BackendError('INVALID_ARGUMENT', `attention: token ${t} has key range [${first}, ${end})`);
+        if (end > first && mem32[(mem32[info + 3 * t]! >> 2) + Math.floor(first / layer.blockSize)]! < 0) {
+          throw new BackendError('INVALID_ARGUMENT', `attention: token ${t} starts at key ${first}, whose block was released`);
+        }
+        keys += end - first;
+      }
       const c = cmd(K.OP_ATTENTION);
       c.i.set([a.q, a.out, nTokens, nHeads, nKvHeads, headDim], 1);
       c.f[7] = a.scale;
