@@ -4,8 +4,8 @@
 // Each op call is timed from the host: for a threaded op that includes waking the workers and
 // waiting for the last chunk, which is the point (dispatch cost is part of the op's cost).
 // Run: npx tsx bench/op-times.ts [--model m135|l1b] [--type q4_0|q8_0] [--threads 2] [--prompt 4]
-//      [--decode 128]
-import { existsSync } from 'node:fs';
+//      [--decode 128] [--kernels FILE]   (FILE: a baseline kernel build to run instead)
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createWasmBackend, type WasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
 import { loadModel } from '../src/model/model.js';
@@ -22,7 +22,9 @@ const nDecode = Number(opt('decode', '128'));
 const path = join(import.meta.dirname, '.cache', 'models', `${modelName}-${typeName}-s1-v1.gguf`);
 if (!existsSync(path)) throw new Error(`${path} is missing: run npx tsx bench/e2e-quick.ts --model ${modelName} --type ${typeName} once to write it`);
 
-const backend = await createWasmBackend({ threads });
+const kernelFile = process.argv.includes('--kernels') ? opt('kernels', '') : undefined;
+const kernelBytes = kernelFile ? new Uint8Array(readFileSync(kernelFile)) : undefined;
+const backend = await createWasmBackend({ threads, ...(kernelBytes ? { relaxedSimd: false, kernels: { baseline: kernelBytes, relaxed: kernelBytes } } : {}) });
 // Ops that call other ops (matmul -> matmulShared) are timed only at the outermost call.
 const times = new Map<string, { ms: number; calls: number }>();
 let depth = 0;
