@@ -25,6 +25,10 @@ export const OP_ROUND_ACT = 14;
 /** Most weight matrices one OP_MATMUL command carries (they share the activations). */
 export const MATMUL_MAX_PARTS = 4;
 
+/** The f32 attention path's tiles: consecutive tokens of one sequence, and keys (they size its scratch). */
+export const ATTN_QUERY_TILE = 8;
+export const ATTN_KEY_TILE = 32;
+
 // ggml type ids the kernels understand (same numbers as src/tensor/ggml-types.ts).
 export const T_F32 = 0;
 export const T_F16 = 1;

@@ -12,7 +12,8 @@
 //   flash_attn_ext_f16_one_chunk): Q rounded to f16, q.k of f16 values (exact products, ggml's
 //   vec_dot_f16 summation order), libm expf, and the V accumulator kept in f16: every rescale and
 //   every v * vs + acc is rounded to f16 (from an f32 fused multiply-add).
-import { arg, argf, expf, f16x4ToF32, f16ToF32, hsumf, roundF16x4, splitAt } from './common';
+import { ATTN_KEY_TILE, ATTN_QUERY_TILE } from './abi';
+import { arg, argf, expf, expv, f16x4ToF32, f16ToF32, hsumf, roundF16x4, splitAt } from './common';
 
 @inline function kv4(p: usize, f16: bool): v128 {
   return f16 ? f16x4ToF32(v128.load16x4_u(p)) : v128.load(p);
@@ -159,8 +160,8 @@ function dotHalf(q: usize, k: usize, n: i32): f32 {
  * positions first..end-1, and block-table entries before first / blockSize are never read.
  * out must not overlap q. half (f16 cache only) selects ggml's one-row rounding, split by
  * (token, head) pairs; it needs headDim f32 of scratch per share at scratch + ith * headDim * 4.
- * The f32 path is split by (token, KV head, hpu heads) and needs attnScratchStride bytes per share
- * at scratch + ith * stride. (ith indexes the share, not the thread: the pool runs shares as
+ * The f32 path is split by (query tile, KV head, hpu heads) (see below) and needs attnScratchStride
+ * bytes per share at scratch + ith * stride. (ith indexes the share, not the thread: the pool runs shares as
  * chunks claimed by any thread.)
  */
 export function attention(args: usize, ith: i32, nth: i32): void {
@@ -197,97 +198,185 @@ export function attention(args: usize, ith: i32, nth: i32): void {
     }
     return;
   }
-  // f32 rounding: one unit = (token, KV head, subset of hpu of the `group` query heads that share
-  // it; hpu = arg 16 divides group). Each key's K and V rows are converted to f32 once (into this
-  // share's scratch) and used by every head of the unit; per head the arithmetic is the same
-  // sequence as one head alone, so hpu (the host picks it for parallelism) never changes a result.
+  // f32 rounding. One unit = (query tile, KV head, hpu of the `group` query heads sharing it; hpu =
+  // arg 16 divides group). A query tile is up to ATTN_QUERY_TILE consecutive batch tokens with one
+  // block table (one sequence), so every K and V row is converted to f32 once for all of the tile's
+  // rows (token x head) instead of once per token. Keys go in tiles of ATTN_KEY_TILE on a grid
+  // fixed by key position (multiples of ATTN_KEY_TILE), as ggml's tiled flash attention: per row,
+  // the scores of the tile's keys inside the row's [first, end), one max, one rescale of the
+  // accumulator when the max grew, the exps, the running sum and the V rows in key order. A row's
+  // arithmetic depends only on its own query, keys and range: not on the tile's other rows, the
+  // batch, hpu or the thread count.
   const hpu = arg(args, 16);
   const subs = group / hpu;
   const hb = <usize>headDim << 2;
+  const rowsMax = ATTN_QUERY_TILE * hpu;
   const ks = <usize>arg(args, 15) + <usize>ith * attnScratchStride(headDim, hpu);
   const vs32 = ks + hb;
-  const mS = vs32 + hb; // hpu f32 running maxima, then hpu f32 running sums
-  const sS = mS + (<usize>hpu << 2);
-  const units = nTokens * nKvHeads * subs;
-  const u1 = splitAt(units, ith + 1, nth);
-  for (let u = splitAt(units, ith, nth); u < u1; u++) {
-    const t = u / (nKvHeads * subs);
-    const r = u - t * nKvHeads * subs;
-    const kh = r / subs;
-    const h0 = t * nHeads + kh * group + (r - kh * subs) * hpu; // first query head's row index
-    const qr = q + <usize>h0 * hb;
-    const o = out + <usize>h0 * hb;
-    const ti = info + <usize>t * 12;
-    const table = <usize>load<i32>(ti);
-    const first = load<i32>(ti, 4);
-    const keyEnd = load<i32>(ti, 8);
-    const headOff = <usize>(kh * headDim) * eb;
-    memory.fill(o, 0, <usize>hpu * hb);
-    let p = first;
-    // Block by block from the block holding `first` (earlier entries may be released).
-    for (let bi = first / blockSize; p < keyEnd; bi++) {
-      const base = <usize>(load<i32>(table + (<usize>bi << 2)) * blockSize);
-      const blockEnd = min(keyEnd, (bi + 1) * blockSize);
-      for (let slot = base + <usize>(p - bi * blockSize); p < blockEnd; p++, slot++) {
-        const rowOff = slot * <usize>kvDim * eb + headOff;
-        let kr = kc + rowOff, vr = vc + rowOff;
-        if (f16) {
-          toF32(ks, kr, headDim);
-          toF32(vs32, vr, headDim);
-          kr = ks;
-          vr = vs32;
-        }
-        for (let g = 0; g < hpu; g++) {
-          const go = <usize>g * hb;
-          const og = o + go;
-          const s = dotQK(qr + go, kr, headDim, false) * scale;
-          let ms: f32 = 1;
-          let vs: f32 = 1;
-          const mp = mS + (<usize>g << 2);
-          const sp = sS + (<usize>g << 2);
-          if (p == first) {
-            store<f32>(mp, s);
-            store<f32>(sp, 0);
-          } else {
-            const m = load<f32>(mp);
-            if (s > m) {
-              ms = expf(m - s);
-              store<f32>(mp, s);
-              const msv = f32x4.splat(ms);
-              for (let i = 0; i < n4; i += 4) v128.store(og + (<usize>i << 2), f32x4.mul(v128.load(og + (<usize>i << 2)), msv));
-              for (let i = n4; i < headDim; i++) store<f32>(og + (<usize>i << 2), load<f32>(og + (<usize>i << 2)) * ms);
-            } else {
-              vs = expf(s - m);
-            }
-          }
-          const vsv = f32x4.splat(vs);
-          for (let i = 0; i < n4; i += 4) {
-            const op = og + (<usize>i << 2);
-            v128.store(op, f32x4.add(v128.load(op), f32x4.mul(v128.load(vr + (<usize>i << 2)), vsv)));
-          }
-          for (let i = n4; i < headDim; i++) {
-            const op = og + (<usize>i << 2);
-            store<f32>(op, load<f32>(op) + load<f32>(vr + (<usize>i << 2)) * vs);
-          }
-          store<f32>(sp, load<f32>(sp) * ms + vs);
-        }
-      }
+  const mS = vs32 + hb; // per row: running max
+  const sS = mS + (<usize>rowsMax << 2); // per row: running sum
+  const pS = sS + (<usize>rowsMax << 2); // per row: ATTN_KEY_TILE scores, then their exps
+  const unitsPerTile = nKvHeads * subs;
+  const units = queryTiles(info, nTokens) * unitsPerTile;
+  const u0 = splitAt(units, ith, nth), u1 = splitAt(units, ith + 1, nth);
+  // walk the query tiles in order; run this share's units of each
+  let t0 = 0;
+  for (let tile = 0; t0 < nTokens && tile * unitsPerTile < u1; tile++) {
+    const t1 = queryTileEnd(info, nTokens, t0);
+    for (let r = max(u0 - tile * unitsPerTile, 0); r < unitsPerTile && tile * unitsPerTile + r < u1; r++) {
+      const kh = r / subs;
+      const hd0 = kh * group + (r - kh * subs) * hpu; // first query head of the unit
+      attendTile(q, out, info, t0, t1, nHeads, hd0, hpu, headDim, scale, kc, vc, f16, blockSize, kvDim, <usize>(kh * headDim) * eb, ks, vs32, mS, sS, pS);
     }
-    if (keyEnd > first) {
-      for (let g = 0; g < hpu; g++) {
-        const og = o + <usize>g * hb;
-        const inv: f32 = <f32>1.0 / load<f32>(sS + (<usize>g << 2));
-        const iv = f32x4.splat(inv);
-        for (let i = 0; i < n4; i += 4) v128.store(og + (<usize>i << 2), f32x4.mul(v128.load(og + (<usize>i << 2)), iv));
-        for (let i = n4; i < headDim; i++) store<f32>(og + (<usize>i << 2), load<f32>(og + (<usize>i << 2)) * inv);
-      }
-    }
+    t0 = t1;
   }
 }
 
-/** Bytes of scratch per thread the f32 path needs (two f32 rows, per-head max and sum), 64-aligned. */
-@inline function attnScratchStride(headDim: i32, group: i32): usize {
-  return ((<usize>(2 * headDim + 2 * group) << 2) + 63) & ~<usize>63;
+/** End (exclusive) of the query tile starting at token t0: same block table, at most ATTN_QUERY_TILE tokens. */
+@inline function queryTileEnd(info: usize, nTokens: i32, t0: i32): i32 {
+  const table = load<i32>(info + <usize>t0 * 12);
+  let t = t0 + 1;
+  while (t < nTokens && t - t0 < ATTN_QUERY_TILE && load<i32>(info + <usize>t * 12) == table) t++;
+  return t;
+}
+
+function queryTiles(info: usize, nTokens: i32): i32 {
+  let n = 0;
+  for (let t = 0; t < nTokens; t = queryTileEnd(info, nTokens, t)) n++;
+  return n;
+}
+
+/**
+ * Tokens [t0, t1) (one sequence) x query heads hd0 .. hd0 + hpu - 1 (one KV head at headOff) of
+ * the f32 path. Rows are (token, head) pairs, row i = (t0 + i / hpu, hd0 + i % hpu).
+ */
+function attendTile(
+  q: usize, out: usize, info: usize, t0: i32, t1: i32, nHeads: i32, hd0: i32, hpu: i32, headDim: i32, scale: f32,
+  kc: usize, vc: usize, f16: bool, blockSize: i32, kvDim: i32, headOff: usize,
+  ks: usize, vs32: usize, mS: usize, sS: usize, pS: usize,
+): void {
+  const hb = <usize>headDim << 2;
+  const n4 = headDim & ~3;
+  const eb: usize = f16 ? 2 : 4;
+  const nRows = (t1 - t0) * hpu;
+  const table = <usize>load<i32>(info + <usize>t0 * 12);
+  // the tile's key range: the union of its tokens' ranges
+  let lo = i32.MAX_VALUE, hi = 0;
+  for (let t = t0; t < t1; t++) {
+    const f = load<i32>(info + <usize>t * 12, 4), e = load<i32>(info + <usize>t * 12, 8);
+    if (e > f) {
+      lo = min(lo, f);
+      hi = max(hi, e);
+    }
+  }
+  for (let i = 0; i < nRows; i++) {
+    memory.fill(rowOut(out, t0, i, hpu, nHeads, hd0, hb), 0, hb);
+    store<f32>(mS + (<usize>i << 2), -Infinity);
+    store<f32>(sS + (<usize>i << 2), 0);
+  }
+  if (lo >= hi) return;
+  for (let k0 = lo - lo % ATTN_KEY_TILE; k0 < hi; k0 += ATTN_KEY_TILE) {
+    const k1 = min(k0 + ATTN_KEY_TILE, hi);
+    // scores s[row][j - k0] for the keys j inside the row's range
+    for (let j = max(k0, lo); j < k1; j++) {
+      let kr = kc + kvRowOffset(table, j, blockSize, kvDim, eb, headOff);
+      if (f16) {
+        toF32(ks, kr, headDim);
+        kr = ks;
+      }
+      for (let i = 0; i < nRows; i++) {
+        const ti = info + <usize>(t0 + i / hpu) * 12;
+        if (j < load<i32>(ti, 4) || j >= load<i32>(ti, 8)) continue;
+        const qr = q + <usize>((t0 + i / hpu) * nHeads + hd0 + i % hpu) * hb;
+        store<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2), dotQK(qr, kr, headDim, false) * scale);
+      }
+    }
+    // per row: max, rescale, exps, running sum
+    for (let i = 0; i < nRows; i++) {
+      const ti = info + <usize>(t0 + i / hpu) * 12;
+      const a = max(k0, load<i32>(ti, 4)), b = min(k1, load<i32>(ti, 8));
+      if (a >= b) continue;
+      const row = pS + (<usize>(i * ATTN_KEY_TILE - k0) << 2); // row + 4j: key j's score
+      const mp = mS + (<usize>i << 2), sp = sS + (<usize>i << 2);
+      const m = load<f32>(mp);
+      let mt = m;
+      for (let j = a; j < b; j++) mt = max(mt, load<f32>(row + (<usize>j << 2)));
+      let sum = load<f32>(sp);
+      if (mt > m && m != -Infinity) {
+        const ms = expf(m - mt);
+        sum *= ms;
+        const og = rowOut(out, t0, i, hpu, nHeads, hd0, hb);
+        const msv = f32x4.splat(ms);
+        for (let x = 0; x < n4; x += 4) v128.store(og + (<usize>x << 2), f32x4.mul(v128.load(og + (<usize>x << 2)), msv));
+        for (let x = n4; x < headDim; x++) store<f32>(og + (<usize>x << 2), load<f32>(og + (<usize>x << 2)) * ms);
+      }
+      store<f32>(mp, mt);
+      const mv = f32x4.splat(mt);
+      let j = a;
+      for (; j + 4 <= b; j += 4) {
+        const pj = row + (<usize>j << 2);
+        v128.store(pj, expv(f32x4.sub(v128.load(pj), mv)));
+      }
+      for (; j < b; j++) {
+        const pj = row + (<usize>j << 2);
+        store<f32>(pj, expf(load<f32>(pj) - mt));
+      }
+      for (j = a; j < b; j++) sum += load<f32>(row + (<usize>j << 2));
+      store<f32>(sp, sum);
+    }
+    // out[row] += p[row][j] * v_j, keys in order
+    for (let j = max(k0, lo); j < k1; j++) {
+      let vr = vc + kvRowOffset(table, j, blockSize, kvDim, eb, headOff);
+      if (f16) {
+        toF32(vs32, vr, headDim);
+        vr = vs32;
+      }
+      for (let i = 0; i < nRows; i++) {
+        const ti = info + <usize>(t0 + i / hpu) * 12;
+        if (j < load<i32>(ti, 4) || j >= load<i32>(ti, 8)) continue;
+        const og = rowOut(out, t0, i, hpu, nHeads, hd0, hb);
+        const p = load<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2));
+        const pv = f32x4.splat(p);
+        for (let x = 0; x < n4; x += 4) {
+          const op = og + (<usize>x << 2);
+          v128.store(op, f32x4.add(v128.load(op), f32x4.mul(v128.load(vr + (<usize>x << 2)), pv)));
+        }
+        for (let x = n4; x < headDim; x++) {
+          const op = og + (<usize>x << 2);
+          store<f32>(op, load<f32>(op) + load<f32>(vr + (<usize>x << 2)) * p);
+        }
+      }
+    }
+  }
+  for (let i = 0; i < nRows; i++) {
+    const sum = load<f32>(sS + (<usize>i << 2));
+    if (load<f32>(mS + (<usize>i << 2)) == -Infinity && sum == 0) continue; // no keys: the zero row stays
+    const og = rowOut(out, t0, i, hpu, nHeads, hd0, hb);
+    const inv: f32 = <f32>1.0 / sum;
+    const iv = f32x4.splat(inv);
+    for (let x = 0; x < n4; x += 4) v128.store(og + (<usize>x << 2), f32x4.mul(v128.load(og + (<usize>x << 2)), iv));
+    for (let x = n4; x < headDim; x++) store<f32>(og + (<usize>x << 2), load<f32>(og + (<usize>x << 2)) * inv);
+  }
+}
+
+/** Output row of tile row i: token t0 + i / hpu, head hd0 + i % hpu. */
+@inline function rowOut(out: usize, t0: i32, i: i32, hpu: i32, nHeads: i32, hd0: i32, hb: usize): usize {
+  return out + <usize>((t0 + i / hpu) * nHeads + hd0 + i % hpu) * hb;
+}
+
+/** Byte offset of key position p's row (this KV head's part) in the K or V cache. */
+@inline function kvRowOffset(table: usize, p: i32, blockSize: i32, kvDim: i32, eb: usize, headOff: usize): usize {
+  const bi = p / blockSize;
+  const slot = <usize>(load<i32>(table + (<usize>bi << 2)) * blockSize + (p - bi * blockSize));
+  return slot * <usize>kvDim * eb + headOff;
+}
+
+/**
+ * Bytes of scratch per share the f32 path needs, 64-aligned: a K and a V row in f32, and per tile
+ * row (ATTN_QUERY_TILE tokens x hpu heads) a max, a sum and a key tile of scores.
+ */
+@inline function attnScratchStride(headDim: i32, hpu: i32): usize {
+  return ((<usize>(2 * headDim + ATTN_QUERY_TILE * hpu * (2 + ATTN_KEY_TILE)) << 2) + 63) & ~<usize>63;
 }
 
 /** n f16 values at src to f32 at dst (exact, as f16ToF32). */

@@ -1,7 +1,8 @@
 // Micro-benchmark of the WASM matmul kernels: GB/s of weight bytes streamed for mat x vec
-// (decode) and mat x mat (prefill, 128 tokens), Q4_0 / Q8_0 / F32, 1 and 2 threads. Medians and
-// best runs are both printed: on a shared machine the best run is closer to the kernel's speed.
-// Run: npx tsx bench/kernels.ts [--rows 5632] [--cols 2048] [--tokens 128] [--seconds 1]
+// (decode) and mat x mat (prefill; --tokens takes a list, default 1,128), Q4_0 / Q8_0 / F32, 1 and 2
+// threads. Medians and best runs are both printed: on a shared machine the best run is closer to
+// the kernel's speed.
+// Run: npx tsx bench/kernels.ts [--rows 5632] [--cols 2048] [--tokens 1,128] [--seconds 1]
 //      [--types q4_0,q8_0,f32] [--threads 1,2]
 import { createWasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
 import { GGMLType, rowBytes, typeByName, typeName } from '../src/tensor/ggml-types.js';
@@ -13,7 +14,8 @@ function option(name: string, fallback: number): number {
 }
 const rows = option('rows', 5632);
 const cols = option('cols', 2048);
-const prefill = option('tokens', 128);
+const tokenArg = process.argv.indexOf('--tokens');
+const tokenCounts = tokenArg > 0 ? process.argv[tokenArg + 1]!.split(',').map(Number) : [1, 128];
 const seconds = option('seconds', 1);
 const typeArg = process.argv.indexOf('--types');
 const types = typeArg > 0 ? process.argv[typeArg + 1]!.split(',').map((n) => typeByName(n)!.type) : [GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.F32];
@@ -24,7 +26,7 @@ let seed = 42;
 const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * 2 - 1;
 const weights = new Float32Array(rows * cols).map(() => rnd() * 0.02);
 
-console.log(`matmul ${rows}x${cols}; prefill ${prefill} tokens; median of runs over ~${seconds}s each`);
+console.log(`matmul ${rows}x${cols}; ${tokenCounts.join(', ')} tokens per call; median of runs over ~${seconds}s each`);
 console.log('threads  type   tokens  ms/call(median)  GB/s weights (median / best)  GMAC/s (median / best)');
 for (const threads of threadCounts) {
   const be = await createWasmBackend({ threads });
@@ -34,7 +36,7 @@ for (const threads of threadCounts) {
     const wp = be.alloc(q.length);
     be.u8().set(q, wp);
     const w = { ptr: wp, type, rows, cols, rowBytes: rowBytes(type, cols) };
-    for (const nTokens of [1, prefill]) {
+    for (const nTokens of tokenCounts) {
       const x = be.alloc(nTokens * cols * 4);
       be.f32(x, nTokens * cols).set(Float32Array.from({ length: nTokens * cols }, rnd));
       const out = be.alloc(nTokens * rows * 4);

@@ -353,19 +353,27 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       // which the f32 rounding matches. (Its single-token decode of such heads rounds as the
       // one-row kernel too; results here must not depend on the batch, so prefill wins.)
       const half = layer.type === 'f16' && headDim % 16 !== 0 ? 1 : 0;
-      // Per-thread scratch: the f16-rounded query (half), or the f32 path's converted K and V rows
-      // plus a running max and sum per head of a KV group (attnScratchStride in attention.ts).
       const group = nHeads / nKvHeads;
+      // The f32 path works in query tiles: runs of up to ATTN_QUERY_TILE consecutive tokens with one
+      // block table (queryTileEnd in attention.ts), each K/V row converted once per tile.
+      let tiles = 0;
+      for (let t = 0; t < nTokens; tiles++) {
+        const table = mem32[info + 3 * t]!;
+        const t0 = t;
+        for (t++; t < nTokens && t - t0 < K.ATTN_QUERY_TILE && mem32[info + 3 * t] === table; t++);
+      }
       // Heads per unit of the f32 path: the whole KV group (K/V converted once for all of them), or
       // one head when that leaves too few units to keep every thread busy (decode of a few tokens).
-      const hpu = nThreads > 1 && nTokens * nKvHeads < nThreads ? 1 : group;
-      const perThread = half ? headDim * 4 : Math.ceil(((2 * headDim + 2 * hpu) * 4) / 64) * 64;
+      const hpu = nThreads > 1 && tiles * nKvHeads < nThreads ? 1 : group;
+      // Scratch per share: the f16-rounded query (half), or the f32 path's converted K and V rows plus
+      // per tile row a max, a sum and a key tile of scores (attnScratchStride in attention.ts).
+      const perShare = half ? headDim * 4 : Math.ceil(((2 * headDim + K.ATTN_QUERY_TILE * hpu * (2 + K.ATTN_KEY_TILE)) * 4) / 64) * 64;
       // Scratch is indexed by chunk (at most nThreads * CHUNKS_PER_THREAD chunks, never fewer than nThreads).
-      const maxChunks = Math.floor(SCRATCH_BYTES / perThread);
+      const maxChunks = Math.floor(SCRATCH_BYTES / perShare);
       if (maxChunks < nThreads) throw new BackendError('INVALID_ARGUMENT', `attention: headDim ${headDim} too large for the scratch`);
       c.i.set([layer.kPtr, layer.vPtr, layer.type === 'f16' ? 1 : 0, layer.blockSize, layer.kvDim, a.tokenInfo, half, scratch, hpu], 8);
-      // Work units: (token, head) pairs for the half path, (token, KV head, hpu heads) otherwise.
-      run(2 * keys * nHeads * headDim, MIN_WORK.attention, nTokens * (half ? nHeads : nKvHeads * (group / hpu)), maxChunks);
+      // Work units: (token, head) pairs for the half path, (query tile, KV head, hpu heads) otherwise.
+      run(2 * keys * nHeads * headDim, MIN_WORK.attention, half ? nTokens * nHeads : tiles * nKvHeads * (group / hpu), maxChunks);
     },
 
     async dispose() {
