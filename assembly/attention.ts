@@ -257,7 +257,6 @@ function attendTile(
 ): void {
   const hb = <usize>headDim << 2;
   const n4 = headDim & ~3;
-  const eb: usize = f16 ? 2 : 4;
   const nRows = (t1 - t0) * hpu;
   const table = <usize>load<i32>(info + <usize>t0 * 12);
   // the tile's key range: the union of its tokens' ranges
@@ -279,14 +278,9 @@ function attendTile(
     const k1 = min(k0 + ATTN_KEY_TILE, hi);
     // scores s[row][j - k0] for the keys j inside the row's range
     for (let j = max(k0, lo); j < k1; j++) {
-      let kr = kc + kvRowOffset(table, j, blockSize, kvDim, eb, headOff);
-      if (f16) {
-        toF32(ks, kr, headDim);
-        kr = ks;
-      }
+      const kr = f32Row(kc, ks, f16, table, j, blockSize, kvDim, headOff, headDim);
       for (let i = 0; i < nRows; i++) {
-        const ti = info + <usize>(t0 + i / hpu) * 12;
-        if (j < load<i32>(ti, 4) || j >= load<i32>(ti, 8)) continue;
+        if (!rowSeesKey(info, t0, i, hpu, j)) continue;
         const qr = q + <usize>((t0 + i / hpu) * nHeads + hd0 + i % hpu) * hb;
         store<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2), dotQK(qr, kr, headDim, false) * scale);
       }
@@ -326,14 +320,9 @@ function attendTile(
     }
     // out[row] += p[row][j] * v_j, keys in order
     for (let j = max(k0, lo); j < k1; j++) {
-      let vr = vc + kvRowOffset(table, j, blockSize, kvDim, eb, headOff);
-      if (f16) {
-        toF32(vs32, vr, headDim);
-        vr = vs32;
-      }
+      const vr = f32Row(vc, vs32, f16, table, j, blockSize, kvDim, headOff, headDim);
       for (let i = 0; i < nRows; i++) {
-        const ti = info + <usize>(t0 + i / hpu) * 12;
-        if (j < load<i32>(ti, 4) || j >= load<i32>(ti, 8)) continue;
+        if (!rowSeesKey(info, t0, i, hpu, j)) continue;
         const og = rowOut(out, t0, i, hpu, nHeads, hd0, hb);
         const p = load<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2));
         const pv = f32x4.splat(p);
@@ -357,6 +346,20 @@ function attendTile(
     for (let x = 0; x < n4; x += 4) v128.store(og + (<usize>x << 2), f32x4.mul(v128.load(og + (<usize>x << 2)), iv));
     for (let x = n4; x < headDim; x++) store<f32>(og + (<usize>x << 2), load<f32>(og + (<usize>x << 2)) * inv);
   }
+}
+
+/** Key position j's row (this KV head's part) of a K or V cache as f32: in place, or converted into scratch. */
+@inline function f32Row(cache: usize, scratch: usize, f16: bool, table: usize, j: i32, blockSize: i32, kvDim: i32, headOff: usize, headDim: i32): usize {
+  const row = cache + kvRowOffset(table, j, blockSize, kvDim, f16 ? 2 : 4, headOff);
+  if (!f16) return row;
+  toF32(scratch, row, headDim);
+  return scratch;
+}
+
+/** Whether tile row i's token attends to key j (first <= j < end). */
+@inline function rowSeesKey(info: usize, t0: i32, i: i32, hpu: i32, j: i32): bool {
+  const ti = info + <usize>(t0 + i / hpu) * 12;
+  return j >= load<i32>(ti, 4) && j < load<i32>(ti, 8);
 }
 
 /** Output row of tile row i: token t0 + i / hpu, head hd0 + i % hpu. */
