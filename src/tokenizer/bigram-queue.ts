@@ -82,3 +82,14 @@ export class BigramQueue {
     this.size = s;
   }
 }
+
+/**
+ * Merge symbol `right` into `left` in the doubly linked symbol list both tokenizers keep (len 0
+ * marks a merged-away symbol); `size` is the merged length.
+ */
+export function joinSymbols(len: Int32Array, prev: Int32Array, next: Int32Array, left: number, right: number, size: number): void {
+  len[left] = size;
+  len[right] = 0;
+  next[left] = next[right]!;
+  if (next[right]! >= 0) prev[next[right]!] = left;
+}

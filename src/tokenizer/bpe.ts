@@ -1,7 +1,7 @@
 // Byte-level BPE as llama.cpp runs it for `tokenizer.ggml.model = gpt2`: pre-tokenize with the regexes of
 // `tokenizer.ggml.pre`, spell each word's UTF-8 bytes with GPT-2's byte characters, then apply merges by
 // rank (lowest first, leftmost on ties). Words repeat a lot in real text, so their ids are cached.
-import { BigramQueue } from './bigram-queue.js';
+import { BigramQueue, joinSymbols } from './bigram-queue.js';
 import { preTokenize } from './pre-tokenizers.js';
 import { byteEncode } from './unicode.js';
 import type { Vocab } from './vocab.js';
@@ -62,10 +62,7 @@ export class BpeTokenizer {
       const { left, right, size } = top;
       // stale: one side was merged away or grew since this pair was queued (llama.cpp compares the texts)
       if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== size) continue;
-      len[left] = size;
-      len[right] = 0;
-      next[left] = next[right];
-      if (next[right] >= 0) prev[next[right]] = left;
+      joinSymbols(len, prev, next, left, right, size);
       tryAdd(prev[left], left);
       tryAdd(left, next[left]);
     }

@@ -1,7 +1,7 @@
 // SentencePiece-style BPE as llama.cpp runs it for `tokenizer.ggml.model = llama`: start from single code
 // points, repeatedly merge the adjacent pair whose concatenation is the highest-scoring vocabulary entry
 // (leftmost on ties), and spell whatever is not a token as <0xXX> byte tokens.
-import { BigramQueue } from './bigram-queue.js';
+import { BigramQueue, joinSymbols } from './bigram-queue.js';
 import { TokenizerError } from './errors.js';
 import { utf8Encoder } from './unicode.js';
 import type { Vocab } from './vocab.js';
@@ -103,10 +103,7 @@ export class SpmTokenizer {
       // stale: one side was merged away or grew since this pair was queued
       if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== size) continue;
       key[left] = this.pair(key[left], key[right]);
-      len[left] = size;
-      len[right] = 0;
-      next[left] = next[right];
-      if (next[right] >= 0) prev[next[right]] = left;
+      joinSymbols(len, prev, next, left, right, size);
       tryAdd(prev[left], left);
       tryAdd(left, next[left]);
     }
