@@ -13,21 +13,27 @@
 //   casts the cache to f16), so attention is f32 arithmetic on both sides.
 //
 // What still differs is rounding order: llama.cpp's x86 kernels fuse multiply-adds and sum in
-// other orders (ulp-level, ~1e-7 relative per op, checked op by op on dumped llama.cpp tensors).
-// Those ulps flip a rounding decision now and then where a value is stored at low precision: the
-// 8-bit activation quantization of the block types, f16/bf16 activations, the f16 cache. Each
-// flip moves a value by up to half a quantization step, and that spreads through the layers; the
-// result is noise of the size llama.cpp has against itself when the same prompt is evaluated in
-// other batch sizes (measured: max |Δlogit| 0.01 for F32 up to 0.23 for Q6_K, top-1 changing at up
-// to 3 of 64 positions). So:
-// - max |Δlogit| is bounded per type and variant by BOUNDS: twice the largest value measured over
-//   the type's cases, rounded up to 1, 2 or 5 times a power of ten;
+// other orders (ulp-level, ~1e-7 relative per op, checked op by op on dumped llama.cpp tensors),
+// and which kernels it runs depends on the CPU (node-llama-cpp loads the best of its haswell,
+// skylakex, icelake, zen4, ... builds). Those ulps flip a rounding decision now and then where a
+// value is stored at low precision: the 8-bit activation quantization of the block types, f16/bf16
+// activations, the f16 cache. Each flip moves a value by up to half a quantization step, and that
+// spreads through the layers. So no fixed bound holds on every CPU (a bound of twice the value
+// measured on an AVX-512 machine failed on an AVX2 one). Instead, per case and in the same run:
+// - llama.cpp's own noise on this CPU is measured (test/oracle/noise.ts: the same prompt in
+//   batches of one token, and model copies whose norm weights move by a float32-rounding-sized
+//   amount), and max |Δlogit| between us and llama.cpp must stay below NOISE_FACTOR times it:
+//   we may differ from llama.cpp as much as llama.cpp differs from itself, with margin;
 // - top-1 must agree at >= 99% of positions, where a position also counts as agreeing when the two
 //   picks are a tie at the noise level: llama.cpp scores our pick within the case's max |Δlogit|
 //   of its own. (With |Δ| <= D everywhere, any disagreement has a gap <= 2D, so this still fails
-//   a disagreement with a gap in (D, 2D]; every disagreement measured had a gap below 0.09, at
-//   positions where llama.cpp's own batch-size noise is as large.) The table reports plain top-1
-//   agreement and the ties separately.
+//   a disagreement with a gap in (D, 2D].) The table reports plain top-1 agreement and the ties
+//   separately, and the plain top-1 agreement over all cases must be >= 99% (the hard gate).
+// Measured on an AMD EPYC with AVX-512 (zen4 kernels) and with only the haswell (AVX2) kernels:
+// max |Δ| / noise stayed below 1.2 on every case but two tiny-model ones (stories260K Q8_0 at 2.1
+// once, where a single flipped rounding moves a logit by 0.1-0.3); NOISE_FACTOR leaves room over
+// that. A real defect (a wrong RoPE, a weight off by a quantization step) moves logits by far more
+// than llama.cpp's rounding noise, and top-1 with it.
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,7 +44,8 @@ import { writeSyntheticLlama, type SyntheticLlamaOptions } from '../src/model/sy
 import { fileSource } from '../src/runtime/file-source.js';
 import { GGMLType, typeName } from '../src/tensor/ggml-types.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
-import { disposeLlamaCpp, isLlamaCppAvailable, llamaCppNextTokenLogits } from './oracle/llama-cpp.js';
+import { disposeLlamaCpp, isLlamaCppAvailable, llamaCppNextTokenLogits, type LlamaCppContextOptions } from './oracle/llama-cpp.js';
+import { llamaCppLogitNoise, maxAbsDelta } from './oracle/noise.js';
 
 const SHARED = '../shared/models';
 const haveShared = existsSync(join(SHARED, 'stories260K.gguf'));
@@ -54,25 +61,15 @@ const STORY =
 type Variant = 'f16' | 'f32';
 const VARIANTS: Variant[] = process.env.PARITY_KV === 'f16' || process.env.PARITY_KV === 'f32' ? [process.env.PARITY_KV] : ['f16', 'f32'];
 
-/** Max |Δlogit| per type (see the header for how they were set). */
-const BOUNDS: Record<Variant, Partial<Record<GGMLType, number>>> = {
-  f16: {
-    [GGMLType.F32]: 2e-2, [GGMLType.F16]: 5e-2, [GGMLType.BF16]: 1e-1, [GGMLType.Q8_0]: 5e-1, [GGMLType.Q4_0]: 2e-1,
-    [GGMLType.Q4_1]: 5e-1, [GGMLType.Q5_0]: 2e-1, [GGMLType.Q5_1]: 2e-1, [GGMLType.Q2_K]: 5e-1, [GGMLType.Q3_K]: 5e-1,
-    [GGMLType.Q4_K]: 2e-1, [GGMLType.Q5_K]: 5e-1, [GGMLType.Q6_K]: 5e-1, [GGMLType.IQ4_NL]: 5e-1,
-  },
-  f32: {
-    [GGMLType.F32]: 5e-5, [GGMLType.F16]: 2e-2, [GGMLType.BF16]: 1e-1, [GGMLType.Q8_0]: 1, [GGMLType.Q4_0]: 2e-1,
-    [GGMLType.Q4_1]: 2e-1, [GGMLType.Q5_0]: 2e-1, [GGMLType.Q5_1]: 2e-1, [GGMLType.Q2_K]: 2e-1, [GGMLType.Q3_K]: 2e-1,
-    [GGMLType.Q4_K]: 2e-1, [GGMLType.Q5_K]: 5e-1, [GGMLType.Q6_K]: 2e-1, [GGMLType.IQ4_NL]: 2e-1,
-  },
-};
+/** Our max |Δlogit| against llama.cpp may be this many times llama.cpp's own noise (see the header). */
+const NOISE_FACTOR = 4;
 
-interface Row { variant: Variant; name: string; positions: number; agree: number; ties: number; maxDelta: number; bound: number }
+interface Row { variant: Variant; name: string; positions: number; agree: number; ties: number; maxDelta: number; noise: number; bound: number }
 const rows: Row[] = [];
+/** Each case's logits on both sides, by `${variant} ${name}`, for the discrimination check. */
+const logits = new Map<string, { ours: Float32Array[]; theirs: Float32Array[] }>();
 
-async function compare(variant: Variant, name: string, path: string, type: GGMLType, tokens: number[]): Promise<void> {
-  const bound = BOUNDS[variant][type]!;
+async function compare(variant: Variant, name: string, path: string, tokens: number[], dir: string): Promise<void> {
   const model = await loadModel(path, { threads: 2, kvCacheType: variant });
   let ours: Float32Array[];
   try {
@@ -80,9 +77,12 @@ async function compare(variant: Variant, name: string, path: string, type: GGMLT
   } finally {
     await model.dispose();
   }
-  const theirs = await llamaCppNextTokenLogits(path, tokens, variant === 'f16' ? { kvCacheType: 'f16' } : { kvCacheType: 'f32', flashAttention: false });
+  const opts: LlamaCppContextOptions = variant === 'f16' ? { kvCacheType: 'f16' } : { kvCacheType: 'f32', flashAttention: false };
+  const theirs = await llamaCppNextTokenLogits(path, tokens, opts);
   expect(theirs.length).toBe(ours.length);
-  let maxDelta = 0;
+  const noise = (await llamaCppLogitNoise(path, tokens, opts, theirs, dir)).max;
+  const bound = NOISE_FACTOR * noise;
+  const maxDelta = maxAbsDelta(ours, theirs);
   const pos = ours.map((a, p) => {
     const b = theirs[p];
     expect(a.length).toBe(b.length);
@@ -90,13 +90,13 @@ async function compare(variant: Variant, name: string, path: string, type: GGMLT
     for (let i = 0; i < a.length; i++) {
       if (a[i] > a[argA]) argA = i;
       if (b[i] > b[argB]) argB = i;
-      maxDelta = Math.max(maxDelta, Math.abs(a[i] - b[i]));
     }
     return { agree: argA === argB, gap: b[argB] - b[argA] }; // llama.cpp's lead of its pick over ours
   });
   const agree = pos.filter((p) => p.agree).length;
   const ties = pos.filter((p) => !p.agree && p.gap <= maxDelta).length;
-  rows.push({ variant, name, positions: pos.length, agree, ties, maxDelta, bound });
+  rows.push({ variant, name, positions: pos.length, agree, ties, maxDelta, noise, bound });
+  logits.set(`${variant} ${name}`, { ours, theirs });
   expect(maxDelta).toBeLessThan(bound);
   expect((agree + ties) / pos.length).toBeGreaterThanOrEqual(0.99);
 }
@@ -122,9 +122,9 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
     for (const variant of VARIANTS) {
       const table = [
-        '| case | top-1 agreement | + ties within max Δ | max abs Δlogit | bound |', '|---|---|---|---|---|',
+        `| case | top-1 agreement | + ties within max Δ | max abs Δlogit | llama.cpp noise | bound (${NOISE_FACTOR}× noise) | Δ / noise |`, '|---|---|---|---|---|---|---|',
         ...rows.filter((r) => r.variant === variant)
-          .map((r) => `| ${r.name} | ${pct(r.agree / r.positions)} | ${pct((r.agree + r.ties) / r.positions)} | ${r.maxDelta.toExponential(2)} | ${r.bound} |`),
+          .map((r) => `| ${r.name} | ${pct(r.agree / r.positions)} | ${pct((r.agree + r.ties) / r.positions)} | ${r.maxDelta.toExponential(2)} | ${r.noise.toExponential(2)} | ${r.bound.toExponential(2)} | ${(r.maxDelta / r.noise).toFixed(2)} |`),
       ];
       console.log(`\nlogit parity with llama.cpp, ${variant} KV cache${variant === 'f16' ? ' (llama.cpp defaults)' : ', flash attention off'}\n${table.join('\n')}\n`);
     }
@@ -154,18 +154,34 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
 
   for (const variant of VARIANTS) {
     describe(`${variant} KV cache`, () => {
-      for (const [file, type] of [['stories260K.gguf', GGMLType.F32], ['stories260K-f16.gguf', GGMLType.F16], ['stories260K-q8_0.gguf', GGMLType.Q8_0], ['stories260K-q4_0.gguf', GGMLType.Q4_0]] as const) {
-        it(`shared ${file}`, async () => compare(variant, file, join(SHARED, file), type, tokens));
+      for (const file of ['stories260K.gguf', 'stories260K-f16.gguf', 'stories260K-q8_0.gguf', 'stories260K-q4_0.gguf']) {
+        it(`shared ${file}`, async () => compare(variant, file, join(SHARED, file), tokens, tmp));
       }
       for (const type of TYPES) {
         for (const [shapeName, shape] of shapes) {
           it(`random ${typeName(type)} ${shapeName}`, async () => {
             // Larger weights than N(0, 0.02) so the logits spread and top-1 is not decided by near-ties.
             const path = await synthetic(`${typeName(type)}-${shapeName.split(' ')[0]}.gguf`, { ...shape, type, vocab: { metadataFrom: storiesVocab }, seed: 7, std: 0.08 });
-            await compare(variant, `${typeName(type)} ${shapeName}`, path, type, tokens);
+            await compare(variant, `${typeName(type)} ${shapeName}`, path, tokens, tmp);
           });
         }
       }
+      // The bounds are tight enough to matter: our logits for the F32 weights, held against
+      // llama.cpp's for the same weights quantized to 5 bits or fewer, break the quantized case's
+      // bound. A defect the size of a weight-quantization error cannot hide in llama.cpp's noise.
+      it('a weight quantization error exceeds the bounds', () => {
+        const lowBit = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.IQ4_NL];
+        for (const [shapeName] of shapes) {
+          const f32 = logits.get(`${variant} F32 ${shapeName}`)!.ours;
+          for (const type of lowBit) {
+            const name = `${typeName(type)} ${shapeName}`;
+            const row = rows.find((r) => r.variant === variant && r.name === name)!;
+            const delta = maxAbsDelta(f32, logits.get(`${variant} ${name}`)!.theirs);
+            console.log(`${variant} ${name}: F32 weights vs llama.cpp ${delta.toExponential(2)}, bound ${row.bound.toExponential(2)}`);
+            expect(delta, name).toBeGreaterThan(row.bound);
+          }
+        }
+      });
       // The issue's gate in its plain form, over every position of every case (runs after them):
       // identical top-1 at >= 99% of positions, near-ties included as disagreements.
       it('plain top-1 agreement over all cases >= 99%', () => {

@@ -66,6 +66,14 @@ async function model(path: string): Promise<LlamaModel> {
   return m;
 }
 
+/** Free one model (a file loaded for a single measurement), if it was loaded. */
+export async function llamaCppUnload(path: string): Promise<void> {
+  const m = models.get(path);
+  if (!m) return;
+  models.delete(path);
+  await m.then((x) => x.dispose(), () => {});
+}
+
 /**
  * Logit rows have one entry per row of the output matrix. node-llama-cpp exposes no n_vocab, so
  * take it from its own GGUF parse (independent of ours): output.weight, else the tied embedding.
