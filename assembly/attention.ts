@@ -155,9 +155,10 @@ function dotHalf(q: usize, k: usize, n: i32): f32 {
 
 /**
  * args: [op, q, out, nTokens, nHeads, nKvHeads, headDim, scale(f32), kPtr, vPtr, isF16,
- *        blockSize, kvDim, tokenInfo, half, scratch, hpu]. tokenInfo: per token t, three i32 at
- * tokenInfo + 12t: [block table pointer, first key, end key]; the token attends to its sequence's
- * positions first..end-1, and block-table entries before first / blockSize are never read.
+ *        blockSize, kvDim, tokenInfo, half, scratch, hpu, tables]. tokenInfo: per token t, three i32 at
+ * tokenInfo + 12t: [block table start (an entry index into the i32 array at tables), first key,
+ * end key]; the token attends to its sequence's positions first..end-1, and block-table entries
+ * before first / blockSize are never read.
  * out must not overlap q. half (f16 cache only) selects ggml's one-row rounding, split by
  * (token, head) pairs; it needs headDim f32 of scratch per share at scratch + ith * headDim * 4.
  * The f32 path is split by (query tile, KV head, hpu heads) (see below) and needs attnScratchStride
@@ -178,6 +179,7 @@ export function attention(args: usize, ith: i32, nth: i32): void {
   const blockSize = arg(args, 11);
   const kvDim = arg(args, 12);
   const info = <usize>arg(args, 13);
+  const tables = <usize>arg(args, 17);
   const half = f16 && arg(args, 14) != 0;
   const qs = <usize>arg(args, 15) + <usize>ith * (<usize>headDim << 2);
   const eb: usize = f16 ? 2 : 4;
@@ -192,7 +194,7 @@ export function attention(args: usize, ith: i32, nth: i32): void {
       const qr = q + <usize>u * (<usize>headDim << 2);
       const o = out + <usize>u * (<usize>headDim << 2);
       const ti = info + <usize>t * 12;
-      const table = <usize>load<i32>(ti);
+      const table = tables + (<usize>load<i32>(ti) << 2);
       const headOff = <usize>((hd / group) * headDim) * eb;
       unitHalf(qr, o, qs, kc, vc, table, load<i32>(ti, 4), load<i32>(ti, 8), headOff, headDim, scale, blockSize, kvDim);
     }
@@ -226,7 +228,7 @@ export function attention(args: usize, ith: i32, nth: i32): void {
     for (let r = max(u0 - tile * unitsPerTile, 0); r < unitsPerTile && tile * unitsPerTile + r < u1; r++) {
       const kh = r / subs;
       const hd0 = kh * group + (r - kh * subs) * hpu; // first query head of the unit
-      attendTile(q, out, info, t0, t1, nHeads, hd0, hpu, headDim, scale, kc, vc, f16, blockSize, kvDim, <usize>(kh * headDim) * eb, ks, vs32, mS, sS, pS);
+      attendTile(q, out, info, tables, t0, t1, nHeads, hd0, hpu, headDim, scale, kc, vc, f16, blockSize, kvDim, <usize>(kh * headDim) * eb, ks, vs32, mS, sS, pS);
     }
     t0 = t1;
   }
@@ -251,14 +253,14 @@ function queryTiles(info: usize, nTokens: i32): i32 {
  * the f32 path. Rows are (token, head) pairs, row i = (t0 + i / hpu, hd0 + i % hpu).
  */
 function attendTile(
-  q: usize, out: usize, info: usize, t0: i32, t1: i32, nHeads: i32, hd0: i32, hpu: i32, headDim: i32, scale: f32,
+  q: usize, out: usize, info: usize, tables: usize, t0: i32, t1: i32, nHeads: i32, hd0: i32, hpu: i32, headDim: i32, scale: f32,
   kc: usize, vc: usize, f16: bool, blockSize: i32, kvDim: i32, headOff: usize,
   ks: usize, vs32: usize, mS: usize, sS: usize, pS: usize,
 ): void {
   const hb = <usize>headDim << 2;
   const n4 = headDim & ~3;
   const nRows = (t1 - t0) * hpu;
-  const table = <usize>load<i32>(info + <usize>t0 * 12);
+  const table = tables + (<usize>load<i32>(info + <usize>t0 * 12) << 2);
   // the tile's key range: the union of its tokens' ranges
   let lo = i32.MAX_VALUE, hi = 0;
   for (let t = t0; t < t1; t++) {

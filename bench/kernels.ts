@@ -5,6 +5,7 @@
 // Run: npx tsx bench/kernels.ts [--rows 5632] [--cols 2048] [--tokens 1,128] [--seconds 1]
 //      [--types q4_0,q8_0,f32] [--threads 1,2]
 import { createWasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
+import { asWeight } from '../src/backend/backend.js';
 import { GGMLType, rowBytes, typeByName, typeName } from '../src/tensor/ggml-types.js';
 import { quantize } from '../src/tensor/quantize.js';
 
@@ -33,13 +34,12 @@ for (const threads of threadCounts) {
   if (threads === 1) console.log(`kernels: ${be.kernels} (${be.kernelReason})`);
   for (const type of types) {
     const q = quantize(type, weights, cols);
-    const wp = be.alloc(q.length);
-    be.u8().set(q, wp);
-    const w = { ptr: wp, type, rows, cols, rowBytes: rowBytes(type, cols) };
+    const w = asWeight(be.allocate(type, [cols, rows]), cols, rows);
+    be.upload(w, q);
     for (const nTokens of tokenCounts) {
-      const x = be.alloc(nTokens * cols * 4);
-      be.f32(x, nTokens * cols).set(Float32Array.from({ length: nTokens * cols }, rnd));
-      const out = be.alloc(nTokens * rows * 4);
+      const x = be.allocate(GGMLType.F32, [cols, nTokens]);
+      be.upload(x, Float32Array.from({ length: nTokens * cols }, rnd));
+      const out = be.allocate(GGMLType.F32, [rows, nTokens]);
       be.matmul(out, w, x, nTokens); // warm-up
       const times: number[] = [];
       const end = performance.now() + seconds * 1000;

@@ -38,10 +38,11 @@ describe('llama graph', () => {
     const kv = m.graph.kv;
     kv.createSequence(1000);
     try {
-      const batched = m.graph.forward(tokens.map((token) => ({ token, seqId: 1000, logits: true })));
+      const batched = await m.graph.forward(tokens.map((token) => ({ token, seqId: 1000, logits: true })));
       expect(kv.sequenceLength(1000)).toBe(tokens.length);
       kv.createSequence(1001);
-      const stepwise = tokens.map((token) => m.graph.forward([{ token, seqId: 1001, logits: true }])[0]);
+      const stepwise: Float32Array[] = [];
+      for (const token of tokens) stepwise.push((await m.graph.forward([{ token, seqId: 1001, logits: true }]))[0]);
       expect(kv.sequenceLength(1001)).toBe(tokens.length);
       // Same positions, same keys: same logits whichever way the tokens went in.
       for (let i = 0; i < tokens.length; i++) expect(maxAbsDiff(batched[i], stepwise[i])).toBeLessThan(1e-4);
@@ -62,7 +63,7 @@ describe('llama graph', () => {
     try {
       // Interleave the two prompts in one batch.
       const batch = [...p2.map((token) => ({ token, seqId: 8, logits: true })), ...p1.map((token) => ({ token, seqId: 7, logits: true }))];
-      const out = m.graph.forward(batch);
+      const out = await m.graph.forward(batch);
       p2.forEach((_, i) => expect(maxAbsDiff(out[i], alone2[i])).toBeLessThan(1e-4));
       p1.forEach((_, i) => expect(maxAbsDiff(out[p2.length + i], alone1[i])).toBeLessThan(1e-4));
     } finally {
@@ -138,8 +139,8 @@ describe('sliding-window attention (window 12, KV blocks of 4)', () => {
         kv.createSequence(2);
         const got: [Float32Array[], Float32Array[]] = [[], []];
         let held = 0;
-        const step = (batch: BatchToken[]) => {
-          const out = m.graph.forward(batch);
+        const step = async (batch: BatchToken[]) => {
+          const out = await m.graph.forward(batch);
           batch.forEach((t, i) => got[t.seqId - 1].push(out[i]));
           for (const id of [1, 2]) {
             // released after the pass: what the next token's window needs, no whole block more
@@ -149,12 +150,12 @@ describe('sliding-window attention (window 12, KV blocks of 4)', () => {
           held = Math.max(held, kv.pool.usedCount);
         };
         const tok = (seqId: number, token: number): BatchToken => ({ token, seqId, logits: true });
-        step(a.slice(0, 20).map((t) => tok(1, t))); // prefill past the window in one pass
+        await step(a.slice(0, 20).map((t) => tok(1, t))); // prefill past the window in one pass
         for (let p = 20; p < 60; p++) {
           const batch = [tok(1, a[p])];
           if (p === 25) batch.push(...b.slice(0, 10).map((t) => tok(2, t))); // b's prompt beside a's decode
           else if (p > 25 && p - 16 < 45) batch.push(tok(2, b[p - 16]));
-          step(batch);
+          await step(batch);
         }
         expect(got[0].length).toBe(60);
         expect(got[1].length).toBe(44);

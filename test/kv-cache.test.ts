@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import type { Backend } from '../src/backend/backend.js';
+import { tensorBytes, type Backend, type Tensor } from '../src/backend/backend.js';
+import { GGMLType } from '../src/tensor/ggml-types.js';
 import { BlockPool } from '../src/kv/block-pool.js';
 import { KVCacheError } from '../src/kv/errors.js';
 import { copyBlockRows } from '../src/kv/copy-block.js';
 import { KVCache, RELEASED_BLOCK } from '../src/kv/kv-cache.js';
 import { SeededRandom } from '../src/sampling/rng.js';
 
-/** The KV cache only allocates from its backend; a bump counter is all it needs here. */
+/** The KV cache only allocates from its backend; handles that count bytes are all it needs here. */
 function allocOnlyBackend(): Backend {
-  let top = 0;
-  return { alloc: (n: number) => ((top += n), top - n) } as unknown as Backend;
+  return { allocate: (type: GGMLType, shape: number[]) => ({ buffer: 1, offset: 0, bytes: tensorBytes(type, shape), type, shape }) } as unknown as Backend;
 }
 
 function cache(nBlocks: number, blockSize = 4, maxSequenceLength = 64, slidingWindow?: number) {
@@ -94,38 +94,49 @@ describe('KVCache', () => {
   });
 });
 
-/** A backend that is just one linear buffer: enough for the KV cache's storage and block copies. */
-function memoryBackend(bytes = 1 << 20): Backend {
-  const mem = new Uint8Array(bytes);
-  let top = 64;
+/**
+ * A backend that only stores: each tensor its own buffer (as a GPU backend's are), copy between
+ * them, and a synchronous view of one for the tags below.
+ */
+interface MemoryBackend extends Backend {
+  f32View(t: Tensor): Float32Array;
+}
+function memoryBackend(): MemoryBackend {
+  const buffers: Uint8Array[] = [];
+  const view = (t: Tensor) => buffers[t.buffer].subarray(t.offset, t.offset + t.bytes);
   return {
-    alloc: (n: number) => ((top += Math.ceil(n / 64) * 64), top - Math.ceil(n / 64) * 64),
-    u8: () => mem,
-  } as unknown as Backend;
+    allocate(type: GGMLType, shape: readonly number[]) {
+      const bytes = tensorBytes(type, shape);
+      buffers.push(new Uint8Array(bytes));
+      return { buffer: buffers.length - 1, offset: 0, bytes, type, shape };
+    },
+    copy(dst: Tensor, dstOffset: number, src: Tensor, srcOffset: number, bytes: number) {
+      view(dst).set(view(src).subarray(srcOffset, srcOffset + bytes), dstOffset);
+    },
+    f32View: (t: Tensor) => new Float32Array(view(t).buffer),
+  } as unknown as MemoryBackend;
 }
 
 /**
  * K and V of every layer at slot s hold one tag per slot (f32 at element 0 of K, element kvDim-1
  * of V, plus the layer number): what a token wrote, readable back through a block table.
  */
-function writeTag(kv: KVCache, be: Backend, slot: number, tag: number): void {
-  const f = new Float32Array(be.u8().buffer);
+function writeTag(kv: KVCache, be: MemoryBackend, slot: number, tag: number): void {
   for (const [l, layer] of kv.layers.entries()) {
-    f[(layer.kPtr >> 2) + slot * layer.kvDim] = tag + l;
-    f[(layer.vPtr >> 2) + slot * layer.kvDim + layer.kvDim - 1] = -tag - l;
+    be.f32View(layer.k)[slot * layer.kvDim] = tag + l;
+    be.f32View(layer.v)[slot * layer.kvDim + layer.kvDim - 1] = -tag - l;
   }
 }
 
 /** Tags of the positions a sequence still holds: from its first unreleased block on. */
-function readTags(kv: KVCache, be: Backend, id: number): number[] {
-  const f = new Float32Array(be.u8().buffer);
+function readTags(kv: KVCache, be: MemoryBackend, id: number): number[] {
   const table = kv.blockTable(id), bs = kv.blockSize;
   const out: number[] = [];
   for (let p = kv.releasedBlocks(id) * bs; p < kv.sequenceLength(id); p++) {
     const slot = table[Math.floor(p / bs)] * bs + (p % bs);
-    const tag = f[(kv.layers[0].kPtr >> 2) + slot * kv.layers[0].kvDim];
+    const tag = be.f32View(kv.layers[0].k)[slot * kv.layers[0].kvDim];
     // every layer's K and V agree, or a copy missed one of them (NaN then fails the comparison)
-    const agree = kv.layers.every((layer, l) => f[(layer.kPtr >> 2) + slot * layer.kvDim] - l === tag && -f[(layer.vPtr >> 2) + slot * layer.kvDim + layer.kvDim - 1] - l === tag);
+    const agree = kv.layers.every((layer, l) => be.f32View(layer.k)[slot * layer.kvDim] - l === tag && -be.f32View(layer.v)[slot * layer.kvDim + layer.kvDim - 1] - l === tag);
     out.push(agree ? tag : NaN);
   }
   return out;

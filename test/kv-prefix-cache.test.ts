@@ -1,13 +1,14 @@
 // Prefix cache over the paged KV: longest-prefix matches among entries and live sequences, entries
 // keeping blocks alive after their sequence is gone, deduplication, and LRU eviction freeing blocks.
 import { describe, expect, it } from 'vitest';
-import type { Backend } from '../src/backend/backend.js';
+import { tensorBytes, type Backend } from '../src/backend/backend.js';
+import { GGMLType } from '../src/tensor/ggml-types.js';
 import { KVCache } from '../src/kv/kv-cache.js';
 import { PrefixCache } from '../src/kv/prefix-cache.js';
 
 function setup(nBlocks = 16, maxEntries = 4, slidingWindow?: number) {
-  let top = 0;
-  const be = { alloc: (n: number) => ((top += n), top - n), u8: () => new Uint8Array(1 << 16) } as unknown as Backend;
+  // Storage is never read here: a backend that hands out byte-counting handles and copies nothing.
+  const be = { allocate: (type: GGMLType, shape: number[]) => ({ buffer: 1, offset: 0, bytes: tensorBytes(type, shape), type, shape }), copy: () => {} } as unknown as Backend;
   const kv = new KVCache(be, { nLayers: 1, kvDim: 4, blockSize: 4, nBlocks, type: 'f32', maxSequenceLength: 64, slidingWindow });
   let id = 1000;
   const cache = new PrefixCache(kv, () => id++, maxEntries);

@@ -38,14 +38,14 @@
 // Every WASM output must also be bit-identical across thread counts 1, 2 and 3 (same SIMD mode).
 import { existsSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { AttentionArgs, Backend, KVCacheType, RopeParams, WeightTensor } from '../src/backend/backend.js';
+import { asF32, asWeight, type AttentionArgs, type Backend, type KVCacheType, type RopeParams, type Tensor, type WeightTensor } from '../src/backend/backend.js';
 import { GGMLType, rowBytes, typeName, typeTraits } from '../src/tensor/ggml-types.js';
 import { dequantize } from '../src/tensor/dequant.js';
 import { canQuantize, quantize } from '../src/tensor/quantize.js';
 import { loadIntoBackend } from './reference/backend-graph.js';
-import { f16BitsToF32, f32ToF16Bits } from './reference/half.js';
+import { f16BitsToF32, f32ToF16Bits } from '../src/backend/reference/half.js';
 import { loadLlamaReference } from './reference/llama-reference.js';
-import { createReferenceBackend } from './reference/reference-backend.js';
+import { createReferenceBackend } from '../src/backend/reference/reference-backend.js';
 
 // ---------------------------------------------------------------------------------------------
 // Finding the WASM backend. It is written concurrently: absent → skip with a message; present but
@@ -171,19 +171,24 @@ function quantizedWeights(type: GGMLType, rows: number, cols: number, r: () => n
 // ---------------------------------------------------------------------------------------------
 // Running one case on every backend.
 
-function put(be: Backend, data: Float32Array | Int32Array | Uint8Array): number {
-  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  const ptr = be.alloc(Math.max(bytes.length, 4));
-  be.u8().set(bytes, ptr);
-  return ptr;
+/** A new tensor holding `data` (f32, i32 or raw bytes). */
+function put(be: Backend, data: Float32Array | Int32Array | Uint8Array): Tensor {
+  const type = data instanceof Float32Array ? GGMLType.F32 : data instanceof Int32Array ? GGMLType.I32 : GGMLType.I8;
+  const t = be.allocate(type, [data.length]);
+  be.upload(t, data);
+  return t;
 }
+
+/** A new f32 tensor of n values (contents undefined). */
+const f32Out = (be: Backend, n: number): Tensor => be.allocate(GGMLType.F32, [n]);
 
 function putWeight(be: Backend, type: GGMLType, rows: number, cols: number, bytes: Uint8Array): WeightTensor {
-  return { ptr: put(be, bytes), type, rows, cols, rowBytes: rowBytes(type, cols) };
+  const w = asWeight(be.allocate(type, [cols, rows]), cols, rows);
+  be.upload(w, bytes);
+  return w;
 }
 
-const readF32 = (be: Backend, ptr: number, n: number) => be.f32(ptr, n).slice();
-const readBytes = (be: Backend, ptr: number, n: number) => be.u8().slice(ptr, ptr + n);
+const readF32 = async (be: Backend, t: Tensor, n: number) => asF32(await be.read(t, 0, 4 * n));
 
 interface Outcome<T> {
   ref: T;
@@ -191,11 +196,13 @@ interface Outcome<T> {
 }
 
 /** Run `op` on a fresh reference backend and on each WASM backend. */
-function runAll<T>(op: (be: Backend) => T): Outcome<T> {
+async function runAll<T>(op: (be: Backend) => Promise<T>): Promise<Outcome<T>> {
   const refBe = createReferenceBackend();
-  const ref = op(refBe);
-  void refBe.dispose();
-  return { ref, got: wasm.map((w) => ({ config: w.config, out: op(w.backend) })) };
+  const ref = await op(refBe);
+  await refBe.dispose();
+  const got: Outcome<T>['got'] = [];
+  for (const w of wasm) got.push({ config: w.config, out: await op(w.backend) });
+  return { ref, got };
 }
 
 function bytesOf(a: Float32Array | Uint8Array): Uint8Array {
@@ -278,7 +285,7 @@ if (wasm.length > 0) {
   for (const type of WEIGHT_TYPES) {
     const cols = typeTraits(type)!.blockSize === 256 ? 256 : 32;
     const w = putWeight(be, type, 1, cols, randomBlocks(type, 1, cols, rng(1))!);
-    const x = put(be, new Float32Array(cols)), out = be.alloc(4), ids = put(be, Int32Array.of(0)), row = be.alloc(cols * 4);
+    const x = put(be, new Float32Array(cols)), out = f32Out(be, 1), ids = put(be, Int32Array.of(0)), row = f32Out(be, cols);
     for (const [opName, run] of [['matmul', () => be.matmul(out, w, x, 1)], ['getRows', () => be.getRows(row, w, ids, 1)]] as const) {
       try {
         run();
@@ -369,12 +376,12 @@ function matmulTolerance(type: GGMLType, weights: Uint8Array, x: Float32Array, r
 const NMSE_BOUND: Partial<Record<GGMLType, number>> = { [GGMLType.F32]: 1e-9, [GGMLType.F16]: 1e-9, [GGMLType.BF16]: 1e-9 };
 const nmseBound = (t: GGMLType) => NMSE_BOUND[t] ?? 5e-4;
 
-function expectMatmul(type: GGMLType, rows: number, cols: number, nTokens: number, weights: Uint8Array, seed: number, what: string): void {
+async function expectMatmul(type: GGMLType, rows: number, cols: number, nTokens: number, weights: Uint8Array, seed: number, what: string): Promise<void> {
   const label = `matmul ${typeName(type)} ${what} rows=${rows} cols=${cols} nTokens=${nTokens}`;
   const x = uniform(nTokens * cols, rng(seed));
-  const o = runAll((be) => {
+  const o = await runAll(async (be) => {
     const w = putWeight(be, type, rows, cols, weights);
-    const xp = put(be, x), out = be.alloc(nTokens * rows * 4);
+    const xp = put(be, x), out = f32Out(be, nTokens * rows);
     be.matmul(out, w, xp, nTokens);
     return readF32(be, out, nTokens * rows);
   });
@@ -395,17 +402,17 @@ describeWasm('matmul: WASM vs reference', () => {
     // float types take any row length: stories260K's ffn_down is F32 with 172 columns
     if (bs === 1) shapes.push({ rows: 64, cols: 172, nTokens: 3 }, { rows: 9, cols: 45, nTokens: 17 });
     for (const [si, s] of shapes.entries()) {
-      it.skipIf(skip())(`${name} ${s.rows}x${s.cols}, ${s.nTokens} tokens (quantized f32 weights)`, () => {
+      it.skipIf(skip())(`${name} ${s.rows}x${s.cols}, ${s.nTokens} tokens (quantized f32 weights)`, async () => {
         const w = quantizedWeights(type, s.rows, s.cols, rng(1000 + type * 31 + si));
-        expectMatmul(type, s.rows, s.cols, s.nTokens, w, 7 + si, 'quantized');
+        await expectMatmul(type, s.rows, s.cols, s.nTokens, w, 7 + si, 'quantized');
       });
     }
-    it.skipIf(skip())(`${name} 13x${3 * unit}, 17 tokens (random valid blocks)`, () => {
-      expectMatmul(type, 13, 3 * unit, 17, randomBlocks(type, 13, 3 * unit, rng(2000 + type))!, 99, 'random blocks');
+    it.skipIf(skip())(`${name} 13x${3 * unit}, 17 tokens (random valid blocks)`, async () => {
+      await expectMatmul(type, 13, 3 * unit, 17, randomBlocks(type, 13, 3 * unit, rng(2000 + type))!, 99, 'random blocks');
     });
     // quantized activations of 70 tokens x 16384 cols (~1.2 MB as Q8) outgrow a small fixed scratch
-    it.skipIf(skip())(`${name} 5x16384, 70 tokens (large activation buffer)`, () => {
-      expectMatmul(type, 5, 16384, 70, quantizedWeights(type, 5, 16384, rng(2500 + type)), 123, 'large');
+    it.skipIf(skip())(`${name} 5x16384, 70 tokens (large activation buffer)`, async () => {
+      await expectMatmul(type, 5, 16384, 70, quantizedWeights(type, 5, 16384, rng(2500 + type)), 123, 'large');
     });
     if (unsupported.has(type)) it.skip(`${name}: not supported by the WASM backend yet (${unsupported.get(type)})`, () => {});
   }
@@ -421,14 +428,14 @@ describeWasm('getRows: WASM vs reference, bit-identical', () => {
     const unit = bs === 1 ? 32 : bs;
     for (const [blocks, nTokens] of [[1, 1], [3, 3], [2, 17]] as const) {
       const cols = blocks * unit, rows = 37;
-      it.skipIf(!ready() || unsupported.has(type))(`${name} cols=${cols}, ${nTokens} ids`, () => {
+      it.skipIf(!ready() || unsupported.has(type))(`${name} cols=${cols}, ${nTokens} ids`, async () => {
         const r = rng(3000 + type * 7 + nTokens);
         const table = nTokens === 3 ? quantizedWeights(type, rows, cols, r) : randomBlocks(type, rows, cols, r)!;
         const ids = Int32Array.from({ length: nTokens }, (_, t) => (t === 0 ? rows - 1 : t === 1 ? 0 : Math.floor(r() * rows)));
         if (nTokens > 3) ids[5] = ids[2]; // a repeated id
-        const o = runAll((be) => {
+        const o = await runAll(async (be) => {
           const w = putWeight(be, type, rows, cols, table);
-          const idp = put(be, ids), out = be.alloc(nTokens * cols * 4);
+          const idp = put(be, ids), out = f32Out(be, nTokens * cols);
           be.getRows(out, w, idp, nTokens);
           return readF32(be, out, nTokens * cols);
         });
@@ -446,13 +453,13 @@ describeWasm('rmsNorm, swiglu, add, addBias: WASM vs reference', () => {
     [1, 1, 1, 1e-5, false], [7, 3, 1e-3, 1e-6, true], [64, 17, 1, 1e-5, false],
     [173, 3, 1e3, 1e-6, true], [4096, 2, 1, 1e-5, false], [4099, 1, 0.1, 1e-5, true],
   ] as const) {
-    it.skipIf(!ready())(`rmsNorm n=${n} nTokens=${nTokens} scale=${scale} eps=${eps}${inPlace ? ' in place' : ''}`, () => {
+    it.skipIf(!ready())(`rmsNorm n=${n} nTokens=${nTokens} scale=${scale} eps=${eps}${inPlace ? ' in place' : ''}`, async () => {
       const r = rng(4000 + n + nTokens);
       const x = Float32Array.from({ length: n * nTokens }, () => scale * (r() * 2 - 0.7)); // nonzero mean
       const w = uniform(n, r, -2, 2);
       if (nTokens > 1) x.fill(0, 0, n); // an all-zero row: 0 / sqrt(eps)
-      const o = runAll((be) => {
-        const xp = put(be, x), wp = put(be, w), out = inPlace ? xp : be.alloc(n * nTokens * 4);
+      const o = await runAll(async (be) => {
+        const xp = put(be, x), wp = put(be, w), out = inPlace ? xp : f32Out(be, n * nTokens);
         be.rmsNorm(out, xp, wp, n, nTokens, eps);
         return readF32(be, out, n * nTokens);
       });
@@ -461,12 +468,12 @@ describeWasm('rmsNorm, swiglu, add, addBias: WASM vs reference', () => {
   }
 
   for (const [count, inPlace] of [[1, false], [7, true], [173, false], [4099, true], [64 * 1024 + 5, false]] as const) {
-    it.skipIf(!ready())(`swiglu count=${count}${inPlace ? ' in place' : ''}`, () => {
+    it.skipIf(!ready())(`swiglu count=${count}${inPlace ? ' in place' : ''}`, async () => {
       const r = rng(5000 + count);
       const gate = uniform(count, r, -20, 20), up = uniform(count, r, -3, 3);
       [-1000, 1000, -100, 100, -88.8, 88.8, 0].forEach((g, i) => { if (i < count) gate[count - 1 - i] = g; }); // exp overflow
-      const o = runAll((be) => {
-        const gp = put(be, gate), upp = put(be, up), out = inPlace ? gp : be.alloc(count * 4);
+      const o = await runAll(async (be) => {
+        const gp = put(be, gate), upp = put(be, up), out = inPlace ? gp : f32Out(be, count);
         be.swiglu(out, gp, upp, count);
         return readF32(be, out, count);
       });
@@ -475,11 +482,11 @@ describeWasm('rmsNorm, swiglu, add, addBias: WASM vs reference', () => {
   }
 
   for (const [count, inPlace] of [[1, false], [7, true], [4099, false], [64 * 1024 + 3, true]] as const) {
-    it.skipIf(!ready())(`add count=${count}${inPlace ? ' in place' : ''}: bit-identical`, () => {
+    it.skipIf(!ready())(`add count=${count}${inPlace ? ' in place' : ''}: bit-identical`, async () => {
       const r = rng(6000 + count);
       const a = uniform(count, r, -1e3, 1e3), b = uniform(count, r, -1, 1);
-      const o = runAll((be) => {
-        const ap = put(be, a), bp = put(be, b), out = inPlace ? ap : be.alloc(count * 4);
+      const o = await runAll(async (be) => {
+        const ap = put(be, a), bp = put(be, b), out = inPlace ? ap : f32Out(be, count);
         be.add(out, ap, bp, count);
         return readF32(be, out, count);
       });
@@ -488,11 +495,11 @@ describeWasm('rmsNorm, swiglu, add, addBias: WASM vs reference', () => {
   }
 
   for (const [n, nTokens] of [[1, 1], [7, 3], [896, 17], [131, 64]] as const) {
-    it.skipIf(!ready())(`addBias n=${n} nTokens=${nTokens}: bit-identical`, () => {
+    it.skipIf(!ready())(`addBias n=${n} nTokens=${nTokens}: bit-identical`, async () => {
       const r = rng(7000 + n);
       const x = uniform(n * nTokens, r, -50, 50), bias = uniform(n, r);
-      const o = runAll((be) => {
-        const xp = put(be, x), bp = put(be, bias), out = be.alloc(n * nTokens * 4);
+      const o = await runAll(async (be) => {
+        const xp = put(be, x), bp = put(be, bias), out = f32Out(be, n * nTokens);
         be.addBias(out, xp, bp, n, nTokens);
         return readF32(be, out, n * nTokens);
       });
@@ -524,14 +531,14 @@ const ROPE_CASES: { name: string; headDim: number; nHeads: number; p: Partial<Ro
 describeWasm('rope: WASM vs reference', () => {
   for (const [ci, c] of ROPE_CASES.entries()) {
     for (const nTokens of [1, 3, 17]) {
-      it.skipIf(!ready())(`${c.name}, heads=${c.nHeads} headDim=${c.headDim}, ${nTokens} tokens`, () => {
+      it.skipIf(!ready())(`${c.name}, heads=${c.nHeads} headDim=${c.headDim}, ${nTokens} tokens`, async () => {
         const p: RopeParams = { ...ROPE_DEFAULT, ...c.p };
         const r = rng(8000 + ci * 10 + nTokens);
         const dim = c.nHeads * c.headDim;
         const x = uniform(nTokens * dim, r, -3, 3);
         // positions of tokens from different sequences: 0, large ones (long context), random ones
         const pos = Int32Array.from({ length: nTokens }, (_, t) => (t === 0 ? 0 : t === 1 ? 4000 : t === 2 ? 100000 : Math.floor(r() * 3000)));
-        const o = runAll((be) => {
+        const o = await runAll(async (be) => {
           const xp = put(be, x), pp = put(be, pos);
           be.rope(xp, nTokens, c.nHeads, c.headDim, pp, p);
           return readF32(be, xp, nTokens * dim);
@@ -558,7 +565,7 @@ describeWasm('rope: WASM vs reference', () => {
 describeWasm('storeKV: WASM vs reference, bit-identical cache bytes', () => {
   for (const type of ['f32', 'f16'] as const) {
     for (const [kvDim, nTokens] of [[8, 1], [256, 3], [128, 17]] as const) {
-      it.skipIf(!ready())(`${type} cache, kvDim=${kvDim}, ${nTokens} tokens to scattered slots`, () => {
+      it.skipIf(!ready())(`${type} cache, kvDim=${kvDim}, ${nTokens} tokens to scattered slots`, async () => {
         const r = rng(9000 + kvDim + nTokens);
         const blockSize = 16, nBlocks = 6, nSlots = blockSize * nBlocks;
         const k = uniform(nTokens * kvDim, r, -4, 4), v = uniform(nTokens * kvDim, r, -4, 4);
@@ -567,14 +574,12 @@ describeWasm('storeKV: WASM vs reference, bit-identical cache bytes', () => {
         edges.forEach((e, i) => { if (i < k.length) { k[i] = e; v[k.length - 1 - i] = -e; } });
         const slots = Int32Array.from(shuffle(Array.from({ length: nSlots }, (_, i) => i), r).slice(0, nTokens));
         const eb = type === 'f16' ? 2 : 4, bytes = nSlots * kvDim * eb;
-        const o = runAll((be) => {
-          const layer = { kPtr: be.alloc(bytes), vPtr: be.alloc(bytes), type: type as KVCacheType, blockSize, kvDim };
-          be.u8().fill(0, layer.kPtr, layer.kPtr + bytes);
-          be.u8().fill(0, layer.vPtr, layer.vPtr + bytes);
+        const o = await runAll(async (be) => {
+          const layer = { k: put(be, new Uint8Array(bytes)), v: put(be, new Uint8Array(bytes)), type: type as KVCacheType, blockSize, kvDim };
           be.storeKV(layer, put(be, k), put(be, v), put(be, slots), nTokens);
           const out = new Uint8Array(2 * bytes);
-          out.set(readBytes(be, layer.kPtr, bytes));
-          out.set(readBytes(be, layer.vPtr, bytes), bytes);
+          out.set(await be.read(layer.k));
+          out.set(await be.read(layer.v), bytes);
           return out;
         });
         expectExact(`storeKV ${type} kvDim=${kvDim} nTokens=${nTokens}`, o);
@@ -620,7 +625,7 @@ const ATTN_SCENARIOS: AttnScenario[] = [
   { name: 'MQA 4/1 headDim 72, window 23, odd block 7', nHeads: 4, nKvHeads: 1, headDim: 72, blockSize: 7, window: 23, seqs: [{ len: 500, nNew: 1 }, { len: 90, nNew: 5 }], qScale: 30 },
 ];
 
-function attentionCase(s: AttnScenario, type: KVCacheType, seed: number) {
+async function attentionCase(s: AttnScenario, type: KVCacheType, seed: number) {
   const r = rng(seed);
   const kvDim = s.nKvHeads * s.headDim, dim = s.nHeads * s.headDim, eb = type === 'f16' ? 2 : 4;
   const blocksPerSeq = s.seqs.map((q) => Math.ceil(q.len / s.blockSize));
@@ -672,17 +677,20 @@ function attentionCase(s: AttnScenario, type: KVCacheType, seed: number) {
     }
   });
 
-  const o = runAll((be) => {
-    const bytes = nSlots * kvDim * eb;
-    const layer = { kPtr: be.alloc(bytes), vPtr: be.alloc(bytes), type, blockSize: s.blockSize, kvDim };
-    be.u8().set(kBytes, layer.kPtr);
-    be.u8().set(vBytes, layer.vPtr);
-    const tablePtrs = tables.map((t, si) => put(be, t.map((b, i) => (i < Math.floor(liveFrom[si] / s.blockSize) ? -1 : b))));
+  const o = await runAll(async (be) => {
+    const layer = { k: put(be, kBytes), v: put(be, vBytes), type, blockSize: s.blockSize, kvDim };
+    // The sequences' tables one after another, released entries (-1) included.
+    const starts: number[] = [];
+    const packed: number[] = [];
+    tables.forEach((t, si) => {
+      starts.push(packed.length);
+      t.forEach((b, i) => packed.push(i < Math.floor(liveFrom[si] / s.blockSize) ? -1 : b));
+    });
     const info = new Int32Array(3 * nTokens);
-    queries.forEach(({ seq, pos, first }, t) => info.set([tablePtrs[seq], first, pos + 1], 3 * t));
+    queries.forEach(({ seq, pos, first }, t) => info.set([starts[seq], first, pos + 1], 3 * t));
     const args: AttentionArgs = {
-      q: put(be, qv), out: be.alloc(nTokens * dim * 4), nTokens, nHeads: s.nHeads, nKvHeads: s.nKvHeads,
-      headDim: s.headDim, scale, layer, tokenInfo: put(be, info),
+      q: put(be, qv), out: f32Out(be, nTokens * dim), nTokens, nHeads: s.nHeads, nKvHeads: s.nKvHeads,
+      headDim: s.headDim, scale, layer, blockTables: put(be, Int32Array.from(packed)), tokenInfo: put(be, info),
     };
     be.attention(args);
     return readF32(be, args.out, nTokens * dim);
@@ -694,8 +702,8 @@ function attentionCase(s: AttnScenario, type: KVCacheType, seed: number) {
 describeWasm('attention over a paged cache: WASM vs reference', () => {
   for (const [si, s] of ATTN_SCENARIOS.entries()) {
     for (const type of ['f32', 'f16'] as const) {
-      it.skipIf(!ready())(`${s.name}, headDim ${s.headDim}, ${type} cache`, () => {
-        const { o, tol, nTokens } = attentionCase(s, type, 10000 + si);
+      it.skipIf(!ready())(`${s.name}, headDim ${s.headDim}, ${type} cache`, async () => {
+        const { o, tol, nTokens } = await attentionCase(s, type, 10000 + si);
         expectWithin(`attention ${s.name} ${type} cache nTokens=${nTokens}`, o, () => tol);
       });
     }
@@ -731,8 +739,8 @@ describeWasm('stories260K end to end: WASM backend vs reference forward', () => 
       const outs: { config: Config; out: Float32Array }[] = [];
       for (const w of wasm) {
         const model = await loadIntoBackend(w.backend, MODELS + c.file, c.kv, 32);
-        const got = [...model.forwardBatch(tokens.slice(0, 13), 0)];
-        for (let p = 13; p < tokens.length; p++) got.push(...model.forwardBatch([tokens[p]], p));
+        const got = [...(await model.forwardBatch(tokens.slice(0, 13), 0))];
+        for (let p = 13; p < tokens.length; p++) got.push(...(await model.forwardBatch([tokens[p]], p)));
         const all = new Float32Array(got.length * got[0].length);
         got.forEach((g, i) => all.set(g, i * g.length));
         outs.push({ config: w.config, out: all });

@@ -9,15 +9,15 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { RopeParams } from '../src/backend/backend.js';
+import { asF32, type RopeParams } from '../src/backend/backend.js';
 import { GGUFValueType } from '../src/gguf/constants.js';
 import { writeGGUF } from '../src/gguf/writer.js';
 import { GGMLType } from '../src/tensor/ggml-types.js';
-import { f16BitsToF32, f32ToF16Bits } from './reference/half.js';
+import { f16BitsToF32, f32ToF16Bits } from '../src/backend/reference/half.js';
 import { loadLlamaReference, type LlamaReference } from './reference/llama-reference.js';
 import { loadIntoBackend, maxRelDiff } from './reference/backend-graph.js';
 import { llama2cTokenizer } from './reference/llama2c-tokenizer.js';
-import { createReferenceBackend, ropeAngle } from './reference/reference-backend.js';
+import { createReferenceBackend, ropeAngle } from '../src/backend/reference/reference-backend.js';
 
 const MODELS = new URL('../../shared/models/', import.meta.url).pathname;
 const haveModels = existsSync(MODELS + 'stories260K.gguf') && existsSync(MODELS + 'reference/stories260K_greedy_llama2c_run.txt');
@@ -110,8 +110,8 @@ describe.skipIf(!haveModels)('reference backend vs llama reference forward (stor
       const model = await loadIntoBackend(be, MODELS + c.file, c.kv, 32);
       const tokens = [1, 403, 407, 261, 378, 1, 65, 280, 300, 500, 2, 17, 333, 45, 99, 123, 456, 7, 88];
       const want = tokens.map((t, p) => ref.forward(t, p));
-      const got = [...model.forwardBatch(tokens.slice(0, 13), 0)];
-      for (let p = 13; p < tokens.length; p++) got.push(...model.forwardBatch([tokens[p]], p));
+      const got = [...(await model.forwardBatch(tokens.slice(0, 13), 0))];
+      for (let p = 13; p < tokens.length; p++) got.push(...(await model.forwardBatch([tokens[p]], p)));
       const worst = Math.max(...got.map((g, p) => maxRelDiff(g, want[p])));
       expect(worst).toBeLessThan(c.bound);
       await be.dispose();
@@ -159,8 +159,8 @@ describe('reference backend vs llama reference forward (synthetic qwen2: biases,
       // positions up to 24: with base 1e6 the slow pairs barely turn, the fast ones wrap several times
       const tokens = Array.from({ length: 24 }, (_, i) => (i * 37 + 5) % vocab);
       const want = tokens.map((tok, p) => ref.forward(tok, p));
-      const got = [...model.forwardBatch(tokens.slice(0, 9), 0)];
-      for (let p = 9; p < tokens.length; p++) got.push(...model.forwardBatch([tokens[p]], p));
+      const got = [...(await model.forwardBatch(tokens.slice(0, 9), 0))];
+      for (let p = 9; p < tokens.length; p++) got.push(...(await model.forwardBatch([tokens[p]], p)));
       expect(Math.max(...got.map((g, p) => maxRelDiff(g, want[p])))).toBeLessThan(1e-5);
       await be.dispose();
     } finally {
@@ -195,16 +195,16 @@ describe('reference f16 conversion (IEEE 754 round to nearest even)', () => {
 describe('reference RoPE follows its definition', () => {
   const base: RopeParams = { ropeDims: 8, freqBase: 10000, freqScale: 1, neox: false, extFactor: 0, attnFactor: 1, betaFast: 32, betaSlow: 1, nCtxOrig: 4096 };
 
-  it('rotates pair (2i, 2i+1) or (i, i+d/2) by pos*base^(-2i/d), passes dims beyond ropeDims', () => {
+  it('rotates pair (2i, 2i+1) or (i, i+d/2) by pos*base^(-2i/d), passes dims beyond ropeDims', async () => {
     for (const neox of [false, true]) {
       const be = createReferenceBackend();
       const headDim = 12, nHeads = 2; // ropeDims 8 < headDim: partial rotation
-      const x = be.alloc(nHeads * headDim * 4), pos = be.alloc(4);
+      const x = be.allocate(GGMLType.F32, [nHeads * headDim]), pos = be.allocate(GGMLType.I32, [1]);
       const input = Float32Array.from({ length: nHeads * headDim }, (_, i) => Math.sin(i + 1) * 2);
-      be.f32(x, input.length).set(input);
-      be.i32(pos, 1)[0] = 37;
+      be.upload(x, input);
+      be.upload(pos, Int32Array.of(37));
       be.rope(x, 1, nHeads, headDim, pos, { ...base, neox });
-      const out = be.f32(x, input.length);
+      const out = asF32(await be.read(x));
       for (let h = 0; h < nHeads; h++) {
         for (let i = 0; i < 4; i++) {
           const th = 37 * 10000 ** (-2 * i / 8);

@@ -7,13 +7,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { KVLayer, RopeParams, WeightTensor } from '../src/backend/backend.js';
+import type { AttentionArgs, KVLayer as TensorKVLayer, RopeParams, Tensor, WeightTensor as TensorWeight } from '../src/backend/backend.js';
 import { BackendError } from '../src/backend/errors.js';
 import { dequantize } from '../src/tensor/dequant.js';
 import { GGMLType, rowBytes, typeName, typeTraits } from '../src/tensor/ggml-types.js';
 import { quantize } from '../src/tensor/quantize.js';
-import { f16BitsToF32, f32ToF16Bits } from './reference/half.js';
-import { bf16Round, ropeAngle } from './reference/reference-backend.js';
+import { f16BitsToF32, f32ToF16Bits } from '../src/backend/reference/half.js';
+import { bf16Round, ropeAngle } from '../src/backend/reference/reference-backend.js';
 import type { WasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -25,8 +25,73 @@ type Features = typeof import('../src/backend/wasm/features.js');
 let factory: Factory;
 let features: Features;
 
+// These kernel tests speak byte offsets into the one wasm memory (they check the kernels, below
+// the Backend contract). PtrBackend wraps a WasmBackend to take them: a pointer becomes the tensor
+// from it to the end of what is allocated, so the backend still checks every range it touches.
+interface WeightTensor { ptr: number; type: GGMLType; rows: number; cols: number; rowBytes: number }
+interface KVLayer { kPtr: number; vPtr: number; type: 'f32' | 'f16'; blockSize: number; kvDim: number }
+interface PtrAttention extends Omit<AttentionArgs, 'q' | 'out' | 'layer' | 'tokenInfo' | 'blockTables'> {
+  q: number; out: number; layer: KVLayer;
+  /** Per token: [block table pointer, first key, end key]. */
+  tokenInfo: number;
+}
+interface PtrBackend {
+  readonly raw: WasmBackend;
+  readonly nThreads: number;
+  readonly sharedMemory: boolean;
+  alloc(bytes: number, align?: number): number;
+  u8(): Uint8Array;
+  f32(ptr: number, count: number): Float32Array;
+  i32(ptr: number, count: number): Int32Array;
+  matmul(out: number, w: WeightTensor, x: number, nTokens: number): void;
+  matmulShared(parts: { out: number; w: WeightTensor }[], x: number, nTokens: number): void;
+  getRows(out: number, table: WeightTensor, ids: number, nTokens: number): void;
+  rmsNorm(out: number, x: number, weight: number, n: number, nTokens: number, eps: number): void;
+  rope(x: number, nTokens: number, nHeads: number, headDim: number, positions: number, p: RopeParams): void;
+  swiglu(out: number, gate: number, up: number, count: number): void;
+  add(out: number, a: number, b: number, count: number): void;
+  addBias(out: number, x: number, bias: number, n: number, nTokens: number): void;
+  silu(out: number, x: number, count: number): void;
+  gelu(out: number, x: number, count: number): void;
+  storeKV(layer: KVLayer, k: number, v: number, slots: number, nTokens: number): void;
+  attention(a: PtrAttention): void;
+  dispose(): Promise<void>;
+}
+function byPointer(be: PtrBackend): PtrBackend {
+  const T = (ptr: number): Tensor => be.tensorAt(ptr, GGMLType.I8, [Math.max(0, be.alloc(0, 1) - ptr)]);
+  const W = (w: WeightTensor): TensorWeight => ({ ...T(w.ptr), type: w.type, rows: w.rows, cols: w.cols, rowBytes: w.rowBytes });
+  const L = (l: KVLayer): TensorKVLayer => ({ k: T(l.kPtr), v: T(l.vPtr), type: l.type, blockSize: l.blockSize, kvDim: l.kvDim });
+  return {
+    raw: be, nThreads: be.nThreads, sharedMemory: be.sharedMemory,
+    alloc: (bytes, align) => be.alloc(bytes, align), u8: () => be.u8(), f32: (p, n) => be.f32(p, n), i32: (p, n) => be.i32(p, n),
+    matmul: (out, w, x, n) => be.matmul(T(out), W(w), T(x), n),
+    matmulShared: (parts, x, n) => be.matmulShared(parts.map((p) => ({ out: T(p.out), w: W(p.w) })), T(x), n),
+    getRows: (out, table, ids, n) => be.getRows(T(out), W(table), T(ids), n),
+    rmsNorm: (out, x, w, n, nTokens, eps) => be.rmsNorm(T(out), T(x), T(w), n, nTokens, eps),
+    rope: (x, nTokens, nHeads, headDim, pos, p) => be.rope(T(x), nTokens, nHeads, headDim, T(pos), p),
+    swiglu: (out, g, u, n) => be.swiglu(T(out), T(g), T(u), n),
+    add: (out, a, b, n) => be.add(T(out), T(a), T(b), n),
+    addBias: (out, x, b, n, nTokens) => be.addBias(T(out), T(x), T(b), n, nTokens),
+    silu: (out, x, n) => be.silu(T(out), T(x), n),
+    gelu: (out, x, n) => be.gelu(T(out), T(x), n),
+    storeKV: (l, k, v, slots, n) => be.storeKV(L(l), T(k), T(v), T(slots), n),
+    attention(a) {
+      // The contract names a token's block table by its entry in one blockTables tensor: rebase
+      // the pointers onto the lowest of them.
+      const info = Int32Array.from(be.i32(a.tokenInfo, 3 * a.nTokens));
+      let base = Infinity;
+      for (let t = 0; t < a.nTokens; t++) base = Math.min(base, info[3 * t]!);
+      for (let t = 0; t < a.nTokens; t++) info[3 * t] = (info[3 * t]! - base) / 4;
+      const rebased = be.alloc(info.length * 4);
+      be.i32(rebased, info.length).set(info);
+      be.attention({ ...a, q: T(a.q), out: T(a.out), layer: L(a.layer), tokenInfo: T(rebased), blockTables: T(base) });
+    },
+    dispose: () => be.dispose(),
+  };
+}
+
 /** Backends that must agree bit for bit: 1, 2, 3 threads and the relaxed-emulated build. */
-let backends: { label: string; be: WasmBackend }[] = [];
+let backends: { label: string; be: PtrBackend }[] = [];
 
 beforeAll(async () => {
   // The kernels are a build product (gitignored); build them when a fresh clone has none.
@@ -37,12 +102,12 @@ beforeAll(async () => {
   features = await import('../src/backend/wasm/features.js');
   const emulated = new Uint8Array(readFileSync(emulatedPath));
   backends = [
-    { label: '1 thread', be: await factory.createWasmBackend({ threads: 1 }) },
-    { label: '2 threads', be: await factory.createWasmBackend({ threads: 2 }) },
-    { label: '3 threads', be: await factory.createWasmBackend({ threads: 3 }) },
+    { label: '1 thread', be: byPointer(await factory.createWasmBackend({ threads: 1 })) },
+    { label: '2 threads', be: byPointer(await factory.createWasmBackend({ threads: 2 })) },
+    { label: '3 threads', be: byPointer(await factory.createWasmBackend({ threads: 3 })) },
     {
       label: 'relaxed-emulated',
-      be: await factory.createWasmBackend({ threads: 1, relaxedSimd: false, kernels: { baseline: emulated, relaxed: emulated } }),
+      be: byPointer(await factory.createWasmBackend({ threads: 1, relaxedSimd: false, kernels: { baseline: emulated, relaxed: emulated } })),
     },
   ];
 }, 120_000);
@@ -66,24 +131,24 @@ function randomF32(n: number, seed: number, scale = 1): Float32Array {
   return Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale);
 }
 
-function putBytes(be: WasmBackend, bytes: Uint8Array): number {
+function putBytes(be: PtrBackend, bytes: Uint8Array): number {
   const p = be.alloc(bytes.length);
   be.u8().set(bytes, p);
   return p;
 }
-function putF32(be: WasmBackend, v: Float32Array): number {
+function putF32(be: PtrBackend, v: Float32Array): number {
   const p = be.alloc(v.length * 4);
   be.f32(p, v.length).set(v);
   return p;
 }
-function putI32(be: WasmBackend, v: ArrayLike<number>): number {
+function putI32(be: PtrBackend, v: ArrayLike<number>): number {
   const p = be.alloc(v.length * 4);
   be.i32(p, v.length).set(Int32Array.from(v));
   return p;
 }
 
 /** Run `op` on every backend and check the outputs are bit-identical; returns the first. */
-function onAll(op: (be: WasmBackend) => Float32Array): Float32Array {
+function onAll(op: (be: PtrBackend) => Float32Array): Float32Array {
   const outs = backends.map(({ label, be }) => ({ label, out: op(be).slice() }));
   const first = new Uint32Array(outs[0]!.out.buffer);
   for (const { label, out } of outs.slice(1)) {
@@ -172,7 +237,7 @@ function colsFor(type: GGMLType): number[] {
   return [bs, 3 * bs];
 }
 
-function weightOn(be: WasmBackend, type: GGMLType, q: Uint8Array, rows: number, cols: number): WeightTensor {
+function weightOn(be: PtrBackend, type: GGMLType, q: Uint8Array, rows: number, cols: number): WeightTensor {
   return { ptr: putBytes(be, q), type, rows, cols, rowBytes: rowBytes(type, cols) };
 }
 
@@ -587,7 +652,7 @@ describe('storeKV and attention', () => {
    * Attention of 5 tokens of one sequence (positions 0, 3, 4, 12, 22) over a paged cache whose
    * blocks are out of order; with a window, each token's table has its released blocks as -1.
    */
-  function runAttention(be: WasmBackend, type: 'f32' | 'f16', shape: { nHeads: number; nKvHeads: number; headDim: number }, k: Float32Array, v: Float32Array,
+  function runAttention(be: PtrBackend, type: 'f32' | 'f16', shape: { nHeads: number; nKvHeads: number; headDim: number }, k: Float32Array, v: Float32Array,
     q: Float32Array, tables: number[][], ranges: [number, number][]): Float32Array {
     const { nHeads, nKvHeads, headDim } = shape;
     const blockSize = 4, nSlots = blockSize * 8, kvDim = nKvHeads * headDim, eb = type === 'f16' ? 2 : 4;
@@ -741,7 +806,7 @@ describe('backend infrastructure', () => {
   });
 
   it('dispose ends the workers; later ops throw DISPOSED', async () => {
-    const be = await factory.createWasmBackend({ threads: 2 });
+    const be = byPointer(await factory.createWasmBackend({ threads: 2 }));
     const p = putF32(be, new Float32Array(4));
     await be.dispose();
     expect(() => be.add(p, p, p, 4)).toThrow(BackendError);
@@ -792,7 +857,7 @@ describe('backend infrastructure', () => {
       ctx.skip(); // this runtime cannot run relaxed SIMD correctly; the emulated build covers its code paths
       return;
     }
-    const relaxed = await factory.createWasmBackend({ threads: 1, relaxedSimd: true });
+    const relaxed = byPointer(await factory.createWasmBackend({ threads: 1, relaxedSimd: true }));
     const baseline = backends[0]!.be;
     try {
       for (const type of ALL_TYPES) {

@@ -1,18 +1,63 @@
 // The contract between the model graph (src/model/) and a compute backend.
 //
-// A backend owns one linear memory (wasm memory for the WASM backend; a plain buffer for the
-// test-only reference backend). Everything an op touches lives in that memory and is named by a
-// byte offset ("pointer"). Activations are f32, row-major, one row per token: x[t * n + i].
-// Weights stay in their GGUF type: a weight matrix has `rows` rows of `cols` elements, each row
-// `rowBytes` bytes of ggml blocks, exactly as in the file (ggml dims: cols = dims[0], rows = dims[1]).
-import type { GGMLType } from '../tensor/ggml-types.js';
+// A backend owns its memory: one or more buffers (a wasm memory, GPU buffers with size limits,
+// plain ArrayBuffers). Everything outside the backend names memory by Tensor handles (which
+// buffer, where in it, how many bytes, what type and shape) and never sees a view of it: data goes
+// in by upload / uploadFrom, comes back by the asynchronous read, and moves inside by copy. So a
+// backend whose memory the host cannot map (a GPU) fits the same contract as the WASM one.
+//
+// Activations are f32, row-major, one row per token: x[t * n + i]. Index arrays (token ids,
+// positions, slots, block tables) are i32. Weights stay in their GGUF type: a weight matrix has
+// `rows` rows of `cols` elements, each row `rowBytes` bytes of ggml blocks, exactly as in the
+// file (ggml dims: cols = dims[0], rows = dims[1]).
+import type { ByteSource } from '../io/byte-source.js';
+import { GGMLType, rowBytes, typeName } from '../tensor/ggml-types.js';
+import { BackendError } from './errors.js';
 
-export interface WeightTensor {
-  readonly ptr: number;
+/** Where a tensor lives. Created by the backend that owns the memory; opaque to everyone else. */
+export interface Tensor {
+  /** Which of the backend's buffers. */
+  readonly buffer: number;
+  /** Byte offset inside that buffer. */
+  readonly offset: number;
+  readonly bytes: number;
   readonly type: GGMLType;
+  /** ggml order: shape[0] is the contiguous dimension. */
+  readonly shape: readonly number[];
+}
+
+/** A weight matrix in its file type. */
+export interface WeightTensor extends Tensor {
   readonly rows: number;
   readonly cols: number;
   readonly rowBytes: number;
+}
+
+/** Bytes a tensor of this type and shape takes (rows of shape[0] elements in the type's blocks). */
+export function tensorBytes(type: GGMLType, shape: readonly number[]): number {
+  if (shape.length === 0 || shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
+    throw new BackendError('INVALID_ARGUMENT', `bad tensor shape [${shape.join(', ')}]`);
+  }
+  const rows = shape.slice(1).reduce((a, b) => a * b, 1);
+  return rowBytes(type, shape[0]!) * rows;
+}
+
+/** A tensor naming part of another: `bytes` bytes from `byteOffset` on, seen as `type` and `shape`. */
+export function subTensor(t: Tensor, byteOffset: number, type: GGMLType, shape: readonly number[]): Tensor {
+  const bytes = tensorBytes(type, shape);
+  if (!Number.isSafeInteger(byteOffset) || byteOffset < 0 || byteOffset + bytes > t.bytes) {
+    throw new BackendError('INVALID_ARGUMENT', `sub-tensor [${byteOffset}, ${byteOffset + bytes}) is outside its tensor of ${t.bytes} bytes`);
+  }
+  return { buffer: t.buffer, offset: t.offset + byteOffset, bytes, type, shape };
+}
+
+/** A weight view of a tensor holding `rows` rows of `cols` elements of its type. */
+export function asWeight(t: Tensor, cols: number, rows: number): WeightTensor {
+  const rb = rowBytes(t.type, cols);
+  if (rb * rows !== t.bytes) {
+    throw new BackendError('INVALID_ARGUMENT', `${typeName(t.type)} [${cols}, ${rows}] needs ${rb * rows} bytes, the tensor has ${t.bytes}`);
+  }
+  return { ...t, shape: [cols, rows], rows, cols, rowBytes: rb };
 }
 
 export type KVCacheType = 'f32' | 'f16';
@@ -35,12 +80,12 @@ export interface RopeParams {
 
 /**
  * Paged KV cache for one layer: a pool of blocks, each `blockSize` token slots of `kvDim` values
- * (kvDim = nKvHeads * headDim) for K and likewise for V. A token's slot index is
- * blockId * blockSize + offsetInBlock; slot s of K starts at kPtr + s * kvDim * elementBytes.
+ * (kvDim = nKvHeads * headDim) in K and likewise in V. A token's slot index is
+ * blockId * blockSize + offsetInBlock; slot s of K is row s of `k` ([kvDim, slots] of `type`).
  */
 export interface KVLayer {
-  readonly kPtr: number;
-  readonly vPtr: number;
+  readonly k: Tensor;
+  readonly v: Tensor;
   readonly type: KVCacheType;
   readonly blockSize: number;
   readonly kvDim: number;
@@ -48,9 +93,9 @@ export interface KVLayer {
 
 export interface AttentionArgs {
   /** [nTokens][nHeads * headDim] f32 queries (RoPE already applied). */
-  readonly q: number;
+  readonly q: Tensor;
   /** [nTokens][nHeads * headDim] f32 output. */
-  readonly out: number;
+  readonly out: Tensor;
   readonly nTokens: number;
   readonly nHeads: number;
   readonly nKvHeads: number;
@@ -58,59 +103,81 @@ export interface AttentionArgs {
   /** Softmax scale, usually 1/sqrt(headDim). */
   readonly scale: number;
   readonly layer: KVLayer;
+  /** The batch's block tables, one after another (i32 block ids). */
+  readonly blockTables: Tensor;
   /**
-   * Per token t, three i32 at tokenInfo + 12t: [blockTablePtr, firstKey, endKey]. The token
-   * attends to its sequence's cached positions firstKey..endKey-1, whose slots are
-   * blockTable[p / blockSize] * blockSize + p % blockSize, blockTable being an i32 array.
-   * Causal: endKey = the token's position + 1; firstKey = 0, or with a sliding window of W
-   * max(0, position + 1 - W). Entries before blockTable[firstKey / blockSize] are never read:
-   * they may be -1 (blocks released because they fell out of the window).
+   * Per token t, three i32 at 3t: [tableStart, firstKey, endKey]. The token attends to its
+   * sequence's cached positions firstKey..endKey-1, whose slots are
+   * table[p / blockSize] * blockSize + p % blockSize, table being blockTables from entry
+   * tableStart on. Causal: endKey = the token's position + 1; firstKey = 0, or with a sliding
+   * window of W max(0, position + 1 - W). Entries before table[firstKey / blockSize] are never
+   * read: they may be -1 (blocks released because they fell out of the window).
    */
-  readonly tokenInfo: number;
+  readonly tokenInfo: Tensor;
 }
 
 /** One weight of a matmulShared call and where its output goes. */
 export interface MatmulPart {
-  readonly out: number;
+  readonly out: Tensor;
   readonly w: WeightTensor;
+}
+
+/** What a backend runs and holds, for planning before anything is allocated. */
+export interface BackendCapabilities {
+  /** Weight types matmul and getRows take as they are in the file. */
+  readonly weightTypes: ReadonlySet<GGMLType>;
+  /** The largest single tensor it can allocate. */
+  readonly maxTensorBytes: number;
+  /** Everything it can hold at once: weights, KV cache and activations together. */
+  readonly memoryBytes: number;
 }
 
 export interface Backend {
   readonly name: string;
   readonly nThreads: number;
+  readonly capabilities: BackendCapabilities;
 
-  /** Bump-allocate `bytes` (aligned to `align`, default 64). Memory is released only by dispose(). */
-  alloc(bytes: number, align?: number): number;
-  /** Current views of the memory (re-fetch after alloc: memory may have grown). */
-  u8(): Uint8Array;
-  f32(ptr: number, count: number): Float32Array;
-  i32(ptr: number, count: number): Int32Array;
+  /** A new tensor (contents undefined). Memory is released only by dispose(). OUT_OF_MEMORY past capabilities. */
+  allocate(type: GGMLType, shape: readonly number[]): Tensor;
+  /** Copy `data` into `dst` from byte `byteOffset` on. */
+  upload(dst: Tensor, data: ArrayBufferView, byteOffset?: number): void;
+  /** Fill `dst` with its byte size from `source` starting at `sourceOffset`, in bounded chunks (never a whole-file copy). */
+  uploadFrom(dst: Tensor, source: ByteSource, sourceOffset: number): Promise<void>;
+  /** A copy of `bytes` bytes of `src` from `byteOffset` on (default: all of it), once every op before has run. */
+  read(src: Tensor, byteOffset?: number, bytes?: number): Promise<Uint8Array>;
+  /** Copy bytes inside the backend: dst[dstOffset..] = src[srcOffset..srcOffset + bytes]. Ranges must not overlap. */
+  copy(dst: Tensor, dstOffset: number, src: Tensor, srcOffset: number, bytes: number): void;
 
   /** out[t][r] = sum_c W[r][c] * x[t][c] for t < nTokens, r < w.rows. x is [nTokens][w.cols]. */
-  matmul(out: number, w: WeightTensor, x: number, nTokens: number): void;
+  matmul(out: Tensor, w: WeightTensor, x: Tensor, nTokens: number): void;
   /**
    * matmul(part.out, part.w, x, nTokens) for every part, with the same results: several weights
    * reading one input (q/k/v, gate/up), which a backend may prepare once and run as one op.
    * Outputs must not overlap x or each other.
    */
-  matmulShared(parts: readonly MatmulPart[], x: number, nTokens: number): void;
+  matmulShared(parts: readonly MatmulPart[], x: Tensor, nTokens: number): void;
   /** out[t] = table row ids[t] dequantized to f32 ([nTokens][table.cols]); ids is an i32 array. */
-  getRows(out: number, table: WeightTensor, ids: number, nTokens: number): void;
+  getRows(out: Tensor, table: WeightTensor, ids: Tensor, nTokens: number): void;
   /** out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight (weight: f32[n]). out may equal x. */
-  rmsNorm(out: number, x: number, weight: number, n: number, nTokens: number, eps: number): void;
+  rmsNorm(out: Tensor, x: Tensor, weight: Tensor, n: number, nTokens: number, eps: number): void;
   /** In place on x [nTokens][nHeads * headDim]; positions is an i32[nTokens] array. */
-  rope(x: number, nTokens: number, nHeads: number, headDim: number, positions: number, params: RopeParams): void;
+  rope(x: Tensor, nTokens: number, nHeads: number, headDim: number, positions: Tensor, params: RopeParams): void;
   /** out[i] = silu(gate[i]) * up[i] for i < count. out may equal gate. */
-  swiglu(out: number, gate: number, up: number, count: number): void;
+  swiglu(out: Tensor, gate: Tensor, up: Tensor, count: number): void;
   /** out[i] = a[i] + b[i] for i < count. out may equal a. */
-  add(out: number, a: number, b: number, count: number): void;
+  add(out: Tensor, a: Tensor, b: Tensor, count: number): void;
   /** out[t][i] = x[t][i] + bias[i] (bias: f32[n]); used for qwen2's q/k/v biases. */
-  addBias(out: number, x: number, bias: number, n: number, nTokens: number): void;
+  addBias(out: Tensor, x: Tensor, bias: Tensor, n: number, nTokens: number): void;
   /** Write K and V rows ([nTokens][kvDim] f32) into the cache at slot indices slots (i32[nTokens]). */
-  storeKV(layer: KVLayer, k: number, v: number, slots: number, nTokens: number): void;
+  storeKV(layer: KVLayer, k: Tensor, v: Tensor, slots: Tensor, nTokens: number): void;
   /** Causal (optionally windowed) multi-head attention (GQA/MQA: head h reads kv head h / (nHeads / nKvHeads)) over the paged cache; key ranges per token in tokenInfo. */
   attention(args: AttentionArgs): void;
 
   /** Release workers and memory. */
   dispose(): Promise<void>;
+}
+
+/** f32 values of a read. */
+export function asF32(bytes: Uint8Array): Float32Array {
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
 }

@@ -219,7 +219,7 @@ export class Engine {
     try {
       await yieldToEventLoop(); // requests submitted together start in one step
       while (!this.disposed && this.scheduler.hasWork()) {
-        this.stepOnce();
+        await this.stepOnce();
         await yieldToEventLoop();
       }
     } finally {
@@ -227,10 +227,10 @@ export class Engine {
     }
   }
 
-  private stepOnce(): void {
+  private async stepOnce(): Promise<void> {
     try {
       const before = this.scheduler.stats.steps;
-      this.scheduler.step();
+      await this.scheduler.step();
       if (this.scheduler.stats.steps === before && this.scheduler.runningCount === 0 && this.scheduler.hasWork()) {
         throw new EngineError('INTERNAL', 'the scheduler could not start any waiting request');
       }

@@ -48,6 +48,8 @@ export class Scheduler {
   /** In admission order. */
   private readonly running: Sequence[] = [];
   private nextKvId = 0;
+  /** While a step's forward pass runs, cancellations wait here and land when it ends. */
+  private deferredCancels: [RequestState, unknown][] | undefined;
 
   constructor(
     private readonly graph: LlamaGraph,
@@ -81,6 +83,10 @@ export class Scheduler {
 
   /** Take a request out (cancelled, timed out, failed): its KV blocks are freed now, not cached. */
   cancel(request: RequestState, error: unknown): void {
+    if (this.deferredCancels) {
+      this.deferredCancels.push([request, error]);
+      return;
+    }
     for (const s of request.sequences) {
       if (s.state === 'waiting') this.waiting.splice(this.waiting.indexOf(s), 1);
       if (s.state === 'running') this.dropKV(s, false);
@@ -90,8 +96,11 @@ export class Scheduler {
     request.fail(error);
   }
 
-  /** One continuous-batching step (synchronous: cancellations land between steps). */
-  step(): void {
+  /**
+   * One continuous-batching step. Cancellations that arrive while its forward pass runs land
+   * right after it, so the step goes on with the sequences it planned with.
+   */
+  async step(): Promise<void> {
     const t0 = performance.now();
     this.admit();
     const plan = this.plan();
@@ -104,9 +113,11 @@ export class Scheduler {
       for (let i = 0; i < count; i++) batch.push({ token: seq.tokens[seq.kvLen + i], seqId: seq.kvId, logits: last && i === count - 1 });
     }
     let logits: Float32Array[];
+    this.deferredCancels = [];
     try {
-      logits = this.graph.forward(batch);
+      logits = await this.graph.forward(batch);
     } catch (err) {
+      this.landDeferredCancels();
       // The graph left the KV as it was; fail only the requests in this batch.
       for (const r of new Set(plan.map((s) => s.seq.request))) {
         this.cancel(r, new EngineError('INTERNAL', `forward pass failed: ${(err as Error)?.message ?? err}`, { cause: err }));
@@ -122,8 +133,15 @@ export class Scheduler {
       seq.kvLen += count;
       if (seq.kvLen === seq.tokens.length) sampled.push([seq, logits[row++]]);
     }
+    this.landDeferredCancels(); // after the KV bookkeeping, as if they had come between steps
     for (const [seq, l] of sampled) if (seq.state === 'running') this.onLogits(seq, l);
     this.stats.busyMs += performance.now() - t0;
+  }
+
+  private landDeferredCancels(): void {
+    const cancels = this.deferredCancels ?? [];
+    this.deferredCancels = undefined;
+    for (const [request, error] of cancels) this.cancel(request, error);
   }
 
   private enqueue(seq: Sequence): void {

@@ -14,6 +14,7 @@
 // Context overflow is a CONTEXT_FULL error, never a silent wrap: positions past the context
 // length are refused, windowed or not (a model is not trained for positions beyond it).
 import type { Backend, KVCacheType, KVLayer } from '../backend/backend.js';
+import { GGMLType } from '../tensor/ggml-types.js';
 import { BlockPool } from './block-pool.js';
 import { copyBlockRows } from './copy-block.js';
 import { KVCacheError } from './errors.js';
@@ -81,11 +82,12 @@ export class KVCache {
     if (slidingWindow !== undefined && (!Number.isInteger(slidingWindow) || slidingWindow < 1)) {
       throw new KVCacheError('INVALID_ARGUMENT', `sliding window must be an integer >= 1, got ${slidingWindow}`);
     }
-    const layerBytes = nBlocks * blockSize * kvDim * (type === 'f16' ? 2 : 4);
     this.pool = new BlockPool(nBlocks);
     this.layers = [];
+    const elementType = type === 'f16' ? GGMLType.F16 : GGMLType.F32;
     for (let l = 0; l < nLayers; l++) {
-      this.layers.push({ kPtr: backend.alloc(layerBytes), vPtr: backend.alloc(layerBytes), type, blockSize, kvDim });
+      const shape = [kvDim, nBlocks * blockSize];
+      this.layers.push({ k: backend.allocate(elementType, shape), v: backend.allocate(elementType, shape), type, blockSize, kvDim });
     }
   }
 

@@ -4,7 +4,8 @@
 // Sliding-window models (config.slidingWindow) attend to the last W keys only, as llama.cpp's
 // standard SWA; after each pass the blocks that fell out of every sequence's window go back to
 // the pool (KVCache.releaseOutsideWindow), so a sequence holds about W + one block of keys.
-import type { AttentionArgs, Backend, RopeParams, WeightTensor } from '../backend/backend.js';
+import { asF32, type AttentionArgs, type Backend, type RopeParams, type Tensor, type WeightTensor } from '../backend/backend.js';
+import { GGMLType } from '../tensor/ggml-types.js';
 import { KVCacheError } from '../kv/errors.js';
 import type { KVCache } from '../kv/kv-cache.js';
 
@@ -28,15 +29,15 @@ export interface LlamaConfig {
 }
 
 export interface LayerWeights {
-  readonly attnNorm: number; // f32[dim]
+  readonly attnNorm: Tensor; // f32[dim]
   readonly wq: WeightTensor;
   readonly wk: WeightTensor;
   readonly wv: WeightTensor;
   readonly wo: WeightTensor;
-  readonly bq?: number; // f32 biases (qwen2)
-  readonly bk?: number;
-  readonly bv?: number;
-  readonly ffnNorm: number; // f32[dim]
+  readonly bq?: Tensor; // f32 biases (qwen2)
+  readonly bk?: Tensor;
+  readonly bv?: Tensor;
+  readonly ffnNorm: Tensor; // f32[dim]
   readonly wGate: WeightTensor;
   readonly wUp: WeightTensor;
   readonly wDown: WeightTensor;
@@ -45,7 +46,7 @@ export interface LayerWeights {
 export interface LlamaWeights {
   readonly tokenEmbedding: WeightTensor;
   readonly layers: readonly LayerWeights[];
-  readonly outputNorm: number; // f32[dim]
+  readonly outputNorm: Tensor; // f32[dim]
   /** The output projection; the token embedding itself when tied. */
   readonly output: WeightTensor;
 }
@@ -59,20 +60,20 @@ export interface BatchToken {
 
 /** Activation buffers, allocated once for the largest batch (llama2.c's RunState). */
 interface Buffers {
-  x: number; // residual stream [T][dim]
-  xb: number; // normed input / projection output [T][dim]
-  q: number; // [T][nHeads * headDim]
-  k: number; // [T][kvDim]
-  v: number; // [T][kvDim]
-  attnOut: number; // [T][nHeads * headDim]
-  gate: number; // [T][ffnDim]
-  up: number; // [T][ffnDim]
-  logits: number; // [T][vocab]
-  ids: number; // i32[T]
-  positions: number; // i32[T]
-  slots: number; // i32[T]
-  tokenInfo: number; // i32[3T]: block table pointer, first key, end key
-  blockTables: number; // i32 region for the batch's block tables
+  x: Tensor; // residual stream [T][dim]
+  xb: Tensor; // normed input / projection output [T][dim]
+  q: Tensor; // [T][nHeads * headDim]
+  k: Tensor; // [T][kvDim]
+  v: Tensor; // [T][kvDim]
+  attnOut: Tensor; // [T][nHeads * headDim]
+  gate: Tensor; // [T][ffnDim]
+  up: Tensor; // [T][ffnDim]
+  logits: Tensor; // [T][vocab]
+  ids: Tensor; // i32[T]
+  positions: Tensor; // i32[T]
+  slots: Tensor; // i32[T]
+  tokenInfo: Tensor; // i32[3T]: block table start, first key, end key
+  blockTables: Tensor; // i32: the batch's block tables, one after another
   blockTableCapacity: number; // in entries
 }
 
@@ -107,13 +108,14 @@ export class LlamaGraph {
 
   private static allocateBuffers(b: Backend, c: LlamaConfig, kv: KVCache, T: number): Buffers {
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
-    const f32 = (n: number) => b.alloc(4 * n);
+    const f32 = (n: number) => b.allocate(GGMLType.F32, [n, T]);
+    const i32 = (n: number) => b.allocate(GGMLType.I32, [n]);
     const blockTableCapacity = LlamaGraph.blockTableEntries(kv, T);
     return {
-      x: f32(T * c.dim), xb: f32(T * c.dim), q: f32(T * qDim), k: f32(T * kvDim), v: f32(T * kvDim),
-      attnOut: f32(T * qDim), gate: f32(T * c.ffnDim), up: f32(T * c.ffnDim), logits: f32(T * c.vocabSize),
-      ids: f32(T), positions: f32(T), slots: f32(T), tokenInfo: f32(3 * T),
-      blockTables: f32(blockTableCapacity), blockTableCapacity,
+      x: f32(c.dim), xb: f32(c.dim), q: f32(qDim), k: f32(kvDim), v: f32(kvDim),
+      attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: f32(c.vocabSize),
+      ids: i32(T), positions: i32(T), slots: i32(T), tokenInfo: i32(3 * T),
+      blockTables: i32(blockTableCapacity), blockTableCapacity,
     };
   }
 
@@ -123,7 +125,7 @@ export class LlamaGraph {
    * If the KV cache cannot take the batch, throws and leaves every sequence as it was. With a
    * sliding window, the batch's sequences then release the blocks no later token attends to.
    */
-  forward(batch: readonly BatchToken[]): Float32Array[] {
+  async forward(batch: readonly BatchToken[]): Promise<Float32Array[]> {
     const T = batch.length;
     if (T === 0) return [];
     if (T > this.maxBatchTokens) throw new RangeError(`batch of ${T} tokens exceeds maxBatchTokens ${this.maxBatchTokens}`);
@@ -162,11 +164,10 @@ export class LlamaGraph {
     const wanted = batch.flatMap((t, i) => (t.logits ? [i] : []));
     if (wanted.length === 0) return [];
     const rowBytes = 4 * c.dim;
-    const mem = be.u8();
-    wanted.forEach((src, dst) => mem.copyWithin(buf.xb + dst * rowBytes, buf.x + src * rowBytes, buf.x + (src + 1) * rowBytes));
+    wanted.forEach((src, dst) => be.copy(buf.xb, dst * rowBytes, buf.x, src * rowBytes, rowBytes));
     be.rmsNorm(buf.xb, buf.xb, w.outputNorm, c.dim, wanted.length, c.rmsEps);
     be.matmul(buf.logits, w.output, buf.xb, wanted.length);
-    const all = be.f32(buf.logits, wanted.length * c.vocabSize);
+    const all = asF32(await be.read(buf.logits, 0, 4 * wanted.length * c.vocabSize));
     return wanted.map((_, i) => all.slice(i * c.vocabSize, (i + 1) * c.vocabSize));
   }
 
@@ -196,20 +197,18 @@ export class LlamaGraph {
       throw err;
     }
 
-    // Block tables after the reservation, one per sequence, packed into the scratch region.
-    const tablePtr = new Map<number, number>();
-    let used = 0;
+    // Block tables after the reservation, one per sequence, packed one after another.
+    const tableStart = new Map<number, number>();
+    const tables: number[] = [];
     for (const { seqId } of reserved) {
       const table = kv.blockTable(seqId);
-      if (used + table.length > buf.blockTableCapacity) throw new RangeError('too many sequences in one batch');
-      this.backend.i32(buf.blockTables + 4 * used, table.length).set(table);
-      tablePtr.set(seqId, buf.blockTables + 4 * used);
-      used += table.length;
+      if (tables.length + table.length > buf.blockTableCapacity) throw new RangeError('too many sequences in one batch');
+      tableStart.set(seqId, tables.length);
+      tables.push(...table);
     }
 
     const T = batch.length;
-    const ids = this.backend.i32(buf.ids, T), positions = this.backend.i32(buf.positions, T);
-    const slots = this.backend.i32(buf.slots, T), info = this.backend.i32(buf.tokenInfo, 3 * T);
+    const ids = new Int32Array(T), positions = new Int32Array(T), slots = new Int32Array(T), info = new Int32Array(3 * T);
     const next = new Map(reserved.map((r) => [r.seqId, { ...r, i: 0 }]));
     batch.forEach((t, i) => {
       const r = next.get(t.seqId)!;
@@ -217,11 +216,17 @@ export class LlamaGraph {
       ids[i] = t.token;
       positions[i] = p;
       slots[i] = r.slots[r.i];
-      info[3 * i] = tablePtr.get(t.seqId)!;
+      info[3 * i] = tableStart.get(t.seqId)!;
       info[3 * i + 1] = kv.firstKey(p); // keys firstKey..p: causal, within the window
       info[3 * i + 2] = p + 1;
       r.i++;
     });
+    const be = this.backend;
+    be.upload(buf.blockTables, Int32Array.from(tables));
+    be.upload(buf.ids, ids);
+    be.upload(buf.positions, positions);
+    be.upload(buf.slots, slots);
+    be.upload(buf.tokenInfo, info);
   }
 
   /** The batch's sequences give back the blocks that fell out of their windows (sliding-window models). */
@@ -234,7 +239,7 @@ export class LlamaGraph {
     const c = this.config;
     return {
       q: this.buf.q, out: this.buf.attnOut, nTokens, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim,
-      scale: 1 / Math.sqrt(c.headDim), layer: this.kv.layers[layer], tokenInfo: this.buf.tokenInfo,
+      scale: 1 / Math.sqrt(c.headDim), layer: this.kv.layers[layer], blockTables: this.buf.blockTables, tokenInfo: this.buf.tokenInfo,
     };
   }
 }

@@ -1,18 +1,12 @@
-// Map GGUF tensors onto the llama graph's weights and read them straight into backend memory.
+// Map GGUF tensors onto the llama graph's weights and stream them into backend memory.
 // Shapes are checked against the hyperparameters before anything is allocated.
-import type { Backend, WeightTensor } from '../backend/backend.js';
+import { asWeight, type Backend, type BackendCapabilities, type Tensor, type WeightTensor } from '../backend/backend.js';
 import type { GGUFFile, GGUFTensorInfo } from '../gguf/reader.js';
 import { readRange, type ByteSource } from '../io/byte-source.js';
 import { dequantize } from '../tensor/dequant.js';
 import { GGMLType, typeName } from '../tensor/ggml-types.js';
 import { ModelError } from './errors.js';
 import type { LayerWeights, LlamaConfig, LlamaWeights } from './llama-graph.js';
-
-/** Types the matmul / getRows kernels take as they are in the file. */
-export const MATRIX_TYPES = new Set<GGMLType>([
-  GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0,
-  GGMLType.Q5_1, GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K, GGMLType.IQ4_NL,
-]);
 
 /** Vectors (norms, biases) are converted to f32 on load; these are the types we can convert. */
 const VECTOR_TYPES = new Set<GGMLType>([GGMLType.F32, GGMLType.F16, GGMLType.BF16]);
@@ -22,8 +16,8 @@ interface Plan {
   vectors: { info: GGUFTensorInfo; n: number }[];
 }
 
-/** Check every tensor the graph needs (names, shapes, types) and return what to load. */
-export function planWeights(file: GGUFFile, c: LlamaConfig): { plan: Plan; bytes: number; tiedOutput: boolean } {
+/** Check every tensor the graph needs (names, shapes, types the backend runs) and return what to load. */
+export function planWeights(file: GGUFFile, c: LlamaConfig, backend: { name: string; capabilities: BackendCapabilities }): { plan: Plan; bytes: number; tiedOutput: boolean } {
   const plan: Plan = { matrices: [], vectors: [] };
   const tensor = (name: string) => {
     const t = file.tensorsByName.get(name);
@@ -35,8 +29,8 @@ export function planWeights(file: GGUFFile, c: LlamaConfig): { plan: Plan; bytes
     if (info.dims.length !== 2 || info.dims[0] !== cols || info.dims[1] !== rows) {
       throw new ModelError('BAD_TENSOR_SHAPE', `tensor "${name}" has shape [${info.dims.join(', ')}], expected [${cols}, ${rows}]`);
     }
-    if (!MATRIX_TYPES.has(info.type)) {
-      throw new ModelError('UNSUPPORTED_TENSOR_TYPE', `tensor "${name}" has type ${typeName(info.type)}, which has no kernel yet`);
+    if (!backend.capabilities.weightTypes.has(info.type)) {
+      throw new ModelError('UNSUPPORTED_TENSOR_TYPE', `tensor "${name}" has type ${typeName(info.type)}, which the ${backend.name} backend has no kernel for`);
     }
     plan.matrices.push({ info, rows, cols });
   };
@@ -88,28 +82,24 @@ export async function loadWeights(
   backend: Backend,
   onProgress?: (loaded: number, total: number) => void,
 ): Promise<LlamaWeights> {
-  const { plan, tiedOutput } = planWeights(file, c);
-  // Allocate everything first: memory may grow (and views go stale) only during allocation.
+  const { plan, tiedOutput } = planWeights(file, c, backend);
+  // Allocate everything first: a model that does not fit fails before any bytes are read.
   const matrixPtr = new Map<string, WeightTensor>();
-  for (const m of plan.matrices) {
-    const ptr = backend.alloc(m.info.nBytes);
-    matrixPtr.set(m.info.name, { ptr, type: m.info.type, rows: m.rows, cols: m.cols, rowBytes: m.info.nBytes / m.rows });
-  }
-  const vectorPtr = new Map<string, number>();
-  for (const v of plan.vectors) vectorPtr.set(v.info.name, backend.alloc(4 * v.n));
+  for (const m of plan.matrices) matrixPtr.set(m.info.name, asWeight(backend.allocate(m.info.type, [m.cols, m.rows]), m.cols, m.rows));
+  const vectorPtr = new Map<string, Tensor>();
+  for (const v of plan.vectors) vectorPtr.set(v.info.name, backend.allocate(GGMLType.F32, [v.n]));
 
   const total = plan.matrices.reduce((s, m) => s + m.info.nBytes, 0) + plan.vectors.reduce((s, v) => s + v.info.nBytes, 0);
   let loaded = 0;
   for (const m of plan.matrices) {
-    const w = matrixPtr.get(m.info.name)!;
-    // Straight into wasm memory: no staging copy of the tensor, let alone the file.
-    await source.readInto(m.info.fileOffset, backend.u8().subarray(w.ptr, w.ptr + m.info.nBytes));
+    // The backend streams it in (the WASM one straight into its memory: no staging copy).
+    await backend.uploadFrom(matrixPtr.get(m.info.name)!, source, m.info.fileOffset);
     loaded += m.info.nBytes;
     onProgress?.(loaded, total);
   }
   for (const v of plan.vectors) {
     const raw = await readRange(source, v.info.fileOffset, v.info.nBytes);
-    backend.f32(vectorPtr.get(v.info.name)!, v.n).set(dequantize(v.info.type, raw, v.n));
+    backend.upload(vectorPtr.get(v.info.name)!, dequantize(v.info.type, raw, v.n));
     loaded += v.info.nBytes;
     onProgress?.(loaded, total);
   }

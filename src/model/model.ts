@@ -1,6 +1,7 @@
 // A loaded model: weights in backend memory, tokenizer, KV cache and the graph. generate() streams
 // text; evaluate() returns logits for every position (for logits/perplexity tools and parity tests).
 import type { Backend, KVCacheType } from '../backend/backend.js';
+import { createBackend, type BackendKind } from '../backend/registry.js';
 import { StopStringMatcher } from '../generation/stop-strings.js';
 import { yieldToEventLoop } from '../generation/yield.js';
 import { readGGUF, type GGUFFile } from '../gguf/reader.js';
@@ -30,9 +31,13 @@ export interface LoadModelOptions {
   kvCacheTokens?: number;
   /** Most tokens evaluated in one forward pass (default 512); longer prompts go in chunks. */
   maxBatchTokens?: number;
-  /** Use this backend instead of creating the WASM one (tests pass the reference backend). */
-  backend?: Backend;
-  /** Force ('relaxed'/'baseline') the WASM build; default picks by feature detection. */
+  /**
+   * Which backend computes: 'auto' (default: the best one available here), 'wasm', 'reference'
+   * (scalar, exact, slow: for checking), or a Backend instance (the caller keeps ownership: it is
+   * not disposed with the model).
+   */
+  backend?: BackendKind | Backend;
+  /** WASM backend: force the relaxed-SIMD build on or off; default picks by feature detection. */
   relaxedSimd?: 'auto' | boolean;
   onProgress?: (loaded: number, total: number) => void;
 }
@@ -89,6 +94,8 @@ export class Model {
     readonly graph: LlamaGraph,
     readonly contextLength: number,
     readonly loadMs: number,
+    /** Whether dispose() disposes the backend (false when the caller passed its own). */
+    private readonly ownsBackend = true,
   ) {}
 
   get architecture(): string {
@@ -100,7 +107,7 @@ export class Model {
     return this.withSequence(async (seq) => {
       const out: Float32Array[] = [];
       for (const chunk of this.chunks(tokens)) {
-        out.push(...this.graph.forward(chunk.map((token) => ({ token, seqId: seq, logits: true }))));
+        out.push(...(await this.graph.forward(chunk.map((token) => ({ token, seqId: seq, logits: true })))));
         await yieldToEventLoop();
       }
       return out;
@@ -157,7 +164,7 @@ export class Model {
       for (let i = 0; i < chunks.length; i++) {
         if (o.signal?.aborted) break;
         const last = i === chunks.length - 1;
-        const out = this.graph.forward(chunks[i].map((token, j) => ({ token, seqId: seq, logits: last && j === chunks[i].length - 1 })));
+        const out = await this.graph.forward(chunks[i].map((token, j) => ({ token, seqId: seq, logits: last && j === chunks[i].length - 1 })));
         if (last) logits = out[0];
         await yieldToEventLoop();
       }
@@ -197,7 +204,7 @@ export class Model {
           stopReason = 'context_full';
           break;
         }
-        logits = this.graph.forward([{ token, seqId: seq, logits: true }])[0];
+        logits = (await this.graph.forward([{ token, seqId: seq, logits: true }]))[0];
         await yieldToEventLoop();
       }
       if (!logits && o.signal?.aborted) stopReason = 'aborted';
@@ -217,7 +224,7 @@ export class Model {
     if (this.disposed) return;
     this.disposed = true;
     await this.busy.catch(() => {});
-    await this.backend.dispose();
+    if (this.ownsBackend) await this.backend.dispose();
   }
 
   private chunks(tokens: readonly number[]): number[][] {
@@ -244,8 +251,6 @@ export class Model {
   }
 }
 
-const WASM32_LIMIT = 4 * 1024 ** 3;
-
 /** Load a GGUF model from a path, URL, Blob, ArrayBuffer or ByteSource. */
 export async function loadModel(input: ModelInput, options: LoadModelOptions = {}): Promise<Model> {
   const t0 = performance.now();
@@ -265,27 +270,28 @@ export async function loadModel(input: ModelInput, options: LoadModelOptions = {
     const kvDim = config.nKvHeads * config.headDim;
     const nBlocks = Math.ceil(kvTokens / blockSize);
 
-    // Budget the whole model before allocating anything large.
-    const { bytes: weightBytes } = planWeights(file, config);
-    const kvBytes = KVCache.bytesNeeded({ nLayers: config.nLayers, kvDim, blockSize, nBlocks, type: kvType });
-    const actBytes = LlamaGraph.activationBytes(config, maxBatchTokens, Math.min(maxBatchTokens, 256) * Math.ceil(contextLength / blockSize));
-    const need = weightBytes + kvBytes + actBytes;
-    if (!options.backend && need > WASM32_LIMIT - (64 << 20)) {
-      const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
-      throw new ModelError('TOO_LARGE',
-        `${source.name} needs ${mib(need)} (weights ${mib(weightBytes)}, KV cache ${mib(kvBytes)}, activations ${mib(actBytes)}), more than the 4096 MiB a wasm32 memory can hold; try a smaller contextLength or a smaller quantization`);
-    }
-
-    const backend = options.backend ?? (await (await import('../backend/wasm/create-wasm-backend.js')).createWasmBackend({ threads: options.threads, relaxedSimd: options.relaxedSimd }));
+    const choice = options.backend ?? 'auto';
+    const given = typeof choice === 'string' ? undefined : choice;
+    const backend = typeof choice === 'string' ? await createBackend(choice, { threads: options.threads, relaxedSimd: options.relaxedSimd }) : choice;
     try {
+      // Budget the whole model against what the backend holds before allocating anything large.
+      const { bytes: weightBytes } = planWeights(file, config, backend);
+      const kvBytes = KVCache.bytesNeeded({ nLayers: config.nLayers, kvDim, blockSize, nBlocks, type: kvType });
+      const actBytes = LlamaGraph.activationBytes(config, maxBatchTokens, Math.min(maxBatchTokens, 256) * Math.ceil(contextLength / blockSize));
+      const need = weightBytes + kvBytes + actBytes;
+      if (need > backend.capabilities.memoryBytes) {
+        const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+        throw new ModelError('TOO_LARGE',
+          `${source.name} needs ${mib(need)} (weights ${mib(weightBytes)}, KV cache ${mib(kvBytes)}, activations ${mib(actBytes)}), more than the ${mib(backend.capabilities.memoryBytes)} the ${backend.name} backend can hold; try a smaller contextLength or a smaller quantization`);
+      }
       const weights = await loadWeights(source, file, config, backend, options.onProgress);
       const kv = new KVCache(backend, { nLayers: config.nLayers, kvDim, blockSize, nBlocks, type: kvType, maxSequenceLength: contextLength, slidingWindow: window });
       const graph = new LlamaGraph(backend, config, weights, kv, maxBatchTokens);
       const loadMs = performance.now() - t0;
       log.info(`loaded ${source.name}: ${config.nLayers} layers, dim ${config.dim}, ${backend.name} with ${backend.nThreads} threads, ${loadMs.toFixed(0)} ms`);
-      return new Model(file, config, tokenizer, backend, graph, contextLength, loadMs);
+      return new Model(file, config, tokenizer, backend, graph, contextLength, loadMs, given === undefined);
     } catch (err) {
-      if (!options.backend) await backend.dispose();
+      if (!given) await backend.dispose();
       throw err;
     }
   } finally {

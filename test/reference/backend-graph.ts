@@ -1,13 +1,14 @@
 // A batched llama/qwen2 graph over the Backend contract, written for tests independently of
 // src/model/: it lets any backend (reference or WASM) run a whole GGUF model so its logits can be
 // compared with the plain forward pass in llama-reference.ts.
-import type { Backend, KVLayer, RopeParams, WeightTensor } from '../../src/backend/backend.js';
+import { asF32, asWeight, type Backend, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../../src/backend/backend.js';
+import { GGMLType } from '../../src/tensor/ggml-types.js';
 import { readGGUF } from '../../src/gguf/reader.js';
 import { readRange } from '../../src/io/byte-source.js';
 import { fileSource } from '../../src/runtime/file-source.js';
 
 export interface BackendModel {
-  forwardBatch(tokens: number[], startPos: number): Float32Array[];
+  forwardBatch(tokens: number[], startPos: number): Promise<Float32Array[]>;
 }
 
 export async function loadIntoBackend(be: Backend, path: string, kvType: 'f32' | 'f16', maxSeq: number): Promise<BackendModel> {
@@ -15,9 +16,9 @@ export async function loadIntoBackend(be: Backend, path: string, kvType: 'f32' |
   const g = await readGGUF(src);
   const tensor = async (name: string): Promise<WeightTensor> => {
     const t = g.tensorsByName.get(name)!;
-    const ptr = be.alloc(t.nBytes);
-    be.u8().set(await readRange(src, t.fileOffset, t.nBytes), ptr);
-    return { ptr, type: t.type, cols: t.dims[0], rows: t.dims[1] ?? 1, rowBytes: t.nBytes / (t.dims[1] ?? 1) };
+    const w = asWeight(be.allocate(t.type, [t.dims[0], t.dims[1] ?? 1]), t.dims[0], t.dims[1] ?? 1);
+    be.upload(w, await readRange(src, t.fileOffset, t.nBytes));
+    return w;
   };
   const m = g.metadata;
   const arch = m.get('general.architecture')!.value as string;
@@ -31,18 +32,18 @@ export async function loadIntoBackend(be: Backend, path: string, kvType: 'f32' |
     extFactor: 0, attnFactor: 1, betaFast: 32, betaSlow: 1, nCtxOrig: 2048,
   };
   const embd = await tensor('token_embd.weight');
-  const outNorm = (await tensor('output_norm.weight')).ptr;
+  const outNorm = await tensor('output_norm.weight');
   const output = g.tensorsByName.has('output.weight') ? await tensor('output.weight') : embd;
-  const bias = async (name: string) => (g.tensorsByName.has(name) ? (await tensor(name)).ptr : undefined);
+  const bias = async (name: string) => (g.tensorsByName.has(name) ? await tensor(name) : undefined);
   interface Layer {
-    attnNorm: number; ffnNorm: number; wq: WeightTensor; wk: WeightTensor; wv: WeightTensor; wo: WeightTensor;
-    gate: WeightTensor; up: WeightTensor; down: WeightTensor; bq?: number; bk?: number; bv?: number;
+    attnNorm: Tensor; ffnNorm: Tensor; wq: WeightTensor; wk: WeightTensor; wv: WeightTensor; wo: WeightTensor;
+    gate: WeightTensor; up: WeightTensor; down: WeightTensor; bq?: Tensor; bk?: Tensor; bv?: Tensor;
   }
   const layers: Layer[] = [];
   for (let l = 0; l < nLayers; l++) {
     const p = `blk.${l}.`;
     layers.push({
-      attnNorm: (await tensor(p + 'attn_norm.weight')).ptr, ffnNorm: (await tensor(p + 'ffn_norm.weight')).ptr,
+      attnNorm: await tensor(p + 'attn_norm.weight'), ffnNorm: await tensor(p + 'ffn_norm.weight'),
       wq: await tensor(p + 'attn_q.weight'), wk: await tensor(p + 'attn_k.weight'), wv: await tensor(p + 'attn_v.weight'),
       wo: await tensor(p + 'attn_output.weight'), gate: await tensor(p + 'ffn_gate.weight'),
       up: await tensor(p + 'ffn_up.weight'), down: await tensor(p + 'ffn_down.weight'),
@@ -53,9 +54,9 @@ export async function loadIntoBackend(be: Backend, path: string, kvType: 'f32' |
 
   // Paged cache with a shuffled block table: logical block b lives in physical block perm[b].
   const blockSize = 4, nBlocks = Math.ceil(maxSeq / blockSize) + 3;
-  const eb = kvType === 'f16' ? 2 : 4;
+  const kvElement = kvType === 'f16' ? GGMLType.F16 : GGMLType.F32;
   const kv: KVLayer[] = layers.map(() => ({
-    kPtr: be.alloc(nBlocks * blockSize * kvDim * eb), vPtr: be.alloc(nBlocks * blockSize * kvDim * eb),
+    k: be.allocate(kvElement, [kvDim, nBlocks * blockSize]), v: be.allocate(kvElement, [kvDim, nBlocks * blockSize]),
     type: kvType, blockSize, kvDim,
   }));
   const perm = Array.from({ length: nBlocks }, (_, i) => i);
@@ -64,23 +65,28 @@ export async function loadIntoBackend(be: Backend, path: string, kvType: 'f32' |
     const j = r % (i + 1);
     [perm[i], perm[j]] = [perm[j], perm[i]];
   }
-  const table = be.alloc(nBlocks * 4);
-  be.i32(table, nBlocks).set(perm);
+  const table = be.allocate(GGMLType.I32, [nBlocks]);
+  be.upload(table, Int32Array.from(perm));
 
   return {
-    forwardBatch(tokens, startPos) {
+    async forwardBatch(tokens, startPos) {
       const T = tokens.length;
-      const a = (n: number) => be.alloc(n * 4);
-      const x = a(T * dim), xb = a(T * dim), q = a(T * dim), k = a(T * kvDim), v = a(T * kvDim);
-      const att = a(T * dim), gate = a(T * ffn), up = a(T * ffn), logits = a(T * output.rows);
-      const ids = a(T), pos = a(T), slots = a(T), info = a(3 * T);
-      be.i32(ids, T).set(tokens);
+      const a = (n: number) => be.allocate(GGMLType.F32, [n, T]);
+      const i = (n: number) => be.allocate(GGMLType.I32, [n]);
+      const x = a(dim), xb = a(dim), q = a(dim), k = a(kvDim), v = a(kvDim);
+      const att = a(dim), gate = a(ffn), up = a(ffn), logits = a(output.rows);
+      const ids = i(T), pos = i(T), slots = i(T), info = i(3 * T);
+      const posv = new Int32Array(T), slotv = new Int32Array(T), infov = new Int32Array(3 * T);
       for (let t = 0; t < T; t++) {
         const p = startPos + t;
-        be.i32(pos, T)[t] = p;
-        be.i32(slots, T)[t] = perm[Math.floor(p / blockSize)] * blockSize + (p % blockSize);
-        be.i32(info, 3 * T).set([table, 0, p + 1], 3 * t); // keys 0..p
+        posv[t] = p;
+        slotv[t] = perm[Math.floor(p / blockSize)] * blockSize + (p % blockSize);
+        infov.set([0, 0, p + 1], 3 * t); // the table from entry 0, keys 0..p
       }
+      be.upload(ids, Int32Array.from(tokens));
+      be.upload(pos, posv);
+      be.upload(slots, slotv);
+      be.upload(info, infov);
       be.getRows(x, embd, ids, T);
       layers.forEach((L, l) => {
         be.rmsNorm(xb, x, L.attnNorm, dim, T, eps);
@@ -93,7 +99,7 @@ export async function loadIntoBackend(be: Backend, path: string, kvType: 'f32' |
         be.rope(q, T, nHeads, headDim, pos, rope);
         be.rope(k, T, nKvHeads, headDim, pos, rope);
         be.storeKV(kv[l], k, v, slots, T);
-        be.attention({ q, out: att, nTokens: T, nHeads, nKvHeads, headDim, scale: 1 / Math.sqrt(headDim), layer: kv[l], tokenInfo: info });
+        be.attention({ q, out: att, nTokens: T, nHeads, nKvHeads, headDim, scale: 1 / Math.sqrt(headDim), layer: kv[l], blockTables: table, tokenInfo: info });
         be.matmul(xb, L.wo, att, T);
         be.add(x, x, xb, T * dim);
         be.rmsNorm(xb, x, L.ffnNorm, dim, T, eps);
@@ -105,7 +111,8 @@ export async function loadIntoBackend(be: Backend, path: string, kvType: 'f32' |
       });
       be.rmsNorm(x, x, outNorm, dim, T, eps);
       be.matmul(logits, output, x, T);
-      return Array.from({ length: T }, (_, t) => be.f32(logits + t * output.rows * 4, output.rows).slice());
+      const all = asF32(await be.read(logits));
+      return Array.from({ length: T }, (_, t) => all.slice(t * output.rows, (t + 1) * output.rows));
     },
   };
 }

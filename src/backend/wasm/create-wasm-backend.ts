@@ -1,8 +1,9 @@
 // The WASM backend: one wasm memory (shared with a worker pool when threads > 1 and the runtime
 // allows SharedArrayBuffer), a bump allocator over it, and each Backend op written as a command
 // block that exec() runs, split over threads. See assembly/ for the kernels.
-import type { AttentionArgs, Backend, KVLayer, MatmulPart, RopeParams, WeightTensor } from '../backend.js';
+import { tensorBytes, type AttentionArgs, type Backend, type KVLayer, type MatmulPart, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
+import type { ByteSource } from '../../io/byte-source.js';
 import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-types.js';
 import { log } from '../../log.js';
 import { chooseKernels, type KernelBuild, type KernelSources } from './features.js';
@@ -22,7 +23,10 @@ export interface WasmBackendOptions {
   readonly kernels?: KernelSources;
 }
 
-/** The contract plus what this backend adds: which build runs, and two extra activations. */
+/**
+ * The contract plus what this backend adds: which build runs, two extra activations, and for its
+ * own kernel tests and benches the memory itself: one wasm memory (buffer 0), byte offsets into it.
+ */
 export interface WasmBackend extends Backend {
   /** 'relaxed' or 'baseline', and why. */
   readonly kernels: KernelBuild;
@@ -30,9 +34,17 @@ export interface WasmBackend extends Backend {
   /** Whether threads share memory (false: single-thread path on a non-shared memory). */
   readonly sharedMemory: boolean;
   /** out[i] = x[i] / (1 + exp(-x[i])). out may equal x. */
-  silu(out: number, x: number, count: number): void;
+  silu(out: Tensor, x: Tensor, count: number): void;
   /** out[i] = gelu(x[i]), tanh approximation as ggml_gelu. out may equal x. */
-  gelu(out: number, x: number, count: number): void;
+  gelu(out: Tensor, x: Tensor, count: number): void;
+  /** Bump-allocate `bytes` (aligned to `align`, default 64) and return its offset in the memory. */
+  alloc(bytes: number, align?: number): number;
+  /** The tensor at byte offset `ptr` of the memory. */
+  tensorAt(ptr: number, type: GGMLType, shape: readonly number[]): Tensor;
+  /** Current views of the memory (re-fetch after alloc: memory may grow). */
+  u8(): Uint8Array;
+  f32(ptr: number, count: number): Float32Array;
+  i32(ptr: number, count: number): Int32Array;
 }
 
 const PAGE = 65536;
@@ -108,6 +120,15 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     return ptr;
   };
 
+  /** The memory offset of tensor `t`, checked to be an allocated range of this memory. */
+  const at = (t: Tensor, what: string, need = t.bytes): number => {
+    if (t.buffer !== 0 || !Number.isSafeInteger(t.offset) || t.offset < heapBase || t.offset + need > top || need > t.bytes) {
+      throw new BackendError('INVALID_ARGUMENT', `${what}: tensor [buffer ${t.buffer}, ${t.offset}..${t.offset + t.bytes}) is not ${need} bytes of this backend's memory`);
+    }
+    return t.offset;
+  };
+  const tensorAt = (ptr: number, type: GGMLType, shape: readonly number[]): Tensor => ({ buffer: 0, offset: ptr, bytes: tensorBytes(type, shape), type, shape });
+
   const ctrlPtr = alloc(CONTROL_SLOTS * 4);
   const argsPtr = alloc(K.ARG_SLOTS * 4);
   const scratch = alloc(SCRATCH_BYTES);
@@ -161,16 +182,17 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     if (w.rowBytes !== typeRowBytes(w.type, w.cols)) {
       throw new BackendError('INVALID_ARGUMENT', `${what}: rowBytes ${w.rowBytes} does not match ${typeName(w.type)} x ${w.cols}`);
     }
+    at(w, what, w.rows * w.rowBytes);
   };
 
-  const elementwise = (op: number, out: number, a: number, b: number, count: number, minWork: number): void => {
+  const elementwise = (op: number, out: Tensor, a: Tensor, b: Tensor | undefined, count: number, minWork: number): void => {
     checkInt('count', count, 0);
     if (count === 0) return;
     const c = cmd(op);
-    c.i[1] = out;
-    c.i[2] = a;
-    if (op === K.OP_SWIGLU || op === K.OP_ADD) {
-      c.i[3] = b;
+    c.i[1] = at(out, 'output', 4 * count);
+    c.i[2] = at(a, 'input', 4 * count);
+    if (b) {
+      c.i[3] = at(b, 'second input', 4 * count);
       c.i[4] = count;
     } else c.i[3] = count;
     run(count, minWork, Math.ceil(count / 16));
@@ -180,7 +202,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
    * One OP_MATMUL over up to MATMUL_MAX_PARTS weights of one type and width: the activations are
    * rounded or quantized once into the scratch, then the parts' row groups run as one dispatch.
    */
-  const matmulChunk = (parts: readonly MatmulPart[], x: number, nTokens: number): void => {
+  const matmulChunk = (parts: readonly { w: WeightTensor; out: number }[], x: number, nTokens: number): void => {
     const w = parts[0]!.w;
     const fmt = actFormat(w.type);
     let qs = 0, d = 0, s = 0;
@@ -203,7 +225,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     c.i.set([w.type, w.cols, w.rowBytes, nTokens, x, qs, d, s, parts.length], 1);
     let rows = 0, groups = 0;
     parts.forEach((p, i) => {
-      c.i.set([p.w.ptr, p.w.rows, p.out], 10 + 3 * i);
+      c.i.set([p.w.offset, p.w.rows, p.out], 10 + 3 * i);
       rows += p.w.rows;
       groups += Math.ceil(p.w.rows / 4);
     });
@@ -211,8 +233,10 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   };
 
   /** Parts sharing x and one weight type and width, a batch of tokens at a time through the scratch. */
-  const matmulGroup = (parts: readonly MatmulPart[], x: number, nTokens: number): void => {
-    const w = parts[0]!.w;
+  const matmulGroup = (group: readonly MatmulPart[], xt: Tensor, nTokens: number): void => {
+    const w = group[0]!.w;
+    const x = at(xt, 'matmul input', 4 * nTokens * w.cols);
+    const parts = group.map((p, i) => ({ w: p.w, out: at(p.out, `matmul output ${i}`, 4 * nTokens * p.w.rows) }));
     const fmt = actFormat(w.type);
     if (fmt === 'f32') {
       matmulChunk(parts, x, nTokens);
@@ -234,7 +258,28 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     kernelReason: choice.reason,
     sharedMemory: shared,
 
+    capabilities: { weightTypes: SUPPORTED, maxTensorBytes: MAX_BYTES - heapBase, memoryBytes: MAX_BYTES - (64 << 20) },
+
     alloc,
+    tensorAt,
+    allocate: (type, shape) => tensorAt(alloc(tensorBytes(type, shape)), type, shape),
+    upload(dst, data, byteOffset = 0) {
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      new Uint8Array(memory.buffer).set(bytes, at(dst, 'upload', byteOffset + bytes.length) + byteOffset);
+    },
+    async uploadFrom(dst, source: ByteSource, sourceOffset) {
+      // Straight into wasm memory: no staging copy of the tensor, let alone the file.
+      const ptr = at(dst, 'uploadFrom');
+      await source.readInto(sourceOffset, new Uint8Array(memory.buffer, ptr, dst.bytes));
+    },
+    async read(src, byteOffset = 0, bytes = src.bytes - byteOffset) {
+      const ptr = at(src, 'read', byteOffset + bytes) + byteOffset;
+      return new Uint8Array(memory.buffer, ptr, bytes).slice();
+    },
+    copy(dst, dstOffset, src, srcOffset, bytes) {
+      const to = at(dst, 'copy destination', dstOffset + bytes) + dstOffset, from = at(src, 'copy source', srcOffset + bytes) + srcOffset;
+      new Uint8Array(memory.buffer).copyWithin(to, from, from + bytes);
+    },
     u8: () => new Uint8Array(memory.buffer),
     f32: (ptr, count) => new Float32Array(memory.buffer, ptr, count),
     i32: (ptr, count) => new Int32Array(memory.buffer, ptr, count),
@@ -261,12 +306,13 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       checkWeight(table, 'getRows');
       checkInt('nTokens', nTokens, 0);
       if (nTokens === 0) return;
-      const idv = new Int32Array(memory.buffer, ids, nTokens);
+      const idPtr = at(ids, 'getRows ids', 4 * nTokens);
+      const idv = new Int32Array(memory.buffer, idPtr, nTokens);
       for (let t = 0; t < nTokens; t++) {
         if (idv[t]! < 0 || idv[t]! >= table.rows) throw new BackendError('INVALID_ARGUMENT', `getRows: id ${idv[t]} outside 0..${table.rows - 1}`);
       }
       const c = cmd(K.OP_GET_ROWS);
-      c.i.set([table.type, table.ptr, table.cols, table.rowBytes, ids, nTokens, out], 1);
+      c.i.set([table.type, at(table, 'getRows table'), table.cols, table.rowBytes, idPtr, nTokens, at(out, 'getRows output', 4 * nTokens * table.cols)], 1);
       run(nTokens * table.cols, MIN_WORK.elementwise, nTokens);
     },
 
@@ -275,7 +321,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       checkInt('nTokens', nTokens, 0);
       if (nTokens === 0) return;
       const c = cmd(K.OP_RMS_NORM);
-      c.i.set([out, x, weight, n, nTokens], 1);
+      c.i.set([at(out, 'rmsNorm output', 4 * n * nTokens), at(x, 'rmsNorm input', 4 * n * nTokens), at(weight, 'rmsNorm weight', 4 * n), n, nTokens], 1);
       c.f[6] = eps;
       run(n * nTokens, MIN_WORK.elementwise, nTokens);
     },
@@ -289,7 +335,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       }
       if (nTokens === 0) return;
       const c = cmd(K.OP_ROPE);
-      c.i.set([x, nTokens, nHeads, headDim, positions, p.ropeDims], 1);
+      c.i.set([at(x, 'rope input', 4 * nTokens * nHeads * headDim), nTokens, nHeads, headDim, at(positions, 'rope positions', 4 * nTokens), p.ropeDims], 1);
       c.f[7] = p.freqBase;
       c.f[8] = p.freqScale;
       c.i[9] = p.neox ? 1 : 0;
@@ -303,15 +349,15 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 
     swiglu: (out, gate, up, count) => elementwise(K.OP_SWIGLU, out, gate, up, count, MIN_WORK.transcendental),
     add: (out, a, b, count) => elementwise(K.OP_ADD, out, a, b, count, MIN_WORK.elementwise),
-    silu: (out, x, count) => elementwise(K.OP_SILU, out, x, 0, count, MIN_WORK.transcendental),
-    gelu: (out, x, count) => elementwise(K.OP_GELU, out, x, 0, count, MIN_WORK.transcendental),
+    silu: (out, x, count) => elementwise(K.OP_SILU, out, x, undefined, count, MIN_WORK.transcendental),
+    gelu: (out, x, count) => elementwise(K.OP_GELU, out, x, undefined, count, MIN_WORK.transcendental),
 
     addBias(out, x, bias, n, nTokens) {
       checkInt('n', n, 1);
       checkInt('nTokens', nTokens, 0);
       if (nTokens === 0) return;
       const c = cmd(K.OP_ADD_BIAS);
-      c.i.set([out, x, bias, n, nTokens], 1);
+      c.i.set([at(out, 'addBias output', 4 * n * nTokens), at(x, 'addBias input', 4 * n * nTokens), at(bias, 'addBias bias', 4 * n), n, nTokens], 1);
       run(n * nTokens, MIN_WORK.elementwise, nTokens);
     },
 
@@ -319,7 +365,13 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       checkInt('nTokens', nTokens, 0);
       if (nTokens === 0) return;
       const c = cmd(K.OP_STORE_KV);
-      c.i.set([layer.kPtr, layer.vPtr, layer.type === 'f16' ? 1 : 0, layer.kvDim, k, v, slots, nTokens], 1);
+      c.i.set([at(layer.k, 'K cache'), at(layer.v, 'V cache'), layer.type === 'f16' ? 1 : 0, layer.kvDim,
+        at(k, 'storeKV k', 4 * nTokens * layer.kvDim), at(v, 'storeKV v', 4 * nTokens * layer.kvDim), at(slots, 'storeKV slots', 4 * nTokens), nTokens], 1);
+      const nSlots = layer.k.bytes / (layer.kvDim * (layer.type === 'f16' ? 2 : 4));
+      const sv = new Int32Array(memory.buffer, c.i[7]!, nTokens);
+      for (let t = 0; t < nTokens; t++) {
+        if (sv[t]! < 0 || sv[t]! >= nSlots) throw new BackendError('INVALID_ARGUMENT', `storeKV: slot ${sv[t]} outside 0..${nSlots - 1}`);
+      }
       run(2 * nTokens * layer.kvDim, MIN_WORK.elementwise, nTokens);
     },
 
@@ -331,21 +383,31 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       if (nHeads % nKvHeads !== 0) throw new BackendError('INVALID_ARGUMENT', `attention: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
       if (layer.kvDim !== nKvHeads * headDim) throw new BackendError('INVALID_ARGUMENT', `attention: kvDim ${layer.kvDim} != nKvHeads ${nKvHeads} * headDim ${headDim}`);
       if (nTokens === 0) return;
-      // Check each token's key range and that its first block is not a released (-1) entry: the
-      // kernel reads the block table from firstKey / blockSize on, without bounds checks.
+      // Check each token's key range and its block table: the kernel reads the table from
+      // firstKey / blockSize on without bounds checks, so every entry it reads must be a block of
+      // this cache (entries before it may be released, -1).
+      const infoPtr = at(a.tokenInfo, 'attention tokenInfo', 12 * nTokens);
+      const tablesPtr = at(a.blockTables, 'attention block tables');
       const mem32 = new Int32Array(memory.buffer);
-      const info = a.tokenInfo >> 2;
+      const info = infoPtr >> 2, tables = tablesPtr >> 2, nEntries = a.blockTables.bytes >> 2;
+      const nBlocks = layer.k.bytes / (layer.blockSize * layer.kvDim * (layer.type === 'f16' ? 2 : 4));
       let keys = 0;
       for (let t = 0; t < nTokens; t++) {
-        const first = mem32[info + 3 * t + 1]!, end = mem32[info + 3 * t + 2]!;
+        const start = mem32[info + 3 * t]!, first = mem32[info + 3 * t + 1]!, end = mem32[info + 3 * t + 2]!;
         if (first < 0 || end < first) throw new BackendError('INVALID_ARGUMENT', `attention: token ${t} has key range [${first}, ${end})`);
-        if (end > first && mem32[(mem32[info + 3 * t]! >> 2) + Math.floor(first / layer.blockSize)]! < 0) {
-          throw new BackendError('INVALID_ARGUMENT', `attention: token ${t} starts at key ${first}, whose block was released`);
+        if (end === first) continue;
+        const lo = Math.floor(first / layer.blockSize), hi = Math.ceil(end / layer.blockSize);
+        if (start < 0 || start + hi > nEntries) throw new BackendError('INVALID_ARGUMENT', `attention: token ${t}'s block table [${start}, ${start + hi}) is outside the ${nEntries} entries`);
+        for (let e = lo; e < hi; e++) {
+          const block = mem32[tables + start + e]!;
+          if (block < 0 || block >= nBlocks) {
+            throw new BackendError('INVALID_ARGUMENT', block < 0 ? `attention: token ${t} reads key block ${e}, which was released` : `attention: token ${t}'s block ${block} is outside the cache's ${nBlocks}`);
+          }
         }
         keys += end - first;
       }
       const c = cmd(K.OP_ATTENTION);
-      c.i.set([a.q, a.out, nTokens, nHeads, nKvHeads, headDim], 1);
+      c.i.set([at(a.q, 'attention q', 4 * nTokens * nHeads * headDim), at(a.out, 'attention output', 4 * nTokens * nHeads * headDim), nTokens, nHeads, nKvHeads, headDim], 1);
       c.f[7] = a.scale;
       // An f16 cache follows llama.cpp's flash attention (its default on CPU). Its AVX-512 build
       // rounds as the one-row kernel (f16 Q and V accumulator) when headDim is not a multiple of
@@ -371,7 +433,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       // Scratch is indexed by chunk (at most nThreads * CHUNKS_PER_THREAD chunks, never fewer than nThreads).
       const maxChunks = Math.floor(SCRATCH_BYTES / perShare);
       if (maxChunks < nThreads) throw new BackendError('INVALID_ARGUMENT', `attention: headDim ${headDim} too large for the scratch`);
-      c.i.set([layer.kPtr, layer.vPtr, layer.type === 'f16' ? 1 : 0, layer.blockSize, layer.kvDim, a.tokenInfo, half, scratch, hpu], 8);
+      c.i.set([at(layer.k, 'K cache'), at(layer.v, 'V cache'), layer.type === 'f16' ? 1 : 0, layer.blockSize, layer.kvDim, infoPtr, half, scratch, hpu, tablesPtr], 8);
       // Work units: (token, head) pairs for the half path, (query tile, KV head, hpu heads) otherwise.
       run(2 * keys * nHeads * headDim, MIN_WORK.attention, half ? nTokens * nHeads : tiles * nKvHeads * (group / hpu), maxChunks);
     },

@@ -1,17 +1,19 @@
-// The test oracle: every op of the Backend contract written as plainly as possible, one scalar
-// at a time, in f64, rounded to f32 only when stored. No SIMD, no threads, no activation
-// quantization, no cleverness: when it disagrees with a fast backend, the fast backend is wrong.
-// It does take the roundings that are part of the ops' definition as llama.cpp computes them:
-// F16/BF16 weights dot activations rounded to f16/bf16 (ggml's vec_dot_type for them), and
-// attention over an f16 cache with a head dim that is not a multiple of 16 rounds Q and the
-// V accumulator to f16 (ggml's one-row flash attention).
+// The scalar reference backend: every op of the Backend contract written as plainly as possible,
+// one scalar at a time, in f64, rounded to f32 only when stored. No SIMD, no threads, no
+// activation quantization, no cleverness: when it disagrees with a fast backend, the fast backend
+// is wrong (test/ops-conformance.test.ts holds every backend to it). It does take the roundings
+// that are part of the ops' definition as llama.cpp computes them: F16/BF16 weights dot
+// activations rounded to f16/bf16 (ggml's vec_dot_type for them), and attention over an f16 cache
+// with a head dim that is not a multiple of 16 rounds Q and the V accumulator to f16 (ggml's
+// one-row flash attention). Selectable as loadModel(..., { backend: 'reference' }): slow, exact.
 //
-// Memory follows the same conventions as the real backends: one linear buffer, byte-offset
-// pointers, a bump allocator with 64-byte default alignment. The buffer grows by copying, so
-// views must be re-fetched after alloc(), exactly as with wasm memory.
-import type { AttentionArgs, Backend, KVLayer, RopeParams, WeightTensor } from '../../src/backend/backend.js';
-import { dequantize } from '../../src/tensor/dequant.js';
-import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../src/tensor/ggml-types.js';
+// Memory: every allocate() is its own ArrayBuffer (buffer ids from 1), as a GPU backend's buffers
+// are separate: code that assumed one linear memory would fail here.
+import type { ByteSource } from '../../io/byte-source.js';
+import { dequantize } from '../../tensor/dequant.js';
+import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-types.js';
+import { tensorBytes, type AttentionArgs, type Backend, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
+import { BackendError } from '../errors.js';
 import { f16BitsToF32, f32ToF16Bits } from './half.js';
 
 const f16Round = (x: number): number => f16BitsToF32(f32ToF16Bits(x));
@@ -66,59 +68,56 @@ export function ropeAngle(pos: number, pair: number, p: RopeParams): { cos: numb
   return { cos: Math.cos(theta) * mscale, sin: Math.sin(theta) * mscale };
 }
 
-class LinearMemory {
-  buffer = new ArrayBuffer(1 << 16);
-  top = 64; // keep 0 as an invalid pointer, like the wasm backend's reserved low memory
+/** Types the reference dequantizer reads (src/tensor/dequant.ts). */
+const WEIGHT_TYPES = new Set<GGMLType>([
+  GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1,
+  GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K, GGMLType.IQ4_NL, GGMLType.MXFP4,
+]);
 
-  alloc(bytes: number, align: number): number {
-    if (!Number.isInteger(bytes) || bytes < 0) throw new RangeError(`alloc: bad size ${bytes}`);
-    if (!Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0) throw new RangeError(`alloc: bad alignment ${align}`);
-    const ptr = Math.ceil(this.top / align) * align;
-    const end = ptr + bytes;
-    if (end > this.buffer.byteLength) {
-      let size = this.buffer.byteLength;
-      while (size < end) size *= 2;
-      const grown = new ArrayBuffer(size);
-      new Uint8Array(grown).set(new Uint8Array(this.buffer));
-      this.buffer = grown;
-    }
-    this.top = end;
-    return ptr;
-  }
-
-  check(ptr: number, bytes: number, what: string): void {
-    if (!Number.isInteger(ptr) || ptr <= 0 || ptr + bytes > this.top) {
-      throw new RangeError(`${what}: [${ptr}, ${ptr + bytes}) is outside allocated memory (top ${this.top})`);
-    }
-  }
-}
+/** JS engines cap one ArrayBuffer (V8: 2^32 bytes on 64-bit); a tensor must fit one. */
+const MAX_TENSOR_BYTES = 2 ** 32;
 
 export function createReferenceBackend(): Backend {
-  const mem = new LinearMemory();
-  const dv = () => new DataView(mem.buffer);
+  const buffers: (ArrayBuffer | undefined)[] = [undefined]; // ids from 1
+  let disposed = false;
 
-  const f32View = (ptr: number, count: number, what = 'f32 view'): Float32Array => {
-    if (ptr % 4 !== 0) throw new RangeError(`${what}: pointer ${ptr} is not 4-byte aligned`);
-    mem.check(ptr, count * 4, what);
-    return new Float32Array(mem.buffer, ptr, count);
+  /** The bytes of `t` (its first `need` bytes), checked to be an allocated range. */
+  const bytesOf = (t: Tensor, what: string, need = t.bytes): { buffer: ArrayBuffer; offset: number } => {
+    if (disposed) throw new BackendError('DISPOSED', 'the reference backend was disposed');
+    const buffer = Number.isInteger(t.buffer) ? buffers[t.buffer] : undefined;
+    if (!buffer || !Number.isInteger(t.offset) || t.offset < 0 || need > t.bytes || t.offset + need > buffer.byteLength) {
+      throw new BackendError('INVALID_ARGUMENT', `${what}: [buffer ${t.buffer}, ${t.offset}..${t.offset + need}) is not allocated memory of this backend`);
+    }
+    return { buffer, offset: t.offset };
   };
-  const i32View = (ptr: number, count: number, what = 'i32 view'): Int32Array => {
-    if (ptr % 4 !== 0) throw new RangeError(`${what}: pointer ${ptr} is not 4-byte aligned`);
-    mem.check(ptr, count * 4, what);
-    return new Int32Array(mem.buffer, ptr, count);
+  const f32View = (t: Tensor, count: number, what: string): Float32Array => {
+    const { buffer, offset } = bytesOf(t, what, count * 4);
+    if (offset % 4 !== 0) throw new BackendError('INVALID_ARGUMENT', `${what}: offset ${offset} is not 4-byte aligned`);
+    return new Float32Array(buffer, offset, count);
+  };
+  const i32View = (t: Tensor, count: number, what: string): Int32Array => {
+    const { buffer, offset } = bytesOf(t, what, count * 4);
+    if (offset % 4 !== 0) throw new BackendError('INVALID_ARGUMENT', `${what}: offset ${offset} is not 4-byte aligned`);
+    return new Int32Array(buffer, offset, count);
+  };
+  const u8View = (t: Tensor, what: string, byteOffset = 0, bytes = t.bytes - byteOffset): Uint8Array => {
+    if (!Number.isInteger(byteOffset) || !Number.isInteger(bytes) || byteOffset < 0 || bytes < 0) {
+      throw new BackendError('INVALID_ARGUMENT', `${what}: bad byte range ${byteOffset} + ${bytes}`);
+    }
+    const { buffer, offset } = bytesOf(t, what, byteOffset + bytes);
+    return new Uint8Array(buffer, offset + byteOffset, bytes);
   };
 
   const checkWeight = (w: WeightTensor, what: string) => {
     if (w.rowBytes !== typeRowBytes(w.type, w.cols)) {
       throw new RangeError(`${what}: rowBytes ${w.rowBytes} does not match ${typeName(w.type)} with ${w.cols} cols`);
     }
-    mem.check(w.ptr, w.rows * w.rowBytes, what);
+    bytesOf(w, what, w.rows * w.rowBytes);
   };
 
   /** Row r of a weight, dequantized by the reference dequantizer. */
   const weightRow = (w: WeightTensor, r: number): Float32Array => {
-    const start = w.ptr + r * w.rowBytes;
-    return dequantize(w.type, new Uint8Array(mem.buffer, start, w.rowBytes), w.cols);
+    return dequantize(w.type, u8View(w, 'weight row', r * w.rowBytes, w.rowBytes), w.cols);
   };
 
   const elemBytes = (layer: KVLayer) => (layer.type === 'f16' ? 2 : 4);
@@ -128,27 +127,38 @@ export function createReferenceBackend(): Backend {
     type === GGMLType.F16 ? f16Round(x) : type === GGMLType.BF16 ? bf16Round(x) : x;
 
   /** Cached K or V value i of slot s. */
-  const readKV = (layer: KVLayer, base: number, slot: number, i: number): number => {
-    const d = dv();
-    if (layer.type === 'f16') return f16BitsToF32(d.getUint16(base + (slot * layer.kvDim + i) * 2, true));
-    return d.getFloat32(base + (slot * layer.kvDim + i) * 4, true);
+  const readKV = (layer: KVLayer, cache: Tensor, slot: number, i: number): number => {
+    const { buffer, offset } = bytesOf(cache, 'KV cache');
+    const d = new DataView(buffer, offset, cache.bytes);
+    if (layer.type === 'f16') return f16BitsToF32(d.getUint16((slot * layer.kvDim + i) * 2, true));
+    return d.getFloat32((slot * layer.kvDim + i) * 4, true);
   };
 
   const backend: Backend = {
     name: 'reference',
     nThreads: 1,
 
-    alloc(bytes, align = 64) {
-      return mem.alloc(bytes, align);
+    capabilities: { weightTypes: WEIGHT_TYPES, maxTensorBytes: MAX_TENSOR_BYTES, memoryBytes: Number.MAX_SAFE_INTEGER },
+
+    allocate(type, shape) {
+      if (disposed) throw new BackendError('DISPOSED', 'the reference backend was disposed');
+      const bytes = tensorBytes(type, shape);
+      if (bytes > MAX_TENSOR_BYTES) throw new BackendError('OUT_OF_MEMORY', `a tensor of ${bytes} bytes is larger than one ArrayBuffer holds (${MAX_TENSOR_BYTES})`);
+      buffers.push(new ArrayBuffer(Math.max(bytes, 4)));
+      return { buffer: buffers.length - 1, offset: 0, bytes, type, shape };
     },
-    u8() {
-      return new Uint8Array(mem.buffer);
+    upload(dst, data, byteOffset = 0) {
+      const src = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      u8View(dst, 'upload', byteOffset, src.length).set(src);
     },
-    f32(ptr, count) {
-      return f32View(ptr, count);
+    async uploadFrom(dst, source: ByteSource, sourceOffset) {
+      await source.readInto(sourceOffset, u8View(dst, 'uploadFrom'));
     },
-    i32(ptr, count) {
-      return i32View(ptr, count);
+    async read(src, byteOffset = 0, bytes = src.bytes - byteOffset) {
+      return u8View(src, 'read', byteOffset, bytes).slice();
+    },
+    copy(dst, dstOffset, src, srcOffset, bytes) {
+      u8View(dst, 'copy destination', dstOffset, bytes).set(u8View(src, 'copy source', srcOffset, bytes));
     },
 
     matmul(out, w, x, nTokens) {
@@ -245,20 +255,20 @@ export function createReferenceBackend(): Backend {
       const vs = f32View(v, nTokens * layer.kvDim, 'storeKV v').slice();
       const sl = i32View(slots, nTokens, 'storeKV slots').slice();
       const eb = elemBytes(layer);
-      const d = dv();
+      const kb = bytesOf(layer.k, 'K cache'), vb = bytesOf(layer.v, 'V cache');
+      const dk = new DataView(kb.buffer, kb.offset, layer.k.bytes), dvv = new DataView(vb.buffer, vb.offset, layer.v.bytes);
+      const nSlots = Math.min(layer.k.bytes, layer.v.bytes) / (layer.kvDim * eb);
       for (let t = 0; t < nTokens; t++) {
         const s = sl[t];
-        if (s < 0) throw new RangeError(`storeKV: negative slot ${s}`);
-        mem.check(layer.kPtr + (s + 1) * layer.kvDim * eb - 1, 1, 'storeKV K slot');
-        mem.check(layer.vPtr + (s + 1) * layer.kvDim * eb - 1, 1, 'storeKV V slot');
+        if (!(s >= 0 && s < nSlots)) throw new BackendError('INVALID_ARGUMENT', `storeKV: slot ${s} outside 0..${nSlots - 1}`);
         for (let i = 0; i < layer.kvDim; i++) {
           const ko = (s * layer.kvDim + i) * eb;
           if (layer.type === 'f16') {
-            d.setUint16(layer.kPtr + ko, f32ToF16Bits(ks[t * layer.kvDim + i]), true);
-            d.setUint16(layer.vPtr + ko, f32ToF16Bits(vs[t * layer.kvDim + i]), true);
+            dk.setUint16(ko, f32ToF16Bits(ks[t * layer.kvDim + i]), true);
+            dvv.setUint16(ko, f32ToF16Bits(vs[t * layer.kvDim + i]), true);
           } else {
-            d.setFloat32(layer.kPtr + ko, ks[t * layer.kvDim + i], true);
-            d.setFloat32(layer.vPtr + ko, vs[t * layer.kvDim + i], true);
+            dk.setFloat32(ko, ks[t * layer.kvDim + i], true);
+            dvv.setFloat32(ko, vs[t * layer.kvDim + i], true);
           }
         }
       }
@@ -276,9 +286,13 @@ export function createReferenceBackend(): Backend {
       const oneRow = layer.type === 'f16' && headDim % 16 !== 0;
       for (let t = 0; t < nTokens; t++) {
         // keys first..end-1; the block table is read only from the block holding `first`
-        const tablePtr = info[3 * t], first = info[3 * t + 1], end = info[3 * t + 2];
+        const tableStart = info[3 * t], first = info[3 * t + 1], end = info[3 * t + 2];
         if (first < 0 || end <= first) throw new RangeError(`attention: token ${t} has key range [${first}, ${end})`);
-        const table = i32View(tablePtr, Math.ceil(end / layer.blockSize), 'attention block table').slice();
+        const entries = Math.ceil(end / layer.blockSize);
+        if (!(tableStart >= 0 && tableStart + entries <= args.blockTables.bytes / 4)) {
+          throw new BackendError('INVALID_ARGUMENT', `attention: token ${t}'s block table [${tableStart}, ${tableStart + entries}) is outside the block tables`);
+        }
+        const table = i32View(args.blockTables, tableStart + entries, 'attention block tables').slice(tableStart);
         const nKeys = end - first;
         const slots = new Int32Array(nKeys);
         for (let j = 0; j < nKeys; j++) {
@@ -296,7 +310,7 @@ export function createReferenceBackend(): Backend {
             let m = -Infinity, sum = 0;
             for (let p = 0; p < nKeys; p++) {
               let dot = 0;
-              for (let i = 0; i < headDim; i++) dot += qh[i] * readKV(layer, layer.kPtr, slots[p], kvh * headDim + i);
+              for (let i = 0; i < headDim; i++) dot += qh[i] * readKV(layer, layer.k, slots[p], kvh * headDim + i);
               const s = dot * scale;
               let ms = 1, vs = 1;
               if (s > m) {
@@ -304,7 +318,7 @@ export function createReferenceBackend(): Backend {
                 m = s;
                 for (let i = 0; i < headDim; i++) acc[i] = f16Round(acc[i] * ms);
               } else vs = Math.exp(s - m);
-              for (let i = 0; i < headDim; i++) acc[i] = f16Round(acc[i] + readKV(layer, layer.vPtr, slots[p], kvh * headDim + i) * vs);
+              for (let i = 0; i < headDim; i++) acc[i] = f16Round(acc[i] + readKV(layer, layer.v, slots[p], kvh * headDim + i) * vs);
               sum = sum * ms + vs;
             }
             for (let i = 0; i < headDim; i++) result[t * dim + h * headDim + i] = acc[i] / sum;
@@ -314,7 +328,7 @@ export function createReferenceBackend(): Backend {
           let max = -Infinity;
           for (let p = 0; p < nKeys; p++) {
             let dot = 0;
-            for (let i = 0; i < headDim; i++) dot += q[t * dim + h * headDim + i] * readKV(layer, layer.kPtr, slots[p], kvh * headDim + i);
+            for (let i = 0; i < headDim; i++) dot += q[t * dim + h * headDim + i] * readKV(layer, layer.k, slots[p], kvh * headDim + i);
             scores[p] = dot * scale;
             if (scores[p] > max) max = scores[p];
           }
@@ -325,7 +339,7 @@ export function createReferenceBackend(): Backend {
           }
           for (let i = 0; i < headDim; i++) {
             let acc = 0;
-            for (let p = 0; p < nKeys; p++) acc += scores[p] * readKV(layer, layer.vPtr, slots[p], kvh * headDim + i);
+            for (let p = 0; p < nKeys; p++) acc += scores[p] * readKV(layer, layer.v, slots[p], kvh * headDim + i);
             result[t * dim + h * headDim + i] = acc / sum;
           }
         }
@@ -334,8 +348,8 @@ export function createReferenceBackend(): Backend {
     },
 
     async dispose() {
-      mem.buffer = new ArrayBuffer(0);
-      mem.top = 0;
+      disposed = true;
+      buffers.length = 1;
     },
   };
   return backend;
