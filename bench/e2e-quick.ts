@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createWasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
 import { loadModel } from '../src/model/model.js';
-import { writeSyntheticLlama } from '../src/model/synthetic.js';
+import { writeSyntheticLlama } from '../test/helpers/synthetic.js';
 import { typeByName } from '../src/tensor/ggml-types.js';
 
 const opt = (name: string, fallback: string): string => {

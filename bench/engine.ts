@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { createEngine, type Engine } from '../src/engine/engine.js';
 import type { EngineGeneration } from '../src/engine/types.js';
 import { loadModel } from '../src/model/model.js';
-import { writeSyntheticLlama } from '../src/model/synthetic.js';
+import { writeSyntheticLlama } from '../test/helpers/synthetic.js';
 import { GGMLType } from '../src/tensor/ggml-types.js';
 
 function option(name: string, fallback: string): string {

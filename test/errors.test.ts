@@ -6,7 +6,7 @@ import {
   SamplingError, TensorTypeError, TokenizerError, WasmforgeError, bufferSource, readGGUF, Sampler,
 } from '../src/index.js';
 import { QuantizeModelError } from '../src/model/quantize-model.js';
-import { SyntheticModelError } from '../src/model/synthetic.js';
+import { SyntheticModelError } from './helpers/synthetic.js';
 
 describe('typed errors', () => {
   const classes = {

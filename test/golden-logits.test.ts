@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEngine } from '../src/engine/engine.js';
 import { readGGUF, type GGUFFile } from '../src/gguf/reader.js';
 import { loadModel, type LoadModelOptions } from '../src/model/model.js';
-import { writeSyntheticLlama, type SyntheticLlamaOptions } from '../src/model/synthetic.js';
+import { writeSyntheticLlama, type SyntheticLlamaOptions } from './helpers/synthetic.js';
 import { fileSource } from '../src/runtime/file-source.js';
 import { GGMLType } from '../src/tensor/ggml-types.js';
 

@@ -3,7 +3,7 @@
 // against the plain reference forward with a window mask.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KVCache, RELEASED_BLOCK } from '../src/kv/kv-cache.js';
-import type { BatchToken } from '../src/model/llama-graph.js';
+import type { BatchToken } from '../src/model/graph.js';
 import { loadModel, type Model } from '../src/model/model.js';
 import { ModelError } from '../src/model/errors.js';
 import { bundledModelPath } from '../src/runtime/bundled-model.js';

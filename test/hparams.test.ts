@@ -4,7 +4,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { GGUFValueType } from '../src/gguf/constants.js';
 import { GGUFError, type GGUFErrorCode } from '../src/gguf/errors.js';
 import { readGGUF, type GGUFEntry, type GGUFFile } from '../src/gguf/reader.js';
-import { readHParams, type LlamaHParams } from '../src/model/hparams.js';
+import { readHParams, type HParams } from '../src/model/hparams.js';
+import { ModelError } from '../src/model/errors.js';
 import { fileSource } from '../src/runtime/file-source.js';
 
 const T = GGUFValueType;
@@ -48,7 +49,7 @@ const u32 = (value: number): GGUFEntry => ({ type: T.UINT32, value });
 const f32 = (value: number): GGUFEntry => ({ type: T.FLOAT32, value });
 const str = (value: string): GGUFEntry => ({ type: T.STRING, value });
 
-const STORIES: LlamaHParams = {
+const STORIES: HParams = {
   architecture: 'llama', contextLength: 2048, embeddingLength: 64, blockCount: 5, feedForwardLength: 172,
   headCount: 8, headCountKv: 4, headDim: 8, headDimV: 8, ropeDimensionCount: 8, ropeFreqBase: 10000, ropeStyle: 'normal',
   ropeScalingType: 'none', ropeScalingFactor: 1, ropeScalingOriginalContextLength: 2048, rmsNormEps: Math.fround(1e-5),
@@ -70,10 +71,11 @@ describe.skipIf(!HAVE_SHARED)('readHParams on the shared models (skipped: ../sha
     expect(readHParams(await header('vocab/ggml-vocab-deepseek-llm.gguf'))).toMatchObject({ vocabSize: 102400, ropeFreqBase: 10000, rmsNormEps: Math.fround(1e-6), blockCount: 30 });
   });
 
-  it('refuses architectures outside the llama family', async () => {
+  it('refuses an architecture it has no definition for, naming it and the supported ones', async () => {
     const gpt2 = await header('vocab/ggml-vocab-gpt-2.gguf');
-    expect(codeOf(() => readHParams(gpt2))).toBe('INVALID_VALUE');
-    expect(() => readHParams(gpt2)).toThrow(/"gpt2" is not supported/);
+    expect(() => readHParams(gpt2)).toThrow(expect.objectContaining({ name: 'ModelError', code: 'UNSUPPORTED_ARCHITECTURE' }));
+    expect(() => readHParams(gpt2)).toThrow(ModelError);
+    expect(() => readHParams(gpt2)).toThrow(/"gpt2" is not supported \(supported: llama, mistral, qwen2, qwen3\)/);
   });
 
   describe('edited headers', () => {

@@ -40,7 +40,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readGGUF } from '../src/gguf/reader.js';
 import { loadModel } from '../src/model/model.js';
-import { writeSyntheticLlama, type SyntheticLlamaOptions } from '../src/model/synthetic.js';
+import { writeSyntheticLlama, type SyntheticLlamaOptions } from './helpers/synthetic.js';
 import { fileSource } from '../src/runtime/file-source.js';
 import { GGMLType, typeName } from '../src/tensor/ggml-types.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
@@ -152,6 +152,9 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
     ['qwen2 mqa hd128 tied ffn1000', { dim: 512, nLayers: 2, nHeads: 4, nKvHeads: 1, ffnDim: 1000, arch: 'qwen2', tiedEmbeddings: true }],
   ];
 
+  const QWEN3: [string, Omit<SyntheticLlamaOptions, 'type' | 'vocab' | 'seed'>] = ['qwen3 gqa hd128 qk-norm', { dim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 128, ffnDim: 640, arch: 'qwen3' }];
+  const QWEN3_TYPES = [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K];
+
   for (const variant of VARIANTS) {
     describe(`${variant} KV cache`, () => {
       for (const file of ['stories260K.gguf', 'stories260K-f16.gguf', 'stories260K-q8_0.gguf', 'stories260K-q4_0.gguf']) {
@@ -165,6 +168,14 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
             await compare(variant, `${typeName(type)} ${shapeName}`, path, tokens, tmp);
           });
         }
+      }
+      // qwen3 (per-head q/k RMSNorm, NeoX RoPE, head dim 128 with width 256 over 4 heads: q is wider
+      // than the residual stream), in F32 and two quantized types.
+      for (const type of QWEN3_TYPES) {
+        it(`random ${typeName(type)} ${QWEN3[0]}`, async () => {
+          const path = await synthetic(`${typeName(type)}-qwen3.gguf`, { ...QWEN3[1], type, vocab: { metadataFrom: storiesVocab }, seed: 7, std: 0.08 });
+          await compare(variant, `${typeName(type)} ${QWEN3[0]}`, path, tokens, tmp);
+        });
       }
       // The bounds are tight enough to matter: our logits for the F32 weights, held against
       // llama.cpp's for the same weights quantized to 5 bits or fewer, break the quantized case's
@@ -186,7 +197,7 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
       // identical top-1 at >= 99% of positions, near-ties included as disagreements.
       it('plain top-1 agreement over all cases >= 99%', () => {
         const mine = rows.filter((r) => r.variant === variant);
-        expect(mine.length).toBe(4 + TYPES.length * shapes.length);
+        expect(mine.length).toBe(4 + TYPES.length * shapes.length + QWEN3_TYPES.length);
         const agree = mine.reduce((n, r) => n + r.agree, 0), total = mine.reduce((n, r) => n + r.positions, 0);
         console.log(`${variant} KV cache: plain top-1 agreement ${agree}/${total} = ${((100 * agree) / total).toFixed(2)}%`);
         expect(agree / total).toBeGreaterThanOrEqual(0.99);

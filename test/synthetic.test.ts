@@ -13,7 +13,7 @@ import { writeGGUF } from '../src/gguf/writer.js';
 import { readRange } from '../src/io/byte-source.js';
 import { readHParams } from '../src/model/hparams.js';
 import { streamGGUF } from '../src/model/quantize-model.js';
-import { NormalRng, SyntheticModelError, synthesizeLlama, writeSyntheticLlama, type SyntheticLlamaOptions } from '../src/model/synthetic.js';
+import { NormalRng, SyntheticModelError, synthesizeLlama, writeSyntheticLlama, type SyntheticLlamaOptions } from './helpers/synthetic.js';
 import { fileSource } from '../src/runtime/file-source.js';
 import { dequantize } from '../src/tensor/dequant.js';
 import { GGMLType, typeTraits } from '../src/tensor/ggml-types.js';

@@ -38,7 +38,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readGGUF, type GGUFFile } from '../src/gguf/reader.js';
-import { writeSyntheticLlama, type SyntheticLlamaOptions } from '../src/model/synthetic.js';
+import { writeSyntheticLlama, type SyntheticLlamaOptions } from './helpers/synthetic.js';
 import { fileSource } from '../src/runtime/file-source.js';
 import { GGMLType, typeName } from '../src/tensor/ggml-types.js';
 import { disposeLlamaCpp, llamaCppLoad, llamaCppNextTokenLogits, llamaCppStatus, llamaCppTokenize, logSoftmax } from './oracle/llama-cpp.js';

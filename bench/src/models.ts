@@ -2,7 +2,7 @@
 // 32000-token vocabulary), written by our own synthetic writer on first use and cached under bench/.cache/models.
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeSyntheticLlama } from '../../src/model/synthetic.js';
+import { writeSyntheticLlama } from '../../test/helpers/synthetic.js';
 import { fileSource } from '../../src/runtime/file-source.js';
 import { readGGUF } from '../../src/gguf/reader.js';
 import { GGMLType, typeByName, typeName } from '../../src/tensor/ggml-types.js';

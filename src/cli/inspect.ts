@@ -4,7 +4,7 @@ import { GGUFValueType } from '../gguf/constants.js';
 import { GGUFError } from '../gguf/errors.js';
 import { readGGUF, type GGUFArray, type GGUFFile, type GGUFValue } from '../gguf/reader.js';
 import { openSource } from '../io/open-source.js';
-import { readHParams, SUPPORTED_ARCHITECTURES, type LlamaHParams } from '../model/hparams.js';
+import { readHParams, SUPPORTED_ARCHITECTURES, type HParams } from '../model/hparams.js';
 import { typeName } from '../tensor/ggml-types.js';
 import { parseArgs, UsageError } from './args.js';
 
@@ -32,7 +32,7 @@ export interface InspectReport {
   /** Every `<arch>.` key, prefix stripped, as stored. */
   hyperparameters: Record<string, Json>;
   /** Validated llama-family hyperparameters, when the architecture is supported. */
-  hparams: LlamaHParams | null;
+  hparams: HParams | null;
   hparamsError: string | null;
   tokenizer: TokenizerSummary | null;
   tensors: TensorRow[];
@@ -123,7 +123,7 @@ export function buildReport(path: string, file: GGUFFile): InspectReport {
     if (key.startsWith('general.') && key !== 'general.architecture') general[key.slice(8)] = toJson(e.value, e.type);
     else if (architecture && key.startsWith(architecture + '.')) hyperparameters[key.slice(architecture.length + 1)] = toJson(e.value, e.type);
   }
-  let hparams: LlamaHParams | null = null;
+  let hparams: HParams | null = null;
   let hparamsError: string | null = null;
   if (architecture && (SUPPORTED_ARCHITECTURES as readonly string[]).includes(architecture)) {
     try {

@@ -8,7 +8,7 @@ import { ChatTemplate, type ChatMessage, type ChatRenderOptions } from '../chat/
 import { yieldToEventLoop } from '../generation/yield.js';
 import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
-import { LlamaGraph } from '../model/llama-graph.js';
+import { Graph } from '../model/graph.js';
 import type { Model } from '../model/model.js';
 import { Sampler } from '../sampling/sampler.js';
 import { CompletionOutput } from './completion.js';
@@ -69,7 +69,7 @@ export class Engine {
     const prefixCacheEntries = int(options.prefixCacheEntries, 32, 0, 'prefixCacheEntries');
     // Everything is checked: allocate (once; backend memory is never given back).
     const kv = new KVCache(model.backend, { ...shape, nBlocks, maxSequenceLength: contextLength, slidingWindow: window });
-    const graph = new LlamaGraph(model.backend, c, model.graph.weights, kv, maxBatchTokens);
+    const graph = new Graph(model.backend, model.graph.arch, c, model.graph.weights, kv, maxBatchTokens);
     // A sequence alone must always fit the pool: it may reach the context when the pool holds the
     // most one sequence holds, else only as many tokens as the pool has.
     const reach = kv.capacityTokens >= sequenceTokens ? contextLength : Math.min(contextLength, kv.capacityTokens);

@@ -8,7 +8,7 @@
 // Outputs do not depend on the batch: the kernels compute each token's row on its own in a fixed
 // order, so a sequence's logits (and with greedy or seeded sampling its tokens) are the same alone,
 // beside seven others, chunked differently, or recomputed after preemption.
-import type { BatchToken, LlamaGraph } from '../model/llama-graph.js';
+import type { BatchToken, Graph } from '../model/graph.js';
 import type { StopReason } from '../model/model.js';
 import { PrefixCache } from '../kv/prefix-cache.js';
 import type { KVCache } from '../kv/kv-cache.js';
@@ -52,7 +52,7 @@ export class Scheduler {
   private deferredCancels: [RequestState, unknown][] | undefined;
 
   constructor(
-    private readonly graph: LlamaGraph,
+    private readonly graph: Graph,
     private readonly tokenizer: Tokenizer,
     readonly config: SchedulerConfig,
   ) {

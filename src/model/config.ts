@@ -1,11 +1,11 @@
 // From GGUF hyperparameters to the graph's configuration, with llama.cpp's RoPE defaults.
 import type { RopeParams } from '../backend/backend.js';
 import type { GGUFFile } from '../gguf/reader.js';
-import { readHParams, type LlamaHParams } from './hparams.js';
+import { readHParams, type HParams } from './hparams.js';
 import { ModelError } from './errors.js';
-import type { LlamaConfig } from './llama-graph.js';
+import type { ModelConfig } from './graph.js';
 
-export function ropeParams(hp: LlamaHParams): RopeParams {
+export function ropeParams(hp: HParams): RopeParams {
   const scaled = hp.ropeScalingType === 'linear' || hp.ropeScalingType === 'yarn';
   const yarn = hp.ropeScalingType === 'yarn';
   return {
@@ -22,7 +22,7 @@ export function ropeParams(hp: LlamaHParams): RopeParams {
   };
 }
 
-export function llamaConfigFromFile(file: GGUFFile): LlamaConfig {
+export function modelConfigFromFile(file: GGUFFile): ModelConfig {
   const hp = readHParams(file);
   if (hp.expertCount > 0) throw new ModelError('UNSUPPORTED_ARCHITECTURE', `mixture-of-experts models (${hp.expertCount} experts) are not supported yet`);
   if (hp.ropeScalingType === 'longrope') throw new ModelError('UNSUPPORTED_ARCHITECTURE', 'LongRoPE scaling is not supported yet');

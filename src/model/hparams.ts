@@ -1,19 +1,20 @@
-// Hyperparameters of llama-family models (llama, mistral, qwen2) from the `<arch>.` metadata keys
+// Hyperparameters of the supported architectures (src/model/arch/) from the `<arch>.` metadata keys
 // that llama.cpp's converters write. The file is untrusted: every value is range-checked and the
 // shapes must agree with each other (heads divide the width, kv heads divide heads, the embedding
 // tensor matches width x vocab) before any buffer is sized from them.
 import { getArray, getCount, getNumber, getString } from '../gguf/metadata.js';
 import { GGUFError } from '../gguf/errors.js';
 import type { GGUFFile } from '../gguf/reader.js';
+import { findArch, SUPPORTED_ARCHITECTURES } from './arch/arch.js';
+import { ModelError } from './errors.js';
 
-export const SUPPORTED_ARCHITECTURES = ['llama', 'mistral', 'qwen2'] as const;
-export type LlamaArchitecture = (typeof SUPPORTED_ARCHITECTURES)[number];
+export { SUPPORTED_ARCHITECTURES };
 
 export type RopeScalingType = 'none' | 'linear' | 'yarn' | 'longrope';
 const ROPE_SCALING_TYPES: readonly RopeScalingType[] = ['none', 'linear', 'yarn', 'longrope'];
 
-export interface LlamaHParams {
-  readonly architecture: LlamaArchitecture;
+export interface HParams {
+  readonly architecture: string;
   /** Context length the model was trained for. */
   readonly contextLength: number;
   readonly embeddingLength: number;
@@ -28,7 +29,7 @@ export interface LlamaHParams {
   /** How many leading dims of each head rotate; the rest pass through. */
   readonly ropeDimensionCount: number;
   readonly ropeFreqBase: number;
-  /** llama/mistral rotate adjacent pairs (ggml "normal"); qwen2 rotates halves (ggml "neox"). */
+  /** From the architecture: adjacent pairs (ggml "normal", llama) or halves (ggml "neox", qwen). */
   readonly ropeStyle: 'normal' | 'neox';
   readonly ropeScalingType: RopeScalingType;
   /** Context scaling factor (1 = none); ggml's freq_scale is its inverse. */
@@ -61,13 +62,14 @@ function positiveFloat(meta: GGUFFile['metadata'], key: string, fallback: number
   return v;
 }
 
-export function readHParams(file: GGUFFile): LlamaHParams {
+export function readHParams(file: GGUFFile): HParams {
   const meta = file.metadata;
   const arch = getString(meta, 'general.architecture');
-  if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(arch)) {
-    invalid(`architecture "${arch}" is not supported (supported: ${SUPPORTED_ARCHITECTURES.join(', ')})`);
+  const def = findArch(arch);
+  if (!def) {
+    throw new ModelError('UNSUPPORTED_ARCHITECTURE', `architecture "${arch}" is not supported (supported: ${SUPPORTED_ARCHITECTURES.join(', ')})`);
   }
-  const architecture = arch as LlamaArchitecture;
+  const architecture = arch;
   const k = (suffix: string) => `${arch}.${suffix}`;
 
   const contextLength = getCount(meta, k('context_length'), { min: 1, max: MAX_CONTEXT });
@@ -132,7 +134,7 @@ export function readHParams(file: GGUFFile): LlamaHParams {
 
   return {
     architecture, contextLength, embeddingLength, blockCount, feedForwardLength, headCount, headCountKv,
-    headDim, headDimV, ropeDimensionCount, ropeFreqBase, ropeStyle: architecture === 'qwen2' ? 'neox' : 'normal',
+    headDim, headDimV, ropeDimensionCount, ropeFreqBase, ropeStyle: def.ropeStyle,
     ropeScalingType, ropeScalingFactor, ropeScalingOriginalContextLength, rmsNormEps, slidingWindow,
     expertCount, expertUsedCount, vocabSize,
   };

@@ -1,12 +1,15 @@
-// Map GGUF tensors onto the llama graph's weights and stream them into backend memory.
-// Shapes are checked against the hyperparameters before anything is allocated.
+// Map GGUF tensors onto an architecture's weights and stream them into backend memory. The
+// architecture declares each layer's tensors once (ArchDef.layerTensors); every tensor's name,
+// shape and type is checked against the hyperparameters and the backend before anything is
+// allocated.
 import { asWeight, type Backend, type BackendCapabilities, type Tensor, type WeightTensor } from '../backend/backend.js';
 import type { GGUFFile, GGUFTensorInfo } from '../gguf/reader.js';
 import { readRange, type ByteSource } from '../io/byte-source.js';
 import { dequantize } from '../tensor/dequant.js';
 import { GGMLType, typeName } from '../tensor/ggml-types.js';
+import type { ArchDef, LayerWeights } from './arch/arch.js';
 import { ModelError } from './errors.js';
-import type { LayerWeights, LlamaConfig, LlamaWeights } from './llama-graph.js';
+import type { ModelConfig, ModelWeights } from './graph.js';
 
 /** Vectors (norms, biases) are converted to f32 on load; these are the types we can convert. */
 const VECTOR_TYPES = new Set<GGMLType>([GGMLType.F32, GGMLType.F16, GGMLType.BF16]);
@@ -16,16 +19,25 @@ interface Plan {
   vectors: { info: GGUFTensorInfo; n: number }[];
 }
 
+/** The GGUF name of a layer tensor: `blk.{l}.{role}.weight`, or `blk.{l}.{role}` for a `.bias` role. */
+export function layerTensorName(layer: number, role: string): string {
+  return role.endsWith('.bias') ? `blk.${layer}.${role}` : `blk.${layer}.${role}.weight`;
+}
+
 /** Check every tensor the graph needs (names, shapes, types the backend runs) and return what to load. */
-export function planWeights(file: GGUFFile, c: LlamaConfig, backend: { name: string; capabilities: BackendCapabilities }): { plan: Plan; bytes: number; tiedOutput: boolean } {
+export function planWeights(
+  file: GGUFFile,
+  c: ModelConfig,
+  arch: ArchDef,
+  backend: { name: string; capabilities: BackendCapabilities },
+): { plan: Plan; bytes: number; tiedOutput: boolean } {
   const plan: Plan = { matrices: [], vectors: [] };
-  const tensor = (name: string) => {
-    const t = file.tensorsByName.get(name);
-    if (!t) throw new ModelError('MISSING_TENSOR', `the model has no tensor "${name}"`);
-    return t;
-  };
-  const matrix = (name: string, cols: number, rows: number) => {
-    const info = tensor(name);
+  const matrix = (name: string, cols: number, rows: number, optional = false) => {
+    const info = file.tensorsByName.get(name);
+    if (!info) {
+      if (optional) return;
+      throw new ModelError('MISSING_TENSOR', `the model has no tensor "${name}"`);
+    }
     if (info.dims.length !== 2 || info.dims[0] !== cols || info.dims[1] !== rows) {
       throw new ModelError('BAD_TENSOR_SHAPE', `tensor "${name}" has shape [${info.dims.join(', ')}], expected [${cols}, ${rows}]`);
     }
@@ -49,22 +61,14 @@ export function planWeights(file: GGUFFile, c: LlamaConfig, backend: { name: str
     plan.vectors.push({ info, n });
   };
 
-  const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
   matrix('token_embd.weight', c.dim, c.vocabSize);
+  const decls = arch.layerTensors(c);
   for (let l = 0; l < c.nLayers; l++) {
-    const p = `blk.${l}.`;
-    vector(`${p}attn_norm.weight`, c.dim);
-    matrix(`${p}attn_q.weight`, c.dim, qDim);
-    matrix(`${p}attn_k.weight`, c.dim, kvDim);
-    matrix(`${p}attn_v.weight`, c.dim, kvDim);
-    matrix(`${p}attn_output.weight`, qDim, c.dim);
-    vector(`${p}attn_q.bias`, qDim, true);
-    vector(`${p}attn_k.bias`, kvDim, true);
-    vector(`${p}attn_v.bias`, kvDim, true);
-    vector(`${p}ffn_norm.weight`, c.dim);
-    matrix(`${p}ffn_gate.weight`, c.dim, c.ffnDim);
-    matrix(`${p}ffn_up.weight`, c.dim, c.ffnDim);
-    matrix(`${p}ffn_down.weight`, c.ffnDim, c.dim);
+    for (const d of decls) {
+      const name = layerTensorName(l, d.role);
+      if (d.kind === 'matrix') matrix(name, d.shape[0]!, d.shape[1]!, d.optional);
+      else vector(name, d.shape[0]!, d.optional);
+    }
   }
   vector('output_norm.weight', c.dim);
   const tiedOutput = !file.tensorsByName.has('output.weight');
@@ -78,50 +82,52 @@ export function planWeights(file: GGUFFile, c: LlamaConfig, backend: { name: str
 export async function loadWeights(
   source: ByteSource,
   file: GGUFFile,
-  c: LlamaConfig,
+  c: ModelConfig,
+  arch: ArchDef,
   backend: Backend,
   onProgress?: (loaded: number, total: number) => void,
-): Promise<LlamaWeights> {
-  const { plan, tiedOutput } = planWeights(file, c, backend);
+): Promise<ModelWeights> {
+  const { plan, tiedOutput } = planWeights(file, c, arch, backend);
   // Allocate everything first: a model that does not fit fails before any bytes are read.
-  const matrixPtr = new Map<string, WeightTensor>();
-  for (const m of plan.matrices) matrixPtr.set(m.info.name, asWeight(backend.allocate(m.info.type, [m.cols, m.rows]), m.cols, m.rows));
-  const vectorPtr = new Map<string, Tensor>();
-  for (const v of plan.vectors) vectorPtr.set(v.info.name, backend.allocate(GGMLType.F32, [v.n]));
+  const matrices = new Map<string, WeightTensor>();
+  for (const m of plan.matrices) matrices.set(m.info.name, asWeight(backend.allocate(m.info.type, [m.cols, m.rows]), m.cols, m.rows));
+  const vectors = new Map<string, Tensor>();
+  for (const v of plan.vectors) vectors.set(v.info.name, backend.allocate(GGMLType.F32, [v.n]));
 
   const total = plan.matrices.reduce((s, m) => s + m.info.nBytes, 0) + plan.vectors.reduce((s, v) => s + v.info.nBytes, 0);
   let loaded = 0;
   for (const m of plan.matrices) {
     // The backend streams it in (the WASM one straight into its memory: no staging copy).
-    await backend.uploadFrom(matrixPtr.get(m.info.name)!, source, m.info.fileOffset);
+    await backend.uploadFrom(matrices.get(m.info.name)!, source, m.info.fileOffset);
     loaded += m.info.nBytes;
     onProgress?.(loaded, total);
   }
   for (const v of plan.vectors) {
     const raw = await readRange(source, v.info.fileOffset, v.info.nBytes);
-    backend.upload(vectorPtr.get(v.info.name)!, dequantize(v.info.type, raw, v.n));
+    backend.upload(vectors.get(v.info.name)!, dequantize(v.info.type, raw, v.n));
     loaded += v.info.nBytes;
     onProgress?.(loaded, total);
   }
 
-  const M = (name: string) => matrixPtr.get(name)!;
-  const V = (name: string) => vectorPtr.get(name);
   const layers: LayerWeights[] = [];
   for (let l = 0; l < c.nLayers; l++) {
-    const p = `blk.${l}.`;
+    const get = (role: string) => matrices.get(layerTensorName(l, role)) ?? vectors.get(layerTensorName(l, role));
     layers.push({
-      attnNorm: V(`${p}attn_norm.weight`)!,
-      wq: M(`${p}attn_q.weight`), wk: M(`${p}attn_k.weight`), wv: M(`${p}attn_v.weight`), wo: M(`${p}attn_output.weight`),
-      bq: V(`${p}attn_q.bias`), bk: V(`${p}attn_k.bias`), bv: V(`${p}attn_v.bias`),
-      ffnNorm: V(`${p}ffn_norm.weight`)!,
-      wGate: M(`${p}ffn_gate.weight`), wUp: M(`${p}ffn_up.weight`), wDown: M(`${p}ffn_down.weight`),
+      matrix: (role) => matrices.get(layerTensorName(l, role)) ?? missing(l, role),
+      vector: (role) => vectors.get(layerTensorName(l, role)) ?? missing(l, role),
+      optional: get,
     });
   }
-  const tokenEmbedding = M('token_embd.weight');
+  const tokenEmbedding = matrices.get('token_embd.weight')!;
   return {
     tokenEmbedding,
     layers,
-    outputNorm: V('output_norm.weight')!,
-    output: tiedOutput ? tokenEmbedding : M('output.weight'),
+    outputNorm: vectors.get('output_norm.weight')!,
+    output: tiedOutput ? tokenEmbedding : matrices.get('output.weight')!,
   };
+}
+
+/** A layer step asked for a tensor its architecture did not declare: a bug in the architecture file. */
+function missing(layer: number, role: string): never {
+  throw new ModelError('MISSING_TENSOR', `layer ${layer} has no tensor "${role}" (not declared by its architecture, or optional and absent)`);
 }

@@ -11,9 +11,10 @@ import { log } from '../log.js';
 import { Sampler, type SamplingOptions } from '../sampling/sampler.js';
 import { Tokenizer } from '../tokenizer/index.js';
 import { ModelError } from './errors.js';
-import { llamaConfigFromFile } from './config.js';
-import { LlamaGraph, type BatchToken, type LlamaConfig } from './llama-graph.js';
+import { modelConfigFromFile } from './config.js';
+import { Graph, type BatchToken, type ModelConfig } from './graph.js';
 import { loadWeights, planWeights } from './load-weights.js';
+import { findArch } from './arch/arch.js';
 
 export interface LoadModelOptions {
   /** Worker threads for the WASM backend (default: available cores). */
@@ -88,10 +89,10 @@ export class Model {
 
   constructor(
     readonly file: GGUFFile,
-    readonly config: LlamaConfig,
+    readonly config: ModelConfig,
     readonly tokenizer: Tokenizer,
     readonly backend: Backend,
-    readonly graph: LlamaGraph,
+    readonly graph: Graph,
     readonly contextLength: number,
     readonly loadMs: number,
     /** Whether dispose() disposes the backend (false when the caller passed its own). */
@@ -257,7 +258,8 @@ export async function loadModel(input: ModelInput, options: LoadModelOptions = {
   const source = await openSource(input);
   try {
     const file = await readGGUF(source);
-    const config = llamaConfigFromFile(file);
+    const config = modelConfigFromFile(file);
+    const arch = findArch(String(file.metadata.get('general.architecture')?.value))!; // readHParams checked it
     const tokenizer = Tokenizer.fromGGUF(file.metadata);
     const modelContext = config.contextLength;
     const contextLength = Math.min(options.contextLength ?? Math.min(modelContext, 4096), modelContext);
@@ -275,18 +277,18 @@ export async function loadModel(input: ModelInput, options: LoadModelOptions = {
     const backend = typeof choice === 'string' ? await createBackend(choice, { threads: options.threads, relaxedSimd: options.relaxedSimd }) : choice;
     try {
       // Budget the whole model against what the backend holds before allocating anything large.
-      const { bytes: weightBytes } = planWeights(file, config, backend);
+      const { bytes: weightBytes } = planWeights(file, config, arch, backend);
       const kvBytes = KVCache.bytesNeeded({ nLayers: config.nLayers, kvDim, blockSize, nBlocks, type: kvType });
-      const actBytes = LlamaGraph.activationBytes(config, maxBatchTokens, Math.min(maxBatchTokens, 256) * Math.ceil(contextLength / blockSize));
+      const actBytes = Graph.activationBytes(config, maxBatchTokens, Math.min(maxBatchTokens, 256) * Math.ceil(contextLength / blockSize));
       const need = weightBytes + kvBytes + actBytes;
       if (need > backend.capabilities.memoryBytes) {
         const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
         throw new ModelError('TOO_LARGE',
           `${source.name} needs ${mib(need)} (weights ${mib(weightBytes)}, KV cache ${mib(kvBytes)}, activations ${mib(actBytes)}), more than the ${mib(backend.capabilities.memoryBytes)} the ${backend.name} backend can hold; try a smaller contextLength or a smaller quantization`);
       }
-      const weights = await loadWeights(source, file, config, backend, options.onProgress);
+      const weights = await loadWeights(source, file, config, arch, backend, options.onProgress);
       const kv = new KVCache(backend, { nLayers: config.nLayers, kvDim, blockSize, nBlocks, type: kvType, maxSequenceLength: contextLength, slidingWindow: window });
-      const graph = new LlamaGraph(backend, config, weights, kv, maxBatchTokens);
+      const graph = new Graph(backend, arch, config, weights, kv, maxBatchTokens);
       const loadMs = performance.now() - t0;
       log.info(`loaded ${source.name}: ${config.nLayers} layers, dim ${config.dim}, ${backend.name} with ${backend.nThreads} threads, ${loadMs.toFixed(0)} ms`);
       return new Model(file, config, tokenizer, backend, graph, contextLength, loadMs, given === undefined);

@@ -3,7 +3,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeSyntheticLlama, type SyntheticLlamaOptions } from '../../src/model/synthetic.js';
+import { writeSyntheticLlama, type SyntheticLlamaOptions } from './synthetic.js';
 import { GGMLType } from '../../src/tensor/ggml-types.js';
 
 /** GQA 4/2, head dim 16, 2 layers, F32 weights; 512-token made-up SentencePiece vocab. */

@@ -1,5 +1,5 @@
-// Runtime adapter (Node, Deno, Bun): finding the developer data in ../shared (bench and tests only).
-import { SyntheticModelError } from '../model/synthetic.js';
+// Finding the developer data in ../shared (bench and tests only; Node, Deno, Bun).
+import { SyntheticModelError } from './synthetic.js';
 
 /** Where ../shared/models/llama-2-tiny-random.gguf is: $WASMFORGE_SHARED, else a shared/ beside the cwd or an ancestor. */
 export async function llama2VocabPath(): Promise<string> {

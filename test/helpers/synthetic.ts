@@ -7,14 +7,14 @@
 // the other tensors, so the F32 and the Q4_0 model of one seed hold the same underlying weights.
 // Tensors are produced on demand in row chunks: nothing but the encoded tensor being written (and
 // one chunk of f32 values) is held, so a 1.1B-parameter model streams to disk in bounded memory.
-import { WasmforgeError } from '../errors.js';
-import { GGUFValueType } from '../gguf/constants.js';
-import { writeLazyGGUFFile } from '../runtime/file-sink.js';
-import type { GGUFEntry, GGUFFile } from '../gguf/reader.js';
-import type { GGUFWriteOptions } from '../gguf/writer.js';
-import { GGMLType, typeName, typeTraits } from '../tensor/ggml-types.js';
-import { canQuantize, quantizeRow } from '../tensor/quantize.js';
-import { GGML_QNT_VERSION, llamaFileType, tensorTypeFor, type LazyTensor } from './quantize-model.js';
+import { WasmforgeError } from '../../src/errors.js';
+import { GGUFValueType } from '../../src/gguf/constants.js';
+import { writeLazyGGUFFile } from '../../src/runtime/file-sink.js';
+import type { GGUFEntry, GGUFFile } from '../../src/gguf/reader.js';
+import type { GGUFWriteOptions } from '../../src/gguf/writer.js';
+import { GGMLType, typeName, typeTraits } from '../../src/tensor/ggml-types.js';
+import { canQuantize, quantizeRow } from '../../src/tensor/quantize.js';
+import { GGML_QNT_VERSION, llamaFileType, tensorTypeFor, type LazyTensor } from '../../src/model/quantize-model.js';
 
 export type SyntheticModelErrorCode = 'BAD_SHAPE' | 'BAD_TYPE' | 'BAD_VOCAB' | 'VOCAB_NOT_FOUND';
 
@@ -54,7 +54,8 @@ export interface SyntheticLlamaOptions {
   embeddingStd?: number;
   /** q/k/v biases (default: true for qwen2, false for llama). */
   qkvBias?: boolean;
-  arch?: 'llama' | 'qwen2';
+  /** qwen3 adds per-head q/k norms (random around 1) and no biases. */
+  arch?: 'llama' | 'qwen2' | 'qwen3';
   /** Per-head dimension (default dim / nHeads). */
   headDim?: number;
   contextLength?: number;
@@ -179,7 +180,7 @@ const CHUNK_ELEMENTS = 1 << 16;
 /** Quantized random blocks shared by all tensors of one type (see distinctBlocks). */
 type BlockPool = (type: GGMLType) => { blocks: Uint8Array; count: number };
 
-type Fill = { kind: 'normal'; std: number; seed: number; pool?: BlockPool } | { kind: 'ones' };
+type Fill = { kind: 'normal'; std: number; seed: number; pool?: BlockPool; mean?: number } | { kind: 'ones' };
 
 function lazyTensor(name: string, dims: number[], type: GGMLType, fill: Fill): LazyTensor {
   const { blockSize, blockBytes } = typeTraits(type)!;
@@ -206,8 +207,11 @@ function lazyTensor(name: string, dims: number[], type: GGMLType, fill: Fill): L
       if (type === GGMLType.F32) {
         // Generate straight into the output: no scratch, no per-element encoding.
         const view = new Float32Array(out.buffer);
-        if (rng) rng.fillNormal(view, (fill as { std: number }).std);
-        else view.fill(1);
+        if (rng) {
+          rng.fillNormal(view, (fill as { std: number }).std);
+          const mean = (fill as { mean?: number }).mean ?? 0;
+          if (mean !== 0) for (let i = 0; i < view.length; i++) view[i] += mean;
+        } else view.fill(1);
         return out;
       }
       const rowsPerChunk = Math.max(1, Math.floor(CHUNK_ELEMENTS / rowLength));
@@ -277,8 +281,8 @@ async function vocabMetadata(vocab: SyntheticVocab): Promise<[string, GGUFEntry]
   if (typeof vocab === 'number') return madeUpVocab(vocab);
   let gguf: GGUFFile;
   if (vocab === 'llama2') {
-    const [{ fileSource }, { readGGUF }] = await Promise.all([import('../runtime/file-source.js'), import('../gguf/reader.js')]);
-    const source = await fileSource(await (await import('../runtime/shared-files.js')).llama2VocabPath());
+    const [{ fileSource }, { readGGUF }] = await Promise.all([import('../../src/runtime/file-source.js'), import('../../src/gguf/reader.js')]);
+    const source = await fileSource(await (await import('./shared-files.js')).llama2VocabPath());
     try {
       gguf = await readGGUF(source);
     } finally {
@@ -350,8 +354,9 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
     tensors.push(lazyTensor(name, [cols, rows], tensorTypeFor(want, cols, GGMLType.F32).type, fill));
   };
   const embedding = { std: opts.embeddingStd ?? std, seedName: 'token_embd.weight' };
-  const vector = (name: string, n: number, fill: 'ones' | 'random'): void => {
-    tensors.push(lazyTensor(name, [n], GGMLType.F32, fill === 'ones' ? { kind: 'ones' } : { kind: 'normal', std, seed: hashName(opts.seed, name) }));
+  const vector = (name: string, n: number, fill: 'ones' | 'random' | 'around one'): void => {
+    const f: Fill = fill === 'ones' ? { kind: 'ones' } : { kind: 'normal', std: fill === 'random' ? std : 0.1, seed: hashName(opts.seed, name), mean: fill === 'around one' ? 1 : 0 };
+    tensors.push(lazyTensor(name, [n], GGMLType.F32, f));
   };
 
   matrix('token_embd.weight', dim, nVocab, type, embedding);
@@ -365,6 +370,10 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
       vector(p + 'attn_q.bias', qDim, 'random');
       vector(p + 'attn_k.bias', kvDim, 'random');
       vector(p + 'attn_v.bias', kvDim, 'random');
+    }
+    if (arch === 'qwen3') {
+      vector(p + 'attn_q_norm.weight', headDim, 'around one');
+      vector(p + 'attn_k_norm.weight', headDim, 'around one');
     }
     matrix(p + 'attn_output.weight', qDim, dim);
     vector(p + 'ffn_norm.weight', dim, 'ones');
@@ -390,8 +399,8 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
     [`${arch}.attention.head_count`, u32(nHeads)],
     [`${arch}.attention.head_count_kv`, u32(nKvHeads)],
     [`${arch}.rope.dimension_count`, u32(headDim)],
-    [`${arch}.rope.freq_base`, f32(opts.ropeFreqBase ?? (arch === 'qwen2' ? 1000000 : 10000))],
-    [`${arch}.attention.layer_norm_rms_epsilon`, f32(arch === 'qwen2' ? 1e-6 : 1e-5)],
+    [`${arch}.rope.freq_base`, f32(opts.ropeFreqBase ?? (arch === 'llama' ? 10000 : 1000000))],
+    [`${arch}.attention.layer_norm_rms_epsilon`, f32(arch === 'llama' ? 1e-5 : 1e-6)],
     ...(opts.slidingWindow !== undefined ? [[`${arch}.attention.sliding_window`, u32(opts.slidingWindow)] as [string, GGUFEntry]] : []),
     ...(headDim !== dim / nHeads
       ? ([[`${arch}.attention.key_length`, u32(headDim)], [`${arch}.attention.value_length`, u32(headDim)]] as [string, GGUFEntry][])

@@ -1,6 +1,8 @@
-// The llama-family forward pass (llama 1/2/3, mistral, qwen2), read top to bottom like llama2.c's run.c.
-// One call evaluates a batch of tokens from one or more sequences: every matmul covers the whole
-// batch; attention reads each token's own sequence through the paged KV cache.
+// The forward pass every architecture shares, read top to bottom like llama2.c's run.c: token
+// embeddings, one ArchDef.buildLayer per layer over the residual stream, final norm and output
+// projection. One call evaluates a batch of tokens from one or more sequences: every matmul covers
+// the whole batch; attention reads each token's own sequence through the paged KV cache. The
+// GraphBuilder steps (attention, feed-forward) are the pieces the architecture files compose.
 // Sliding-window models (config.slidingWindow) attend to the last W keys only, as llama.cpp's
 // standard SWA; after each pass the blocks that fell out of every sequence's window go back to
 // the pool (KVCache.releaseOutsideWindow), so a sequence holds about W + one block of keys.
@@ -8,8 +10,9 @@ import { asF32, type AttentionArgs, type Backend, type RopeParams, type Tensor, 
 import { GGMLType } from '../tensor/ggml-types.js';
 import { KVCacheError } from '../kv/errors.js';
 import type { KVCache } from '../kv/kv-cache.js';
+import type { ArchDef, LayerWeights } from './arch/arch.js';
 
-export interface LlamaConfig {
+export interface ModelConfig {
   readonly nLayers: number;
   readonly dim: number;
   readonly nHeads: number;
@@ -28,27 +31,26 @@ export interface LlamaConfig {
   readonly slidingWindow?: number;
 }
 
-export interface LayerWeights {
-  readonly attnNorm: Tensor; // f32[dim]
-  readonly wq: WeightTensor;
-  readonly wk: WeightTensor;
-  readonly wv: WeightTensor;
-  readonly wo: WeightTensor;
-  readonly bq?: Tensor; // f32 biases (qwen2)
-  readonly bk?: Tensor;
-  readonly bv?: Tensor;
-  readonly ffnNorm: Tensor; // f32[dim]
-  readonly wGate: WeightTensor;
-  readonly wUp: WeightTensor;
-  readonly wDown: WeightTensor;
-}
-
-export interface LlamaWeights {
+export interface ModelWeights {
   readonly tokenEmbedding: WeightTensor;
   readonly layers: readonly LayerWeights[];
   readonly outputNorm: Tensor; // f32[dim]
   /** The output projection; the token embedding itself when tied. */
   readonly output: WeightTensor;
+}
+
+/** The steps an architecture's buildLayer composes; each reads and updates the residual stream. */
+export interface GraphBuilder {
+  readonly config: ModelConfig;
+  /** Pre-norm self-attention: x += Wo · attention(rope(q), rope(k), v) of norm(x). */
+  attention(w: LayerWeights, layer: number, options?: AttentionOptions): void;
+  /** Pre-norm gated feed-forward: x += Wdown · (silu(Wgate · norm(x)) * Wup · norm(x)). */
+  feedForward(w: LayerWeights): void;
+}
+
+export interface AttentionOptions {
+  /** RMSNorm each head of q and k (attn_q_norm / attn_k_norm, one head wide) before RoPE (qwen3). */
+  readonly qkNorm?: boolean;
 }
 
 export interface BatchToken {
@@ -77,24 +79,27 @@ interface Buffers {
   blockTableCapacity: number; // in entries
 }
 
-export class LlamaGraph {
+export class Graph implements GraphBuilder {
   private readonly buf: Buffers;
+  /** Tokens in the batch being evaluated (set by forward for the builder steps). */
+  private nTokens = 0;
 
   constructor(
     private readonly backend: Backend,
-    readonly config: LlamaConfig,
-    readonly weights: LlamaWeights,
+    readonly arch: ArchDef,
+    readonly config: ModelConfig,
+    readonly weights: ModelWeights,
     readonly kv: KVCache,
     readonly maxBatchTokens: number,
   ) {
     if (kv.options.slidingWindow !== config.slidingWindow) {
       throw new RangeError(`the KV cache's sliding window (${kv.options.slidingWindow}) differs from the model's (${config.slidingWindow})`);
     }
-    this.buf = LlamaGraph.allocateBuffers(backend, config, kv, maxBatchTokens);
+    this.buf = Graph.allocateBuffers(backend, config, kv, maxBatchTokens);
   }
 
   /** Bytes of activation memory a graph of this shape allocates (for up-front budget checks). */
-  static activationBytes(c: LlamaConfig, maxBatchTokens: number, blockTableEntries: number): number {
+  static activationBytes(c: ModelConfig, maxBatchTokens: number, blockTableEntries: number): number {
     const T = maxBatchTokens;
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
     const floats = T * (2 * c.dim + 2 * qDim + 2 * kvDim + 2 * c.ffnDim + c.vocabSize);
@@ -106,11 +111,11 @@ export class LlamaGraph {
     return Math.min(maxBatchTokens, 256) * perSequence;
   }
 
-  private static allocateBuffers(b: Backend, c: LlamaConfig, kv: KVCache, T: number): Buffers {
+  private static allocateBuffers(b: Backend, c: ModelConfig, kv: KVCache, T: number): Buffers {
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
     const f32 = (n: number) => b.allocate(GGMLType.F32, [n, T]);
     const i32 = (n: number) => b.allocate(GGMLType.I32, [n]);
-    const blockTableCapacity = LlamaGraph.blockTableEntries(kv, T);
+    const blockTableCapacity = Graph.blockTableEntries(kv, T);
     return {
       x: f32(c.dim), xb: f32(c.dim), q: f32(qDim), k: f32(kvDim), v: f32(kvDim),
       attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: f32(c.vocabSize),
@@ -130,34 +135,12 @@ export class LlamaGraph {
     if (T === 0) return [];
     if (T > this.maxBatchTokens) throw new RangeError(`batch of ${T} tokens exceeds maxBatchTokens ${this.maxBatchTokens}`);
     const { backend: be, config: c, weights: w, buf } = this;
-    const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
 
     this.placeTokens(batch);
 
     be.getRows(buf.x, w.tokenEmbedding, buf.ids, T);
-
-    for (let l = 0; l < c.nLayers; l++) {
-      const L = w.layers[l];
-      // Attention block: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-      be.rmsNorm(buf.xb, buf.x, L.attnNorm, c.dim, T, c.rmsEps);
-      be.matmulShared([{ out: buf.q, w: L.wq }, { out: buf.k, w: L.wk }, { out: buf.v, w: L.wv }], buf.xb, T);
-      if (L.bq !== undefined) be.addBias(buf.q, buf.q, L.bq, qDim, T);
-      if (L.bk !== undefined) be.addBias(buf.k, buf.k, L.bk, kvDim, T);
-      if (L.bv !== undefined) be.addBias(buf.v, buf.v, L.bv, kvDim, T);
-      be.rope(buf.q, T, c.nHeads, c.headDim, buf.positions, c.rope);
-      be.rope(buf.k, T, c.nKvHeads, c.headDim, buf.positions, c.rope);
-      be.storeKV(this.kv.layers[l], buf.k, buf.v, buf.slots, T);
-      be.attention(this.attentionArgs(l, T));
-      be.matmul(buf.xb, L.wo, buf.attnOut, T);
-      be.add(buf.x, buf.x, buf.xb, T * c.dim);
-
-      // Feed-forward block: x += Wdown · (silu(Wgate·norm(x)) * Wup·norm(x))
-      be.rmsNorm(buf.xb, buf.x, L.ffnNorm, c.dim, T, c.rmsEps);
-      be.matmulShared([{ out: buf.gate, w: L.wGate }, { out: buf.up, w: L.wUp }], buf.xb, T);
-      be.swiglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
-      be.matmul(buf.xb, L.wDown, buf.gate, T);
-      be.add(buf.x, buf.x, buf.xb, T * c.dim);
-    }
+    this.nTokens = T;
+    for (let l = 0; l < c.nLayers; l++) this.arch.buildLayer(this, w.layers[l], l);
     this.releaseOutsideWindow(batch);
 
     // Only the tokens that asked for logits go through the final norm and output projection.
@@ -169,6 +152,36 @@ export class LlamaGraph {
     be.matmul(buf.logits, w.output, buf.xb, wanted.length);
     const all = asF32(await be.read(buf.logits, 0, 4 * wanted.length * c.vocabSize));
     return wanted.map((_, i) => all.slice(i * c.vocabSize, (i + 1) * c.vocabSize));
+  }
+
+  attention(w: LayerWeights, layer: number, options: AttentionOptions = {}): void {
+    const { backend: be, config: c, buf, nTokens: T } = this;
+    const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+    be.rmsNorm(buf.xb, buf.x, w.vector('attn_norm'), c.dim, T, c.rmsEps);
+    be.matmulShared([{ out: buf.q, w: w.matrix('attn_q') }, { out: buf.k, w: w.matrix('attn_k') }, { out: buf.v, w: w.matrix('attn_v') }], buf.xb, T);
+    const bq = w.optional('attn_q.bias'), bk = w.optional('attn_k.bias'), bv = w.optional('attn_v.bias');
+    if (bq) be.addBias(buf.q, buf.q, bq, qDim, T);
+    if (bk) be.addBias(buf.k, buf.k, bk, kvDim, T);
+    if (bv) be.addBias(buf.v, buf.v, bv, kvDim, T);
+    if (options.qkNorm) {
+      be.rmsNorm(buf.q, buf.q, w.vector('attn_q_norm'), c.headDim, T * c.nHeads, c.rmsEps);
+      be.rmsNorm(buf.k, buf.k, w.vector('attn_k_norm'), c.headDim, T * c.nKvHeads, c.rmsEps);
+    }
+    be.rope(buf.q, T, c.nHeads, c.headDim, buf.positions, c.rope);
+    be.rope(buf.k, T, c.nKvHeads, c.headDim, buf.positions, c.rope);
+    be.storeKV(this.kv.layers[layer], buf.k, buf.v, buf.slots, T);
+    be.attention(this.attentionArgs(layer, T));
+    be.matmul(buf.xb, w.matrix('attn_output'), buf.attnOut, T);
+    be.add(buf.x, buf.x, buf.xb, T * c.dim);
+  }
+
+  feedForward(w: LayerWeights): void {
+    const { backend: be, config: c, buf, nTokens: T } = this;
+    be.rmsNorm(buf.xb, buf.x, w.vector('ffn_norm'), c.dim, T, c.rmsEps);
+    be.matmulShared([{ out: buf.gate, w: w.matrix('ffn_gate') }, { out: buf.up, w: w.matrix('ffn_up') }], buf.xb, T);
+    be.swiglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
+    be.matmul(buf.xb, w.matrix('ffn_down'), buf.gate, T);
+    be.add(buf.x, buf.x, buf.xb, T * c.dim);
   }
 
   /** Reserve KV positions for the batch (all or nothing) and write ids, positions, slots and block tables. */

@@ -1,0 +1,46 @@
+// What an architecture is: which tensors each layer has (declared once, with shapes and whether
+// they are optional) and how a layer is built from the shared GraphBuilder steps. One file per
+// architecture beside this one, like llama.cpp's src/models/*.cpp; the registry at the bottom is
+// the one list of what loads.
+import type { Tensor, WeightTensor } from '../../backend/backend.js';
+import type { GraphBuilder } from '../graph.js';
+import type { ModelConfig } from '../graph.js';
+import { llama, mistral } from './llama.js';
+import { qwen2 } from './qwen2.js';
+import { qwen3 } from './qwen3.js';
+
+/** A tensor a layer needs: a weight matrix ([cols, rows], kept in its file type) or an f32 vector ([n]). */
+export interface TensorDecl {
+  /** Name inside the layer (the GGUF name is `blk.{l}.{role}.weight` / `.bias`). */
+  readonly role: string;
+  readonly kind: 'matrix' | 'vector';
+  readonly shape: readonly number[];
+  readonly optional?: boolean;
+}
+
+/** A layer's tensors by role; optional ones the file lacks are absent. */
+export interface LayerWeights {
+  matrix(role: string): WeightTensor;
+  vector(role: string): Tensor;
+  optional(role: string): Tensor | undefined;
+}
+
+export interface ArchDef {
+  /** general.architecture values this definition runs. */
+  readonly names: readonly string[];
+  /** RoPE layout: ggml "normal" (adjacent pairs) or "neox" (first and second half). */
+  readonly ropeStyle: 'normal' | 'neox';
+  /** The tensors of one layer. */
+  layerTensors(c: ModelConfig): readonly TensorDecl[];
+  /** One layer: reads and updates the residual stream g.x. */
+  buildLayer(g: GraphBuilder, w: LayerWeights, layer: number): void;
+}
+
+/** Every architecture that loads. */
+export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3];
+
+export const SUPPORTED_ARCHITECTURES: readonly string[] = ARCHITECTURES.flatMap((a) => a.names);
+
+export function findArch(name: string): ArchDef | undefined {
+  return ARCHITECTURES.find((a) => a.names.includes(name));
+}

@@ -1,0 +1,36 @@
+// llama (1, 2, 3) and mistral: pre-norm attention with RoPE on adjacent pairs, and a SwiGLU
+// feed-forward. q/k/v biases load when a file has them (llama.cpp's llama graph takes them too).
+import type { ArchDef, TensorDecl } from './arch.js';
+import type { ModelConfig } from '../graph.js';
+
+/** The tensors of a llama-style layer: attention (biases optional) and a gated feed-forward. */
+export function llamaLayerTensors(c: ModelConfig): TensorDecl[] {
+  const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+  return [
+    { role: 'attn_norm', kind: 'vector', shape: [c.dim] },
+    { role: 'attn_q', kind: 'matrix', shape: [c.dim, qDim] },
+    { role: 'attn_k', kind: 'matrix', shape: [c.dim, kvDim] },
+    { role: 'attn_v', kind: 'matrix', shape: [c.dim, kvDim] },
+    { role: 'attn_output', kind: 'matrix', shape: [qDim, c.dim] },
+    { role: 'attn_q.bias', kind: 'vector', shape: [qDim], optional: true },
+    { role: 'attn_k.bias', kind: 'vector', shape: [kvDim], optional: true },
+    { role: 'attn_v.bias', kind: 'vector', shape: [kvDim], optional: true },
+    { role: 'ffn_norm', kind: 'vector', shape: [c.dim] },
+    { role: 'ffn_gate', kind: 'matrix', shape: [c.dim, c.ffnDim] },
+    { role: 'ffn_up', kind: 'matrix', shape: [c.dim, c.ffnDim] },
+    { role: 'ffn_down', kind: 'matrix', shape: [c.ffnDim, c.dim] },
+  ];
+}
+
+export const llama: ArchDef = {
+  names: ['llama'],
+  ropeStyle: 'normal',
+  layerTensors: llamaLayerTensors,
+  buildLayer(g, w, layer) {
+    g.attention(w, layer);
+    g.feedForward(w);
+  },
+};
+
+/** Mistral files that name their architecture: the llama graph (sliding windows come from metadata). */
+export const mistral: ArchDef = { ...llama, names: ['mistral'] };
