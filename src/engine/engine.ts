@@ -23,11 +23,18 @@ export interface ChatRequestOptions extends Omit<EngineRequest, 'prompt' | 'addS
   chatTemplate?: string;
 }
 
+/**
+ * An engine over the model: its KV pool, activation buffers and scheduler. The model's first
+ * engine is also the one its generate() and evaluate() run on, so a model with an engine holds
+ * one KV pool and one set of activations.
+ */
 export async function createEngine(model: Model, options: EngineOptions = {}): Promise<Engine> {
-  return new Engine(model, options);
+  return model.adoptEngine(() => new Engine(model, options));
 }
 
 export class Engine {
+  /** The forward pass over this engine's KV pool (low level; requests go through generate). */
+  readonly graph: Graph;
   private readonly scheduler: Scheduler;
   private readonly requests = new Set<RequestState>();
   private readonly maxQueue: number;
@@ -69,7 +76,8 @@ export class Engine {
     const prefixCacheEntries = int(options.prefixCacheEntries, 32, 0, 'prefixCacheEntries');
     // Everything is checked: allocate (once; backend memory is never given back).
     const kv = new KVCache(model.backend, { ...shape, nBlocks, maxSequenceLength: contextLength, slidingWindow: window });
-    const graph = new Graph(model.backend, model.graph.arch, c, model.graph.weights, kv, maxBatchTokens);
+    const graph = new Graph(model.backend, model.arch, c, model.weights, kv, maxBatchTokens);
+    this.graph = graph;
     // A sequence alone must always fit the pool: it may reach the context when the pool holds the
     // most one sequence holds, else only as many tokens as the pool has.
     const reach = kv.capacityTokens >= sequenceTokens ? contextLength : Math.min(contextLength, kv.capacityTokens);
@@ -89,8 +97,24 @@ export class Engine {
    * and the iterator.
    */
   generate(request: EngineRequest): EngineGeneration {
+    return this.submit(request).generation;
+  }
+
+  /**
+   * Next-token logits after every position of `tokens` ([positions][vocab]): a request like any
+   * other (batched with the rest, never served from the prefix cache, since every position's
+   * logits are computed). Up to the whole context: no token is generated after it.
+   */
+  async evaluate(tokens: readonly number[], options: { signal?: AbortSignal; priority?: number } = {}): Promise<Float32Array[]> {
+    const { generation, state } = this.submit({ ...options, prompt: tokens, maxTokens: 0, temperature: 0 }, 0);
+    await generation.result;
+    return state.sequences[0].positionLogits;
+  }
+
+  /** Check and queue a request; with logitsFrom, its sequences collect logits from that position on. */
+  private submit(request: EngineRequest, logitsFrom?: number): { generation: EngineGeneration; state: RequestState } {
     if (this.disposed) throw new EngineError('DISPOSED', 'the engine was disposed');
-    const prompt = this.promptTokens(request);
+    const prompt = this.promptTokens(request, logitsFrom !== undefined && request.maxTokens === 0);
     const n = request.n ?? 1;
     if (!Number.isInteger(n) || n < 1 || n > this.scheduler.config.maxSequences) {
       throw new EngineError('INVALID_REQUEST', `n must be an integer in 1..${this.scheduler.config.maxSequences}, got ${request.n}`);
@@ -110,7 +134,7 @@ export class Engine {
     const samplers = Array.from({ length: n }, (_, i) => new Sampler({ ...request, seed: request.seed === undefined ? undefined : (request.seed + i) >>> 0 }));
 
     const r = new RequestState(this.nextRequestId++, prompt.length, { maxTokens, ignoreEos: request.ignoreEos ?? false, logprobs: request.logprobs ?? false, priority });
-    for (let i = 0; i < n; i++) r.sequences.push(new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], r.params.logprobs)));
+    for (let i = 0; i < n; i++) r.sequences.push(new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], r.params.logprobs), logitsFrom));
     this.requests.add(r);
     r.onSettle(() => this.requests.delete(r));
 
@@ -130,12 +154,13 @@ export class Engine {
     this.scheduler.submit(r);
     if (signal?.aborted) cancel(new EngineError('ABORTED', `request ${r.id} was aborted before it started`, { cause: signal.reason }));
     this.kick();
-    return {
+    const generation: EngineGeneration = {
       id: r.id,
       result: r.result,
       cancel: () => cancel(new EngineError('ABORTED', `request ${r.id} was cancelled`)),
       [Symbol.asyncIterator]: () => r.channel[Symbol.asyncIterator](),
     };
+    return { generation, state: r };
   }
 
   /** Render messages with the model's chat template (or options.chatTemplate) and generate the reply. */
@@ -185,9 +210,11 @@ export class Engine {
     for (const r of [...this.requests]) this.scheduler.cancel(r, new EngineError('DISPOSED', 'the engine was disposed'));
     await this.loopDone;
     this.scheduler.prefixCache.clear();
+    this.model.releaseEngine(this);
   }
 
-  private promptTokens(request: EngineRequest): number[] {
+  /** The request's prompt as token ids, checked; `whole` allows a prompt of the full context (nothing generated after it). */
+  private promptTokens(request: EngineRequest, whole = false): number[] {
     const { prompt } = request;
     const tok = this.model.tokenizer;
     let tokens: number[];
@@ -202,7 +229,7 @@ export class Engine {
       throw new EngineError('INVALID_REQUEST', 'prompt must be a string or an array of token ids');
     }
     if (tokens.length === 0) throw new EngineError('INVALID_REQUEST', 'the prompt is empty: give at least one token');
-    if (tokens.length >= this.contextLength) {
+    if (tokens.length > this.contextLength || (tokens.length === this.contextLength && !whole)) {
       throw new EngineError('PROMPT_TOO_LONG', `the prompt has ${tokens.length} tokens; a sequence holds ${this.contextLength} (context and KV pool)`);
     }
     return tokens;

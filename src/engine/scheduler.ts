@@ -109,8 +109,10 @@ export class Scheduler {
 
     const batch: BatchToken[] = [];
     for (const { seq, count } of plan) {
-      const last = seq.kvLen + count === seq.tokens.length;
-      for (let i = 0; i < count; i++) batch.push({ token: seq.tokens[seq.kvLen + i], seqId: seq.kvId, logits: last && i === count - 1 });
+      for (let i = 0; i < count; i++) {
+        const p = seq.kvLen + i;
+        batch.push({ token: seq.tokens[p], seqId: seq.kvId, logits: seq.wantsLogits(p) });
+      }
     }
     let logits: Float32Array[];
     this.deferredCancels = [];
@@ -130,8 +132,15 @@ export class Scheduler {
     let row = 0;
     const sampled: [Sequence, Float32Array][] = [];
     for (const { seq, count } of plan) {
+      let last: Float32Array | undefined;
+      for (let p = seq.kvLen; p < seq.kvLen + count; p++) {
+        if (!seq.wantsLogits(p)) continue;
+        last = logits[row++];
+        // A recomputation after preemption computes the same rows again: they replace themselves.
+        if (seq.logitsFrom !== undefined && p >= seq.logitsFrom) seq.positionLogits[p - seq.logitsFrom] = last;
+      }
       seq.kvLen += count;
-      if (seq.kvLen === seq.tokens.length) sampled.push([seq, logits[row++]]);
+      if (seq.kvLen === seq.tokens.length) sampled.push([seq, last!]);
     }
     this.landDeferredCancels(); // after the KV bookkeeping, as if they had come between steps
     for (const [seq, l] of sampled) if (seq.state === 'running') this.onLogits(seq, l);
@@ -160,8 +169,8 @@ export class Scheduler {
       const seq = this.waiting[0];
       if (this.running.length + 1 + seq.followers.length > this.config.maxSequences) return;
       const live = this.running.map((s) => ({ seqId: s.kvId, tokens: s.tokens, length: s.kvLen }));
-      // The last token is always evaluated: its logits are needed.
-      const match = this.prefixCache.match(seq.tokens, seq.tokens.length - 1, live);
+      // The last token is always evaluated (its logits are needed), and so is every position whose logits are collected.
+      const match = this.prefixCache.match(seq.tokens, Math.min(seq.tokens.length - 1, seq.logitsFrom ?? Infinity), live);
       // Alone, a shared tail block's copy could tip a pool-sized sequence over: then try without sharing.
       const tries = match && this.running.length === 0 ? [match, undefined] : [match];
       let admitted = false;

@@ -19,6 +19,11 @@ export class Sequence {
   readonly tokens: number[];
   /** Completions of the same request waiting to fork from this one when its prompt is in. */
   readonly followers: Sequence[] = [];
+  /**
+   * Next-token logits after each position from `logitsFrom` on, as they are computed (row i is
+   * position logitsFrom + i): for evaluate(), and for scoring k draft tokens at once.
+   */
+  readonly positionLogits: Float32Array[] = [];
 
   constructor(
     readonly request: RequestState,
@@ -26,8 +31,15 @@ export class Sequence {
     prompt: readonly number[],
     readonly sampler: Sampler,
     readonly output: CompletionOutput,
+    /** Collect logits for every position from this one on (undefined: only the last, to sample). */
+    readonly logitsFrom?: number,
   ) {
     this.tokens = [...prompt];
+  }
+
+  /** Whether the forward pass must return logits after position p. */
+  wantsLogits(p: number): boolean {
+    return p === this.tokens.length - 1 || (this.logitsFrom !== undefined && p >= this.logitsFrom);
   }
 
   /** Tokens still to be evaluated: the prompt's rest, or the one sampled last. */

@@ -1,6 +1,8 @@
-// A loaded model: weights in backend memory, tokenizer, KV cache and the graph. generate() streams
-// text; evaluate() returns logits for every position (for logits/perplexity tools and parity tests).
+// loadModel: a GGUF file to a Model (weights in backend memory, tokenizer, metadata). generate()
+// streams text and evaluate() returns logits for every position, both through the model's engine.
 import type { Backend, KVCacheType } from '../backend/backend.js';
+import { Engine } from '../engine/engine.js';
+import { EngineError } from '../engine/errors.js';
 import { createBackend, type BackendKind } from '../backend/registry.js';
 import { StopStringMatcher } from '../generation/stop-strings.js';
 import { yieldToEventLoop } from '../generation/yield.js';
@@ -12,9 +14,9 @@ import { Sampler, type SamplingOptions } from '../sampling/sampler.js';
 import { Tokenizer } from '../tokenizer/index.js';
 import { ModelError } from './errors.js';
 import { modelConfigFromFile } from './config.js';
-import { Graph, type BatchToken, type ModelConfig } from './graph.js';
+import { Graph, type ModelConfig, type ModelWeights } from './graph.js';
 import { loadWeights, planWeights } from './load-weights.js';
-import { findArch } from './arch/arch.js';
+import { findArch, type ArchDef } from './arch/arch.js';
 
 export interface LoadModelOptions {
   /** Worker threads for the WASM backend (default: available cores). */
@@ -81,19 +83,33 @@ export interface Generation extends AsyncIterable<GeneratedPiece> {
   readonly result: Promise<GenerationResult>;
 }
 
+/** The KV pool and batch shape of the model's own context (the engine that generate/evaluate use). */
+interface ContextDefaults {
+  readonly contextLength: number;
+  readonly kvCacheType: KVCacheType;
+  readonly blockSize: number;
+  readonly kvCacheTokens: number;
+  readonly maxBatchTokens: number;
+}
+
+/**
+ * A loaded model: weights in backend memory, tokenizer, metadata. Generation runs through one
+ * engine (src/engine/): the KV pool, activation buffers and scheduler of the model's context,
+ * created on first use, or by createEngine (which then serves generate() and evaluate() too:
+ * one KV pool and one activation set per model). generate() is a one-request use of it.
+ */
 export class Model {
-  private nextSequenceId = 0;
   private disposed = false;
-  /** Forward passes are serialized: the graph's buffers are shared. */
-  private busy: Promise<unknown> = Promise.resolve();
+  private defaultEngine: Engine | undefined;
 
   constructor(
     readonly file: GGUFFile,
+    readonly arch: ArchDef,
     readonly config: ModelConfig,
+    readonly weights: ModelWeights,
     readonly tokenizer: Tokenizer,
     readonly backend: Backend,
-    readonly graph: Graph,
-    readonly contextLength: number,
+    private readonly defaults: ContextDefaults,
     readonly loadMs: number,
     /** Whether dispose() disposes the backend (false when the caller passed its own). */
     private readonly ownsBackend = true,
@@ -103,16 +119,49 @@ export class Model {
     return String(this.file.metadata.get('general.architecture')?.value ?? 'unknown');
   }
 
-  /** Next-token logits after each prompt position ([positions][vocab]). */
-  async evaluate(tokens: readonly number[]): Promise<Float32Array[]> {
-    return this.withSequence(async (seq) => {
-      const out: Float32Array[] = [];
-      for (const chunk of this.chunks(tokens)) {
-        out.push(...(await this.graph.forward(chunk.map((token) => ({ token, seqId: seq, logits: true })))));
-        await yieldToEventLoop();
-      }
-      return out;
+  /** Tokens a generate() sequence may reach. */
+  get contextLength(): number {
+    return this.defaultEngine?.contextLength ?? this.defaults.contextLength;
+  }
+
+  /** The engine generate() and evaluate() run on: created on first use with the loadModel options. */
+  engine(): Engine {
+    if (this.disposed) throw new ModelError('DISPOSED', 'the model was disposed');
+    this.defaultEngine ??= new Engine(this, {
+      contextLength: this.defaults.contextLength, kvCacheType: this.defaults.kvCacheType, blockSize: this.defaults.blockSize,
+      kvCacheTokens: this.defaults.kvCacheTokens, maxBatchTokens: this.defaults.maxBatchTokens,
     });
+    return this.defaultEngine;
+  }
+
+  /** The forward pass of the model's context (low level: tests drive KV sequences through it directly). */
+  get graph(): Graph {
+    return this.engine().graph;
+  }
+
+  /**
+   * createEngine's engine: the model's own when it has none yet (so generate() shares its KV pool),
+   * else a second one with its own pool.
+   */
+  adoptEngine(create: () => Engine): Engine {
+    if (this.disposed) throw new ModelError('DISPOSED', 'the model was disposed');
+    if (this.defaultEngine) {
+      log.info('createEngine: the model already has an engine (generate or evaluate ran first); this one allocates its own KV pool');
+      return create();
+    }
+    this.defaultEngine = create();
+    return this.defaultEngine;
+  }
+
+  /** The engine is going away: generate() gets a new one when next called. */
+  releaseEngine(engine: Engine): void {
+    if (this.defaultEngine === engine) this.defaultEngine = undefined;
+  }
+
+  /** Next-token logits after each prompt position ([positions][vocab]). */
+  async evaluate(tokens: readonly number[], options: { signal?: AbortSignal } = {}): Promise<Float32Array[]> {
+    if (tokens.length === 0) return [];
+    return this.engine().evaluate(tokens, options);
   }
 
   generate(prompt: string | readonly number[], options: GenerateOptions = {}): Generation {
@@ -146,110 +195,48 @@ export class Model {
     };
   }
 
+  /** One request on the engine; an abort ends it with stopReason 'aborted' and what it had produced. */
   private async run(prompt: string | readonly number[], o: GenerateOptions, emit: (p: GeneratedPiece) => void): Promise<GenerationResult> {
-    const promptTokens = typeof prompt === 'string'
-      ? this.tokenizer.encode(prompt, { addSpecial: o.addSpecial ?? true, parseSpecial: o.parseSpecial ?? false })
-      : [...prompt];
-    if (promptTokens.length === 0) throw new ModelError('PROMPT_TOO_LONG', 'the prompt is empty: give at least one token');
-    if (promptTokens.length >= this.contextLength) {
-      throw new ModelError('PROMPT_TOO_LONG', `the prompt has ${promptTokens.length} tokens; the context holds ${this.contextLength}`);
+    const t0 = performance.now();
+    const generation = this.engine().generate({ ...o, prompt });
+    let text = '';
+    const tokens: number[] = [];
+    let firstAt: number | undefined;
+    try {
+      for await (const piece of generation) {
+        firstAt ??= performance.now();
+        if (piece.tokenId >= 0) tokens.push(piece.tokenId);
+        text += piece.text;
+        if (piece.text) emit({ text: piece.text, tokenId: piece.tokenId });
+      }
+      const r = await generation.result;
+      const promptMs = r.timings.timeToFirstTokenMs, decodeMs = r.timings.totalMs - r.timings.timeToFirstTokenMs;
+      return timed({ text: r.text, tokens: r.tokens, promptTokens: r.usage.promptTokens, stopReason: r.stopReason }, promptMs, decodeMs);
+    } catch (err) {
+      if (!(err instanceof EngineError && err.code === 'ABORTED' && o.signal?.aborted)) throw err;
+      const end = performance.now(), first = firstAt ?? end;
+      const promptTokens = typeof prompt === 'string' ? this.tokenizer.encode(prompt, { addSpecial: o.addSpecial ?? true, parseSpecial: o.parseSpecial ?? false }).length : prompt.length;
+      return timed({ text, tokens, promptTokens, stopReason: 'aborted' }, first - t0, end - first);
     }
-    const maxTokens = o.maxTokens ?? 256;
-    const sampler = new Sampler(o);
-    const stops = new StopStringMatcher(o.stop ?? []);
-
-    return this.withSequence(async (seq) => {
-      const t0 = performance.now();
-      let logits: Float32Array | undefined;
-      const chunks = this.chunks(promptTokens);
-      for (let i = 0; i < chunks.length; i++) {
-        if (o.signal?.aborted) break;
-        const last = i === chunks.length - 1;
-        const out = await this.graph.forward(chunks[i].map((token, j) => ({ token, seqId: seq, logits: last && j === chunks[i].length - 1 })));
-        if (last) logits = out[0];
-        await yieldToEventLoop();
-      }
-      const t1 = performance.now();
-
-      const history = [...promptTokens];
-      const generated: number[] = [];
-      const decoder = this.tokenizer.createStreamDecoder({ skipSpecial: true });
-      let text = '';
-      let stopReason: StopReason = 'max_tokens';
-      const show = (s: string, tokenId: number) => {
-        if (!s) return;
-        text += s;
-        emit({ text: s, tokenId });
-      };
-      while (logits) {
-        if (o.signal?.aborted) {
-          stopReason = 'aborted';
-          break;
-        }
-        if (generated.length >= maxTokens) break;
-        const token = sampler.sample(logits, history);
-        if (!o.ignoreEos && this.tokenizer.isEog(token)) {
-          stopReason = 'eos';
-          break;
-        }
-        generated.push(token);
-        history.push(token);
-        const { emit: visible, stopped } = stops.push(decoder.push(token));
-        show(visible, token);
-        if (stopped) {
-          stopReason = 'stop_string';
-          break;
-        }
-        if (generated.length >= maxTokens) break;
-        if (this.graph.kv.sequenceLength(seq) >= this.contextLength) {
-          stopReason = 'context_full';
-          break;
-        }
-        logits = (await this.graph.forward([{ token, seqId: seq, logits: true }]))[0];
-        await yieldToEventLoop();
-      }
-      if (!logits && o.signal?.aborted) stopReason = 'aborted';
-      if (stopReason !== 'stop_string') show(stops.push(decoder.flush()).emit + stops.flush(), generated[generated.length - 1] ?? -1);
-      const t2 = performance.now();
-      const promptMs = t1 - t0, decodeMs = t2 - t1;
-      return {
-        text, tokens: generated, promptTokens: promptTokens.length, stopReason, promptMs, decodeMs,
-        promptTokensPerSecond: promptTokens.length / (promptMs / 1000),
-        // The first generated token came from the prompt pass: decode speed counts the ones after it.
-        decodeTokensPerSecond: generated.length > 1 ? (generated.length - 1) / (decodeMs / 1000) : 0,
-      };
-    });
   }
 
   async dispose(): Promise<void> {
     if (this.disposed) return;
+    const engine = this.defaultEngine;
+    this.defaultEngine = undefined;
+    await engine?.dispose();
     this.disposed = true;
-    await this.busy.catch(() => {});
     if (this.ownsBackend) await this.backend.dispose();
   }
+}
 
-  private chunks(tokens: readonly number[]): number[][] {
-    const out: number[][] = [];
-    for (let i = 0; i < tokens.length; i += this.graph.maxBatchTokens) out.push(tokens.slice(i, i + this.graph.maxBatchTokens));
-    return out;
-  }
-
-  /** Run `fn` on a fresh KV sequence, one caller at a time, and free the sequence after. */
-  private withSequence<T>(fn: (seq: number) => Promise<T>): Promise<T> {
-    if (this.disposed) return Promise.reject(new ModelError('DISPOSED', 'the model was disposed'));
-    const run = this.busy.catch(() => {}).then(async () => {
-      if (this.disposed) throw new ModelError('DISPOSED', 'the model was disposed');
-      const seq = this.nextSequenceId++;
-      this.graph.kv.createSequence(seq);
-      try {
-        return await fn(seq);
-      } finally {
-        this.graph.kv.removeSequence(seq);
-      }
-    });
-    this.busy = run;
-    return run;
-  }
+function timed(r: Pick<GenerationResult, 'text' | 'tokens' | 'promptTokens' | 'stopReason'>, promptMs: number, decodeMs: number): GenerationResult {
+  return {
+    ...r, promptMs, decodeMs,
+    promptTokensPerSecond: r.promptTokens / (promptMs / 1000),
+    // The first generated token came from the prompt pass: decode speed counts the ones after it.
+    decodeTokensPerSecond: r.tokens.length > 1 ? (r.tokens.length - 1) / (decodeMs / 1000) : 0,
+  };
 }
 
 /** Load a GGUF model from a path, URL, Blob, ArrayBuffer or ByteSource. */
@@ -287,11 +274,10 @@ export async function loadModel(input: ModelInput, options: LoadModelOptions = {
           `${source.name} needs ${mib(need)} (weights ${mib(weightBytes)}, KV cache ${mib(kvBytes)}, activations ${mib(actBytes)}), more than the ${mib(backend.capabilities.memoryBytes)} the ${backend.name} backend can hold; try a smaller contextLength or a smaller quantization`);
       }
       const weights = await loadWeights(source, file, config, arch, backend, options.onProgress);
-      const kv = new KVCache(backend, { nLayers: config.nLayers, kvDim, blockSize, nBlocks, type: kvType, maxSequenceLength: contextLength, slidingWindow: window });
-      const graph = new Graph(backend, arch, config, weights, kv, maxBatchTokens);
       const loadMs = performance.now() - t0;
-      log.info(`loaded ${source.name}: ${config.nLayers} layers, dim ${config.dim}, ${backend.name} with ${backend.nThreads} threads, ${loadMs.toFixed(0)} ms`);
-      return new Model(file, config, tokenizer, backend, graph, contextLength, loadMs, given === undefined);
+      log.info(`loaded ${source.name}: ${arch.names[0]}, ${config.nLayers} layers, dim ${config.dim}, ${backend.name} with ${backend.nThreads} threads, ${loadMs.toFixed(0)} ms`);
+      const defaults: ContextDefaults = { contextLength, kvCacheType: kvType, blockSize, kvCacheTokens: kvTokens, maxBatchTokens };
+      return new Model(file, arch, config, weights, tokenizer, backend, defaults, loadMs, given === undefined);
     } catch (err) {
       if (!given) await backend.dispose();
       throw err;
