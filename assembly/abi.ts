@@ -2,8 +2,9 @@
 // scripts/build-wasm.js copies every `export const NAME = <int>;` line below into
 // src/backend/wasm/kernels.generated.ts, so host and kernels share this one definition.
 //
-// A command block is ARG_SLOTS i32 slots: slot 0 holds the op code, the rest its arguments
-// in the order exec.ts documents per op (f32 arguments are stored as their bit patterns).
+// A command block is ARG_SLOTS i32 slots: slot 0 holds the op code, the rest its arguments at the
+// named slots below, the same names on both sides (f32 arguments are stored as their bit
+// patterns; pointers are byte offsets in the wasm memory).
 
 export const ARG_SLOTS = 32;
 
@@ -21,6 +22,123 @@ export const OP_ATTENTION = 11;
 export const OP_SILU = 12;
 export const OP_GELU = 13;
 export const OP_ROUND_ACT = 14;
+
+// ---- argument slots, per op
+
+// OP_QUANT_Q8_0, OP_QUANT_Q8_K: f32 rows x ([nTokens][cols]) to blocks: quants qs, scales d, sums s
+// (Q8_1 sums, or Q8_K bsums); OP_QUANT_Q8_0 reads the weight type to choose the layout.
+export const QUANT_X = 1;
+export const QUANT_N_TOKENS = 2;
+export const QUANT_COLS = 3;
+export const QUANT_QS = 4;
+export const QUANT_D = 5;
+export const QUANT_S = 6;
+export const QUANT_WEIGHT_TYPE = 7;
+
+// OP_ROUND_ACT: out[i] = x[i] rounded to f16 (or bf16 when ROUND_BF16 is 1), kept as f32.
+export const ROUND_X = 1;
+export const ROUND_COUNT = 2;
+export const ROUND_OUT = 3;
+export const ROUND_BF16 = 4;
+
+// OP_MATMUL: weights of one type and width over one input (f32 x, or its quantized qs/d/s), then
+// MATMUL_N_PARTS parts of MATMUL_PART_SLOTS slots from MATMUL_PARTS: weight, rows, out.
+export const MATMUL_TYPE = 1;
+export const MATMUL_COLS = 2;
+export const MATMUL_ROW_BYTES = 3;
+export const MATMUL_N_TOKENS = 4;
+export const MATMUL_X = 5;
+export const MATMUL_QS = 6;
+export const MATMUL_D = 7;
+export const MATMUL_S = 8;
+export const MATMUL_N_PARTS = 9;
+export const MATMUL_PARTS = 10;
+export const MATMUL_PART_WEIGHT = 0;
+export const MATMUL_PART_ROWS = 1;
+export const MATMUL_PART_OUT = 2;
+export const MATMUL_PART_SLOTS = 3;
+
+// OP_GET_ROWS: out[t] = row ids[t] of a table of GET_ROWS_TYPE, dequantized.
+export const GET_ROWS_TYPE = 1;
+export const GET_ROWS_TABLE = 2;
+export const GET_ROWS_COLS = 3;
+export const GET_ROWS_ROW_BYTES = 4;
+export const GET_ROWS_IDS = 5;
+export const GET_ROWS_N_TOKENS = 6;
+export const GET_ROWS_OUT = 7;
+
+// OP_RMS_NORM: out[t] = x[t] / rms(x[t]) * weight, rows of NORM_N.
+export const NORM_OUT = 1;
+export const NORM_X = 2;
+export const NORM_WEIGHT = 3;
+export const NORM_N = 4;
+export const NORM_N_TOKENS = 5;
+export const NORM_EPS = 6;
+
+// OP_ROPE: in place on x [nTokens][nHeads][headDim] at positions (i32[nTokens]).
+export const ROPE_X = 1;
+export const ROPE_N_TOKENS = 2;
+export const ROPE_N_HEADS = 3;
+export const ROPE_HEAD_DIM = 4;
+export const ROPE_POSITIONS = 5;
+export const ROPE_N_DIMS = 6;
+export const ROPE_FREQ_BASE = 7;
+export const ROPE_FREQ_SCALE = 8;
+export const ROPE_NEOX = 9;
+export const ROPE_EXT_FACTOR = 10;
+export const ROPE_ATTN_FACTOR = 11;
+export const ROPE_BETA_FAST = 12;
+export const ROPE_BETA_SLOW = 13;
+export const ROPE_N_CTX_ORIG = 14;
+
+// OP_SWIGLU, OP_ADD: out[i] = f(a[i], b[i]).
+export const BINARY_OUT = 1;
+export const BINARY_A = 2;
+export const BINARY_B = 3;
+export const BINARY_COUNT = 4;
+
+// OP_SILU, OP_GELU: out[i] = f(x[i]).
+export const UNARY_OUT = 1;
+export const UNARY_X = 2;
+export const UNARY_COUNT = 3;
+
+// OP_ADD_BIAS: out[t][i] = x[t][i] + bias[i], rows of BIAS_N.
+export const BIAS_OUT = 1;
+export const BIAS_X = 2;
+export const BIAS_BIAS = 3;
+export const BIAS_N = 4;
+export const BIAS_N_TOKENS = 5;
+
+// OP_STORE_KV: K and V rows into their cache slots (f32, or f16 when KV_F16 is 1).
+export const KV_K_CACHE = 1;
+export const KV_V_CACHE = 2;
+export const KV_F16 = 3;
+export const KV_DIM = 4;
+export const KV_K = 5;
+export const KV_V = 6;
+export const KV_SLOTS = 7;
+export const KV_N_TOKENS = 8;
+
+// OP_ATTENTION: see attention.ts.
+export const ATTN_Q = 1;
+export const ATTN_OUT = 2;
+export const ATTN_N_TOKENS = 3;
+export const ATTN_N_HEADS = 4;
+export const ATTN_N_KV_HEADS = 5;
+export const ATTN_HEAD_DIM = 6;
+export const ATTN_SCALE = 7;
+export const ATTN_K_CACHE = 8;
+export const ATTN_V_CACHE = 9;
+export const ATTN_F16 = 10;
+export const ATTN_BLOCK_SIZE = 11;
+export const ATTN_KV_DIM = 12;
+export const ATTN_TOKEN_INFO = 13;
+export const ATTN_HALF = 14;
+export const ATTN_SCRATCH = 15;
+export const ATTN_HEADS_PER_UNIT = 16;
+export const ATTN_TABLES = 17;
+
+// ---- limits and tiles
 
 /** Most weight matrices one OP_MATMUL command carries (they share the activations). */
 export const MATMUL_MAX_PARTS = 4;

@@ -1,5 +1,8 @@
 // Element-wise ops: SwiGLU, SiLU, GELU (tanh form), add, add bias. Vector lanes and the scalar
 // tail use the same lane math (expv), so an element's value does not depend on its position.
+import {
+  BIAS_BIAS, BIAS_N, BIAS_N_TOKENS, BIAS_OUT, BIAS_X, BINARY_A, BINARY_B, BINARY_COUNT, BINARY_OUT, UNARY_COUNT, UNARY_OUT, UNARY_X,
+} from './abi';
 import { arg, expv, splitAt } from './common';
 
 /** Thread ith's element range [start, end) of count, cut at multiples of 16. */
@@ -29,10 +32,10 @@ const GELU_A: f32 = 0.044715;
 
 /** args: [op, out, gate, up, count]: out = silu(gate) * up. out may equal gate. */
 export function swiglu(args: usize, ith: i32, nth: i32): void {
-  const out = <usize>arg(args, 1);
-  const g = <usize>arg(args, 2);
-  const u = <usize>arg(args, 3);
-  const count = arg(args, 4);
+  const out = <usize>arg(args, BINARY_OUT);
+  const g = <usize>arg(args, BINARY_A);
+  const u = <usize>arg(args, BINARY_B);
+  const count = arg(args, BINARY_COUNT);
   const i1 = rangeStart(count, ith + 1, nth);
   let i = rangeStart(count, ith, nth);
   for (; i + 4 <= i1; i += 4) {
@@ -47,9 +50,9 @@ export function swiglu(args: usize, ith: i32, nth: i32): void {
 
 /** args: [op, out, x, count]: out = silu(x). */
 export function silu(args: usize, ith: i32, nth: i32): void {
-  const out = <usize>arg(args, 1);
-  const x = <usize>arg(args, 2);
-  const count = arg(args, 3);
+  const out = <usize>arg(args, UNARY_OUT);
+  const x = <usize>arg(args, UNARY_X);
+  const count = arg(args, UNARY_COUNT);
   const i1 = rangeStart(count, ith + 1, nth);
   let i = rangeStart(count, ith, nth);
   for (; i + 4 <= i1; i += 4) v128.store(out + (<usize>i << 2), siluv(v128.load(x + (<usize>i << 2))));
@@ -58,9 +61,9 @@ export function silu(args: usize, ith: i32, nth: i32): void {
 
 /** args: [op, out, x, count]: out = gelu(x) (tanh approximation, as ggml_gelu). */
 export function gelu(args: usize, ith: i32, nth: i32): void {
-  const out = <usize>arg(args, 1);
-  const x = <usize>arg(args, 2);
-  const count = arg(args, 3);
+  const out = <usize>arg(args, UNARY_OUT);
+  const x = <usize>arg(args, UNARY_X);
+  const count = arg(args, UNARY_COUNT);
   const i1 = rangeStart(count, ith + 1, nth);
   let i = rangeStart(count, ith, nth);
   for (; i + 4 <= i1; i += 4) v128.store(out + (<usize>i << 2), geluv(v128.load(x + (<usize>i << 2))));
@@ -69,10 +72,10 @@ export function gelu(args: usize, ith: i32, nth: i32): void {
 
 /** args: [op, out, a, b, count]: out = a + b. */
 export function add(args: usize, ith: i32, nth: i32): void {
-  const out = <usize>arg(args, 1);
-  const a = <usize>arg(args, 2);
-  const b = <usize>arg(args, 3);
-  const count = arg(args, 4);
+  const out = <usize>arg(args, BINARY_OUT);
+  const a = <usize>arg(args, BINARY_A);
+  const b = <usize>arg(args, BINARY_B);
+  const count = arg(args, BINARY_COUNT);
   const i1 = rangeStart(count, ith + 1, nth);
   let i = rangeStart(count, ith, nth);
   for (; i + 4 <= i1; i += 4) {
@@ -87,11 +90,11 @@ export function add(args: usize, ith: i32, nth: i32): void {
 
 /** args: [op, out, x, bias, n, nTokens]: out[t] = x[t] + bias; split by tokens. */
 export function addBias(args: usize, ith: i32, nth: i32): void {
-  const out = <usize>arg(args, 1);
-  const x = <usize>arg(args, 2);
-  const bias = <usize>arg(args, 3);
-  const n = arg(args, 4);
-  const nTokens = arg(args, 5);
+  const out = <usize>arg(args, BIAS_OUT);
+  const x = <usize>arg(args, BIAS_X);
+  const bias = <usize>arg(args, BIAS_BIAS);
+  const n = arg(args, BIAS_N);
+  const nTokens = arg(args, BIAS_N_TOKENS);
   const t1 = splitAt(nTokens, ith + 1, nth);
   for (let t = splitAt(nTokens, ith, nth); t < t1; t++) {
     const row = <usize>t * <usize>n * 4;

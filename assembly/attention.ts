@@ -12,7 +12,9 @@
 //   flash_attn_ext_f16_one_chunk): Q rounded to f16, q.k of f16 values (exact products, ggml's
 //   vec_dot_f16 summation order), libm expf, and the V accumulator kept in f16: every rescale and
 //   every v * vs + acc is rounded to f16 (from an f32 fused multiply-add).
-import { ATTN_KEY_TILE, ATTN_QUERY_TILE } from './abi';
+import {
+  ATTN_BLOCK_SIZE, ATTN_F16, ATTN_HALF, ATTN_HEADS_PER_UNIT, ATTN_HEAD_DIM, ATTN_KEY_TILE, ATTN_KV_DIM, ATTN_K_CACHE, ATTN_N_HEADS, ATTN_N_KV_HEADS, ATTN_N_TOKENS, ATTN_OUT, ATTN_Q, ATTN_QUERY_TILE, ATTN_SCALE, ATTN_SCRATCH, ATTN_TABLES, ATTN_TOKEN_INFO, ATTN_V_CACHE,
+} from './abi';
 import { arg, argf, expf, expv, f16x4ToF32, f16ToF32, hsumf, roundF16x4, splitAt } from './common';
 
 @inline function kv4(p: usize, f16: bool): v128 {
@@ -166,22 +168,22 @@ function dotHalf(q: usize, k: usize, n: i32): f32 {
  * chunks claimed by any thread.)
  */
 export function attention(args: usize, ith: i32, nth: i32): void {
-  const q = <usize>arg(args, 1);
-  const out = <usize>arg(args, 2);
-  const nTokens = arg(args, 3);
-  const nHeads = arg(args, 4);
-  const nKvHeads = arg(args, 5);
-  const headDim = arg(args, 6);
-  const scale = argf(args, 7);
-  const kc = <usize>arg(args, 8);
-  const vc = <usize>arg(args, 9);
-  const f16 = arg(args, 10) != 0;
-  const blockSize = arg(args, 11);
-  const kvDim = arg(args, 12);
-  const info = <usize>arg(args, 13);
-  const tables = <usize>arg(args, 17);
-  const half = f16 && arg(args, 14) != 0;
-  const qs = <usize>arg(args, 15) + <usize>ith * (<usize>headDim << 2);
+  const q = <usize>arg(args, ATTN_Q);
+  const out = <usize>arg(args, ATTN_OUT);
+  const nTokens = arg(args, ATTN_N_TOKENS);
+  const nHeads = arg(args, ATTN_N_HEADS);
+  const nKvHeads = arg(args, ATTN_N_KV_HEADS);
+  const headDim = arg(args, ATTN_HEAD_DIM);
+  const scale = argf(args, ATTN_SCALE);
+  const kc = <usize>arg(args, ATTN_K_CACHE);
+  const vc = <usize>arg(args, ATTN_V_CACHE);
+  const f16 = arg(args, ATTN_F16) != 0;
+  const blockSize = arg(args, ATTN_BLOCK_SIZE);
+  const kvDim = arg(args, ATTN_KV_DIM);
+  const info = <usize>arg(args, ATTN_TOKEN_INFO);
+  const tables = <usize>arg(args, ATTN_TABLES);
+  const half = f16 && arg(args, ATTN_HALF) != 0;
+  const qs = <usize>arg(args, ATTN_SCRATCH) + <usize>ith * (<usize>headDim << 2);
   const eb: usize = f16 ? 2 : 4;
   const group = nHeads / nKvHeads;
   const n4 = headDim & ~3;
@@ -209,11 +211,11 @@ export function attention(args: usize, ith: i32, nth: i32): void {
   // accumulator when the max grew, the exps, the running sum and the V rows in key order. A row's
   // arithmetic depends only on its own query, keys and range: not on the tile's other rows, the
   // batch, hpu or the thread count.
-  const hpu = arg(args, 16);
+  const hpu = arg(args, ATTN_HEADS_PER_UNIT);
   const subs = group / hpu;
   const hb = <usize>headDim << 2;
   const rowsMax = ATTN_QUERY_TILE * hpu;
-  const ks = <usize>arg(args, 15) + <usize>ith * attnScratchStride(headDim, hpu);
+  const ks = <usize>arg(args, ATTN_SCRATCH) + <usize>ith * attnScratchStride(headDim, hpu);
   const vs32 = ks + hb;
   const mS = vs32 + hb; // per row: running max
   const sS = mS + (<usize>rowsMax << 2); // per row: running sum

@@ -3,7 +3,7 @@
 // dequantizer (src/tensor/dequant.ts) bit for bit.
 import { arg, f16ToF32, splitAt } from './common';
 import {
-  T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
+  GET_ROWS_COLS, GET_ROWS_IDS, GET_ROWS_N_TOKENS, GET_ROWS_OUT, GET_ROWS_ROW_BYTES, GET_ROWS_TABLE, GET_ROWS_TYPE, T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
 } from './abi';
 
 const IQ4NL = memory.data<i8>([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]);
@@ -188,13 +188,13 @@ export function dequantRow(type: i32, q: usize, y: usize, cols: i32): bool {
 
 /** args: [op, type, table, cols, rowBytes, ids, nTokens, out]; split by tokens. */
 export function getRows(args: usize, ith: i32, nth: i32): void {
-  const type = arg(args, 1);
-  const table = <usize>arg(args, 2);
-  const cols = arg(args, 3);
-  const rowBytes = <usize>arg(args, 4);
-  const ids = <usize>arg(args, 5);
-  const nTokens = arg(args, 6);
-  const out = <usize>arg(args, 7);
+  const type = arg(args, GET_ROWS_TYPE);
+  const table = <usize>arg(args, GET_ROWS_TABLE);
+  const cols = arg(args, GET_ROWS_COLS);
+  const rowBytes = <usize>arg(args, GET_ROWS_ROW_BYTES);
+  const ids = <usize>arg(args, GET_ROWS_IDS);
+  const nTokens = arg(args, GET_ROWS_N_TOKENS);
+  const out = <usize>arg(args, GET_ROWS_OUT);
   const t1 = splitAt(nTokens, ith + 1, nth);
   for (let t = splitAt(nTokens, ith, nth); t < t1; t++) {
     const id = <usize>load<i32>(ids + (<usize>t << 2));

@@ -1,4 +1,5 @@
 // storeKV: write K and V rows into their cache slots, as f32 or f16 (round to nearest even).
+import { KV_DIM, KV_F16, KV_K, KV_K_CACHE, KV_N_TOKENS, KV_SLOTS, KV_V, KV_V_CACHE } from './abi';
 import { arg, f32ToF16, splitAt } from './common';
 
 @inline function storeRow(dst: usize, src: usize, n: i32, f16: bool): void {
@@ -11,14 +12,14 @@ import { arg, f32ToF16, splitAt } from './common';
 
 /** args: [op, kPtr, vPtr, isF16, kvDim, k, v, slots, nTokens]; split by tokens. */
 export function storeKV(args: usize, ith: i32, nth: i32): void {
-  const kc = <usize>arg(args, 1);
-  const vc = <usize>arg(args, 2);
-  const f16 = arg(args, 3) != 0;
-  const kvDim = arg(args, 4);
-  const k = <usize>arg(args, 5);
-  const v = <usize>arg(args, 6);
-  const slots = <usize>arg(args, 7);
-  const nTokens = arg(args, 8);
+  const kc = <usize>arg(args, KV_K_CACHE);
+  const vc = <usize>arg(args, KV_V_CACHE);
+  const f16 = arg(args, KV_F16) != 0;
+  const kvDim = arg(args, KV_DIM);
+  const k = <usize>arg(args, KV_K);
+  const v = <usize>arg(args, KV_V);
+  const slots = <usize>arg(args, KV_SLOTS);
+  const nTokens = arg(args, KV_N_TOKENS);
   const eb: usize = f16 ? 2 : 4;
   const t1 = splitAt(nTokens, ith + 1, nth);
   for (let t = splitAt(nTokens, ith, nth); t < t1; t++) {

@@ -21,7 +21,8 @@ import {
   RELAXED, WIDE_ACT, arg, wideActType, f16ToF32, f16x4ToF32, gatherF16, hsum4f, hsum4i, rdot, splitAt, storeLanes,
 } from './common';
 import {
-  MATMUL_MAX_PARTS, T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
+  MATMUL_COLS, MATMUL_D, MATMUL_MAX_PARTS, MATMUL_N_PARTS, MATMUL_N_TOKENS, MATMUL_PARTS, MATMUL_PART_OUT, MATMUL_PART_ROWS,
+  MATMUL_PART_SLOTS, MATMUL_PART_WEIGHT, MATMUL_QS, MATMUL_ROW_BYTES, MATMUL_S, MATMUL_TYPE, MATMUL_X, T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
 } from './abi';
 
 const ZERO: v128 = i32x4.splat(0);
@@ -810,27 +811,31 @@ export function actFormat(type: i32): i32 {
 }
 
 /**
- * out_p[t][r] = W_p[r] . x[t] for every part p. args: [op, type, cols, rowBytes, nTokens, x, qs,
- * d, s, nParts, (w, rows, out) x nParts]: several weight matrices of one type and width against
+ * out_p[t][r] = W_p[r] . x[t] for every part p (the MATMUL_* slots in abi.ts): several weight matrices of one type and width against
  * the same activations (q/k/v, gate/up), quantized once by the host (x for float weights; qs/d/s:
  * the quantized activations for the others). The parts' 4-row groups are numbered one after the
  * other and threads split that list, so one dispatch covers them all.
  */
 export function matmul(args: usize, ith: i32, nth: i32): void {
-  const nParts = min(arg(args, 9), MATMUL_MAX_PARTS);
+  const nParts = min(arg(args, MATMUL_N_PARTS), MATMUL_MAX_PARTS);
   let total = 0;
-  for (let p = 0; p < nParts; p++) total += (arg(args, 11 + 3 * p) + 3) >> 2;
+  for (let p = 0; p < nParts; p++) total += (arg(args, part(p, MATMUL_PART_ROWS)) + 3) >> 2;
   const g0 = splitAt(total, ith, nth), g1 = splitAt(total, ith + 1, nth);
   let base = 0;
   for (let p = 0; p < nParts; p++) {
-    const rows = arg(args, 11 + 3 * p);
+    const rows = arg(args, part(p, MATMUL_PART_ROWS));
     const groups = (rows + 3) >> 2;
     const from = max(g0 - base, 0), to = min(g1 - base, groups);
     if (from < to) {
-      matmulGroups(args, <usize>arg(args, 10 + 3 * p), rows, <usize>arg(args, 12 + 3 * p), from, to);
+      matmulGroups(args, <usize>arg(args, part(p, MATMUL_PART_WEIGHT)), rows, <usize>arg(args, part(p, MATMUL_PART_OUT)), from, to);
     }
     base += groups;
   }
+}
+
+/** The slot of field `field` of part p. */
+@inline function part(p: i32, field: i32): i32 {
+  return MATMUL_PARTS + p * MATMUL_PART_SLOTS + field;
 }
 
 /**
@@ -839,14 +844,14 @@ export function matmul(args: usize, ith: i32, nth: i32): void {
  * types, from registers for four tokens at a time).
  */
 function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1: i32): void {
-  const type = arg(args, 1);
-  const cols = arg(args, 2);
-  const rowBytes = <usize>arg(args, 3);
-  const nTokens = arg(args, 4);
-  const x = <usize>arg(args, 5);
-  const qs = <usize>arg(args, 6);
-  const d = <usize>arg(args, 7);
-  const s = <usize>arg(args, 8);
+  const type = arg(args, MATMUL_TYPE);
+  const cols = arg(args, MATMUL_COLS);
+  const rowBytes = <usize>arg(args, MATMUL_ROW_BYTES);
+  const nTokens = arg(args, MATMUL_N_TOKENS);
+  const x = <usize>arg(args, MATMUL_X);
+  const qs = <usize>arg(args, MATMUL_QS);
+  const d = <usize>arg(args, MATMUL_D);
+  const s = <usize>arg(args, MATMUL_S);
   const fmt = actFormat(type);
   // per-token strides of the activation arrays
   const xStride = <usize>cols << 2;

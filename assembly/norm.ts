@@ -1,15 +1,16 @@
 // RMSNorm as ggml computes it: sum of squares in f64, mean rounded to f32,
 // scale = 1/sqrtf(mean + eps), out = (x * scale) * weight.
+import { NORM_EPS, NORM_N, NORM_N_TOKENS, NORM_OUT, NORM_WEIGHT, NORM_X } from './abi';
 import { arg, argf, splitAt } from './common';
 
 /** args: [op, out, x, weight, n, nTokens, eps(f32)]; split by tokens. out may equal x. */
 export function rmsNorm(args: usize, ith: i32, nth: i32): void {
-  const out = <usize>arg(args, 1);
-  const x = <usize>arg(args, 2);
-  const w = <usize>arg(args, 3);
-  const n = arg(args, 4);
-  const nTokens = arg(args, 5);
-  const eps = argf(args, 6);
+  const out = <usize>arg(args, NORM_OUT);
+  const x = <usize>arg(args, NORM_X);
+  const w = <usize>arg(args, NORM_WEIGHT);
+  const n = arg(args, NORM_N);
+  const nTokens = arg(args, NORM_N_TOKENS);
+  const eps = argf(args, NORM_EPS);
   const n4 = n & ~3;
   const t1 = splitAt(nTokens, ith + 1, nth);
   for (let t = splitAt(nTokens, ith, nth); t < t1; t++) {

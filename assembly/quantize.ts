@@ -8,7 +8,9 @@
 // F16/BF16 weights take f32 activations rounded to f16/bf16 (roundAct), as ggml converts them to
 // the weight's vec_dot_type before the dot.
 import { arg, hsumi, roundBF16x4, roundF16, roundF16x4, splitAt, wideActType } from './common';
-import { T_Q4_1, T_Q5_1 } from './abi';
+import {
+  QUANT_COLS, QUANT_D, QUANT_N_TOKENS, QUANT_QS, QUANT_S, QUANT_WEIGHT_TYPE, QUANT_X, ROUND_BF16, ROUND_COUNT, ROUND_OUT, ROUND_X, T_Q4_1, T_Q5_1,
+} from './abi';
 
 @inline function absMax8(p: usize): f32 {
   let m = f32x4.abs(v128.load(p));
@@ -49,13 +51,13 @@ import { T_Q4_1, T_Q5_1 } from './abi';
  * wide layout when the weight type's kernel reads that (wideActType): the host reserves 2 bytes.
  */
 export function quantQ8_0(args: usize, ith: i32, nth: i32): void {
-  const x = <usize>arg(args, 1);
-  const nTokens = arg(args, 2);
-  const cols = arg(args, 3);
-  const qs = <usize>arg(args, 4);
-  const dp = <usize>arg(args, 5);
-  const sp = <usize>arg(args, 6);
-  const wtype = arg(args, 7);
+  const x = <usize>arg(args, QUANT_X);
+  const nTokens = arg(args, QUANT_N_TOKENS);
+  const cols = arg(args, QUANT_COLS);
+  const qs = <usize>arg(args, QUANT_QS);
+  const dp = <usize>arg(args, QUANT_D);
+  const sp = <usize>arg(args, QUANT_S);
+  const wtype = arg(args, QUANT_WEIGHT_TYPE);
   const wide = wideActType(wtype);
   const q81 = wtype == T_Q4_1 || wtype == T_Q5_1;
   const n = nTokens * (cols >> 5);
@@ -90,10 +92,10 @@ export function quantQ8_0(args: usize, ith: i32, nth: i32): void {
  * kernels read it unchanged. args: [op, x, count, out, bf16]; split by 16-value chunks.
  */
 export function roundAct(args: usize, ith: i32, nth: i32): void {
-  const x = <usize>arg(args, 1);
-  const count = arg(args, 2);
-  const out = <usize>arg(args, 3);
-  const bf16 = arg(args, 4) != 0;
+  const x = <usize>arg(args, ROUND_X);
+  const count = arg(args, ROUND_COUNT);
+  const out = <usize>arg(args, ROUND_OUT);
+  const bf16 = arg(args, ROUND_BF16) != 0;
   const chunks = (count + 15) >> 4;
   const e0 = min(count, splitAt(chunks, ith, nth) << 4);
   const e1 = min(count, splitAt(chunks, ith + 1, nth) << 4);
@@ -114,12 +116,12 @@ export function roundAct(args: usize, ith: i32, nth: i32): void {
  * args: [op, x, nTokens, cols, qs, d, bsums]; split by 256-blocks.
  */
 export function quantQ8_K(args: usize, ith: i32, nth: i32): void {
-  const x = <usize>arg(args, 1);
-  const nTokens = arg(args, 2);
-  const cols = arg(args, 3);
-  const qs = <usize>arg(args, 4);
-  const dp = <usize>arg(args, 5);
-  const sp = <usize>arg(args, 6);
+  const x = <usize>arg(args, QUANT_X);
+  const nTokens = arg(args, QUANT_N_TOKENS);
+  const cols = arg(args, QUANT_COLS);
+  const qs = <usize>arg(args, QUANT_QS);
+  const dp = <usize>arg(args, QUANT_D);
+  const sp = <usize>arg(args, QUANT_S);
   const n = nTokens * (cols >> 8);
   const u1 = splitAt(n, ith + 1, nth);
   for (let u = splitAt(n, ith, nth); u < u1; u++) {

@@ -2,6 +2,7 @@
 // rotates pairs (2i, 2i+1), NeoX rotates (i, i + ropeDims/2); theta_i = pos * base^(-2i/ropeDims)
 // built by repeated f32 multiplication, optional linear scaling (freqScale) and YaRN ramp mixing.
 // All transcendental functions are AssemblyScript's own (musl ports), so every runtime agrees.
+import { ROPE_ATTN_FACTOR, ROPE_BETA_FAST, ROPE_BETA_SLOW, ROPE_EXT_FACTOR, ROPE_FREQ_BASE, ROPE_FREQ_SCALE, ROPE_HEAD_DIM, ROPE_NEOX, ROPE_N_CTX_ORIG, ROPE_N_DIMS, ROPE_N_HEADS, ROPE_N_TOKENS, ROPE_POSITIONS, ROPE_X } from './abi';
 import { arg, argf, splitAt } from './common';
 
 const PI_F32: f32 = 3.14159265358979323846;
@@ -16,20 +17,20 @@ function yarnCorrDim(nDims: i32, nCtxOrig: i32, nRot: f32, base: f32): f32 {
  * In place; split by tokens (each thread derives its tokens' angles itself).
  */
 export function rope(args: usize, ith: i32, nth: i32): void {
-  const x = <usize>arg(args, 1);
-  const nTokens = arg(args, 2);
-  const nHeads = arg(args, 3);
-  const headDim = arg(args, 4);
-  const positions = <usize>arg(args, 5);
-  const nDims = arg(args, 6);
-  const freqBase = argf(args, 7);
-  const freqScale = argf(args, 8);
-  const neox = arg(args, 9) != 0;
-  const extFactor = argf(args, 10);
-  const attnFactor = argf(args, 11);
-  const betaFast = argf(args, 12);
-  const betaSlow = argf(args, 13);
-  const nCtxOrig = arg(args, 14);
+  const x = <usize>arg(args, ROPE_X);
+  const nTokens = arg(args, ROPE_N_TOKENS);
+  const nHeads = arg(args, ROPE_N_HEADS);
+  const headDim = arg(args, ROPE_HEAD_DIM);
+  const positions = <usize>arg(args, ROPE_POSITIONS);
+  const nDims = arg(args, ROPE_N_DIMS);
+  const freqBase = argf(args, ROPE_FREQ_BASE);
+  const freqScale = argf(args, ROPE_FREQ_SCALE);
+  const neox = arg(args, ROPE_NEOX) != 0;
+  const extFactor = argf(args, ROPE_EXT_FACTOR);
+  const attnFactor = argf(args, ROPE_ATTN_FACTOR);
+  const betaFast = argf(args, ROPE_BETA_FAST);
+  const betaSlow = argf(args, ROPE_BETA_SLOW);
+  const nCtxOrig = arg(args, ROPE_N_CTX_ORIG);
 
   const thetaScale = Mathf.pow(freqBase, <f32>-2.0 / <f32>nDims);
   const low = max<f32>(0, Mathf.floor(yarnCorrDim(nDims, nCtxOrig, betaFast, freqBase)));

@@ -44,6 +44,8 @@ for (const threads of threadCounts) {
   const model = await loadModel(path, { threads, backend });
   const pp: number[] = [], tg: number[] = [];
   for (let r = 0; r < runs + 1; r++) {
+    // Every run evaluates the whole prompt: none of it may come from the prefix cache.
+    (model as { engine?: () => { clearPrefixCache(): void } }).engine?.().clearPrefixCache();
     const res = await model.generate(tokens, { temperature: 0, maxTokens: nDecode, ignoreEos: true }).result;
     if (r === 0) continue; // warm-up
     pp.push(res.promptTokensPerSecond);

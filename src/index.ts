@@ -6,6 +6,7 @@ export { ModelError } from './model/errors.js';
 export { perplexity } from './model/perplexity.js';
 export { Sampler, SamplingError } from './sampling/sampler.js';
 export type { SamplingOptions } from './sampling/sampler.js';
+export type { Candidates, LogitsProcessor } from './generation/logits-processor.js';
 export { Tokenizer } from './tokenizer/index.js';
 export { TokenizerError } from './tokenizer/errors.js';
 export { readGGUF } from './gguf/reader.js';
@@ -17,6 +18,9 @@ export { GGMLType, typeTraits, typeByName, typeName } from './tensor/ggml-types.
 export { dequantize } from './tensor/dequant.js';
 export { TensorTypeError } from './tensor/errors.js';
 export { BackendError } from './backend/errors.js';
+export { BACKEND_KINDS } from './backend/registry.js';
+export type { BackendKind } from './backend/registry.js';
+export type { Backend, BackendCapabilities, Tensor, WeightTensor } from './backend/backend.js';
 export { quantize } from './tensor/quantize.js';
 export { openSource } from './io/open-source.js';
 export type { ModelInput } from './io/open-source.js';

@@ -458,3 +458,53 @@ describe('engine: sliding-window model (window 12, KV blocks of 4)', () => {
     await expect(createEngine(swa, { contextShift: 'wrap' as never })).rejects.toMatchObject({ code: 'INVALID_OPTION' });
   });
 });
+
+describe('engine: logits processors and evaluate', () => {
+  it('each completion gets its own processors, which see its tokens and constrain its choices', async () => {
+    const engine = await createEngine(model, { maxBatchTokens: 32, kvCacheTokens: 1024 });
+    try {
+      const allowed = new Set(Array.from({ length: 60 }, (_, i) => 200 + i));
+      const made: { accepted: number[] }[] = [];
+      const request = {
+        prompt: promptOf(0, 6), maxTokens: 12, temperature: 0.9, seed: 4, n: 3, ignoreEos: true,
+        logitsProcessors: () => {
+          const p = {
+            accepted: [] as number[],
+            process(c: { ids: Int32Array; logits: Float32Array; size: number }) {
+              for (let i = 0; i < c.size; i++) if (!allowed.has(c.ids[i])) c.logits[i] = -Infinity;
+            },
+            accept(t: number) { p.accepted.push(t); },
+          };
+          made.push(p);
+          return [p];
+        },
+      };
+      const r = await engine.generate(request).result;
+      expect(made.length).toBe(3);
+      expect(r.completions.map((c) => c.tokens)).toEqual(made.map((p) => p.accepted));
+      for (const c of r.completions) expect(c.tokens.every((t) => allowed.has(t))).toBe(true);
+      // Model.generate takes the same option
+      const g = await model.generate(promptOf(0, 6), { maxTokens: 5, temperature: 0, logitsProcessors: request.logitsProcessors }).result;
+      expect(g.tokens.every((t) => allowed.has(t))).toBe(true);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it('evaluate runs as a request beside others: every position, equal to each prefix\'s last logits', async () => {
+    const engine = await createEngine(model, { maxBatchTokens: 16, kvCacheTokens: 1024 });
+    try {
+      const prompt = promptOf(3, 40);
+      const busy = engine.generate({ prompt: promptOf(50, 9), maxTokens: 20, temperature: 0, ignoreEos: true });
+      const [rows] = await Promise.all([engine.evaluate(prompt), busy.result]);
+      expect(rows.length).toBe(prompt.length);
+      for (const p of [0, 7, 16, 39]) {
+        // the logits after position p are what a request of prompt[0..p] samples from
+        const again = await engine.evaluate(prompt.slice(0, p + 1));
+        expect(again[p]).toEqual(rows[p]);
+      }
+    } finally {
+      await engine.dispose();
+    }
+  });
+});

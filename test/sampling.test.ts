@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { StopStringMatcher } from '../src/generation/stop-strings.js';
 import { Sampler, SamplingError } from '../src/sampling/sampler.js';
 import { SeededRandom } from '../src/sampling/rng.js';
+import type { Candidates, LogitsProcessor } from '../src/generation/logits-processor.js';
 
 function randomLogits(n: number, seed: number): Float32Array {
   const rng = new SeededRandom(seed);
@@ -98,5 +99,65 @@ describe('StopStringMatcher', () => {
   it('cuts at the earliest of several stop strings', () => {
     const m = new StopStringMatcher(['bb', 'a']);
     expect(m.push('xxbbya')).toEqual({ emit: 'xx', stopped: true });
+  });
+});
+
+describe('logits processors', () => {
+  /** Bans every token but the allowed ones; records what it was told. */
+  class Allow implements LogitsProcessor {
+    accepted: number[] = [];
+    constructor(private readonly allowed: Set<number>) {}
+    process(c: Candidates): void {
+      for (let i = 0; i < c.size; i++) if (!this.allowed.has(c.ids[i])) c.logits[i] = -Infinity;
+    }
+    accept(token: number): void {
+      this.accepted.push(token);
+    }
+  }
+
+  it('a mask in the chain decides among the tokens it allows, greedy and sampled, and is told each choice', () => {
+    const logits = randomLogits(300, 11);
+    const allowed = new Set([7, 42, 199]);
+    for (const temperature of [0, 1.2]) {
+      const made: Allow[] = [];
+      const s = new Sampler({ temperature, seed: 5, topK: 40, topP: 1, minP: 0, logitsProcessors: () => [made[made.length] = new Allow(allowed)] });
+      const picks = Array.from({ length: 40 }, () => s.sample(logits, []));
+      expect(made.length).toBe(1);
+      expect(picks.every((t) => allowed.has(t))).toBe(true);
+      expect(made[0].accepted).toEqual(picks);
+      if (temperature === 0) expect(picks[0]).toBe([...allowed].sort((a, b) => logits[b] - logits[a])[0]);
+      else expect(new Set(picks).size).toBeGreaterThan(1);
+    }
+  });
+
+  it('a mask that allows nothing is a typed error', () => {
+    const s = new Sampler({ temperature: 0, logitsProcessors: () => [new Allow(new Set())] });
+    expect(() => s.sample(randomLogits(10, 1), [])).toThrow(SamplingError);
+  });
+
+  it('distribution() is what sample() draws from: one-hot when greedy, the truncated softmax otherwise', () => {
+    const logits = randomLogits(200, 3);
+    expect(new Sampler({ temperature: 0 }).distribution(logits, [])).toEqual({ ids: Int32Array.of(logits.indexOf(Math.max(...logits))), probs: Float64Array.of(1) });
+    const opts = { temperature: 0.9, topK: 5, topP: 1, minP: 0 };
+    const { ids, probs } = new Sampler(opts).distribution(logits, []);
+    expect(ids.length).toBe(5);
+    expect(probs.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12);
+    // the math done another way: softmax of the 5 best logits / temperature
+    const best = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]).slice(0, 5);
+    const z = best.reduce((a, t) => a + Math.exp((logits[t] - logits[best[0]]) / 0.9), 0);
+    best.forEach((t, i) => {
+      expect(ids[i]).toBe(t);
+      expect(probs[i]).toBeCloseTo(Math.exp((Math.fround(logits[t] / 0.9) - Math.fround(logits[best[0]] / 0.9))) / z, 6);
+    });
+    // and the draws follow it
+    const s = new Sampler({ ...opts, seed: 1 });
+    const counts = new Map<number, number>();
+    for (let i = 0; i < 4000; i++) { const t = s.sample(logits, []); counts.set(t, (counts.get(t) ?? 0) + 1); }
+    ids.forEach((t, i) => expect(Math.abs((counts.get(t) ?? 0) / 4000 - probs[i])).toBeLessThan(0.03));
+  });
+
+  it('refuses processors that are not made by a function', () => {
+    expect(() => new Sampler({ logitsProcessors: [new Allow(new Set([1]))] as never })).toThrow(SamplingError);
+    expect(() => new Sampler({ logitsProcessors: () => [{}] as never })).toThrow(SamplingError);
   });
 });

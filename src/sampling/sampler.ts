@@ -1,7 +1,9 @@
-// Token sampling as a chain of small steps over a candidate list, in llama.cpp's default order:
-// logit bias → penalties → top-k → top-p → min-p → temperature → draw. Greedy when temperature <= 0.
+// Token sampling as a chain of LogitsProcessors over a candidate list, in llama.cpp's default
+// order: logit bias → penalties → the caller's processors → top-k → top-p → min-p → temperature →
+// draw. Greedy when temperature <= 0 (the truncation steps and the temperature then do not run).
 import { SeededRandom } from './rng.js';
 import { WasmforgeError } from '../errors.js';
+import { candidatesOf, type Candidates, type LogitsProcessor } from '../generation/logits-processor.js';
 
 export interface SamplingOptions {
   /** 0 (or less) means greedy. Default 0.8. */
@@ -24,6 +26,12 @@ export interface SamplingOptions {
   logitBias?: Record<number, number> | Map<number, number>;
   /** Seed of the random draw; same seed and inputs, same tokens. Default: random. */
   seed?: number;
+  /**
+   * The caller's processors (a grammar mask, a context-dependent bias), made fresh for each sampler
+   * (each completion of a request has its own): they run after the logit bias and penalties,
+   * before top-k / top-p / min-p and the temperature, and are told every token chosen.
+   */
+  logitsProcessors?: () => LogitsProcessor[];
 }
 
 export type SamplingErrorCode = 'INVALID_OPTION' | 'NO_CANDIDATES';
@@ -32,21 +40,14 @@ export class SamplingError extends WasmforgeError<SamplingErrorCode> {
   override readonly name = 'SamplingError';
 }
 
-interface Candidates {
-  ids: Int32Array;
-  logits: Float32Array;
-  size: number;
-  /** ids/logits are sorted by descending logit (ties: lower id first). */
-  sorted: boolean;
-}
-
 export class Sampler {
   private readonly rng: SeededRandom;
-  private readonly o: Required<Omit<SamplingOptions, 'logitBias' | 'seed'>>;
-  private readonly bias: [number, number][];
+  private readonly greedy: boolean;
+  /** Everything before the draw. */
+  private readonly chain: LogitsProcessor[];
 
   constructor(options: SamplingOptions = {}) {
-    this.o = {
+    const o = {
       temperature: options.temperature ?? 0.8,
       topK: options.topK ?? 40,
       topP: options.topP ?? 0.95,
@@ -56,7 +57,6 @@ export class Sampler {
       presencePenalty: options.presencePenalty ?? 0,
       penaltyWindow: options.penaltyWindow ?? 64,
     };
-    const o = this.o;
     const check = (ok: boolean, what: string) => {
       if (!ok) throw new SamplingError('INVALID_OPTION', what);
     };
@@ -69,39 +69,40 @@ export class Sampler {
     check(Number.isInteger(o.penaltyWindow) && o.penaltyWindow >= 0, `penaltyWindow must be an integer >= 0, got ${o.penaltyWindow}`);
     const bias = options.logitBias instanceof Map ? [...options.logitBias] : Object.entries(options.logitBias ?? {}).map(([k, v]) => [Number(k), v] as [number, number]);
     for (const [id, v] of bias) check(Number.isInteger(id) && id >= 0 && !Number.isNaN(v), `logitBias entry ${id}: ${v} is invalid`);
-    this.bias = bias;
+    check(options.logitsProcessors === undefined || typeof options.logitsProcessors === 'function', 'logitsProcessors must be a function that makes the processors');
+    const own = options.logitsProcessors?.() ?? [];
+    check(Array.isArray(own) && own.every((p) => typeof p?.process === 'function'), 'logitsProcessors() must return processors with a process(candidates, history) method');
+
+    this.greedy = o.temperature <= 0;
+    // Bias and penalties index logits by token id: they run while candidates are still in id order.
+    this.chain = [new LogitBias(bias), new Penalties(o.repeatPenalty, o.frequencyPenalty, o.presencePenalty, o.penaltyWindow), ...own];
+    if (!this.greedy) this.chain.push(new TopK(o.topK), new TopP(o.topP), new MinP(o.minP), new Temperature(o.temperature));
     this.rng = new SeededRandom(options.seed ?? (Math.random() * 2 ** 32) >>> 0);
   }
 
   /** Pick the next token from a row of logits, given the tokens generated or seen so far. */
   sample(logits: Float32Array, history: ArrayLike<number>): number {
-    const c: Candidates = { ids: new Int32Array(logits.length), logits: Float32Array.from(logits), size: logits.length, sorted: false };
-    for (let i = 0; i < c.size; i++) c.ids[i] = i;
-    this.applyBias(c);
-    this.applyPenalties(c, history);
-    if (this.o.temperature <= 0) return greedy(c);
-    topK(c, this.o.topK);
-    topP(c, this.o.topP);
-    minP(c, this.o.minP);
-    for (let i = 0; i < c.size; i++) c.logits[i] /= this.o.temperature;
-    return this.draw(c);
+    const c = this.run(logits, history);
+    const token = this.greedy ? greedy(c) : this.draw(c);
+    for (const p of this.chain) p.accept?.(token);
+    return token;
   }
 
-  private applyBias(c: Candidates): void {
-    for (const [id, v] of this.bias) if (id < c.size) c.logits[id] += v;
+  /**
+   * The distribution sample() would draw from, after every processor (greedy: all mass on the
+   * argmax), without drawing or advancing anything: what a draft token is verified against.
+   */
+  distribution(logits: Float32Array, history: ArrayLike<number>): { ids: Int32Array; probs: Float64Array } {
+    const c = this.run(logits, history);
+    if (this.greedy) return { ids: Int32Array.of(greedy(c)), probs: Float64Array.of(1) };
+    const probs = softmax(c);
+    return { ids: c.ids.slice(0, c.size), probs };
   }
 
-  private applyPenalties(c: Candidates, history: ArrayLike<number>): void {
-    const { repeatPenalty, frequencyPenalty, presencePenalty, penaltyWindow } = this.o;
-    if (penaltyWindow === 0 || (repeatPenalty === 1 && frequencyPenalty === 0 && presencePenalty === 0)) return;
-    const counts = new Map<number, number>();
-    for (let i = Math.max(0, history.length - penaltyWindow); i < history.length; i++) counts.set(history[i], (counts.get(history[i]) ?? 0) + 1);
-    for (const [id, n] of counts) {
-      if (id < 0 || id >= c.size) continue;
-      let l = c.logits[id];
-      l = l > 0 ? l / repeatPenalty : l * repeatPenalty;
-      c.logits[id] = l - n * frequencyPenalty - presencePenalty;
-    }
+  private run(logits: Float32Array, history: ArrayLike<number>): Candidates {
+    const c = candidatesOf(logits);
+    for (const p of this.chain) p.process(c, history);
+    return c;
   }
 
   private draw(c: Candidates): number {
@@ -112,6 +113,58 @@ export class Sampler {
       if (r < 0) return c.ids[i];
     }
     return c.ids[c.size - 1]; // rounding left a sliver: the last candidate takes it
+  }
+}
+
+/** Adds a fixed amount to given tokens' logits (-Infinity bans a token). */
+class LogitBias implements LogitsProcessor {
+  constructor(private readonly bias: readonly [number, number][]) {}
+  process(c: Candidates): void {
+    for (const [id, v] of this.bias) if (id < c.size) c.logits[id] += v;
+  }
+}
+
+/** Repetition (divide/multiply), frequency and presence penalties over the last `window` tokens. */
+class Penalties implements LogitsProcessor {
+  constructor(private readonly repeat: number, private readonly frequency: number, private readonly presence: number, private readonly window: number) {}
+  process(c: Candidates, history: ArrayLike<number>): void {
+    if (this.window === 0 || (this.repeat === 1 && this.frequency === 0 && this.presence === 0)) return;
+    const counts = new Map<number, number>();
+    for (let i = Math.max(0, history.length - this.window); i < history.length; i++) counts.set(history[i], (counts.get(history[i]) ?? 0) + 1);
+    for (const [id, n] of counts) {
+      if (id < 0 || id >= c.size) continue;
+      let l = c.logits[id];
+      l = l > 0 ? l / this.repeat : l * this.repeat;
+      c.logits[id] = l - n * this.frequency - this.presence;
+    }
+  }
+}
+
+class TopK implements LogitsProcessor {
+  constructor(private readonly k: number) {}
+  process(c: Candidates): void {
+    topK(c, this.k);
+  }
+}
+
+class TopP implements LogitsProcessor {
+  constructor(private readonly p: number) {}
+  process(c: Candidates): void {
+    topP(c, this.p);
+  }
+}
+
+class MinP implements LogitsProcessor {
+  constructor(private readonly m: number) {}
+  process(c: Candidates): void {
+    minP(c, this.m);
+  }
+}
+
+class Temperature implements LogitsProcessor {
+  constructor(private readonly t: number) {}
+  process(c: Candidates): void {
+    for (let i = 0; i < c.size; i++) c.logits[i] /= this.t;
   }
 }
 

@@ -189,12 +189,16 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     checkInt('count', count, 0);
     if (count === 0) return;
     const c = cmd(op);
-    c.i[1] = at(out, 'output', 4 * count);
-    c.i[2] = at(a, 'input', 4 * count);
     if (b) {
-      c.i[3] = at(b, 'second input', 4 * count);
-      c.i[4] = count;
-    } else c.i[3] = count;
+      c.i[K.BINARY_OUT] = at(out, 'output', 4 * count);
+      c.i[K.BINARY_A] = at(a, 'input', 4 * count);
+      c.i[K.BINARY_B] = at(b, 'second input', 4 * count);
+      c.i[K.BINARY_COUNT] = count;
+    } else {
+      c.i[K.UNARY_OUT] = at(out, 'output', 4 * count);
+      c.i[K.UNARY_X] = at(a, 'input', 4 * count);
+      c.i[K.UNARY_COUNT] = count;
+    }
     run(count, minWork, Math.ceil(count / 16));
   };
 
@@ -208,7 +212,10 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     let qs = 0, d = 0, s = 0;
     if (fmt === 'f16' || fmt === 'bf16') {
       const r = cmd(K.OP_ROUND_ACT);
-      r.i.set([x, nTokens * w.cols, scratch, fmt === 'bf16' ? 1 : 0], 1);
+      r.i[K.ROUND_X] = x;
+      r.i[K.ROUND_COUNT] = nTokens * w.cols;
+      r.i[K.ROUND_OUT] = scratch;
+      r.i[K.ROUND_BF16] = fmt === 'bf16' ? 1 : 0;
       run(nTokens * w.cols, MIN_WORK.elementwise, Math.ceil((nTokens * w.cols) / 16));
       x = scratch;
     } else if (fmt !== 'f32') {
@@ -218,14 +225,31 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       d = qs + Math.ceil((2 * nTokens * w.cols) / 64) * 64; // qs: i8, or i16 for some kernels
       s = d + Math.ceil((nb * 4) / 64) * 64;
       const q = cmd(fmt === 'q8_k' ? K.OP_QUANT_Q8_K : K.OP_QUANT_Q8_0);
-      q.i.set([x, nTokens, w.cols, qs, d, s, w.type], 1);
+      q.i[K.QUANT_X] = x;
+      q.i[K.QUANT_N_TOKENS] = nTokens;
+      q.i[K.QUANT_COLS] = w.cols;
+      q.i[K.QUANT_QS] = qs;
+      q.i[K.QUANT_D] = d;
+      q.i[K.QUANT_S] = s;
+      q.i[K.QUANT_WEIGHT_TYPE] = w.type;
       run(nTokens * w.cols, MIN_WORK.quant, nb);
     }
     const c = cmd(K.OP_MATMUL);
-    c.i.set([w.type, w.cols, w.rowBytes, nTokens, x, qs, d, s, parts.length], 1);
+    c.i[K.MATMUL_TYPE] = w.type;
+    c.i[K.MATMUL_COLS] = w.cols;
+    c.i[K.MATMUL_ROW_BYTES] = w.rowBytes;
+    c.i[K.MATMUL_N_TOKENS] = nTokens;
+    c.i[K.MATMUL_X] = x;
+    c.i[K.MATMUL_QS] = qs;
+    c.i[K.MATMUL_D] = d;
+    c.i[K.MATMUL_S] = s;
+    c.i[K.MATMUL_N_PARTS] = parts.length;
     let rows = 0, groups = 0;
     parts.forEach((p, i) => {
-      c.i.set([p.w.offset, p.w.rows, p.out], 10 + 3 * i);
+      const at0 = K.MATMUL_PARTS + i * K.MATMUL_PART_SLOTS;
+      c.i[at0 + K.MATMUL_PART_WEIGHT] = p.w.offset;
+      c.i[at0 + K.MATMUL_PART_ROWS] = p.w.rows;
+      c.i[at0 + K.MATMUL_PART_OUT] = p.out;
       rows += p.w.rows;
       groups += Math.ceil(p.w.rows / 4);
     });
@@ -312,7 +336,13 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
         if (idv[t]! < 0 || idv[t]! >= table.rows) throw new BackendError('INVALID_ARGUMENT', `getRows: id ${idv[t]} outside 0..${table.rows - 1}`);
       }
       const c = cmd(K.OP_GET_ROWS);
-      c.i.set([table.type, at(table, 'getRows table'), table.cols, table.rowBytes, idPtr, nTokens, at(out, 'getRows output', 4 * nTokens * table.cols)], 1);
+      c.i[K.GET_ROWS_TYPE] = table.type;
+      c.i[K.GET_ROWS_TABLE] = at(table, 'getRows table');
+      c.i[K.GET_ROWS_COLS] = table.cols;
+      c.i[K.GET_ROWS_ROW_BYTES] = table.rowBytes;
+      c.i[K.GET_ROWS_IDS] = idPtr;
+      c.i[K.GET_ROWS_N_TOKENS] = nTokens;
+      c.i[K.GET_ROWS_OUT] = at(out, 'getRows output', 4 * nTokens * table.cols);
       run(nTokens * table.cols, MIN_WORK.elementwise, nTokens);
     },
 
@@ -321,8 +351,12 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       checkInt('nTokens', nTokens, 0);
       if (nTokens === 0) return;
       const c = cmd(K.OP_RMS_NORM);
-      c.i.set([at(out, 'rmsNorm output', 4 * n * nTokens), at(x, 'rmsNorm input', 4 * n * nTokens), at(weight, 'rmsNorm weight', 4 * n), n, nTokens], 1);
-      c.f[6] = eps;
+      c.i[K.NORM_OUT] = at(out, 'rmsNorm output', 4 * n * nTokens);
+      c.i[K.NORM_X] = at(x, 'rmsNorm input', 4 * n * nTokens);
+      c.i[K.NORM_WEIGHT] = at(weight, 'rmsNorm weight', 4 * n);
+      c.i[K.NORM_N] = n;
+      c.i[K.NORM_N_TOKENS] = nTokens;
+      c.f[K.NORM_EPS] = eps;
       run(n * nTokens, MIN_WORK.elementwise, nTokens);
     },
 
@@ -335,15 +369,20 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       }
       if (nTokens === 0) return;
       const c = cmd(K.OP_ROPE);
-      c.i.set([at(x, 'rope input', 4 * nTokens * nHeads * headDim), nTokens, nHeads, headDim, at(positions, 'rope positions', 4 * nTokens), p.ropeDims], 1);
-      c.f[7] = p.freqBase;
-      c.f[8] = p.freqScale;
-      c.i[9] = p.neox ? 1 : 0;
-      c.f[10] = p.extFactor;
-      c.f[11] = p.attnFactor;
-      c.f[12] = p.betaFast;
-      c.f[13] = p.betaSlow;
-      c.i[14] = p.nCtxOrig;
+      c.i[K.ROPE_X] = at(x, 'rope input', 4 * nTokens * nHeads * headDim);
+      c.i[K.ROPE_N_TOKENS] = nTokens;
+      c.i[K.ROPE_N_HEADS] = nHeads;
+      c.i[K.ROPE_HEAD_DIM] = headDim;
+      c.i[K.ROPE_POSITIONS] = at(positions, 'rope positions', 4 * nTokens);
+      c.i[K.ROPE_N_DIMS] = p.ropeDims;
+      c.f[K.ROPE_FREQ_BASE] = p.freqBase;
+      c.f[K.ROPE_FREQ_SCALE] = p.freqScale;
+      c.i[K.ROPE_NEOX] = p.neox ? 1 : 0;
+      c.f[K.ROPE_EXT_FACTOR] = p.extFactor;
+      c.f[K.ROPE_ATTN_FACTOR] = p.attnFactor;
+      c.f[K.ROPE_BETA_FAST] = p.betaFast;
+      c.f[K.ROPE_BETA_SLOW] = p.betaSlow;
+      c.i[K.ROPE_N_CTX_ORIG] = p.nCtxOrig;
       run(nTokens * (p.ropeDims / 2) * (nHeads + 50), MIN_WORK.elementwise, nTokens);
     },
 
@@ -357,7 +396,11 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       checkInt('nTokens', nTokens, 0);
       if (nTokens === 0) return;
       const c = cmd(K.OP_ADD_BIAS);
-      c.i.set([at(out, 'addBias output', 4 * n * nTokens), at(x, 'addBias input', 4 * n * nTokens), at(bias, 'addBias bias', 4 * n), n, nTokens], 1);
+      c.i[K.BIAS_OUT] = at(out, 'addBias output', 4 * n * nTokens);
+      c.i[K.BIAS_X] = at(x, 'addBias input', 4 * n * nTokens);
+      c.i[K.BIAS_BIAS] = at(bias, 'addBias bias', 4 * n);
+      c.i[K.BIAS_N] = n;
+      c.i[K.BIAS_N_TOKENS] = nTokens;
       run(n * nTokens, MIN_WORK.elementwise, nTokens);
     },
 
@@ -365,10 +408,16 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       checkInt('nTokens', nTokens, 0);
       if (nTokens === 0) return;
       const c = cmd(K.OP_STORE_KV);
-      c.i.set([at(layer.k, 'K cache'), at(layer.v, 'V cache'), layer.type === 'f16' ? 1 : 0, layer.kvDim,
-        at(k, 'storeKV k', 4 * nTokens * layer.kvDim), at(v, 'storeKV v', 4 * nTokens * layer.kvDim), at(slots, 'storeKV slots', 4 * nTokens), nTokens], 1);
+      c.i[K.KV_K_CACHE] = at(layer.k, 'K cache');
+      c.i[K.KV_V_CACHE] = at(layer.v, 'V cache');
+      c.i[K.KV_F16] = layer.type === 'f16' ? 1 : 0;
+      c.i[K.KV_DIM] = layer.kvDim;
+      c.i[K.KV_K] = at(k, 'storeKV k', 4 * nTokens * layer.kvDim);
+      c.i[K.KV_V] = at(v, 'storeKV v', 4 * nTokens * layer.kvDim);
+      c.i[K.KV_SLOTS] = at(slots, 'storeKV slots', 4 * nTokens);
+      c.i[K.KV_N_TOKENS] = nTokens;
       const nSlots = layer.k.bytes / (layer.kvDim * (layer.type === 'f16' ? 2 : 4));
-      const sv = new Int32Array(memory.buffer, c.i[7]!, nTokens);
+      const sv = new Int32Array(memory.buffer, c.i[K.KV_SLOTS]!, nTokens);
       for (let t = 0; t < nTokens; t++) {
         if (sv[t]! < 0 || sv[t]! >= nSlots) throw new BackendError('INVALID_ARGUMENT', `storeKV: slot ${sv[t]} outside 0..${nSlots - 1}`);
       }
@@ -407,8 +456,13 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
         keys += end - first;
       }
       const c = cmd(K.OP_ATTENTION);
-      c.i.set([at(a.q, 'attention q', 4 * nTokens * nHeads * headDim), at(a.out, 'attention output', 4 * nTokens * nHeads * headDim), nTokens, nHeads, nKvHeads, headDim], 1);
-      c.f[7] = a.scale;
+      c.i[K.ATTN_Q] = at(a.q, 'attention q', 4 * nTokens * nHeads * headDim);
+      c.i[K.ATTN_OUT] = at(a.out, 'attention output', 4 * nTokens * nHeads * headDim);
+      c.i[K.ATTN_N_TOKENS] = nTokens;
+      c.i[K.ATTN_N_HEADS] = nHeads;
+      c.i[K.ATTN_N_KV_HEADS] = nKvHeads;
+      c.i[K.ATTN_HEAD_DIM] = headDim;
+      c.f[K.ATTN_SCALE] = a.scale;
       // An f16 cache follows llama.cpp's flash attention (its default on CPU). Its AVX-512 build
       // rounds as the one-row kernel (f16 Q and V accumulator) when headDim is not a multiple of
       // 16 lanes, at any batch size; otherwise its >= 64-token prefill takes the tiled f32 kernel,
@@ -433,7 +487,16 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       // Scratch is indexed by chunk (at most nThreads * CHUNKS_PER_THREAD chunks, never fewer than nThreads).
       const maxChunks = Math.floor(SCRATCH_BYTES / perShare);
       if (maxChunks < nThreads) throw new BackendError('INVALID_ARGUMENT', `attention: headDim ${headDim} too large for the scratch`);
-      c.i.set([at(layer.k, 'K cache'), at(layer.v, 'V cache'), layer.type === 'f16' ? 1 : 0, layer.blockSize, layer.kvDim, infoPtr, half, scratch, hpu, tablesPtr], 8);
+      c.i[K.ATTN_K_CACHE] = at(layer.k, 'K cache');
+      c.i[K.ATTN_V_CACHE] = at(layer.v, 'V cache');
+      c.i[K.ATTN_F16] = layer.type === 'f16' ? 1 : 0;
+      c.i[K.ATTN_BLOCK_SIZE] = layer.blockSize;
+      c.i[K.ATTN_KV_DIM] = layer.kvDim;
+      c.i[K.ATTN_TOKEN_INFO] = infoPtr;
+      c.i[K.ATTN_HALF] = half;
+      c.i[K.ATTN_SCRATCH] = scratch;
+      c.i[K.ATTN_HEADS_PER_UNIT] = hpu;
+      c.i[K.ATTN_TABLES] = tablesPtr;
       // Work units: (token, head) pairs for the half path, (query tile, KV head, hpu heads) otherwise.
       run(2 * keys * nHeads * headDim, MIN_WORK.attention, half ? nTokens * nHeads : tiles * nKvHeads * (group / hpu), maxChunks);
     },
