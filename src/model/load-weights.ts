@@ -88,6 +88,7 @@ export async function loadWeights(
   onProgress?: (loaded: number, total: number) => void,
 ): Promise<ModelWeights> {
   const { plan, tiedOutput } = planWeights(file, c, arch, backend);
+  const decls = arch.layerTensors(c);
   // Allocate everything first: a model that does not fit fails before any bytes are read.
   const matrices = new Map<string, WeightTensor>();
   for (const m of plan.matrices) matrices.set(m.info.name, asWeight(backend.allocate(m.info.type, [m.cols, m.rows]), m.cols, m.rows));
@@ -109,13 +110,18 @@ export async function loadWeights(
     onProgress?.(loaded, total);
   }
 
+  // Each layer's tensors by role, resolved once: the graph looks them up for every token.
   const layers: LayerWeights[] = [];
   for (let l = 0; l < c.nLayers; l++) {
-    const get = (role: string) => matrices.get(layerTensorName(l, role)) ?? vectors.get(layerTensorName(l, role));
+    const byRole = new Map<string, Tensor>();
+    for (const d of decls) {
+      const t = matrices.get(layerTensorName(l, d.role)) ?? vectors.get(layerTensorName(l, d.role));
+      if (t) byRole.set(d.role, t);
+    }
     layers.push({
-      matrix: (role) => matrices.get(layerTensorName(l, role)) ?? missing(l, role),
-      vector: (role) => vectors.get(layerTensorName(l, role)) ?? missing(l, role),
-      optional: get,
+      matrix: (role) => (byRole.get(role) as WeightTensor | undefined) ?? missing(l, role),
+      vector: (role) => byRole.get(role) ?? missing(l, role),
+      optional: (role) => byRole.get(role),
     });
   }
   const tokenEmbedding = matrices.get('token_embd.weight')!;

@@ -139,6 +139,17 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   const nThreads = pool ? pool.size : 1;
   log.debug(`wasm backend: ${choice.build} kernels (${choice.reason}), ${nThreads} thread(s)`);
 
+  /** An i32 view of the whole memory, for checking indices before a kernel reads them. */
+  let viewBuf: ArrayBuffer | SharedArrayBuffer | undefined;
+  let view32 = new Int32Array(0);
+  const memoryI32 = (): Int32Array => {
+    if (viewBuf !== memory.buffer || view32.length * 4 !== memory.buffer.byteLength) {
+      viewBuf = memory.buffer;
+      view32 = new Int32Array(viewBuf);
+    }
+    return view32;
+  };
+
   // Command block views (re-created when a non-shared memory's buffer is replaced by growth).
   let argBuf: ArrayBuffer | SharedArrayBuffer | undefined;
   let ai32 = new Int32Array(0);
@@ -331,9 +342,10 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       checkInt('nTokens', nTokens, 0);
       if (nTokens === 0) return;
       const idPtr = at(ids, 'getRows ids', 4 * nTokens);
-      const idv = new Int32Array(memory.buffer, idPtr, nTokens);
+      const mem32 = memoryI32();
       for (let t = 0; t < nTokens; t++) {
-        if (idv[t]! < 0 || idv[t]! >= table.rows) throw new BackendError('INVALID_ARGUMENT', `getRows: id ${idv[t]} outside 0..${table.rows - 1}`);
+        const id = mem32[(idPtr >> 2) + t]!;
+        if (id < 0 || id >= table.rows) throw new BackendError('INVALID_ARGUMENT', `getRows: id ${id} outside 0..${table.rows - 1}`);
       }
       const c = cmd(K.OP_GET_ROWS);
       c.i[K.GET_ROWS_TYPE] = table.type;
@@ -417,9 +429,10 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       c.i[K.KV_SLOTS] = at(slots, 'storeKV slots', 4 * nTokens);
       c.i[K.KV_N_TOKENS] = nTokens;
       const nSlots = layer.k.bytes / (layer.kvDim * (layer.type === 'f16' ? 2 : 4));
-      const sv = new Int32Array(memory.buffer, c.i[K.KV_SLOTS]!, nTokens);
+      const mem32 = memoryI32(), sv = c.i[K.KV_SLOTS]! >> 2;
       for (let t = 0; t < nTokens; t++) {
-        if (sv[t]! < 0 || sv[t]! >= nSlots) throw new BackendError('INVALID_ARGUMENT', `storeKV: slot ${sv[t]} outside 0..${nSlots - 1}`);
+        const slot = mem32[sv + t]!;
+        if (slot < 0 || slot >= nSlots) throw new BackendError('INVALID_ARGUMENT', `storeKV: slot ${slot} outside 0..${nSlots - 1}`);
       }
       run(2 * nTokens * layer.kvDim, MIN_WORK.elementwise, nTokens);
     },
@@ -437,7 +450,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       // this cache (entries before it may be released, -1).
       const infoPtr = at(a.tokenInfo, 'attention tokenInfo', 12 * nTokens);
       const tablesPtr = at(a.blockTables, 'attention block tables');
-      const mem32 = new Int32Array(memory.buffer);
+      const mem32 = memoryI32();
       const info = infoPtr >> 2, tables = tablesPtr >> 2, nEntries = a.blockTables.bytes >> 2;
       const nBlocks = layer.k.bytes / (layer.blockSize * layer.kvDim * (layer.type === 'f16' ? 2 : 4));
       let keys = 0;
