@@ -1,5 +1,5 @@
-// Op conformance, in the spirit of llama.cpp's test-backend-ops: every Backend op of the WASM
-// backend against the scalar reference backend (test/reference/reference-backend.ts), over tensor
+// Op conformance, in the spirit of llama.cpp's test-backend-ops: every Backend op of every
+// registered backend against the scalar reference backend (src/backend/reference/), over tensor
 // types, awkward shapes and thread counts 1/2/3, on seeded random inputs.
 //
 // Error bounds, per op (g = WASM output, r = reference output):
@@ -46,54 +46,40 @@ import { loadIntoBackend } from './reference/backend-graph.js';
 import { f16BitsToF32, f32ToF16Bits } from '../src/backend/reference/half.js';
 import { loadLlamaReference } from './reference/llama-reference.js';
 import { createReferenceBackend } from '../src/backend/reference/reference-backend.js';
+import { BACKEND_KINDS, createBackend, type BackendKind } from '../src/backend/registry.js';
 
 // ---------------------------------------------------------------------------------------------
-// Finding the WASM backend. It is written concurrently: absent → skip with a message; present but
-// failing to load → fail loudly (a build problem must not pass as a skip).
-
-type CreateWasmBackend = (opts: { threads: number; relaxedSimd: boolean }) => Promise<Backend>;
-
-const WASM_DIR = new URL('../src/backend/wasm/', import.meta.url);
-const wasmPresent = existsSync(WASM_DIR);
-const WASM_ABSENT_MSG = 'src/backend/wasm/ does not exist yet: skipping WASM backend op conformance';
-if (!wasmPresent) console.warn(WASM_ABSENT_MSG);
-
-async function importWasmBackend(): Promise<CreateWasmBackend> {
-  const tried: string[] = [];
-  for (const file of ['index', 'create-wasm-backend', 'wasm-backend', 'backend']) {
-    if (!existsSync(new URL(`${file}.ts`, WASM_DIR))) continue;
-    const mod = (await import(/* @vite-ignore */ new URL(`${file}.ts`, WASM_DIR).href)) as Record<string, unknown>;
-    if (typeof mod.createWasmBackend === 'function') return mod.createWasmBackend as CreateWasmBackend;
-    tried.push(file);
-  }
-  throw new Error(`no createWasmBackend export in src/backend/wasm/{${tried.join(',')}}.ts`);
-}
+// The backends under test: every one the registry creates, but the reference itself, in each of
+// its configurations (the WASM backend: 1, 2 and 3 threads, and the relaxed-SIMD build where this
+// runtime runs it). A backend that fails to load fails the suite (a build problem must not pass
+// as a skip).
 
 interface Config {
+  readonly kind: BackendKind;
   readonly threads: number;
   readonly relaxedSimd: boolean;
   readonly label: string;
 }
-const CONFIGS: Config[] = [1, 2, 3].map((threads) => ({ threads, relaxedSimd: false, label: `threads=${threads}` }));
-const RELAXED: Config[] = [1, 3].map((threads) => ({ threads, relaxedSimd: true, label: `threads=${threads} relaxedSimd` }));
+const CONFIGS: Config[] = [1, 2, 3].map((threads) => ({ kind: 'wasm', threads, relaxedSimd: false, label: `wasm threads=${threads}` }));
+const RELAXED: Config[] = [1, 3].map((threads) => ({ kind: 'wasm', threads, relaxedSimd: true, label: `wasm threads=${threads} relaxedSimd` }));
+const UNDER_TEST = BACKEND_KINDS.filter((k) => k !== 'auto' && k !== 'reference');
+// A new backend adds its configurations above; until then it fails here rather than go untested.
+if (UNDER_TEST.join() !== 'wasm') throw new Error(`backends without conformance configurations: ${UNDER_TEST.join(', ')}`);
 
 const wasm: { backend: Backend; config: Config }[] = [];
 let loadError: Error | undefined;
 const relaxedNote: string[] = [];
-if (wasmPresent) {
-  try {
-    const create = await importWasmBackend();
-    for (const config of CONFIGS) wasm.push({ backend: await create(config), config });
-    for (const config of RELAXED) {
-      try {
-        wasm.push({ backend: await create(config), config });
-      } catch (e) {
-        relaxedNote.push(`relaxed SIMD backend (threads=${config.threads}) unavailable: ${(e as Error).message}`);
-      }
+try {
+  for (const config of CONFIGS) wasm.push({ backend: await createBackend(config.kind, config), config });
+  for (const config of RELAXED) {
+    try {
+      wasm.push({ backend: await createBackend(config.kind, config), config });
+    } catch (e) {
+      relaxedNote.push(`relaxed SIMD backend (threads=${config.threads}) unavailable: ${(e as Error).message}`);
     }
-  } catch (e) {
-    loadError = e as Error;
   }
+} catch (e) {
+  loadError = e as Error;
 }
 for (const note of new Set(relaxedNote)) console.warn(note);
 
@@ -298,10 +284,10 @@ if (wasm.length > 0) {
   for (const [type, why] of unsupported) console.warn(`WASM backend does not support ${typeName(type)} yet, skipping it: ${why}`);
 }
 
-const describeWasm = describe.skipIf(!wasmPresent);
+const describeWasm = describe;
 
 describeWasm('WASM backend loads', () => {
-  it('createWasmBackend works for threads 1, 2, 3', () => {
+  it('the registry creates the WASM backend for threads 1, 2, 3', () => {
     expect(loadError?.stack ?? '').toBe('');
     expect(wasm.filter((w) => !w.config.relaxedSimd).map((w) => w.backend.nThreads)).toEqual([1, 2, 3]);
   });
@@ -728,7 +714,7 @@ const E2E_CASES = [
 ] as const;
 const MODELS = new URL('../../shared/models/', import.meta.url).pathname;
 const haveModels = existsSync(MODELS + 'stories260K.gguf');
-if (wasmPresent && !haveModels) console.warn(`shared models not found at ${MODELS}: skipping end-to-end WASM checks`);
+if (!haveModels) console.warn(`shared models not found at ${MODELS}: skipping end-to-end WASM checks`);
 
 describeWasm('stories260K end to end: WASM backend vs reference forward', () => {
   for (const c of E2E_CASES) {

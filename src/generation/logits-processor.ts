@@ -27,5 +27,5 @@ export interface LogitsProcessor {
 export function candidatesOf(logits: Float32Array): Candidates {
   const ids = new Int32Array(logits.length);
   for (let i = 0; i < ids.length; i++) ids[i] = i;
-  return { ids, logits: Float32Array.from(logits), size: logits.length, sorted: false };
+  return { ids, logits: logits.slice(), size: logits.length, sorted: false };
 }

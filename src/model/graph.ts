@@ -150,7 +150,9 @@ export class Graph implements GraphBuilder {
     wanted.forEach((src, dst) => be.copy(buf.xb, dst * rowBytes, buf.x, src * rowBytes, rowBytes));
     be.rmsNorm(buf.xb, buf.xb, w.outputNorm, c.dim, wanted.length, c.rmsEps);
     be.matmul(buf.logits, w.output, buf.xb, wanted.length);
+    // read() returns a copy of its own: one row is handed out as it is; several get a buffer each.
     const all = asF32(await be.read(buf.logits, 0, 4 * wanted.length * c.vocabSize));
+    if (wanted.length === 1) return [all];
     return wanted.map((_, i) => all.slice(i * c.vocabSize, (i + 1) * c.vocabSize));
   }
 

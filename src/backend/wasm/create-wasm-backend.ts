@@ -139,16 +139,19 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   const nThreads = pool ? pool.size : 1;
   log.debug(`wasm backend: ${choice.build} kernels (${choice.reason}), ${nThreads} thread(s)`);
 
-  /** An i32 view of the whole memory, for checking indices before a kernel reads them. */
+  /** Views of the whole memory (byte and i32), re-made only when the memory grows. */
   let viewBuf: ArrayBuffer | SharedArrayBuffer | undefined;
+  let view8 = new Uint8Array(0);
   let view32 = new Int32Array(0);
-  const memoryI32 = (): Int32Array => {
-    if (viewBuf !== memory.buffer || view32.length * 4 !== memory.buffer.byteLength) {
+  const refreshViews = (): void => {
+    if (viewBuf !== memory.buffer || view8.length !== memory.buffer.byteLength) {
       viewBuf = memory.buffer;
+      view8 = new Uint8Array(viewBuf);
       view32 = new Int32Array(viewBuf);
     }
-    return view32;
   };
+  const memoryU8 = (): Uint8Array => (refreshViews(), view8);
+  const memoryI32 = (): Int32Array => (refreshViews(), view32);
 
   // Command block views (re-created when a non-shared memory's buffer is replaced by growth).
   let argBuf: ArrayBuffer | SharedArrayBuffer | undefined;
@@ -300,7 +303,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     allocate: (type, shape) => tensorAt(alloc(tensorBytes(type, shape)), type, shape),
     upload(dst, data, byteOffset = 0) {
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      new Uint8Array(memory.buffer).set(bytes, at(dst, 'upload', byteOffset + bytes.length) + byteOffset);
+      memoryU8().set(bytes, at(dst, 'upload', byteOffset + bytes.length) + byteOffset);
     },
     async uploadFrom(dst, source: ByteSource, sourceOffset) {
       // Straight into wasm memory: no staging copy of the tensor, let alone the file.
@@ -309,11 +312,11 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     },
     async read(src, byteOffset = 0, bytes = src.bytes - byteOffset) {
       const ptr = at(src, 'read', byteOffset + bytes) + byteOffset;
-      return new Uint8Array(memory.buffer, ptr, bytes).slice();
+      return memoryU8().slice(ptr, ptr + bytes);
     },
     copy(dst, dstOffset, src, srcOffset, bytes) {
       const to = at(dst, 'copy destination', dstOffset + bytes) + dstOffset, from = at(src, 'copy source', srcOffset + bytes) + srcOffset;
-      new Uint8Array(memory.buffer).copyWithin(to, from, from + bytes);
+      memoryU8().copyWithin(to, from, from + bytes);
     },
     u8: () => new Uint8Array(memory.buffer),
     f32: (ptr, count) => new Float32Array(memory.buffer, ptr, count),
