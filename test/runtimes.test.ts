@@ -1,7 +1,7 @@
 // The portable suite (test/portable/suite.js) against dist/wasmforge.js in every runtime: Node (in
 // this process), Deno and Bun (child processes, npm packages `deno` and `bun`), and headless
-// Chromium: a page with and without cross-origin isolation (threads / one thread) and a Web Worker
-// under both. Each run must pass its own checks; then every runtime must produce the same tokens
+// Chromium and Firefox: a page with and without cross-origin isolation (threads / one thread) and
+// a Web Worker under both. Each run must pass its own checks; then every runtime must produce the same tokens
 // and, on the baseline build, bit-identical logits (equal checksums) as Node. Last, the edge fetch
 // handler (examples/edge/) answers requests under `deno serve` and `Bun.serve`.
 import { spawn, spawnSync } from 'node:child_process';
@@ -12,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer } from '../examples/serve.js';
 import { chromiumStatus, launchChromium, type Chromium } from './portable/chromium.js';
+import { firefoxStatus, launchFirefox, type Firefox } from './portable/firefox.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const BUNDLE = join(ROOT, 'dist/wasmforge.js');
@@ -35,6 +36,8 @@ interface SuiteResult {
 const results = new Map<string, SuiteResult>();
 const status = await chromiumStatus();
 if (!status.ok) console.warn(`runtimes: skipping Chromium: ${status.reason}`);
+const firefox = await firefoxStatus();
+if (!firefox.ok) console.warn(`runtimes: skipping Firefox: ${firefox.reason}`);
 
 function expectPassed(r: SuiteResult): void {
   expect(r.error, r.error).toBeUndefined();
@@ -121,6 +124,35 @@ describe('portable suite in every runtime', () => {
             await server.close();
           }
         });
+      }
+    }
+  });
+
+  describe('headless Firefox (WebDriver BiDi)', () => {
+    let browser: Firefox | undefined;
+    beforeAll(async () => {
+      if (firefox.ok) browser = await launchFirefox();
+    }, 60_000);
+    afterAll(async () => browser?.close());
+
+    for (const isolated of [true, false]) {
+      for (const mode of ['page', 'worker']) {
+        it.skipIf(!firefox.ok)(`${mode}, ${isolated ? 'cross-origin isolated (2 threads)' : 'not isolated (1 thread)'}`, async () => {
+          const server = await startServer({ isolated, mounts: existsSync(SHARED) ? { '/shared/': SHARED } : {} });
+          const { page, errors } = await browser!.page();
+          try {
+            await page.goto(`${server.url}/test/portable/browser.html?mode=${mode}&browser=firefox`);
+            const handle = await page.waitForFunction(() => (window as { __wasmforgeResult?: unknown }).__wasmforgeResult, { timeout: 150_000, polling: 200 });
+            const r = (await handle.jsonValue()) as SuiteResult;
+            expect(r.runtime).toBe(`firefox-${mode}${isolated ? '-isolated' : ''}`);
+            expect(r.actualThreads).toBe(isolated ? 2 : 1);
+            expectPassed(r);
+            expect(errors).toEqual([]);
+          } finally {
+            await page.close();
+            await server.close();
+          }
+        }, 180_000);
       }
     }
   });

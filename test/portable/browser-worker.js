@@ -3,7 +3,8 @@ import * as wf from '../../dist/wasmforge.js';
 import { runSuite } from './suite.js';
 import { browserEnv } from './browser-env.js';
 
-const runtime = `chromium-worker${self.crossOriginIsolated ? '-isolated' : ''}`;
+const browser = new URL(import.meta.url).searchParams.get('browser') ?? 'chromium';
+const runtime = `${browser}-worker${self.crossOriginIsolated ? '-isolated' : ''}`;
 runSuite(wf, browserEnv(runtime)).then(
   (result) => self.postMessage(result),
   (e) => self.postMessage({ runtime, error: String(e?.stack ?? e) }),

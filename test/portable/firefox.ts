@@ -1,0 +1,49 @@
+// Headless Firefox for the browser tests: Debian's firefox-esr (or $FIREFOX) driven by
+// puppeteer-core over WebDriver BiDi, with a fresh profile that is removed on close. A second
+// browser engine (SpiderMonkey) beside Chromium's V8. Node-only test helper.
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Page } from 'puppeteer-core';
+
+export const FIREFOX = process.env.FIREFOX ?? '/usr/bin/firefox-esr';
+
+/** Whether a Firefox test can run here; `reason` says why not. */
+export async function firefoxStatus(): Promise<{ ok: boolean; reason?: string }> {
+  if (!existsSync(FIREFOX)) return { ok: false, reason: `${FIREFOX} not found (apt-get install -y firefox-esr, or set FIREFOX)` };
+  try {
+    await import('puppeteer-core');
+  } catch {
+    return { ok: false, reason: 'npm package puppeteer-core is not installed' };
+  }
+  return { ok: true };
+}
+
+export interface Firefox {
+  /** A new page whose console errors and page errors are collected into `errors`. */
+  page(): Promise<{ page: Page; errors: string[] }>;
+  close(): Promise<void>;
+}
+
+export async function launchFirefox(): Promise<Firefox> {
+  const { default: puppeteer } = await import('puppeteer-core');
+  const profile = await mkdtemp(join(tmpdir(), 'wasmforge-firefox-'));
+  const browser: Browser = await puppeteer.launch({ browser: 'firefox', protocol: 'webDriverBiDi', executablePath: FIREFOX, headless: true, userDataDir: profile });
+  return {
+    async page() {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(`pageerror: ${(e as Error).message}`));
+      page.on('console', (m) => {
+        // 404s are expected: the suite probes /models/ before /shared/models/.
+        if (m.type() === 'error' && !m.text().includes('404')) errors.push(`console: ${m.text()}`);
+      });
+      return { page, errors };
+    },
+    async close() {
+      await browser.close();
+      await rm(profile, { recursive: true, force: true });
+    },
+  };
+}
