@@ -99,63 +99,37 @@ describe('portable suite in every runtime', () => {
     });
   }
 
-  describe('headless Chromium', () => {
-    let browser: Chromium | undefined;
-    beforeAll(async () => {
-      if (status.ok) browser = await launchChromium();
+  const browsers = [
+    ['chromium', 'headless Chromium', status, launchChromium],
+    ['firefox', 'headless Firefox (WebDriver BiDi)', firefox, launchFirefox],
+  ] as const;
+  for (const [name, title, available, launch] of browsers) {
+    describe(title, () => {
+      let browser: Chromium | Firefox | undefined;
+      beforeAll(async () => {
+        if (available.ok) browser = await launch();
+      }, 60_000);
+      afterAll(async () => browser?.close());
+
+      for (const isolated of [true, false]) {
+        for (const mode of ['page', 'worker']) {
+          it.skipIf(!available.ok)(`${mode}, ${isolated ? 'cross-origin isolated (2 threads)' : 'not isolated (1 thread)'}`, async () => {
+            const server = await startServer({ isolated, mounts: existsSync(SHARED) ? { '/shared/': SHARED } : {} });
+            try {
+              const { result, errors } = await browser!.suiteResult(`${server.url}/test/portable/browser.html?mode=${mode}&browser=${name}`);
+              const r = result as SuiteResult;
+              expect(r.runtime).toBe(`${name}-${mode}${isolated ? '-isolated' : ''}`);
+              expect(r.actualThreads).toBe(isolated ? 2 : 1);
+              expectPassed(r);
+              expect(errors).toEqual([]);
+            } finally {
+              await server.close();
+            }
+          }, 180_000);
+        }
+      }
     });
-    afterAll(async () => browser?.close());
-
-    for (const isolated of [true, false]) {
-      for (const mode of ['page', 'worker']) {
-        it.skipIf(!status.ok)(`${mode}, ${isolated ? 'cross-origin isolated (2 threads)' : 'not isolated (1 thread)'}`, async () => {
-          const server = await startServer({ isolated, mounts: existsSync(SHARED) ? { '/shared/': SHARED } : {} });
-          const { page, errors } = await browser!.page();
-          try {
-            await page.goto(`${server.url}/test/portable/browser.html?mode=${mode}`);
-            const handle = await page.waitForFunction(() => (window as { __wasmforgeResult?: unknown }).__wasmforgeResult, null, { timeout: 150_000 });
-            const r = (await handle.jsonValue()) as SuiteResult;
-            expect(r.runtime).toBe(`chromium-${mode}${isolated ? '-isolated' : ''}`);
-            expect(r.actualThreads).toBe(isolated ? 2 : 1);
-            expectPassed(r);
-            expect(errors).toEqual([]);
-          } finally {
-            await page.close();
-            await server.close();
-          }
-        });
-      }
-    }
-  });
-
-  describe('headless Firefox (WebDriver BiDi)', () => {
-    let browser: Firefox | undefined;
-    beforeAll(async () => {
-      if (firefox.ok) browser = await launchFirefox();
-    }, 60_000);
-    afterAll(async () => browser?.close());
-
-    for (const isolated of [true, false]) {
-      for (const mode of ['page', 'worker']) {
-        it.skipIf(!firefox.ok)(`${mode}, ${isolated ? 'cross-origin isolated (2 threads)' : 'not isolated (1 thread)'}`, async () => {
-          const server = await startServer({ isolated, mounts: existsSync(SHARED) ? { '/shared/': SHARED } : {} });
-          const { page, errors } = await browser!.page();
-          try {
-            await page.goto(`${server.url}/test/portable/browser.html?mode=${mode}&browser=firefox`);
-            const handle = await page.waitForFunction(() => (window as { __wasmforgeResult?: unknown }).__wasmforgeResult, { timeout: 150_000, polling: 200 });
-            const r = (await handle.jsonValue()) as SuiteResult;
-            expect(r.runtime).toBe(`firefox-${mode}${isolated ? '-isolated' : ''}`);
-            expect(r.actualThreads).toBe(isolated ? 2 : 1);
-            expectPassed(r);
-            expect(errors).toEqual([]);
-          } finally {
-            await page.close();
-            await server.close();
-          }
-        }, 180_000);
-      }
-    }
-  });
+  }
 
   it('every runtime produces the same tokens and bit-identical baseline logits as Node', () => {
     const node = results.get('node');

@@ -40,10 +40,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readGGUF, type GGUFFile } from '../src/gguf/reader.js';
 import { writeSyntheticLlama, type SyntheticLlamaOptions } from './helpers/synthetic.js';
 import { fileSource } from '../src/runtime/file-source.js';
-import { GGMLType, typeName } from '../src/tensor/ggml-types.js';
+import { GGMLType, typeName, typeTraits } from '../src/tensor/ggml-types.js';
 import { disposeLlamaCpp, llamaCppLoad, llamaCppNextTokenLogits, llamaCppStatus, llamaCppTokenize, logSoftmax } from './oracle/llama-cpp.js';
 import { loadLlamaReference } from './reference/llama-reference.js';
 import { loadModel } from '../src/model/model.js';
+import { createBackend } from '../src/backend/registry.js';
 import { maxAbsDelta, perturbationNoise } from './oracle/noise.js';
 
 const vocabPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shared', 'models', 'stories260K.gguf');
@@ -52,27 +53,16 @@ const llamaCpp = await llamaCppStatus();
 const skipReason = !haveVocab ? `${vocabPath} not found` : !llamaCpp.available ? `node-llama-cpp unavailable: ${llamaCpp.reason}` : undefined;
 if (skipReason) process.stderr.write(`types-llamacpp: skipped, ${skipReason}\n`);
 
-/** Each type with the format llama.cpp rounds its activations to before a dot product. */
-type Activations = 'f32' | 'f16' | 'bf16' | 'q8' | 'q8k';
-const CASES: { type: GGMLType; activations: Activations }[] = [
-  { type: GGMLType.F32, activations: 'f32' },
-  { type: GGMLType.F16, activations: 'f16' },
-  { type: GGMLType.BF16, activations: 'bf16' },
-  { type: GGMLType.Q8_0, activations: 'q8' },
-  { type: GGMLType.Q4_0, activations: 'q8' },
-  { type: GGMLType.Q4_1, activations: 'q8' },
-  { type: GGMLType.Q5_0, activations: 'q8' },
-  { type: GGMLType.Q5_1, activations: 'q8' },
-  { type: GGMLType.IQ4_NL, activations: 'q8' },
-  { type: GGMLType.MXFP4, activations: 'q8' }, // after the other q8 types: it borrows their A
-  { type: GGMLType.Q2_K, activations: 'q8k' },
-  { type: GGMLType.Q3_K, activations: 'q8k' },
-  { type: GGMLType.Q4_K, activations: 'q8k' },
-  { type: GGMLType.Q5_K, activations: 'q8k' },
-  { type: GGMLType.Q6_K, activations: 'q8k' },
+/** The types we write, MXFP4 after the other 32-block types (it borrows their A). */
+const CASES: GGMLType[] = [
+  GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1,
+  GGMLType.IQ4_NL, GGMLType.MXFP4, GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K,
 ];
-/** Types the WASM backend has no kernels for. */
-const NO_WASM_KERNEL = new Set([GGMLType.MXFP4]);
+/** The format llama.cpp rounds a type's activations to before a dot product (Q8_1 counts as Q8_0: the same 8-bit blocks). */
+const activationsOf = (type: GGMLType): GGMLType => {
+  const v = typeTraits(type)!.vecDotType!;
+  return v === GGMLType.Q8_1 ? GGMLType.Q8_0 : v;
+};
 /** Types whose weight-quantization error must stand out above the bound (the discrimination check). */
 const LOW_BIT = new Set([GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.IQ4_NL, GGMLType.MXFP4, GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K]);
 
@@ -160,11 +150,19 @@ describe.skipIf(skipReason !== undefined)('every tensor type we write loads in l
     expect(tokens[0]).toBe(1);
   });
 
+  /** Weight types the WASM backend runs (the others borrow A, see the header). */
+  let wasmTypes: ReadonlySet<GGMLType>;
+  beforeAll(async () => {
+    const be = await createBackend('wasm', { threads: 1 });
+    wasmTypes = be.capabilities.weightTypes;
+    await be.dispose();
+  });
+
   /** The largest activation-rounding effect A measured per activation format. */
-  const activationEffect = new Map<Activations, number>();
+  const activationEffect = new Map<GGMLType, number>();
 
   /** Reference vs llama.cpp on one file, with its derived bound; returns what the table shows. */
-  async function check(label: string, path: string, activations: Activations, wasmRuns: boolean) {
+  async function check(label: string, path: string, activations: GGMLType, wasmRuns: boolean) {
     const ours = await referenceLogProbs(path, tokens);
     const theirs = await llamaCppLogProbs(path, tokens);
     const { agreement, maxDelta } = compare(ours, theirs);
@@ -174,7 +172,7 @@ describe.skipIf(skipReason !== undefined)('every tensor type we write loads in l
       activationEffect.set(activations, Math.max(a, activationEffect.get(activations) ?? 0));
     } else {
       a = activationEffect.get(activations) ?? NaN;
-      expect(a, `no type with ${activations} activations measured before ${label}`).not.toBeNaN();
+      expect(a, `no type with ${typeName(activations)} activations measured before ${label}`).not.toBeNaN();
     }
     const noise = await llamaCppNoise(path, tokens, theirs, dir);
     const bound = a + noise;
@@ -182,12 +180,13 @@ describe.skipIf(skipReason !== undefined)('every tensor type we write loads in l
     return { theirs, agreement, maxDelta, bound };
   }
 
-  for (const { type, activations } of CASES) {
+  for (const type of CASES) {
+    const activations = activationsOf(type);
     it(`${typeName(type)}: accepted by llama.cpp, top-1 agreement >= 95%, max |Δ log-prob| within the activation rounding plus llama.cpp's noise`, async () => {
       const path = join(dir, `${typeName(type)}.gguf`);
       if (type !== GGMLType.F32) await writeSyntheticLlama(path, model(type));
       expect(await llamaCppLoad(path)).toMatchObject({ vocabSize: 512 });
-      const { theirs, agreement, maxDelta, bound } = await check(typeName(type), path, activations, !NO_WASM_KERNEL.has(type));
+      const { theirs, agreement, maxDelta, bound } = await check(typeName(type), path, activations, wasmTypes.has(type));
       expect(agreement).toBeGreaterThanOrEqual(0.95);
       expect(maxDelta).toBeLessThanOrEqual(bound);
       // The comparison sees the weights' own quantization: against the F32 model it fails.
@@ -199,8 +198,8 @@ describe.skipIf(skipReason !== undefined)('every tensor type we write loads in l
 
   it('qwen2 (q/k/v biases, NeoX RoPE) in Q4_K and tied embeddings in Q8_0 agree too', async () => {
     for (const [label, opts, activations] of [
-      ['Q4_K qwen2', model(GGMLType.Q4_K, { arch: 'qwen2' }), 'q8k'],
-      ['Q8_0 tied', model(GGMLType.Q8_0, { tiedEmbeddings: true, outputFromEmbedding: false }), 'q8'],
+      ['Q4_K qwen2', model(GGMLType.Q4_K, { arch: 'qwen2' }), activationsOf(GGMLType.Q4_K)],
+      ['Q8_0 tied', model(GGMLType.Q8_0, { tiedEmbeddings: true, outputFromEmbedding: false }), activationsOf(GGMLType.Q8_0)],
     ] as const) {
       const path = join(dir, `${label.replace(' ', '-')}.gguf`);
       await writeSyntheticLlama(path, opts);

@@ -76,7 +76,14 @@ export class Sampler {
     this.greedy = o.temperature <= 0;
     // Bias and penalties index logits by token id: they run while candidates are still in id order.
     this.chain = [new LogitBias(bias), new Penalties(o.repeatPenalty, o.frequencyPenalty, o.presencePenalty, o.penaltyWindow), ...own];
-    if (!this.greedy) this.chain.push(new TopK(o.topK), new TopP(o.topP), new MinP(o.minP), new Temperature(o.temperature));
+    if (!this.greedy) {
+      this.chain.push(
+        step((c) => topK(c, o.topK)),
+        step((c) => topP(c, o.topP)),
+        step((c) => minP(c, o.minP)),
+        step((c) => { for (let i = 0; i < c.size; i++) c.logits[i] /= o.temperature; }),
+      );
+    }
     this.rng = new SeededRandom(options.seed ?? (Math.random() * 2 ** 32) >>> 0);
   }
 
@@ -140,33 +147,8 @@ class Penalties implements LogitsProcessor {
   }
 }
 
-class TopK implements LogitsProcessor {
-  constructor(private readonly k: number) {}
-  process(c: Candidates): void {
-    topK(c, this.k);
-  }
-}
-
-class TopP implements LogitsProcessor {
-  constructor(private readonly p: number) {}
-  process(c: Candidates): void {
-    topP(c, this.p);
-  }
-}
-
-class MinP implements LogitsProcessor {
-  constructor(private readonly m: number) {}
-  process(c: Candidates): void {
-    minP(c, this.m);
-  }
-}
-
-class Temperature implements LogitsProcessor {
-  constructor(private readonly t: number) {}
-  process(c: Candidates): void {
-    for (let i = 0; i < c.size; i++) c.logits[i] /= this.t;
-  }
-}
+/** A stateless step of the chain. */
+const step = (process: (c: Candidates) => void): LogitsProcessor => ({ process });
 
 function greedy(c: Candidates): number {
   let best = -1;

@@ -24,6 +24,8 @@ export interface Chromium {
   context: BrowserContext;
   /** A new page whose console errors and page errors are collected into `errors`. */
   page(): Promise<{ page: Page; errors: string[] }>;
+  /** Open `url` in a new page and wait for its window.__wasmforgeResult (the portable suite's). */
+  suiteResult(url: string): Promise<{ result: unknown; errors: string[] }>;
   close(): Promise<void>;
 }
 
@@ -31,7 +33,7 @@ export async function launchChromium(): Promise<Chromium> {
   const { chromium } = await import('playwright-core');
   const profile = await mkdtemp(join(tmpdir(), 'wasmforge-chromium-'));
   const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS });
-  return {
+  const browser: Chromium = {
     context,
     async page() {
       const page = await context.newPage();
@@ -43,9 +45,20 @@ export async function launchChromium(): Promise<Chromium> {
       });
       return { page, errors };
     },
+    async suiteResult(url) {
+      const { page, errors } = await browser.page();
+      try {
+        await page.goto(url);
+        const handle = await page.waitForFunction(() => (window as { __wasmforgeResult?: unknown }).__wasmforgeResult, null, { timeout: 150_000 });
+        return { result: await handle.jsonValue(), errors };
+      } finally {
+        await page.close();
+      }
+    },
     async close() {
       await context.close();
       await rm(profile, { recursive: true, force: true });
     },
   };
+  return browser;
 }

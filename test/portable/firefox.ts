@@ -23,6 +23,8 @@ export async function firefoxStatus(): Promise<{ ok: boolean; reason?: string }>
 export interface Firefox {
   /** A new page whose console errors and page errors are collected into `errors`. */
   page(): Promise<{ page: Page; errors: string[] }>;
+  /** Open `url` in a new page and wait for its window.__wasmforgeResult (the portable suite's). */
+  suiteResult(url: string): Promise<{ result: unknown; errors: string[] }>;
   close(): Promise<void>;
 }
 
@@ -30,7 +32,7 @@ export async function launchFirefox(): Promise<Firefox> {
   const { default: puppeteer } = await import('puppeteer-core');
   const profile = await mkdtemp(join(tmpdir(), 'wasmforge-firefox-'));
   const browser: Browser = await puppeteer.launch({ browser: 'firefox', protocol: 'webDriverBiDi', executablePath: FIREFOX, headless: true, userDataDir: profile });
-  return {
+  const firefox: Firefox = {
     async page() {
       const page = await browser.newPage();
       const errors: string[] = [];
@@ -41,9 +43,20 @@ export async function launchFirefox(): Promise<Firefox> {
       });
       return { page, errors };
     },
+    async suiteResult(url) {
+      const { page, errors } = await firefox.page();
+      try {
+        await page.goto(url);
+        const handle = await page.waitForFunction(() => (window as { __wasmforgeResult?: unknown }).__wasmforgeResult, { timeout: 150_000, polling: 200 });
+        return { result: await handle.jsonValue(), errors };
+      } finally {
+        await page.close();
+      }
+    },
     async close() {
       await browser.close();
       await rm(profile, { recursive: true, force: true });
     },
   };
+  return firefox;
 }

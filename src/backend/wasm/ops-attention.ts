@@ -1,0 +1,108 @@
+// The WASM backend's KV cache ops: storeKV into the paged cache, and attention over it.
+import { BackendError } from '../errors.js';
+import type { AttentionArgs, Backend, KVLayer } from '../backend.js';
+import { checkInt, MIN_WORK, type OpContext } from './dispatch.js';
+import * as K from './kernels.generated.js';
+
+export function attentionOps({ mem, dispatch, scratch, scratchBytes }: OpContext): Pick<Backend, 'storeKV' | 'attention'> {
+  return {
+    storeKV(layer: KVLayer, k, v, slots, nTokens) {
+      checkInt('nTokens', nTokens, 0);
+      if (nTokens === 0) return;
+      const c = dispatch.cmd(K.OP_STORE_KV);
+      c.i[K.KV_K_CACHE] = mem.at(layer.k, 'K cache');
+      c.i[K.KV_V_CACHE] = mem.at(layer.v, 'V cache');
+      c.i[K.KV_F16] = layer.type === 'f16' ? 1 : 0;
+      c.i[K.KV_DIM] = layer.kvDim;
+      c.i[K.KV_K] = mem.at(k, 'storeKV k', 4 * nTokens * layer.kvDim);
+      c.i[K.KV_V] = mem.at(v, 'storeKV v', 4 * nTokens * layer.kvDim);
+      c.i[K.KV_SLOTS] = mem.at(slots, 'storeKV slots', 4 * nTokens);
+      c.i[K.KV_N_TOKENS] = nTokens;
+      const nSlots = layer.k.bytes / (layer.kvDim * (layer.type === 'f16' ? 2 : 4));
+      const mem32 = mem.i32(), sv = c.i[K.KV_SLOTS]! >> 2;
+      for (let t = 0; t < nTokens; t++) {
+        const slot = mem32[sv + t]!;
+        if (slot < 0 || slot >= nSlots) throw new BackendError('INVALID_ARGUMENT', `storeKV: slot ${slot} outside 0..${nSlots - 1}`);
+      }
+      dispatch.run(2 * nTokens * layer.kvDim, MIN_WORK.elementwise, nTokens);
+    },
+
+    attention(a: AttentionArgs) {
+      const { nTokens, nHeads, nKvHeads, headDim, layer } = a;
+      checkInt('nTokens', nTokens, 0);
+      checkInt('nKvHeads', nKvHeads, 1);
+      checkInt('headDim', headDim, 1);
+      if (nHeads % nKvHeads !== 0) throw new BackendError('INVALID_ARGUMENT', `attention: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
+      if (layer.kvDim !== nKvHeads * headDim) throw new BackendError('INVALID_ARGUMENT', `attention: kvDim ${layer.kvDim} != nKvHeads ${nKvHeads} * headDim ${headDim}`);
+      if (nTokens === 0) return;
+      // Check each token's key range and its block table: the kernel reads the table from
+      // firstKey / blockSize on without bounds checks, so every entry it reads must be a block of
+      // this cache (entries before it may be released, -1).
+      const infoPtr = mem.at(a.tokenInfo, 'attention tokenInfo', 12 * nTokens);
+      const tablesPtr = mem.at(a.blockTables, 'attention block tables');
+      const mem32 = mem.i32();
+      const info = infoPtr >> 2, tables = tablesPtr >> 2, nEntries = a.blockTables.bytes >> 2;
+      const nBlocks = layer.k.bytes / (layer.blockSize * layer.kvDim * (layer.type === 'f16' ? 2 : 4));
+      let keys = 0;
+      for (let t = 0; t < nTokens; t++) {
+        const start = mem32[info + 3 * t]!, first = mem32[info + 3 * t + 1]!, end = mem32[info + 3 * t + 2]!;
+        if (first < 0 || end < first) throw new BackendError('INVALID_ARGUMENT', `attention: token ${t} has key range [${first}, ${end})`);
+        if (end === first) continue;
+        const lo = Math.floor(first / layer.blockSize), hi = Math.ceil(end / layer.blockSize);
+        if (start < 0 || start + hi > nEntries) throw new BackendError('INVALID_ARGUMENT', `attention: token ${t}'s block table [${start}, ${start + hi}) is outside the ${nEntries} entries`);
+        for (let e = lo; e < hi; e++) {
+          const block = mem32[tables + start + e]!;
+          if (block < 0 || block >= nBlocks) {
+            throw new BackendError('INVALID_ARGUMENT', block < 0 ? `attention: token ${t} reads key block ${e}, which was released` : `attention: token ${t}'s block ${block} is outside the cache's ${nBlocks}`);
+          }
+        }
+        keys += end - first;
+      }
+      const c = dispatch.cmd(K.OP_ATTENTION);
+      c.i[K.ATTN_Q] = mem.at(a.q, 'attention q', 4 * nTokens * nHeads * headDim);
+      c.i[K.ATTN_OUT] = mem.at(a.out, 'attention output', 4 * nTokens * nHeads * headDim);
+      c.i[K.ATTN_N_TOKENS] = nTokens;
+      c.i[K.ATTN_N_HEADS] = nHeads;
+      c.i[K.ATTN_N_KV_HEADS] = nKvHeads;
+      c.i[K.ATTN_HEAD_DIM] = headDim;
+      c.f[K.ATTN_SCALE] = a.scale;
+      // An f16 cache follows llama.cpp's flash attention (its default on CPU). Its AVX-512 build
+      // rounds as the one-row kernel (f16 Q and V accumulator) when headDim is not a multiple of
+      // 16 lanes, at any batch size; otherwise its >= 64-token prefill takes the tiled f32 kernel,
+      // which the f32 rounding matches. (Its single-token decode of such heads rounds as the
+      // one-row kernel too; results here must not depend on the batch, so prefill wins.)
+      const half = layer.type === 'f16' && headDim % 16 !== 0 ? 1 : 0;
+      const group = nHeads / nKvHeads;
+      // The f32 path works in query tiles: runs of up to ATTN_QUERY_TILE consecutive tokens with one
+      // block table (queryTileEnd in attention.ts), each K/V row converted once per tile.
+      let tiles = 0;
+      for (let t = 0; t < nTokens; tiles++) {
+        const table = mem32[info + 3 * t]!;
+        const t0 = t;
+        for (t++; t < nTokens && t - t0 < K.ATTN_QUERY_TILE && mem32[info + 3 * t] === table; t++);
+      }
+      // Heads per unit of the f32 path: the whole KV group (K/V converted once for all of them), or
+      // one head when that leaves too few units to keep every thread busy (decode of a few tokens).
+      const hpu = dispatch.nThreads > 1 && tiles * nKvHeads < dispatch.nThreads ? 1 : group;
+      // Scratch per share: the f16-rounded query (half), or the f32 path's converted K and V rows plus
+      // per tile row a max, a sum and a key tile of scores (attnScratchStride in attention.ts).
+      const perShare = half ? headDim * 4 : Math.ceil(((2 * headDim + K.ATTN_QUERY_TILE * hpu * (2 + K.ATTN_KEY_TILE)) * 4) / 64) * 64;
+      // Scratch is indexed by chunk (at most dispatch.nThreads * CHUNKS_PER_THREAD chunks, never fewer than dispatch.nThreads).
+      const maxChunks = Math.floor(scratchBytes / perShare);
+      if (maxChunks < dispatch.nThreads) throw new BackendError('INVALID_ARGUMENT', `attention: headDim ${headDim} too large for the scratch`);
+      c.i[K.ATTN_K_CACHE] = mem.at(layer.k, 'K cache');
+      c.i[K.ATTN_V_CACHE] = mem.at(layer.v, 'V cache');
+      c.i[K.ATTN_F16] = layer.type === 'f16' ? 1 : 0;
+      c.i[K.ATTN_BLOCK_SIZE] = layer.blockSize;
+      c.i[K.ATTN_KV_DIM] = layer.kvDim;
+      c.i[K.ATTN_TOKEN_INFO] = infoPtr;
+      c.i[K.ATTN_HALF] = half;
+      c.i[K.ATTN_SCRATCH] = scratch;
+      c.i[K.ATTN_HEADS_PER_UNIT] = hpu;
+      c.i[K.ATTN_TABLES] = tablesPtr;
+      // Work units: (token, head) pairs for the half path, (query tile, KV head, hpu heads) otherwise.
+      dispatch.run(2 * keys * nHeads * headDim, MIN_WORK.attention, half ? nTokens * nHeads : tiles * nKvHeads * (group / hpu), maxChunks);
+    },
+
+  };
+}

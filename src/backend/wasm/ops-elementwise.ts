@@ -1,0 +1,90 @@
+// The WASM backend's element-wise and normalization ops: rmsNorm, rope, swiglu, add, addBias, silu, gelu.
+import { BackendError } from '../errors.js';
+import type { Backend, RopeParams, Tensor } from '../backend.js';
+import { checkInt, MIN_WORK, type OpContext } from './dispatch.js';
+import * as K from './kernels.generated.js';
+
+type ElementwiseOps = Pick<Backend, 'rmsNorm' | 'rope' | 'swiglu' | 'add' | 'addBias'> & {
+  silu(out: Tensor, x: Tensor, count: number): void;
+  gelu(out: Tensor, x: Tensor, count: number): void;
+};
+
+export function elementwiseOps({ mem, dispatch }: OpContext): ElementwiseOps {
+  const elementwise = (op: number, out: Tensor, a: Tensor, b: Tensor | undefined, count: number, minWork: number): void => {
+    checkInt('count', count, 0);
+    if (count === 0) return;
+    const c = dispatch.cmd(op);
+    if (b) {
+      c.i[K.BINARY_OUT] = mem.at(out, 'output', 4 * count);
+      c.i[K.BINARY_A] = mem.at(a, 'input', 4 * count);
+      c.i[K.BINARY_B] = mem.at(b, 'second input', 4 * count);
+      c.i[K.BINARY_COUNT] = count;
+    } else {
+      c.i[K.UNARY_OUT] = mem.at(out, 'output', 4 * count);
+      c.i[K.UNARY_X] = mem.at(a, 'input', 4 * count);
+      c.i[K.UNARY_COUNT] = count;
+    }
+    dispatch.run(count, minWork, Math.ceil(count / 16));
+  };
+
+  return {
+    rmsNorm(out, x, weight, n, nTokens, eps) {
+      checkInt('n', n, 1);
+      checkInt('nTokens', nTokens, 0);
+      if (nTokens === 0) return;
+      const c = dispatch.cmd(K.OP_RMS_NORM);
+      c.i[K.NORM_OUT] = mem.at(out, 'rmsNorm output', 4 * n * nTokens);
+      c.i[K.NORM_X] = mem.at(x, 'rmsNorm input', 4 * n * nTokens);
+      c.i[K.NORM_WEIGHT] = mem.at(weight, 'rmsNorm weight', 4 * n);
+      c.i[K.NORM_N] = n;
+      c.i[K.NORM_N_TOKENS] = nTokens;
+      c.f[K.NORM_EPS] = eps;
+      dispatch.run(n * nTokens, MIN_WORK.elementwise, nTokens);
+    },
+
+    rope(x, nTokens, nHeads, headDim, positions, p: RopeParams) {
+      checkInt('nTokens', nTokens, 0);
+      checkInt('nHeads', nHeads, 1);
+      checkInt('headDim', headDim, 2);
+      if (p.ropeDims % 2 !== 0 || p.ropeDims < 2 || p.ropeDims > headDim) {
+        throw new BackendError('INVALID_ARGUMENT', `rope: ropeDims ${p.ropeDims} must be even and in 2..headDim (${headDim})`);
+      }
+      if (nTokens === 0) return;
+      const c = dispatch.cmd(K.OP_ROPE);
+      c.i[K.ROPE_X] = mem.at(x, 'rope input', 4 * nTokens * nHeads * headDim);
+      c.i[K.ROPE_N_TOKENS] = nTokens;
+      c.i[K.ROPE_N_HEADS] = nHeads;
+      c.i[K.ROPE_HEAD_DIM] = headDim;
+      c.i[K.ROPE_POSITIONS] = mem.at(positions, 'rope positions', 4 * nTokens);
+      c.i[K.ROPE_N_DIMS] = p.ropeDims;
+      c.f[K.ROPE_FREQ_BASE] = p.freqBase;
+      c.f[K.ROPE_FREQ_SCALE] = p.freqScale;
+      c.i[K.ROPE_NEOX] = p.neox ? 1 : 0;
+      c.f[K.ROPE_EXT_FACTOR] = p.extFactor;
+      c.f[K.ROPE_ATTN_FACTOR] = p.attnFactor;
+      c.f[K.ROPE_BETA_FAST] = p.betaFast;
+      c.f[K.ROPE_BETA_SLOW] = p.betaSlow;
+      c.i[K.ROPE_N_CTX_ORIG] = p.nCtxOrig;
+      dispatch.run(nTokens * (p.ropeDims / 2) * (nHeads + 50), MIN_WORK.elementwise, nTokens);
+    },
+
+    swiglu: (out, gate, up, count) => elementwise(K.OP_SWIGLU, out, gate, up, count, MIN_WORK.transcendental),
+    add: (out, a, b, count) => elementwise(K.OP_ADD, out, a, b, count, MIN_WORK.elementwise),
+    silu: (out, x, count) => elementwise(K.OP_SILU, out, x, undefined, count, MIN_WORK.transcendental),
+    gelu: (out, x, count) => elementwise(K.OP_GELU, out, x, undefined, count, MIN_WORK.transcendental),
+
+    addBias(out, x, bias, n, nTokens) {
+      checkInt('n', n, 1);
+      checkInt('nTokens', nTokens, 0);
+      if (nTokens === 0) return;
+      const c = dispatch.cmd(K.OP_ADD_BIAS);
+      c.i[K.BIAS_OUT] = mem.at(out, 'addBias output', 4 * n * nTokens);
+      c.i[K.BIAS_X] = mem.at(x, 'addBias input', 4 * n * nTokens);
+      c.i[K.BIAS_BIAS] = mem.at(bias, 'addBias bias', 4 * n);
+      c.i[K.BIAS_N] = n;
+      c.i[K.BIAS_N_TOKENS] = nTokens;
+      dispatch.run(n * nTokens, MIN_WORK.elementwise, nTokens);
+    },
+
+  };
+}
