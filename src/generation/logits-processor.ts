@@ -23,9 +23,11 @@ export interface LogitsProcessor {
   accept?(token: number): void;
 }
 
+/** 0..n-1 for the last vocabulary size seen: copied per row instead of filled. */
+let identity = new Int32Array(0);
+
 /** All tokens of a logit row as candidates (a copy: the row itself is never changed). */
 export function candidatesOf(logits: Float32Array): Candidates {
-  const ids = new Int32Array(logits.length);
-  for (let i = 0; i < ids.length; i++) ids[i] = i;
-  return { ids, logits: logits.slice(), size: logits.length, sorted: false };
+  if (identity.length !== logits.length) identity = Int32Array.from({ length: logits.length }, (_, i) => i);
+  return { ids: identity.slice(), logits: logits.slice(), size: logits.length, sorted: false };
 }

@@ -102,6 +102,9 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     },
     async read(src, byteOffset = 0, n = src.bytes - byteOffset) {
       const ptr = mem.at(src, 'read', byteOffset + n) + byteOffset;
+      // Copying out of a shared memory goes element by element (racy-safe): 4-byte elements where
+      // aligned (logits always are) make it 4x fewer steps than bytes.
+      if (ptr % 4 === 0 && n % 4 === 0) return new Uint8Array(new Int32Array(memory.buffer, ptr, n >> 2).slice().buffer);
       return mem.u8().slice(ptr, ptr + n);
     },
     copy(dst, dstOffset, src, srcOffset, n) {
