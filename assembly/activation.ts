@@ -30,7 +30,7 @@ const GELU_A: f32 = 0.044715;
   return f32x4.extract_lane(v, 0);
 }
 
-/** args: [op, out, gate, up, count]: out = silu(gate) * up. out may equal gate. */
+/** BINARY_* args: out = silu(gate) * up. out may equal gate. */
 export function swiglu(args: usize, ith: i32, nth: i32): void {
   const out = <usize>arg(args, BINARY_OUT);
   const g = <usize>arg(args, BINARY_A);
@@ -48,7 +48,7 @@ export function swiglu(args: usize, ith: i32, nth: i32): void {
   }
 }
 
-/** args: [op, out, x, count]: out = silu(x). */
+/** UNARY_* args: out = silu(x). */
 export function silu(args: usize, ith: i32, nth: i32): void {
   const out = <usize>arg(args, UNARY_OUT);
   const x = <usize>arg(args, UNARY_X);
@@ -59,7 +59,7 @@ export function silu(args: usize, ith: i32, nth: i32): void {
   for (; i < i1; i++) store<f32>(out + (<usize>i << 2), lane(siluv(f32x4.splat(load<f32>(x + (<usize>i << 2))))));
 }
 
-/** args: [op, out, x, count]: out = gelu(x) (tanh approximation, as ggml_gelu). */
+/** UNARY_* args: out = gelu(x) (tanh approximation, as ggml_gelu). */
 export function gelu(args: usize, ith: i32, nth: i32): void {
   const out = <usize>arg(args, UNARY_OUT);
   const x = <usize>arg(args, UNARY_X);
@@ -70,7 +70,7 @@ export function gelu(args: usize, ith: i32, nth: i32): void {
   for (; i < i1; i++) store<f32>(out + (<usize>i << 2), lane(geluv(f32x4.splat(load<f32>(x + (<usize>i << 2))))));
 }
 
-/** args: [op, out, a, b, count]: out = a + b. */
+/** BINARY_* args: out = a + b. */
 export function add(args: usize, ith: i32, nth: i32): void {
   const out = <usize>arg(args, BINARY_OUT);
   const a = <usize>arg(args, BINARY_A);
@@ -88,7 +88,7 @@ export function add(args: usize, ith: i32, nth: i32): void {
   }
 }
 
-/** args: [op, out, x, bias, n, nTokens]: out[t] = x[t] + bias; split by tokens. */
+/** BIAS_* args: out[t] = x[t] + bias; split by tokens. */
 export function addBias(args: usize, ith: i32, nth: i32): void {
   const out = <usize>arg(args, BIAS_OUT);
   const x = <usize>arg(args, BIAS_X);

@@ -156,8 +156,7 @@ function dotHalf(q: usize, k: usize, n: i32): f32 {
 // ---------------------------------------------------------------- driver
 
 /**
- * args: [op, q, out, nTokens, nHeads, nKvHeads, headDim, scale(f32), kPtr, vPtr, isF16,
- *        blockSize, kvDim, tokenInfo, half, scratch, hpu, tables]. tokenInfo: per token t, three i32 at
+ * ATTN_* args (abi.ts). tokenInfo: per token t, three i32 at
  * tokenInfo + 12t: [block table start (an entry index into the i32 array at tables), first key,
  * end key]; the token attends to its sequence's positions first..end-1, and block-table entries
  * before first / blockSize are never read.

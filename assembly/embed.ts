@@ -186,7 +186,7 @@ export function dequantRow(type: i32, q: usize, y: usize, cols: i32): bool {
   return true;
 }
 
-/** args: [op, type, table, cols, rowBytes, ids, nTokens, out]; split by tokens. */
+/** GET_ROWS_* args (abi.ts); split by tokens. */
 export function getRows(args: usize, ith: i32, nth: i32): void {
   const type = arg(args, GET_ROWS_TYPE);
   const table = <usize>arg(args, GET_ROWS_TABLE);

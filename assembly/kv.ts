@@ -10,7 +10,7 @@ import { arg, f32ToF16, splitAt } from './common';
   for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>f32ToF16(load<f32>(src + (<usize>i << 2))));
 }
 
-/** args: [op, kPtr, vPtr, isF16, kvDim, k, v, slots, nTokens]; split by tokens. */
+/** KV_* args (abi.ts); split by tokens. */
 export function storeKV(args: usize, ith: i32, nth: i32): void {
   const kc = <usize>arg(args, KV_K_CACHE);
   const vc = <usize>arg(args, KV_V_CACHE);

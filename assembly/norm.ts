@@ -3,7 +3,7 @@
 import { NORM_EPS, NORM_N, NORM_N_TOKENS, NORM_OUT, NORM_WEIGHT, NORM_X } from './abi';
 import { arg, argf, splitAt } from './common';
 
-/** args: [op, out, x, weight, n, nTokens, eps(f32)]; split by tokens. out may equal x. */
+/** NORM_* args (abi.ts); split by tokens. out may equal x. */
 export function rmsNorm(args: usize, ith: i32, nth: i32): void {
   const out = <usize>arg(args, NORM_OUT);
   const x = <usize>arg(args, NORM_X);

@@ -47,7 +47,7 @@ import {
  * Q8_0 as llama.cpp's x86 path: d = amax/127 (stored through f16), q = nearest(x * 127/amax).
  * For Q4_1/Q5_1 weights it is Q8_1 (ggml's vec_dot_type for them): the same d and qs, and s holds
  * f16(d * sum(q)) with the unrounded d, as x86 quantize_row_q8_1 stores it.
- * args: [op, x, nTokens, cols, qs, d, s, weightType]; split by blocks. qs holds i8, or i16 in the
+ * QUANT_* args (abi.ts); split by blocks. qs holds i8, or i16 in the
  * wide layout when the weight type's kernel reads that (wideActType): the host reserves 2 bytes.
  */
 export function quantQ8_0(args: usize, ith: i32, nth: i32): void {
@@ -89,7 +89,7 @@ export function quantQ8_0(args: usize, ith: i32, nth: i32): void {
 
 /**
  * out[i] = x[i] rounded to f16 (bf16 = 0) or bf16 (bf16 = 1) precision, kept as f32 so the float
- * kernels read it unchanged. args: [op, x, count, out, bf16]; split by 16-value chunks.
+ * kernels read it unchanged. ROUND_* args; split by 16-value chunks.
  */
 export function roundAct(args: usize, ith: i32, nth: i32): void {
   const x = <usize>arg(args, ROUND_X);
@@ -113,7 +113,7 @@ export function roundAct(args: usize, ith: i32, nth: i32): void {
 /**
  * Q8_K as ggml's quantize_row_q8_K_ref: scale from the signed value of largest magnitude
  * (first one on ties), q = min(127, nearest(-127/max * x)), d = 1/iscale, bsums per 16.
- * args: [op, x, nTokens, cols, qs, d, bsums]; split by 256-blocks.
+ * QUANT_* args (s: the bsums); split by 256-blocks.
  */
 export function quantQ8_K(args: usize, ith: i32, nth: i32): void {
   const x = <usize>arg(args, QUANT_X);

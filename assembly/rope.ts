@@ -12,8 +12,7 @@ function yarnCorrDim(nDims: i32, nCtxOrig: i32, nRot: f32, base: f32): f32 {
 }
 
 /**
- * args: [op, x, nTokens, nHeads, headDim, positions, ropeDims, freqBase, freqScale, neox,
- *        extFactor, attnFactor, betaFast, betaSlow, nCtxOrig] (f32 for the float parameters).
+ * ROPE_* args (abi.ts; f32 for the float parameters).
  * In place; split by tokens (each thread derives its tokens' angles itself).
  */
 export function rope(args: usize, ith: i32, nth: i32): void {
