@@ -15,13 +15,15 @@ const HELP = `usage: wasmforge generate [-m FILE] [-p PROMPT] [-n N] [options]
   --stop TEXT             stop string (repeatable through a comma-free value)
   -t, --threads N         worker threads (default: all cores)
   -c, --ctx N             context length
-  --ignore-eos            keep generating past end-of-text`;
+  --ignore-eos            keep generating past end-of-text
+  --lookup N              speculative decoding by prompt lookup: up to N draft tokens per step
+                          (same output, fewer forward passes when the text repeats the prompt)`;
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
     values: {
       ...MODEL_OPTIONS, prompt: ['p'], 'n-predict': ['n'], temp: ['temperature'], 'top-k': [], 'top-p': [], 'min-p': [],
-      'repeat-penalty': [], 'frequency-penalty': [], 'presence-penalty': [], 'repeat-last-n': [], seed: ['s'], stop: [],
+      'repeat-penalty': [], 'frequency-penalty': [], 'presence-penalty': [], 'repeat-last-n': [], seed: ['s'], stop: [], lookup: [],
     },
     flags: { help: ['h'], 'ignore-eos': [] },
   });
@@ -42,6 +44,7 @@ export async function run(argv: string[]): Promise<number> {
     seed: args.values.has('seed') ? numberOption(args, 'seed', 0, { integer: true, min: 0 }) : undefined,
     stop: args.values.has('stop') ? [args.values.get('stop')!] : undefined,
     ignoreEos: args.flags.has('ignore-eos'),
+    speculative: args.values.has('lookup') ? { method: 'prompt-lookup', draftTokens: numberOption(args, 'lookup', 8, { integer: true, min: 1, max: 64 }) } : undefined,
   };
   const prompt = args.values.get('prompt') ?? 'Once upon a time';
   const model = await loadModelFromArgs(args);

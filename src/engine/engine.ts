@@ -6,6 +6,7 @@
 // allocated once, here, and stay until the model is disposed. Make one engine per model.
 import { ChatTemplate, type ChatMessage, type ChatRenderOptions } from '../chat/template.js';
 import { yieldToEventLoop } from '../generation/yield.js';
+import { createDrafter, type Drafter } from '../generation/prompt-lookup.js';
 import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
 import { Graph } from '../model/graph.js';
@@ -126,6 +127,12 @@ export class Engine {
     const { timeoutMs } = request;
     if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new EngineError('INVALID_REQUEST', `timeoutMs must be > 0, got ${timeoutMs}`);
     if (request.stop?.some((s) => typeof s !== 'string' || s.length === 0)) throw new EngineError('INVALID_REQUEST', 'stop strings must be non-empty strings');
+    let drafter: Drafter | undefined;
+    try {
+      drafter = request.speculative === undefined ? undefined : createDrafter(request.speculative);
+    } catch (err) {
+      throw new EngineError('INVALID_REQUEST', (err as Error).message);
+    }
     const queued = [...this.requests].filter((r) => r.admittedAt === undefined).length;
     if (queued >= this.maxQueue) {
       throw new EngineError('OVERLOADED', `${queued} requests are already waiting (maxQueue ${this.maxQueue}); retry later`);
@@ -134,7 +141,7 @@ export class Engine {
     const samplers = Array.from({ length: n }, (_, i) => new Sampler({ ...request, seed: request.seed === undefined ? undefined : (request.seed + i) >>> 0 }));
 
     const r = new RequestState(this.nextRequestId++, prompt.length, { maxTokens, ignoreEos: request.ignoreEos ?? false, logprobs: request.logprobs ?? false, priority });
-    for (let i = 0; i < n; i++) r.sequences.push(new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], r.params.logprobs), logitsFrom));
+    for (let i = 0; i < n; i++) r.sequences.push(new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], r.params.logprobs), logitsFrom, drafter));
     this.requests.add(r);
     r.onSettle(() => this.requests.delete(r));
 
@@ -194,6 +201,8 @@ export class Engine {
       generatedTokens: st.generatedTokens,
       preemptions: st.preemptions,
       steps: st.steps,
+      draftedTokens: st.draftedTokens,
+      draftAcceptanceRate: st.draftedTokens > 0 ? st.acceptedDraftTokens / st.draftedTokens : 0,
       tokensPerSecond: st.busyMs > 0 ? st.generatedTokens / (st.busyMs / 1000) : 0,
     };
   }

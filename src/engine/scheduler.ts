@@ -33,17 +33,23 @@ export interface SchedulerStats {
   admittedPromptTokens: number;
   reusedPromptTokens: number;
   preemptions: number;
+  /** Draft tokens evaluated, and those kept (speculative decoding). */
+  draftedTokens: number;
+  acceptedDraftTokens: number;
   busyMs: number;
 }
 
 interface Slice {
   readonly seq: Sequence;
+  /** Tokens of seq.tokens from kvLen on. */
   readonly count: number;
+  /** Draft tokens evaluated after them (speculative decoding). */
+  draft: number[];
 }
 
 export class Scheduler {
   readonly prefixCache: PrefixCache;
-  readonly stats: SchedulerStats = { steps: 0, computedTokens: 0, generatedTokens: 0, admittedPromptTokens: 0, reusedPromptTokens: 0, preemptions: 0, busyMs: 0 };
+  readonly stats: SchedulerStats = { steps: 0, computedTokens: 0, generatedTokens: 0, admittedPromptTokens: 0, reusedPromptTokens: 0, preemptions: 0, draftedTokens: 0, acceptedDraftTokens: 0, busyMs: 0 };
   private readonly waiting: Sequence[] = [];
   /** In admission order. */
   private readonly running: Sequence[] = [];
@@ -108,11 +114,12 @@ export class Scheduler {
     this.makeRoom(plan);
 
     const batch: BatchToken[] = [];
-    for (const { seq, count } of plan) {
+    for (const { seq, count, draft } of plan) {
       for (let i = 0; i < count; i++) {
         const p = seq.kvLen + i;
         batch.push({ token: seq.tokens[p], seqId: seq.kvId, logits: seq.wantsLogits(p) });
       }
+      for (const token of draft) batch.push({ token, seqId: seq.kvId, logits: true });
     }
     let logits: Float32Array[];
     this.deferredCancels = [];
@@ -130,8 +137,8 @@ export class Scheduler {
     this.stats.computedTokens += batch.length;
 
     let row = 0;
-    const sampled: [Sequence, Float32Array][] = [];
-    for (const { seq, count } of plan) {
+    const sampled: [Sequence, Float32Array[], number[]][] = [];
+    for (const { seq, count, draft } of plan) {
       let last: Float32Array | undefined;
       for (let p = seq.kvLen; p < seq.kvLen + count; p++) {
         if (!seq.wantsLogits(p)) continue;
@@ -139,11 +146,14 @@ export class Scheduler {
         // A recomputation after preemption computes the same rows again: they replace themselves.
         if (seq.logitsFrom !== undefined && p >= seq.logitsFrom) seq.positionLogits[p - seq.logitsFrom] = last;
       }
+      // The drafts' K/V stay in the cache past kvLen until verification keeps or drops them.
       seq.kvLen += count;
-      if (seq.kvLen === seq.tokens.length) sampled.push([seq, last!]);
+      const draftLogits = logits.slice(row, row + draft.length);
+      row += draft.length;
+      if (seq.kvLen === seq.tokens.length) sampled.push([seq, [last!, ...draftLogits], draft]);
     }
     this.landDeferredCancels(); // after the KV bookkeeping, as if they had come between steps
-    for (const [seq, l] of sampled) if (seq.state === 'running') this.onLogits(seq, l);
+    for (const [seq, rows, draft] of sampled) if (seq.state === 'running') this.onLogits(seq, rows, draft);
     this.stats.busyMs += performance.now() - t0;
   }
 
@@ -210,32 +220,62 @@ export class Scheduler {
     }
   }
 
-  /** Decode tokens first (one per sequence), then prompt chunks, oldest first, within the token budget. */
+  /**
+   * Decode tokens first (one per sequence), then prompt chunks, oldest first, then draft tokens
+   * for sequences that speculate, all within the token budget.
+   */
   private plan(): Slice[] {
     let budget = this.config.maxBatchTokens;
     const plan: Slice[] = [];
     for (const seq of this.running) {
       if (budget > 0 && seq.pending === 1) {
-        plan.push({ seq, count: 1 });
+        plan.push({ seq, count: 1, draft: [] });
         budget--;
       }
     }
     for (const seq of this.running) {
       if (budget > 0 && seq.pending > 1) {
         const count = Math.min(seq.pending, budget);
-        plan.push({ seq, count });
+        plan.push({ seq, count, draft: [] });
         budget -= count;
+      }
+    }
+    for (const slice of plan) {
+      if (budget > 0) {
+        slice.draft = this.proposeDraft(slice, budget);
+        budget -= slice.draft.length;
       }
     }
     return plan;
   }
 
-  /** Free blocks until the plan fits: prefix-cache entries first, then preempt running sequences. */
+  /**
+   * Draft tokens to evaluate after a slice that ends the sequence's tokens: no more than could be
+   * kept (the request's token limit, the context). None under a sliding window, whose KV cannot
+   * roll back over blocks the drafts' positions let go.
+   */
+  private proposeDraft({ seq, count }: Slice, budget: number): number[] {
+    const drafter = seq.drafter;
+    if (!drafter || seq.kvLen + count !== seq.tokens.length || seq.followers.length > 0) return [];
+    if (this.kv.options.slidingWindow !== undefined) return [];
+    const keepable = Math.min(seq.request.params.maxTokens - seq.generated - 1, this.config.contextLength - seq.tokens.length);
+    const draft = drafter.propose(seq.tokens, Math.min(budget, keepable));
+    this.stats.draftedTokens += draft.length;
+    return draft;
+  }
+
+  /** Free blocks until the plan fits: drafts first, then prefix-cache entries, then preempt running sequences. */
   private makeRoom(plan: Slice[]): void {
     for (;;) {
       let need = 0;
-      for (const { seq, count } of plan) need += this.kv.blocksNeeded(seq.kvId, count);
+      for (const { seq, count, draft } of plan) need += this.kv.blocksNeeded(seq.kvId, count + draft.length);
       if (need <= this.kv.pool.freeCount) return;
+      const drafted = plan.find((s) => s.draft.length > 0);
+      if (drafted) {
+        this.stats.draftedTokens -= drafted.draft.length;
+        drafted.draft = [];
+        continue;
+      }
       if (this.prefixCache.evictOne()) continue;
       const victim = this.victim();
       // A lone sequence always fits: config.contextLength keeps what it holds within the pool.
@@ -270,7 +310,13 @@ export class Scheduler {
     seq.kvLen = 0;
   }
 
-  private onLogits(seq: Sequence, logits: Float32Array): void {
+  /**
+   * rows[0]: logits after the sequence's last token; rows[i]: after draft token i (its K/V are in
+   * the cache beyond kvLen). Sample from each in turn while the sampled token is the draft's: the
+   * tokens are what plain decoding would sample, one forward pass fewer for each draft kept. Then
+   * the KV rolls back past the first draft that was not.
+   */
+  private onLogits(seq: Sequence, rows: Float32Array[], draft: readonly number[]): void {
     // The prompt is in: the other completions share its blocks and sample from the same logits.
     const followers = seq.followers.splice(0);
     for (const f of followers) {
@@ -282,29 +328,37 @@ export class Scheduler {
       f.state = 'running';
       this.running.push(f);
     }
-    this.sample(seq, logits);
-    for (const f of followers) if (f.state === 'running') this.sample(f, logits);
+    for (let i = 0; ; i++) {
+      const token = this.sample(seq, rows[i]);
+      if (seq.state !== 'running' || i === draft.length || token !== draft[i]) break;
+      seq.kvLen++; // the draft's K/V are the sampled token's
+      this.stats.acceptedDraftTokens++;
+    }
+    if (seq.state === 'running' && this.kv.sequenceLength(seq.kvId) > seq.kvLen) this.kv.truncate(seq.kvId, seq.kvLen);
+    for (const f of followers) if (f.state === 'running') this.sample(f, rows[0]);
   }
 
-  private sample(seq: Sequence, logits: Float32Array): void {
+  /** Sample the sequence's next token and emit it, or finish the sequence; returns the token (undefined when it finished first). */
+  private sample(seq: Sequence, logits: Float32Array): number | undefined {
     const r = seq.request;
-    if (seq.generated >= r.params.maxTokens) return this.finish(seq, 'max_tokens');
+    if (seq.generated >= r.params.maxTokens) return void this.finish(seq, 'max_tokens');
     let token: number;
     try {
       token = seq.sampler.sample(logits, seq.tokens);
     } catch (err) {
-      return this.cancel(r, err);
+      return void this.cancel(r, err);
     }
-    if (!r.params.ignoreEos && this.tokenizer.isEog(token)) return this.finish(seq, 'eos');
+    if (!r.params.ignoreEos && this.tokenizer.isEog(token)) return void this.finish(seq, 'eos');
     const logprob = r.params.logprobs ? logprobOf(logits, token) : undefined;
     const { text, stopped } = seq.output.push(token, logprob);
     seq.tokens.push(token);
     this.stats.generatedTokens++;
     r.emit(logprob === undefined ? { index: seq.index, text, tokenId: token } : { index: seq.index, text, tokenId: token, logprob });
-    if (stopped) return this.finish(seq, 'stop_string');
-    if (seq.generated >= r.params.maxTokens) return this.finish(seq, 'max_tokens');
+    if (stopped) this.finish(seq, 'stop_string');
+    else if (seq.generated >= r.params.maxTokens) this.finish(seq, 'max_tokens');
     // The new token would take position tokens.length - 1.
-    if (seq.tokens.length - 1 >= this.config.contextLength) return this.finish(seq, 'context_full');
+    else if (seq.tokens.length - 1 >= this.config.contextLength) this.finish(seq, 'context_full');
+    return token;
   }
 
   private finish(seq: Sequence, reason: StopReason): void {

@@ -125,6 +125,9 @@ export interface EngineMetrics {
   generatedTokens: number;
   preemptions: number;
   steps: number;
+  /** Speculative decoding: draft tokens evaluated, and the share of them kept. */
+  draftedTokens: number;
+  draftAcceptanceRate: number;
   /** Generated tokens per second of time spent in steps. */
   tokensPerSecond: number;
 }

@@ -9,6 +9,7 @@ import { openSource, type ModelInput } from '../io/open-source.js';
 import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
 import type { SamplingOptions } from '../sampling/sampler.js';
+import type { SpeculativeOptions } from '../generation/prompt-lookup.js';
 import { Tokenizer } from '../tokenizer/index.js';
 import { ModelError } from './errors.js';
 import { modelConfigFromFile } from './config.js';
@@ -55,6 +56,13 @@ export interface GenerateOptions extends SamplingOptions {
   /** Parse special-token text like "<s>" in the prompt (default false). */
   parseSpecial?: boolean;
   signal?: AbortSignal;
+  /**
+   * Speculative decoding: draft tokens checked in the same forward pass as each decode token, and
+   * kept while the sampler agrees with them. The output is the same as without (greedy or seeded),
+   * in fewer forward passes when the text repeats what came before. Off by default. Not used by
+   * sliding-window models.
+   */
+  speculative?: SpeculativeOptions;
 }
 
 export interface GeneratedPiece {
