@@ -15,7 +15,7 @@ import { bundledModelPath } from '../src/runtime/bundled-model.js';
 import { swaModels } from './helpers/swa-model.js';
 
 describe('prompt lookup drafter', () => {
-  const d = new PromptLookupDrafter(3, 1);
+  const d = new PromptLookupDrafter(8, 3, 1);
 
   it('continues the most recent earlier occurrence of the longest matching n-gram', () => {
     //             0  1  2  3  4  5  6  7  8  9 10 11
@@ -23,6 +23,7 @@ describe('prompt lookup drafter', () => {
     // 3-gram [8, 2, 3] never occurred; 2-gram [2, 3] last occurred at 6 (followed by 7, 8, 2, 3).
     expect(d.propose(tokens, 3)).toEqual([7, 8, 2]);
     expect(d.propose(tokens, 10)).toEqual([7, 8, 2, 3]);
+    expect(new PromptLookupDrafter(2, 3, 1).propose(tokens, 10)).toEqual([7, 8]); // its own draft limit
     // With a longer match available it wins over a more recent shorter one.
     expect(d.propose([5, 6, 7, 1, 7, 0, 5, 6, 7], 2)).toEqual([1, 7]);
   });
@@ -32,7 +33,7 @@ describe('prompt lookup drafter', () => {
     expect(d.propose([1, 2, 3, 4], 5)).toEqual([]);
     expect(d.propose([1], 5)).toEqual([]);
     expect(d.propose([1, 2, 1, 2], 0)).toEqual([]);
-    expect(new PromptLookupDrafter(3, 2).propose([1, 2, 3, 4, 1], 4)).toEqual([]); // only a 1-gram matches
+    expect(new PromptLookupDrafter(8, 3, 2).propose([1, 2, 3, 4, 1], 4)).toEqual([]); // only a 1-gram matches
   });
 
   it('options are checked, with defaults', () => {
@@ -79,6 +80,7 @@ describe('speculative decoding in the engine (stories260K)', () => {
       expectSame(fast, plain);
       const m = engine.metrics();
       expect(m.draftedTokens).toBeGreaterThan(0);
+      expect(m.draftedTokens).toBeLessThanOrEqual(SPEC.draftTokens * steps);
       expect(m.draftAcceptanceRate).toBeGreaterThan(0);
       // One prompt step, then where the model copies several tokens come per pass (this tiny model
       // copies the first ~26 tokens, then wanders: measured 35 steps for 80 tokens).

@@ -5,9 +5,9 @@
 // sequence's next token in one forward pass and keeps those the sampler agrees with, so the
 // output is exactly what decoding without drafts would give.
 
-/** Proposes up to `max` tokens that may follow `tokens`. */
+/** Proposes up to `limit` tokens (and no more than it was configured for) that may follow `tokens`. */
 export interface Drafter {
-  propose(tokens: readonly number[], max: number): number[];
+  propose(tokens: readonly number[], limit: number): number[];
 }
 
 export interface SpeculativeOptions {
@@ -40,10 +40,10 @@ export function speculativeSettings(o: SpeculativeOptions): Required<Speculative
  * sequence's last n tokens; the tokens after it are the draft. Nothing found: no draft.
  */
 export class PromptLookupDrafter implements Drafter {
-  constructor(private readonly ngramMax: number, private readonly ngramMin: number) {}
+  constructor(private readonly draftTokens: number, private readonly ngramMax: number, private readonly ngramMin: number) {}
 
-  propose(tokens: readonly number[], max: number): number[] {
-    const len = tokens.length;
+  propose(tokens: readonly number[], limit: number): number[] {
+    const len = tokens.length, max = Math.min(limit, this.draftTokens);
     if (max < 1) return [];
     for (let n = Math.min(this.ngramMax, len - 1); n >= this.ngramMin; n--) {
       const key = len - n;
@@ -60,5 +60,5 @@ export class PromptLookupDrafter implements Drafter {
 
 export function createDrafter(o: SpeculativeOptions): Drafter {
   const s = speculativeSettings(o);
-  return new PromptLookupDrafter(s.ngramMax, s.ngramMin);
+  return new PromptLookupDrafter(s.draftTokens, s.ngramMax, s.ngramMin);
 }
