@@ -41,8 +41,9 @@ export const ROUND_COUNT = 2;
 export const ROUND_OUT = 3;
 export const ROUND_BF16 = 4;
 
-// OP_MATMUL: weights of one type and width over one input (f32 x, or its quantized qs/d/s), then
-// MATMUL_N_PARTS parts of MATMUL_PART_SLOTS slots from MATMUL_PARTS: weight, rows, out.
+// OP_MATMUL: weights of one type and width over one input (f32 x, or its quantized qs/d/s, in the
+// layout MATMUL_ACT names: one of ACT_*, which the host takes from the type table's vecDotType),
+// then MATMUL_N_PARTS parts of MATMUL_PART_SLOTS slots from MATMUL_PARTS: weight, rows, out.
 export const MATMUL_TYPE = 1;
 export const MATMUL_COLS = 2;
 export const MATMUL_ROW_BYTES = 3;
@@ -51,12 +52,17 @@ export const MATMUL_X = 5;
 export const MATMUL_QS = 6;
 export const MATMUL_D = 7;
 export const MATMUL_S = 8;
-export const MATMUL_N_PARTS = 9;
-export const MATMUL_PARTS = 10;
+export const MATMUL_ACT = 9;
+export const MATMUL_N_PARTS = 10;
+export const MATMUL_PARTS = 11;
 export const MATMUL_PART_WEIGHT = 0;
 export const MATMUL_PART_ROWS = 1;
 export const MATMUL_PART_OUT = 2;
 export const MATMUL_PART_SLOTS = 3;
+/** Activation layouts: f32 rows (also f16/bf16-rounded ones), Q8_0 blocks of 32, Q8_K blocks of 256. */
+export const ACT_F32 = 0;
+export const ACT_Q8_0 = 1;
+export const ACT_Q8_K = 2;
 
 // OP_GET_ROWS: out[t] = row ids[t] of a table of GET_ROWS_TYPE, dequantized.
 export const GET_ROWS_TYPE = 1;

@@ -21,7 +21,7 @@ import {
   RELAXED, WIDE_ACT, arg, wideActType, f16ToF32, f16x4ToF32, gatherF16, hsum4f, hsum4i, rdot, splitAt, storeLanes,
 } from './common';
 import {
-  MATMUL_COLS, MATMUL_D, MATMUL_MAX_PARTS, MATMUL_N_PARTS, MATMUL_N_TOKENS, MATMUL_PARTS, MATMUL_PART_OUT, MATMUL_PART_ROWS,
+  ACT_Q8_K, MATMUL_ACT, MATMUL_COLS, MATMUL_D, MATMUL_MAX_PARTS, MATMUL_N_PARTS, MATMUL_N_TOKENS, MATMUL_PARTS, MATMUL_PART_OUT, MATMUL_PART_ROWS,
   MATMUL_PART_SLOTS, MATMUL_PART_WEIGHT, MATMUL_QS, MATMUL_ROW_BYTES, MATMUL_S, MATMUL_TYPE, MATMUL_X, T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
 } from './abi';
 
@@ -781,15 +781,6 @@ function dotFloat<ELT>(w0: usize, w1: usize, w2: usize, w3: usize, x: usize, n: 
 
 // ---------------------------------------------------------------- driver
 
-/** Which activation format a weight type's kernel reads: 0 = f32, 1 = Q8_0, 2 = Q8_K. */
-export function actFormat(type: i32): i32 {
-  switch (type) {
-    case T_F32: case T_F16: case T_BF16: return 0;
-    case T_Q2_K: case T_Q3_K: case T_Q4_K: case T_Q5_K: case T_Q6_K: return 2;
-    default: return 1;
-  }
-}
-
 @inline function rowGroup(type: i32, w0: usize, w1: usize, w2: usize, w3: usize, x: usize, qs: usize, d: usize, s: usize, cols: i32): v128 {
   switch (type) {
     case T_F32: return dotFloat<f32>(w0, w1, w2, w3, x, cols);
@@ -852,12 +843,12 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
   const qs = <usize>arg(args, MATMUL_QS);
   const d = <usize>arg(args, MATMUL_D);
   const s = <usize>arg(args, MATMUL_S);
-  const fmt = actFormat(type);
+  const act = arg(args, MATMUL_ACT);
   // per-token strides of the activation arrays
   const xStride = <usize>cols << 2;
   const qsStride: usize = wideActType(type) ? <usize>cols << 1 : <usize>cols;
-  const dStride: usize = fmt == 2 ? <usize>(cols >> 8) << 2 : <usize>(cols >> 5) << 2;
-  const sStride: usize = fmt == 2 ? <usize>(cols >> 4) << 1 : <usize>(cols >> 5) << 2;
+  const dStride: usize = act == ACT_Q8_K ? <usize>(cols >> 8) << 2 : <usize>(cols >> 5) << 2;
+  const sStride: usize = act == ACT_Q8_K ? <usize>(cols >> 4) << 1 : <usize>(cols >> 5) << 2;
   // Token tiles (1 row x 4 tokens) where a kernel exists; leftover tokens use the 4-row kernels.
   // (the relaxed build tiles four rows at a time only: a partial last group takes the 4-row kernel
   // for every token)

@@ -16,9 +16,9 @@ export const SUPPORTED = new Set<GGMLType>([
 type ActFormat = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q8_k';
 
 /**
- * What the kernels do to a weight type's activations, from the type table's vecDotType (assembly's
- * actFormat in matmul.ts keys the same choice on the type id): f16/bf16 rounding kept as f32, or
- * Q8_0 blocks (with Q8_1's sums where the weights carry a min), or Q8_K blocks.
+ * What the kernels do to a weight type's activations, from the type table's vecDotType (the one
+ * place it is defined: the matmul command carries the layout to the kernels as MATMUL_ACT): f16/bf16
+ * rounding kept as f32, or Q8_0 blocks (with Q8_1's sums where the weights carry a min), or Q8_K blocks.
  */
 export function actFormat(type: GGMLType): ActFormat {
   switch (typeTraits(type)?.vecDotType) {
@@ -86,6 +86,7 @@ export function matmulOps({ mem, dispatch, scratch, scratchBytes }: OpContext): 
     c.i[K.MATMUL_QS] = qs;
     c.i[K.MATMUL_D] = d;
     c.i[K.MATMUL_S] = s;
+    c.i[K.MATMUL_ACT] = fmt === 'q8_k' ? K.ACT_Q8_K : fmt === 'q8_0' ? K.ACT_Q8_0 : K.ACT_F32;
     c.i[K.MATMUL_N_PARTS] = parts.length;
     let rows = 0, groups = 0;
     parts.forEach((p, i) => {
