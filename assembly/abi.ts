@@ -22,6 +22,9 @@ export const OP_ATTENTION = 11;
 export const OP_SILU = 12;
 export const OP_GELU = 13;
 export const OP_ROUND_ACT = 14;
+export const OP_GEGLU = 15;
+export const OP_SCALE = 16;
+export const OP_SOFTCAP = 17;
 
 // ---- argument slots, per op
 
@@ -96,17 +99,20 @@ export const ROPE_ATTN_FACTOR = 11;
 export const ROPE_BETA_FAST = 12;
 export const ROPE_BETA_SLOW = 13;
 export const ROPE_N_CTX_ORIG = 14;
+/** f32[nDims / 2] frequency factors (theta_i / factor_i: llama 3's rope_freqs, phi3's LongRoPE), or 0 for none. */
+export const ROPE_FREQ_FACTORS = 15;
 
-// OP_SWIGLU, OP_ADD: out[i] = f(a[i], b[i]).
+// OP_SWIGLU, OP_GEGLU, OP_ADD: out[i] = f(a[i], b[i]).
 export const BINARY_OUT = 1;
 export const BINARY_A = 2;
 export const BINARY_B = 3;
 export const BINARY_COUNT = 4;
 
-// OP_SILU, OP_GELU: out[i] = f(x[i]).
+// OP_SILU, OP_GELU, OP_SCALE (x * p), OP_SOFTCAP (p * tanh(x / p)): out[i] = f(x[i]) with an f32 parameter p.
 export const UNARY_OUT = 1;
 export const UNARY_X = 2;
 export const UNARY_COUNT = 3;
+export const UNARY_PARAM = 4;
 
 // OP_ADD_BIAS: out[t][i] = x[t][i] + bias[i], rows of BIAS_N.
 export const BIAS_OUT = 1;
@@ -143,6 +149,8 @@ export const ATTN_HALF = 14;
 export const ATTN_SCRATCH = 15;
 export const ATTN_HEADS_PER_UNIT = 16;
 export const ATTN_TABLES = 17;
+/** f32: scores become softcap * tanh(score) (score already times ATTN_SCALE, which the host divides by softcap); 0: off. */
+export const ATTN_SOFTCAP = 18;
 
 // ---- limits and tiles
 

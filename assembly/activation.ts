@@ -1,9 +1,9 @@
-// Element-wise ops: SwiGLU, SiLU, GELU (tanh form), add, add bias. Vector lanes and the scalar
+// Element-wise ops: SwiGLU, GeGLU, SiLU, GELU (tanh form), scale, softcap, add, add bias. Vector lanes and the scalar
 // tail use the same lane math (expv), so an element's value does not depend on its position.
 import {
-  BIAS_BIAS, BIAS_N, BIAS_N_TOKENS, BIAS_OUT, BIAS_X, BINARY_A, BINARY_B, BINARY_COUNT, BINARY_OUT, UNARY_COUNT, UNARY_OUT, UNARY_X,
+  BIAS_BIAS, BIAS_N, BIAS_N_TOKENS, BIAS_OUT, BIAS_X, BINARY_A, BINARY_B, BINARY_COUNT, BINARY_OUT, UNARY_COUNT, UNARY_OUT, UNARY_PARAM, UNARY_X,
 } from './abi';
-import { arg, expv, splitAt } from './common';
+import { arg, argf, expv, roundF16x4, splitAt } from './common';
 
 /** Thread ith's element range [start, end) of count, cut at multiples of 16. */
 @inline function rangeStart(count: i32, ith: i32, nth: i32): i32 {
@@ -45,6 +45,65 @@ export function swiglu(args: usize, ith: i32, nth: i32): void {
   for (; i < i1; i++) {
     const o = <usize>i << 2;
     store<f32>(out + o, lane(siluv(f32x4.splat(load<f32>(g + o)))) * load<f32>(u + o));
+  }
+}
+
+/**
+ * GELU as ggml's CPU backend computes it (GGML_GELU_FP16): through a table over f16 inputs with f16
+ * outputs, so x is rounded to f16 and so is the result; x <= -10 gives 0 and x >= 10 gives x.
+ */
+@inline function geluF16v(x: v128): v128 {
+  const y = roundF16x4(geluv(roundF16x4(x)));
+  const big = f32x4.ge(x, f32x4.splat(10));
+  const low = f32x4.le(x, f32x4.splat(-10));
+  return v128.andnot(v128.bitselect(x, y, big), low);
+}
+
+/** BINARY_* args: out = gelu(gate) * up (gemma's feed-forward; GELU as ggml's CPU backend, geluF16v). out may equal gate. */
+export function geglu(args: usize, ith: i32, nth: i32): void {
+  const out = <usize>arg(args, BINARY_OUT);
+  const g = <usize>arg(args, BINARY_A);
+  const u = <usize>arg(args, BINARY_B);
+  const count = arg(args, BINARY_COUNT);
+  const i1 = rangeStart(count, ith + 1, nth);
+  let i = rangeStart(count, ith, nth);
+  for (; i + 4 <= i1; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(out + o, f32x4.mul(geluF16v(v128.load(g + o)), v128.load(u + o)));
+  }
+  for (; i < i1; i++) {
+    const o = <usize>i << 2;
+    store<f32>(out + o, lane(geluF16v(f32x4.splat(load<f32>(g + o)))) * load<f32>(u + o));
+  }
+}
+
+/** UNARY_* args: out = x * UNARY_PARAM. */
+export function scale(args: usize, ith: i32, nth: i32): void {
+  const out = <usize>arg(args, UNARY_OUT);
+  const x = <usize>arg(args, UNARY_X);
+  const count = arg(args, UNARY_COUNT);
+  const f = argf(args, UNARY_PARAM);
+  const fv = f32x4.splat(f);
+  const i1 = rangeStart(count, ith + 1, nth);
+  let i = rangeStart(count, ith, nth);
+  for (; i + 4 <= i1; i += 4) v128.store(out + (<usize>i << 2), f32x4.mul(v128.load(x + (<usize>i << 2)), fv));
+  for (; i < i1; i++) store<f32>(out + (<usize>i << 2), load<f32>(x + (<usize>i << 2)) * f);
+}
+
+/**
+ * UNARY_* args: out = cap * tanh(x * (1 / cap)), cap = UNARY_PARAM, in ggml's order (scale by the
+ * f32 reciprocal, tanh, scale back): gemma 2's final logit soft-capping.
+ */
+export function softcap(args: usize, ith: i32, nth: i32): void {
+  const out = <usize>arg(args, UNARY_OUT);
+  const x = <usize>arg(args, UNARY_X);
+  const count = arg(args, UNARY_COUNT);
+  const cap = argf(args, UNARY_PARAM);
+  const inv = <f32>1 / cap;
+  const i1 = rangeStart(count, ith + 1, nth);
+  for (let i = rangeStart(count, ith, nth); i < i1; i++) {
+    const o = <usize>i << 2;
+    store<f32>(out + o, Mathf.tanh(load<f32>(x + o) * inv) * cap);
   }
 }
 

@@ -13,7 +13,7 @@
 //   vec_dot_f16 summation order), libm expf, and the V accumulator kept in f16: every rescale and
 //   every v * vs + acc is rounded to f16 (from an f32 fused multiply-add).
 import {
-  ATTN_BLOCK_SIZE, ATTN_F16, ATTN_HALF, ATTN_HEADS_PER_UNIT, ATTN_HEAD_DIM, ATTN_KEY_TILE, ATTN_KV_DIM, ATTN_K_CACHE, ATTN_N_HEADS, ATTN_N_KV_HEADS, ATTN_N_TOKENS, ATTN_OUT, ATTN_Q, ATTN_QUERY_TILE, ATTN_SCALE, ATTN_SCRATCH, ATTN_TABLES, ATTN_TOKEN_INFO, ATTN_V_CACHE,
+  ATTN_BLOCK_SIZE, ATTN_F16, ATTN_HALF, ATTN_HEADS_PER_UNIT, ATTN_HEAD_DIM, ATTN_KEY_TILE, ATTN_KV_DIM, ATTN_K_CACHE, ATTN_N_HEADS, ATTN_N_KV_HEADS, ATTN_N_TOKENS, ATTN_OUT, ATTN_Q, ATTN_QUERY_TILE, ATTN_SCALE, ATTN_SCRATCH, ATTN_SOFTCAP, ATTN_TABLES, ATTN_TOKEN_INFO, ATTN_V_CACHE,
 } from './abi';
 import { arg, argf, expf, expv, f16x4ToF32, f16ToF32, hsumf, roundF16x4, splitAt } from './common';
 
@@ -104,6 +104,14 @@ function dotHalf(q: usize, k: usize, n: i32): f32 {
   return <f32>sum;
 }
 
+/** Attention-logit soft-capping of this call (ATTN_SOFTCAP; 0: off). Each worker instance has its own. */
+let softcap: f32 = 0;
+
+/** A score after soft-capping, as ggml's flash attention: softcap * tanh(s), s already scaled by scale / softcap. */
+@inline function capped(s: f32): f32 {
+  return softcap != 0 ? softcap * Mathf.tanh(s) : s;
+}
+
 /** One (token, head) of the half path; qs: headDim f32 of scratch for the f16-rounded query. */
 @inline function unitHalf(
   qr: usize, o: usize, qs: usize, kc: usize, vc: usize, table: usize, first: i32, end: i32, headOff: usize,
@@ -120,7 +128,7 @@ function dotHalf(q: usize, k: usize, n: i32): f32 {
   for (let p = first; p < end; p++) {
     const blk = load<i32>(table + (<usize>(p / blockSize) << 2));
     const rowOff = <usize>(blk * blockSize + p % blockSize) * <usize>kvDim * 2 + headOff;
-    const s = dotHalf(qs, kc + rowOff, headDim) * scale;
+    const s = capped(dotHalf(qs, kc + rowOff, headDim) * scale);
     let ms: f32 = 1;
     let vs: f32 = 1;
     if (s > m) {
@@ -174,6 +182,7 @@ export function attention(args: usize, ith: i32, nth: i32): void {
   const nKvHeads = arg(args, ATTN_N_KV_HEADS);
   const headDim = arg(args, ATTN_HEAD_DIM);
   const scale = argf(args, ATTN_SCALE);
+  softcap = argf(args, ATTN_SOFTCAP);
   const kc = <usize>arg(args, ATTN_K_CACHE);
   const vc = <usize>arg(args, ATTN_V_CACHE);
   const f16 = arg(args, ATTN_F16) != 0;
@@ -285,7 +294,7 @@ function attendTile(
       for (let i = 0; i < nRows; i++) {
         if (!rowSeesKey(info, t0, i, hpu, j)) continue;
         const qr = q + <usize>((t0 + i / hpu) * nHeads + hd0 + i % hpu) * hb;
-        store<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2), dotQK(qr, kr, headDim, false) * scale);
+        store<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2), capped(dotQK(qr, kr, headDim, false) * scale));
       }
     }
     // per row: max, rescale, exps, running sum

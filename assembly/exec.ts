@@ -3,9 +3,9 @@
 // bit-identical results.
 import {
   OP_ADD, OP_ADD_BIAS, OP_ATTENTION, OP_GELU, OP_GET_ROWS, OP_MATMUL, OP_QUANT_Q8_0, OP_QUANT_Q8_K,
-  OP_RMS_NORM, OP_ROPE, OP_ROUND_ACT, OP_SILU, OP_STORE_KV, OP_SWIGLU,
+  OP_RMS_NORM, OP_ROPE, OP_ROUND_ACT, OP_SILU, OP_STORE_KV, OP_SWIGLU, OP_GEGLU, OP_SCALE, OP_SOFTCAP,
 } from './abi';
-import { add, addBias, gelu, silu, swiglu } from './activation';
+import { add, addBias, geglu, gelu, scale, silu, softcap, swiglu } from './activation';
 import { attention } from './attention';
 import { getRows } from './embed';
 import { storeKV } from './kv';
@@ -31,6 +31,9 @@ export function exec(args: usize, ith: i32, nth: i32): i32 {
     case OP_ATTENTION: attention(args, ith, nth); break;
     case OP_SILU: silu(args, ith, nth); break;
     case OP_GELU: gelu(args, ith, nth); break;
+    case OP_GEGLU: geglu(args, ith, nth); break;
+    case OP_SCALE: scale(args, ith, nth); break;
+    case OP_SOFTCAP: softcap(args, ith, nth); break;
     default: return -1;
   }
   return 0;

@@ -1,8 +1,8 @@
 // Rotary position embedding as ggml's rope (ggml_rope_cache_init + rope_yarn): normal layout
 // rotates pairs (2i, 2i+1), NeoX rotates (i, i + ropeDims/2); theta_i = pos * base^(-2i/ropeDims)
-// built by repeated f32 multiplication, optional linear scaling (freqScale) and YaRN ramp mixing.
+// built by repeated f32 multiplication, optional frequency factors (theta_i / f_i), linear scaling (freqScale) and YaRN ramp mixing.
 // All transcendental functions are AssemblyScript's own (musl ports), so every runtime agrees.
-import { ROPE_ATTN_FACTOR, ROPE_BETA_FAST, ROPE_BETA_SLOW, ROPE_EXT_FACTOR, ROPE_FREQ_BASE, ROPE_FREQ_SCALE, ROPE_HEAD_DIM, ROPE_NEOX, ROPE_N_CTX_ORIG, ROPE_N_DIMS, ROPE_N_HEADS, ROPE_N_TOKENS, ROPE_POSITIONS, ROPE_X } from './abi';
+import { ROPE_ATTN_FACTOR, ROPE_BETA_FAST, ROPE_BETA_SLOW, ROPE_EXT_FACTOR, ROPE_FREQ_BASE, ROPE_FREQ_FACTORS, ROPE_FREQ_SCALE, ROPE_HEAD_DIM, ROPE_NEOX, ROPE_N_CTX_ORIG, ROPE_N_DIMS, ROPE_N_HEADS, ROPE_N_TOKENS, ROPE_POSITIONS, ROPE_X } from './abi';
 import { arg, argf, splitAt } from './common';
 
 const PI_F32: f32 = 3.14159265358979323846;
@@ -30,6 +30,7 @@ export function rope(args: usize, ith: i32, nth: i32): void {
   const betaFast = argf(args, ROPE_BETA_FAST);
   const betaSlow = argf(args, ROPE_BETA_SLOW);
   const nCtxOrig = arg(args, ROPE_N_CTX_ORIG);
+  const factors = <usize>arg(args, ROPE_FREQ_FACTORS);
 
   const thetaScale = Mathf.pow(freqBase, <f32>-2.0 / <f32>nDims);
   const low = max<f32>(0, Mathf.floor(yarnCorrDim(nDims, nCtxOrig, betaFast, freqBase)));
@@ -44,13 +45,14 @@ export function rope(args: usize, ith: i32, nth: i32): void {
     const base = x + <usize>t * <usize>nHeads * rowStride;
     let theta = <f32>load<i32>(positions + (<usize>t << 2));
     for (let i0 = 0; i0 < nDims; i0 += 2) {
-      // rope_yarn
-      const thetaInterp = freqScale * theta;
+      // rope_yarn on theta / factor
+      const thetaExtrap = factors != 0 ? theta / load<f32>(factors + (<usize>(i0 >> 1) << 2)) : theta;
+      const thetaInterp = freqScale * thetaExtrap;
       let th = thetaInterp;
       if (extFactor != 0) {
         const y = (<f32>(i0 >> 1) - low) / max<f32>(0.001, high - low);
         const rampMix = (<f32>1.0 - min<f32>(1, max<f32>(0, y))) * extFactor;
-        th = thetaInterp * (<f32>1.0 - rampMix) + theta * rampMix;
+        th = thetaInterp * (<f32>1.0 - rampMix) + thetaExtrap * rampMix;
       }
       const c = Mathf.cos(th) * mscale;
       const s = Mathf.sin(th) * mscale;

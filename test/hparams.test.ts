@@ -56,7 +56,7 @@ const STORIES: HParams = {
   slidingWindow: undefined, expertCount: 0, expertUsedCount: 0, vocabSize: 512,
 };
 
-describe.skipIf(!HAVE_SHARED)('readHParams on the shared models (skipped: ../shared/models missing)', () => {
+describe.skipIf(!HAVE_SHARED)(`readHParams on the shared models${HAVE_SHARED ? '' : ' (skipped: ../shared/models missing)'}`, () => {
   it.each(['stories260K.gguf', 'stories260K-f16.gguf', 'stories260K-q8_0.gguf', 'stories260K-q4_0.gguf'])('%s', async (name) => {
     expect(readHParams(await header(`models/${name}`))).toEqual(STORIES);
   });
@@ -75,7 +75,7 @@ describe.skipIf(!HAVE_SHARED)('readHParams on the shared models (skipped: ../sha
     const gpt2 = await header('vocab/ggml-vocab-gpt-2.gguf');
     expect(() => readHParams(gpt2)).toThrow(expect.objectContaining({ name: 'ModelError', code: 'UNSUPPORTED_ARCHITECTURE' }));
     expect(() => readHParams(gpt2)).toThrow(ModelError);
-    expect(() => readHParams(gpt2)).toThrow(/"gpt2" is not supported \(supported: llama, mistral, qwen2, qwen3\)/);
+    expect(() => readHParams(gpt2)).toThrow(/"gpt2" is not supported \(supported: llama, mistral, qwen2, qwen3, phi3, gemma, gemma2\)/);
   });
 
   describe('edited headers', () => {

@@ -1,6 +1,7 @@
 // Logit parity with llama.cpp (through node-llama-cpp): the shared stories260K files, and random-weight
 // models we write in every supported type and in shapes that exercise GQA/MQA, head dim 64 and 128,
-// ffn sizes that are not a multiple of 32 or 256, qwen2 biases and tied embeddings. Each case
+// ffn sizes that are not a multiple of 32 or 256, qwen2 biases and tied embeddings, and one case per
+// further architecture (qwen3, phi3, gemma, gemma2) and llama 3's RoPE frequency factors. Each case
 // evaluates one 64-token prompt in one batch on both sides and compares the full-vocabulary logits
 // at every position.
 //
@@ -152,8 +153,20 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
     ['qwen2 mqa hd128 tied ffn1000', { dim: 512, nLayers: 2, nHeads: 4, nKvHeads: 1, ffnDim: 1000, arch: 'qwen2', tiedEmbeddings: true }],
   ];
 
-  const QWEN3: [string, Omit<SyntheticLlamaOptions, 'type' | 'vocab' | 'seed'>] = ['qwen3 gqa hd128 qk-norm', { dim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 128, ffnDim: 640, arch: 'qwen3' }];
-  const QWEN3_TYPES = [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K];
+  // One case per architecture file beyond llama/qwen2, and per graph feature they bring, in F32
+  // and quantized types: qwen3 (per-head q/k RMSNorm, head dim 128 over width 256: q is wider than
+  // the residual stream); phi3 (fused attn_qkv and gate/up); gemma (embeddings x sqrt(dim), GeGLU,
+  // tied output); gemma2 (post-norms, attention and final logit soft-capping at values low enough
+  // to bite, a 16-token window on alternate layers of a 64-token prompt); llama 3's rope_freqs.
+  const base = { dim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, ffnDim: 640 };
+  const ARCH_CASES: [string, Omit<SyntheticLlamaOptions, 'type' | 'vocab' | 'seed'>, GGMLType[]][] = [
+    ['qwen3 gqa hd128 qk-norm', { ...base, headDim: 128, arch: 'qwen3' }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
+    ['phi3 fused qkv gate-up', { ...base, arch: 'phi3' }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
+    ['gemma geglu tied', { ...base, arch: 'gemma', tiedEmbeddings: true }, [GGMLType.F32, GGMLType.Q4_0]],
+    ['gemma2 softcaps swa16 post-norms', { ...base, arch: 'gemma2', tiedEmbeddings: true, slidingWindow: 16, attnSoftcap: 1.5, finalSoftcap: 6 }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
+    ['llama rope_freqs', { ...base, ropeFreqs: true }, [GGMLType.F32, GGMLType.Q8_0]],
+  ];
+  const archCaseCount = ARCH_CASES.reduce((n, c) => n + c[2].length, 0);
 
   for (const variant of VARIANTS) {
     describe(`${variant} KV cache`, () => {
@@ -169,13 +182,13 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
           });
         }
       }
-      // qwen3 (per-head q/k RMSNorm, NeoX RoPE, head dim 128 with width 256 over 4 heads: q is wider
-      // than the residual stream), in F32 and two quantized types.
-      for (const type of QWEN3_TYPES) {
-        it(`random ${typeName(type)} ${QWEN3[0]}`, async () => {
-          const path = await synthetic(`${typeName(type)}-qwen3.gguf`, { ...QWEN3[1], type, vocab: { metadataFrom: storiesVocab }, seed: 7, std: 0.08 });
-          await compare(variant, `${typeName(type)} ${QWEN3[0]}`, path, tokens, tmp);
-        });
+      for (const [caseName, shape, types] of ARCH_CASES) {
+        for (const type of types) {
+          it(`random ${typeName(type)} ${caseName}`, async () => {
+            const path = await synthetic(`${typeName(type)}-${caseName.replace(/ /g, '-')}.gguf`, { ...shape, type, vocab: { metadataFrom: storiesVocab }, seed: 7, std: 0.08 });
+            await compare(variant, `${typeName(type)} ${caseName}`, path, tokens, tmp);
+          });
+        }
       }
       // The bounds are tight enough to matter: our logits for the F32 weights, held against
       // llama.cpp's for the same weights quantized to 5 bits or fewer, break the quantized case's
@@ -197,7 +210,7 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
       // identical top-1 at >= 99% of positions, near-ties included as disagreements.
       it('plain top-1 agreement over all cases >= 99%', () => {
         const mine = rows.filter((r) => r.variant === variant);
-        expect(mine.length).toBe(4 + TYPES.length * shapes.length + QWEN3_TYPES.length);
+        expect(mine.length).toBe(4 + TYPES.length * shapes.length + archCaseCount);
         const agree = mine.reduce((n, r) => n + r.agree, 0), total = mine.reduce((n, r) => n + r.positions, 0);
         console.log(`${variant} KV cache: plain top-1 agreement ${agree}/${total} = ${((100 * agree) / total).toFixed(2)}%`);
         expect(agree / total).toBeGreaterThanOrEqual(0.99);

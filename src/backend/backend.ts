@@ -102,6 +102,8 @@ export interface AttentionArgs {
   readonly headDim: number;
   /** Softmax scale, usually 1/sqrt(headDim). */
   readonly scale: number;
+  /** Attention-logit soft-capping (gemma 2): each score s = q.k * scale becomes softcap * tanh(s / softcap). Absent or 0: off. */
+  readonly softcap?: number;
   readonly layer: KVLayer;
   /** The batch's block tables, one after another (i32 block ids). */
   readonly blockTables: Tensor;
@@ -160,10 +162,22 @@ export interface Backend {
   getRows(out: Tensor, table: WeightTensor, ids: Tensor, nTokens: number): void;
   /** out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight (weight: f32[n]). out may equal x. */
   rmsNorm(out: Tensor, x: Tensor, weight: Tensor, n: number, nTokens: number, eps: number): void;
-  /** In place on x [nTokens][nHeads * headDim]; positions is an i32[nTokens] array. */
-  rope(x: Tensor, nTokens: number, nHeads: number, headDim: number, positions: Tensor, params: RopeParams): void;
+  /**
+   * In place on x [nTokens][nHeads * headDim]; positions is an i32[nTokens] array. freqFactors
+   * (f32[ropeDims / 2]): pair i turns at theta_i / freqFactors[i] (llama 3's rope_freqs, LongRoPE).
+   */
+  rope(x: Tensor, nTokens: number, nHeads: number, headDim: number, positions: Tensor, params: RopeParams, freqFactors?: Tensor): void;
   /** out[i] = silu(gate[i]) * up[i] for i < count. out may equal gate. */
   swiglu(out: Tensor, gate: Tensor, up: Tensor, count: number): void;
+  /**
+   * out[i] = gelu(gate[i]) * up[i] for i < count: GELU's tanh form as ggml's CPU backend computes it
+   * (f16-rounded input and output, 0 below -10, identity above 10). out may equal gate.
+   */
+  geglu(out: Tensor, gate: Tensor, up: Tensor, count: number): void;
+  /** out[i] = x[i] * factor for i < count. out may equal x. */
+  scale(out: Tensor, x: Tensor, count: number, factor: number): void;
+  /** out[i] = cap * tanh(x[i] / cap) for i < count (logit soft-capping, as ggml: times the f32 1/cap, tanh, times cap). out may equal x. */
+  softcap(out: Tensor, x: Tensor, count: number, cap: number): void;
   /** out[i] = a[i] + b[i] for i < count. out may equal a. */
   add(out: Tensor, a: Tensor, b: Tensor, count: number): void;
   /** out[t][i] = x[t][i] + bias[i] (bias: f32[n]); used for qwen2's q/k/v biases. */

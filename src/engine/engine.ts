@@ -9,7 +9,7 @@ import { yieldToEventLoop } from '../generation/yield.js';
 import { createDrafter, type Drafter } from '../generation/prompt-lookup.js';
 import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
-import { Graph } from '../model/graph.js';
+import { everyLayerWindow, Graph } from '../model/graph.js';
 import type { Model } from '../model/model.js';
 import { Sampler } from '../sampling/sampler.js';
 import { CompletionOutput } from './completion.js';
@@ -55,7 +55,7 @@ export class Engine {
       return n;
     };
     const c = model.config;
-    const window = c.slidingWindow;
+    const window = everyLayerWindow(c); // the KV drops old keys only when no layer reads them
     const shift = options.contextShift ?? 'none';
     if (shift !== 'none' && shift !== 'sliding-window') throw new EngineError('INVALID_OPTION', `contextShift must be 'none' or 'sliding-window', got ${String(shift)}`);
     if (shift === 'sliding-window' && window === undefined) {

@@ -3,6 +3,7 @@ import type { RopeParams } from '../backend/backend.js';
 import type { GGUFFile } from '../gguf/reader.js';
 import { readHParams, type HParams } from './hparams.js';
 import { ModelError } from './errors.js';
+import { findArch } from './arch/arch.js';
 import type { ModelConfig } from './graph.js';
 
 export function ropeParams(hp: HParams): RopeParams {
@@ -24,6 +25,7 @@ export function ropeParams(hp: HParams): RopeParams {
 
 export function modelConfigFromFile(file: GGUFFile): ModelConfig {
   const hp = readHParams(file);
+  const arch = findArch(hp.architecture)!; // readHParams checked it
   if (hp.expertCount > 0) throw new ModelError('UNSUPPORTED_ARCHITECTURE', `mixture-of-experts models (${hp.expertCount} experts) are not supported yet`);
   if (hp.ropeScalingType === 'longrope') throw new ModelError('UNSUPPORTED_ARCHITECTURE', 'LongRoPE scaling is not supported yet');
   if (hp.headDimV !== hp.headDim) throw new ModelError('UNSUPPORTED_ARCHITECTURE', `value head size ${hp.headDimV} differs from key head size ${hp.headDim}`);
@@ -31,7 +33,7 @@ export function modelConfigFromFile(file: GGUFFile): ModelConfig {
   // such: the context stays the model's, and blocks that fall out of the window are released
   // (see kv-cache.ts). A window covering the whole context is no window at all.
   const window = hp.slidingWindow !== undefined && hp.slidingWindow < hp.contextLength ? hp.slidingWindow : undefined;
-  return {
+  const base: ModelConfig = {
     nLayers: hp.blockCount,
     dim: hp.embeddingLength,
     nHeads: hp.headCount,
@@ -44,4 +46,5 @@ export function modelConfigFromFile(file: GGUFFile): ModelConfig {
     contextLength: hp.contextLength,
     slidingWindow: window,
   };
+  return arch.configure ? arch.configure(base, hp, file.metadata) : base;
 }

@@ -6,7 +6,7 @@
 // Sliding-window models (config.slidingWindow) attend to the last W keys only, as llama.cpp's
 // standard SWA; after each pass the blocks that fell out of every sequence's window go back to
 // the pool (KVCache.releaseOutsideWindow), so a sequence holds about W + one block of keys.
-import { asF32, type AttentionArgs, type Backend, type RopeParams, type Tensor, type WeightTensor } from '../backend/backend.js';
+import { asF32, asWeight, subTensor, type AttentionArgs, type Backend, type RopeParams, type Tensor, type WeightTensor } from '../backend/backend.js';
 import { GGMLType } from '../tensor/ggml-types.js';
 import { KVCacheError } from '../kv/errors.js';
 import type { KVCache } from '../kv/kv-cache.js';
@@ -29,6 +29,26 @@ export interface ModelConfig {
    * keys k with k <= p and p - k < slidingWindow. Undefined: all earlier keys.
    */
   readonly slidingWindow?: number;
+  /** Which layers attend within slidingWindow (gemma 2 alternates); undefined: all of them. */
+  readonly windowedLayers?: readonly boolean[];
+  /** Token embeddings are multiplied by this (gemma: sqrt(dim)). */
+  readonly embeddingScale?: number;
+  /** Attention softmax scale; default 1 / sqrt(headDim) (gemma 2: query_pre_attn_scalar^-1/2). */
+  readonly attentionScale?: number;
+  /** Attention-logit soft-capping: scores s become cap * tanh(s / cap) (gemma 2). */
+  readonly attnLogitSoftcap?: number;
+  /** Final-logit soft-capping (gemma 2). */
+  readonly finalLogitSoftcap?: number;
+}
+
+/** The window every layer attends within (the KV cache may then drop older keys); undefined when some layer sees everything. */
+export function everyLayerWindow(c: ModelConfig): number | undefined {
+  return c.windowedLayers === undefined || c.windowedLayers.every(Boolean) ? c.slidingWindow : undefined;
+}
+
+/** Whether layer l attends within the sliding window. */
+export function layerIsWindowed(c: ModelConfig, l: number): boolean {
+  return c.slidingWindow !== undefined && (c.windowedLayers?.[l] ?? true);
 }
 
 export interface ModelWeights {
@@ -37,20 +57,44 @@ export interface ModelWeights {
   readonly outputNorm: Tensor; // f32[dim]
   /** The output projection; the token embedding itself when tied. */
   readonly output: WeightTensor;
+  /**
+   * RoPE frequency factors (f32[ropeDims / 2]) for every layer: llama 3's rope_freqs, or phi3's
+   * LongRoPE factors (long ones when the context runs past the original one, else short).
+   */
+  readonly ropeFactors?: { readonly fixed?: Tensor; readonly short?: Tensor; readonly long?: Tensor };
 }
 
-/** The steps an architecture's buildLayer composes; each reads and updates the residual stream. */
+/**
+ * The steps an architecture's buildLayer composes; each reads and updates the residual stream.
+ * What the configuration says (this layer's window, the softmax scale, soft-capping, RoPE factors)
+ * and what the weights are (fused q/k/v or gate/up, biases) they take care of themselves.
+ */
 export interface GraphBuilder {
   readonly config: ModelConfig;
-  /** Pre-norm self-attention: x += Wo · attention(rope(q), rope(k), v) of norm(x). */
+  /**
+   * Pre-norm self-attention: x += post(Wo · attention(rope(q), rope(k), v)) of norm(x). q/k/v come
+   * from attn_q/attn_k/attn_v, or from one fused attn_qkv (rows q, k, v: phi3).
+   */
   attention(w: LayerWeights, layer: number, options?: AttentionOptions): void;
-  /** Pre-norm gated feed-forward: x += Wdown · (silu(Wgate · norm(x)) * Wup · norm(x)). */
-  feedForward(w: LayerWeights): void;
+  /**
+   * Pre-norm gated feed-forward: x += post(Wdown · (act(Wgate · n) * Wup · n)), n = norm(x). The
+   * gate is ffn_gate, or the first half of a fused ffn_up of 2 x ffnDim rows (phi3).
+   */
+  feedForward(w: LayerWeights, options?: FeedForwardOptions): void;
 }
 
 export interface AttentionOptions {
   /** RMSNorm each head of q and k (attn_q_norm / attn_k_norm, one head wide) before RoPE (qwen3). */
   readonly qkNorm?: boolean;
+  /** RMSNorm the attention output (post_attention_norm) before it joins the residual (gemma 2). */
+  readonly postNorm?: boolean;
+}
+
+export interface FeedForwardOptions {
+  /** The gate's activation: SiLU (SwiGLU, default) or GELU (GeGLU: gemma). */
+  readonly activation?: 'silu' | 'gelu';
+  /** RMSNorm the feed-forward output (post_ffw_norm) before it joins the residual (gemma 2). */
+  readonly postNorm?: boolean;
 }
 
 export interface BatchToken {
@@ -75,6 +119,8 @@ interface Buffers {
   positions: Tensor; // i32[T]
   slots: Tensor; // i32[T]
   tokenInfo: Tensor; // i32[3T]: block table start, first key, end key
+  /** tokenInfo for the windowed layers of a model whose other layers see everything (gemma 2). */
+  tokenInfoWindowed: Tensor | undefined;
   blockTables: Tensor; // i32: the batch's block tables, one after another
   blockTableCapacity: number; // in entries
 }
@@ -92,8 +138,8 @@ export class Graph implements GraphBuilder {
     readonly kv: KVCache,
     readonly maxBatchTokens: number,
   ) {
-    if (kv.options.slidingWindow !== config.slidingWindow) {
-      throw new RangeError(`the KV cache's sliding window (${kv.options.slidingWindow}) differs from the model's (${config.slidingWindow})`);
+    if (kv.options.slidingWindow !== everyLayerWindow(config)) {
+      throw new RangeError(`the KV cache's sliding window (${kv.options.slidingWindow}) differs from the model's (${everyLayerWindow(config)})`);
     }
     this.buf = Graph.allocateBuffers(backend, config, kv, maxBatchTokens);
   }
@@ -103,7 +149,7 @@ export class Graph implements GraphBuilder {
     const T = maxBatchTokens;
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
     const floats = T * (2 * c.dim + 2 * qDim + 2 * kvDim + 2 * c.ffnDim + c.vocabSize);
-    return 4 * (floats + 6 * T + blockTableEntries) + 64 * 16;
+    return 4 * (floats + 9 * T + blockTableEntries) + 64 * 17;
   }
 
   private static blockTableEntries(kv: KVCache, maxBatchTokens: number): number {
@@ -120,6 +166,7 @@ export class Graph implements GraphBuilder {
       x: f32(c.dim), xb: f32(c.dim), q: f32(qDim), k: f32(kvDim), v: f32(kvDim),
       attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: f32(c.vocabSize),
       ids: i32(T), positions: i32(T), slots: i32(T), tokenInfo: i32(3 * T),
+      tokenInfoWindowed: c.slidingWindow !== undefined && everyLayerWindow(c) === undefined ? i32(3 * T) : undefined,
       blockTables: i32(blockTableCapacity), blockTableCapacity,
     };
   }
@@ -139,6 +186,7 @@ export class Graph implements GraphBuilder {
     this.placeTokens(batch);
 
     be.getRows(buf.x, w.tokenEmbedding, buf.ids, T);
+    if (c.embeddingScale !== undefined) be.scale(buf.x, buf.x, T * c.dim, c.embeddingScale);
     this.nTokens = T;
     for (let l = 0; l < c.nLayers; l++) this.arch.buildLayer(this, w.layers[l], l);
     this.releaseOutsideWindow(batch);
@@ -150,6 +198,7 @@ export class Graph implements GraphBuilder {
     wanted.forEach((src, dst) => be.copy(buf.xb, dst * rowBytes, buf.x, src * rowBytes, rowBytes));
     be.rmsNorm(buf.xb, buf.xb, w.outputNorm, c.dim, wanted.length, c.rmsEps);
     be.matmul(buf.logits, w.output, buf.xb, wanted.length);
+    if (c.finalLogitSoftcap !== undefined) be.softcap(buf.logits, buf.logits, wanted.length * c.vocabSize, c.finalLogitSoftcap);
     // read() returns a copy of its own: one row is handed out as it is; several get a buffer each.
     const all = asF32(await be.read(buf.logits, 0, 4 * wanted.length * c.vocabSize));
     if (wanted.length === 1) return [all];
@@ -160,7 +209,9 @@ export class Graph implements GraphBuilder {
     const { backend: be, config: c, buf, nTokens: T } = this;
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
     be.rmsNorm(buf.xb, buf.x, w.vector('attn_norm'), c.dim, T, c.rmsEps);
-    be.matmulShared([{ out: buf.q, w: w.matrix('attn_q') }, { out: buf.k, w: w.matrix('attn_k') }, { out: buf.v, w: w.matrix('attn_v') }], buf.xb, T);
+    const fused = w.optional('attn_qkv');
+    const [wq, wk, wv] = fused ? rowSlices(w.matrix('attn_qkv'), [qDim, kvDim, kvDim]) : [w.matrix('attn_q'), w.matrix('attn_k'), w.matrix('attn_v')];
+    be.matmulShared([{ out: buf.q, w: wq }, { out: buf.k, w: wk }, { out: buf.v, w: wv }], buf.xb, T);
     const bq = w.optional('attn_q.bias'), bk = w.optional('attn_k.bias'), bv = w.optional('attn_v.bias');
     if (bq) be.addBias(buf.q, buf.q, bq, qDim, T);
     if (bk) be.addBias(buf.k, buf.k, bk, kvDim, T);
@@ -169,21 +220,33 @@ export class Graph implements GraphBuilder {
       be.rmsNorm(buf.q, buf.q, w.vector('attn_q_norm'), c.headDim, T * c.nHeads, c.rmsEps);
       be.rmsNorm(buf.k, buf.k, w.vector('attn_k_norm'), c.headDim, T * c.nKvHeads, c.rmsEps);
     }
-    be.rope(buf.q, T, c.nHeads, c.headDim, buf.positions, c.rope);
-    be.rope(buf.k, T, c.nKvHeads, c.headDim, buf.positions, c.rope);
+    be.rope(buf.q, T, c.nHeads, c.headDim, buf.positions, c.rope, this.ropeFactors);
+    be.rope(buf.k, T, c.nKvHeads, c.headDim, buf.positions, c.rope, this.ropeFactors);
     be.storeKV(this.kv.layers[layer], buf.k, buf.v, buf.slots, T);
     be.attention(this.attentionArgs(layer, T));
     be.matmul(buf.xb, w.matrix('attn_output'), buf.attnOut, T);
+    if (options.postNorm) be.rmsNorm(buf.xb, buf.xb, w.vector('post_attention_norm'), c.dim, T, c.rmsEps);
     be.add(buf.x, buf.x, buf.xb, T * c.dim);
   }
 
-  feedForward(w: LayerWeights): void {
+  feedForward(w: LayerWeights, options: FeedForwardOptions = {}): void {
     const { backend: be, config: c, buf, nTokens: T } = this;
     be.rmsNorm(buf.xb, buf.x, w.vector('ffn_norm'), c.dim, T, c.rmsEps);
-    be.matmulShared([{ out: buf.gate, w: w.matrix('ffn_gate') }, { out: buf.up, w: w.matrix('ffn_up') }], buf.xb, T);
-    be.swiglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
+    const gate = w.optional('ffn_gate');
+    const [wGate, wUp] = gate ? [w.matrix('ffn_gate'), w.matrix('ffn_up')] : rowSlices(w.matrix('ffn_up'), [c.ffnDim, c.ffnDim]);
+    be.matmulShared([{ out: buf.gate, w: wGate }, { out: buf.up, w: wUp }], buf.xb, T);
+    if (options.activation === 'gelu') be.geglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
+    else be.swiglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
     be.matmul(buf.xb, w.matrix('ffn_down'), buf.gate, T);
+    if (options.postNorm) be.rmsNorm(buf.xb, buf.xb, w.vector('post_ffw_norm'), c.dim, T, c.rmsEps);
     be.add(buf.x, buf.x, buf.xb, T * c.dim);
+  }
+
+  /** The RoPE frequency factors of this graph's context: phi3's long ones only past the original context. */
+  private get ropeFactors(): Tensor | undefined {
+    const f = this.weights.ropeFactors;
+    if (!f) return undefined;
+    return f.fixed ?? (this.kv.options.maxSequenceLength > this.config.rope.nCtxOrig ? f.long : f.short);
   }
 
   /** Reserve KV positions for the batch (all or nothing) and write ids, positions, slots and block tables. */
@@ -224,6 +287,8 @@ export class Graph implements GraphBuilder {
 
     const T = batch.length;
     const ids = new Int32Array(T), positions = new Int32Array(T), slots = new Int32Array(T), info = new Int32Array(3 * T);
+    const window = this.config.slidingWindow!;
+    const windowed = buf.tokenInfoWindowed ? new Int32Array(3 * T) : undefined;
     const next = new Map(reserved.map((r) => [r.seqId, { ...r, i: 0 }]));
     batch.forEach((t, i) => {
       const r = next.get(t.seqId)!;
@@ -234,6 +299,7 @@ export class Graph implements GraphBuilder {
       info[3 * i] = tableStart.get(t.seqId)!;
       info[3 * i + 1] = kv.firstKey(p); // keys firstKey..p: causal, within the window
       info[3 * i + 2] = p + 1;
+      if (windowed) windowed.set([info[3 * i], Math.max(0, p + 1 - window), p + 1], 3 * i);
       r.i++;
     });
     const be = this.backend;
@@ -242,19 +308,34 @@ export class Graph implements GraphBuilder {
     be.upload(buf.positions, positions);
     be.upload(buf.slots, slots);
     be.upload(buf.tokenInfo, info);
+    if (windowed) be.upload(buf.tokenInfoWindowed!, windowed);
   }
 
   /** The batch's sequences give back the blocks that fell out of their windows (sliding-window models). */
   private releaseOutsideWindow(batch: readonly BatchToken[]): void {
-    if (this.config.slidingWindow === undefined) return;
+    if (everyLayerWindow(this.config) === undefined) return;
     for (const seqId of new Set(batch.map((t) => t.seqId))) this.kv.releaseOutsideWindow(seqId);
   }
 
   private attentionArgs(layer: number, nTokens: number): AttentionArgs {
-    const c = this.config;
+    const c = this.config, buf = this.buf;
     return {
-      q: this.buf.q, out: this.buf.attnOut, nTokens, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim,
-      scale: 1 / Math.sqrt(c.headDim), layer: this.kv.layers[layer], blockTables: this.buf.blockTables, tokenInfo: this.buf.tokenInfo,
+      q: buf.q, out: buf.attnOut, nTokens, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim,
+      scale: c.attentionScale ?? 1 / Math.sqrt(c.headDim), softcap: c.attnLogitSoftcap,
+      layer: this.kv.layers[layer], blockTables: buf.blockTables,
+      tokenInfo: buf.tokenInfoWindowed && layerIsWindowed(c, layer) ? buf.tokenInfoWindowed : buf.tokenInfo,
     };
   }
+}
+
+/** Consecutive row ranges of a weight matrix as weights of their own (the parts of a fused tensor). */
+function rowSlices(w: WeightTensor, rows: readonly number[]): WeightTensor[] {
+  const total = rows.reduce((a, b) => a + b, 0);
+  if (total !== w.rows) throw new RangeError(`a fused weight of ${w.rows} rows cannot split into ${rows.join(' + ')}`);
+  let start = 0;
+  return rows.map((n) => {
+    const part = asWeight(subTensor(w, start * w.rowBytes, w.type, [w.cols, n]), w.cols, n);
+    start += n;
+    return part;
+  });
 }

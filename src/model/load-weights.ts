@@ -14,6 +14,8 @@ import type { ModelConfig, ModelWeights } from './graph.js';
 /** Vectors (norms, biases) are converted to f32 on load; these are the types we can convert. */
 const VECTOR_TYPES = new Set<GGMLType>([GGMLType.F32, GGMLType.F16, GGMLType.BF16]);
 
+const ROPE_FACTOR_TENSORS = ['rope_freqs.weight', 'rope_factors_short.weight', 'rope_factors_long.weight'] as const;
+
 interface Plan {
   matrices: { info: GGUFTensorInfo; rows: number; cols: number }[];
   vectors: { info: GGUFTensorInfo; n: number }[];
@@ -70,7 +72,13 @@ export function planWeights(
       else vector(name, d.shape[0]!, d.optional);
     }
   }
+  for (let l = 0; l < c.nLayers; l++) {
+    const problem = arch.checkLayer?.((role) => file.tensorsByName.has(layerTensorName(l, role)));
+    if (problem) throw new ModelError('MISSING_TENSOR', `layer ${l}: ${problem}`);
+  }
   vector('output_norm.weight', c.dim);
+  // RoPE frequency factors, wherever a file has them (llama 3's rope_freqs; phi3's LongRoPE pair).
+  for (const name of ROPE_FACTOR_TENSORS) vector(name, c.rope.ropeDims / 2, true);
   const tiedOutput = !file.tensorsByName.has('output.weight');
   if (!tiedOutput) matrix('output.weight', c.dim, c.vocabSize);
 
@@ -125,11 +133,13 @@ export async function loadWeights(
     });
   }
   const tokenEmbedding = matrices.get('token_embd.weight')!;
+  const [fixed, short, long] = ROPE_FACTOR_TENSORS.map((n) => vectors.get(n));
   return {
     tokenEmbedding,
     layers,
     outputNorm: vectors.get('output_norm.weight')!,
     output: tiedOutput ? tokenEmbedding : matrices.get('output.weight')!,
+    ropeFactors: fixed || short || long ? { fixed, short, long } : undefined,
   };
 }
 

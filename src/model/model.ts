@@ -13,7 +13,7 @@ import type { SpeculativeOptions } from '../generation/prompt-lookup.js';
 import { Tokenizer } from '../tokenizer/index.js';
 import { ModelError } from './errors.js';
 import { modelConfigFromFile } from './config.js';
-import { Graph, type ModelConfig, type ModelWeights } from './graph.js';
+import { everyLayerWindow, Graph, type ModelConfig, type ModelWeights } from './graph.js';
 import { loadWeights, planWeights } from './load-weights.js';
 import { findArch, type ArchDef } from './arch/arch.js';
 
@@ -258,7 +258,7 @@ export async function loadModel(input: ModelInput, options: LoadModelOptions = {
     const contextLength = Math.min(options.contextLength ?? Math.min(modelContext, 4096), modelContext);
     const blockSize = options.kvBlockSize ?? 16;
     const maxBatchTokens = Math.min(options.maxBatchTokens ?? 512, contextLength);
-    const window = config.slidingWindow;
+    const window = everyLayerWindow(config);
     const oneSequence = window === undefined ? contextLength : Math.min(contextLength, KVCache.windowBlocks(window, blockSize, maxBatchTokens) * blockSize);
     const kvTokens = Math.max(options.kvCacheTokens ?? oneSequence, blockSize);
     const kvType = options.kvCacheType ?? 'f16';

@@ -54,8 +54,17 @@ export interface SyntheticLlamaOptions {
   embeddingStd?: number;
   /** q/k/v biases (default: true for qwen2, false for llama). */
   qkvBias?: boolean;
-  /** qwen3 adds per-head q/k norms (random around 1) and no biases. */
-  arch?: 'llama' | 'qwen2' | 'qwen3';
+  /**
+   * qwen3 adds per-head q/k norms (random around 1) and no biases; phi3 fuses q/k/v into attn_qkv
+   * and gate/up into one ffn_up; gemma has no output.weight of its own unless asked (GeGLU is in
+   * the graph, not the file); gemma2 adds post-attention and post-feed-forward norms (around 1).
+   */
+  arch?: 'llama' | 'qwen2' | 'qwen3' | 'phi3' | 'gemma' | 'gemma2';
+  /** rope_freqs.weight: llama 3's RoPE frequency factors (random, around 2). */
+  ropeFreqs?: boolean;
+  /** gemma2's {arch}.attn_logit_softcapping and final_logit_softcapping (default: absent, llama.cpp's 50 and 30). */
+  attnSoftcap?: number;
+  finalSoftcap?: number;
   /** Per-head dimension (default dim / nHeads). */
   headDim?: number;
   contextLength?: number;
@@ -181,6 +190,7 @@ const CHUNK_ELEMENTS = 1 << 16;
 type BlockPool = (type: GGMLType) => { blocks: Uint8Array; count: number };
 
 type Fill = { kind: 'normal'; std: number; seed: number; pool?: BlockPool; mean?: number } | { kind: 'ones' };
+
 
 function lazyTensor(name: string, dims: number[], type: GGMLType, fill: Fill): LazyTensor {
   const { blockSize, blockBytes } = typeTraits(type)!;
@@ -354,8 +364,10 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
     tensors.push(lazyTensor(name, [cols, rows], tensorTypeFor(want, cols, GGMLType.F32).type, fill));
   };
   const embedding = { std: opts.embeddingStd ?? std, seedName: 'token_embd.weight' };
-  const vector = (name: string, n: number, fill: 'ones' | 'random' | 'around one'): void => {
-    const f: Fill = fill === 'ones' ? { kind: 'ones' } : { kind: 'normal', std: fill === 'random' ? std : 0.1, seed: hashName(opts.seed, name), mean: fill === 'around one' ? 1 : 0 };
+  const vector = (name: string, n: number, fill: 'ones' | 'random' | 'around one' | 'around two'): void => {
+    const spread = fill === 'random' ? std : fill === 'around two' ? 0.4 : 0.1;
+    const mean = fill === 'around one' ? 1 : fill === 'around two' ? 2 : 0;
+    const f: Fill = fill === 'ones' ? { kind: 'ones' } : { kind: 'normal', std: spread, seed: hashName(opts.seed, name), mean };
     tensors.push(lazyTensor(name, [n], GGMLType.F32, f));
   };
 
@@ -363,9 +375,12 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
   for (let l = 0; l < nLayers; l++) {
     const p = `blk.${l}.`;
     vector(p + 'attn_norm.weight', dim, 'ones');
-    matrix(p + 'attn_q.weight', dim, qDim);
-    matrix(p + 'attn_k.weight', dim, kvDim);
-    matrix(p + 'attn_v.weight', dim, kvDim);
+    if (arch === 'phi3') matrix(p + 'attn_qkv.weight', dim, qDim + 2 * kvDim);
+    else {
+      matrix(p + 'attn_q.weight', dim, qDim);
+      matrix(p + 'attn_k.weight', dim, kvDim);
+      matrix(p + 'attn_v.weight', dim, kvDim);
+    }
     if (qkvBias) {
       vector(p + 'attn_q.bias', qDim, 'random');
       vector(p + 'attn_k.bias', kvDim, 'random');
@@ -376,12 +391,18 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
       vector(p + 'attn_k_norm.weight', headDim, 'around one');
     }
     matrix(p + 'attn_output.weight', qDim, dim);
+    if (arch === 'gemma2') vector(p + 'post_attention_norm.weight', dim, 'around one');
     vector(p + 'ffn_norm.weight', dim, 'ones');
-    matrix(p + 'ffn_gate.weight', dim, ffnDim);
-    matrix(p + 'ffn_up.weight', dim, ffnDim);
+    if (arch === 'phi3') matrix(p + 'ffn_up.weight', dim, 2 * ffnDim);
+    else {
+      matrix(p + 'ffn_gate.weight', dim, ffnDim);
+      matrix(p + 'ffn_up.weight', dim, ffnDim);
+    }
     matrix(p + 'ffn_down.weight', ffnDim, dim);
+    if (arch === 'gemma2') vector(p + 'post_ffw_norm.weight', dim, 'around one');
   }
   vector('output_norm.weight', dim, 'ones');
+  if (opts.ropeFreqs) vector('rope_freqs.weight', headDim / 2, 'around two');
   if (!opts.tiedEmbeddings) matrix('output.weight', dim, nVocab, opts.outputType ?? type, opts.outputFromEmbedding ? embedding : undefined);
 
   const u32 = (value: number): GGUFEntry => ({ type: GGUFValueType.UINT32, value });
@@ -389,7 +410,7 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
   const quantized = tensors.some((t) => typeTraits(t.type)!.blockSize > 1);
   const metadata: [string, GGUFEntry][] = [
     ['general.architecture', { type: GGUFValueType.STRING, value: arch }],
-    ['general.name', { type: GGUFValueType.STRING, value: `synthetic ${arch} dim ${dim} x ${nLayers} layers (random weights, seed ${opts.seed})` }],
+    ['general.name', { type: GGUFValueType.STRING, value: `random-weight test model, dim ${dim} x ${nLayers} layers, seed ${opts.seed}` }],
     ['general.file_type', u32(llamaFileType(type))],
     ...(quantized ? [['general.quantization_version', u32(GGML_QNT_VERSION)] as [string, GGUFEntry]] : []),
     [`${arch}.context_length`, u32(opts.contextLength ?? 2048)],
@@ -399,9 +420,11 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
     [`${arch}.attention.head_count`, u32(nHeads)],
     [`${arch}.attention.head_count_kv`, u32(nKvHeads)],
     [`${arch}.rope.dimension_count`, u32(headDim)],
-    [`${arch}.rope.freq_base`, f32(opts.ropeFreqBase ?? (arch === 'llama' ? 10000 : 1000000))],
+    [`${arch}.rope.freq_base`, f32(opts.ropeFreqBase ?? (arch === 'llama' || arch.startsWith('gemma') || arch === 'phi3' ? 10000 : 1000000))],
     [`${arch}.attention.layer_norm_rms_epsilon`, f32(arch === 'llama' ? 1e-5 : 1e-6)],
     ...(opts.slidingWindow !== undefined ? [[`${arch}.attention.sliding_window`, u32(opts.slidingWindow)] as [string, GGUFEntry]] : []),
+    ...(opts.attnSoftcap !== undefined ? [[`${arch}.attn_logit_softcapping`, f32(opts.attnSoftcap)] as [string, GGUFEntry]] : []),
+    ...(opts.finalSoftcap !== undefined ? [[`${arch}.final_logit_softcapping`, f32(opts.finalSoftcap)] as [string, GGUFEntry]] : []),
     ...(headDim !== dim / nHeads
       ? ([[`${arch}.attention.key_length`, u32(headDim)], [`${arch}.attention.value_length`, u32(headDim)]] as [string, GGUFEntry][])
       : []),

@@ -54,8 +54,8 @@ function yarnRamp(low: number, high: number, pair: number): number {
  * cos/sin (already multiplied by mscale) for rotary pair `pair` at position `pos`, as ggml's
  * rope_yarn defines them. Exported so tests can check other RoPE code against the same formula.
  */
-export function ropeAngle(pos: number, pair: number, p: RopeParams): { cos: number; sin: number } {
-  const thetaExtrap = pos * Math.pow(p.freqBase, (-2 * pair) / p.ropeDims);
+export function ropeAngle(pos: number, pair: number, p: RopeParams, freqFactor = 1): { cos: number; sin: number } {
+  const thetaExtrap = (pos * Math.pow(p.freqBase, (-2 * pair) / p.ropeDims)) / freqFactor;
   const thetaInterp = p.freqScale * thetaExtrap;
   let theta = thetaInterp;
   let mscale = p.attnFactor; // ggml scales by attn_factor even with YaRN off
@@ -205,18 +205,19 @@ export function createReferenceBackend(): Backend {
       }
     },
 
-    rope(x, nTokens, nHeads, headDim, positions, p) {
+    rope(x, nTokens, nHeads, headDim, positions, p, freqFactors) {
       if (p.ropeDims % 2 !== 0 || p.ropeDims > headDim || p.ropeDims <= 0) {
         throw new RangeError(`rope: ropeDims ${p.ropeDims} must be even and in 2..headDim (${headDim})`);
       }
       const pos = i32View(positions, nTokens, 'rope positions').slice();
+      const factors = freqFactors ? f32View(freqFactors, p.ropeDims / 2, 'rope frequency factors').slice() : undefined;
       const v = f32View(x, nTokens * nHeads * headDim, 'rope x');
       const half = p.ropeDims / 2;
       for (let t = 0; t < nTokens; t++) {
         for (let h = 0; h < nHeads; h++) {
           const base = (t * nHeads + h) * headDim;
           for (let i = 0; i < half; i++) {
-            const { cos, sin } = ropeAngle(pos[t], i, p);
+            const { cos, sin } = ropeAngle(pos[t], i, p, factors?.[i]);
             // normal: adjacent pairs (2i, 2i+1); NeoX: split halves (i, i + ropeDims/2)
             const a = base + (p.neox ? i : 2 * i);
             const b = base + (p.neox ? i + half : 2 * i + 1);
@@ -234,6 +235,29 @@ export function createReferenceBackend(): Backend {
       const u = f32View(up, count, 'swiglu up').slice();
       const o = f32View(out, count, 'swiglu out');
       for (let i = 0; i < count; i++) o[i] = (g[i] / (1 + Math.exp(-g[i]))) * u[i];
+    },
+
+    geglu(out, gate, up, count) {
+      const g = f32View(gate, count, 'geglu gate').slice();
+      const u = f32View(up, count, 'geglu up').slice();
+      const o = f32View(out, count, 'geglu out');
+      // GELU as ggml's CPU backend: an f16 table (f16 input, f16 output), identity past +-10.
+      const c = Math.sqrt(2 / Math.PI);
+      const gelu = (x: number) => (x <= -10 ? 0 : x >= 10 ? x : f16Round(0.5 * f16Round(x) * (1 + Math.tanh(c * (f16Round(x) + 0.044715 * f16Round(x) ** 3)))));
+      for (let i = 0; i < count; i++) o[i] = gelu(g[i]) * u[i];
+    },
+
+    scale(out, x, count, factor) {
+      const xs = f32View(x, count, 'scale x').slice();
+      const o = f32View(out, count, 'scale out');
+      for (let i = 0; i < count; i++) o[i] = xs[i] * factor;
+    },
+
+    softcap(out, x, count, cap) {
+      if (!(cap > 0 && Number.isFinite(cap))) throw new BackendError('INVALID_ARGUMENT', `softcap: cap ${cap} must be a finite number > 0`);
+      const xs = f32View(x, count, 'softcap x').slice();
+      const o = f32View(out, count, 'softcap out');
+      for (let i = 0; i < count; i++) o[i] = cap * Math.tanh(xs[i] / cap);
     },
 
     add(out, a, b, count) {
@@ -276,6 +300,8 @@ export function createReferenceBackend(): Backend {
 
     attention(args: AttentionArgs) {
       const { nTokens, nHeads, nKvHeads, headDim, scale, layer } = args;
+      const softcap = args.softcap ?? 0;
+      const score = (dot: number) => (softcap > 0 ? softcap * Math.tanh((dot * scale) / softcap) : dot * scale);
       if (nKvHeads <= 0 || nHeads % nKvHeads !== 0) throw new RangeError(`attention: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
       if (layer.kvDim !== nKvHeads * headDim) throw new RangeError(`attention: kvDim ${layer.kvDim} != nKvHeads * headDim`);
       const dim = nHeads * headDim;
@@ -311,7 +337,7 @@ export function createReferenceBackend(): Backend {
             for (let p = 0; p < nKeys; p++) {
               let dot = 0;
               for (let i = 0; i < headDim; i++) dot += qh[i] * readKV(layer, layer.k, slots[p], kvh * headDim + i);
-              const s = dot * scale;
+              const s = score(dot);
               let ms = 1, vs = 1;
               if (s > m) {
                 ms = Math.exp(m - s);
@@ -329,7 +355,7 @@ export function createReferenceBackend(): Backend {
           for (let p = 0; p < nKeys; p++) {
             let dot = 0;
             for (let i = 0; i < headDim; i++) dot += q[t * dim + h * headDim + i] * readKV(layer, layer.k, slots[p], kvh * headDim + i);
-            scores[p] = dot * scale;
+            scores[p] = score(dot);
             if (scores[p] > max) max = scores[p];
           }
           let sum = 0;

@@ -65,7 +65,11 @@ export function attentionOps({ mem, dispatch, scratch, scratchBytes }: OpContext
       c.i[K.ATTN_N_HEADS] = nHeads;
       c.i[K.ATTN_N_KV_HEADS] = nKvHeads;
       c.i[K.ATTN_HEAD_DIM] = headDim;
-      c.f[K.ATTN_SCALE] = a.scale;
+      // As ggml's flash attention: the score scale folds in 1/softcap, the kernel applies softcap * tanh.
+      const softcap = a.softcap ?? 0;
+      if (!(softcap >= 0 && Number.isFinite(softcap))) throw new BackendError('INVALID_ARGUMENT', `attention: softcap ${softcap} must be a finite number >= 0`);
+      c.f[K.ATTN_SCALE] = softcap > 0 ? Math.fround(a.scale) / Math.fround(softcap) : a.scale;
+      c.f[K.ATTN_SOFTCAP] = softcap;
       // An f16 cache follows llama.cpp's flash attention (its default on CPU). Its AVX-512 build
       // rounds as the one-row kernel (f16 Q and V accumulator) when headDim is not a multiple of
       // 16 lanes, at any batch size; otherwise its >= 64-token prefill takes the tiled f32 kernel,

@@ -1,16 +1,16 @@
-// The WASM backend's element-wise and normalization ops: rmsNorm, rope, swiglu, add, addBias, silu, gelu.
+// The WASM backend's element-wise and normalization ops: rmsNorm, rope, swiglu, geglu, scale, softcap, add, addBias, silu, gelu.
 import { BackendError } from '../errors.js';
 import type { Backend, RopeParams, Tensor } from '../backend.js';
 import { checkInt, MIN_WORK, type OpContext } from './dispatch.js';
 import * as K from './kernels.generated.js';
 
-type ElementwiseOps = Pick<Backend, 'rmsNorm' | 'rope' | 'swiglu' | 'add' | 'addBias'> & {
+type ElementwiseOps = Pick<Backend, 'rmsNorm' | 'rope' | 'swiglu' | 'geglu' | 'scale' | 'softcap' | 'add' | 'addBias'> & {
   silu(out: Tensor, x: Tensor, count: number): void;
   gelu(out: Tensor, x: Tensor, count: number): void;
 };
 
 export function elementwiseOps({ mem, dispatch }: OpContext): ElementwiseOps {
-  const elementwise = (op: number, out: Tensor, a: Tensor, b: Tensor | undefined, count: number, minWork: number): void => {
+  const elementwise = (op: number, out: Tensor, a: Tensor, b: Tensor | undefined, count: number, minWork: number, param = 0): void => {
     checkInt('count', count, 0);
     if (count === 0) return;
     const c = dispatch.cmd(op);
@@ -23,6 +23,7 @@ export function elementwiseOps({ mem, dispatch }: OpContext): ElementwiseOps {
       c.i[K.UNARY_OUT] = mem.at(out, 'output', 4 * count);
       c.i[K.UNARY_X] = mem.at(a, 'input', 4 * count);
       c.i[K.UNARY_COUNT] = count;
+      c.f[K.UNARY_PARAM] = param;
     }
     dispatch.run(count, minWork, Math.ceil(count / 16));
   };
@@ -42,7 +43,7 @@ export function elementwiseOps({ mem, dispatch }: OpContext): ElementwiseOps {
       dispatch.run(n * nTokens, MIN_WORK.elementwise, nTokens);
     },
 
-    rope(x, nTokens, nHeads, headDim, positions, p: RopeParams) {
+    rope(x, nTokens, nHeads, headDim, positions, p: RopeParams, freqFactors) {
       checkInt('nTokens', nTokens, 0);
       checkInt('nHeads', nHeads, 1);
       checkInt('headDim', headDim, 2);
@@ -65,10 +66,20 @@ export function elementwiseOps({ mem, dispatch }: OpContext): ElementwiseOps {
       c.f[K.ROPE_BETA_FAST] = p.betaFast;
       c.f[K.ROPE_BETA_SLOW] = p.betaSlow;
       c.i[K.ROPE_N_CTX_ORIG] = p.nCtxOrig;
+      c.i[K.ROPE_FREQ_FACTORS] = freqFactors ? mem.at(freqFactors, 'rope frequency factors', 4 * (p.ropeDims / 2)) : 0;
       dispatch.run(nTokens * (p.ropeDims / 2) * (nHeads + 50), MIN_WORK.elementwise, nTokens);
     },
 
     swiglu: (out, gate, up, count) => elementwise(K.OP_SWIGLU, out, gate, up, count, MIN_WORK.transcendental),
+    geglu: (out, gate, up, count) => elementwise(K.OP_GEGLU, out, gate, up, count, MIN_WORK.transcendental),
+    scale(out, x, count, factor) {
+      if (!Number.isFinite(factor)) throw new BackendError('INVALID_ARGUMENT', `scale: factor ${factor} is not finite`);
+      elementwise(K.OP_SCALE, out, x, undefined, count, MIN_WORK.elementwise, factor);
+    },
+    softcap(out, x, count, cap) {
+      if (!(cap > 0 && Number.isFinite(cap))) throw new BackendError('INVALID_ARGUMENT', `softcap: cap ${cap} must be a finite number > 0`);
+      elementwise(K.OP_SOFTCAP, out, x, undefined, count, MIN_WORK.transcendental, cap);
+    },
     add: (out, a, b, count) => elementwise(K.OP_ADD, out, a, b, count, MIN_WORK.elementwise),
     silu: (out, x, count) => elementwise(K.OP_SILU, out, x, undefined, count, MIN_WORK.transcendental),
     gelu: (out, x, count) => elementwise(K.OP_GELU, out, x, undefined, count, MIN_WORK.transcendental),

@@ -3,9 +3,13 @@
 // architecture beside this one, like llama.cpp's src/models/*.cpp; the registry at the bottom is
 // the one list of what loads.
 import type { Tensor, WeightTensor } from '../../backend/backend.js';
+import type { GGUFFile } from '../../gguf/reader.js';
 import type { GraphBuilder } from '../graph.js';
 import type { ModelConfig } from '../graph.js';
+import type { HParams } from '../hparams.js';
+import { gemma, gemma2 } from './gemma.js';
 import { llama, mistral } from './llama.js';
+import { phi3 } from './phi3.js';
 import { qwen2 } from './qwen2.js';
 import { qwen3 } from './qwen3.js';
 
@@ -30,14 +34,18 @@ export interface ArchDef {
   readonly names: readonly string[];
   /** RoPE layout: ggml "normal" (adjacent pairs) or "neox" (first and second half). */
   readonly ropeStyle: 'normal' | 'neox';
+  /** The settings beyond the common ones, from the architecture's own metadata keys (gemma's soft-capping, windows). */
+  configure?(c: ModelConfig, hp: HParams, meta: GGUFFile['metadata']): ModelConfig;
   /** The tensors of one layer. */
   layerTensors(c: ModelConfig): readonly TensorDecl[];
+  /** Where optional tensors stand in for each other (fused or split q/k/v): what is wrong with a layer having these, if anything. */
+  checkLayer?(has: (role: string) => boolean): string | undefined;
   /** One layer: reads and updates the residual stream g.x. */
   buildLayer(g: GraphBuilder, w: LayerWeights, layer: number): void;
 }
 
 /** Every architecture that loads. */
-export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3];
+export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3, phi3, gemma, gemma2];
 
 export const SUPPORTED_ARCHITECTURES: readonly string[] = ARCHITECTURES.flatMap((a) => a.names);
 
