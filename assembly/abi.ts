@@ -25,6 +25,7 @@ export const OP_ROUND_ACT = 14;
 export const OP_GEGLU = 15;
 export const OP_SCALE = 16;
 export const OP_SOFTCAP = 17;
+export const OP_ARGMAX = 18;
 
 // ---- argument slots, per op
 
@@ -113,6 +114,12 @@ export const UNARY_OUT = 1;
 export const UNARY_X = 2;
 export const UNARY_COUNT = 3;
 export const UNARY_PARAM = 4;
+
+// OP_ARGMAX: out[r] (i32) = the first index of the largest of row r of x (ARGMAX_ROWS rows of ARGMAX_N f32).
+export const ARGMAX_OUT = 1;
+export const ARGMAX_X = 2;
+export const ARGMAX_N = 3;
+export const ARGMAX_ROWS = 4;
 
 // OP_ADD_BIAS: out[t][i] = x[t][i] + bias[i], rows of BIAS_N.
 export const BIAS_OUT = 1;

@@ -7,6 +7,8 @@ import type { BatchToken } from '../src/model/graph.js';
 import { loadModel, type Model } from '../src/model/model.js';
 import { ModelError } from '../src/model/errors.js';
 import { bundledModelPath } from '../src/runtime/bundled-model.js';
+import { Sampler } from '../src/sampling/sampler.js';
+import { GGMLType } from '../src/tensor/ggml-types.js';
 import { swaModels, type SwaModels } from './helpers/swa-model.js';
 import { loadLlamaReference } from './reference/llama-reference.js';
 
@@ -69,6 +71,39 @@ describe('llama graph', () => {
     } finally {
       kv.removeSequence(7);
       kv.removeSequence(8);
+    }
+  }));
+
+  it("positions asking for 'argmax' get the token id a greedy sampler picks from the row; the others their rows", () => withModel(async (m) => {
+    const tokens = m.tokenizer.encode('Lily and Tom went to the park. They saw a big dog', { addSpecial: true });
+    const rows = await m.evaluate(tokens);
+    const kv = m.graph.kv;
+    kv.createSequence(9);
+    try {
+      // Every other position asks for the argmax only, the rest for rows; then all argmax (ids alone come back).
+      const mixed = await m.graph.forward(tokens.map((token, i) => ({ token, seqId: 9, logits: i % 2 ? 'argmax' : true }) as BatchToken));
+      kv.truncate(9, 0);
+      const ids = await m.graph.forward(tokens.map((token) => ({ token, seqId: 9, logits: 'argmax' }) as BatchToken));
+      const greedy = new Sampler({ temperature: 0 });
+      expect(greedy.picksArgmax).toBe(true);
+      rows.forEach((row, i) => {
+        const want = greedy.sample(row, []);
+        expect(ids[i]).toBe(want);
+        if (i % 2) expect(mixed[i]).toBe(want);
+        else expect(Array.from(mixed[i] as Float32Array)).toEqual(Array.from(row));
+      });
+      // Ties and NaN: the first of equal maxima wins, a NaN after the first place never does (as the sampler's strict scan).
+      const be = m.backend;
+      const x = be.allocate(GGMLType.F32, [4, 3]), out = be.allocate(GGMLType.I32, [3]);
+      be.upload(x, Float32Array.of(1, 5, 5, 2, 2, NaN, 3, 1, -Infinity, -Infinity, -Infinity, -Infinity));
+      be.argmax(out, x, 4, 3);
+      const got = await be.read(out);
+      expect(Array.from(new Int32Array(got.buffer, got.byteOffset, 3))).toEqual([1, 2, 0]);
+      expect(new Sampler({ temperature: 0, repeatPenalty: 1.1 }).picksArgmax).toBe(false);
+      expect(new Sampler({ temperature: 0, logitBias: { 3: 1 } }).picksArgmax).toBe(false);
+      expect(new Sampler({ temperature: 0.5 }).picksArgmax).toBe(false);
+    } finally {
+      kv.removeSequence(9);
     }
   }));
 

@@ -178,6 +178,11 @@ export interface Backend {
   scale(out: Tensor, x: Tensor, count: number, factor: number): void;
   /** out[i] = cap * tanh(x[i] / cap) for i < count (logit soft-capping, as ggml: times the f32 1/cap, tanh, times cap). out may equal x. */
   softcap(out: Tensor, x: Tensor, count: number, cap: number): void;
+  /**
+   * out[r] (i32[nRows]) = the first index of the largest value of row r of x ([nRows][n] f32), as a
+   * greedy sampler scanning in id order picks it: greedy decoding reads back a token id, not a vocabulary row.
+   */
+  argmax(out: Tensor, x: Tensor, n: number, nRows: number): void;
   /** out[i] = a[i] + b[i] for i < count. out may equal a. */
   add(out: Tensor, a: Tensor, b: Tensor, count: number): void;
   /** out[t][i] = x[t][i] + bias[i] (bias: f32[n]); used for qwen2's q/k/v biases. */

@@ -141,7 +141,7 @@ export class Engine {
     const samplers = Array.from({ length: n }, (_, i) => new Sampler({ ...request, seed: request.seed === undefined ? undefined : (request.seed + i) >>> 0 }));
 
     const r = new RequestState(this.nextRequestId++, prompt.length, { maxTokens, ignoreEos: request.ignoreEos ?? false, logprobs: request.logprobs ?? false, priority });
-    for (let i = 0; i < n; i++) r.sequences.push(new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], r.params.logprobs), logitsFrom, drafter));
+    for (let i = 0; i < n; i++) r.sequences.push(new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], r.params.logprobs), logitsFrom, drafter, r.params.logprobs));
     this.requests.add(r);
     r.onSettle(() => this.requests.delete(r));
 

@@ -117,11 +117,12 @@ export class Scheduler {
     for (const { seq, count, draft } of plan) {
       for (let i = 0; i < count; i++) {
         const p = seq.kvLen + i;
-        batch.push({ token: seq.tokens[p], seqId: seq.kvId, logits: seq.wantsLogits(p) });
+        batch.push({ token: seq.tokens[p], seqId: seq.kvId, logits: seq.wantsLogits(p) && seq.logitsRequest });
       }
-      for (const token of draft) batch.push({ token, seqId: seq.kvId, logits: true });
+      for (const token of draft) batch.push({ token, seqId: seq.kvId, logits: seq.logitsRequest });
     }
-    let logits: Float32Array[];
+    // A row of logits, or for a sequence that needs only the argmax, the token id the backend picked.
+    let logits: (Float32Array | number)[];
     this.deferredCancels = [];
     try {
       logits = await this.graph.forward(batch);
@@ -137,14 +138,14 @@ export class Scheduler {
     this.stats.computedTokens += batch.length;
 
     let row = 0;
-    const sampled: [Sequence, Float32Array[], number[]][] = [];
+    const sampled: [Sequence, (Float32Array | number)[], number[]][] = [];
     for (const { seq, count, draft } of plan) {
-      let last: Float32Array | undefined;
+      let last: Float32Array | number | undefined;
       for (let p = seq.kvLen; p < seq.kvLen + count; p++) {
         if (!seq.wantsLogits(p)) continue;
         last = logits[row++];
         // A recomputation after preemption computes the same rows again: they replace themselves.
-        if (seq.logitsFrom !== undefined && p >= seq.logitsFrom) seq.positionLogits[p - seq.logitsFrom] = last;
+        if (seq.logitsFrom !== undefined && p >= seq.logitsFrom) seq.positionLogits[p - seq.logitsFrom] = last as Float32Array;
       }
       // The drafts' K/V stay in the cache past kvLen until verification keeps or drops them.
       seq.kvLen += count;
@@ -316,7 +317,7 @@ export class Scheduler {
    * tokens are what plain decoding would sample, one forward pass fewer for each draft kept. Then
    * the KV rolls back past the first draft that was not.
    */
-  private onLogits(seq: Sequence, rows: Float32Array[], draft: readonly number[]): void {
+  private onLogits(seq: Sequence, rows: (Float32Array | number)[], draft: readonly number[]): void {
     // The prompt is in: the other completions share its blocks and sample from the same logits.
     const followers = seq.followers.splice(0);
     for (const f of followers) {
@@ -338,18 +339,21 @@ export class Scheduler {
     for (const f of followers) if (f.state === 'running') this.sample(f, rows[0]);
   }
 
-  /** Sample the sequence's next token and emit it, or finish the sequence; returns the token (undefined when it finished first). */
-  private sample(seq: Sequence, logits: Float32Array): number | undefined {
+  /**
+   * Sample the sequence's next token from a logits row (or take the backend's argmax for it) and
+   * emit it, or finish the sequence; returns the token (undefined when it finished first).
+   */
+  private sample(seq: Sequence, logits: Float32Array | number): number | undefined {
     const r = seq.request;
     if (seq.generated >= r.params.maxTokens) return void this.finish(seq, 'max_tokens');
     let token: number;
     try {
-      token = seq.sampler.sample(logits, seq.tokens);
+      token = typeof logits === 'number' ? seq.sampler.takeArgmax(logits) : seq.sampler.sample(logits, seq.tokens);
     } catch (err) {
       return void this.cancel(r, err);
     }
     if (!r.params.ignoreEos && this.tokenizer.isEog(token)) return void this.finish(seq, 'eos');
-    const logprob = r.params.logprobs ? logprobOf(logits, token) : undefined;
+    const logprob = r.params.logprobs && typeof logits !== 'number' ? logprobOf(logits, token) : undefined;
     const { text, stopped } = seq.output.push(token, logprob);
     seq.tokens.push(token);
     this.stats.generatedTokens++;

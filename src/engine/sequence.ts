@@ -25,6 +25,8 @@ export class Sequence {
    * position logitsFrom + i): for evaluate(), and for scoring k draft tokens at once.
    */
   readonly positionLogits: Float32Array[] = [];
+  /** Its tokens need only the argmax of each logits row (plain greedy, no log-probs, no collected logits): the backend computes it. */
+  readonly argmaxOnly: boolean;
 
   constructor(
     readonly request: RequestState,
@@ -36,8 +38,15 @@ export class Sequence {
     readonly logitsFrom?: number,
     /** Proposes draft tokens to verify with each decode step (speculative decoding). */
     readonly drafter?: Drafter,
+    logprobs = false,
   ) {
     this.tokens = [...prompt];
+    this.argmaxOnly = sampler.picksArgmax && !logprobs && logitsFrom === undefined;
+  }
+
+  /** What the forward pass returns after one of its positions that needs logits. */
+  get logitsRequest(): true | 'argmax' {
+    return this.argmaxOnly ? 'argmax' : true;
   }
 
   /** Whether the forward pass must return logits after position p. */

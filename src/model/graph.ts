@@ -100,7 +100,15 @@ export interface FeedForwardOptions {
 export interface BatchToken {
   readonly token: number;
   readonly seqId: number;
-  /** Compute next-token logits after this token. */
+  /**
+   * What comes back after this token: its next-token logits (true), nothing (false), or only their
+   * argmax, computed by the backend ('argmax': greedy decoding reads back a token id, not a vocabulary row).
+   */
+  readonly logits: boolean | 'argmax';
+}
+
+/** A batch whose tokens ask for logits rows or nothing (forward then returns only rows). */
+export interface LogitsBatchToken extends BatchToken {
   readonly logits: boolean;
 }
 
@@ -115,6 +123,7 @@ interface Buffers {
   gate: Tensor; // [T][ffnDim]
   up: Tensor; // [T][ffnDim]
   logits: Tensor; // [T][vocab]
+  argmax: Tensor; // i32[T]: the argmax of each logits row
   ids: Tensor; // i32[T]
   positions: Tensor; // i32[T]
   slots: Tensor; // i32[T]
@@ -149,7 +158,7 @@ export class Graph implements GraphBuilder {
     const T = maxBatchTokens;
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
     const floats = T * (2 * c.dim + 2 * qDim + 2 * kvDim + 2 * c.ffnDim + c.vocabSize);
-    return 4 * (floats + 9 * T + blockTableEntries) + 64 * 17;
+    return 4 * (floats + 10 * T + blockTableEntries) + 64 * 18;
   }
 
   private static blockTableEntries(kv: KVCache, maxBatchTokens: number): number {
@@ -164,7 +173,7 @@ export class Graph implements GraphBuilder {
     const blockTableCapacity = Graph.blockTableEntries(kv, T);
     return {
       x: f32(c.dim), xb: f32(c.dim), q: f32(qDim), k: f32(kvDim), v: f32(kvDim),
-      attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: f32(c.vocabSize),
+      attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: f32(c.vocabSize), argmax: i32(T),
       ids: i32(T), positions: i32(T), slots: i32(T), tokenInfo: i32(3 * T),
       tokenInfoWindowed: c.slidingWindow !== undefined && everyLayerWindow(c) === undefined ? i32(3 * T) : undefined,
       blockTables: i32(blockTableCapacity), blockTableCapacity,
@@ -173,11 +182,14 @@ export class Graph implements GraphBuilder {
 
   /**
    * Evaluate a batch (at most maxBatchTokens). Tokens of one sequence must appear in order; each
-   * takes the sequence's next position. Returns next-token logits for the tokens that asked, in order.
+   * takes the sequence's next position. Returns, for the tokens that asked, in order, their
+   * next-token logits (a row) or their argmax (a token id).
    * If the KV cache cannot take the batch, throws and leaves every sequence as it was. With a
    * sliding window, the batch's sequences then release the blocks no later token attends to.
    */
-  async forward(batch: readonly BatchToken[]): Promise<Float32Array[]> {
+  forward(batch: readonly LogitsBatchToken[]): Promise<Float32Array[]>;
+  forward(batch: readonly BatchToken[]): Promise<(Float32Array | number)[]>;
+  async forward(batch: readonly BatchToken[]): Promise<(Float32Array | number)[]> {
     const T = batch.length;
     if (T === 0) return [];
     if (T > this.maxBatchTokens) throw new RangeError(`batch of ${T} tokens exceeds maxBatchTokens ${this.maxBatchTokens}`);
@@ -199,10 +211,18 @@ export class Graph implements GraphBuilder {
     be.rmsNorm(buf.xb, buf.xb, w.outputNorm, c.dim, wanted.length, c.rmsEps);
     be.matmul(buf.logits, w.output, buf.xb, wanted.length);
     if (c.finalLogitSoftcap !== undefined) be.softcap(buf.logits, buf.logits, wanted.length * c.vocabSize, c.finalLogitSoftcap);
+    const n = wanted.length, argmaxAt = wanted.map((i) => batch[i].logits === 'argmax');
+    let ids: Int32Array | undefined;
+    if (argmaxAt.some(Boolean)) {
+      be.argmax(buf.argmax, buf.logits, c.vocabSize, n);
+      const bytes = await be.read(buf.argmax, 0, 4 * n);
+      ids = new Int32Array(bytes.buffer, bytes.byteOffset, n);
+      if (argmaxAt.every(Boolean)) return Array.from(ids);
+    }
     // read() returns a copy of its own: one row is handed out as it is; several get a buffer each.
-    const all = asF32(await be.read(buf.logits, 0, 4 * wanted.length * c.vocabSize));
-    if (wanted.length === 1) return [all];
-    return wanted.map((_, i) => all.slice(i * c.vocabSize, (i + 1) * c.vocabSize));
+    const all = asF32(await be.read(buf.logits, 0, 4 * n * c.vocabSize));
+    if (n === 1) return [all];
+    return wanted.map((_, i) => (argmaxAt[i] ? ids![i]! : all.slice(i * c.vocabSize, (i + 1) * c.vocabSize)));
   }
 
   attention(w: LayerWeights, layer: number, options: AttentionOptions = {}): void {

@@ -45,6 +45,11 @@ export class Sampler {
   private readonly greedy: boolean;
   /** Everything before the draw. */
   private readonly chain: LogitsProcessor[];
+  /**
+   * Greedy with nothing that changes logits (no bias, penalties or processors of the caller's): it
+   * picks a row's argmax, which the backend can compute, so only a token id need come back.
+   */
+  readonly picksArgmax: boolean;
 
   constructor(options: SamplingOptions = {}) {
     const o = {
@@ -74,6 +79,8 @@ export class Sampler {
     check(Array.isArray(own) && own.every((p) => typeof p?.process === 'function'), 'logitsProcessors() must return processors with a process(candidates, history) method');
 
     this.greedy = o.temperature <= 0;
+    const penalized = o.penaltyWindow > 0 && (o.repeatPenalty !== 1 || o.frequencyPenalty !== 0 || o.presencePenalty !== 0);
+    this.picksArgmax = this.greedy && bias.length === 0 && !penalized && own.length === 0;
     // Bias and penalties index logits by token id: they run while candidates are still in id order.
     this.chain = [new LogitBias(bias), new Penalties(o.repeatPenalty, o.frequencyPenalty, o.presencePenalty, o.penaltyWindow), ...own];
     if (!this.greedy) {
@@ -92,6 +99,12 @@ export class Sampler {
     const c = this.run(logits, history);
     const token = this.greedy ? greedy(c) : this.draw(c);
     for (const p of this.chain) p.accept?.(token);
+    return token;
+  }
+
+  /** The token sample() would have picked, from the row's argmax computed elsewhere (picksArgmax samplers only). */
+  takeArgmax(token: number): number {
+    if (!this.picksArgmax) throw new SamplingError('INVALID_OPTION', 'this sampler does not pick the plain argmax');
     return token;
   }
 

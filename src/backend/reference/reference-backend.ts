@@ -260,6 +260,16 @@ export function createReferenceBackend(): Backend {
       for (let i = 0; i < count; i++) o[i] = cap * Math.tanh(xs[i] / cap);
     },
 
+    argmax(out, x, n, nRows) {
+      const xs = f32View(x, n * nRows, 'argmax x');
+      const o = i32View(out, nRows, 'argmax out');
+      for (let r = 0; r < nRows; r++) {
+        let best = 0;
+        for (let i = 1; i < n; i++) if (xs[r * n + i] > xs[r * n + best]) best = i;
+        o[r] = best;
+      }
+    },
+
     add(out, a, b, count) {
       const av = f32View(a, count, 'add a').slice();
       const bv = f32View(b, count, 'add b').slice();

@@ -1,10 +1,10 @@
-// The WASM backend's element-wise and normalization ops: rmsNorm, rope, swiglu, geglu, scale, softcap, add, addBias, silu, gelu.
+// The WASM backend's element-wise, normalization and reduction ops: rmsNorm, rope, swiglu, geglu, scale, softcap, argmax, add, addBias, silu, gelu.
 import { BackendError } from '../errors.js';
 import type { Backend, RopeParams, Tensor } from '../backend.js';
 import { checkInt, MIN_WORK, type OpContext } from './dispatch.js';
 import * as K from './kernels.generated.js';
 
-type ElementwiseOps = Pick<Backend, 'rmsNorm' | 'rope' | 'swiglu' | 'geglu' | 'scale' | 'softcap' | 'add' | 'addBias'> & {
+type ElementwiseOps = Pick<Backend, 'rmsNorm' | 'rope' | 'swiglu' | 'geglu' | 'scale' | 'softcap' | 'argmax' | 'add' | 'addBias'> & {
   silu(out: Tensor, x: Tensor, count: number): void;
   gelu(out: Tensor, x: Tensor, count: number): void;
 };
@@ -79,6 +79,17 @@ export function elementwiseOps({ mem, dispatch }: OpContext): ElementwiseOps {
     softcap(out, x, count, cap) {
       if (!(cap > 0 && Number.isFinite(cap))) throw new BackendError('INVALID_ARGUMENT', `softcap: cap ${cap} must be a finite number > 0`);
       elementwise(K.OP_SOFTCAP, out, x, undefined, count, MIN_WORK.transcendental, cap);
+    },
+    argmax(out, x, n, nRows) {
+      checkInt('n', n, 1);
+      checkInt('nRows', nRows, 0);
+      if (nRows === 0) return;
+      const c = dispatch.cmd(K.OP_ARGMAX);
+      c.i[K.ARGMAX_OUT] = mem.at(out, 'argmax output', 4 * nRows);
+      c.i[K.ARGMAX_X] = mem.at(x, 'argmax input', 4 * n * nRows);
+      c.i[K.ARGMAX_N] = n;
+      c.i[K.ARGMAX_ROWS] = nRows;
+      dispatch.run(n * nRows, MIN_WORK.elementwise, nRows);
     },
     add: (out, a, b, count) => elementwise(K.OP_ADD, out, a, b, count, MIN_WORK.elementwise),
     silu: (out, x, count) => elementwise(K.OP_SILU, out, x, undefined, count, MIN_WORK.transcendental),
