@@ -124,6 +124,17 @@ export interface MatmulPart {
   readonly w: WeightTensor;
 }
 
+/** Mixture-of-experts routing of a batch: which experts each token uses, and with what weight. */
+export interface ExpertRouting {
+  /** i32 [nTokens][used]: the chosen experts of each token, most probable first. */
+  readonly ids: Tensor;
+  /** f32 [nTokens][used]: their weights. */
+  readonly weights: Tensor;
+  readonly nTokens: number;
+  /** Experts per token. */
+  readonly used: number;
+}
+
 /** What a backend runs and holds, for planning before anything is allocated. */
 export interface BackendCapabilities {
   /** Weight types matmul and getRows take as they are in the file. */
@@ -158,6 +169,21 @@ export interface Backend {
    * Outputs must not overlap x or each other.
    */
   matmulShared(parts: readonly MatmulPart[], x: Tensor, nTokens: number): void;
+  /**
+   * Routed matmul (ggml's mul_mat_id): w stacks nExperts matrices of w.rows / nExperts rows each
+   * (expert e: rows e * rows/nExperts ..); out[t][j] = W[ids[t][j]] . x, where x is x[t] (inputPerSlot
+   * false: gate/up read the token's row) or x[t][j] (true: down reads each slot's own row). Only the
+   * experts some token chose are computed. out is [nTokens][used][rows / nExperts].
+   */
+  matmulRouted(out: Tensor, w: WeightTensor, nExperts: number, x: Tensor, routing: ExpertRouting, inputPerSlot: boolean): void;
+  /**
+   * Choose experts from router logits ([nTokens][nExperts] f32), as llama.cpp's softmax gating:
+   * p = softmax(logits); ids = the `used` largest p (most probable first, lower id on ties);
+   * weights = their p, divided by their sum (at least 2^-14) when `normalize`.
+   */
+  routeExperts(routing: ExpertRouting, logits: Tensor, nExperts: number, normalize: boolean): void;
+  /** out[t] = sum over j in order of y[t][j] * weights[t][j] ([nTokens][used][n] f32 to [nTokens][n]): the experts' outputs combined. */
+  combineExperts(out: Tensor, y: Tensor, routing: ExpertRouting, n: number): void;
   /** out[t] = table row ids[t] dequantized to f32 ([nTokens][table.cols]); ids is an i32 array. */
   getRows(out: Tensor, table: WeightTensor, ids: Tensor, nTokens: number): void;
   /** out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight (weight: f32[n]). out may equal x. */

@@ -3,7 +3,8 @@ import type { RopeParams } from '../backend/backend.js';
 import type { GGUFFile } from '../gguf/reader.js';
 import { readHParams, type HParams } from './hparams.js';
 import { ModelError } from './errors.js';
-import { findArch } from './arch/arch.js';
+import { GGUFError } from '../gguf/errors.js';
+import { ARCHITECTURES, findArch } from './arch/arch.js';
 import type { ModelConfig } from './graph.js';
 
 export function ropeParams(hp: HParams): RopeParams {
@@ -26,7 +27,10 @@ export function ropeParams(hp: HParams): RopeParams {
 export function modelConfigFromFile(file: GGUFFile): ModelConfig {
   const hp = readHParams(file);
   const arch = findArch(hp.architecture)!; // readHParams checked it
-  if (hp.expertCount > 0) throw new ModelError('UNSUPPORTED_ARCHITECTURE', `mixture-of-experts models (${hp.expertCount} experts) are not supported yet`);
+  if (hp.expertCount > 0 && !arch.experts) {
+    throw new ModelError('UNSUPPORTED_ARCHITECTURE', `${hp.architecture} with a mixture of ${hp.expertCount} experts is not supported (experts run for: ${ARCHITECTURES.filter((a) => a.experts).flatMap((a) => a.names).join(', ')})`);
+  }
+  if (hp.expertCount === 0 && arch.experts === 'required') throw new GGUFError('INVALID_VALUE', `${hp.architecture} needs ${hp.architecture}.expert_count > 0`);
   if (hp.ropeScalingType === 'longrope') throw new ModelError('UNSUPPORTED_ARCHITECTURE', 'LongRoPE scaling is not supported yet');
   if (hp.headDimV !== hp.headDim) throw new ModelError('UNSUPPORTED_ARCHITECTURE', `value head size ${hp.headDimV} differs from key head size ${hp.headDim}`);
   // Sliding-window attention (llama.cpp's standard SWA: position p attends to p - W + 1..p) runs as
@@ -45,6 +49,12 @@ export function modelConfigFromFile(file: GGUFFile): ModelConfig {
     rope: ropeParams(hp),
     contextLength: hp.contextLength,
     slidingWindow: window,
+    // llama.cpp: the expert width is expert_feed_forward_length, else feed_forward_length (qwen3moe: divided by the experts used).
+    experts: hp.expertCount > 0 ? {
+      count: hp.expertCount,
+      used: hp.expertUsedCount,
+      ffnDim: hp.expertFeedForwardLength || (hp.architecture === 'qwen3moe' ? Math.floor(hp.feedForwardLength / hp.expertUsedCount) : hp.feedForwardLength),
+    } : undefined,
   };
   return arch.configure ? arch.configure(base, hp, file.metadata) : base;
 }

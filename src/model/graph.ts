@@ -6,7 +6,7 @@
 // Sliding-window models (config.slidingWindow) attend to the last W keys only, as llama.cpp's
 // standard SWA; after each pass the blocks that fell out of every sequence's window go back to
 // the pool (KVCache.releaseOutsideWindow), so a sequence holds about W + one block of keys.
-import { asF32, asWeight, subTensor, type AttentionArgs, type Backend, type RopeParams, type Tensor, type WeightTensor } from '../backend/backend.js';
+import { asF32, asWeight, subTensor, type AttentionArgs, type ExpertRouting, type Backend, type RopeParams, type Tensor, type WeightTensor } from '../backend/backend.js';
 import { GGMLType } from '../tensor/ggml-types.js';
 import { KVCacheError } from '../kv/errors.js';
 import type { KVCache } from '../kv/kv-cache.js';
@@ -39,6 +39,8 @@ export interface ModelConfig {
   readonly attnLogitSoftcap?: number;
   /** Final-logit soft-capping (gemma 2). */
   readonly finalLogitSoftcap?: number;
+  /** Mixture of experts: experts per layer, experts each token uses, and each expert's feed-forward width. */
+  readonly experts?: { readonly count: number; readonly used: number; readonly ffnDim: number };
 }
 
 /** The window every layer attends within (the KV cache may then drop older keys); undefined when some layer sees everything. */
@@ -81,6 +83,13 @@ export interface GraphBuilder {
    * gate is ffn_gate, or the first half of a fused ffn_up of 2 x ffnDim rows (phi3).
    */
   feedForward(w: LayerWeights, options?: FeedForwardOptions): void;
+  /**
+   * Pre-norm mixture-of-experts feed-forward (llama.cpp's build_moe_ffn with softmax gating): the
+   * router (ffn_gate_inp) picks config.experts.used experts per token; each runs a SwiGLU of
+   * ffn_gate_exps / ffn_up_exps / ffn_down_exps, and x += their outputs weighted by the router's
+   * probabilities (renormalized over the chosen ones unless `normalize` is false).
+   */
+  feedForwardExperts(w: LayerWeights, options?: { readonly normalize?: boolean }): void;
 }
 
 export interface AttentionOptions {
@@ -124,6 +133,8 @@ interface Buffers {
   up: Tensor; // [T][ffnDim]
   logits: Tensor; // [T][vocab]
   argmax: Tensor; // i32[T]: the argmax of each logits row
+  /** Mixture-of-experts buffers: router logits [T][E], the routing, expert gate/up [T][used][ffn] and down [T][used][dim]. */
+  moe: { routerLogits: Tensor; routing: ExpertRouting; gate: Tensor; up: Tensor; down: Tensor } | undefined;
   ids: Tensor; // i32[T]
   positions: Tensor; // i32[T]
   slots: Tensor; // i32[T]
@@ -157,7 +168,9 @@ export class Graph implements GraphBuilder {
   static activationBytes(c: ModelConfig, maxBatchTokens: number, blockTableEntries: number): number {
     const T = maxBatchTokens;
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
-    const floats = T * (2 * c.dim + 2 * qDim + 2 * kvDim + 2 * c.ffnDim + c.vocabSize);
+    const e = c.experts;
+    const moeFloats = e ? T * (e.count + 2 * e.used + e.used * (2 * e.ffnDim + c.dim)) : 0;
+    const floats = T * (2 * c.dim + 2 * qDim + 2 * kvDim + 2 * c.ffnDim + c.vocabSize) + moeFloats;
     return 4 * (floats + 10 * T + blockTableEntries) + 64 * 18;
   }
 
@@ -176,6 +189,11 @@ export class Graph implements GraphBuilder {
       attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: f32(c.vocabSize), argmax: i32(T),
       ids: i32(T), positions: i32(T), slots: i32(T), tokenInfo: i32(3 * T),
       tokenInfoWindowed: c.slidingWindow !== undefined && everyLayerWindow(c) === undefined ? i32(3 * T) : undefined,
+      moe: c.experts && {
+        routerLogits: f32(c.experts.count),
+        routing: { ids: i32(T * c.experts.used), weights: b.allocate(GGMLType.F32, [T * c.experts.used]), nTokens: T, used: c.experts.used },
+        gate: f32(c.experts.used * c.experts.ffnDim), up: f32(c.experts.used * c.experts.ffnDim), down: f32(c.experts.used * c.dim),
+      },
       blockTables: i32(blockTableCapacity), blockTableCapacity,
     };
   }
@@ -259,6 +277,22 @@ export class Graph implements GraphBuilder {
     else be.swiglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
     be.matmul(buf.xb, w.matrix('ffn_down'), buf.gate, T);
     if (options.postNorm) be.rmsNorm(buf.xb, buf.xb, w.vector('post_ffw_norm'), c.dim, T, c.rmsEps);
+    be.add(buf.x, buf.x, buf.xb, T * c.dim);
+  }
+
+  feedForwardExperts(w: LayerWeights, options: { readonly normalize?: boolean } = {}): void {
+    const { backend: be, config: c, buf, nTokens: T } = this;
+    const e = c.experts, moe = buf.moe;
+    if (!e || !moe) throw new RangeError('feedForwardExperts: the model has no experts');
+    const routing = { ...moe.routing, nTokens: T };
+    be.rmsNorm(buf.xb, buf.x, w.vector('ffn_norm'), c.dim, T, c.rmsEps);
+    be.matmul(moe.routerLogits, w.matrix('ffn_gate_inp'), buf.xb, T);
+    be.routeExperts(routing, moe.routerLogits, e.count, options.normalize ?? true);
+    be.matmulRouted(moe.gate, w.matrix('ffn_gate_exps'), e.count, buf.xb, routing, false);
+    be.matmulRouted(moe.up, w.matrix('ffn_up_exps'), e.count, buf.xb, routing, false);
+    be.swiglu(moe.gate, moe.gate, moe.up, T * e.used * e.ffnDim);
+    be.matmulRouted(moe.down, w.matrix('ffn_down_exps'), e.count, moe.gate, routing, true);
+    be.combineExperts(buf.xb, moe.down, routing, c.dim);
     be.add(buf.x, buf.x, buf.xb, T * c.dim);
   }
 

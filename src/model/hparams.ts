@@ -41,6 +41,8 @@ export interface HParams {
   /** Mixture-of-experts: experts per layer and experts used per token (0 and 0 for dense models). */
   readonly expertCount: number;
   readonly expertUsedCount: number;
+  /** Each expert's feed-forward width (`<arch>.expert_feed_forward_length`; 0 when absent). */
+  readonly expertFeedForwardLength: number;
   readonly vocabSize: number;
 }
 
@@ -124,6 +126,8 @@ export function readHParams(file: GGUFFile): HParams {
     invalid(`${k('expert_used_count')} ${expertUsedCount} must be in 1..${k('expert_count')} (${expertCount}) for a mixture of experts, or 0 for a dense model`);
   }
 
+  const expertFeedForwardLength = getCount(meta, k('expert_feed_forward_length'), { max: MAX_WIDTH * 8, fallback: 0 });
+
   const vocabSize = readVocabSize(file, k('vocab_size'));
   for (const name of ['token_embd.weight', 'output.weight']) {
     const t = file.tensorsByName.get(name);
@@ -136,7 +140,7 @@ export function readHParams(file: GGUFFile): HParams {
     architecture, contextLength, embeddingLength, blockCount, feedForwardLength, headCount, headCountKv,
     headDim, headDimV, ropeDimensionCount, ropeFreqBase, ropeStyle: def.ropeStyle,
     ropeScalingType, ropeScalingFactor, ropeScalingOriginalContextLength, rmsNormEps, slidingWindow,
-    expertCount, expertUsedCount, vocabSize,
+    expertCount, expertUsedCount, expertFeedForwardLength, vocabSize,
   };
 }
 

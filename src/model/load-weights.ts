@@ -34,15 +34,18 @@ export function planWeights(
   backend: { name: string; capabilities: BackendCapabilities },
 ): { plan: Plan; bytes: number; tiedOutput: boolean } {
   const plan: Plan = { matrices: [], vectors: [] };
-  const matrix = (name: string, cols: number, rows: number, optional = false) => {
+  /** A matrix [cols, rows], or with `experts` the experts' matrices stacked [cols, rows, experts] (loaded as rows x experts rows). */
+  const matrix = (name: string, cols: number, rows: number, optional = false, experts?: number) => {
     const info = file.tensorsByName.get(name);
     if (!info) {
       if (optional) return;
       throw new ModelError('MISSING_TENSOR', `the model has no tensor "${name}"`);
     }
-    if (info.dims.length !== 2 || info.dims[0] !== cols || info.dims[1] !== rows) {
-      throw new ModelError('BAD_TENSOR_SHAPE', `tensor "${name}" has shape [${info.dims.join(', ')}], expected [${cols}, ${rows}]`);
+    const want = experts === undefined ? [cols, rows] : [cols, rows, experts];
+    if (info.dims.length !== want.length || want.some((d, i) => info.dims[i] !== d)) {
+      throw new ModelError('BAD_TENSOR_SHAPE', `tensor "${name}" has shape [${info.dims.join(', ')}], expected [${want.join(', ')}]`);
     }
+    rows *= experts ?? 1;
     if (!backend.capabilities.weightTypes.has(info.type)) {
       throw new ModelError('UNSUPPORTED_TENSOR_TYPE', `tensor "${name}" has type ${typeName(info.type)}, which the ${backend.name} backend has no kernel for`);
     }
@@ -68,7 +71,7 @@ export function planWeights(
   for (let l = 0; l < c.nLayers; l++) {
     for (const d of decls) {
       const name = layerTensorName(l, d.role);
-      if (d.kind === 'matrix') matrix(name, d.shape[0]!, d.shape[1]!, d.optional);
+      if (d.kind === 'matrix') matrix(name, d.shape[0]!, d.shape[1]!, d.optional, d.shape[2]);
       else vector(name, d.shape[0]!, d.optional);
     }
   }

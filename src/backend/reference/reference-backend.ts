@@ -1,7 +1,7 @@
 // The scalar reference backend: every op of the Backend contract written as plainly as possible,
 // one scalar at a time, in f64, rounded to f32 only when stored. No SIMD, no threads, no
 // activation quantization, no cleverness: when it disagrees with a fast backend, the fast backend
-// is wrong (test/ops-conformance.test.ts holds every backend to it). It does take the roundings
+// is wrong (test/backend-ops.test.ts holds every backend to it). It does take the roundings
 // that are part of the ops' definition as llama.cpp computes them: F16/BF16 weights dot
 // activations rounded to f16/bf16 (ggml's vec_dot_type for them), and attention over an f16 cache
 // with a head dim that is not a multiple of 16 rounds Q and the V accumulator to f16 (ggml's
@@ -178,6 +178,65 @@ export function createReferenceBackend(): Backend {
 
     matmulShared(parts, x, nTokens) {
       for (const p of parts) backend.matmul(p.out, p.w, x, nTokens);
+    },
+
+    matmulRouted(out, w, nExperts, x, routing, inputPerSlot) {
+      checkWeight(w, 'matmulRouted weight');
+      const { nTokens, used } = routing;
+      if (!Number.isInteger(nExperts) || nExperts < 1 || w.rows % nExperts !== 0) throw new RangeError(`matmulRouted: ${w.rows} rows do not split into ${nExperts} experts`);
+      const rows = w.rows / nExperts;
+      const ids = i32View(routing.ids, nTokens * used, 'matmulRouted ids').slice();
+      const xs = f32View(x, (inputPerSlot ? nTokens * used : nTokens) * w.cols, 'matmulRouted x').map((v) => activation(w.type, v));
+      const result = new Float64Array(nTokens * used * rows);
+      for (let t = 0; t < nTokens; t++) {
+        for (let j = 0; j < used; j++) {
+          const e = ids[t * used + j];
+          if (!(e >= 0 && e < nExperts)) throw new BackendError('INVALID_ARGUMENT', `matmulRouted: token ${t} slot ${j} names expert ${e} of ${nExperts}`);
+          const xo = (inputPerSlot ? t * used + j : t) * w.cols;
+          for (let r = 0; r < rows; r++) {
+            const row = weightRow(w, e * rows + r);
+            let acc = 0;
+            for (let c = 0; c < w.cols; c++) acc += row[c] * xs[xo + c];
+            result[(t * used + j) * rows + r] = acc;
+          }
+        }
+      }
+      f32View(out, nTokens * used * rows, 'matmulRouted out').set(result);
+    },
+
+    routeExperts(routing, logits, nExperts, normalize) {
+      const { nTokens, used } = routing;
+      if (!Number.isInteger(used) || used < 1 || used > nExperts) throw new RangeError(`routeExperts: ${used} experts of ${nExperts}`);
+      const l = f32View(logits, nTokens * nExperts, 'routeExperts logits').slice();
+      const ids = i32View(routing.ids, nTokens * used, 'routeExperts ids');
+      const weights = f32View(routing.weights, nTokens * used, 'routeExperts weights');
+      for (let t = 0; t < nTokens; t++) {
+        const row = Array.from(l.subarray(t * nExperts, (t + 1) * nExperts));
+        const max = Math.max(...row);
+        const e = row.map((v) => Math.exp(v - max));
+        const sum = e.reduce((a, b) => a + b, 0);
+        const order = e.map((_, i) => i).sort((a, b) => e[b] - e[a] || a - b).slice(0, used);
+        const chosen = order.map((i) => e[i] / sum);
+        const total = Math.max(chosen.reduce((a, b) => a + b, 0), 6.103515625e-5);
+        order.forEach((id, j) => {
+          ids[t * used + j] = id;
+          weights[t * used + j] = normalize ? chosen[j] / total : chosen[j];
+        });
+      }
+    },
+
+    combineExperts(out, y, routing, n) {
+      const { nTokens, used } = routing;
+      const ys = f32View(y, nTokens * used * n, 'combineExperts y').slice();
+      const w = f32View(routing.weights, nTokens * used, 'combineExperts weights').slice();
+      const o = f32View(out, nTokens * n, 'combineExperts out');
+      for (let t = 0; t < nTokens; t++) {
+        for (let i = 0; i < n; i++) {
+          let acc = 0;
+          for (let j = 0; j < used; j++) acc += ys[(t * used + j) * n + i] * w[t * used + j];
+          o[t * n + i] = acc;
+        }
+      }
     },
 
     getRows(out, table, ids, nTokens) {

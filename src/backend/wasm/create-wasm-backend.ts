@@ -13,6 +13,7 @@ import * as K from './kernels.generated.js';
 import { MAX_BYTES, PAGE, WasmMemory } from './memory.js';
 import { attentionOps } from './ops-attention.js';
 import { elementwiseOps } from './ops-elementwise.js';
+import { expertOps } from './ops-experts.js';
 import { matmulOps, SUPPORTED } from './ops-matmul.js';
 import { CONTROL_SLOTS, WorkerPool } from './pool.js';
 import { hardwareConcurrency, sharedMemoryAvailable } from './runtime.js';
@@ -84,6 +85,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   const dispatch = new Dispatcher(memory, exec, argsPtr, pool, pool ? pool.size : 1);
   log.debug(`wasm backend: ${choice.build} kernels (${choice.reason}), ${dispatch.nThreads} thread(s)`);
   const ctx: OpContext = { mem, dispatch, scratch, scratchBytes: SCRATCH_BYTES };
+  const matmuls = matmulOps(ctx);
 
   return {
     name: `wasm-${choice.build}`,
@@ -120,7 +122,8 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     f32: (ptr, count) => new Float32Array(memory.buffer, ptr, count),
     i32: (ptr, count) => new Int32Array(memory.buffer, ptr, count),
 
-    ...matmulOps(ctx),
+    ...matmuls,
+    ...expertOps(ctx, matmuls.matmul),
     ...elementwiseOps(ctx),
     ...attentionOps(ctx),
 

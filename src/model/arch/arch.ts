@@ -11,9 +11,13 @@ import { gemma, gemma2 } from './gemma.js';
 import { llama, mistral } from './llama.js';
 import { phi3 } from './phi3.js';
 import { qwen2 } from './qwen2.js';
-import { qwen3 } from './qwen3.js';
+import { qwen3, qwen3moe } from './qwen3.js';
 
-/** A tensor a layer needs: a weight matrix ([cols, rows], kept in its file type) or an f32 vector ([n]). */
+/**
+ * A tensor a layer needs: a weight matrix ([cols, rows], kept in its file type; [cols, rows,
+ * experts] for a mixture of experts' stacked matrices, loaded as one of rows x experts rows) or
+ * an f32 vector ([n]).
+ */
 export interface TensorDecl {
   /** Name inside the layer (the GGUF name is `blk.{l}.{role}.weight` / `.bias`). */
   readonly role: string;
@@ -34,6 +38,8 @@ export interface ArchDef {
   readonly names: readonly string[];
   /** RoPE layout: ggml "normal" (adjacent pairs) or "neox" (first and second half). */
   readonly ropeStyle: 'normal' | 'neox';
+  /** Whether its files may hold a mixture of experts ({arch}.expert_count > 0), or must. */
+  readonly experts?: 'optional' | 'required';
   /** The settings beyond the common ones, from the architecture's own metadata keys (gemma's soft-capping, windows). */
   configure?(c: ModelConfig, hp: HParams, meta: GGUFFile['metadata']): ModelConfig;
   /** The tensors of one layer. */
@@ -45,7 +51,7 @@ export interface ArchDef {
 }
 
 /** Every architecture that loads. */
-export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3, phi3, gemma, gemma2];
+export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2];
 
 export const SUPPORTED_ARCHITECTURES: readonly string[] = ARCHITECTURES.flatMap((a) => a.names);
 

@@ -3,7 +3,7 @@
 // llama.cpp's src/models/qwen3.cpp. Its head width is attention.key_length, which need not be
 // embedding / heads.
 import type { ArchDef } from './arch.js';
-import { llamaLayerTensors } from './llama.js';
+import { expertTensors, llamaLayerTensors } from './llama.js';
 
 export const qwen3: ArchDef = {
   names: ['qwen3'],
@@ -16,5 +16,24 @@ export const qwen3: ArchDef = {
   buildLayer(g, w, layer) {
     g.attention(w, layer, { qkNorm: true });
     g.feedForward(w);
+  },
+};
+
+/**
+ * qwen3moe (Qwen3-30B-A3B and kin): the qwen3 layer with a mixture of experts for its feed-forward
+ * (softmax routing over expert_count experts, expert_used_count per token, weights renormalized over
+ * the chosen), as llama.cpp's src/models/qwen3moe.cpp.
+ */
+export const qwen3moe: ArchDef = {
+  names: ['qwen3moe'],
+  ropeStyle: 'neox',
+  experts: 'required',
+  layerTensors: (c) => [
+    ...qwen3.layerTensors(c).filter((t) => !t.role.startsWith('ffn_') || t.role === 'ffn_norm'),
+    ...expertTensors(c),
+  ],
+  buildLayer(g, w, layer) {
+    g.attention(w, layer, { qkNorm: true });
+    g.feedForwardExperts(w);
   },
 };
