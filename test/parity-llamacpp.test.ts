@@ -1,7 +1,7 @@
 // Logit parity with llama.cpp (through node-llama-cpp): the shared stories260K files, and random-weight
 // models we write in every supported type and in shapes that exercise GQA/MQA, head dim 64 and 128,
 // ffn sizes that are not a multiple of 32 or 256, qwen2 biases and tied embeddings, and one case per
-// further architecture (qwen3, phi3, gemma, gemma2) and llama 3's RoPE frequency factors. Each case
+// further architecture (qwen3, phi3, gemma, gemma2, mixtral, qwen3moe) and llama 3's RoPE frequency factors. Each case
 // evaluates one 64-token prompt in one batch on both sides and compares the full-vocabulary logits
 // at every position.
 //
@@ -157,7 +157,8 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
   // and quantized types: qwen3 (per-head q/k RMSNorm, head dim 128 over width 256: q is wider than
   // the residual stream); phi3 (fused attn_qkv and gate/up); gemma (embeddings x sqrt(dim), GeGLU,
   // tied output); gemma2 (post-norms, attention and final logit soft-capping at values low enough
-  // to bite, a 16-token window on alternate layers of a 64-token prompt); llama 3's rope_freqs.
+  // to bite, a 16-token window on alternate layers of a 64-token prompt); llama 3's rope_freqs;
+  // mixtures of experts (a llama file with experts, as mixtral; qwen3moe), routed per token.
   const base = { dim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, ffnDim: 640 };
   const ARCH_CASES: [string, Omit<SyntheticLlamaOptions, 'type' | 'vocab' | 'seed'>, GGMLType[]][] = [
     ['qwen3 gqa hd128 qk-norm', { ...base, headDim: 128, arch: 'qwen3' }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
@@ -165,6 +166,8 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
     ['gemma geglu tied', { ...base, arch: 'gemma', tiedEmbeddings: true }, [GGMLType.F32, GGMLType.Q4_0]],
     ['gemma2 softcaps swa16 post-norms', { ...base, arch: 'gemma2', tiedEmbeddings: true, slidingWindow: 16, attnSoftcap: 1.5, finalSoftcap: 6 }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
     ['llama rope_freqs', { ...base, ropeFreqs: true }, [GGMLType.F32, GGMLType.Q8_0]],
+    ['mixtral 8 experts top-2', { ...base, ffnDim: 128, experts: { count: 8, used: 2, ffnDim: 128 } }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
+    ['qwen3moe 8 experts top-4', { ...base, headDim: 128, arch: 'qwen3moe', experts: { count: 8, used: 4, ffnDim: 96 } }, [GGMLType.F32, GGMLType.Q4_0, GGMLType.Q4_K]],
   ];
   const archCaseCount = ARCH_CASES.reduce((n, c) => n + c[2].length, 0);
 

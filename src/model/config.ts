@@ -49,11 +49,12 @@ export function modelConfigFromFile(file: GGUFFile): ModelConfig {
     rope: ropeParams(hp),
     contextLength: hp.contextLength,
     slidingWindow: window,
-    // llama.cpp: the expert width is expert_feed_forward_length, else feed_forward_length (qwen3moe: divided by the experts used).
+    // As llama.cpp: qwen3moe's experts are expert_feed_forward_length wide (else feed_forward_length
+    // over the experts used); llama's (mixtral) are feed_forward_length wide.
     experts: hp.expertCount > 0 ? {
       count: hp.expertCount,
       used: hp.expertUsedCount,
-      ffnDim: hp.expertFeedForwardLength || (hp.architecture === 'qwen3moe' ? Math.floor(hp.feedForwardLength / hp.expertUsedCount) : hp.feedForwardLength),
+      ffnDim: hp.architecture === 'qwen3moe' ? hp.expertFeedForwardLength || Math.floor(hp.feedForwardLength / hp.expertUsedCount) : hp.feedForwardLength,
     } : undefined,
   };
   return arch.configure ? arch.configure(base, hp, file.metadata) : base;

@@ -59,7 +59,12 @@ export interface SyntheticLlamaOptions {
    * and gate/up into one ffn_up; gemma has no output.weight of its own unless asked (GeGLU is in
    * the graph, not the file); gemma2 adds post-attention and post-feed-forward norms (around 1).
    */
-  arch?: 'llama' | 'qwen2' | 'qwen3' | 'phi3' | 'gemma' | 'gemma2';
+  arch?: 'llama' | 'qwen2' | 'qwen3' | 'qwen3moe' | 'phi3' | 'gemma' | 'gemma2';
+  /**
+   * A mixture of experts instead of the dense feed-forward (llama: mixtral; qwen3moe needs it): an
+   * F32 router ffn_gate_inp and stacked ffn_{gate,up,down}_exps of `ffnDim` rows per expert.
+   */
+  experts?: { count: number; used: number; ffnDim: number };
   /** rope_freqs.weight: llama 3's RoPE frequency factors (random, around 2). */
   ropeFreqs?: boolean;
   /** gemma2's {arch}.attn_logit_softcapping and final_logit_softcapping (default: absent, llama.cpp's 50 and 30). */
@@ -326,6 +331,9 @@ function checkShape(o: SyntheticLlamaOptions): void {
   if (!Number.isSafeInteger(headDim) || headDim < 2 || headDim % 2 !== 0) {
     throw new SyntheticModelError('BAD_SHAPE', `head dimension ${headDim} must be an even integer (dim ${o.dim} / nHeads ${o.nHeads}, or headDim)`);
   }
+  if (o.experts && o.arch !== 'qwen3moe' && o.experts.ffnDim !== o.ffnDim) {
+    throw new SyntheticModelError('BAD_SHAPE', `a ${o.arch ?? 'llama'} model's experts are feed_forward_length (${o.ffnDim}) wide, not ${o.experts.ffnDim}`);
+  }
   if (o.tiedEmbeddings && o.outputFromEmbedding) throw new SyntheticModelError('BAD_SHAPE', 'outputFromEmbedding needs an output.weight: not with tiedEmbeddings');
   for (const [k, v] of [['std', o.std], ['embeddingStd', o.embeddingStd]] as const) {
     if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new SyntheticModelError('BAD_SHAPE', `${k} must be a finite non-negative number, got ${v}`);
@@ -363,6 +371,11 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
     const fill: Fill = { kind: 'normal', std: values.std, seed: hashName(opts.seed, values.seedName), pool };
     tensors.push(lazyTensor(name, [cols, rows], tensorTypeFor(want, cols, GGMLType.F32).type, fill));
   };
+  /** Experts' matrices stacked: [cols, rows, count], rows quantized like any matrix's. */
+  const experts = (name: string, cols: number, rows: number, count: number): void => {
+    const fill: Fill = { kind: 'normal', std, seed: hashName(opts.seed, name), pool };
+    tensors.push(lazyTensor(name, [cols, rows, count], tensorTypeFor(type, cols, GGMLType.F32).type, fill));
+  };
   const embedding = { std: opts.embeddingStd ?? std, seedName: 'token_embd.weight' };
   const vector = (name: string, n: number, fill: 'ones' | 'random' | 'around one' | 'around two'): void => {
     const spread = fill === 'random' ? std : fill === 'around two' ? 0.4 : 0.1;
@@ -386,19 +399,27 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
       vector(p + 'attn_k.bias', kvDim, 'random');
       vector(p + 'attn_v.bias', kvDim, 'random');
     }
-    if (arch === 'qwen3') {
+    if (arch === 'qwen3' || arch === 'qwen3moe') {
       vector(p + 'attn_q_norm.weight', headDim, 'around one');
       vector(p + 'attn_k_norm.weight', headDim, 'around one');
     }
     matrix(p + 'attn_output.weight', qDim, dim);
     if (arch === 'gemma2') vector(p + 'post_attention_norm.weight', dim, 'around one');
     vector(p + 'ffn_norm.weight', dim, 'ones');
-    if (arch === 'phi3') matrix(p + 'ffn_up.weight', dim, 2 * ffnDim);
-    else {
-      matrix(p + 'ffn_gate.weight', dim, ffnDim);
-      matrix(p + 'ffn_up.weight', dim, ffnDim);
+    if (opts.experts) {
+      const { count, ffnDim: f } = opts.experts;
+      matrix(p + 'ffn_gate_inp.weight', dim, count, GGMLType.F32); // llama.cpp's quantizer keeps routers F32
+      experts(p + 'ffn_gate_exps.weight', dim, f, count);
+      experts(p + 'ffn_up_exps.weight', dim, f, count);
+      experts(p + 'ffn_down_exps.weight', f, dim, count);
+    } else {
+      if (arch === 'phi3') matrix(p + 'ffn_up.weight', dim, 2 * ffnDim);
+      else {
+        matrix(p + 'ffn_gate.weight', dim, ffnDim);
+        matrix(p + 'ffn_up.weight', dim, ffnDim);
+      }
+      matrix(p + 'ffn_down.weight', ffnDim, dim);
     }
-    matrix(p + 'ffn_down.weight', ffnDim, dim);
     if (arch === 'gemma2') vector(p + 'post_ffw_norm.weight', dim, 'around one');
   }
   vector('output_norm.weight', dim, 'ones');
@@ -423,6 +444,11 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
     [`${arch}.rope.freq_base`, f32(opts.ropeFreqBase ?? (arch === 'llama' || arch.startsWith('gemma') || arch === 'phi3' ? 10000 : 1000000))],
     [`${arch}.attention.layer_norm_rms_epsilon`, f32(arch === 'llama' ? 1e-5 : 1e-6)],
     ...(opts.slidingWindow !== undefined ? [[`${arch}.attention.sliding_window`, u32(opts.slidingWindow)] as [string, GGUFEntry]] : []),
+    ...(opts.experts ? ([
+      [`${arch}.expert_count`, u32(opts.experts.count)],
+      [`${arch}.expert_used_count`, u32(opts.experts.used)],
+      ...(arch === 'qwen3moe' ? [[`${arch}.expert_feed_forward_length`, u32(opts.experts.ffnDim)]] : []),
+    ] as [string, GGUFEntry][]) : []),
     ...(opts.attnSoftcap !== undefined ? [[`${arch}.attn_logit_softcapping`, f32(opts.attnSoftcap)] as [string, GGUFEntry]] : []),
     ...(opts.finalSoftcap !== undefined ? [[`${arch}.final_logit_softcapping`, f32(opts.finalSoftcap)] as [string, GGUFEntry]] : []),
     ...(headDim !== dim / nHeads
