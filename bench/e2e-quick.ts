@@ -1,5 +1,5 @@
 // Quick end-to-end speed check: prompt (one batch) and decode tok/s on a cached random-weight model.
-// Run: npx tsx bench/e2e-quick.ts [--model m135|l1b] [--type q4_0|q8_0] [--threads 1,2] [--runs 3]
+// Run: npx tsx bench/e2e-quick.ts [--model m135|l1b|moe135] [--type q4_0|q8_0] [--threads 1,2] [--runs 3]
 //      [--prompt 128] [--decode 64] [--spin N] [--kernels FILE]
 // Medians over runs (each run: fresh generate on one loaded model). Check `uptime` first: on a
 // shared machine the numbers move with the load.
@@ -17,6 +17,8 @@ const opt = (name: string, fallback: string): string => {
 const shapes = {
   m135: { dim: 576, nLayers: 30, nHeads: 9, nKvHeads: 3, ffnDim: 1536 },
   l1b: { dim: 2048, nLayers: 22, nHeads: 32, nKvHeads: 4, ffnDim: 5632 },
+  // m135 with a mixture of 8 experts, 2 per token (a llama file with experts, as mixtral)
+  moe135: { dim: 576, nLayers: 30, nHeads: 9, nKvHeads: 3, ffnDim: 1536, experts: { count: 8, used: 2, ffnDim: 1536 } },
 } as const;
 const modelName = opt('model', 'm135') as keyof typeof shapes;
 const typeName = opt('type', 'q4_0');
