@@ -1,7 +1,8 @@
 // Logit parity with llama.cpp (through node-llama-cpp): the shared stories260K files, and random-weight
 // models we write in every supported type and in shapes that exercise GQA/MQA, head dim 64 and 128,
 // ffn sizes that are not a multiple of 32 or 256, qwen2 biases and tied embeddings, and one case per
-// further architecture (qwen3, phi3, gemma, gemma2, mixtral, qwen3moe) and llama 3's RoPE frequency factors. Each case
+// further architecture (qwen3, phi3, gemma, gemma2, gemma3, olmo2, granite, mixtral, qwen3moe) and llama 3's
+// RoPE frequency factors. Each case
 // evaluates one 64-token prompt in one batch on both sides and compares the full-vocabulary logits
 // at every position.
 //
@@ -158,7 +159,9 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
   // the residual stream); phi3 (fused attn_qkv and gate/up); gemma (embeddings x sqrt(dim), GeGLU,
   // tied output); gemma2 (post-norms, attention and final logit soft-capping at values low enough
   // to bite, a 16-token window on alternate layers of a 64-token prompt); llama 3's rope_freqs;
-  // mixtures of experts (a llama file with experts, as mixtral; qwen3moe), routed per token.
+  // mixtures of experts (a llama file with experts, as mixtral; qwen3moe), routed per token; gemma3
+  // (a windowed layer with its own RoPE base beside a global one), olmo2 (no pre-norms, q/k norms
+  // over the whole projection), granite (embedding, residual, attention and logit multipliers).
   const base = { dim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, ffnDim: 640 };
   const ARCH_CASES: [string, Omit<SyntheticLlamaOptions, 'type' | 'vocab' | 'seed'>, GGMLType[]][] = [
     ['qwen3 gqa hd128 qk-norm', { ...base, headDim: 128, arch: 'qwen3' }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
@@ -166,6 +169,9 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
     ['gemma geglu tied', { ...base, arch: 'gemma', tiedEmbeddings: true }, [GGMLType.F32, GGMLType.Q4_0]],
     ['gemma2 softcaps swa16 post-norms', { ...base, arch: 'gemma2', tiedEmbeddings: true, slidingWindow: 16, attnSoftcap: 1.5, finalSoftcap: 6 }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
     ['llama rope_freqs', { ...base, ropeFreqs: true }, [GGMLType.F32, GGMLType.Q8_0]],
+    ['gemma3 qk-norm swa12 local-rope', { ...base, arch: 'gemma3', tiedEmbeddings: true, slidingWindow: 12, slidingWindowPattern: 2, ropeFreqBase: 1000000 }, [GGMLType.F32, GGMLType.Q8_0]],
+    ['olmo2 no pre-norms qk-norm', { ...base, arch: 'olmo2' }, [GGMLType.F32, GGMLType.Q4_K]],
+    ['granite multipliers', { ...base, arch: 'granite' }, [GGMLType.F32, GGMLType.Q8_0]],
     ['mixtral 8 experts top-2', { ...base, ffnDim: 128, experts: { count: 8, used: 2, ffnDim: 128 } }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
     ['qwen3moe 8 experts top-4', { ...base, headDim: 128, arch: 'qwen3moe', experts: { count: 8, used: 4, ffnDim: 96 } }, [GGMLType.F32, GGMLType.Q4_0, GGMLType.Q4_K]],
   ];

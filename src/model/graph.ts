@@ -39,6 +39,12 @@ export interface ModelConfig {
   readonly attnLogitSoftcap?: number;
   /** Final-logit soft-capping (gemma 2). */
   readonly finalLogitSoftcap?: number;
+  /** RoPE of the windowed layers where it differs from `rope` (gemma 3: base 10000, no scaling). */
+  readonly ropeWindowed?: RopeParams;
+  /** Each branch's output (attention, feed-forward) is multiplied by this before it joins the residual (granite). */
+  readonly residualScale?: number;
+  /** The logits are multiplied by this (granite: 1 / logit_scale). */
+  readonly logitScale?: number;
   /** Mixture of experts: experts per layer, experts each token uses, and each expert's feed-forward width. */
   readonly experts?: { readonly count: number; readonly used: number; readonly ffnDim: number };
 }
@@ -93,13 +99,20 @@ export interface GraphBuilder {
 }
 
 export interface AttentionOptions {
-  /** RMSNorm each head of q and k (attn_q_norm / attn_k_norm, one head wide) before RoPE (qwen3). */
-  readonly qkNorm?: boolean;
+  /**
+   * RMSNorm q and k before RoPE: each head (attn_q_norm / attn_k_norm one head wide: qwen3, gemma3),
+   * or each projection as a whole (as wide as q and k: olmo2).
+   */
+  readonly qkNorm?: 'head' | 'projection';
+  /** RMSNorm the input (attn_norm) first; default true (olmo2 has no pre-norms). */
+  readonly preNorm?: boolean;
   /** RMSNorm the attention output (post_attention_norm) before it joins the residual (gemma 2). */
   readonly postNorm?: boolean;
 }
 
 export interface FeedForwardOptions {
+  /** RMSNorm the input (ffn_norm) first; default true. */
+  readonly preNorm?: boolean;
   /** The gate's activation: SiLU (SwiGLU, default) or GELU (GeGLU: gemma). */
   readonly activation?: 'silu' | 'gelu';
   /** RMSNorm the feed-forward output (post_ffw_norm) before it joins the residual (gemma 2). */
@@ -228,6 +241,7 @@ export class Graph implements GraphBuilder {
     wanted.forEach((src, dst) => be.copy(buf.xb, dst * rowBytes, buf.x, src * rowBytes, rowBytes));
     be.rmsNorm(buf.xb, buf.xb, w.outputNorm, c.dim, wanted.length, c.rmsEps);
     be.matmul(buf.logits, w.output, buf.xb, wanted.length);
+    if (c.logitScale !== undefined) be.scale(buf.logits, buf.logits, wanted.length * c.vocabSize, c.logitScale);
     if (c.finalLogitSoftcap !== undefined) be.softcap(buf.logits, buf.logits, wanted.length * c.vocabSize, c.finalLogitSoftcap);
     const n = wanted.length, argmaxAt = wanted.map((i) => batch[i].logits === 'argmax');
     let ids: Int32Array | undefined;
@@ -246,37 +260,53 @@ export class Graph implements GraphBuilder {
   attention(w: LayerWeights, layer: number, options: AttentionOptions = {}): void {
     const { backend: be, config: c, buf, nTokens: T } = this;
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
-    be.rmsNorm(buf.xb, buf.x, w.vector('attn_norm'), c.dim, T, c.rmsEps);
+    const input = this.preNorm(w, 'attn_norm', options.preNorm);
     const fused = w.optional('attn_qkv');
     const [wq, wk, wv] = fused ? rowSlices(w.matrix('attn_qkv'), [qDim, kvDim, kvDim]) : [w.matrix('attn_q'), w.matrix('attn_k'), w.matrix('attn_v')];
-    be.matmulShared([{ out: buf.q, w: wq }, { out: buf.k, w: wk }, { out: buf.v, w: wv }], buf.xb, T);
+    be.matmulShared([{ out: buf.q, w: wq }, { out: buf.k, w: wk }, { out: buf.v, w: wv }], input, T);
     const bq = w.optional('attn_q.bias'), bk = w.optional('attn_k.bias'), bv = w.optional('attn_v.bias');
     if (bq) be.addBias(buf.q, buf.q, bq, qDim, T);
     if (bk) be.addBias(buf.k, buf.k, bk, kvDim, T);
     if (bv) be.addBias(buf.v, buf.v, bv, kvDim, T);
     if (options.qkNorm) {
-      be.rmsNorm(buf.q, buf.q, w.vector('attn_q_norm'), c.headDim, T * c.nHeads, c.rmsEps);
-      be.rmsNorm(buf.k, buf.k, w.vector('attn_k_norm'), c.headDim, T * c.nKvHeads, c.rmsEps);
+      const perHead = options.qkNorm === 'head';
+      be.rmsNorm(buf.q, buf.q, w.vector('attn_q_norm'), perHead ? c.headDim : qDim, perHead ? T * c.nHeads : T, c.rmsEps);
+      be.rmsNorm(buf.k, buf.k, w.vector('attn_k_norm'), perHead ? c.headDim : kvDim, perHead ? T * c.nKvHeads : T, c.rmsEps);
     }
-    be.rope(buf.q, T, c.nHeads, c.headDim, buf.positions, c.rope, this.ropeFactors);
-    be.rope(buf.k, T, c.nKvHeads, c.headDim, buf.positions, c.rope, this.ropeFactors);
+    const rope = layerIsWindowed(c, layer) ? c.ropeWindowed ?? c.rope : c.rope;
+    be.rope(buf.q, T, c.nHeads, c.headDim, buf.positions, rope, this.ropeFactors);
+    be.rope(buf.k, T, c.nKvHeads, c.headDim, buf.positions, rope, this.ropeFactors);
     be.storeKV(this.kv.layers[layer], buf.k, buf.v, buf.slots, T);
     be.attention(this.attentionArgs(layer, T));
     be.matmul(buf.xb, w.matrix('attn_output'), buf.attnOut, T);
-    if (options.postNorm) be.rmsNorm(buf.xb, buf.xb, w.vector('post_attention_norm'), c.dim, T, c.rmsEps);
-    be.add(buf.x, buf.x, buf.xb, T * c.dim);
+    this.joinResidual(w, options.postNorm ? 'post_attention_norm' : undefined);
   }
 
   feedForward(w: LayerWeights, options: FeedForwardOptions = {}): void {
     const { backend: be, config: c, buf, nTokens: T } = this;
-    be.rmsNorm(buf.xb, buf.x, w.vector('ffn_norm'), c.dim, T, c.rmsEps);
+    const input = this.preNorm(w, 'ffn_norm', options.preNorm);
     const gate = w.optional('ffn_gate');
     const [wGate, wUp] = gate ? [w.matrix('ffn_gate'), w.matrix('ffn_up')] : rowSlices(w.matrix('ffn_up'), [c.ffnDim, c.ffnDim]);
-    be.matmulShared([{ out: buf.gate, w: wGate }, { out: buf.up, w: wUp }], buf.xb, T);
+    be.matmulShared([{ out: buf.gate, w: wGate }, { out: buf.up, w: wUp }], input, T);
     if (options.activation === 'gelu') be.geglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
     else be.swiglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
     be.matmul(buf.xb, w.matrix('ffn_down'), buf.gate, T);
-    if (options.postNorm) be.rmsNorm(buf.xb, buf.xb, w.vector('post_ffw_norm'), c.dim, T, c.rmsEps);
+    this.joinResidual(w, options.postNorm ? 'post_ffw_norm' : undefined);
+  }
+
+  /** The branch input: norm(x) in xb, or x itself for a layer without pre-norms. */
+  private preNorm(w: LayerWeights, role: string, apply = true): Tensor {
+    const { backend: be, config: c, buf, nTokens: T } = this;
+    if (!apply) return buf.x;
+    be.rmsNorm(buf.xb, buf.x, w.vector(role), c.dim, T, c.rmsEps);
+    return buf.xb;
+  }
+
+  /** x += the branch output in xb, after its post-norm (gemma2, olmo2) and residual scale (granite). */
+  private joinResidual(w: LayerWeights, postNorm: string | undefined): void {
+    const { backend: be, config: c, buf, nTokens: T } = this;
+    if (postNorm) be.rmsNorm(buf.xb, buf.xb, w.vector(postNorm), c.dim, T, c.rmsEps);
+    if (c.residualScale !== undefined) be.scale(buf.xb, buf.xb, T * c.dim, c.residualScale);
     be.add(buf.x, buf.x, buf.xb, T * c.dim);
   }
 
@@ -293,7 +323,7 @@ export class Graph implements GraphBuilder {
     be.swiglu(moe.gate, moe.gate, moe.up, T * e.used * e.ffnDim);
     be.matmulRouted(moe.down, w.matrix('ffn_down_exps'), e.count, moe.gate, routing, true);
     be.combineExperts(buf.xb, moe.down, routing, c.dim);
-    be.add(buf.x, buf.x, buf.xb, T * c.dim);
+    this.joinResidual(w, undefined);
   }
 
   /** The RoPE frequency factors of this graph's context: phi3's long ones only past the original context. */

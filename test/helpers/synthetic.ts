@@ -59,7 +59,9 @@ export interface SyntheticLlamaOptions {
    * and gate/up into one ffn_up; gemma has no output.weight of its own unless asked (GeGLU is in
    * the graph, not the file); gemma2 adds post-attention and post-feed-forward norms (around 1).
    */
-  arch?: 'llama' | 'qwen2' | 'qwen3' | 'qwen3moe' | 'phi3' | 'gemma' | 'gemma2';
+  arch?: 'llama' | 'qwen2' | 'qwen3' | 'qwen3moe' | 'phi3' | 'gemma' | 'gemma2' | 'gemma3' | 'olmo2' | 'granite';
+  /** granite's multipliers (default: embedding 12, residual 0.22, attention 1 / headDim, logits / 8, as Granite 3 files). */
+  graniteScales?: { embedding: number; residual: number; attention: number; logit: number };
   /**
    * A mixture of experts instead of the dense feed-forward (llama: mixtral; qwen3moe needs it): an
    * F32 router ffn_gate_inp and stacked ffn_{gate,up,down}_exps of `ffnDim` rows per expert.
@@ -75,6 +77,8 @@ export interface SyntheticLlamaOptions {
   contextLength?: number;
   /** {arch}.attention.sliding_window: each token attends to at most this many keys (default: none). */
   slidingWindow?: number;
+  /** {arch}.attention.sliding_window_pattern as a period (default: absent, the architecture's own). */
+  slidingWindowPattern?: number;
   ropeFreqBase?: number;
   /** Standard deviation of the weights (default 0.02). */
   std?: number;
@@ -387,7 +391,7 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
   matrix('token_embd.weight', dim, nVocab, type, embedding);
   for (let l = 0; l < nLayers; l++) {
     const p = `blk.${l}.`;
-    vector(p + 'attn_norm.weight', dim, 'ones');
+    if (arch !== 'olmo2') vector(p + 'attn_norm.weight', dim, 'ones');
     if (arch === 'phi3') matrix(p + 'attn_qkv.weight', dim, qDim + 2 * kvDim);
     else {
       matrix(p + 'attn_q.weight', dim, qDim);
@@ -399,13 +403,18 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
       vector(p + 'attn_k.bias', kvDim, 'random');
       vector(p + 'attn_v.bias', kvDim, 'random');
     }
-    if (arch === 'qwen3' || arch === 'qwen3moe') {
+    if (arch === 'qwen3' || arch === 'qwen3moe' || arch === 'gemma3') {
       vector(p + 'attn_q_norm.weight', headDim, 'around one');
       vector(p + 'attn_k_norm.weight', headDim, 'around one');
     }
+    if (arch === 'olmo2') {
+      vector(p + 'attn_q_norm.weight', qDim, 'around one');
+      vector(p + 'attn_k_norm.weight', kvDim, 'around one');
+    }
     matrix(p + 'attn_output.weight', qDim, dim);
-    if (arch === 'gemma2') vector(p + 'post_attention_norm.weight', dim, 'around one');
-    vector(p + 'ffn_norm.weight', dim, 'ones');
+    const postNorms = arch === 'gemma2' || arch === 'gemma3' || arch === 'olmo2';
+    if (postNorms) vector(p + 'post_attention_norm.weight', dim, 'around one');
+    if (arch !== 'olmo2') vector(p + 'ffn_norm.weight', dim, 'ones');
     if (opts.experts) {
       const { count, ffnDim: f } = opts.experts;
       matrix(p + 'ffn_gate_inp.weight', dim, count, GGMLType.F32); // llama.cpp's quantizer keeps routers F32
@@ -420,7 +429,7 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
       }
       matrix(p + 'ffn_down.weight', ffnDim, dim);
     }
-    if (arch === 'gemma2') vector(p + 'post_ffw_norm.weight', dim, 'around one');
+    if (postNorms) vector(p + 'post_ffw_norm.weight', dim, 'around one');
   }
   vector('output_norm.weight', dim, 'ones');
   if (opts.ropeFreqs) vector('rope_freqs.weight', headDim / 2, 'around two');
@@ -444,11 +453,19 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
     [`${arch}.rope.freq_base`, f32(opts.ropeFreqBase ?? (arch === 'llama' || arch.startsWith('gemma') || arch === 'phi3' ? 10000 : 1000000))],
     [`${arch}.attention.layer_norm_rms_epsilon`, f32(arch === 'llama' ? 1e-5 : 1e-6)],
     ...(opts.slidingWindow !== undefined ? [[`${arch}.attention.sliding_window`, u32(opts.slidingWindow)] as [string, GGUFEntry]] : []),
+    ...(opts.slidingWindowPattern !== undefined ? [[`${arch}.attention.sliding_window_pattern`, u32(opts.slidingWindowPattern)] as [string, GGUFEntry]] : []),
     ...(opts.experts ? ([
       [`${arch}.expert_count`, u32(opts.experts.count)],
       [`${arch}.expert_used_count`, u32(opts.experts.used)],
       ...(arch === 'qwen3moe' ? [[`${arch}.expert_feed_forward_length`, u32(opts.experts.ffnDim)]] : []),
     ] as [string, GGUFEntry][]) : []),
+    ...(arch === 'granite' ? (() => {
+      const g = opts.graniteScales ?? { embedding: 12, residual: 0.22, attention: 1 / headDim, logit: 8 };
+      return [
+        [`${arch}.embedding_scale`, f32(g.embedding)], [`${arch}.residual_scale`, f32(g.residual)],
+        [`${arch}.attention.scale`, f32(g.attention)], [`${arch}.logit_scale`, f32(g.logit)],
+      ] as [string, GGUFEntry][];
+    })() : []),
     ...(opts.attnSoftcap !== undefined ? [[`${arch}.attn_logit_softcapping`, f32(opts.attnSoftcap)] as [string, GGUFEntry]] : []),
     ...(opts.finalSoftcap !== undefined ? [[`${arch}.final_logit_softcapping`, f32(opts.finalSoftcap)] as [string, GGUFEntry]] : []),
     ...(headDim !== dim / nHeads

@@ -7,7 +7,9 @@ import type { GGUFFile } from '../../gguf/reader.js';
 import type { GraphBuilder } from '../graph.js';
 import type { ModelConfig } from '../graph.js';
 import type { HParams } from '../hparams.js';
-import { gemma, gemma2 } from './gemma.js';
+import { gemma, gemma2, gemma3 } from './gemma.js';
+import { granite } from './granite.js';
+import { olmo2 } from './olmo2.js';
 import { llama, mistral } from './llama.js';
 import { phi3 } from './phi3.js';
 import { qwen2 } from './qwen2.js';
@@ -51,7 +53,7 @@ export interface ArchDef {
 }
 
 /** Every architecture that loads. */
-export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2];
+export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, granite];
 
 export const SUPPORTED_ARCHITECTURES: readonly string[] = ARCHITECTURES.flatMap((a) => a.names);
 

@@ -14,7 +14,7 @@ export const qwen3: ArchDef = {
     { role: 'attn_k_norm', kind: 'vector', shape: [c.headDim] },
   ],
   buildLayer(g, w, layer) {
-    g.attention(w, layer, { qkNorm: true });
+    g.attention(w, layer, { qkNorm: 'head' });
     g.feedForward(w);
   },
 };
@@ -33,7 +33,7 @@ export const qwen3moe: ArchDef = {
     ...expertTensors(c),
   ],
   buildLayer(g, w, layer) {
-    g.attention(w, layer, { qkNorm: true });
+    g.attention(w, layer, { qkNorm: 'head' });
     g.feedForwardExperts(w);
   },
 };
