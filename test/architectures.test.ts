@@ -22,6 +22,7 @@ const CASES: [string, Omit<SyntheticLlamaOptions, 'type' | 'vocab' | 'seed'>][] 
   ['gemma3', { ...base, arch: 'gemma3', tiedEmbeddings: true, slidingWindow: 8, slidingWindowPattern: 2, ropeFreqBase: 1000000 }],
   ['olmo2', { ...base, arch: 'olmo2' }],
   ['granite', { ...base, arch: 'granite', graniteScales: { embedding: 12, residual: 0.22, attention: 1 / 32, logit: 2 } }],
+  ['smollm3', { ...base, nLayers: 4, arch: 'smollm3' }],
   ['llama rope_freqs', { ...base, ropeFreqs: true }],
   ['mixtral', { ...base, experts: { count: 4, used: 2, ffnDim: 256 } }],
   ['qwen3moe', { ...base, arch: 'qwen3moe', headDim: 64, experts: { count: 6, used: 3, ffnDim: 64 } }],

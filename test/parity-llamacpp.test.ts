@@ -161,7 +161,8 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
   // to bite, a 16-token window on alternate layers of a 64-token prompt); llama 3's rope_freqs;
   // mixtures of experts (a llama file with experts, as mixtral; qwen3moe), routed per token; gemma3
   // (a windowed layer with its own RoPE base beside a global one), olmo2 (no pre-norms, q/k norms
-  // over the whole projection), granite (embedding, residual, attention and logit multipliers).
+  // over the whole projection), granite (embedding, residual, attention and logit multipliers),
+  // smollm3 (every fourth layer without RoPE).
   const base = { dim: 256, nLayers: 2, nHeads: 4, nKvHeads: 2, ffnDim: 640 };
   const ARCH_CASES: [string, Omit<SyntheticLlamaOptions, 'type' | 'vocab' | 'seed'>, GGMLType[]][] = [
     ['qwen3 gqa hd128 qk-norm', { ...base, headDim: 128, arch: 'qwen3' }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
@@ -172,6 +173,7 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
     ['gemma3 qk-norm swa12 local-rope', { ...base, arch: 'gemma3', tiedEmbeddings: true, slidingWindow: 12, slidingWindowPattern: 2, ropeFreqBase: 1000000 }, [GGMLType.F32, GGMLType.Q8_0]],
     ['olmo2 no pre-norms qk-norm', { ...base, arch: 'olmo2' }, [GGMLType.F32, GGMLType.Q4_K]],
     ['granite multipliers', { ...base, arch: 'granite' }, [GGMLType.F32, GGMLType.Q8_0]],
+    ['smollm3 nope every 4th', { ...base, nLayers: 4, arch: 'smollm3' }, [GGMLType.F32, GGMLType.Q4_0]],
     ['mixtral 8 experts top-2', { ...base, ffnDim: 128, experts: { count: 8, used: 2, ffnDim: 128 } }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
     ['qwen3moe 8 experts top-4', { ...base, headDim: 128, arch: 'qwen3moe', experts: { count: 8, used: 4, ffnDim: 96 } }, [GGMLType.F32, GGMLType.Q4_0, GGMLType.Q4_K]],
   ];

@@ -106,6 +106,8 @@ export interface AttentionOptions {
   readonly qkNorm?: 'head' | 'projection';
   /** RMSNorm the input (attn_norm) first; default true (olmo2 has no pre-norms). */
   readonly preNorm?: boolean;
+  /** Rotate q and k; default true (SmolLM3's every fourth layer has no positional encoding: NoPE). */
+  readonly rope?: boolean;
   /** RMSNorm the attention output (post_attention_norm) before it joins the residual (gemma 2). */
   readonly postNorm?: boolean;
 }
@@ -273,9 +275,11 @@ export class Graph implements GraphBuilder {
       be.rmsNorm(buf.q, buf.q, w.vector('attn_q_norm'), perHead ? c.headDim : qDim, perHead ? T * c.nHeads : T, c.rmsEps);
       be.rmsNorm(buf.k, buf.k, w.vector('attn_k_norm'), perHead ? c.headDim : kvDim, perHead ? T * c.nKvHeads : T, c.rmsEps);
     }
-    const rope = layerIsWindowed(c, layer) ? c.ropeWindowed ?? c.rope : c.rope;
-    be.rope(buf.q, T, c.nHeads, c.headDim, buf.positions, rope, this.ropeFactors);
-    be.rope(buf.k, T, c.nKvHeads, c.headDim, buf.positions, rope, this.ropeFactors);
+    if (options.rope ?? true) {
+      const rope = layerIsWindowed(c, layer) ? c.ropeWindowed ?? c.rope : c.rope;
+      be.rope(buf.q, T, c.nHeads, c.headDim, buf.positions, rope, this.ropeFactors);
+      be.rope(buf.k, T, c.nKvHeads, c.headDim, buf.positions, rope, this.ropeFactors);
+    }
     be.storeKV(this.kv.layers[layer], buf.k, buf.v, buf.slots, T);
     be.attention(this.attentionArgs(layer, T));
     be.matmul(buf.xb, w.matrix('attn_output'), buf.attnOut, T);

@@ -51,3 +51,14 @@ export const llama: ArchDef = {
 
 /** Mistral files that name their architecture: the llama graph (sliding windows come from metadata). */
 export const mistral: ArchDef = { ...llama, names: ['mistral'] };
+
+/** SmolLM3: the llama layer, with no RoPE in every fourth layer (NoPE), as llama.cpp's src/models/smollm3.cpp. */
+export const smollm3: ArchDef = {
+  names: ['smollm3'],
+  ropeStyle: 'normal',
+  layerTensors: (c) => llamaLayerTensors(c).filter((t) => !t.role.endsWith('.bias')),
+  buildLayer(g, w, layer) {
+    g.attention(w, layer, { rope: (layer + 1) % 4 !== 0 });
+    g.feedForward(w);
+  },
+};
