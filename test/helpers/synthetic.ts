@@ -59,7 +59,7 @@ export interface SyntheticLlamaOptions {
    * and gate/up into one ffn_up; gemma has no output.weight of its own unless asked (GeGLU is in
    * the graph, not the file); gemma2 adds post-attention and post-feed-forward norms (around 1).
    */
-  arch?: 'llama' | 'qwen2' | 'qwen3' | 'qwen3moe' | 'phi3' | 'gemma' | 'gemma2' | 'gemma3' | 'olmo2' | 'granite' | 'smollm3';
+  arch?: 'llama' | 'qwen2' | 'qwen3' | 'qwen3moe' | 'phi3' | 'gemma' | 'gemma2' | 'gemma3' | 'olmo2' | 'olmoe' | 'granite' | 'smollm3';
   /** granite's multipliers (default: embedding 12, residual 0.22, attention 1 / headDim, logits / 8, as Granite 3 files). */
   graniteScales?: { embedding: number; residual: number; attention: number; logit: number };
   /**
@@ -407,7 +407,7 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
       vector(p + 'attn_q_norm.weight', headDim, 'around one');
       vector(p + 'attn_k_norm.weight', headDim, 'around one');
     }
-    if (arch === 'olmo2') {
+    if (arch === 'olmo2' || arch === 'olmoe') {
       vector(p + 'attn_q_norm.weight', qDim, 'around one');
       vector(p + 'attn_k_norm.weight', kvDim, 'around one');
     }

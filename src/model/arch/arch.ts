@@ -9,7 +9,7 @@ import type { ModelConfig } from '../graph.js';
 import type { HParams } from '../hparams.js';
 import { gemma, gemma2, gemma3 } from './gemma.js';
 import { granite } from './granite.js';
-import { olmo2 } from './olmo2.js';
+import { olmo2, olmoe } from './olmo2.js';
 import { llama, mistral, smollm3 } from './llama.js';
 import { phi3 } from './phi3.js';
 import { qwen2 } from './qwen2.js';
@@ -53,7 +53,7 @@ export interface ArchDef {
 }
 
 /** Every architecture that loads. */
-export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, granite, smollm3];
+export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, olmoe, granite, smollm3];
 
 export const SUPPORTED_ARCHITECTURES: readonly string[] = ARCHITECTURES.flatMap((a) => a.names);
 

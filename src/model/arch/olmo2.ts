@@ -1,10 +1,12 @@
 // olmo2 (OLMo 2; llama.cpp's src/models/olmo2.cpp): no pre-norms; q and k RMSNormed over their whole
 // projection (weights as wide as q and k, not one head) before NeoX RoPE; each branch's output
 // RMSNormed (post_attention_norm, post_ffw_norm) before it joins the residual stream. With a
-// sliding window (olmo3), 3 windowed layers to 1 global, the windowed ones with plain RoPE.
+// sliding window (olmo3), 3 windowed layers to 1 global, the windowed ones with plain RoPE. olmoe
+// (below) is the mixture-of-experts sibling.
 import { getNumber } from '../../gguf/metadata.js';
 import type { ArchDef } from './arch.js';
 import { windowPattern } from './gemma.js';
+import { expertTensors } from './llama.js';
 
 export const olmo2: ArchDef = {
   names: ['olmo2'],
@@ -37,5 +39,34 @@ export const olmo2: ArchDef = {
   buildLayer(g, w, layer) {
     g.attention(w, layer, { preNorm: false, qkNorm: 'projection', postNorm: true });
     g.feedForward(w, { preNorm: false, postNorm: true });
+  },
+};
+
+/**
+ * olmoe (OLMoE; llama.cpp's src/models/olmoe.cpp): pre-norm attention with q/k RMSNormed over the
+ * whole projection, NeoX RoPE, and a mixture of experts (softmax routing, the chosen experts'
+ * probabilities used as they are: not renormalized).
+ */
+export const olmoe: ArchDef = {
+  names: ['olmoe'],
+  ropeStyle: 'neox',
+  experts: 'required',
+  layerTensors(c) {
+    const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+    return [
+      { role: 'attn_norm', kind: 'vector', shape: [c.dim] },
+      { role: 'attn_q', kind: 'matrix', shape: [c.dim, qDim] },
+      { role: 'attn_k', kind: 'matrix', shape: [c.dim, kvDim] },
+      { role: 'attn_v', kind: 'matrix', shape: [c.dim, kvDim] },
+      { role: 'attn_q_norm', kind: 'vector', shape: [qDim] },
+      { role: 'attn_k_norm', kind: 'vector', shape: [kvDim] },
+      { role: 'attn_output', kind: 'matrix', shape: [qDim, c.dim] },
+      { role: 'ffn_norm', kind: 'vector', shape: [c.dim] },
+      ...expertTensors(c),
+    ];
+  },
+  buildLayer(g, w, layer) {
+    g.attention(w, layer, { qkNorm: 'projection' });
+    g.feedForwardExperts(w, { normalize: false });
   },
 };
