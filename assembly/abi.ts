@@ -26,6 +26,7 @@ export const OP_GEGLU = 15;
 export const OP_SCALE = 16;
 export const OP_SOFTCAP = 17;
 export const OP_ARGMAX = 18;
+export const OP_LAYER_NORM = 19;
 
 // ---- argument slots, per op
 
@@ -78,12 +79,15 @@ export const GET_ROWS_N_TOKENS = 6;
 export const GET_ROWS_OUT = 7;
 
 // OP_RMS_NORM: out[t] = x[t] / rms(x[t]) * weight, rows of NORM_N.
+// OP_LAYER_NORM: out[t] = (x[t] - mean) / sqrt(var + eps) * weight + bias.
 export const NORM_OUT = 1;
 export const NORM_X = 2;
 export const NORM_WEIGHT = 3;
 export const NORM_N = 4;
 export const NORM_N_TOKENS = 5;
 export const NORM_EPS = 6;
+/** OP_LAYER_NORM only: f32 bias added after the weight. */
+export const NORM_BIAS = 7;
 
 // OP_ROPE: in place on x [nTokens][nHeads][headDim] at positions (i32[nTokens]).
 export const ROPE_X = 1;

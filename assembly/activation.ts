@@ -118,15 +118,15 @@ export function silu(args: usize, ith: i32, nth: i32): void {
   for (; i < i1; i++) store<f32>(out + (<usize>i << 2), lane(siluv(f32x4.splat(load<f32>(x + (<usize>i << 2))))));
 }
 
-/** UNARY_* args: out = gelu(x) (tanh approximation, as ggml_gelu). */
+/** UNARY_* args: out = gelu(x), as ggml's CPU backend computes it (geluF16v: BERT's feed-forward). */
 export function gelu(args: usize, ith: i32, nth: i32): void {
   const out = <usize>arg(args, UNARY_OUT);
   const x = <usize>arg(args, UNARY_X);
   const count = arg(args, UNARY_COUNT);
   const i1 = rangeStart(count, ith + 1, nth);
   let i = rangeStart(count, ith, nth);
-  for (; i + 4 <= i1; i += 4) v128.store(out + (<usize>i << 2), geluv(v128.load(x + (<usize>i << 2))));
-  for (; i < i1; i++) store<f32>(out + (<usize>i << 2), lane(geluv(f32x4.splat(load<f32>(x + (<usize>i << 2))))));
+  for (; i + 4 <= i1; i += 4) v128.store(out + (<usize>i << 2), geluF16v(v128.load(x + (<usize>i << 2))));
+  for (; i < i1; i++) store<f32>(out + (<usize>i << 2), lane(geluF16v(f32x4.splat(load<f32>(x + (<usize>i << 2))))));
 }
 
 /** BINARY_* args: out = a + b. */

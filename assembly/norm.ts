@@ -1,6 +1,8 @@
 // RMSNorm as ggml computes it: sum of squares in f64, mean rounded to f32,
-// scale = 1/sqrtf(mean + eps), out = (x * scale) * weight.
-import { NORM_EPS, NORM_N, NORM_N_TOKENS, NORM_OUT, NORM_WEIGHT, NORM_X } from './abi';
+// scale = 1/sqrtf(mean + eps), out = (x * scale) * weight. LayerNorm (BERT) as ggml_norm followed
+// by ggml_mul and ggml_add: the mean from an f64 sum, the variance of the f32 differences from an
+// f64 sum, scale = 1/sqrtf(var + eps), out = ((x - mean) * scale) * weight + bias.
+import { NORM_BIAS, NORM_EPS, NORM_N, NORM_N_TOKENS, NORM_OUT, NORM_WEIGHT, NORM_X } from './abi';
 import { arg, argf, splitAt } from './common';
 
 /** NORM_* args (abi.ts); split by tokens. out may equal x. */
@@ -40,6 +42,36 @@ export function rmsNorm(args: usize, ith: i32, nth: i32): void {
     for (let i = n4; i < n; i++) {
       const o = <usize>i << 2;
       store<f32>(orow + o, (load<f32>(xr + o) * scale) * load<f32>(w + o));
+    }
+  }
+}
+
+/** NORM_* args with NORM_BIAS (abi.ts); split by tokens. out may equal x. */
+export function layerNorm(args: usize, ith: i32, nth: i32): void {
+  const out = <usize>arg(args, NORM_OUT);
+  const x = <usize>arg(args, NORM_X);
+  const w = <usize>arg(args, NORM_WEIGHT);
+  const b = <usize>arg(args, NORM_BIAS);
+  const n = arg(args, NORM_N);
+  const nTokens = arg(args, NORM_N_TOKENS);
+  const eps = argf(args, NORM_EPS);
+  const t1 = splitAt(nTokens, ith + 1, nth);
+  for (let t = splitAt(nTokens, ith, nth); t < t1; t++) {
+    const xr = x + <usize>t * <usize>n * 4;
+    const orow = out + <usize>t * <usize>n * 4;
+    let sum: f64 = 0;
+    for (let i = 0; i < n; i++) sum += <f64>load<f32>(xr + (<usize>i << 2));
+    const mean: f32 = <f32>sum / <f32>n;
+    let sq: f64 = 0;
+    for (let i = 0; i < n; i++) {
+      const d: f32 = load<f32>(xr + (<usize>i << 2)) - mean;
+      sq += <f64>(d * d);
+    }
+    const variance = <f32>(sq / <f64>n);
+    const scale: f32 = <f32>1.0 / Mathf.sqrt(variance + eps);
+    for (let i = 0; i < n; i++) {
+      const o = <usize>i << 2;
+      store<f32>(orow + o, ((load<f32>(xr + o) - mean) * scale) * load<f32>(w + o) + load<f32>(b + o));
     }
   }
 }

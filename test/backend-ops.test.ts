@@ -25,9 +25,26 @@
 //    inherits the f32 rounding of z, which costs |z| ulp: 1e-6 |e| (1 + |z|), against e rounded
 //    to f32 (infinite past f32's range); where exp(-z) overflows f32, x / (1 + exp(-z)) is 0, off
 //    by all of its tiny (< 3e-37 |x / z|) value.
+//  - geglu: ggml's f16 GELU, in f64 from the f16-rounded gate, rounded to f16, times up (one f32
+//    rounding): bit for bit, except where the kernel's f32 exp form (swiglu's bound) may land on
+//    the other side of an f16 rounding boundary: then either neighbour. Gates <= -10 give 0, >= 10
+//    the gate itself, exactly.
+//  - scale: f32(x * f32(factor)), bit for bit. softcap: cap tanh(x / cap) against ggml's f32 steps
+//    (x times f32(1 / cap), tanhf, times cap): tanhf within 4 ulp (musl's, which the kernels use;
+//    measured 2.1), the argument's two roundings (tanh's relative condition number is <= 1) and the
+//    product's: 5.5 2^-23 |e|, plus cap 2^-148 in the subnormal range.
+//  - argmax: the first index of the row's largest value, exactly.
 //  - rope: theta_i is built by i f32 multiplications as ggml does (relative error ~(i + 2) ulp):
-//    per pair (|xa| + |xb|) (|pos| (i + 2) 1.2e-7 + 2e-6) max(1, |cos| + |sin|) + 1e-7; dims past
-//    ropeDims pass through bit for bit.
+//    per pair (|xa| + |xb|) (|pos| / ff_i (i + 2) 1.2e-7 + 2e-6) max(1, |cos| + |sin|) + 1e-7,
+//    ff_i the pair's frequency factor (1 without); dims past ropeDims pass through bit for bit.
+//  - routeExperts: the ids exactly (logits without near-ties, and exact ties); the weights within
+//    their f32 steps' relative error, z = max - logit: exp(f32(-z)) (|z| + 1) 2^-24, the f64 sum's
+//    (mean_p z + 1) 2^-24, 1/sum and the product: (|z| + mean_p z + 4) 2^-24; renormalized, 1/sum
+//    cancels and the chosen ones' sum (largest z among them Z) adds (Z + used) 2^-24 instead.
+//  - matmulRouted: each slot the bits of a plain matmul of its expert's rows over its input row;
+//    per expert, matmul's checks over its slots. combineExperts: ggml's f32 steps (products, then
+//    added in slot order) bit for bit where the backend takes them; every backend within
+//    2 used 2^-24 sum_j |y_j w_j| of the f64 sum.
 //  - attention: 2e-6 sum_p(p_p |v_p|) (1 + headDim/16) + 1e-7 over an f32 cache, or an f16 cache
 //    whose head dim is a multiple of 16 (both read the same f16 values); scores past 10 (the
 //    large-score cases; the others stay under 4) add the f32 rounding of the score itself,
@@ -35,6 +52,11 @@
 //    follow ggml's one-row flash attention (f16 Q, the running V sum rounded to f16): an f32
 //    emulation of its steps, which a backend that takes ggml's f32 steps (the WASM one) matches
 //    bit for bit; the reference backend takes the same roundings in f64, within (c)'s 2^-9 max|V|.
+//    Soft-capped scores c = softcap tanh(s / softcap) carry tanhf's 4 ulp and 4 roundings (the
+//    f32 scale / softcap, s, the product): 0.75 2^-20 |c| each, which the softmax at most doubles:
+//    + 1.5 2^-20 max|c| max|V| (in (c) too). With a softcap the one-row emulation's correctly
+//    rounded tanh is not the kernel's tanhf, so an accumulator step may round to the other f16
+//    neighbour: (c)'s 2^-9 max|V| there instead of bit equality.
 // (c) bounds, g = backend output, r = reference output:
 //  - matmul, per output element: (a) activation rounding |dx| <= amax/254 per 32- or 256-block,
 //    min(worst case sum |w dx|, 6 sigma of sum w dx for independent uniform dx) + Q4_1/Q5_1's s
@@ -44,7 +66,10 @@
 //    (test-backend-ops' bound; Q8 activations give ~2e-5 here), 1e-9 for the float types.
 //  - getRows, add, addBias, storeKV: bit-identical.
 //  - rmsNorm: f32 sum of squares (relative error ~ sqrt(n) 2^-24) and 3 roundings: 3e-6 |r|.
-//  - swiglu: 3e-6 |r| + 1e-7 |up|.
+//  - swiglu: 3e-6 |r| + 1e-7 |up|. geglu: (a)'s f16 neighbour where (a) allows one, else bit for
+//    bit. scale, argmax, routeExperts ids: bit-identical. softcap and routeExperts weights: (a)'s
+//    bound plus the reference's own f32 rounding, 2^-23 |r|; combineExperts: (a)'s bound (which
+//    holds that rounding already). matmulRouted: matmul's bounds per expert over its slots.
 //  - rope: f32 theta carries up to ~pos * d/2 * 2^-24 rad of error (random-walk in practice):
 //    mscale |pair| (2e-6 + pos d/2 2^-26); dims past ropeDims bit-identical.
 //  - attention: max|V| (4e-6 + headDim 2^-26 max|score|), for f32 caches and f16 caches whose head
@@ -59,7 +84,7 @@
 // row is the same bits alone as inside a batch.
 import { existsSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { asF32, asWeight, subTensor, type AttentionArgs, type Backend, type KVCacheType, type RopeParams, type Tensor, type WeightTensor } from '../src/backend/backend.js';
+import { asF32, asWeight, subTensor, type AttentionArgs, type Backend, type ExpertRouting, type KVCacheType, type RopeParams, type Tensor, type WeightTensor } from '../src/backend/backend.js';
 import { BackendError } from '../src/backend/errors.js';
 import { f16BitsToF32, f32ToF16Bits } from '../src/backend/reference/half.js';
 import { ropeAngle } from '../src/backend/reference/reference-backend.js';
@@ -679,6 +704,191 @@ describe('getRows', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// Mixture of experts: routing, the routed matmul, combining
+
+const putRouting = (be: Backend, ids: Int32Array, weights: Float32Array, nTokens: number, used: number): ExpertRouting =>
+  ({ ids: put(be, ids), weights: put(be, weights), nTokens, used });
+
+/** Router logits without near-ties: each row a shuffle of values at least 3 / nExperts apart in [offset - 3, offset + 3]. */
+function routerLogits(nTokens: number, nExperts: number, offset: number, r: () => number): Float32Array {
+  const step = 6 / nExperts, out = new Float32Array(nTokens * nExperts);
+  for (let t = 0; t < nTokens; t++) {
+    shuffle(Array.from({ length: nExperts }, (_, i) => i), r).forEach((rank, e) => { out[t * nExperts + e] = offset - 3 + step * (rank + 0.25 + 0.5 * r()); });
+  }
+  return out;
+}
+
+/** (a), (b) and (c) for routeExperts: llama.cpp's softmax gating in f64 over the f32 logits. */
+async function checkRoute(label: string, logits: Float32Array, nTokens: number, nExperts: number, used: number, normalize: boolean): Promise<{ ids: number[]; weights: Float64Array }> {
+  const runs = await onEveryBackend(async (be) => {
+    const routing = putRouting(be, new Int32Array(nTokens * used), new Float32Array(nTokens * used), nTokens, used);
+    be.routeExperts(routing, put(be, logits), nExperts, normalize);
+    return { ids: await be.read(routing.ids), weights: await readF32(be, routing.weights, nTokens * used) };
+  });
+  const ids: number[] = [], weights = new Float64Array(nTokens * used), tol = new Float64Array(nTokens * used);
+  for (let t = 0; t < nTokens; t++) {
+    const l = Array.from(logits.subarray(t * nExperts, (t + 1) * nExperts));
+    const max = Math.max(...l), e = l.map((v) => Math.exp(v - max)), sum = e.reduce((a, b) => a + b, 0);
+    const p = e.map((v) => v / sum);
+    const top = p.map((_, i) => i).sort((a, b) => p[b] - p[a] || a - b).slice(0, used);
+    const total = Math.max(top.reduce((a, i) => a + p[i], 0), 2 ** -14);
+    // (a)'s relative error, |z| = max - logit: the chosen ones' largest, and the mean under p
+    const zTop = max - l[top[used - 1]], zMean = l.reduce((a, v, i) => a + p[i] * (max - v), 0);
+    top.forEach((id, j) => {
+      ids.push(id);
+      weights[t * used + j] = normalize ? p[id] / total : p[id];
+      tol[t * used + j] = ((normalize ? zTop + used : zMean) + max - l[id] + 4) * 2 ** -24 * weights[t * used + j];
+    });
+  }
+  const idRuns = runs.map((r) => ({ config: r.config, out: r.out.ids }));
+  const weightRuns = runs.map((r) => ({ config: r.config, out: r.out.weights }));
+  for (const r of idRuns) expect(Array.from(new Int32Array(r.out.buffer, r.out.byteOffset, nTokens * used)), `${label} ${r.config.label}: ids`).toEqual(ids);
+  expectConfigsAgree(`${label} ids`, idRuns);
+  expectNearReference(`${label} ids`, idRuns, 'exact');
+  expectMath(`${label} weights`, weightRuns, weights, (i) => tol[i]);
+  expectConfigsAgree(`${label} weights`, weightRuns);
+  const ref = referenceOf(weightRuns);
+  expectNearReference(`${label} weights`, weightRuns, (i) => tol[i] + 2 ** -23 * Math.abs(ref[i]));
+  return { ids, weights };
+}
+
+describe('routeExperts', () => {
+  // [nTokens, nExperts, used, normalize, logit offset]: offsets of +-100 overflow or underflow exp without the max subtracted
+  const cases = [[1, 8, 2, true, 0], [5, 8, 2, false, 0], [37, 64, 6, true, 0], [3, 60, 4, false, 100], [2, 4, 4, true, 0], [3, 1, 1, true, 0], [17, 128, 8, true, -100]] as const;
+  for (const [ci, [nTokens, nExperts, used, normalize, offset]] of cases.entries()) {
+    it(`${nTokens} tokens, top ${used} of ${nExperts}${normalize ? ', renormalized' : ''}${offset ? `, logits around ${offset}` : ''}`, async () => {
+      const logits = routerLogits(nTokens, nExperts, offset, rng(7600 + ci));
+      await checkRoute(`routeExperts nTokens=${nTokens} ${used}/${nExperts}`, logits, nTokens, nExperts, used, normalize);
+    });
+  }
+
+  it('ties: the lower id first, across the cut too', async () => {
+    const logits = Float32Array.from([[1, 3, 3, 0, 3], [3, 1, 3, 3, 2], [0, 0, 0, 0, 0], [4, 2, 2, 2, 1]].flat());
+    for (const normalize of [false, true]) {
+      const { ids } = await checkRoute(`routeExperts ties normalize=${normalize}`, logits, 4, 5, 3, normalize);
+      expect(ids).toEqual([1, 2, 4, 0, 2, 3, 0, 1, 2, 0, 1, 2]);
+    }
+  });
+
+  it('a renormalizing sum under 2^-14 is taken as 2^-14 (top 1 of 20000 equal experts)', async () => {
+    const { ids, weights } = await checkRoute('routeExperts clamp', new Float32Array(20000).fill(0.5), 1, 20000, 1, true);
+    expect([ids[0], weights[0]]).toEqual([0, 2 ** 14 / 20000]);
+  });
+});
+
+const ROUTED_TYPES: readonly GGMLType[] = [GGMLType.F32, GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_K];
+/** Eight experts of 13 rows; the last is never chosen. */
+const ROUTED = { nExperts: 8, rows: 13, cols: 256 };
+const ROUTED_CASES = [
+  { name: 'decode, 4 of 8 experts', nTokens: 1, used: 4, hot: undefined },
+  { name: '37 tokens, 3 of 8 experts (~16 slots each)', nTokens: 37, used: 3, hot: undefined },
+  { name: '70 tokens, 2 of 8, expert 3 in every token (70 slots: two staging chunks of 64)', nTokens: 70, used: 2, hot: 3 },
+];
+
+/** Each token's `used` distinct experts of 0..nExperts-2, `hot` (if any) among them at slot t % used. */
+function routedIds(nTokens: number, used: number, nExperts: number, hot: number | undefined, r: () => number): Int32Array {
+  const ids = new Int32Array(nTokens * used);
+  for (let t = 0; t < nTokens; t++) {
+    const chosen = shuffle(Array.from({ length: nExperts - 1 }, (_, e) => e).filter((e) => e !== hot), r).slice(0, used);
+    if (hot !== undefined) chosen[t % used] = hot;
+    ids.set(chosen, t * used);
+  }
+  return ids;
+}
+
+describe('matmulRouted', () => {
+  const { nExperts, rows, cols } = ROUTED;
+  for (const type of ROUTED_TYPES) {
+    const name = typeName(type);
+    for (const [ci, c] of ROUTED_CASES.entries()) {
+      for (const inputPerSlot of [false, true]) {
+        it(`${name} ${c.name}, ${inputPerSlot ? 'an input row per slot' : 'an input row per token'}`, async () => {
+          const r = rng(7800 + type * 10 + ci);
+          const { nTokens, used } = c, slots = nTokens * used;
+          const weights = modelLikeWeights(type, nExperts * rows, cols, r);
+          const ids = routedIds(nTokens, used, nExperts, c.hot, r);
+          const x = uniform((inputPerSlot ? slots : nTokens) * cols, r);
+          const source = (s: number) => (inputPerSlot ? s : Math.floor(s / used));
+          const label = `matmulRouted ${name} nTokens=${nTokens} used=${used} inputPerSlot=${inputPerSlot}`;
+          const runs = await onEveryBackend(async (be, config) => {
+            const w = putWeight(be, type, nExperts * rows, cols, weights), xt = put(be, x), out = f32Out(be, slots * rows);
+            be.matmulRouted(out, w, nExperts, xt, putRouting(be, ids, new Float32Array(slots), nTokens, used), inputPerSlot);
+            const got = await readF32(be, out, slots * rows);
+            // each slot: a plain matmul of its expert's rows over its one input row, the same bits
+            const plain = f32Out(be, slots * rows);
+            for (let s = 0; s < slots; s++) {
+              const expert = asWeight(subTensor(w, ids[s] * rows * w.rowBytes, type, [cols, rows]), cols, rows);
+              be.matmul(subTensor(plain, 4 * s * rows, GGMLType.F32, [rows]), expert, subTensor(xt, 4 * source(s) * cols, GGMLType.F32, [cols]), 1);
+            }
+            expectSameBits(`${label} ${config.label}: vs a plain matmul per slot`, got, await readF32(be, plain, slots * rows));
+            return got;
+          }, type);
+          expectConfigsAgree(label, runs);
+          // per expert, matmul's (a) and (c) over its slots
+          const rb = rowBytes(type, cols);
+          for (let e = 0; e < nExperts; e++) {
+            const mine = Array.from({ length: slots }, (_, s) => s).filter((s) => ids[s] === e);
+            if (mine.length === 0) continue;
+            const gather = (a: Float32Array, width: number, at: (s: number) => number) => Float32Array.from(mine.flatMap((s) => Array.from(a.subarray(at(s) * width, (at(s) + 1) * width))));
+            const mc: MatmulCase = { rows, cols, nTokens: mine.length, weights: weights.slice(e * rows * rb, (e + 1) * rows * rb), x: gather(x, cols, source) };
+            const expertRuns = runs.map((run) => ({ config: run.config, out: gather(run.out, rows, (s) => s) }));
+            expectMatmulMath(`${label} expert ${e}`, type, mc, expertRuns);
+            expectMatmulNearReference(`${label} expert ${e}`, type, mc, expertRuns);
+          }
+        });
+      }
+    }
+  }
+
+  it('rejects expert ids outside 0..nExperts-1', async () => {
+    await onEveryBackend(async (be, config) => {
+      const w = putWeight(be, GGMLType.F32, 4, 32, new Uint8Array(4 * 4 * 32)), x = put(be, new Float32Array(32)), out = f32Out(be, 4);
+      for (const bad of [2, -1]) {
+        const outside = () => be.matmulRouted(out, w, 2, x, putRouting(be, Int32Array.of(0, bad), new Float32Array(2), 1, 2), false);
+        expect(outside, `${config.label} expert ${bad}`).toThrow(/names expert/);
+        if (config.kind === 'wasm') expect(outside, `${config.label} expert ${bad}`).toThrow(BackendError);
+      }
+      return 0;
+    });
+  });
+});
+
+describe('combineExperts', () => {
+  for (const [ci, [nTokens, used, n]] of ([[1, 1, 7], [1, 8, 4099], [5, 4, 64], [37, 6, 13]] as const).entries()) {
+    it(`${nTokens} tokens, ${used} experts each, n=${n}`, async () => {
+      const r = rng(7700 + ci);
+      const y = uniform(nTokens * used * n, r, -4, 4), w = uniform(nTokens * used, r, 0, 1);
+      const runs = await onEveryBackend(async (be) => {
+        const out = f32Out(be, nTokens * n);
+        be.combineExperts(out, put(be, y), putRouting(be, new Int32Array(nTokens * used), w, nTokens, used), n);
+        return readF32(be, out, nTokens * n);
+      });
+      const label = `combineExperts nTokens=${nTokens} used=${used} n=${n}`;
+      // ggml's f32 steps (each product rounded, then added in slot order), the f64 sum, and sum |y w|
+      const f32Steps = new Float32Array(nTokens * n), want = new Float64Array(nTokens * n), mag = new Float64Array(nTokens * n);
+      for (let t = 0; t < nTokens; t++) {
+        for (let i = 0; i < n; i++) {
+          let acc = 0, sum = 0, m = 0;
+          for (let j = 0; j < used; j++) {
+            const p = y[(t * used + j) * n + i] * w[t * used + j];
+            acc = j === 0 ? fr(p) : fr(acc + fr(p));
+            sum += p;
+            m += Math.abs(p);
+          }
+          f32Steps[t * n + i] = acc;
+          want[t * n + i] = sum;
+          mag[t * n + i] = m;
+        }
+      }
+      for (const r of runs.filter((r) => r.config.ggmlSteps)) expectSameBits(`${label} ${r.config.label} vs ggml's f32 steps`, r.out, f32Steps);
+      expectMath(label, runs, want, (i) => 2 * used * 2 ** -24 * mag[i]);
+      expectConfigsAgree(label, runs);
+      expectNearReference(label, runs, (i) => 2 * used * 2 ** -24 * mag[i]);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
 // Element-wise and normalization ops
 
 describe('rmsNorm', () => {
@@ -710,6 +920,47 @@ describe('rmsNorm', () => {
       expectConfigsAgree(label, runs);
       const ref = referenceOf(runs);
       expectNearReference(label, runs, (i) => 3e-6 * Math.abs(ref[i]) + 1e-30);
+    });
+  }
+});
+
+describe('layerNorm', () => {
+  // BERT's LayerNorm: rows with a large common offset (the mean must come off before squaring), small rows, tails
+  const cases = [
+    { n: 1, nTokens: 2, lo: -1, hi: 1, eps: 1e-12, inPlace: false },
+    { n: 7, nTokens: 3, lo: 100, hi: 101, eps: 1e-12, inPlace: true },
+    { n: 384, nTokens: 9, lo: -4, hi: 4, eps: 1e-12, inPlace: false },
+    { n: 768, nTokens: 2, lo: 0.5, hi: 3, eps: 1e-5, inPlace: true },
+    { n: 1003, nTokens: 5, lo: -1e3, hi: 1e3, eps: 1e-5, inPlace: false },
+  ];
+  for (const [ci, { n, nTokens, lo, hi, eps, inPlace }] of cases.entries()) {
+    it(`n=${n} nTokens=${nTokens} values in [${lo}, ${hi}] eps=${eps}${inPlace ? ' in place' : ''}`, async () => {
+      const r = rng(6500 + ci);
+      const x = uniform(n * nTokens, r, lo, hi), w = uniform(n, r, -2, 2), b = uniform(n, r, -1, 1);
+      const runs = await onEveryBackend(async (be) => {
+        const xt = put(be, x), out = inPlace ? xt : f32Out(be, n * nTokens);
+        be.layerNorm(out, xt, put(be, w), put(be, b), n, nTokens, eps);
+        return readF32(be, out, n * nTokens);
+      });
+      // (a) in f64; bound: the normalized value's f32 steps (mean, difference, variance, scale: a few
+      // ulps of |normalized| relative to the spread) times |w|, plus the bias add's rounding.
+      const want = new Float64Array(n * nTokens), tol = new Float64Array(n * nTokens);
+      for (let t = 0; t < nTokens; t++) {
+        const row = Array.from(x.subarray(t * n, (t + 1) * n));
+        const mean = row.reduce((a, v) => a + v, 0) / n;
+        const variance = row.reduce((a, v) => a + (v - mean) ** 2, 0) / n;
+        const inv = 1 / Math.sqrt(variance + eps);
+        const big = Math.max(...row.map((v) => Math.abs(v))) * inv; // the mean's rounding, relative to the spread
+        for (let i = 0; i < n; i++) {
+          const norm = (row[i] - mean) * inv;
+          want[t * n + i] = norm * w[i] + b[i];
+          tol[t * n + i] = (4 * 2 ** -24 * (Math.abs(norm) + big)) * Math.abs(w[i]) + 2 ** -24 * (Math.abs(want[t * n + i]) + Math.abs(b[i])) + 1e-30;
+        }
+      }
+      const label = `layerNorm n=${n} nTokens=${nTokens}`;
+      expectMath(label, runs, want, (i) => tol[i]);
+      expectConfigsAgree(label, runs);
+      expectNearReference(label, runs, (i) => 2 * tol[i]);
     });
   }
 });
@@ -750,26 +1001,181 @@ describe('swiglu', () => {
   }
 });
 
-describe('silu and gelu (WASM backend extras, outside the contract)', () => {
-  it('over the full range, including overflow of exp (out of place and in place)', async () => {
+/** Gates at and around geglu's cut-offs (+-10 before any rounding; 9.999 rounds to f16 10), beyond them, and tiny ones. */
+const GEGLU_EDGES = [-3.5, 10, -10, 9.999, -9.999, fr(10 + 2 ** -20), fr(-10 - 2 ** -20), fr(10 - 2 ** -20), fr(-10 + 2 ** -20), 9.996, -9.996,
+  100, -100, 3e38, -3e38, Infinity, -Infinity, 0, -0, 1e-30, -1e-30, 2 ** -24, -(2 ** -25), 65519];
+
+describe('geglu', () => {
+  const cases = [
+    ...([[1, false], [7, true], [173, false], [4099, true], [64 * 1024 + 5, false]] as const).map(([count, inPlace]) => ({ count, inPlace })),
+    { count: 1003, inPlace: true }, // not a multiple of 4 or 16: tails
+  ];
+  for (const [ci, { count, inPlace }] of cases.entries()) {
+    it(`count=${count}${inPlace ? ' in place' : ''}, gates in [-12, 12], the +-10 cut-offs and extremes`, async () => {
+      const r = rng(7050 + ci);
+      const gate = uniform(count, r, -12, 12), up = uniform(count, r, -3, 3);
+      GEGLU_EDGES.slice(0, count).forEach((g, i) => { gate[(i * 7919) % count] = g; });
+      const runs = await onEveryBackend(async (be) => {
+        const g = put(be, gate), out = inPlace ? g : f32Out(be, count);
+        be.geglu(out, g, put(be, up), count);
+        return readF32(be, out, count);
+      });
+      const label = `geglu count=${count}`;
+      // (a) ggml's f16 GELU in f64 (gelu's exp form of the tanh form); tol: the step to the other f16
+      // neighbour (times up) where the f32 kernel's error reaches across a rounding boundary, else 0.
+      // That error: exp(-z)'s (swiglu's 1e-6 (1 + |z|)) weighted by e / (1 + e) in x / (1 + e), and two roundings.
+      const want = new Float32Array(count), tol = new Float64Array(count);
+      gate.forEach((x, i) => {
+        if (x <= -10 || x >= 10) {
+          want[i] = (x <= -10 ? 0 : x) * up[i];
+          return;
+        }
+        const xh = f16Round(x), g = gelu(xh), z = geluArg(xh), e = Math.exp(-z);
+        const err = Math.abs(g) * (1e-6 * (1 + Math.abs(z)) * (e / (1 + e)) + 1.2e-7);
+        want[i] = f16Round(g) * up[i];
+        tol[i] = Math.abs(fr(f16Round(g + err) * up[i]) - fr(f16Round(g - err) * up[i]));
+      });
+      expectMath(label, runs, want, (i) => tol[i]);
+      expectConfigsAgree(label, runs);
+      expectNearReference(label, runs, (i) => tol[i]);
+      // the window is what lets an element off its f16 value: it must stay rare
+      expect(tol.filter((t) => t > 0).length, `${label}: elements near an f16 rounding boundary`).toBeLessThanOrEqual(Math.max(2, count / 50));
+    });
+  }
+});
+
+// scale: gemma's embedding scale sqrt(n_embd) and 1/3 are not f32 values (factor is rounded to f32
+// first, as ggml's float parameter); subnormal and overflowing products.
+const SCALE_EDGES = [-1.75, 0, -0, 1e-40, -3e-42, 3e38, -3e38, 1e-30, Infinity, -Infinity, 1];
+
+describe('scale and softcap', () => {
+  for (const [ci, [count, factor, inPlace]] of ([[1, 0.125, false], [7, -3, true], [1003, Math.sqrt(2048), false], [4099, 1 / 3, true], [64 * 1024 + 5, 1e-3, false]] as const).entries()) {
+    it(`scale count=${count} by ${factor}${inPlace ? ' in place' : ''}: bit for bit`, async () => {
+      const r = rng(7200 + ci);
+      const x = uniform(count, r, -100, 100);
+      SCALE_EDGES.slice(0, count).forEach((v, i) => { x[(i * 7919) % count] = v; });
+      const runs = await onEveryBackend(async (be) => {
+        const xt = put(be, x), out = inPlace ? xt : f32Out(be, count);
+        be.scale(out, xt, count, factor);
+        return readF32(be, out, count);
+      });
+      const label = `scale count=${count} factor=${factor}`;
+      const want = Float32Array.from(x, (v) => v * fr(factor));
+      for (const r of runs) expectSameBits(`${label} ${r.config.label} vs f32(x * f32(factor))`, r.out, want);
+      expectConfigsAgree(label, runs);
+      expectNearReference(label, runs, 'exact');
+    });
+  }
+
+  // gemma 2's final (30) and attention (50) caps, a small one, and one that is not an f32 value
+  for (const [ci, [count, cap, inPlace]] of ([[1, 30, false], [7, 50, true], [1003, 1.5, false], [4099, 0.7, true], [64 * 1024 + 5, 30, false]] as const).entries()) {
+    it(`softcap count=${count} cap=${cap}${inPlace ? ' in place' : ''}`, async () => {
+      const r = rng(7300 + ci);
+      const x = uniform(count, r, -6 * cap, 6 * cap);
+      [...SCALE_EDGES, cap, -cap, 0.01 * cap, 20 * cap].slice(0, count).forEach((v, i) => { x[(i * 7919) % count] = v; });
+      const runs = await onEveryBackend(async (be) => {
+        const xt = put(be, x), out = inPlace ? xt : f32Out(be, count);
+        be.softcap(out, xt, count, cap);
+        return readF32(be, out, count);
+      });
+      const label = `softcap count=${count} cap=${cap}`;
+      const c = fr(cap); // the kernel's cap is an f32
+      const want = Float64Array.from(x, (v) => c * Math.tanh(v / c));
+      const subnormal = c * 2 ** -148;
+      expectMath(label, runs, want, (i) => 5.5 * 2 ** -23 * Math.abs(want[i]) + subnormal);
+      expectConfigsAgree(label, runs);
+      const ref = referenceOf(runs);
+      expectNearReference(label, runs, (i) => 6.5 * 2 ** -23 * Math.abs(ref[i]) + subnormal);
+    });
+  }
+
+  it('the WASM backend rejects a non-finite factor and a cap that is not finite and > 0', async () => {
+    for (const config of CONFIGS.filter((c) => c.kind === 'wasm')) {
+      const be = kept.get(config)!;
+      const x = put(be, Float32Array.of(1, 2, 3)), out = f32Out(be, 3);
+      for (const factor of [NaN, Infinity, -Infinity]) expect(() => be.scale(out, x, 3, factor), `${config.label} scale by ${factor}`).toThrow(BackendError);
+      for (const cap of [0, -0, -1, NaN, Infinity]) expect(() => be.softcap(out, x, 3, cap), `${config.label} softcap ${cap}`).toThrow(BackendError);
+    }
+  });
+});
+
+describe('argmax', () => {
+  // [n, nRows]: rows of one, odd lengths, many rows (split across threads), a vocabulary-sized row
+  for (const [ci, [n, nRows]] of ([[1, 1], [1, 9], [7, 3], [13, 1000], [64, 17], [32003, 3]] as const).entries()) {
+    it(`n=${n}, ${nRows} rows${n >= 3 && nRows >= 3 ? ': ties, NaN, -Infinity rows' : ''}`, async () => {
+      const r = rng(7400 + ci);
+      const x = uniform(n * nRows, r, -10, 10);
+      const row = (k: number) => x.subarray(k * n, (k + 1) * n);
+      if (n >= 3 && nRows >= 3) {
+        row(0).fill(-Infinity); // every value -Infinity: index 0
+        // the max up to three times (the first, at 2, wins); NaN after the first place never wins, even past the max
+        const m = Math.max(...row(1)) + 1;
+        [n - 1, 2, 4].filter((i) => i < n).forEach((i) => { row(1)[i] = m; });
+        row(1)[1] = NaN;
+        if (n > 4) row(1)[3] = NaN;
+        row(2)[0] = -0;
+        row(2).fill(0, 1); // -0 and 0 are equal: index 0
+        if (nRows > 3) {
+          row(3)[n - 1] = 1e30; // the max in the last place (the tail)
+          row(3)[1] = NaN;
+        }
+        if (nRows > 4) row(4).fill(Infinity, Math.floor(n / 2));
+      }
+      const runs = await onEveryBackend(async (be) => {
+        const out = be.allocate(GGMLType.I32, [nRows]);
+        be.argmax(out, put(be, x), n, nRows);
+        return be.read(out, 0, 4 * nRows);
+      });
+      const label = `argmax n=${n} nRows=${nRows}`;
+      // the first index holding the largest non-NaN value
+      const want = Array.from({ length: nRows }, (_, k) => {
+        const v = Array.from(row(k)), m = Math.max(...v.filter((e) => !Number.isNaN(e)));
+        return v.findIndex((e) => e === m);
+      });
+      if (n >= 3 && nRows >= 3) expect(want.slice(0, 3), `${label}: the special rows`).toEqual([0, 2, 0]);
+      for (const r of runs) expect(Array.from(new Int32Array(r.out.buffer, r.out.byteOffset, nRows)), `${label} ${r.config.label}`).toEqual(want);
+      expectConfigsAgree(label, runs);
+      expectNearReference(label, runs, 'exact');
+    });
+  }
+});
+
+describe('silu (WASM backend extra, outside the contract) and gelu', () => {
+  it('silu over the full range, including overflow of exp (out of place)', async () => {
     const count = 1003;
     const x = uniform(count, rng(7100), -12, 12);
     x.set(EXTREME_GATES, 0);
-    const wasm = CONFIGS.filter((c) => c.kind === 'wasm');
-    const run = async (op: 'silu' | 'gelu', inPlace: boolean) => {
-      const runs: Run<Float32Array>[] = [];
-      for (const config of wasm) {
-        const be = kept.get(config) as WasmBackend;
-        const xt = put(be, x), out = inPlace ? xt : f32Out(be, count);
-        be[op](out, xt, count);
-        runs.push({ config, out: await readF32(be, out, count) });
-      }
-      expectConfigsAgree(op, runs);
-      return runs;
-    };
-    expectMath('silu', await run('silu', false), Float32Array.from(x, silu), (i) => expTol(silu(x[i]), x[i]));
-    // the cubic inside gelu overflows f32 for |x| > ~1e12: compared where the f64 formula is finite in f32
-    expectMath('gelu', await run('gelu', true), Float32Array.from(x, gelu), (i) => (Math.abs(x[i]) > 1e12 ? Infinity : expTol(gelu(x[i]), geluArg(x[i])) + 1e-30));
+    const runs: Run<Float32Array>[] = [];
+    for (const config of CONFIGS.filter((c) => c.kind === 'wasm')) {
+      const be = kept.get(config) as WasmBackend;
+      const xt = put(be, x), out = f32Out(be, count);
+      be.silu(out, xt, count);
+      runs.push({ config, out: await readF32(be, out, count) });
+    }
+    expectConfigsAgree('silu', runs);
+    expectMath('silu', runs, Float32Array.from(x, silu), (i) => expTol(silu(x[i]), x[i]));
+  });
+
+  it('gelu (in place), as ggml\'s CPU backend: equal to geglu with up = 1 and to its f16 math', async () => {
+    const count = 1003;
+    const x = uniform(count, rng(7101), -12, 12);
+    GEGLU_EDGES.forEach((g, i) => { x[(i * 7919) % count] = g; });
+    const ones = new Float32Array(count).fill(1);
+    const runs = await onEveryBackend(async (be) => {
+      const xt = put(be, x);
+      be.gelu(xt, xt, count);
+      return readF32(be, xt, count);
+    });
+    const viaGeglu = await onEveryBackend(async (be) => {
+      const out = f32Out(be, count);
+      be.geglu(out, put(be, x), put(be, ones), count);
+      return readF32(be, out, count);
+    });
+    runs.forEach((r, i) => expectSameBits(`gelu vs geglu(x, 1) ${r.config.label}`, r.out, viaGeglu[i]!.out));
+    const want = Float32Array.from(x, (v) => (v <= -10 ? 0 : v >= 10 ? v : f16Round(gelu(f16Round(v)))));
+    // one f16 step where the kernel's f32 value lands at an f16 rounding boundary (see geglu)
+    expectMath('gelu', runs, want, (i) => (x[i] <= -10 || x[i] >= 10 ? 0 : Math.abs(want[i]) * 2 ** -10 + 2 ** -24));
+    expectConfigsAgree('gelu', runs);
   });
 });
 
@@ -816,7 +1222,11 @@ const ROPE_DEFAULT: RopeParams = {
   ropeDims: 64, freqBase: 10000, freqScale: 1, neox: false, extFactor: 0, attnFactor: 1, betaFast: 32, betaSlow: 1, nCtxOrig: 4096,
 };
 
-interface RopeCase { name: string; headDim: number; nHeads: number; p: Partial<RopeParams>; nTokens: number[]; positions: 'long context' | 'short' }
+interface RopeCase {
+  name: string; headDim: number; nHeads: number; p: Partial<RopeParams>; nTokens: number[]; positions: 'long context' | 'short';
+  /** Frequency factors (llama 3's rope_freqs, LongRoPE): f32[ropeDims / 2] in [1, 8], both ends included. */
+  factors?: boolean;
+}
 
 const ROPE_CASES: RopeCase[] = [
   ...([
@@ -830,6 +1240,9 @@ const ROPE_CASES: RopeCase[] = [
     { name: 'YaRN neox, scale 1/4', headDim: 128, nHeads: 4, p: { ropeDims: 128, neox: true, freqScale: 0.25, extFactor: 1 } },
     { name: 'YaRN normal, scale 1/8, ext 0.5, attnFactor 0.9', headDim: 64, nHeads: 4, p: { freqScale: 0.125, extFactor: 0.5, attnFactor: 0.9, betaFast: 16, betaSlow: 2, nCtxOrig: 2048 } },
     { name: 'attnFactor 0.5 without YaRN (ggml scales anyway)', headDim: 64, nHeads: 2, p: { attnFactor: 0.5 } },
+    { name: 'normal, base 5e5, frequency factors (llama 3.1)', headDim: 128, nHeads: 2, p: { ropeDims: 128, freqBase: 5e5 }, factors: true },
+    { name: 'neox, partial 32 of 80, frequency factors', headDim: 80, nHeads: 3, p: { ropeDims: 32, neox: true }, factors: true },
+    { name: 'YaRN neox, scale 1/4, frequency factors', headDim: 128, nHeads: 4, p: { ropeDims: 128, neox: true, freqScale: 0.25, extFactor: 1 }, factors: true },
   ] as const).map((c) => ({ ...c, nTokens: [1, 3, 17], positions: 'long context' as const })),
   ...([
     { name: 'normal', headDim: 64, p: {} },
@@ -837,6 +1250,8 @@ const ROPE_CASES: RopeCase[] = [
     { name: 'partial dims + linear scale', headDim: 80, p: { ropeDims: 32, freqScale: 0.25, freqBase: 500000 } },
     { name: 'YaRN (neox)', headDim: 48, p: { neox: true, ropeDims: 48, freqScale: 1 / 8, extFactor: 1, nCtxOrig: 2048 } },
     { name: 'YaRN mixed ext factor', headDim: 64, p: { freqScale: 0.5, extFactor: 0.5, attnFactor: 0.9, nCtxOrig: 512 } },
+    { name: 'YaRN normal, mixed ext factor, frequency factors', headDim: 64, p: { freqScale: 0.5, extFactor: 0.5, attnFactor: 0.9, nCtxOrig: 512 }, factors: true },
+    { name: 'neox, frequency factors', headDim: 64, p: { neox: true }, factors: true },
   ] as const).map((c) => ({ ...c, nHeads: 3, nTokens: [5], positions: 'short' as const })),
 ];
 
@@ -846,6 +1261,9 @@ describe('rope', () => {
       it(`${c.name}, heads=${c.nHeads} headDim=${c.headDim}, ${nTokens} tokens${c.positions === 'short' ? ' at positions 0 1 7 100 1234' : ''}`, async () => {
         const p: RopeParams = { ...ROPE_DEFAULT, ...c.p };
         const r = rng(9000 + ci * 10 + nTokens);
+        const half = p.ropeDims / 2;
+        const ff = c.factors ? uniform(half, rng(9500 + ci), 1, 8).fill(1, 0, 1).fill(8, half - 1) : undefined;
+        const factor = (i: number) => ff?.[i] ?? 1;
         const dim = c.nHeads * c.headDim;
         const x = uniform(nTokens * dim, r, c.positions === 'short' ? -2 : -3, c.positions === 'short' ? 2 : 3);
         // long context: positions of tokens from different sequences: 0, large ones, random ones
@@ -854,23 +1272,22 @@ describe('rope', () => {
           : Int32Array.from({ length: nTokens }, (_, t) => (t === 0 ? 0 : t === 1 ? 4000 : t === 2 ? 100000 : Math.floor(r() * 3000)));
         const runs = await onEveryBackend(async (be) => {
           const xt = put(be, x);
-          be.rope(xt, nTokens, c.nHeads, c.headDim, put(be, pos), p);
+          be.rope(xt, nTokens, c.nHeads, c.headDim, put(be, pos), p, ff && put(be, ff));
           return readF32(be, xt, nTokens * dim);
         });
         const label = `rope ${c.name} nTokens=${nTokens}`;
         // (a) f64 math: the pairs rotated by ggml's angle, the rest passed through
         const want = Float64Array.from(x), tolA = new Float64Array(x.length);
-        const half = p.ropeDims / 2;
         for (let t = 0; t < nTokens; t++) {
           for (let h = 0; h < c.nHeads; h++) {
             const o = (t * c.nHeads + h) * c.headDim;
             for (let i = 0; i < half; i++) {
-              const { cos, sin } = ropeAngle(pos[t], i, p);
+              const { cos, sin } = ropeAngle(pos[t], i, p, factor(i));
               const a = o + (p.neox ? i : 2 * i), b = o + (p.neox ? i + half : 2 * i + 1);
               want[a] = x[a] * cos - x[b] * sin;
               want[b] = x[a] * sin + x[b] * cos;
-              // theta is built by i f32 multiplications (as ggml does): relative error ~ (i + 2) ulp
-              const angleErr = Math.abs(pos[t]) * (i + 2) * 1.2e-7 + 1e-6;
+              // theta is built by i f32 multiplications (as ggml does): relative error ~ (i + 2) ulp, of theta / ff
+              const angleErr = (Math.abs(pos[t]) / factor(i)) * (i + 2) * 1.2e-7 + 1e-6;
               tolA[a] = tolA[b] = (Math.abs(x[a]) + Math.abs(x[b])) * (angleErr + 1e-6) * Math.max(1, Math.abs(cos) + Math.abs(sin)) + 1e-7;
             }
           }
@@ -884,7 +1301,7 @@ describe('rope', () => {
           if (d >= p.ropeDims) return 1e-300; // pass-through: exact
           const pair = p.neox ? d % half : d >> 1;
           const [a, b] = p.neox ? [pair, pair + half] : [2 * pair, 2 * pair + 1];
-          return mscale * Math.hypot(x[head + a], x[head + b]) * (2e-6 + pos[t] * half * 2 ** -26) + 1e-30;
+          return mscale * Math.hypot(x[head + a], x[head + b]) * (2e-6 + (pos[t] / factor(pair)) * half * 2 ** -26) + 1e-30;
         });
       });
     }
@@ -953,6 +1370,8 @@ interface AttentionCase {
   readonly blockTables: Int32Array;
   /** Per token [table start, first key, end key], as AttentionArgs.tokenInfo. */
   readonly tokenInfo: Int32Array;
+  /** AttentionArgs.softcap (absent: off). */
+  readonly softcap?: number;
 }
 
 const encodeCache = (type: KVCacheType, vals: Float32Array): Uint8Array => {
@@ -967,7 +1386,7 @@ async function runAttention(be: Backend, c: AttentionCase): Promise<Float32Array
   const layer = { k: put(be, encodeCache(c.type, c.k)), v: put(be, encodeCache(c.type, c.v)), type: c.type, blockSize: c.blockSize, kvDim };
   const args: AttentionArgs = {
     q: put(be, c.q), out: f32Out(be, c.nTokens * dim), nTokens: c.nTokens, nHeads: c.nHeads, nKvHeads: c.nKvHeads,
-    headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim), layer, blockTables: put(be, c.blockTables), tokenInfo: put(be, c.tokenInfo),
+    headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim), softcap: c.softcap, layer, blockTables: put(be, c.blockTables), tokenInfo: put(be, c.tokenInfo),
   };
   be.attention(args);
   return readF32(be, args.out, c.nTokens * dim);
@@ -987,9 +1406,12 @@ function keySlots(c: AttentionCase, t: number): number[] {
  * query over f16 keys/values, emulated in scalar f32 steps: Q rounded to f16; q.k by
  * ggml_vec_dot_f16 (64 f32 lanes per 64 elements, reduced pairwise, the rest added in f64);
  * libm expf; the V accumulator rounded to f16 after every rescale and every fused v * vs + acc.
+ * A softcap folds into the scale (f32 scale / softcap) and caps each score as softcap * tanhf(s).
  */
-function oneRowAttention(q: ArrayLike<number>, keys: number[][], values: number[][], scale: number): number[] {
-  const n = q.length, qh = Array.from(q, f16Round), n64 = n & ~63, sc = fr(scale); // the kernel's scale is an f32
+function oneRowAttention(q: ArrayLike<number>, keys: number[][], values: number[][], scale: number, softcap = 0): number[] {
+  const n = q.length, qh = Array.from(q, f16Round), n64 = n & ~63;
+  const sc = softcap > 0 ? fr(fr(scale) / fr(softcap)) : fr(scale); // the kernel's scale is an f32
+  const cap = (s: number): number => (softcap > 0 ? fr(fr(softcap) * fr(Math.tanh(s))) : s);
   const dot = (k: number[]): number => {
     let sum = 0;
     if (n64 > 0) {
@@ -1006,7 +1428,7 @@ function oneRowAttention(q: ArrayLike<number>, keys: number[][], values: number[
   let m = -Infinity, s = 0;
   let acc = new Array<number>(values[0].length).fill(0);
   keys.forEach((k, p) => {
-    const score = fr(dot(k) * sc);
+    const score = cap(fr(dot(k) * sc));
     let ms = 1, vs = 1;
     if (score > m) {
       ms = fr(Math.exp(fr(m - score)));
@@ -1026,23 +1448,26 @@ async function checkAttention(label: string, c: AttentionCase): Promise<void> {
   const { nHeads, nKvHeads, headDim, nTokens } = c;
   const kvDim = nKvHeads * headDim, dim = nHeads * headDim, scale = 1 / Math.sqrt(headDim);
   const oneRow = c.type === 'f16' && headDim % 16 !== 0;
+  const softcap = c.softcap ?? 0;
   const kc = c.type === 'f16' ? c.k.map(f16Round) : c.k, vc = c.type === 'f16' ? c.v.map(f16Round) : c.v; // what the cache holds
   const want = new Float64Array(nTokens * dim), mag = new Float64Array(nTokens * dim);
-  let maxScore = 0, maxV = 0;
+  let maxScore = 0, maxCapped = 0, maxV = 0;
   for (let t = 0; t < nTokens; t++) {
     const slots = keySlots(c, t);
     for (let h = 0; h < nHeads; h++) {
       const at = (t * nHeads + h) * headDim, kvAt = Math.floor(h / (nHeads / nKvHeads)) * headDim;
-      const scores = slots.map((slot) => {
+      const raw = slots.map((slot) => {
         let d = 0;
         for (let i = 0; i < headDim; i++) d += c.q[at + i] * kc[slot * kvDim + kvAt + i];
         return d * scale;
       });
-      for (const s of scores) maxScore = Math.max(maxScore, Math.abs(s));
+      const scores = softcap > 0 ? raw.map((s) => softcap * Math.tanh(s / softcap)) : raw;
+      for (const s of raw) maxScore = Math.max(maxScore, Math.abs(s));
+      for (const s of scores) maxCapped = Math.max(maxCapped, Math.abs(s));
       for (const slot of slots) for (let i = 0; i < headDim; i++) maxV = Math.max(maxV, Math.abs(vc[slot * kvDim + kvAt + i]));
       if (oneRow) {
         const row = (vals: Float32Array, slot: number) => Array.from(vals.subarray(slot * kvDim + kvAt, slot * kvDim + kvAt + headDim));
-        want.set(oneRowAttention(c.q.subarray(at, at + headDim), slots.map((s) => row(kc, s)), slots.map((s) => row(vc, s)), scale), at);
+        want.set(oneRowAttention(c.q.subarray(at, at + headDim), slots.map((s) => row(kc, s)), slots.map((s) => row(vc, s)), scale, softcap), at);
         continue;
       }
       const m = Math.max(...scores);
@@ -1061,19 +1486,20 @@ async function checkAttention(label: string, c: AttentionCase): Promise<void> {
     }
   }
   const scoreRounding = headDim * 2 ** -26 * maxScore; // f32 error of a score, relative to max|V|
-  const refTol = (oneRow ? 2 ** -9 : 4e-6 + scoreRounding) * maxV;
-  // (a)'s accumulation bound covers scores of order one; large ones add the f32 rounding of the score itself
-  const largeScoreTerm = maxScore > 10 ? scoreRounding * maxV : 0;
+  const capTerm = softcap > 0 ? 1.5 * 2 ** -20 * maxCapped : 0; // tanhf and the capping's roundings, relative to max|V|
+  const refTol = (oneRow ? 2 ** -9 : 4e-6 + scoreRounding + capTerm) * maxV;
+  // (a)'s accumulation bound covers scores of order one; large ones add the f32 rounding of the score itself, capped ones the capping's
+  const scoreTerm = ((maxScore > 10 ? scoreRounding : 0) + capTerm) * maxV;
   if (oneRow) {
-    // the emulation takes ggml's own f32 steps: equal but for an f64 exp's last bit
+    // the emulation takes ggml's own f32 steps: equal but for an f64 exp's last bit (and tanhf's: see the header)
     for (const r of runs) {
-      if (r.config.ggmlSteps) {
+      if (r.config.ggmlSteps && softcap === 0) {
         expectWithin(`${label} ${r.config.label} vs one-row emulation`, r.out, want, () => 1e-7);
         expect(r.out.filter((v, i) => v === fr(want[i])).length, `${label} ${r.config.label}: outputs bit-equal to the one-row emulation`).toBe(r.out.length);
       } else expectWithin(`${label} ${r.config.label} vs one-row emulation`, r.out, want, () => refTol);
     }
   } else {
-    expectMath(label, runs, want, (i) => 2e-6 * mag[i] * (1 + headDim / 16) + 1e-7 + largeScoreTerm);
+    expectMath(label, runs, want, (i) => 2e-6 * mag[i] * (1 + headDim / 16) + 1e-7 + scoreTerm);
   }
   expectConfigsAgree(label, runs);
   expectNearReference(label, runs, () => refTol);
@@ -1094,6 +1520,7 @@ interface AttnScenario {
    * the window in a held block are garbage, so reading either shows.
    */
   window?: number;
+  softcap?: number;
 }
 
 const ATTN_SCENARIOS: AttnScenario[] = [
@@ -1114,6 +1541,12 @@ const ATTN_SCENARIOS: AttnScenario[] = [
   { name: 'GQA 8/2, window 300 over a 1025-key decode, large scores', nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 64, window: 300, seqs: [{ len: 1025, nNew: 2 }, { len: 299, nNew: 3 }], qScale: 30 },
   { name: 'GQA 8/4 (stories260K shape), window 12, block 4', nHeads: 8, nKvHeads: 4, headDim: 8, blockSize: 4, window: 12, seqs: [{ len: 60, nNew: 30 }, { len: 61, nNew: 1 }] },
   { name: 'MQA 4/1 headDim 72, window 23, odd block 7', nHeads: 4, nKvHeads: 1, headDim: 72, blockSize: 7, window: 23, seqs: [{ len: 500, nNew: 1 }, { len: 90, nNew: 5 }], qScale: 30 },
+  // soft-capped scores (gemma 2: 50); caps well inside the scores' range, so tanh bends most of them
+  { name: 'GQA 8/4, softcap 1.5', nHeads: 8, nKvHeads: 4, headDim: 64, blockSize: 16, seqs: [{ len: 40, nNew: 3 }, { len: 1, nNew: 1 }], qScale: 4, softcap: 1.5 },
+  { name: 'GQA 8/4 (gemma 2 cap), softcap 50, large scores', nHeads: 8, nKvHeads: 4, headDim: 128, blockSize: 16, seqs: [{ len: 70, nNew: 17 }, { len: 300, nNew: 1 }], qScale: 30, softcap: 50 },
+  { name: 'GQA 8/2, window 37, softcap 30, large scores', nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 16, window: 37, seqs: [{ len: 100, nNew: 5 }, { len: 20, nNew: 1 }], qScale: 30, softcap: 30 },
+  { name: 'GQA 8/4 (stories260K shape), softcap 1.5', nHeads: 8, nKvHeads: 4, headDim: 8, blockSize: 16, seqs: [{ len: 64, nNew: 64 }, { len: 100, nNew: 1 }], qScale: 3, softcap: 1.5 },
+  { name: 'MQA 4/1 headDim 72, window 23, odd block 7, softcap 30, large scores', nHeads: 4, nKvHeads: 1, headDim: 72, blockSize: 7, window: 23, seqs: [{ len: 90, nNew: 5 }], qScale: 30, softcap: 30 },
 ];
 
 /** A batch of sequences over a shuffled pool of blocks; slots no query reads hold large garbage. */
@@ -1150,7 +1583,7 @@ function scenarioCase(s: AttnScenario, type: KVCacheType, seed: number): Attenti
   const nTokens = info.length / 3;
   return {
     type, nHeads: s.nHeads, nKvHeads: s.nKvHeads, headDim: s.headDim, blockSize: s.blockSize, k, v,
-    q: uniform(nTokens * dim, r, -(s.qScale ?? 1), s.qScale ?? 1), nTokens, blockTables: Int32Array.from(packed), tokenInfo: Int32Array.from(info),
+    q: uniform(nTokens * dim, r, -(s.qScale ?? 1), s.qScale ?? 1), nTokens, blockTables: Int32Array.from(packed), tokenInfo: Int32Array.from(info), softcap: s.softcap,
   };
 }
 
@@ -1225,6 +1658,13 @@ describe('attention over a paged cache: one sequence, out-of-order blocks', () =
       });
     }
   }
+
+  it('the WASM backend rejects a softcap that is not finite and >= 0', async () => {
+    const c = sequenceCase(SEQUENCE_SHAPES[0], 'f32', undefined, 1);
+    for (const config of CONFIGS.filter((c) => c.kind === 'wasm')) {
+      for (const softcap of [-1, NaN, Infinity]) await expect(runAttention(kept.get(config)!, { ...c, softcap }), `${config.label} softcap ${softcap}`).rejects.toThrow(BackendError);
+    }
+  });
 
   it('rejects inconsistent head counts', async () => {
     await onEveryBackend(async (be, config) => {

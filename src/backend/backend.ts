@@ -189,6 +189,11 @@ export interface Backend {
   /** out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight (weight: f32[n]). out may equal x. */
   rmsNorm(out: Tensor, x: Tensor, weight: Tensor, n: number, nTokens: number, eps: number): void;
   /**
+   * out[t] = (x[t] - mean) / sqrt(var + eps) * weight + bias, as ggml_norm then ggml_mul and ggml_add
+   * (weight, bias: f32[n]; BERT's LayerNorm). out may equal x.
+   */
+  layerNorm(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, n: number, nTokens: number, eps: number): void;
+  /**
    * In place on x [nTokens][nHeads * headDim]; positions is an i32[nTokens] array. freqFactors
    * (f32[ropeDims / 2]): pair i turns at theta_i / freqFactors[i] (llama 3's rope_freqs, LongRoPE).
    */
@@ -200,6 +205,8 @@ export interface Backend {
    * (f16-rounded input and output, 0 below -10, identity above 10). out may equal gate.
    */
   geglu(out: Tensor, gate: Tensor, up: Tensor, count: number): void;
+  /** out[i] = gelu(x[i]) for i < count, GELU as in geglu (ggml's CPU backend). out may equal x. */
+  gelu(out: Tensor, x: Tensor, count: number): void;
   /** out[i] = x[i] * factor for i < count. out may equal x. */
   scale(out: Tensor, x: Tensor, count: number, factor: number): void;
   /** out[i] = cap * tanh(x[i] / cap) for i < count (logit soft-capping, as ggml: times the f32 1/cap, tanh, times cap). out may equal x. */

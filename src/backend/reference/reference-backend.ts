@@ -68,6 +68,14 @@ export function ropeAngle(pos: number, pair: number, p: RopeParams, freqFactor =
   return { cos: Math.cos(theta) * mscale, sin: Math.sin(theta) * mscale };
 }
 
+/** GELU as ggml's CPU backend: an f16 table (f16-rounded input, f16 output), 0 below -10, identity above 10. */
+function ggmlGelu(x: number): number {
+  if (x <= -10) return 0;
+  if (x >= 10) return x;
+  const h = f16Round(x);
+  return f16Round(0.5 * h * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (h + 0.044715 * h ** 3))));
+}
+
 /** Types the reference dequantizer reads (src/tensor/dequant.ts). */
 const WEIGHT_TYPES = new Set<GGMLType>([
   GGMLType.F32, GGMLType.F16, GGMLType.BF16, GGMLType.Q8_0, GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1,
@@ -300,16 +308,34 @@ export function createReferenceBackend(): Backend {
       const g = f32View(gate, count, 'geglu gate').slice();
       const u = f32View(up, count, 'geglu up').slice();
       const o = f32View(out, count, 'geglu out');
-      // GELU as ggml's CPU backend: an f16 table (f16 input, f16 output), identity past +-10.
-      const c = Math.sqrt(2 / Math.PI);
-      const gelu = (x: number) => (x <= -10 ? 0 : x >= 10 ? x : f16Round(0.5 * f16Round(x) * (1 + Math.tanh(c * (f16Round(x) + 0.044715 * f16Round(x) ** 3)))));
-      for (let i = 0; i < count; i++) o[i] = gelu(g[i]) * u[i];
+      for (let i = 0; i < count; i++) o[i] = ggmlGelu(g[i]) * u[i];
+    },
+
+    gelu(out, x, count) {
+      const xs = f32View(x, count, 'gelu x').slice();
+      const o = f32View(out, count, 'gelu out');
+      for (let i = 0; i < count; i++) o[i] = ggmlGelu(xs[i]);
+    },
+
+    layerNorm(out, x, weight, bias, n, nTokens, eps) {
+      const xs = f32View(x, n * nTokens, 'layerNorm x').slice();
+      const wv = f32View(weight, n, 'layerNorm weight').slice();
+      const bv = f32View(bias, n, 'layerNorm bias').slice();
+      const o = f32View(out, n * nTokens, 'layerNorm out');
+      for (let t = 0; t < nTokens; t++) {
+        const row = xs.subarray(t * n, (t + 1) * n);
+        const mean = row.reduce((a, v) => a + v, 0) / n;
+        const variance = row.reduce((a, v) => a + (v - mean) ** 2, 0) / n;
+        const inv = 1 / Math.sqrt(variance + eps);
+        for (let i = 0; i < n; i++) o[t * n + i] = (row[i] - mean) * inv * wv[i] + bv[i];
+      }
     },
 
     scale(out, x, count, factor) {
       const xs = f32View(x, count, 'scale x').slice();
       const o = f32View(out, count, 'scale out');
-      for (let i = 0; i < count; i++) o[i] = xs[i] * factor;
+      const f = Math.fround(factor); // ggml's factor is a float
+      for (let i = 0; i < count; i++) o[i] = xs[i] * f;
     },
 
     softcap(out, x, count, cap) {

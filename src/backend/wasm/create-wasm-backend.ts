@@ -47,8 +47,6 @@ export interface WasmBackend extends Backend {
   readonly sharedMemory: boolean;
   /** out[i] = x[i] / (1 + exp(-x[i])). out may equal x. */
   silu(out: Tensor, x: Tensor, count: number): void;
-  /** out[i] = gelu(x[i]), tanh approximation as ggml_gelu. out may equal x. */
-  gelu(out: Tensor, x: Tensor, count: number): void;
   /** Bump-allocate `bytes` (aligned to `align`, default 64) and return its offset in the memory. */
   alloc(bytes: number, align?: number): number;
   /** The tensor at byte offset `ptr` of the memory. */

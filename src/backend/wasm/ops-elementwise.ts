@@ -4,9 +4,8 @@ import type { Backend, RopeParams, Tensor } from '../backend.js';
 import { checkInt, MIN_WORK, type OpContext } from './dispatch.js';
 import * as K from './kernels.generated.js';
 
-type ElementwiseOps = Pick<Backend, 'rmsNorm' | 'rope' | 'swiglu' | 'geglu' | 'scale' | 'softcap' | 'argmax' | 'add' | 'addBias'> & {
+type ElementwiseOps = Pick<Backend, 'rmsNorm' | 'layerNorm' | 'rope' | 'swiglu' | 'geglu' | 'gelu' | 'scale' | 'softcap' | 'argmax' | 'add' | 'addBias'> & {
   silu(out: Tensor, x: Tensor, count: number): void;
-  gelu(out: Tensor, x: Tensor, count: number): void;
 };
 
 export function elementwiseOps({ mem, dispatch }: OpContext): ElementwiseOps {
@@ -41,6 +40,21 @@ export function elementwiseOps({ mem, dispatch }: OpContext): ElementwiseOps {
       c.i[K.NORM_N_TOKENS] = nTokens;
       c.f[K.NORM_EPS] = eps;
       dispatch.run(n * nTokens, MIN_WORK.elementwise, nTokens);
+    },
+
+    layerNorm(out, x, weight, bias, n, nTokens, eps) {
+      checkInt('n', n, 1);
+      checkInt('nTokens', nTokens, 0);
+      if (nTokens === 0) return;
+      const c = dispatch.cmd(K.OP_LAYER_NORM);
+      c.i[K.NORM_OUT] = mem.at(out, 'layerNorm output', 4 * n * nTokens);
+      c.i[K.NORM_X] = mem.at(x, 'layerNorm input', 4 * n * nTokens);
+      c.i[K.NORM_WEIGHT] = mem.at(weight, 'layerNorm weight', 4 * n);
+      c.i[K.NORM_BIAS] = mem.at(bias, 'layerNorm bias', 4 * n);
+      c.i[K.NORM_N] = n;
+      c.i[K.NORM_N_TOKENS] = nTokens;
+      c.f[K.NORM_EPS] = eps;
+      dispatch.run(2 * n * nTokens, MIN_WORK.elementwise, nTokens);
     },
 
     rope(x, nTokens, nHeads, headDim, positions, p: RopeParams, freqFactors) {
