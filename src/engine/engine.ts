@@ -33,6 +33,9 @@ export async function createEngine(model: Model, options: EngineOptions = {}): P
   return model.adoptEngine(() => new Engine(model, options));
 }
 
+/** The KV sequence id encode() uses (the scheduler's ids count up from 0). */
+const ENCODE_SEQUENCE = Number.MAX_SAFE_INTEGER;
+
 export class Engine {
   /** The forward pass over this engine's KV pool (low level; requests go through generate). */
   readonly graph: Graph;
@@ -44,6 +47,8 @@ export class Engine {
   private loopDone: Promise<void> = Promise.resolve();
   private disposed = false;
   private template: ChatTemplate | undefined;
+  /** The last encode() pass: the next waits for it. */
+  private encoding: Promise<void> = Promise.resolve();
 
   constructor(
     readonly model: Model,
@@ -113,8 +118,25 @@ export class Engine {
   }
 
   /** Check and queue a request; with logitsFrom, its sequences collect logits from that position on. */
+  /**
+   * An encoder's final state of every token of one whole sequence (what Model.embed pools). Passes
+   * run one at a time, each over the whole sequence (every token sees every other).
+   */
+  encode(tokens: readonly number[]): Promise<Float32Array[]> {
+    if (this.disposed) throw new EngineError('DISPOSED', 'the engine was disposed');
+    if (!this.model.arch.encoder) throw new EngineError('UNSUPPORTED', `${this.model.architecture} is not an encoder: it generates text, it does not embed`);
+    const limit = Math.min(this.graph.maxBatchTokens, this.contextLength);
+    if (tokens.length === 0 || tokens.length > limit) {
+      throw new EngineError(tokens.length === 0 ? 'INVALID_REQUEST' : 'PROMPT_TOO_LONG', `an encoder input must have 1..${limit} tokens (the batch and context), got ${tokens.length}`);
+    }
+    const run = this.encoding.then(() => this.graph.encode(tokens, ENCODE_SEQUENCE));
+    this.encoding = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
   private submit(request: EngineRequest, logitsFrom?: number): { generation: EngineGeneration; state: RequestState } {
     if (this.disposed) throw new EngineError('DISPOSED', 'the engine was disposed');
+    if (this.model.arch.encoder) throw new EngineError('UNSUPPORTED', `${this.model.architecture} is an encoder: it embeds text (Model.embed), it does not generate`);
     const prompt = this.promptTokens(request, logitsFrom !== undefined && request.maxTokens === 0);
     const n = request.n ?? 1;
     if (!Number.isInteger(n) || n < 1 || n > this.scheduler.config.maxSequences) {

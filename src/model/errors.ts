@@ -7,7 +7,9 @@ export type ModelErrorCode =
   | 'UNSUPPORTED_TENSOR_TYPE'
   | 'TOO_LARGE'
   | 'PROMPT_TOO_LONG'
-  | 'DISPOSED';
+  | 'DISPOSED'
+  /** What was asked does not apply to this model (embedding with a text generator, generating with an encoder). */
+  | 'UNSUPPORTED_OPERATION';
 
 export class ModelError extends WasmforgeError<ModelErrorCode> {
   override readonly name = 'ModelError';

@@ -45,6 +45,12 @@ export interface ModelConfig {
   readonly residualScale?: number;
   /** The logits are multiplied by this (granite: 1 / logit_scale). */
   readonly logitScale?: number;
+  /** Whether a token attends to earlier positions only (default true); encoders (BERT) see their whole sequence. */
+  readonly causal?: boolean;
+  /** An encoder's pooling of its tokens' final states into one embedding (BERT: {arch}.pooling_type). */
+  readonly pooling?: 'mean' | 'cls' | 'last';
+  /** BERT's token types (tokenizer.ggml.token_type_count). */
+  readonly tokenTypeCount?: number;
   /** Mixture of experts: experts per layer, experts each token uses, and each expert's feed-forward width. */
   readonly experts?: { readonly count: number; readonly used: number; readonly ffnDim: number };
 }
@@ -62,9 +68,11 @@ export function layerIsWindowed(c: ModelConfig, l: number): boolean {
 export interface ModelWeights {
   readonly tokenEmbedding: WeightTensor;
   readonly layers: readonly LayerWeights[];
-  readonly outputNorm: Tensor; // f32[dim]
-  /** The output projection; the token embedding itself when tied. */
-  readonly output: WeightTensor;
+  /** The final norm and output projection (the token embedding itself when tied); absent for encoders. */
+  readonly outputNorm?: Tensor; // f32[dim]
+  readonly output?: WeightTensor;
+  /** Tensors outside the layers an architecture declares (ArchDef.globalTensors), by GGUF name: BERT's position embeddings. */
+  readonly globals: ReadonlyMap<string, Tensor>;
   /**
    * RoPE frequency factors (f32[ropeDims / 2]) for every layer: llama 3's rope_freqs, or phi3's
    * LongRoPE factors (long ones when the context runs past the original one, else short).
@@ -96,6 +104,10 @@ export interface GraphBuilder {
    * probabilities (renormalized over the chosen ones unless `normalize` is false).
    */
   feedForwardExperts(w: LayerWeights, options?: { readonly normalize?: boolean }): void;
+  /** x += rows of `table` (f32 or any weight type): each token's position's row, or one row for all tokens (BERT's token type 0). */
+  addRows(table: WeightTensor, rows: 'positions' | number): void;
+  /** x = LayerNorm(x) with weight and bias (BERT's post-norms). */
+  layerNorm(weight: Tensor, bias: Tensor): void;
 }
 
 export interface AttentionOptions {
@@ -146,7 +158,7 @@ interface Buffers {
   attnOut: Tensor; // [T][nHeads * headDim]
   gate: Tensor; // [T][ffnDim]
   up: Tensor; // [T][ffnDim]
-  logits: Tensor; // [T][vocab]
+  logits: Tensor; // [T][vocab] (a single float for an encoder: it has no output head)
   argmax: Tensor; // i32[T]: the argmax of each logits row
   /** Mixture-of-experts buffers: router logits [T][E], the routing, expert gate/up [T][used][ffn] and down [T][used][dim]. */
   moe: { routerLogits: Tensor; routing: ExpertRouting; gate: Tensor; up: Tensor; down: Tensor } | undefined;
@@ -201,7 +213,7 @@ export class Graph implements GraphBuilder {
     const blockTableCapacity = Graph.blockTableEntries(kv, T);
     return {
       x: f32(c.dim), xb: f32(c.dim), q: f32(qDim), k: f32(kvDim), v: f32(kvDim),
-      attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: f32(c.vocabSize), argmax: i32(T),
+      attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: c.pooling ? b.allocate(GGMLType.F32, [1]) : f32(c.vocabSize), argmax: i32(T),
       ids: i32(T), positions: i32(T), slots: i32(T), tokenInfo: i32(3 * T),
       tokenInfoWindowed: c.slidingWindow !== undefined && everyLayerWindow(c) === undefined ? i32(3 * T) : undefined,
       moe: c.experts && {
@@ -233,12 +245,14 @@ export class Graph implements GraphBuilder {
     be.getRows(buf.x, w.tokenEmbedding, buf.ids, T);
     if (c.embeddingScale !== undefined) be.scale(buf.x, buf.x, T * c.dim, c.embeddingScale);
     this.nTokens = T;
+    this.arch.buildInput?.(this, w);
     for (let l = 0; l < c.nLayers; l++) this.arch.buildLayer(this, w.layers[l], l);
     this.releaseOutsideWindow(batch);
 
     // Only the tokens that asked for logits go through the final norm and output projection.
     const wanted = batch.flatMap((t, i) => (t.logits ? [i] : []));
     if (wanted.length === 0) return [];
+    if (!w.outputNorm || !w.output) throw new RangeError(`${this.arch.names[0]} is an encoder: it has no next-token logits`);
     const rowBytes = 4 * c.dim;
     wanted.forEach((src, dst) => be.copy(buf.xb, dst * rowBytes, buf.x, src * rowBytes, rowBytes));
     be.rmsNorm(buf.xb, buf.xb, w.outputNorm, c.dim, wanted.length, c.rmsEps);
@@ -283,19 +297,63 @@ export class Graph implements GraphBuilder {
     be.storeKV(this.kv.layers[layer], buf.k, buf.v, buf.slots, T);
     be.attention(this.attentionArgs(layer, T));
     be.matmul(buf.xb, w.matrix('attn_output'), buf.attnOut, T);
+    const bo = w.optional('attn_output.bias');
+    if (bo) be.addBias(buf.xb, buf.xb, bo, c.dim, T);
     this.joinResidual(w, options.postNorm ? 'post_attention_norm' : undefined);
   }
 
   feedForward(w: LayerWeights, options: FeedForwardOptions = {}): void {
     const { backend: be, config: c, buf, nTokens: T } = this;
     const input = this.preNorm(w, 'ffn_norm', options.preNorm);
-    const gate = w.optional('ffn_gate');
-    const [wGate, wUp] = gate ? [w.matrix('ffn_gate'), w.matrix('ffn_up')] : rowSlices(w.matrix('ffn_up'), [c.ffnDim, c.ffnDim]);
-    be.matmulShared([{ out: buf.gate, w: wGate }, { out: buf.up, w: wUp }], input, T);
-    if (options.activation === 'gelu') be.geglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
-    else be.swiglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
+    const up = w.matrix('ffn_up');
+    if (!w.optional('ffn_gate') && up.rows === c.ffnDim) {
+      // ungated (BERT): down(act(up(x) + b) ) + b
+      be.matmul(buf.gate, up, input, T);
+      const bu = w.optional('ffn_up.bias');
+      if (bu) be.addBias(buf.gate, buf.gate, bu, c.ffnDim, T);
+      if (options.activation !== 'gelu') throw new RangeError('an ungated feed-forward runs GELU only');
+      be.gelu(buf.gate, buf.gate, T * c.ffnDim);
+    } else {
+      const [wGate, wUp] = w.optional('ffn_gate') ? [w.matrix('ffn_gate'), up] : rowSlices(up, [c.ffnDim, c.ffnDim]);
+      be.matmulShared([{ out: buf.gate, w: wGate }, { out: buf.up, w: wUp }], input, T);
+      if (options.activation === 'gelu') be.geglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
+      else be.swiglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
+    }
     be.matmul(buf.xb, w.matrix('ffn_down'), buf.gate, T);
+    const bd = w.optional('ffn_down.bias');
+    if (bd) be.addBias(buf.xb, buf.xb, bd, c.dim, T);
     this.joinResidual(w, options.postNorm ? 'post_ffw_norm' : undefined);
+  }
+
+  addRows(table: WeightTensor, rows: 'positions' | number): void {
+    const { backend: be, config: c, buf, nTokens: T } = this;
+    if (rows === 'positions') be.getRows(buf.xb, table, buf.positions, T);
+    else {
+      be.upload(buf.ids, Int32Array.from({ length: T }, () => rows), 0);
+      be.getRows(buf.xb, table, buf.ids, T);
+    }
+    be.add(buf.x, buf.x, buf.xb, T * c.dim);
+  }
+
+  layerNorm(weight: Tensor, bias: Tensor): void {
+    const { backend: be, config: c, buf, nTokens: T } = this;
+    be.layerNorm(buf.x, buf.x, weight, bias, c.dim, T, c.rmsEps);
+  }
+
+  /**
+   * An encoder's pass over one whole sequence (every token sees every other): the final state of
+   * each token ([T][dim]). Uses, and gives back, KV sequence `seqId`.
+   */
+  async encode(tokens: readonly number[], seqId: number): Promise<Float32Array[]> {
+    const T = tokens.length, dim = this.config.dim;
+    this.kv.createSequence(seqId);
+    try {
+      await this.forward(tokens.map((token) => ({ token, seqId, logits: false })));
+      const all = asF32(await this.backend.read(this.buf.x, 0, 4 * T * dim));
+      return Array.from({ length: T }, (_, t) => all.slice(t * dim, (t + 1) * dim));
+    } finally {
+      this.kv.removeSequence(seqId);
+    }
   }
 
   /** The branch input: norm(x) in xb, or x itself for a layer without pre-norms. */
@@ -378,6 +436,7 @@ export class Graph implements GraphBuilder {
     const window = this.config.slidingWindow!;
     const windowed = buf.tokenInfoWindowed ? new Int32Array(3 * T) : undefined;
     const next = new Map(reserved.map((r) => [r.seqId, { ...r, i: 0 }]));
+    const causal = this.config.causal ?? true;
     batch.forEach((t, i) => {
       const r = next.get(t.seqId)!;
       const p = r.positions[r.i];
@@ -386,7 +445,7 @@ export class Graph implements GraphBuilder {
       slots[i] = r.slots[r.i];
       info[3 * i] = tableStart.get(t.seqId)!;
       info[3 * i + 1] = kv.firstKey(p); // keys firstKey..p: causal, within the window
-      info[3 * i + 2] = p + 1;
+      info[3 * i + 2] = causal ? p + 1 : r.start + r.positions.length; // an encoder sees its whole sequence
       if (windowed) windowed.set([info[3 * i], Math.max(0, p + 1 - window), p + 1], 3 * i);
       r.i++;
     });

@@ -35,6 +35,7 @@ export interface HParams {
   /** Context scaling factor (1 = none); ggml's freq_scale is its inverse. */
   readonly ropeScalingFactor: number;
   readonly ropeScalingOriginalContextLength: number;
+  /** The norms' epsilon: layer_norm_rms_epsilon, or layer_norm_epsilon for LayerNorm models (BERT). */
   readonly rmsNormEps: number;
   /** Sliding-window attention span, undefined when the model attends to the whole context. */
   readonly slidingWindow: number | undefined;
@@ -115,7 +116,9 @@ export function readHParams(file: GGUFFile): HParams {
     min: 1, max: MAX_CONTEXT, fallback: contextLength,
   });
 
-  const rmsNormEps = positiveFloat(meta, k('attention.layer_norm_rms_epsilon'), undefined, 1);
+  // RMSNorm models name their epsilon layer_norm_rms_epsilon; LayerNorm ones (BERT) layer_norm_epsilon.
+  const rmsNormEps = positiveFloat(meta, meta.has(k('attention.layer_norm_rms_epsilon')) || !meta.has(k('attention.layer_norm_epsilon'))
+    ? k('attention.layer_norm_rms_epsilon') : k('attention.layer_norm_epsilon'), undefined, 1);
 
   const window = getCount(meta, k('attention.sliding_window'), { max: MAX_CONTEXT, fallback: 0 });
   const slidingWindow = window === 0 ? undefined : window;

@@ -79,11 +79,15 @@ export function planWeights(
     const problem = arch.checkLayer?.((role) => file.tensorsByName.has(layerTensorName(l, role)));
     if (problem) throw new ModelError('MISSING_TENSOR', `layer ${l}: ${problem}`);
   }
-  vector('output_norm.weight', c.dim);
+  for (const d of arch.globalTensors?.(c) ?? []) {
+    if (d.kind === 'matrix') matrix(d.role, d.shape[0]!, d.shape[1]!, d.optional);
+    else vector(d.role, d.shape[0]!, d.optional);
+  }
+  if (!arch.encoder) vector('output_norm.weight', c.dim);
   // RoPE frequency factors, wherever a file has them (llama 3's rope_freqs; phi3's LongRoPE pair).
   for (const name of ROPE_FACTOR_TENSORS) vector(name, c.rope.ropeDims / 2, true);
-  const tiedOutput = !file.tensorsByName.has('output.weight');
-  if (!tiedOutput) matrix('output.weight', c.dim, c.vocabSize);
+  const tiedOutput = !arch.encoder && !file.tensorsByName.has('output.weight');
+  if (!arch.encoder && !tiedOutput) matrix('output.weight', c.dim, c.vocabSize);
 
   const bytes = plan.matrices.reduce((s, m) => s + m.info.nBytes + 64, 0) + plan.vectors.reduce((s, v) => s + 4 * v.n + 64, 0);
   return { plan, bytes, tiedOutput };
@@ -140,8 +144,12 @@ export async function loadWeights(
   return {
     tokenEmbedding,
     layers,
-    outputNorm: vectors.get('output_norm.weight')!,
-    output: tiedOutput ? tokenEmbedding : matrices.get('output.weight')!,
+    outputNorm: vectors.get('output_norm.weight'),
+    output: tiedOutput ? tokenEmbedding : matrices.get('output.weight'),
+    globals: new Map((arch.globalTensors?.(c) ?? []).flatMap((d) => {
+      const t = matrices.get(d.role) ?? vectors.get(d.role);
+      return t ? [[d.role, t] as [string, Tensor]] : [];
+    })),
     ropeFactors: fixed || short || long ? { fixed, short, long } : undefined,
   };
 }

@@ -15,7 +15,7 @@ import { ModelError } from './errors.js';
 import { modelConfigFromFile } from './config.js';
 import { everyLayerWindow, Graph, type ModelConfig, type ModelWeights } from './graph.js';
 import { loadWeights, planWeights } from './load-weights.js';
-import { findArch, type ArchDef } from './arch/arch.js';
+import { ARCHITECTURES, findArch, type ArchDef } from './arch/arch.js';
 
 export interface LoadModelOptions {
   /** Worker threads for the WASM backend (default: available cores). */
@@ -162,6 +162,30 @@ export class Model {
   /** The engine is going away: generate() gets a new one when next called. */
   releaseEngine(engine: Engine): void {
     if (this.defaultEngine === engine) this.defaultEngine = undefined;
+  }
+
+  /**
+   * The embedding of a text or token ids, for an encoder model (BERT): the final states of its
+   * tokens pooled as the model says (mean, CLS or last token), L2-normalized unless `normalize` is
+   * false (as llama.cpp's embedding tool and server do by default).
+   */
+  async embed(input: string | readonly number[], options: { normalize?: boolean; addSpecial?: boolean } = {}): Promise<Float32Array> {
+    if (this.disposed) throw new ModelError('DISPOSED', 'the model was disposed');
+    const pooling = this.config.pooling;
+    if (!this.arch.encoder || !pooling) {
+      throw new ModelError('UNSUPPORTED_OPERATION', `${this.architecture} generates text; embeddings come from encoder models (supported: ${ARCHITECTURES.filter((a) => a.encoder).flatMap((a) => a.names).join(', ')})`);
+    }
+    const tokens = typeof input === 'string' ? this.tokenizer.encode(input, { addSpecial: options.addSpecial ?? true }) : [...input];
+    const states = await this.engine().encode(tokens);
+    const dim = this.config.dim, out = new Float64Array(dim);
+    const take = pooling === 'cls' ? [states[0]!] : pooling === 'last' ? [states[states.length - 1]!] : states;
+    for (const row of take) for (let i = 0; i < dim; i++) out[i] += row[i]!;
+    for (let i = 0; i < dim; i++) out[i] /= take.length;
+    if (options.normalize ?? true) {
+      const norm = Math.sqrt(out.reduce((a, v) => a + v * v, 0));
+      if (norm > 0) for (let i = 0; i < dim; i++) out[i] /= norm;
+    }
+    return Float32Array.from(out);
   }
 
   /** Next-token logits after each prompt position ([positions][vocab]). */

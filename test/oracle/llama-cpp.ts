@@ -188,3 +188,15 @@ export async function disposeLlamaCpp(timeoutMs = 15_000): Promise<void> {
     process.stderr.write(`[llama-cpp oracle] dispose did not finish in ${timeoutMs} ms; abandoned (the worker exits after this file)\n`);
   }
 }
+
+/** llama.cpp's pooled embedding of `tokens` (an encoder model: BERT), as node-llama-cpp's embedding context returns it. */
+export async function llamaCppEmbedding(path: string, tokens: readonly number[]): Promise<Float32Array> {
+  const m = await model(path);
+  const ctx = await m.createEmbeddingContext({ contextSize: Math.max(64, tokens.length), batchSize: Math.max(64, tokens.length), threads: 2 });
+  try {
+    const e = await ctx.getEmbeddingFor([...tokens] as unknown as Parameters<typeof ctx.getEmbeddingFor>[0] & number[]);
+    return Float32Array.from(e.vector);
+  } finally {
+    await ctx.dispose();
+  }
+}

@@ -4,10 +4,11 @@
 // the one list of what loads.
 import type { Tensor, WeightTensor } from '../../backend/backend.js';
 import type { GGUFFile } from '../../gguf/reader.js';
-import type { GraphBuilder } from '../graph.js';
+import type { GraphBuilder, ModelWeights } from '../graph.js';
 import type { ModelConfig } from '../graph.js';
 import type { HParams } from '../hparams.js';
 import { gemma, gemma2, gemma3 } from './gemma.js';
+import { bert } from './bert.js';
 import { granite } from './granite.js';
 import { olmo2, olmoe } from './olmo2.js';
 import { llama, mistral, smollm3 } from './llama.js';
@@ -46,6 +47,12 @@ export interface ArchDef {
   configure?(c: ModelConfig, hp: HParams, meta: GGUFFile['metadata']): ModelConfig;
   /** The tensors of one layer. */
   layerTensors(c: ModelConfig): readonly TensorDecl[];
+  /** Tensors outside the layers, by their GGUF names (`role` is the whole name): BERT's position embeddings. */
+  globalTensors?(c: ModelConfig): readonly TensorDecl[];
+  /** An encoder (BERT): no output norm or head; its final states are pooled into embeddings (Model.embed). */
+  readonly encoder?: boolean;
+  /** Steps after the token embeddings, before the first layer (BERT: position and token-type embeddings, a norm). */
+  buildInput?(g: GraphBuilder, weights: ModelWeights): void;
   /** Where optional tensors stand in for each other (fused or split q/k/v): what is wrong with a layer having these, if anything. */
   checkLayer?(has: (role: string) => boolean): string | undefined;
   /** One layer: reads and updates the residual stream g.x. */
@@ -53,7 +60,7 @@ export interface ArchDef {
 }
 
 /** Every architecture that loads. */
-export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, olmoe, granite, smollm3];
+export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, olmoe, granite, smollm3, bert];
 
 export const SUPPORTED_ARCHITECTURES: readonly string[] = ARCHITECTURES.flatMap((a) => a.names);
 

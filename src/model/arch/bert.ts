@@ -1,0 +1,66 @@
+// bert (BERT encoders for embeddings: all-MiniLM, bge; llama.cpp's src/models/bert.cpp): token
+// embeddings plus token type 0's row and absolute position embeddings, a LayerNorm; then per layer
+// attention over the whole sequence (not causal) with biases, residual, LayerNorm, an ungated GELU
+// feed-forward with biases, residual, LayerNorm. No output head: Model.embed pools the final states
+// ({arch}.pooling_type: mean, CLS or last token).
+import { GGUFValueType } from '../../gguf/constants.js';
+import { GGUFError } from '../../gguf/errors.js';
+import { getCount } from '../../gguf/metadata.js';
+import type { WeightTensor } from '../../backend/backend.js';
+import type { ArchDef, TensorDecl } from './arch.js';
+
+/** llama.cpp's LLAMA_POOLING_TYPE values that pool into one vector. */
+const POOLING = { 1: 'mean', 2: 'cls', 3: 'last' } as const;
+
+const matrix = (role: string, cols: number, rows: number, optional = false): TensorDecl => ({ role, kind: 'matrix', shape: [cols, rows], optional });
+const vector = (role: string, n: number, optional = false): TensorDecl => ({ role, kind: 'vector', shape: [n], optional });
+
+export const bert: ArchDef = {
+  names: ['bert'],
+  ropeStyle: 'normal',
+  encoder: true,
+  configure(c, _hp, meta) {
+    const causal = meta.get('bert.attention.causal');
+    if (causal && (causal.type !== GGUFValueType.BOOL || causal.value !== false)) {
+      throw new GGUFError('INVALID_VALUE', 'bert.attention.causal must be false: a causal BERT is not supported');
+    }
+    // llama.cpp's BERT files say how to pool; mean (sentence-transformers' usual) where they do not.
+    const type = getCount(meta, 'bert.pooling_type', { max: 4, fallback: 1 });
+    const pooling = POOLING[type as keyof typeof POOLING];
+    if (!pooling) throw new GGUFError('INVALID_VALUE', `bert.pooling_type ${type} is not mean (1), CLS (2) or last (3)`);
+    return { ...c, causal: false, pooling, tokenTypeCount: getCount(meta, 'tokenizer.ggml.token_type_count', { min: 1, max: 1 << 16, fallback: 2 }) };
+  },
+  globalTensors(c) {
+    return [
+      matrix('token_types.weight', c.dim, c.tokenTypeCount ?? 2, true),
+      matrix('position_embd.weight', c.dim, c.contextLength),
+      vector('token_embd_norm.weight', c.dim),
+      vector('token_embd_norm.bias', c.dim),
+    ];
+  },
+  layerTensors(c) {
+    const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+    return [
+      matrix('attn_q', c.dim, qDim), vector('attn_q.bias', qDim, true),
+      matrix('attn_k', c.dim, kvDim), vector('attn_k.bias', kvDim, true),
+      matrix('attn_v', c.dim, kvDim), vector('attn_v.bias', kvDim, true),
+      matrix('attn_output', qDim, c.dim), vector('attn_output.bias', c.dim, true),
+      vector('attn_output_norm', c.dim), vector('attn_output_norm.bias', c.dim),
+      matrix('ffn_up', c.dim, c.ffnDim), vector('ffn_up.bias', c.ffnDim, true),
+      matrix('ffn_down', c.ffnDim, c.dim), vector('ffn_down.bias', c.dim, true),
+      vector('layer_output_norm', c.dim), vector('layer_output_norm.bias', c.dim),
+    ];
+  },
+  buildInput(g, weights) {
+    const types = weights.globals.get('token_types.weight') as WeightTensor | undefined;
+    if (types) g.addRows(types, 0); // every token is "sentence A"
+    g.addRows(weights.globals.get('position_embd.weight') as WeightTensor, 'positions');
+    g.layerNorm(weights.globals.get('token_embd_norm.weight')!, weights.globals.get('token_embd_norm.bias')!);
+  },
+  buildLayer(g, w, layer) {
+    g.attention(w, layer, { preNorm: false, rope: false });
+    g.layerNorm(w.vector('attn_output_norm'), w.vector('attn_output_norm.bias'));
+    g.feedForward(w, { preNorm: false, activation: 'gelu' });
+    g.layerNorm(w.vector('layer_output_norm'), w.vector('layer_output_norm.bias'));
+  },
+};

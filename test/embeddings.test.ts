@@ -1,0 +1,156 @@
+// Embeddings from encoder models (BERT: all-MiniLM, bge) against llama.cpp: random-weight BERT
+// files with the bge vocabulary (real WordPiece tokens, [CLS] ... [SEP]), written by our writer,
+// loaded by both sides. For each weight type and pooling (mean, CLS, last) our pooled vector must
+// stay within 4x the implementations' own noise of llama.cpp's (test/oracle/noise.ts: each side on
+// copies whose norm weights move by a rounding-sized amount), cosine > 0.9999, and the tokenization
+// must be llama.cpp's.
+// Then the API's edges: normalization, determinism, typed errors for the wrong kind of model.
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEngine } from '../src/engine/engine.js';
+import { EngineError } from '../src/engine/errors.js';
+import { readGGUF, type GGUFFile } from '../src/gguf/reader.js';
+import { ModelError } from '../src/model/errors.js';
+import { loadModel } from '../src/model/model.js';
+import { bundledModelPath } from '../src/runtime/bundled-model.js';
+import { fileSource } from '../src/runtime/file-source.js';
+import { GGMLType, typeName } from '../src/tensor/ggml-types.js';
+import { writeSyntheticLlama } from './helpers/synthetic.js';
+import { disposeLlamaCpp, isLlamaCppAvailable, llamaCppEmbedding, llamaCppTokenize } from './oracle/llama-cpp.js';
+import { perturbationNoise } from './oracle/noise.js';
+
+const VOCAB = '../shared/vocab/ggml-vocab-bert-bge.gguf';
+const haveVocab = existsSync(VOCAB);
+const haveLlamaCpp = await isLlamaCppAvailable();
+if (!haveVocab) console.warn('embeddings: ../shared/vocab is absent, skipping');
+
+const TEXTS = [
+  'The quick brown fox jumps over the lazy dog.',
+  'Embeddings map a sentence to a point; similar sentences land close together, unlike ones far apart.',
+];
+const NOISE_FACTOR = 4;
+const POOLING = { mean: 1, cls: 2, last: 3 } as const;
+
+let dir: string;
+let vocab: GGUFFile;
+const files = new Map<string, Promise<string>>();
+/** A random-weight BERT (bge-small's shape ratios at a small width) in one type and pooling, written once. */
+const bertFile = (type: GGMLType, pooling: keyof typeof POOLING): Promise<string> => {
+  const name = `bert-${typeName(type)}-${pooling}.gguf`;
+  if (!files.has(name)) {
+    const path = join(dir, name);
+    files.set(name, writeSyntheticLlama(path, {
+      arch: 'bert', dim: 128, nLayers: 3, nHeads: 4, nKvHeads: 4, ffnDim: 512, type, vocab: { metadataFrom: vocab }, seed: 5, std: 0.08,
+      contextLength: 512, pooling: POOLING[pooling],
+    }).then(() => path));
+  }
+  return files.get(name)!;
+};
+
+beforeAll(async () => {
+  if (!haveVocab) return;
+  dir = mkdtempSync(join(tmpdir(), 'wasmforge-embed-'));
+  const src = await fileSource(VOCAB);
+  vocab = await readGGUF(src);
+  await src.close();
+});
+afterAll(async () => {
+  await disposeLlamaCpp();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const maxDelta = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+
+describe.skipIf(!haveVocab || !haveLlamaCpp)('BERT embeddings against llama.cpp', () => {
+  const rows: string[] = [];
+  afterAll(() => console.log(`\nBERT embeddings against llama.cpp\n| case | max abs Δ | llama.cpp noise | bound | cosine |\n|---|---|---|---|---|\n${rows.join('\n')}\n`));
+
+  for (const type of [GGMLType.F32, GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_K]) {
+    for (const pooling of Object.keys(POOLING) as (keyof typeof POOLING)[]) {
+      if (type !== GGMLType.F32 && pooling !== 'mean') continue; // pooling is weight-type independent
+      it(`${typeName(type)}, ${pooling} pooling: the same tokens and, within llama.cpp's noise, the same vectors`, async () => {
+        const path = await bertFile(type, pooling);
+        const model = await loadModel(path, { threads: 2, kvCacheType: 'f32' });
+        try {
+          for (const text of TEXTS) {
+            const tokens = model.tokenizer.encode(text, { addSpecial: true });
+            const theirTokens = await llamaCppTokenize(path, text, { special: false });
+            expect(tokens.slice(1, -1)).toEqual(theirTokens.filter((t) => t !== tokens[0] && t !== tokens[tokens.length - 1]));
+            const ours = await model.embed(tokens, { normalize: false });
+            const theirs = await llamaCppEmbedding(path, tokens);
+            expect(ours.length).toBe(theirs.length);
+            // Either implementation's own noise: how far its vector moves on the norm-perturbed copies.
+            // (For quantized weights llama.cpp's alone can be tiny: its 8-bit activation roundings
+            // rarely flip under so small a disturbance, while ours, in another order, flip elsewhere.)
+            const noise = (await perturbationNoise(path, dir, async (copy) => {
+              const perturbed = await loadModel(copy, { threads: 2, kvCacheType: 'f32' });
+              try {
+                return Math.max(maxDelta(theirs, await llamaCppEmbedding(copy, tokens)), maxDelta(ours, await perturbed.embed(tokens, { normalize: false })));
+              } finally {
+                await perturbed.dispose();
+              }
+            })).max;
+            const delta = maxDelta(ours, theirs);
+            let dot = 0, na = 0, nb = 0;
+            ours.forEach((v, i) => { dot += v * theirs[i]!; na += v * v; nb += theirs[i]! ** 2; });
+            const cos = dot / Math.sqrt(na * nb);
+            rows.push(`| ${typeName(type)} ${pooling} "${text.slice(0, 20)}…" | ${delta.toExponential(2)} | ${noise.toExponential(2)} | ${(NOISE_FACTOR * noise).toExponential(2)} | ${cos.toFixed(7)} |`);
+            expect(delta).toBeLessThan(NOISE_FACTOR * noise);
+            expect(cos).toBeGreaterThan(0.9999);
+          }
+        } finally {
+          await model.dispose();
+        }
+      });
+    }
+  }
+
+  it('the pooling modes differ from each other (each reads the states it should)', async () => {
+    const vectors = [];
+    for (const pooling of Object.keys(POOLING) as (keyof typeof POOLING)[]) {
+      const model = await loadModel(await bertFile(GGMLType.F32, pooling), { threads: 1 });
+      vectors.push(await model.embed(TEXTS[0]));
+      await model.dispose();
+    }
+    expect(maxDelta(vectors[0], vectors[1])).toBeGreaterThan(0.05);
+    expect(maxDelta(vectors[1], vectors[2])).toBeGreaterThan(0.05);
+  });
+});
+
+describe.skipIf(!haveVocab)('Model.embed', () => {
+  it('normalized by default (unit length), deterministic, concurrent calls serialized; the text and its tokens agree', async () => {
+    const model = await loadModel(await bertFile(GGMLType.Q8_0, 'mean'), { threads: 2 });
+    try {
+      const a = await model.embed(TEXTS[1]);
+      expect(Math.hypot(...a)).toBeCloseTo(1, 6);
+      const [b, c, d] = await Promise.all([model.embed(TEXTS[1]), model.embed(TEXTS[0]), model.embed(model.tokenizer.encode(TEXTS[1], { addSpecial: true }))]);
+      expect(Array.from(b)).toEqual(Array.from(a));
+      expect(Array.from(d)).toEqual(Array.from(a));
+      expect(maxDelta(a, c)).toBeGreaterThan(1e-3);
+      const raw = await model.embed(TEXTS[1], { normalize: false });
+      const n = Math.hypot(...raw);
+      raw.forEach((v, i) => expect(v / n).toBeCloseTo(a[i]!, 6));
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  it('typed errors: an encoder does not generate, a text generator does not embed, inputs past the batch are refused', async () => {
+    const bert = await loadModel(await bertFile(GGMLType.Q8_0, 'mean'), { threads: 1, maxBatchTokens: 16 });
+    const llama = await loadModel(await bundledModelPath(), { threads: 1 });
+    try {
+      await expect(bert.generate('hi').result).rejects.toMatchObject({ name: 'EngineError', code: 'UNSUPPORTED' });
+      await expect(createEngine(bert).then((e) => e.generate({ prompt: 'hi' }))).rejects.toBeInstanceOf(EngineError);
+      await expect(llama.embed('hi')).rejects.toMatchObject({ name: 'ModelError', code: 'UNSUPPORTED_OPERATION' });
+      await expect(llama.embed('hi')).rejects.toBeInstanceOf(ModelError);
+      await expect(bert.embed('word '.repeat(40))).rejects.toMatchObject({ name: 'EngineError', code: 'PROMPT_TOO_LONG' });
+      await expect(bert.embed([])).rejects.toMatchObject({ code: 'INVALID_REQUEST' });
+      expect((await bert.embed('still works')).length).toBe(128);
+    } finally {
+      await bert.dispose();
+      await llama.dispose();
+    }
+  });
+});
