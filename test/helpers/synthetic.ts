@@ -59,7 +59,7 @@ export interface SyntheticLlamaOptions {
    * and gate/up into one ffn_up; gemma has no output.weight of its own unless asked (GeGLU is in
    * the graph, not the file); gemma2 adds post-attention and post-feed-forward norms (around 1).
    */
-  arch?: 'llama' | 'qwen2' | 'qwen3' | 'qwen3moe' | 'phi3' | 'gemma' | 'gemma2' | 'gemma3' | 'olmo2' | 'olmoe' | 'granite' | 'smollm3' | 'bert';
+  arch?: 'llama' | 'qwen2' | 'qwen3' | 'qwen3moe' | 'phi3' | 'gemma' | 'gemma2' | 'gemma3' | 'olmo2' | 'olmoe' | 'granite' | 'smollm3' | 'bert' | 'nomic-bert';
   /** bert's {arch}.pooling_type: 1 mean, 2 CLS, 3 last (default 1). */
   pooling?: number;
   /** granite's multipliers (default: embedding 12, residual 0.22, attention 1 / headDim, logits / 8, as Granite 3 files). */
@@ -391,20 +391,33 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
   };
 
   matrix('token_embd.weight', dim, nVocab, type, embedding);
-  if (arch === 'bert') {
+  const encoder = arch === 'bert' || arch === 'nomic-bert';
+  if (encoder) {
     matrix('token_types.weight', dim, 2, GGMLType.F32);
-    matrix('position_embd.weight', dim, opts.contextLength ?? 2048, GGMLType.F32);
+    if (arch === 'bert') matrix('position_embd.weight', dim, opts.contextLength ?? 2048, GGMLType.F32);
     vector('token_embd_norm.weight', dim, 'around one');
     vector('token_embd_norm.bias', dim, 'random');
   }
   for (let l = 0; l < nLayers; l++) {
     const p = `blk.${l}.`;
+    if (arch === 'nomic-bert') {
+      // post-norm encoder layer with fused q/k/v, an output bias and a SwiGLU feed-forward
+      matrix(`${p}attn_qkv.weight`, dim, qDim + 2 * kvDim);
+      matrix(`${p}attn_output.weight`, qDim, dim);
+      vector(`${p}attn_output.bias`, dim, 'random');
+      matrix(`${p}ffn_gate.weight`, dim, ffnDim);
+      matrix(`${p}ffn_up.weight`, dim, ffnDim);
+      matrix(`${p}ffn_down.weight`, ffnDim, dim);
+    }
     if (arch === 'bert') {
-      // post-norm encoder layer: every projection with a bias, LayerNorms with weight and bias
+      // post-norm encoder layer: every projection with a bias
       for (const [name, cols, rows] of [['attn_q', dim, qDim], ['attn_k', dim, kvDim], ['attn_v', dim, kvDim], ['attn_output', qDim, dim], ['ffn_up', dim, ffnDim], ['ffn_down', ffnDim, dim]] as const) {
         matrix(`${p}${name}.weight`, cols, rows);
         vector(`${p}${name}.bias`, rows, 'random');
       }
+    }
+    if (encoder) {
+      // LayerNorms with weight and bias
       for (const norm of ['attn_output_norm', 'layer_output_norm']) {
         vector(`${p}${norm}.weight`, dim, 'around one');
         vector(`${p}${norm}.bias`, dim, 'random');
@@ -451,9 +464,9 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
     }
     if (postNorms) vector(p + 'post_ffw_norm.weight', dim, 'around one');
   }
-  if (arch !== 'bert') vector('output_norm.weight', dim, 'ones');
+  if (!encoder) vector('output_norm.weight', dim, 'ones');
   if (opts.ropeFreqs) vector('rope_freqs.weight', headDim / 2, 'around two');
-  if (!opts.tiedEmbeddings && arch !== 'bert') matrix('output.weight', dim, nVocab, opts.outputType ?? type, opts.outputFromEmbedding ? embedding : undefined);
+  if (!opts.tiedEmbeddings && !encoder) matrix('output.weight', dim, nVocab, opts.outputType ?? type, opts.outputFromEmbedding ? embedding : undefined);
 
   const u32 = (value: number): GGUFEntry => ({ type: GGUFValueType.UINT32, value });
   const f32 = (value: number): GGUFEntry => ({ type: GGUFValueType.FLOAT32, value });
@@ -471,10 +484,10 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
     [`${arch}.attention.head_count_kv`, u32(nKvHeads)],
     [`${arch}.rope.dimension_count`, u32(headDim)],
     [`${arch}.rope.freq_base`, f32(opts.ropeFreqBase ?? (arch === 'llama' || arch.startsWith('gemma') || arch === 'phi3' ? 10000 : 1000000))],
-    arch === 'bert'
+    encoder
       ? [`${arch}.attention.layer_norm_epsilon`, f32(1e-12)]
       : [`${arch}.attention.layer_norm_rms_epsilon`, f32(arch === 'llama' ? 1e-5 : 1e-6)],
-    ...(arch === 'bert' ? ([
+    ...(encoder ? ([
       [`${arch}.attention.causal`, { type: GGUFValueType.BOOL, value: false }],
       [`${arch}.pooling_type`, u32(opts.pooling ?? 1)],
     ] as [string, GGUFEntry][]) : []),

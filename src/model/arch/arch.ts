@@ -8,7 +8,7 @@ import type { GraphBuilder, ModelWeights } from '../graph.js';
 import type { ModelConfig } from '../graph.js';
 import type { HParams } from '../hparams.js';
 import { gemma, gemma2, gemma3 } from './gemma.js';
-import { bert } from './bert.js';
+import { bert, nomicBert } from './bert.js';
 import { granite } from './granite.js';
 import { olmo2, olmoe } from './olmo2.js';
 import { llama, mistral, smollm3 } from './llama.js';
@@ -60,7 +60,7 @@ export interface ArchDef {
 }
 
 /** Every architecture that loads. */
-export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, olmoe, granite, smollm3, bert];
+export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, olmoe, granite, smollm3, bert, nomicBert];
 
 export const SUPPORTED_ARCHITECTURES: readonly string[] = ARCHITECTURES.flatMap((a) => a.names);
 

@@ -2,7 +2,7 @@
 // embeddings plus token type 0's row and absolute position embeddings, a LayerNorm; then per layer
 // attention over the whole sequence (not causal) with biases, residual, LayerNorm, an ungated GELU
 // feed-forward with biases, residual, LayerNorm. No output head: Model.embed pools the final states
-// ({arch}.pooling_type: mean, CLS or last token).
+// ({arch}.pooling_type: mean, CLS or last token). nomic-bert (below) is the rotary, SwiGLU sibling.
 import { GGUFValueType } from '../../gguf/constants.js';
 import { GGUFError } from '../../gguf/errors.js';
 import { getCount } from '../../gguf/metadata.js';
@@ -15,21 +15,25 @@ const POOLING = { 1: 'mean', 2: 'cls', 3: 'last' } as const;
 const matrix = (role: string, cols: number, rows: number, optional = false): TensorDecl => ({ role, kind: 'matrix', shape: [cols, rows], optional });
 const vector = (role: string, n: number, optional = false): TensorDecl => ({ role, kind: 'vector', shape: [n], optional });
 
+/** The encoder settings every BERT-family file carries under its own architecture prefix. */
+const configureEncoder: ArchDef['configure'] = (c, hp, meta) => {
+  const k = (s: string) => `${hp.architecture}.${s}`;
+  const causal = meta.get(k('attention.causal'));
+  if (causal && (causal.type !== GGUFValueType.BOOL || causal.value !== false)) {
+    throw new GGUFError('INVALID_VALUE', `${k('attention.causal')} must be false: a causal encoder is not supported`);
+  }
+  // llama.cpp's files say how to pool; mean (sentence-transformers' usual) where they do not.
+  const type = getCount(meta, k('pooling_type'), { max: 4, fallback: 1 });
+  const pooling = POOLING[type as keyof typeof POOLING];
+  if (!pooling) throw new GGUFError('INVALID_VALUE', `${k('pooling_type')} ${type} is not mean (1), CLS (2) or last (3)`);
+  return { ...c, causal: false, pooling, tokenTypeCount: getCount(meta, 'tokenizer.ggml.token_type_count', { min: 1, max: 1 << 16, fallback: 2 }) };
+};
+
 export const bert: ArchDef = {
   names: ['bert'],
   ropeStyle: 'normal',
   encoder: true,
-  configure(c, _hp, meta) {
-    const causal = meta.get('bert.attention.causal');
-    if (causal && (causal.type !== GGUFValueType.BOOL || causal.value !== false)) {
-      throw new GGUFError('INVALID_VALUE', 'bert.attention.causal must be false: a causal BERT is not supported');
-    }
-    // llama.cpp's BERT files say how to pool; mean (sentence-transformers' usual) where they do not.
-    const type = getCount(meta, 'bert.pooling_type', { max: 4, fallback: 1 });
-    const pooling = POOLING[type as keyof typeof POOLING];
-    if (!pooling) throw new GGUFError('INVALID_VALUE', `bert.pooling_type ${type} is not mean (1), CLS (2) or last (3)`);
-    return { ...c, causal: false, pooling, tokenTypeCount: getCount(meta, 'tokenizer.ggml.token_type_count', { min: 1, max: 1 << 16, fallback: 2 }) };
-  },
+  configure: configureEncoder,
   globalTensors(c) {
     return [
       matrix('token_types.weight', c.dim, c.tokenTypeCount ?? 2, true),
@@ -61,6 +65,45 @@ export const bert: ArchDef = {
     g.attention(w, layer, { preNorm: false, rope: false });
     g.layerNorm(w.vector('attn_output_norm'), w.vector('attn_output_norm.bias'));
     g.feedForward(w, { preNorm: false, activation: 'gelu' });
+    g.layerNorm(w.vector('layer_output_norm'), w.vector('layer_output_norm.bias'));
+  },
+};
+
+/**
+ * nomic-bert (nomic-embed-text; the same llama.cpp graph with its branches): no position
+ * embeddings but NeoX RoPE, q/k/v usually fused into attn_qkv, and a SwiGLU feed-forward without
+ * biases (llama.cpp ignores any), between the same LayerNorms as BERT.
+ */
+export const nomicBert: ArchDef = {
+  names: ['nomic-bert'],
+  ropeStyle: 'neox',
+  encoder: true,
+  configure: configureEncoder,
+  globalTensors: (c) => bert.globalTensors!(c).filter((t) => t.role !== 'position_embd.weight'),
+  layerTensors(c) {
+    const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+    return [
+      matrix('attn_qkv', c.dim, qDim + 2 * kvDim, true),
+      matrix('attn_q', c.dim, qDim, true), matrix('attn_k', c.dim, kvDim, true), matrix('attn_v', c.dim, kvDim, true),
+      matrix('attn_output', qDim, c.dim), vector('attn_output.bias', c.dim, true),
+      vector('attn_output_norm', c.dim), vector('attn_output_norm.bias', c.dim),
+      matrix('ffn_gate', c.dim, c.ffnDim), matrix('ffn_up', c.dim, c.ffnDim), matrix('ffn_down', c.ffnDim, c.dim),
+      vector('layer_output_norm', c.dim), vector('layer_output_norm.bias', c.dim),
+    ];
+  },
+  checkLayer(has) {
+    const split = ['attn_q', 'attn_k', 'attn_v'].filter(has).length;
+    return (has('attn_qkv') ? split > 0 : split < 3) ? 'needs either attn_qkv or all of attn_q, attn_k and attn_v' : undefined;
+  },
+  buildInput(g, weights) {
+    const types = weights.globals.get('token_types.weight') as WeightTensor | undefined;
+    if (types) g.addRows(types, 0);
+    g.layerNorm(weights.globals.get('token_embd_norm.weight')!, weights.globals.get('token_embd_norm.bias')!);
+  },
+  buildLayer(g, w, layer) {
+    g.attention(w, layer, { preNorm: false });
+    g.layerNorm(w.vector('attn_output_norm'), w.vector('attn_output_norm.bias'));
+    g.feedForward(w, { preNorm: false });
     g.layerNorm(w.vector('layer_output_norm'), w.vector('layer_output_norm.bias'));
   },
 };
