@@ -1,7 +1,8 @@
 // wasmforge public API.
 export { WasmforgeError } from './errors.js';
 export { loadModel, Model } from './model/model.js';
-export type { LoadModelOptions, GenerateOptions, GeneratedPiece, GenerationResult, Generation, StopReason } from './model/model.js';
+export type { LoadModelOptions, GenerateOptions, GeneratedPiece, GenerationResult, Generation, StopReason, EmbedOptions } from './model/model.js';
+export type { SpeculativeOptions } from './generation/prompt-lookup.js';
 export { ModelError } from './model/errors.js';
 export { perplexity } from './model/perplexity.js';
 export { Sampler, SamplingError } from './sampling/sampler.js';

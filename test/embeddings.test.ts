@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run as embedCli } from '../src/cli/embed.js';
 import { createEngine } from '../src/engine/engine.js';
 import { EngineError } from '../src/engine/errors.js';
 import { readGGUF, type GGUFFile } from '../src/gguf/reader.js';
@@ -21,6 +22,7 @@ import { GGMLType, typeName } from '../src/tensor/ggml-types.js';
 import { writeSyntheticLlama } from './helpers/synthetic.js';
 import { disposeLlamaCpp, isLlamaCppAvailable, llamaCppEmbedding, llamaCppTokenize } from './oracle/llama-cpp.js';
 import { perturbationNoise } from './oracle/noise.js';
+import { captureOutput } from './helpers/capture-output.js';
 
 const VOCAB = '../shared/vocab/ggml-vocab-bert-bge.gguf';
 const haveVocab = existsSync(VOCAB);
@@ -166,5 +168,27 @@ describe.skipIf(!haveVocab)('Model.embed', () => {
       await bert.dispose();
       await llama.dispose();
     }
+  });
+});
+
+describe.skipIf(!haveVocab)('wasmforge embed', () => {
+  const io = captureOutput();
+  it('prints the vectors Model.embed gives, one per line with --lines; pooling and normalization options; usage errors', async () => {
+    const path = await bertFile(GGMLType.Q8_0, 'mean');
+    expect(await embedCli(['-m', path, '-t', '1', '--lines', '-'], async () => `${TEXTS[0]}\n\n${TEXTS[1]}\n`)).toBe(0);
+    const printed = JSON.parse(io.out) as { dimensions: number; embeddings: number[][] };
+    expect(printed.dimensions).toBe(128);
+    const model = await loadModel(path, { threads: 1 });
+    try {
+      const want = await model.embedBatch(TEXTS);
+      expect(printed.embeddings).toEqual(want.map((v) => Array.from(v)));
+      io.out = '';
+      expect(await embedCli(['-m', path, '-t', '1', '--pooling', 'cls', '--no-normalize', TEXTS[0]])).toBe(0);
+      expect((JSON.parse(io.out) as { embeddings: number[][] }).embeddings[0]).toEqual(Array.from(await model.embed(TEXTS[0], { pooling: 'cls', normalize: false })));
+    } finally {
+      await model.dispose();
+    }
+    await expect(embedCli(['-m', path, '--pooling', 'max', 'x'])).rejects.toThrow(/--pooling/);
+    await expect(embedCli([TEXTS[0]])).rejects.toThrow(/encoder model/);
   });
 });

@@ -16,6 +16,7 @@ const commands: Record<string, () => Promise<CommandModule>> = {
   quantize: () => import('./quantize.js'),
   logits: () => import('./logits.js'),
   perplexity: () => import('./perplexity.js'),
+  embed: () => import('./embed.js'),
 };
 
 export async function main(argv: string[]): Promise<number> {

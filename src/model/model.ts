@@ -65,6 +65,15 @@ export interface GenerateOptions extends SamplingOptions {
   speculative?: SpeculativeOptions;
 }
 
+export interface EmbedOptions {
+  /** L2-normalize the vector (default true). */
+  normalize?: boolean;
+  /** How to pool the tokens' states (default: what the model file says). */
+  pooling?: 'mean' | 'cls' | 'last';
+  /** Add the special tokens the model asks for ([CLS] ... [SEP]) to a text (default true). */
+  addSpecial?: boolean;
+}
+
 export interface GeneratedPiece {
   text: string;
   tokenId: number;
@@ -169,9 +178,12 @@ export class Model {
    * tokens pooled as the model says (mean, CLS or last token), L2-normalized unless `normalize` is
    * false (as llama.cpp's embedding tool and server do by default).
    */
-  async embed(input: string | readonly number[], options: { normalize?: boolean; addSpecial?: boolean } = {}): Promise<Float32Array> {
+  async embed(input: string | readonly number[], options: EmbedOptions = {}): Promise<Float32Array> {
     if (this.disposed) throw new ModelError('DISPOSED', 'the model was disposed');
-    const pooling = this.config.pooling;
+    const pooling = options.pooling ?? this.config.pooling;
+    if (options.pooling !== undefined && !['mean', 'cls', 'last'].includes(options.pooling)) {
+      throw new ModelError('UNSUPPORTED_OPERATION', `pooling must be 'mean', 'cls' or 'last', got ${JSON.stringify(options.pooling)}`);
+    }
     if (!this.arch.encoder || !pooling) {
       throw new ModelError('UNSUPPORTED_OPERATION', `${this.architecture} generates text; embeddings come from encoder models (supported: ${ARCHITECTURES.filter((a) => a.encoder).flatMap((a) => a.names).join(', ')})`);
     }
@@ -186,6 +198,13 @@ export class Model {
       if (norm > 0) for (let i = 0; i < dim; i++) out[i] /= norm;
     }
     return Float32Array.from(out);
+  }
+
+  /** embed() for each input, in order (one encoder pass each). */
+  async embedBatch(inputs: readonly (string | readonly number[])[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+    const out: Float32Array[] = [];
+    for (const input of inputs) out.push(await this.embed(input, options));
+    return out;
   }
 
   /** Next-token logits after each prompt position ([positions][vocab]). */
