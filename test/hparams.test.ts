@@ -52,7 +52,7 @@ const str = (value: string): GGUFEntry => ({ type: T.STRING, value });
 const STORIES: HParams = {
   architecture: 'llama', contextLength: 2048, embeddingLength: 64, blockCount: 5, feedForwardLength: 172,
   headCount: 8, headCountKv: 4, headDim: 8, headDimV: 8, ropeDimensionCount: 8, ropeFreqBase: 10000, ropeStyle: 'normal',
-  ropeScalingType: 'none', ropeScalingFactor: 1, ropeScalingOriginalContextLength: 2048, rmsNormEps: Math.fround(1e-5),
+  ropeScalingType: 'none', ropeScalingFactor: 1, ropeScalingOriginalContextLength: 2048, ropeScalingAttnFactor: 1, rmsNormEps: Math.fround(1e-5),
   slidingWindow: undefined, expertCount: 0, expertUsedCount: 0, expertFeedForwardLength: 0, vocabSize: 512,
 };
 

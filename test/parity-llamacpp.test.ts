@@ -167,6 +167,10 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
   const ARCH_CASES: [string, Omit<SyntheticLlamaOptions, 'type' | 'vocab' | 'seed'>, GGMLType[]][] = [
     ['qwen3 gqa hd128 qk-norm', { ...base, headDim: 128, arch: 'qwen3' }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
     ['phi3 fused qkv gate-up', { ...base, arch: 'phi3' }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
+    // LongRoPE: llama.cpp (context 256 after its padding) and we (context 2048) both use the long
+    // factors past an original context of 128, and the short ones within one of 4096.
+    ['phi3 longrope long', { ...base, arch: 'phi3', longRope: { originalContext: 128, attnFactor: 1.19 } }, [GGMLType.F32, GGMLType.Q8_0]],
+    ['phi3 longrope short', { ...base, arch: 'phi3', contextLength: 8192, longRope: { originalContext: 4096, attnFactor: 1.19 } }, [GGMLType.F32]],
     ['gemma geglu tied', { ...base, arch: 'gemma', tiedEmbeddings: true }, [GGMLType.F32, GGMLType.Q4_0]],
     ['gemma2 softcaps swa16 post-norms', { ...base, arch: 'gemma2', tiedEmbeddings: true, slidingWindow: 16, attnSoftcap: 1.5, finalSoftcap: 6 }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
     ['llama rope_freqs', { ...base, ropeFreqs: true }, [GGMLType.F32, GGMLType.Q8_0]],

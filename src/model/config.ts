@@ -17,7 +17,7 @@ export function ropeParams(hp: HParams): RopeParams {
     neox: hp.ropeStyle === 'neox',
     // llama.cpp turns YaRN's extrapolation mix fully on (ext_factor 1) when the file asks for YaRN.
     extFactor: yarn ? 1 : 0,
-    attnFactor: 1,
+    attnFactor: hp.ropeScalingAttnFactor,
     betaFast: 32,
     betaSlow: 1,
     nCtxOrig: hp.ropeScalingOriginalContextLength || hp.contextLength,
@@ -31,7 +31,10 @@ export function modelConfigFromFile(file: GGUFFile): ModelConfig {
     throw new ModelError('UNSUPPORTED_ARCHITECTURE', `${hp.architecture} with a mixture of ${hp.expertCount} experts is not supported (experts run for: ${ARCHITECTURES.filter((a) => a.experts).flatMap((a) => a.names).join(', ')})`);
   }
   if (hp.expertCount === 0 && arch.experts === 'required') throw new GGUFError('INVALID_VALUE', `${hp.architecture} needs ${hp.architecture}.expert_count > 0`);
-  if (hp.ropeScalingType === 'longrope') throw new ModelError('UNSUPPORTED_ARCHITECTURE', 'LongRoPE scaling is not supported yet');
+  // LongRoPE is carried by the rope_factors_short / _long tensors (the graph picks them by context length).
+  if (hp.ropeScalingType === 'longrope' && !file.tensorsByName.has('rope_factors_long.weight')) {
+    throw new ModelError('MISSING_TENSOR', 'LongRoPE scaling needs the rope_factors_short.weight and rope_factors_long.weight tensors, which the file lacks');
+  }
   if (hp.headDimV !== hp.headDim) throw new ModelError('UNSUPPORTED_ARCHITECTURE', `value head size ${hp.headDimV} differs from key head size ${hp.headDim}`);
   // Sliding-window attention (llama.cpp's standard SWA: position p attends to p - W + 1..p) runs as
   // such: the context stays the model's, and blocks that fall out of the window are released

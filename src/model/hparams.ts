@@ -35,6 +35,8 @@ export interface HParams {
   /** Context scaling factor (1 = none); ggml's freq_scale is its inverse. */
   readonly ropeScalingFactor: number;
   readonly ropeScalingOriginalContextLength: number;
+  /** RoPE's magnitude factor (rope.scaling.attn_factor, 1 when absent: LongRoPE files carry it). */
+  readonly ropeScalingAttnFactor: number;
   /** The norms' epsilon: layer_norm_rms_epsilon, or layer_norm_epsilon for LayerNorm models (BERT). */
   readonly rmsNormEps: number;
   /** Sliding-window attention span, undefined when the model attends to the whole context. */
@@ -117,6 +119,8 @@ export function readHParams(file: GGUFFile): HParams {
   });
 
   // RMSNorm models name their epsilon layer_norm_rms_epsilon; LayerNorm ones (BERT) layer_norm_epsilon.
+  const ropeScalingAttnFactor = positiveFloat(meta, k('rope.scaling.attn_factor'), 1, 1e3);
+
   const rmsNormEps = positiveFloat(meta, meta.has(k('attention.layer_norm_rms_epsilon')) || !meta.has(k('attention.layer_norm_epsilon'))
     ? k('attention.layer_norm_rms_epsilon') : k('attention.layer_norm_epsilon'), undefined, 1);
 
@@ -142,7 +146,7 @@ export function readHParams(file: GGUFFile): HParams {
   return {
     architecture, contextLength, embeddingLength, blockCount, feedForwardLength, headCount, headCountKv,
     headDim, headDimV, ropeDimensionCount, ropeFreqBase, ropeStyle: def.ropeStyle,
-    ropeScalingType, ropeScalingFactor, ropeScalingOriginalContextLength, rmsNormEps, slidingWindow,
+    ropeScalingType, ropeScalingFactor, ropeScalingOriginalContextLength, ropeScalingAttnFactor, rmsNormEps, slidingWindow,
     expertCount, expertUsedCount, expertFeedForwardLength, vocabSize,
   };
 }

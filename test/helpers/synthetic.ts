@@ -71,6 +71,11 @@ export interface SyntheticLlamaOptions {
   experts?: { count: number; used: number; ffnDim: number };
   /** rope_freqs.weight: llama 3's RoPE frequency factors (random, around 2). */
   ropeFreqs?: boolean;
+  /**
+   * phi3's LongRoPE: rope_factors_short / rope_factors_long (random, around 2, different), the
+   * original context (long factors apply to contexts past it) and rope.scaling.attn_factor.
+   */
+  longRope?: { originalContext: number; attnFactor: number };
   /** gemma2's {arch}.attn_logit_softcapping and final_logit_softcapping (default: absent, llama.cpp's 50 and 30). */
   attnSoftcap?: number;
   finalSoftcap?: number;
@@ -466,6 +471,10 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
   }
   if (!encoder) vector('output_norm.weight', dim, 'ones');
   if (opts.ropeFreqs) vector('rope_freqs.weight', headDim / 2, 'around two');
+  if (opts.longRope) {
+    vector('rope_factors_short.weight', headDim / 2, 'around two');
+    vector('rope_factors_long.weight', headDim / 2, 'around two');
+  }
   if (!opts.tiedEmbeddings && !encoder) matrix('output.weight', dim, nVocab, opts.outputType ?? type, opts.outputFromEmbedding ? embedding : undefined);
 
   const u32 = (value: number): GGUFEntry => ({ type: GGUFValueType.UINT32, value });
@@ -492,6 +501,10 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
       [`${arch}.pooling_type`, u32(opts.pooling ?? 1)],
     ] as [string, GGUFEntry][]) : []),
     ...(opts.slidingWindow !== undefined ? [[`${arch}.attention.sliding_window`, u32(opts.slidingWindow)] as [string, GGUFEntry]] : []),
+    ...(opts.longRope ? ([
+      [`${arch}.rope.scaling.original_context_length`, u32(opts.longRope.originalContext)],
+      [`${arch}.rope.scaling.attn_factor`, f32(opts.longRope.attnFactor)],
+    ] as [string, GGUFEntry][]) : []),
     ...(opts.slidingWindowPattern !== undefined ? [[`${arch}.attention.sliding_window_pattern`, u32(opts.slidingWindowPattern)] as [string, GGUFEntry]] : []),
     ...(opts.experts ? ([
       [`${arch}.expert_count`, u32(opts.experts.count)],
