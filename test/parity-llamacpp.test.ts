@@ -46,7 +46,7 @@ import { writeSyntheticLlama, type SyntheticLlamaOptions } from './helpers/synth
 import { fileSource } from '../src/runtime/file-source.js';
 import { GGMLType, typeName } from '../src/tensor/ggml-types.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
-import { disposeLlamaCpp, isLlamaCppAvailable, llamaCppNextTokenLogits, type LlamaCppContextOptions } from './oracle/llama-cpp.js';
+import { disposeLlamaCpp, isLlamaCppAvailable, llamaCppGreedy, llamaCppNextTokenLogits, type LlamaCppContextOptions } from './oracle/llama-cpp.js';
 import { llamaCppLogitNoise, maxAbsDelta } from './oracle/noise.js';
 
 const SHARED = '../shared/models';
@@ -68,6 +68,8 @@ const NOISE_FACTOR = 4;
 
 interface Row { variant: Variant; name: string; positions: number; agree: number; ties: number; maxDelta: number; noise: number; bound: number }
 const rows: Row[] = [];
+/** Greedy agreement per case, for the report. */
+const greedyRows: string[] = [];
 /** Each case's logits on both sides, by `${variant} ${name}`, for the discrimination check. */
 const logits = new Map<string, { ours: Float32Array[]; theirs: Float32Array[] }>();
 
@@ -107,6 +109,7 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
   let tmp: string;
   let tokens: number[];
   let storiesVocab: Awaited<ReturnType<typeof readGGUF>>;
+  let storiesTokenizer: Tokenizer;
   const paths = new Map<string, Promise<string>>();
 
   beforeAll(async () => {
@@ -114,7 +117,8 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
     const src = await fileSource(join(SHARED, 'stories260K.gguf'));
     storiesVocab = await readGGUF(src);
     await src.close();
-    tokens = Tokenizer.fromGGUF(storiesVocab.metadata).encode(STORY, { addSpecial: true }).slice(0, 64);
+    storiesTokenizer = Tokenizer.fromGGUF(storiesVocab.metadata);
+    tokens = storiesTokenizer.encode(STORY, { addSpecial: true }).slice(0, 64);
     expect(tokens.length).toBe(64);
   });
 
@@ -128,6 +132,7 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
         ...rows.filter((r) => r.variant === variant)
           .map((r) => `| ${r.name} | ${pct(r.agree / r.positions)} | ${pct((r.agree + r.ties) / r.positions)} | ${r.maxDelta.toExponential(2)} | ${r.noise.toExponential(2)} | ${r.bound.toExponential(2)} | ${(r.maxDelta / r.noise).toFixed(2)} |`),
       ];
+      console.log(`\ngreedy tokens equal to llama.cpp's\n| case | equal |\n|---|---|\n${greedyRows.filter((r) => r.startsWith(`| ${variant} `)).join('\n')}\n`);
       console.log(`\nlogit parity with llama.cpp, ${variant} KV cache${variant === 'f16' ? ' (llama.cpp defaults)' : ', flash attention off'}\n${table.join('\n')}\n`);
     }
   });
@@ -205,6 +210,29 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
             await compare(variant, `${typeName(type)} ${caseName}`, path, tokens, tmp);
           });
         }
+        // 64 greedy tokens after the prompt, as llama.cpp generates them: the same, or the same up
+        // to a position where llama.cpp's two candidates are a tie within the case's bound.
+        it(`greedy 64 tokens ${typeName(types[0]!)} ${caseName}`, async () => {
+          const name = `${typeName(types[0]!)} ${caseName}`;
+          const path = await synthetic(`${typeName(types[0]!)}-${caseName.replace(/ /g, '-')}.gguf`, { ...shape, type: types[0]!, vocab: { metadataFrom: storiesVocab }, seed: 7, std: 0.08 });
+          const bound = rows.find((r) => r.variant === variant && r.name === name)?.bound ?? 0; // the logit case ran first
+          const model = await loadModel(path, { threads: 2, kvCacheType: variant });
+          let ours: number[];
+          try {
+            ours = (await model.generate(tokens, { temperature: 0, maxTokens: 64, ignoreEos: true }).result).tokens;
+          } finally {
+            await model.dispose();
+          }
+          const opts: LlamaCppContextOptions = variant === 'f16' ? { kvCacheType: 'f16' } : { kvCacheType: 'f32', flashAttention: false };
+          const theirs = await llamaCppGreedy(path, tokens, 64, opts);
+          // llama.cpp's generator ends at an end-of-generation token; we went on past it (ignoreEos).
+          if (theirs.length < 64) expect(storiesTokenizer.isEog(ours[theirs.length]!), `${name}: llama.cpp ended after ${theirs.length} tokens`).toBe(true);
+          const same = ours.slice(0, theirs.length).findIndex((t, i) => t !== theirs[i]);
+          greedyRows.push(`| ${variant} ${name} | ${same < 0 ? theirs.length : same} of ${theirs.length}${theirs.length < 64 ? ' (then end of text on both sides)' : ''} |`);
+          if (same < 0) return;
+          const at = (await llamaCppNextTokenLogits(path, [...tokens, ...theirs.slice(0, same)], opts))[tokens.length + same - 1]!;
+          expect(at[theirs[same]!]! - at[ours[same]!]!, `${name}: diverged at token ${same} without a tie`).toBeLessThanOrEqual(bound);
+        });
       }
       // The bounds are tight enough to matter: our logits for the F32 weights, held against
       // llama.cpp's for the same weights quantized to 5 bits or fewer, break the quantized case's

@@ -200,3 +200,25 @@ export async function llamaCppEmbedding(path: string, tokens: readonly number[])
     await ctx.dispose();
   }
 }
+
+/** llama.cpp's greedy continuation of `tokens`: `n` tokens, end-of-generation tokens included (a fresh context). */
+export async function llamaCppGreedy(path: string, tokens: number[], n: number, opts: LlamaCppContextOptions = {}): Promise<number[]> {
+  const m = await model(path);
+  const size = Math.max(64, tokens.length + n + 1);
+  const kvType = opts.kvCacheType === 'f32' ? 'F32' : 'F16';
+  const context = await m.createContext({
+    contextSize: size, batchSize: size, threads: { ideal: 1, min: 1 }, sequences: 1,
+    experimentalKvCacheKeyType: kvType, experimentalKvCacheValueType: kvType,
+    ...(opts.flashAttention !== undefined ? { flashAttention: opts.flashAttention } : {}),
+  });
+  try {
+    const out: number[] = [];
+    for await (const t of context.getSequence().evaluate(tokens as Token[], { temperature: 0 })) {
+      out.push(Number(t));
+      if (out.length >= n) break;
+    }
+    return out;
+  } finally {
+    await context.dispose();
+  }
+}
