@@ -27,6 +27,7 @@ export const OP_SCALE = 16;
 export const OP_SOFTCAP = 17;
 export const OP_ARGMAX = 18;
 export const OP_LAYER_NORM = 19;
+export const OP_SIGMOID = 20;
 
 // ---- argument slots, per op
 
@@ -113,7 +114,7 @@ export const BINARY_A = 2;
 export const BINARY_B = 3;
 export const BINARY_COUNT = 4;
 
-// OP_SILU, OP_GELU, OP_SCALE (x * p), OP_SOFTCAP (p * tanh(x / p)): out[i] = f(x[i]) with an f32 parameter p.
+// OP_SILU, OP_GELU, OP_SIGMOID, OP_SCALE (x * p), OP_SOFTCAP (p * tanh(x / p)): out[i] = f(x[i]) with an f32 parameter p.
 export const UNARY_OUT = 1;
 export const UNARY_X = 2;
 export const UNARY_COUNT = 3;

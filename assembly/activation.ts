@@ -107,6 +107,18 @@ export function softcap(args: usize, ith: i32, nth: i32): void {
   }
 }
 
+/** UNARY_* args: out = sigmoid(x) = 1 / (1 + exp(-x)) (qwen2moe's shared-expert gate). */
+export function sigmoid(args: usize, ith: i32, nth: i32): void {
+  const out = <usize>arg(args, UNARY_OUT);
+  const x = <usize>arg(args, UNARY_X);
+  const count = arg(args, UNARY_COUNT);
+  const i1 = rangeStart(count, ith + 1, nth);
+  let i = rangeStart(count, ith, nth);
+  const one = f32x4.splat(1);
+  for (; i + 4 <= i1; i += 4) v128.store(out + (<usize>i << 2), f32x4.div(one, f32x4.add(one, expv(f32x4.neg(v128.load(x + (<usize>i << 2)))))));
+  for (; i < i1; i++) store<f32>(out + (<usize>i << 2), lane(f32x4.div(one, f32x4.add(one, expv(f32x4.neg(f32x4.splat(load<f32>(x + (<usize>i << 2)))))))));
+}
+
 /** UNARY_* args: out = silu(x). */
 export function silu(args: usize, ith: i32, nth: i32): void {
   const out = <usize>arg(args, UNARY_OUT);

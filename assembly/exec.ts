@@ -3,9 +3,9 @@
 // bit-identical results.
 import {
   OP_ADD, OP_ADD_BIAS, OP_ATTENTION, OP_GELU, OP_GET_ROWS, OP_MATMUL, OP_QUANT_Q8_0, OP_QUANT_Q8_K,
-  OP_RMS_NORM, OP_ROPE, OP_ROUND_ACT, OP_SILU, OP_STORE_KV, OP_SWIGLU, OP_GEGLU, OP_SCALE, OP_SOFTCAP, OP_ARGMAX, OP_LAYER_NORM,
+  OP_RMS_NORM, OP_ROPE, OP_ROUND_ACT, OP_SILU, OP_STORE_KV, OP_SWIGLU, OP_GEGLU, OP_SCALE, OP_SOFTCAP, OP_ARGMAX, OP_LAYER_NORM, OP_SIGMOID,
 } from './abi';
-import { add, addBias, geglu, gelu, scale, silu, softcap, swiglu } from './activation';
+import { add, addBias, geglu, gelu, scale, sigmoid, silu, softcap, swiglu } from './activation';
 import { attention } from './attention';
 import { getRows } from './embed';
 import { storeKV } from './kv';
@@ -37,6 +37,7 @@ export function exec(args: usize, ith: i32, nth: i32): i32 {
     case OP_SOFTCAP: softcap(args, ith, nth); break;
     case OP_ARGMAX: argmax(args, ith, nth); break;
     case OP_LAYER_NORM: layerNorm(args, ith, nth); break;
+    case OP_SIGMOID: sigmoid(args, ith, nth); break;
     default: return -1;
   }
   return 0;

@@ -26,6 +26,7 @@ const CASES: [string, Omit<SyntheticLlamaOptions, 'type' | 'vocab' | 'seed'>][] 
   ['llama rope_freqs', { ...base, ropeFreqs: true }],
   ['mixtral', { ...base, experts: { count: 4, used: 2, ffnDim: 256 } }],
   ['olmoe', { ...base, nKvHeads: 4, arch: 'olmoe', experts: { count: 4, used: 2, ffnDim: 256 } }],
+  ['qwen2moe', { ...base, arch: 'qwen2moe', experts: { count: 4, used: 2, ffnDim: 64, sharedFfnDim: 192 } }],
   ['qwen3moe', { ...base, arch: 'qwen3moe', headDim: 64, experts: { count: 6, used: 3, ffnDim: 64 } }],
 ];
 

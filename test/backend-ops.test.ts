@@ -1179,6 +1179,26 @@ describe('silu (WASM backend extra, outside the contract) and gelu', () => {
   });
 });
 
+describe('sigmoid', () => {
+  it('over the full range, overflow of exp included (in place and not), on every backend', async () => {
+    for (const [count, inPlace] of [[1, false], [1003, true], [4099, false]] as const) {
+      const x = uniform(count, rng(7300 + count), -20, 20);
+      x.set(EXTREME_GATES.slice(0, count), 0);
+      const runs = await onEveryBackend(async (be) => {
+        const xt = put(be, x), out = inPlace ? xt : f32Out(be, count);
+        be.sigmoid(out, xt, count);
+        return readF32(be, out, count);
+      });
+      const label = `sigmoid count=${count}`;
+      // 1 / (1 + e): exp(-x)'s error (as silu's, expTol) carried through a division, where the sum does not overflow
+      const want = Float32Array.from(x, (v) => 1 / (1 + Math.exp(-v)));
+      expectMath(label, runs, want, (i) => expTol(want[i]!, x[i]!));
+      expectConfigsAgree(label, runs);
+      expectNearReference(label, runs, (i) => 2 * expTol(want[i]!, x[i]!));
+    }
+  });
+});
+
 describe('add and addBias', () => {
   for (const [count, inPlace] of [[1, false], [7, true], [77, true], [4099, false], [64 * 1024 + 3, true]] as const) {
     it(`add count=${count}${inPlace ? ' in place' : ''}: bit for bit`, async () => {

@@ -53,7 +53,7 @@ const STORIES: HParams = {
   architecture: 'llama', contextLength: 2048, embeddingLength: 64, blockCount: 5, feedForwardLength: 172,
   headCount: 8, headCountKv: 4, headDim: 8, headDimV: 8, ropeDimensionCount: 8, ropeFreqBase: 10000, ropeStyle: 'normal',
   ropeScalingType: 'none', ropeScalingFactor: 1, ropeScalingOriginalContextLength: 2048, ropeScalingAttnFactor: 1, rmsNormEps: Math.fround(1e-5),
-  slidingWindow: undefined, expertCount: 0, expertUsedCount: 0, expertFeedForwardLength: 0, vocabSize: 512,
+  slidingWindow: undefined, expertCount: 0, expertUsedCount: 0, expertFeedForwardLength: 0, expertSharedFeedForwardLength: 0, vocabSize: 512,
 };
 
 describe.skipIf(!HAVE_SHARED)(`readHParams on the shared models${HAVE_SHARED ? '' : ' (skipped: ../shared/models missing)'}`, () => {
@@ -75,7 +75,7 @@ describe.skipIf(!HAVE_SHARED)(`readHParams on the shared models${HAVE_SHARED ? '
     const gpt2 = await header('vocab/ggml-vocab-gpt-2.gguf');
     expect(() => readHParams(gpt2)).toThrow(expect.objectContaining({ name: 'ModelError', code: 'UNSUPPORTED_ARCHITECTURE' }));
     expect(() => readHParams(gpt2)).toThrow(ModelError);
-    expect(() => readHParams(gpt2)).toThrow(/"gpt2" is not supported \(supported: llama, mistral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, olmoe, granite, smollm3, bert, nomic-bert\)/);
+    expect(() => readHParams(gpt2)).toThrow(/"gpt2" is not supported \(supported: llama, mistral, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, olmoe, granite, smollm3, bert, nomic-bert\)/);
   });
 
   describe('edited headers', () => {
@@ -98,7 +98,7 @@ describe.skipIf(!HAVE_SHARED)(`readHParams on the shared models${HAVE_SHARED ? '
       }));
       expect(h).toEqual({
         ...STORIES, headDim: 16, headDimV: 12, ropeFreqBase: 500000, ropeScalingType: 'yarn', ropeScalingFactor: 4,
-        ropeScalingOriginalContextLength: 512, slidingWindow: 4096, expertCount: 8, expertUsedCount: 2, expertFeedForwardLength: 96,
+        ropeScalingOriginalContextLength: 512, slidingWindow: 4096, expertCount: 8, expertUsedCount: 2, expertFeedForwardLength: 96, expertSharedFeedForwardLength: 0,
       });
     });
 

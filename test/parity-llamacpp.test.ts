@@ -185,6 +185,7 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
     ['smollm3 nope every 4th', { ...base, nLayers: 4, arch: 'smollm3' }, [GGMLType.F32, GGMLType.Q4_0]],
     ['mixtral 8 experts top-2', { ...base, ffnDim: 128, experts: { count: 8, used: 2, ffnDim: 128 } }, [GGMLType.F32, GGMLType.Q8_0, GGMLType.Q4_K]],
     ['olmoe 8 experts top-2 unnormalized', { ...base, nKvHeads: 4, arch: 'olmoe', ffnDim: 128, experts: { count: 8, used: 2, ffnDim: 128 } }, [GGMLType.F32, GGMLType.Q4_K]],
+    ['qwen2moe 8 experts top-2 shared expert', { ...base, arch: 'qwen2moe', experts: { count: 8, used: 2, ffnDim: 96, sharedFfnDim: 320 } }, [GGMLType.F32, GGMLType.Q4_K]],
     ['qwen3moe 8 experts top-4', { ...base, headDim: 128, arch: 'qwen3moe', experts: { count: 8, used: 4, ffnDim: 96 } }, [GGMLType.F32, GGMLType.Q4_0, GGMLType.Q4_K]],
   ];
   const archCaseCount = ARCH_CASES.reduce((n, c) => n + c[2].length, 0);

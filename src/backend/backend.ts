@@ -207,6 +207,8 @@ export interface Backend {
   geglu(out: Tensor, gate: Tensor, up: Tensor, count: number): void;
   /** out[i] = gelu(x[i]) for i < count, GELU as in geglu (ggml's CPU backend). out may equal x. */
   gelu(out: Tensor, x: Tensor, count: number): void;
+  /** out[i] = 1 / (1 + exp(-x[i])) for i < count. out may equal x. */
+  sigmoid(out: Tensor, x: Tensor, count: number): void;
   /** out[i] = x[i] * factor for i < count. out may equal x. */
   scale(out: Tensor, x: Tensor, count: number, factor: number): void;
   /** out[i] = cap * tanh(x[i] / cap) for i < count (logit soft-capping, as ggml: times the f32 1/cap, tanh, times cap). out may equal x. */

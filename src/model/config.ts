@@ -24,6 +24,9 @@ export function ropeParams(hp: HParams): RopeParams {
   };
 }
 
+/** Architectures whose experts' width is expert_feed_forward_length. */
+const EXPERT_WIDTH_ARCHS = ['qwen2moe', 'qwen3moe'];
+
 export function modelConfigFromFile(file: GGUFFile): ModelConfig {
   const hp = readHParams(file);
   const arch = findArch(hp.architecture)!; // readHParams checked it
@@ -52,12 +55,14 @@ export function modelConfigFromFile(file: GGUFFile): ModelConfig {
     rope: ropeParams(hp),
     contextLength: hp.contextLength,
     slidingWindow: window,
-    // As llama.cpp: qwen3moe's experts are expert_feed_forward_length wide (else feed_forward_length
-    // over the experts used); llama's (mixtral) are feed_forward_length wide.
+    // As llama.cpp: qwen2moe's and qwen3moe's experts are expert_feed_forward_length wide (else
+    // feed_forward_length over the experts used); llama's (mixtral) and olmoe's feed_forward_length.
     experts: hp.expertCount > 0 ? {
       count: hp.expertCount,
       used: hp.expertUsedCount,
-      ffnDim: hp.architecture === 'qwen3moe' ? hp.expertFeedForwardLength || Math.floor(hp.feedForwardLength / hp.expertUsedCount) : hp.feedForwardLength,
+      ffnDim: EXPERT_WIDTH_ARCHS.includes(hp.architecture) ? hp.expertFeedForwardLength || Math.floor(hp.feedForwardLength / hp.expertUsedCount) : hp.feedForwardLength,
+      // qwen2moe's shared expert: expert_shared_feed_forward_length, else feed_forward_length
+      sharedFfnDim: hp.architecture === 'qwen2moe' ? hp.expertSharedFeedForwardLength || hp.feedForwardLength : undefined,
     } : undefined,
   };
   return arch.configure ? arch.configure(base, hp, file.metadata) : base;

@@ -52,7 +52,13 @@ export interface ModelConfig {
   /** BERT's token types (tokenizer.ggml.token_type_count). */
   readonly tokenTypeCount?: number;
   /** Mixture of experts: experts per layer, experts each token uses, and each expert's feed-forward width. */
-  readonly experts?: { readonly count: number; readonly used: number; readonly ffnDim: number };
+  readonly experts?: {
+    readonly count: number;
+    readonly used: number;
+    readonly ffnDim: number;
+    /** A shared expert every token runs, gated by sigmoid(ffn_gate_inp_shexp . x) (qwen2moe): its width. */
+    readonly sharedFfnDim?: number;
+  };
 }
 
 /** The window every layer attends within (the KV cache may then drop older keys); undefined when some layer sees everything. */
@@ -161,7 +167,11 @@ interface Buffers {
   logits: Tensor; // [T][vocab] (a single float for an encoder: it has no output head)
   argmax: Tensor; // i32[T]: the argmax of each logits row
   /** Mixture-of-experts buffers: router logits [T][E], the routing, expert gate/up [T][used][ffn] and down [T][used][dim]. */
-  moe: { routerLogits: Tensor; routing: ExpertRouting; gate: Tensor; up: Tensor; down: Tensor } | undefined;
+  moe: {
+    routerLogits: Tensor; routing: ExpertRouting; gate: Tensor; up: Tensor; down: Tensor;
+    /** The shared expert's gate/up [T][sharedFfn], output [T][dim] and gate value [T] (qwen2moe). */
+    shared?: { gate: Tensor; up: Tensor; out: Tensor; weight: Tensor };
+  } | undefined;
   ids: Tensor; // i32[T]
   positions: Tensor; // i32[T]
   slots: Tensor; // i32[T]
@@ -196,7 +206,7 @@ export class Graph implements GraphBuilder {
     const T = maxBatchTokens;
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
     const e = c.experts;
-    const moeFloats = e ? T * (e.count + 2 * e.used + e.used * (2 * e.ffnDim + c.dim)) : 0;
+    const moeFloats = e ? T * (e.count + 2 * e.used + e.used * (2 * e.ffnDim + c.dim) + 2 * (e.sharedFfnDim ?? 0) + c.dim + 1) : 0;
     const floats = T * (2 * c.dim + 2 * qDim + 2 * kvDim + 2 * c.ffnDim + c.vocabSize) + moeFloats;
     return 4 * (floats + 10 * T + blockTableEntries) + 64 * 18;
   }
@@ -220,6 +230,9 @@ export class Graph implements GraphBuilder {
         routerLogits: f32(c.experts.count),
         routing: { ids: i32(T * c.experts.used), weights: b.allocate(GGMLType.F32, [T * c.experts.used]), nTokens: T, used: c.experts.used },
         gate: f32(c.experts.used * c.experts.ffnDim), up: f32(c.experts.used * c.experts.ffnDim), down: f32(c.experts.used * c.dim),
+        shared: c.experts.sharedFfnDim ? {
+          gate: f32(c.experts.sharedFfnDim), up: f32(c.experts.sharedFfnDim), out: f32(c.dim), weight: f32(1),
+        } : undefined,
       },
       blockTables: i32(blockTableCapacity), blockTableCapacity,
     };
@@ -384,7 +397,19 @@ export class Graph implements GraphBuilder {
     be.matmulRouted(moe.up, w.matrix('ffn_up_exps'), e.count, buf.xb, routing, false);
     be.swiglu(moe.gate, moe.gate, moe.up, T * e.used * e.ffnDim);
     be.matmulRouted(moe.down, w.matrix('ffn_down_exps'), e.count, moe.gate, routing, true);
+    const shared = moe.shared;
+    if (shared) {
+      // qwen2moe: a dense SwiGLU expert for every token, scaled by sigmoid(w . x), added to the routed ones
+      const f = e.sharedFfnDim!;
+      be.matmulShared([{ out: shared.gate, w: w.matrix('ffn_gate_shexp') }, { out: shared.up, w: w.matrix('ffn_up_shexp') }], buf.xb, T);
+      be.swiglu(shared.gate, shared.gate, shared.up, T * f);
+      be.matmul(shared.out, w.matrix('ffn_down_shexp'), shared.gate, T);
+      be.matmul(shared.weight, asWeight(w.vector('ffn_gate_inp_shexp'), c.dim, 1), buf.xb, T);
+      be.sigmoid(shared.weight, shared.weight, T);
+      be.combineExperts(shared.out, shared.out, { ids: routing.ids, weights: shared.weight, nTokens: T, used: 1 }, c.dim);
+    }
     be.combineExperts(buf.xb, moe.down, routing, c.dim);
+    if (shared) be.add(buf.xb, buf.xb, shared.out, T * c.dim);
     this.joinResidual(w, undefined);
   }
 

@@ -46,6 +46,8 @@ export interface HParams {
   readonly expertUsedCount: number;
   /** Each expert's feed-forward width (`<arch>.expert_feed_forward_length`; 0 when absent). */
   readonly expertFeedForwardLength: number;
+  /** A shared expert's width (`<arch>.expert_shared_feed_forward_length`; 0 when absent). */
+  readonly expertSharedFeedForwardLength: number;
   readonly vocabSize: number;
 }
 
@@ -134,6 +136,7 @@ export function readHParams(file: GGUFFile): HParams {
   }
 
   const expertFeedForwardLength = getCount(meta, k('expert_feed_forward_length'), { max: MAX_WIDTH * 8, fallback: 0 });
+  const expertSharedFeedForwardLength = getCount(meta, k('expert_shared_feed_forward_length'), { max: MAX_WIDTH * 8, fallback: 0 });
 
   const vocabSize = readVocabSize(file, k('vocab_size'));
   for (const name of ['token_embd.weight', 'output.weight']) {
@@ -147,7 +150,7 @@ export function readHParams(file: GGUFFile): HParams {
     architecture, contextLength, embeddingLength, blockCount, feedForwardLength, headCount, headCountKv,
     headDim, headDimV, ropeDimensionCount, ropeFreqBase, ropeStyle: def.ropeStyle,
     ropeScalingType, ropeScalingFactor, ropeScalingOriginalContextLength, ropeScalingAttnFactor, rmsNormEps, slidingWindow,
-    expertCount, expertUsedCount, expertFeedForwardLength, vocabSize,
+    expertCount, expertUsedCount, expertFeedForwardLength, expertSharedFeedForwardLength, vocabSize,
   };
 }
 

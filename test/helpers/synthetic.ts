@@ -59,7 +59,7 @@ export interface SyntheticLlamaOptions {
    * and gate/up into one ffn_up; gemma has no output.weight of its own unless asked (GeGLU is in
    * the graph, not the file); gemma2 adds post-attention and post-feed-forward norms (around 1).
    */
-  arch?: 'llama' | 'qwen2' | 'qwen3' | 'qwen3moe' | 'phi3' | 'gemma' | 'gemma2' | 'gemma3' | 'olmo2' | 'olmoe' | 'granite' | 'smollm3' | 'bert' | 'nomic-bert';
+  arch?: 'llama' | 'qwen2' | 'qwen2moe' | 'qwen3' | 'qwen3moe' | 'phi3' | 'gemma' | 'gemma2' | 'gemma3' | 'olmo2' | 'olmoe' | 'granite' | 'smollm3' | 'bert' | 'nomic-bert';
   /** bert's {arch}.pooling_type: 1 mean, 2 CLS, 3 last (default 1). */
   pooling?: number;
   /** granite's multipliers (default: embedding 12, residual 0.22, attention 1 / headDim, logits / 8, as Granite 3 files). */
@@ -68,7 +68,7 @@ export interface SyntheticLlamaOptions {
    * A mixture of experts instead of the dense feed-forward (llama: mixtral; qwen3moe needs it): an
    * F32 router ffn_gate_inp and stacked ffn_{gate,up,down}_exps of `ffnDim` rows per expert.
    */
-  experts?: { count: number; used: number; ffnDim: number };
+  experts?: { count: number; used: number; ffnDim: number; /** qwen2moe's shared expert width */ sharedFfnDim?: number };
   /** rope_freqs.weight: llama 3's RoPE frequency factors (random, around 2). */
   ropeFreqs?: boolean;
   /**
@@ -342,7 +342,7 @@ function checkShape(o: SyntheticLlamaOptions): void {
   if (!Number.isSafeInteger(headDim) || headDim < 2 || headDim % 2 !== 0) {
     throw new SyntheticModelError('BAD_SHAPE', `head dimension ${headDim} must be an even integer (dim ${o.dim} / nHeads ${o.nHeads}, or headDim)`);
   }
-  if (o.experts && o.arch !== 'qwen3moe' && o.experts.ffnDim !== o.ffnDim) {
+  if (o.experts && o.arch !== 'qwen3moe' && o.arch !== 'qwen2moe' && o.experts.ffnDim !== o.ffnDim) {
     throw new SyntheticModelError('BAD_SHAPE', `a ${o.arch ?? 'llama'} model's experts are feed_forward_length (${o.ffnDim}) wide, not ${o.experts.ffnDim}`);
   }
   if (o.tiedEmbeddings && o.outputFromEmbedding) throw new SyntheticModelError('BAD_SHAPE', 'outputFromEmbedding needs an output.weight: not with tiedEmbeddings');
@@ -372,7 +372,7 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;
   const std = opts.std ?? 0.02;
-  const qkvBias = opts.qkvBias ?? arch === 'qwen2';
+  const qkvBias = opts.qkvBias ?? (arch === 'qwen2' || arch === 'qwen2moe');
   const vocabMeta = await vocabMetadata(opts.vocab);
   const nVocab = vocabSize(vocabMeta);
 
@@ -459,6 +459,13 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
       experts(p + 'ffn_gate_exps.weight', dim, f, count);
       experts(p + 'ffn_up_exps.weight', dim, f, count);
       experts(p + 'ffn_down_exps.weight', f, dim, count);
+      const shared = opts.experts.sharedFfnDim;
+      if (shared) {
+        vector(p + 'ffn_gate_inp_shexp.weight', dim, 'random');
+        matrix(p + 'ffn_gate_shexp.weight', dim, shared);
+        matrix(p + 'ffn_up_shexp.weight', dim, shared);
+        matrix(p + 'ffn_down_shexp.weight', shared, dim);
+      }
     } else {
       if (arch === 'phi3') matrix(p + 'ffn_up.weight', dim, 2 * ffnDim);
       else {
@@ -509,7 +516,8 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
     ...(opts.experts ? ([
       [`${arch}.expert_count`, u32(opts.experts.count)],
       [`${arch}.expert_used_count`, u32(opts.experts.used)],
-      ...(arch === 'qwen3moe' ? [[`${arch}.expert_feed_forward_length`, u32(opts.experts.ffnDim)]] : []),
+      ...(arch === 'qwen3moe' || arch === 'qwen2moe' ? [[`${arch}.expert_feed_forward_length`, u32(opts.experts.ffnDim)]] : []),
+      ...(opts.experts.sharedFfnDim ? [[`${arch}.expert_shared_feed_forward_length`, u32(opts.experts.sharedFfnDim)]] : []),
     ] as [string, GGUFEntry][]) : []),
     ...(arch === 'granite' ? (() => {
       const g = opts.graniteScales ?? { embedding: 12, residual: 0.22, attention: 1 / headDim, logit: 8 };

@@ -317,6 +317,12 @@ export function createReferenceBackend(): Backend {
       for (let i = 0; i < count; i++) o[i] = ggmlGelu(xs[i]);
     },
 
+    sigmoid(out, x, count) {
+      const xs = f32View(x, count, 'sigmoid x').slice();
+      const o = f32View(out, count, 'sigmoid out');
+      for (let i = 0; i < count; i++) o[i] = 1 / (1 + Math.exp(-xs[i]));
+    },
+
     layerNorm(out, x, weight, bias, n, nTokens, eps) {
       const xs = f32View(x, n * nTokens, 'layerNorm x').slice();
       const wv = f32View(weight, n, 'layerNorm weight').slice();

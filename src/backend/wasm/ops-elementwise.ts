@@ -4,7 +4,7 @@ import type { Backend, RopeParams, Tensor } from '../backend.js';
 import { checkInt, MIN_WORK, type OpContext } from './dispatch.js';
 import * as K from './kernels.generated.js';
 
-type ElementwiseOps = Pick<Backend, 'rmsNorm' | 'layerNorm' | 'rope' | 'swiglu' | 'geglu' | 'gelu' | 'scale' | 'softcap' | 'argmax' | 'add' | 'addBias'> & {
+type ElementwiseOps = Pick<Backend, 'rmsNorm' | 'layerNorm' | 'rope' | 'swiglu' | 'geglu' | 'gelu' | 'sigmoid' | 'scale' | 'softcap' | 'argmax' | 'add' | 'addBias'> & {
   silu(out: Tensor, x: Tensor, count: number): void;
 };
 
@@ -107,6 +107,7 @@ export function elementwiseOps({ mem, dispatch }: OpContext): ElementwiseOps {
     },
     add: (out, a, b, count) => elementwise(K.OP_ADD, out, a, b, count, MIN_WORK.elementwise),
     silu: (out, x, count) => elementwise(K.OP_SILU, out, x, undefined, count, MIN_WORK.transcendental),
+    sigmoid: (out, x, count) => elementwise(K.OP_SIGMOID, out, x, undefined, count, MIN_WORK.transcendental),
     gelu: (out, x, count) => elementwise(K.OP_GELU, out, x, undefined, count, MIN_WORK.transcendental),
 
     addBias(out, x, bias, n, nTokens) {

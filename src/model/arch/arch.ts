@@ -13,7 +13,7 @@ import { granite } from './granite.js';
 import { olmo2, olmoe } from './olmo2.js';
 import { llama, mistral, smollm3 } from './llama.js';
 import { phi3 } from './phi3.js';
-import { qwen2 } from './qwen2.js';
+import { qwen2, qwen2moe } from './qwen2.js';
 import { qwen3, qwen3moe } from './qwen3.js';
 
 /**
@@ -60,7 +60,7 @@ export interface ArchDef {
 }
 
 /** Every architecture that loads. */
-export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, olmoe, granite, smollm3, bert, nomicBert];
+export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, olmoe, granite, smollm3, bert, nomicBert];
 
 export const SUPPORTED_ARCHITECTURES: readonly string[] = ARCHITECTURES.flatMap((a) => a.names);
 
