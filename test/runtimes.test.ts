@@ -125,7 +125,9 @@ describe('portable suite in every runtime', () => {
             } finally {
               await server.close();
             }
-          }, 180_000);
+            // One retry: once in a full run on 2 busy cores, Firefox's isolated worker gave no result within
+            // 150 s (seen 2026-12-02; alone it passes in ~3 s). A real failure fails twice.
+          }, { timeout: 180_000, retry: 1 });
         }
       }
     });
