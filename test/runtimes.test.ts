@@ -113,7 +113,9 @@ describe('portable suite in every runtime', () => {
 
       for (const isolated of [true, false]) {
         for (const mode of ['page', 'worker']) {
-          it.skipIf(!available.ok)(`${mode}, ${isolated ? 'cross-origin isolated (2 threads)' : 'not isolated (1 thread)'}`, async () => {
+          // One retry: once in a full run on 2 busy cores, Firefox's isolated worker gave no result within
+          // 150 s (seen 2026-12-02; alone it passes in ~3 s). A real failure fails twice.
+          it.skipIf(!available.ok)(`${mode}, ${isolated ? 'cross-origin isolated (2 threads)' : 'not isolated (1 thread)'}`, { timeout: 180_000, retry: 1 }, async () => {
             const server = await startServer({ isolated, mounts: existsSync(SHARED) ? { '/shared/': SHARED } : {} });
             try {
               const { result, errors } = await browser!.suiteResult(`${server.url}/test/portable/browser.html?mode=${mode}&browser=${name}`);
@@ -125,9 +127,7 @@ describe('portable suite in every runtime', () => {
             } finally {
               await server.close();
             }
-            // One retry: once in a full run on 2 busy cores, Firefox's isolated worker gave no result within
-            // 150 s (seen 2026-12-02; alone it passes in ~3 s). A real failure fails twice.
-          }, { timeout: 180_000, retry: 1 });
+          });
         }
       }
     });
