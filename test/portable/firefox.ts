@@ -21,8 +21,8 @@ export async function firefoxStatus(): Promise<{ ok: boolean; reason?: string }>
 }
 
 export interface Firefox {
-  /** A new page whose console errors and page errors are collected into `errors`. */
-  page(): Promise<{ page: Page; errors: string[] }>;
+  /** A new page whose console errors and page errors are collected into `errors`, and every console line into `lines`. */
+  page(): Promise<{ page: Page; errors: string[]; lines: string[] }>;
   /** Open `url` in a new page and wait for its window.__wasmforgeResult (the portable suite's). */
   suiteResult(url: string): Promise<{ result: unknown; errors: string[] }>;
   close(): Promise<void>;
@@ -36,18 +36,23 @@ export async function launchFirefox(): Promise<Firefox> {
     async page() {
       const page = await browser.newPage();
       const errors: string[] = [];
+      const lines: string[] = [];
       page.on('pageerror', (e) => errors.push(`pageerror: ${(e as Error).message}`));
       page.on('console', (m) => {
+        lines.push(`${m.type()}: ${m.text()}`);
         // 404s are expected: the suite probes /models/ before /shared/models/.
         if (m.type() === 'error' && !m.text().includes('404')) errors.push(`console: ${m.text()}`);
       });
-      return { page, errors };
+      return { page, errors, lines };
     },
     async suiteResult(url) {
-      const { page, errors } = await firefox.page();
+      const { page, errors, lines } = await firefox.page();
       try {
         await page.goto(url);
-        const handle = await page.waitForFunction(() => (window as { __wasmforgeResult?: unknown }).__wasmforgeResult, { timeout: 150_000, polling: 200 });
+        const handle = await page.waitForFunction(() => (window as { __wasmforgeResult?: unknown }).__wasmforgeResult, { timeout: 150_000, polling: 200 }).catch((err: unknown) => {
+          // Say what the page had printed when it gave no result (a hang seen once in a while in full runs).
+          throw new Error(`${(err as Error).message}; the page's last console lines:\n${lines.slice(-20).join('\n') || '(none)'}`, { cause: err });
+        });
         return { result: await handle.jsonValue(), errors };
       } finally {
         await page.close();
