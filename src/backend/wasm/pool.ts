@@ -18,6 +18,9 @@
 import { BackendError } from '../errors.js';
 import { spawnWorker, type PoolWorker } from './runtime.js';
 
+/** How long a worker may take to start before the pool gives up on it. */
+const WORKER_START_MS = 60_000;
+
 const WORD = 0;
 const DONE = 1;
 const SLEEPERS = 2;
@@ -111,21 +114,31 @@ export class WorkerPool {
     } catch {
       canBlock = false;
     }
-    const workers = await Promise.all(
-      Array.from({ length: o.workers }, async (_, k) => {
-        const w = await spawnWorker(WORKER_BODY);
-        await new Promise<void>((resolve, reject) => {
-          w.onError(reject);
-          w.onMessage((m) => {
-            if ((m as { ready?: boolean }).ready) resolve();
-          });
-          w.post({ bytes: o.bytes, memory: o.memory, ctrlPtr: o.ctrlPtr, argsPtr: o.argsPtr, ith: k + 1, spin: o.spin, word: 0 });
-        });
-        w.unref();
-        return w;
-      }),
-    );
-    return new WorkerPool(ctrl, workers, o.spin, canBlock);
+    const spawned: PoolWorker[] = [];
+    try {
+      const workers = await Promise.all(
+        Array.from({ length: o.workers }, async (_, k) => {
+          const w = await spawnWorker(WORKER_BODY);
+          spawned.push(w);
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          await new Promise<void>((resolve, reject) => {
+            w.onError(reject);
+            w.onMessage((m) => {
+              if ((m as { ready?: boolean }).ready) resolve();
+            });
+            // A worker that never starts (seen rarely from a nested worker in a busy browser) is an error, not a hang.
+            timer = setTimeout(() => reject(new BackendError('KERNEL_FAILED', `worker ${k + 1} of ${o.workers} did not start within ${WORKER_START_MS / 1000} s`)), WORKER_START_MS);
+            w.post({ bytes: o.bytes, memory: o.memory, ctrlPtr: o.ctrlPtr, argsPtr: o.argsPtr, ith: k + 1, spin: o.spin, word: 0 });
+          }).finally(() => clearTimeout(timer));
+          w.unref();
+          return w;
+        }),
+      );
+      return new WorkerPool(ctrl, workers, o.spin, canBlock);
+    } catch (err) {
+      await Promise.all(spawned.map((w) => w.terminate().catch(() => {})));
+      throw err instanceof BackendError ? err : new BackendError('KERNEL_FAILED', `starting the worker pool failed: ${(err as Error)?.message ?? err}`, { cause: err });
+    }
   }
 
   /** Threads including the caller. */
