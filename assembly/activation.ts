@@ -30,24 +30,6 @@ const GELU_A: f32 = 0.044715;
   return f32x4.extract_lane(v, 0);
 }
 
-/** BINARY_* args: out = silu(gate) * up. out may equal gate. */
-export function swiglu(args: usize, ith: i32, nth: i32): void {
-  const out = <usize>arg(args, BINARY_OUT);
-  const g = <usize>arg(args, BINARY_A);
-  const u = <usize>arg(args, BINARY_B);
-  const count = arg(args, BINARY_COUNT);
-  const i1 = rangeStart(count, ith + 1, nth);
-  let i = rangeStart(count, ith, nth);
-  for (; i + 4 <= i1; i += 4) {
-    const o = <usize>i << 2;
-    v128.store(out + o, f32x4.mul(siluv(v128.load(g + o)), v128.load(u + o)));
-  }
-  for (; i < i1; i++) {
-    const o = <usize>i << 2;
-    store<f32>(out + o, lane(siluv(f32x4.splat(load<f32>(g + o)))) * load<f32>(u + o));
-  }
-}
-
 /**
  * GELU as ggml's CPU backend computes it (GGML_GELU_FP16): through a table over f16 inputs with f16
  * outputs, so x is rounded to f16 and so is the result; x <= -10 gives 0 and x >= 10 gives x.
@@ -59,8 +41,31 @@ export function swiglu(args: usize, ith: i32, nth: i32): void {
   return v128.andnot(v128.bitselect(x, y, big), low);
 }
 
-/** BINARY_* args: out = gelu(gate) * up (gemma's feed-forward; GELU as ggml's CPU backend, geluF16v). out may equal gate. */
-export function geglu(args: usize, ith: i32, nth: i32): void {
+// The activations the unary and gated kernels apply, chosen by a constant so each exported kernel
+// inlines its own (one loop for all of them, no per-element dispatch once inlined).
+const SILU = 0;
+const GELU = 1; // geluF16v: ggml's CPU GELU
+const SIGMOID = 2;
+
+@inline function activate(act: i32, x: v128): v128 {
+  if (act == SILU) return siluv(x);
+  if (act == GELU) return geluF16v(x);
+  return f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), expv(f32x4.neg(x)))); // sigmoid
+}
+
+/** UNARY_* args: out = act(x). */
+@inline function unary(args: usize, ith: i32, nth: i32, act: i32): void {
+  const out = <usize>arg(args, UNARY_OUT);
+  const x = <usize>arg(args, UNARY_X);
+  const count = arg(args, UNARY_COUNT);
+  const i1 = rangeStart(count, ith + 1, nth);
+  let i = rangeStart(count, ith, nth);
+  for (; i + 4 <= i1; i += 4) v128.store(out + (<usize>i << 2), activate(act, v128.load(x + (<usize>i << 2))));
+  for (; i < i1; i++) store<f32>(out + (<usize>i << 2), lane(activate(act, f32x4.splat(load<f32>(x + (<usize>i << 2))))));
+}
+
+/** BINARY_* args: out = act(gate) * up. out may equal gate. */
+@inline function gated(args: usize, ith: i32, nth: i32, act: i32): void {
   const out = <usize>arg(args, BINARY_OUT);
   const g = <usize>arg(args, BINARY_A);
   const u = <usize>arg(args, BINARY_B);
@@ -69,12 +74,37 @@ export function geglu(args: usize, ith: i32, nth: i32): void {
   let i = rangeStart(count, ith, nth);
   for (; i + 4 <= i1; i += 4) {
     const o = <usize>i << 2;
-    v128.store(out + o, f32x4.mul(geluF16v(v128.load(g + o)), v128.load(u + o)));
+    v128.store(out + o, f32x4.mul(activate(act, v128.load(g + o)), v128.load(u + o)));
   }
   for (; i < i1; i++) {
     const o = <usize>i << 2;
-    store<f32>(out + o, lane(geluF16v(f32x4.splat(load<f32>(g + o)))) * load<f32>(u + o));
+    store<f32>(out + o, lane(activate(act, f32x4.splat(load<f32>(g + o)))) * load<f32>(u + o));
   }
+}
+
+/** out = silu(gate) * up (SwiGLU). */
+export function swiglu(args: usize, ith: i32, nth: i32): void {
+  gated(args, ith, nth, SILU);
+}
+
+/** out = gelu(gate) * up (GeGLU: gemma's feed-forward). */
+export function geglu(args: usize, ith: i32, nth: i32): void {
+  gated(args, ith, nth, GELU);
+}
+
+/** out = silu(x). */
+export function silu(args: usize, ith: i32, nth: i32): void {
+  unary(args, ith, nth, SILU);
+}
+
+/** out = gelu(x) (BERT's feed-forward). */
+export function gelu(args: usize, ith: i32, nth: i32): void {
+  unary(args, ith, nth, GELU);
+}
+
+/** out = sigmoid(x) = 1 / (1 + exp(-x)) (qwen2moe's shared-expert gate). */
+export function sigmoid(args: usize, ith: i32, nth: i32): void {
+  unary(args, ith, nth, SIGMOID);
 }
 
 /** UNARY_* args: out = x * UNARY_PARAM. */
@@ -105,40 +135,6 @@ export function softcap(args: usize, ith: i32, nth: i32): void {
     const o = <usize>i << 2;
     store<f32>(out + o, Mathf.tanh(load<f32>(x + o) * inv) * cap);
   }
-}
-
-/** UNARY_* args: out = sigmoid(x) = 1 / (1 + exp(-x)) (qwen2moe's shared-expert gate). */
-export function sigmoid(args: usize, ith: i32, nth: i32): void {
-  const out = <usize>arg(args, UNARY_OUT);
-  const x = <usize>arg(args, UNARY_X);
-  const count = arg(args, UNARY_COUNT);
-  const i1 = rangeStart(count, ith + 1, nth);
-  let i = rangeStart(count, ith, nth);
-  const one = f32x4.splat(1);
-  for (; i + 4 <= i1; i += 4) v128.store(out + (<usize>i << 2), f32x4.div(one, f32x4.add(one, expv(f32x4.neg(v128.load(x + (<usize>i << 2)))))));
-  for (; i < i1; i++) store<f32>(out + (<usize>i << 2), lane(f32x4.div(one, f32x4.add(one, expv(f32x4.neg(f32x4.splat(load<f32>(x + (<usize>i << 2)))))))));
-}
-
-/** UNARY_* args: out = silu(x). */
-export function silu(args: usize, ith: i32, nth: i32): void {
-  const out = <usize>arg(args, UNARY_OUT);
-  const x = <usize>arg(args, UNARY_X);
-  const count = arg(args, UNARY_COUNT);
-  const i1 = rangeStart(count, ith + 1, nth);
-  let i = rangeStart(count, ith, nth);
-  for (; i + 4 <= i1; i += 4) v128.store(out + (<usize>i << 2), siluv(v128.load(x + (<usize>i << 2))));
-  for (; i < i1; i++) store<f32>(out + (<usize>i << 2), lane(siluv(f32x4.splat(load<f32>(x + (<usize>i << 2))))));
-}
-
-/** UNARY_* args: out = gelu(x), as ggml's CPU backend computes it (geluF16v: BERT's feed-forward). */
-export function gelu(args: usize, ith: i32, nth: i32): void {
-  const out = <usize>arg(args, UNARY_OUT);
-  const x = <usize>arg(args, UNARY_X);
-  const count = arg(args, UNARY_COUNT);
-  const i1 = rangeStart(count, ith + 1, nth);
-  let i = rangeStart(count, ith, nth);
-  for (; i + 4 <= i1; i += 4) v128.store(out + (<usize>i << 2), geluF16v(v128.load(x + (<usize>i << 2))));
-  for (; i < i1; i++) store<f32>(out + (<usize>i << 2), lane(geluF16v(f32x4.splat(load<f32>(x + (<usize>i << 2))))));
 }
 
 /** BINARY_* args: out = a + b. */

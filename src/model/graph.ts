@@ -342,7 +342,7 @@ export class Graph implements GraphBuilder {
     const { backend: be, config: c, buf, nTokens: T } = this;
     if (rows === 'positions') be.getRows(buf.xb, table, buf.positions, T);
     else {
-      be.upload(buf.ids, Int32Array.from({ length: T }, () => rows), 0);
+      be.upload(buf.ids, new Int32Array(T).fill(rows)); // the token ids were consumed by the embedding lookup
       be.getRows(buf.xb, table, buf.ids, T);
     }
     be.add(buf.x, buf.x, buf.xb, T * c.dim);

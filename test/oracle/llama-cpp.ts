@@ -117,18 +117,22 @@ export interface LlamaCppContextOptions {
   flashAttention?: boolean;
 }
 
+/** A one-sequence, one-thread context of `size` tokens with the options' cache type and attention. */
+function createContext(m: LlamaModel, size: number, opts: LlamaCppContextOptions) {
+  const kvType = opts.kvCacheType === 'f32' ? 'F32' : 'F16';
+  return m.createContext({
+    contextSize: size, batchSize: opts.batchSize ?? size, threads: { ideal: 1, min: 1 }, sequences: 1,
+    experimentalKvCacheKeyType: kvType, experimentalKvCacheValueType: kvType,
+    ...(opts.flashAttention !== undefined ? { flashAttention: opts.flashAttention } : {}),
+  });
+}
+
 /** Raw next-token logits over the full vocabulary after each prompt position (a fresh context per call). */
 export async function llamaCppNextTokenLogits(path: string, tokens: number[], opts: LlamaCppContextOptions = {}): Promise<Float32Array[]> {
   if (tokens.length === 0) return [];
   const m = await model(path);
   const nVocab = vocabSize(m, path);
-  const size = Math.max(64, tokens.length + 1);
-  const kvType = opts.kvCacheType === 'f32' ? 'F32' : 'F16';
-  const context = await m.createContext({
-    contextSize: size, batchSize: opts.batchSize ?? size, threads: { ideal: 1, min: 1 }, sequences: 1,
-    experimentalKvCacheKeyType: kvType, experimentalKvCacheValueType: kvType,
-    ...(opts.flashAttention !== undefined ? { flashAttention: opts.flashAttention } : {}),
-  });
+  const context = await createContext(m, Math.max(64, tokens.length + 1), opts);
   try {
     const sequence = context.getSequence();
     const results = await sequence.controlledEvaluate(
@@ -204,13 +208,7 @@ export async function llamaCppEmbedding(path: string, tokens: readonly number[])
 /** llama.cpp's greedy continuation of `tokens`: `n` tokens, end-of-generation tokens included (a fresh context). */
 export async function llamaCppGreedy(path: string, tokens: number[], n: number, opts: LlamaCppContextOptions = {}): Promise<number[]> {
   const m = await model(path);
-  const size = Math.max(64, tokens.length + n + 1);
-  const kvType = opts.kvCacheType === 'f32' ? 'F32' : 'F16';
-  const context = await m.createContext({
-    contextSize: size, batchSize: size, threads: { ideal: 1, min: 1 }, sequences: 1,
-    experimentalKvCacheKeyType: kvType, experimentalKvCacheValueType: kvType,
-    ...(opts.flashAttention !== undefined ? { flashAttention: opts.flashAttention } : {}),
-  });
+  const context = await createContext(m, Math.max(64, tokens.length + n + 1), opts);
   try {
     const out: number[] = [];
     for await (const t of context.getSequence().evaluate(tokens as Token[], { temperature: 0 })) {

@@ -27,35 +27,25 @@ export function elementwiseOps({ mem, dispatch }: OpContext): ElementwiseOps {
     dispatch.run(count, minWork, Math.ceil(count / 16));
   };
 
-  return {
-    rmsNorm(out, x, weight, n, nTokens, eps) {
-      checkInt('n', n, 1);
-      checkInt('nTokens', nTokens, 0);
-      if (nTokens === 0) return;
-      const c = dispatch.cmd(K.OP_RMS_NORM);
-      c.i[K.NORM_OUT] = mem.at(out, 'rmsNorm output', 4 * n * nTokens);
-      c.i[K.NORM_X] = mem.at(x, 'rmsNorm input', 4 * n * nTokens);
-      c.i[K.NORM_WEIGHT] = mem.at(weight, 'rmsNorm weight', 4 * n);
-      c.i[K.NORM_N] = n;
-      c.i[K.NORM_N_TOKENS] = nTokens;
-      c.f[K.NORM_EPS] = eps;
-      dispatch.run(n * nTokens, MIN_WORK.elementwise, nTokens);
-    },
+  /** OP_RMS_NORM, or OP_LAYER_NORM with its bias: rows of n, split by tokens. */
+  const norm = (op: number, what: string, out: Tensor, x: Tensor, weight: Tensor, bias: Tensor | undefined, n: number, nTokens: number, eps: number): void => {
+    checkInt('n', n, 1);
+    checkInt('nTokens', nTokens, 0);
+    if (nTokens === 0) return;
+    const c = dispatch.cmd(op);
+    c.i[K.NORM_OUT] = mem.at(out, `${what} output`, 4 * n * nTokens);
+    c.i[K.NORM_X] = mem.at(x, `${what} input`, 4 * n * nTokens);
+    c.i[K.NORM_WEIGHT] = mem.at(weight, `${what} weight`, 4 * n);
+    if (bias) c.i[K.NORM_BIAS] = mem.at(bias, `${what} bias`, 4 * n);
+    c.i[K.NORM_N] = n;
+    c.i[K.NORM_N_TOKENS] = nTokens;
+    c.f[K.NORM_EPS] = eps;
+    dispatch.run((bias ? 2 : 1) * n * nTokens, MIN_WORK.elementwise, nTokens);
+  };
 
-    layerNorm(out, x, weight, bias, n, nTokens, eps) {
-      checkInt('n', n, 1);
-      checkInt('nTokens', nTokens, 0);
-      if (nTokens === 0) return;
-      const c = dispatch.cmd(K.OP_LAYER_NORM);
-      c.i[K.NORM_OUT] = mem.at(out, 'layerNorm output', 4 * n * nTokens);
-      c.i[K.NORM_X] = mem.at(x, 'layerNorm input', 4 * n * nTokens);
-      c.i[K.NORM_WEIGHT] = mem.at(weight, 'layerNorm weight', 4 * n);
-      c.i[K.NORM_BIAS] = mem.at(bias, 'layerNorm bias', 4 * n);
-      c.i[K.NORM_N] = n;
-      c.i[K.NORM_N_TOKENS] = nTokens;
-      c.f[K.NORM_EPS] = eps;
-      dispatch.run(2 * n * nTokens, MIN_WORK.elementwise, nTokens);
-    },
+  return {
+    rmsNorm: (out, x, weight, n, nTokens, eps) => norm(K.OP_RMS_NORM, 'rmsNorm', out, x, weight, undefined, n, nTokens, eps),
+    layerNorm: (out, x, weight, bias, n, nTokens, eps) => norm(K.OP_LAYER_NORM, 'layerNorm', out, x, weight, bias, n, nTokens, eps),
 
     rope(x, nTokens, nHeads, headDim, positions, p: RopeParams, freqFactors) {
       checkInt('nTokens', nTokens, 0);

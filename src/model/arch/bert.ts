@@ -8,6 +8,7 @@ import { GGUFError } from '../../gguf/errors.js';
 import { getCount } from '../../gguf/metadata.js';
 import type { WeightTensor } from '../../backend/backend.js';
 import type { ArchDef, TensorDecl } from './arch.js';
+import { checkFusedOrSplitQkv, fusedOrSplitQkv } from './phi3.js';
 
 /** llama.cpp's LLAMA_POOLING_TYPE values that pool into one vector. */
 const POOLING = { 1: 'mean', 2: 'cls', 3: 'last' } as const;
@@ -81,20 +82,16 @@ export const nomicBert: ArchDef = {
   configure: configureEncoder,
   globalTensors: (c) => bert.globalTensors!(c).filter((t) => t.role !== 'position_embd.weight'),
   layerTensors(c) {
-    const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+    const qDim = c.nHeads * c.headDim;
     return [
-      matrix('attn_qkv', c.dim, qDim + 2 * kvDim, true),
-      matrix('attn_q', c.dim, qDim, true), matrix('attn_k', c.dim, kvDim, true), matrix('attn_v', c.dim, kvDim, true),
+      ...fusedOrSplitQkv(c),
       matrix('attn_output', qDim, c.dim), vector('attn_output.bias', c.dim, true),
       vector('attn_output_norm', c.dim), vector('attn_output_norm.bias', c.dim),
       matrix('ffn_gate', c.dim, c.ffnDim), matrix('ffn_up', c.dim, c.ffnDim), matrix('ffn_down', c.ffnDim, c.dim),
       vector('layer_output_norm', c.dim), vector('layer_output_norm.bias', c.dim),
     ];
   },
-  checkLayer(has) {
-    const split = ['attn_q', 'attn_k', 'attn_v'].filter(has).length;
-    return (has('attn_qkv') ? split > 0 : split < 3) ? 'needs either attn_qkv or all of attn_q, attn_k and attn_v' : undefined;
-  },
+  checkLayer: checkFusedOrSplitQkv,
   buildInput(g, weights) {
     const types = weights.globals.get('token_types.weight') as WeightTensor | undefined;
     if (types) g.addRows(types, 0);

@@ -4,9 +4,23 @@
 // sliding window (olmo3), 3 windowed layers to 1 global, the windowed ones with plain RoPE. olmoe
 // (below) is the mixture-of-experts sibling.
 import { getNumber } from '../../gguf/metadata.js';
-import type { ArchDef } from './arch.js';
+import type { ModelConfig } from '../graph.js';
+import type { ArchDef, TensorDecl } from './arch.js';
 import { windowPattern } from './gemma.js';
 import { expertTensors } from './llama.js';
+
+/** q/k/v and output projections with q/k norms as wide as q and k (olmo2, olmoe). */
+function attentionTensors(c: ModelConfig): TensorDecl[] {
+  const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
+  return [
+    { role: 'attn_q', kind: 'matrix', shape: [c.dim, qDim] },
+    { role: 'attn_k', kind: 'matrix', shape: [c.dim, kvDim] },
+    { role: 'attn_v', kind: 'matrix', shape: [c.dim, kvDim] },
+    { role: 'attn_q_norm', kind: 'vector', shape: [qDim] },
+    { role: 'attn_k_norm', kind: 'vector', shape: [kvDim] },
+    { role: 'attn_output', kind: 'matrix', shape: [qDim, c.dim] },
+  ];
+}
 
 export const olmo2: ArchDef = {
   names: ['olmo2'],
@@ -20,22 +34,14 @@ export const olmo2: ArchDef = {
       ropeWindowed: { ...c.rope, freqBase: base, freqScale: 1, extFactor: 0, attnFactor: 1 },
     };
   },
-  layerTensors(c) {
-    const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
-    return [
-      { role: 'attn_q', kind: 'matrix', shape: [c.dim, qDim] },
-      { role: 'attn_k', kind: 'matrix', shape: [c.dim, kvDim] },
-      { role: 'attn_v', kind: 'matrix', shape: [c.dim, kvDim] },
-      { role: 'attn_q_norm', kind: 'vector', shape: [qDim] },
-      { role: 'attn_k_norm', kind: 'vector', shape: [kvDim] },
-      { role: 'attn_output', kind: 'matrix', shape: [qDim, c.dim] },
-      { role: 'post_attention_norm', kind: 'vector', shape: [c.dim] },
-      { role: 'ffn_gate', kind: 'matrix', shape: [c.dim, c.ffnDim] },
-      { role: 'ffn_up', kind: 'matrix', shape: [c.dim, c.ffnDim] },
-      { role: 'ffn_down', kind: 'matrix', shape: [c.ffnDim, c.dim] },
-      { role: 'post_ffw_norm', kind: 'vector', shape: [c.dim] },
-    ];
-  },
+  layerTensors: (c) => [
+    ...attentionTensors(c),
+    { role: 'post_attention_norm', kind: 'vector', shape: [c.dim] },
+    { role: 'ffn_gate', kind: 'matrix', shape: [c.dim, c.ffnDim] },
+    { role: 'ffn_up', kind: 'matrix', shape: [c.dim, c.ffnDim] },
+    { role: 'ffn_down', kind: 'matrix', shape: [c.ffnDim, c.dim] },
+    { role: 'post_ffw_norm', kind: 'vector', shape: [c.dim] },
+  ],
   buildLayer(g, w, layer) {
     g.attention(w, layer, { preNorm: false, qkNorm: 'projection', postNorm: true });
     g.feedForward(w, { preNorm: false, postNorm: true });
@@ -51,20 +57,12 @@ export const olmoe: ArchDef = {
   names: ['olmoe'],
   ropeStyle: 'neox',
   experts: 'required',
-  layerTensors(c) {
-    const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
-    return [
-      { role: 'attn_norm', kind: 'vector', shape: [c.dim] },
-      { role: 'attn_q', kind: 'matrix', shape: [c.dim, qDim] },
-      { role: 'attn_k', kind: 'matrix', shape: [c.dim, kvDim] },
-      { role: 'attn_v', kind: 'matrix', shape: [c.dim, kvDim] },
-      { role: 'attn_q_norm', kind: 'vector', shape: [qDim] },
-      { role: 'attn_k_norm', kind: 'vector', shape: [kvDim] },
-      { role: 'attn_output', kind: 'matrix', shape: [qDim, c.dim] },
-      { role: 'ffn_norm', kind: 'vector', shape: [c.dim] },
-      ...expertTensors(c),
-    ];
-  },
+  layerTensors: (c) => [
+    { role: 'attn_norm', kind: 'vector', shape: [c.dim] },
+    ...attentionTensors(c),
+    { role: 'ffn_norm', kind: 'vector', shape: [c.dim] },
+    ...expertTensors(c),
+  ],
   buildLayer(g, w, layer) {
     g.attention(w, layer, { qkNorm: 'projection' });
     g.feedForwardExperts(w, { normalize: false });
