@@ -108,7 +108,7 @@ describe('portable suite in every runtime', () => {
       let browser: Chromium | Firefox | undefined;
       beforeAll(async () => {
         if (available.ok) browser = await launch();
-      }, 60_000);
+      }, 300_000);
       afterAll(async () => browser?.close());
 
       for (const isolated of [true, false]) {

@@ -28,10 +28,24 @@ export interface Firefox {
   close(): Promise<void>;
 }
 
-export async function launchFirefox(): Promise<Firefox> {
+/** Firefox with a fresh profile. On 2 busy cores its first start has once taken over puppeteer's default 30 s
+ *  (seen in CI 2026-12-02), so the start may take 120 s and a failed start is tried once more with a new profile. */
+async function startFirefox(): Promise<{ browser: Browser; profile: string }> {
   const { default: puppeteer } = await import('puppeteer-core');
-  const profile = await mkdtemp(join(tmpdir(), 'wasmforge-firefox-'));
-  const browser: Browser = await puppeteer.launch({ browser: 'firefox', protocol: 'webDriverBiDi', executablePath: FIREFOX, headless: true, userDataDir: profile });
+  for (let attempt = 1; ; attempt++) {
+    const profile = await mkdtemp(join(tmpdir(), 'wasmforge-firefox-'));
+    try {
+      const browser = await puppeteer.launch({ browser: 'firefox', protocol: 'webDriverBiDi', executablePath: FIREFOX, headless: true, userDataDir: profile, timeout: 120_000 });
+      return { browser, profile };
+    } catch (err) {
+      await rm(profile, { recursive: true, force: true });
+      if (attempt >= 2) throw err;
+    }
+  }
+}
+
+export async function launchFirefox(): Promise<Firefox> {
+  const { browser, profile } = await startFirefox();
   const firefox: Firefox = {
     async page() {
       const page = await browser.newPage();
