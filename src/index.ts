@@ -35,7 +35,7 @@ export type { ChatRequestOptions } from './engine/engine.js';
 export { EngineError } from './engine/errors.js';
 export type { EngineErrorCode } from './engine/errors.js';
 export type {
-  EngineOptions, EngineRequest, EnginePiece, EngineCompletion, EngineUsage, EngineTimings, EngineResult, EngineGeneration, EngineMetrics,
+  EngineOptions, EngineRequest, EnginePiece, EngineCompletion, TokenLogprob, EngineUsage, EngineTimings, EngineResult, EngineGeneration, EngineMetrics,
 } from './engine/types.js';
 export { ChatTemplate } from './chat/template.js';
 export type { ChatMessage, ChatRenderOptions } from './chat/template.js';

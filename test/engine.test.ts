@@ -303,6 +303,29 @@ describe('engine: request API', () => {
     });
   });
 
+  it('top log-probs are the most likely tokens at each step, in order, streamed and final alike', async () => {
+    const prompt = promptOf(30, 8);
+    const g = engine.generate({ prompt, maxTokens: 6, temperature: 0.9, seed: 5, logprobs: true, topLogprobs: 4 });
+    const pieces: EnginePiece[] = [];
+    for await (const p of g) pieces.push(p);
+    const r = await g.result;
+    const tops = r.completions[0].topLogprobs!;
+    expect(tops).toHaveLength(r.tokens.length);
+    expect(pieces.filter((p) => p.tokenId >= 0).map((p) => p.topLogprobs)).toEqual(tops);
+    const logits = await model.evaluate([...prompt, ...r.tokens.slice(0, -1)]);
+    tops.forEach((top, i) => {
+      const row = logits[prompt.length - 1 + i];
+      const max = Math.max(...row);
+      const lse = max + Math.log(row.reduce((s, v) => s + Math.exp(v - max), 0));
+      // Independent ranking: sort every id by logit (ties by id).
+      const ranked = [...row.keys()].sort((a, b) => row[b] - row[a] || a - b).slice(0, 4);
+      expect(top.map((t) => t.tokenId)).toEqual(ranked);
+      top.forEach((t) => expect(t.logprob).toBeCloseTo(row[t.tokenId] - lse, 5));
+    });
+    expect(() => engine.generate({ prompt, topLogprobs: 3 })).toThrow(/needs logprobs/);
+    expect(() => engine.generate({ prompt, logprobs: true, topLogprobs: 21 })).toThrow(/0\.\.20/);
+  });
+
   it('typed errors for bad requests; maxTokens 0 generates nothing', async () => {
     const code = (f: () => unknown) => {
       try {

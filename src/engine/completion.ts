@@ -4,25 +4,28 @@
 import type { StopReason } from '../model/model.js';
 import type { StreamDecoder, Tokenizer } from '../tokenizer/index.js';
 import { StopStringMatcher } from '../generation/stop-strings.js';
-import type { EngineCompletion } from './types.js';
+import type { EngineCompletion, TokenLogprob } from './types.js';
 
 export class CompletionOutput {
   text = '';
   readonly tokens: number[] = [];
   readonly logprobs: number[] | undefined;
+  readonly topLogprobs: TokenLogprob[][] | undefined;
   private readonly decoder: StreamDecoder;
   private readonly stops: StopStringMatcher;
 
-  constructor(tokenizer: Tokenizer, stop: readonly string[], logprobs: boolean) {
+  constructor(tokenizer: Tokenizer, stop: readonly string[], logprobs: boolean, topLogprobs = 0) {
     this.decoder = tokenizer.createStreamDecoder({ skipSpecial: true });
     this.stops = new StopStringMatcher(stop);
     this.logprobs = logprobs ? [] : undefined;
+    this.topLogprobs = logprobs && topLogprobs > 0 ? [] : undefined;
   }
 
   /** Take one generated token; returns the text it makes visible and whether a stop string completed. */
-  push(token: number, logprob?: number): { text: string; stopped: boolean } {
+  push(token: number, logprob?: TokenLogprobs): { text: string; stopped: boolean } {
     this.tokens.push(token);
-    if (this.logprobs && logprob !== undefined) this.logprobs.push(logprob);
+    if (this.logprobs && logprob !== undefined) this.logprobs.push(logprob.logprob);
+    if (this.topLogprobs && logprob?.top !== undefined) this.topLogprobs.push(logprob.top);
     const { emit, stopped } = this.stops.push(this.decoder.push(token));
     this.text += emit;
     return { text: emit, stopped };
@@ -37,15 +40,37 @@ export class CompletionOutput {
   }
 
   result(index: number, stopReason: StopReason): EngineCompletion {
-    return { index, text: this.text, tokens: [...this.tokens], stopReason, ...(this.logprobs ? { logprobs: [...this.logprobs] } : {}) };
+    return {
+      index, text: this.text, tokens: [...this.tokens], stopReason,
+      ...(this.logprobs ? { logprobs: [...this.logprobs] } : {}),
+      ...(this.topLogprobs ? { topLogprobs: [...this.topLogprobs] } : {}),
+    };
   }
 }
 
-/** log softmax(logits)[token], in f64. */
-export function logprobOf(logits: Float32Array, token: number): number {
+export interface TokenLogprobs {
+  logprob: number;
+  /** The `top` most likely tokens, when asked for. */
+  top?: TokenLogprob[];
+}
+
+/** log softmax(logits)[token] in f64, and with top > 0 the top most likely tokens (ties: lower id first). */
+export function logprobsOf(logits: Float32Array, token: number, top = 0): TokenLogprobs {
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
   let sum = 0;
   for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
-  return logits[token] - max - Math.log(sum);
+  const lse = max + Math.log(sum);
+  if (top <= 0) return { logprob: logits[token] - lse };
+  // Keep the best `top` ids in a small sorted list: one pass, top <= 20.
+  const best: number[] = [];
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i];
+    if (best.length === top && v <= logits[best[top - 1]]) continue;
+    let at = best.length;
+    while (at > 0 && logits[best[at - 1]] < v) at--;
+    best.splice(at, 0, i);
+    if (best.length > top) best.pop();
+  }
+  return { logprob: logits[token] - lse, top: best.map((id) => ({ tokenId: id, logprob: logits[id] - lse })) };
 }

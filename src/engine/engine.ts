@@ -33,6 +33,9 @@ export async function createEngine(model: Model, options: EngineOptions = {}): P
   return model.adoptEngine(() => new Engine(model, options));
 }
 
+/** The most alternatives per token a request may ask for (OpenAI's limit). */
+export const MAX_TOP_LOGPROBS = 20;
+
 /** The KV sequence id encode() uses (the scheduler's ids count up from 0). */
 const ENCODE_SEQUENCE = Number.MAX_SAFE_INTEGER;
 
@@ -149,6 +152,11 @@ export class Engine {
     const { timeoutMs } = request;
     if (timeoutMs !== undefined && !(timeoutMs > 0)) throw new EngineError('INVALID_REQUEST', `timeoutMs must be > 0, got ${timeoutMs}`);
     if (request.stop?.some((s) => typeof s !== 'string' || s.length === 0)) throw new EngineError('INVALID_REQUEST', 'stop strings must be non-empty strings');
+    const topLogprobs = request.topLogprobs ?? 0;
+    if (!Number.isInteger(topLogprobs) || topLogprobs < 0 || topLogprobs > MAX_TOP_LOGPROBS) {
+      throw new EngineError('INVALID_REQUEST', `topLogprobs must be an integer in 0..${MAX_TOP_LOGPROBS}, got ${request.topLogprobs}`);
+    }
+    if (topLogprobs > 0 && !request.logprobs) throw new EngineError('INVALID_REQUEST', 'topLogprobs needs logprobs: true');
     let drafter: Drafter | undefined;
     try {
       drafter = request.speculative === undefined ? undefined : createDrafter(request.speculative);
@@ -162,8 +170,9 @@ export class Engine {
     // Completion i of a seeded request samples as a lone request with seed + i would.
     const samplers = Array.from({ length: n }, (_, i) => new Sampler({ ...request, seed: request.seed === undefined ? undefined : (request.seed + i) >>> 0 }));
 
-    const r = new RequestState(this.nextRequestId++, prompt.length, { maxTokens, ignoreEos: request.ignoreEos ?? false, logprobs: request.logprobs ?? false, priority });
-    for (let i = 0; i < n; i++) r.sequences.push(new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], r.params.logprobs), logitsFrom, drafter, r.params.logprobs));
+    const params = { maxTokens, ignoreEos: request.ignoreEos ?? false, logprobs: request.logprobs ?? false, topLogprobs, priority };
+    const r = new RequestState(this.nextRequestId++, prompt.length, params);
+    for (let i = 0; i < n; i++) r.sequences.push(new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], params.logprobs, topLogprobs), logitsFrom, drafter, params.logprobs));
     this.requests.add(r);
     r.onSettle(() => this.requests.delete(r));
 

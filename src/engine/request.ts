@@ -9,6 +9,8 @@ export interface RequestParams {
   readonly maxTokens: number;
   readonly ignoreEos: boolean;
   readonly logprobs: boolean;
+  /** Alternatives per token with logprobs (0: none). */
+  readonly topLogprobs: number;
   readonly priority: number;
 }
 

@@ -13,7 +13,7 @@ import type { StopReason } from '../model/model.js';
 import { PrefixCache } from '../kv/prefix-cache.js';
 import type { KVCache } from '../kv/kv-cache.js';
 import type { Tokenizer } from '../tokenizer/index.js';
-import { logprobOf } from './completion.js';
+import { logprobsOf } from './completion.js';
 import { EngineError } from './errors.js';
 import type { RequestState } from './request.js';
 import { Sequence } from './sequence.js';
@@ -353,11 +353,11 @@ export class Scheduler {
       return void this.cancel(r, err);
     }
     if (!r.params.ignoreEos && this.tokenizer.isEog(token)) return void this.finish(seq, 'eos');
-    const logprob = r.params.logprobs && typeof logits !== 'number' ? logprobOf(logits, token) : undefined;
-    const { text, stopped } = seq.output.push(token, logprob);
+    const lp = r.params.logprobs && typeof logits !== 'number' ? logprobsOf(logits, token, r.params.topLogprobs) : undefined;
+    const { text, stopped } = seq.output.push(token, lp);
     seq.tokens.push(token);
     this.stats.generatedTokens++;
-    r.emit(logprob === undefined ? { index: seq.index, text, tokenId: token } : { index: seq.index, text, tokenId: token, logprob });
+    r.emit(lp === undefined ? { index: seq.index, text, tokenId: token } : { index: seq.index, text, tokenId: token, logprob: lp.logprob, ...(lp.top ? { topLogprobs: lp.top } : {}) });
     if (stopped) this.finish(seq, 'stop_string');
     else if (seq.generated >= r.params.maxTokens) this.finish(seq, 'max_tokens');
     // The new token would take position tokens.length - 1.

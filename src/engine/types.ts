@@ -51,6 +51,14 @@ export interface EngineRequest extends GenerateOptions {
   n?: number;
   /** Attach the model's log-probability of each token (log-softmax of the raw logits). */
   logprobs?: boolean;
+  /** With logprobs: also the this-many most likely tokens at each step, most likely first (0..20, default 0). */
+  topLogprobs?: number;
+}
+
+/** A token and the model's log-probability of it (log-softmax of the raw logits). */
+export interface TokenLogprob {
+  tokenId: number;
+  logprob: number;
 }
 
 export interface EnginePiece {
@@ -61,6 +69,8 @@ export interface EnginePiece {
   /** The generated token; -1 for the held-back text released when the completion ends. */
   tokenId: number;
   logprob?: number;
+  /** With topLogprobs: the most likely tokens at this step, most likely first. */
+  topLogprobs?: TokenLogprob[];
 }
 
 export interface EngineCompletion {
@@ -69,6 +79,8 @@ export interface EngineCompletion {
   tokens: number[];
   stopReason: StopReason;
   logprobs?: number[];
+  /** With topLogprobs: per generated token, the most likely tokens at its step. */
+  topLogprobs?: TokenLogprob[][];
 }
 
 export interface EngineUsage {
