@@ -20,6 +20,11 @@ export interface ChatRenderOptions {
 
 export const CHAT_TEMPLATE_KEY = 'tokenizer.chat_template';
 
+/** ChatML, the template llama.cpp's server falls back to for a model without one. */
+export const CHATML_TEMPLATE =
+  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
 export class ChatTemplate {
   private readonly template: Template;
 
@@ -37,11 +42,22 @@ export class ChatTemplate {
 
   /** The template in a model's metadata, with its BOS/EOS token text. */
   static fromMetadata(metadata: GGUFFile['metadata'], tokenizer?: Tokenizer): ChatTemplate {
-    const entry = metadata.get(CHAT_TEMPLATE_KEY);
-    if (!entry || typeof entry.value !== 'string' || entry.value.length === 0) {
+    const source = ChatTemplate.sourceIn(metadata);
+    if (source === undefined) {
       throw new ChatTemplateError('NO_TEMPLATE', `the model has no ${CHAT_TEMPLATE_KEY} in its metadata; pass a template explicitly`);
     }
-    return new ChatTemplate(entry.value, tokenText(tokenizer, tokenizer?.bosId), tokenText(tokenizer, tokenizer?.eosId));
+    return ChatTemplate.forTokenizer(source, tokenizer);
+  }
+
+  /** A template's source with the BOS/EOS token text of a tokenizer. */
+  static forTokenizer(source: string, tokenizer?: Tokenizer): ChatTemplate {
+    return new ChatTemplate(source, tokenText(tokenizer, tokenizer?.bosId), tokenText(tokenizer, tokenizer?.eosId));
+  }
+
+  /** The model's own template source, if its metadata has one. */
+  static sourceIn(metadata: GGUFFile['metadata']): string | undefined {
+    const entry = metadata.get(CHAT_TEMPLATE_KEY);
+    return entry && typeof entry.value === 'string' && entry.value.length > 0 ? entry.value : undefined;
   }
 
   render(messages: readonly ChatMessage[], options: ChatRenderOptions = {}): string {

@@ -17,6 +17,7 @@ const commands: Record<string, () => Promise<CommandModule>> = {
   logits: () => import('./logits.js'),
   perplexity: () => import('./perplexity.js'),
   embed: () => import('./embed.js'),
+  serve: () => import('./serve.js'),
 };
 
 export async function main(argv: string[]): Promise<number> {

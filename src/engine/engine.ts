@@ -20,8 +20,8 @@ import { Sequence } from './sequence.js';
 import type { EngineGeneration, EngineMetrics, EngineOptions, EngineRequest } from './types.js';
 
 export interface ChatRequestOptions extends Omit<EngineRequest, 'prompt' | 'addSpecial' | 'parseSpecial'>, ChatRenderOptions {
-  /** Use this Jinja template instead of the model's tokenizer.chat_template. */
-  chatTemplate?: string;
+  /** Use this Jinja template (source, or one already parsed) instead of the model's tokenizer.chat_template. */
+  chatTemplate?: string | ChatTemplate;
 }
 
 /**
@@ -205,8 +205,8 @@ export class Engine {
   chat(messages: readonly ChatMessage[], options: ChatRequestOptions = {}): EngineGeneration {
     const { chatTemplate, addGenerationPrompt, variables, ...request } = options;
     const tok = this.model.tokenizer;
-    const template = chatTemplate !== undefined
-      ? new ChatTemplate(chatTemplate, tok.bosId !== undefined ? tok.tokenText(tok.bosId) : '', tok.eosId !== undefined ? tok.tokenText(tok.eosId) : '')
+    const template = chatTemplate instanceof ChatTemplate ? chatTemplate
+      : chatTemplate !== undefined ? ChatTemplate.forTokenizer(chatTemplate, tok)
       : (this.template ??= ChatTemplate.fromMetadata(this.model.file.metadata, tok));
     const text = template.render(messages, { addGenerationPrompt, variables });
     // Templates usually write BOS themselves; add it only when they did not.

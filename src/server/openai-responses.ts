@@ -1,0 +1,136 @@
+// Engine results → OpenAI's response objects, in their exact shapes: chat.completion and its
+// chunks, text_completion (the legacy completions API), usage with cached prompt tokens, and the
+// two log-probability formats (chat's per-token objects, completions' parallel arrays).
+import type { EngineResult, TokenLogprob } from '../engine/types.js';
+import type { StopReason } from '../model/model.js';
+import type { Tokenizer } from '../tokenizer/index.js';
+
+/** What every response of one request carries. */
+export interface ResponseMeta {
+  id: string;
+  /** Unix seconds. */
+  created: number;
+  model: string;
+  systemFingerprint: string;
+}
+
+export function newId(prefix: string): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return `${prefix}-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
+export function finishReason(reason: StopReason): 'stop' | 'length' {
+  return reason === 'max_tokens' || reason === 'context_full' ? 'length' : 'stop';
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: { cached_tokens: number };
+  completion_tokens_details: { reasoning_tokens: number };
+}
+
+/** Usage summed over the engine requests one HTTP request made (one per prompt). */
+export function usageOf(results: readonly EngineResult[]): Usage {
+  let prompt = 0, cached = 0, completion = 0;
+  for (const r of results) {
+    prompt += r.usage.promptTokens;
+    cached += r.usage.cachedPromptTokens;
+    completion += r.usage.completionTokens;
+  }
+  return {
+    prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cached }, completion_tokens_details: { reasoning_tokens: 0 },
+  };
+}
+
+const lossy = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+
+/** A token as OpenAI shows it: its text (lossy where it is part of a character) and its bytes. */
+function tokenView(tokenizer: Tokenizer, id: number): { token: string; bytes: number[] } {
+  const bytes = tokenizer.tokenToPiece(id);
+  return { token: lossy.decode(bytes), bytes: Array.from(bytes) };
+}
+
+export interface ChatTokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
+}
+
+/** Chat's logprobs.content entries for generated tokens. */
+export function chatLogprobs(tokenizer: Tokenizer, ids: readonly number[], logprobs: readonly number[], tops: readonly (readonly TokenLogprob[])[] | undefined): ChatTokenLogprob[] {
+  return ids.map((id, i) => ({
+    ...tokenView(tokenizer, id),
+    logprob: logprobs[i]!,
+    top_logprobs: (tops?.[i] ?? []).map((t) => ({ ...tokenView(tokenizer, t.tokenId), logprob: t.logprob })),
+  }));
+}
+
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Record<string, number>[] | null;
+  text_offset: number[];
+}
+
+/** The completions API's logprobs: parallel arrays; text_offset counts characters from `offset` (the echoed prompt's length). */
+export function completionLogprobs(tokenizer: Tokenizer, ids: readonly number[], logprobs: readonly number[], tops: readonly (readonly TokenLogprob[])[] | undefined, offset: number): CompletionLogprobs {
+  const tokens = ids.map((id) => tokenView(tokenizer, id).token);
+  const textOffset: number[] = [];
+  let at = offset;
+  for (const t of tokens) {
+    textOffset.push(at);
+    at += t.length;
+  }
+  return {
+    tokens,
+    token_logprobs: [...logprobs],
+    top_logprobs: tops ? tops.map((top) => Object.fromEntries(top.map((t) => [tokenView(tokenizer, t.tokenId).token, t.logprob]))) : null,
+    text_offset: textOffset,
+  };
+}
+
+function envelope(meta: ResponseMeta, object: string) {
+  return { id: meta.id, object, created: meta.created, model: meta.model, system_fingerprint: meta.systemFingerprint };
+}
+
+/** A whole chat.completion. */
+export function chatResponse(meta: ResponseMeta, result: EngineResult, tokenizer: Tokenizer) {
+  return {
+    ...envelope(meta, 'chat.completion'),
+    choices: result.completions.map((c) => ({
+      index: c.index,
+      message: { role: 'assistant', content: c.text, refusal: null },
+      logprobs: c.logprobs ? { content: chatLogprobs(tokenizer, c.tokens, c.logprobs, c.topLogprobs), refusal: null } : null,
+      finish_reason: finishReason(c.stopReason),
+    })),
+    usage: usageOf([result]),
+  };
+}
+
+export interface ChunkChoice {
+  index: number;
+  delta: { role?: 'assistant'; content?: string };
+  logprobs: { content: ChatTokenLogprob[]; refusal: null } | null;
+  finish_reason: 'stop' | 'length' | null;
+}
+
+/** One chat.completion.chunk; the usage chunk (stream_options.include_usage) has no choices. */
+export function chatChunk(meta: ResponseMeta, choices: ChunkChoice[], usage?: Usage | null) {
+  return { ...envelope(meta, 'chat.completion.chunk'), choices, ...(usage !== undefined ? { usage } : {}) };
+}
+
+export interface CompletionChoice {
+  text: string;
+  index: number;
+  logprobs: CompletionLogprobs | null;
+  finish_reason: 'stop' | 'length' | null;
+}
+
+/** A text_completion: whole, or one streamed chunk of it. */
+export function completionResponse(meta: ResponseMeta, choices: CompletionChoice[], usage?: Usage | null) {
+  return { ...envelope(meta, 'text_completion'), choices, ...(usage !== undefined ? { usage } : {}) };
+}
