@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer } from '../examples/serve.js';
 import { chromiumStatus, launchChromium, type Chromium } from './portable/chromium.js';
 import { firefoxStatus, launchFirefox, type Firefox } from './portable/firefox.js';
+import { executable } from './helpers/runtimes.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const BUNDLE = join(ROOT, 'dist/wasmforge.js');
@@ -46,15 +47,6 @@ function expectPassed(r: SuiteResult): void {
   expect(failed).toEqual([]);
   expect(r.checks.length).toBeGreaterThan(20);
   results.set(r.runtime, r);
-}
-
-/** A runtime's executable: node_modules/.bin first (npm packages deno, bun), then PATH. */
-function executable(name: string): { path?: string; reason?: string } {
-  for (const path of [join(ROOT, 'node_modules/.bin', name), name]) {
-    const r = spawnSync(path, ['--version'], { encoding: 'utf8' });
-    if (r.status === 0) return { path };
-  }
-  return { reason: `${name} is not installed (npm install --no-save ${name}, or put it on PATH)` };
 }
 
 function runCli(exe: string, args: string[]): SuiteResult {

@@ -51,6 +51,8 @@ export function httpErrorOf(err: unknown): HttpError {
       case 'INVALID_REQUEST':
       case 'UNSUPPORTED':
         return new HttpError(400, 'invalid_request_error', 'invalid_value', err.message, null, {}, { cause: err });
+      case 'ABORTED': // the client went away (nginx's 499): no one reads this answer
+        return new HttpError(499, 'invalid_request_error', 'client_closed', err.message, null, {}, { cause: err });
       case 'TIMEOUT':
         return new HttpError(504, 'timeout_error', 'timeout', err.message, null, {}, { cause: err });
       case 'DISPOSED':

@@ -74,6 +74,8 @@ async function listenNode(fetch: Fetch, host: string, port: number, headersTimeo
         return;
       }
       const response = await fetch(request);
+      // Answered before its body arrived (408, 413): close the connection rather than read the rest.
+      if (!req.complete) res.shouldKeepAlive = false;
       res.writeHead(response.status, Object.fromEntries(response.headers));
       if (!response.body) return void res.end();
       const reader = response.body.getReader();
