@@ -24,8 +24,8 @@ let listener: Listener;
 
 beforeAll(async () => {
   model = await loadModel(await bundledModelPath(), { threads: 1 });
-  // 2048 KV tokens for up to 64 sequences of up to ~60 tokens: the pool runs out and sequences are preempted.
-  handler = createServerHandler(model, { modelId: 'soak', engine: { maxSequences: 64, kvCacheTokens: 2048 } });
+  // 1024 KV tokens for up to 64 sequences of up to ~60 tokens: the pool runs out and sequences are preempted.
+  handler = createServerHandler(model, { modelId: 'soak', engine: { maxSequences: 64, kvCacheTokens: 1024 } });
   await handler.ready;
   listener = await listen(handler, { port: 0 });
 });
