@@ -9,7 +9,22 @@ export async function loadModelFromArgs(args: ParsedArgs, extra: LoadModelOption
   const path = args.values.get('model') ?? (await bundledModelPath());
   const threads = args.values.has('threads') ? numberOption(args, 'threads', 1, { integer: true, min: 1, max: 256 }) : undefined;
   const contextLength = args.values.has('ctx') ? numberOption(args, 'ctx', 0, { integer: true, min: 8 }) : undefined;
-  return loadModel(path, { threads, contextLength, ...extra });
+  return loadModel(path, { threads, contextLength, onProgress: progressBar(path.replace(/^.*[/\\]/, '')), ...extra });
+}
+
+/** A progress bar on stderr while a model loads, when stderr is a terminal (nothing in pipes and logs). */
+export function progressBar(label: string, stream: NodeJS.WriteStream = process.stderr): ((loaded: number, total: number) => void) | undefined {
+  if (!stream.isTTY) return undefined;
+  let last = -1;
+  return (loaded, total) => {
+    const fraction = total > 0 ? Math.min(1, loaded / total) : 1;
+    const percent = Math.floor(fraction * 100);
+    if (percent === last) return;
+    last = percent;
+    const width = 30, filled = Math.round(fraction * width);
+    stream.write(`\r${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(percent).padStart(3)}% ${(loaded / 2 ** 20).toFixed(0)}/${(total / 2 ** 20).toFixed(0)} MiB`);
+    if (fraction >= 1) stream.write('\n');
+  };
 }
 
 export async function readStdin(): Promise<string> {

@@ -1,5 +1,6 @@
 import type { GenerateOptions } from '../model/model.js';
-import { numberOption, parseArgs } from './args.js';
+import { Sampler, SamplingError } from '../sampling/sampler.js';
+import { numberOption, parseArgs, UsageError } from './args.js';
 import { loadModelFromArgs, MODEL_OPTIONS } from './common.js';
 
 export const summary = 'generate text from a prompt (default model: the bundled stories260K)';
@@ -12,12 +13,18 @@ const HELP = `usage: wasmforge generate [-m FILE] [-p PROMPT] [-n N] [options]
   --top-k K --top-p P --min-p P   sampling filters (defaults 40, 0.95, 0.05)
   --repeat-penalty R --frequency-penalty F --presence-penalty P --repeat-last-n N
   --seed S                random seed (default: random)
-  --stop TEXT             stop string (repeatable through a comma-free value)
+  --stop TEXT             stop when TEXT appears (repeatable: --stop a --stop b)
   -t, --threads N         worker threads (default: all cores)
   -c, --ctx N             context length
   --ignore-eos            keep generating past end-of-text
   --lookup N              speculative decoding by prompt lookup: up to N draft tokens per step
-                          (same output, fewer forward passes when the text repeats the prompt)`;
+                          (same output, fewer forward passes when the text repeats the prompt)
+  --verbose               debug logging (model loading, kernels, engine)`;
+
+/** The sampler's option names as this command spells them. */
+const FLAG_OF: Record<string, string> = {
+  temperature: '--temp', topK: '--top-k', topP: '--top-p', minP: '--min-p', repeatPenalty: '--repeat-penalty', penaltyWindow: '--repeat-last-n', penalties: '--frequency-penalty / --presence-penalty',
+};
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
@@ -25,6 +32,7 @@ export async function run(argv: string[]): Promise<number> {
       ...MODEL_OPTIONS, prompt: ['p'], 'n-predict': ['n'], temp: ['temperature'], 'top-k': [], 'top-p': [], 'min-p': [],
       'repeat-penalty': [], 'frequency-penalty': [], 'presence-penalty': [], 'repeat-last-n': [], seed: ['s'], stop: [], lookup: [],
     },
+    repeatable: ['stop'],
     flags: { help: ['h'], 'ignore-eos': [] },
   });
   if (args.flags.has('help')) {
@@ -33,29 +41,46 @@ export async function run(argv: string[]): Promise<number> {
   }
   const options: GenerateOptions = {
     maxTokens: numberOption(args, 'n-predict', 128, { integer: true, min: 0 }),
-    temperature: numberOption(args, 'temp', 0.8, { min: 0 }),
-    topK: numberOption(args, 'top-k', 40, { integer: true, min: 0 }),
-    topP: numberOption(args, 'top-p', 0.95, { min: 0, max: 1 }),
-    minP: numberOption(args, 'min-p', 0.05, { min: 0, max: 1 }),
-    repeatPenalty: numberOption(args, 'repeat-penalty', 1, { min: 0 }),
+    temperature: numberOption(args, 'temp', 0.8),
+    topK: numberOption(args, 'top-k', 40),
+    topP: numberOption(args, 'top-p', 0.95),
+    minP: numberOption(args, 'min-p', 0.05),
+    repeatPenalty: numberOption(args, 'repeat-penalty', 1),
     frequencyPenalty: numberOption(args, 'frequency-penalty', 0),
     presencePenalty: numberOption(args, 'presence-penalty', 0),
-    penaltyWindow: numberOption(args, 'repeat-last-n', 64, { integer: true, min: 0 }),
+    penaltyWindow: numberOption(args, 'repeat-last-n', 64),
     seed: args.values.has('seed') ? numberOption(args, 'seed', 0, { integer: true, min: 0 }) : undefined,
-    stop: args.values.has('stop') ? [args.values.get('stop')!] : undefined,
+    stop: args.lists.get('stop'),
     ignoreEos: args.flags.has('ignore-eos'),
     speculative: args.values.has('lookup') ? { method: 'prompt-lookup', draftTokens: numberOption(args, 'lookup', 8, { integer: true, min: 1, max: 64 }) } : undefined,
   };
+  // The sampler's own checks, before the model loads: its ranges are the command's.
+  try {
+    new Sampler(options);
+  } catch (err) {
+    if (!(err instanceof SamplingError)) throw err;
+    throw new UsageError(err.message.replace(/^(\w+)/, (name) => FLAG_OF[name] ?? name));
+  }
+  if (options.stop?.some((s) => s === '')) throw new UsageError('--stop needs a non-empty text');
   const prompt = args.values.get('prompt') ?? 'Once upon a time';
   const model = await loadModelFromArgs(args);
   try {
     const abort = new AbortController();
     const onSigint = () => abort.abort();
     process.once('SIGINT', onSigint);
-    process.stdout.write(prompt);
     const generation = model.generate(prompt, { ...options, signal: abort.signal });
-    for await (const piece of generation) process.stdout.write(piece.text);
+    // The prompt is echoed once the model has taken it (a bad prompt fails before anything is printed).
+    let echoed = false;
+    const echo = () => {
+      if (!echoed) process.stdout.write(prompt);
+      echoed = true;
+    };
+    for await (const piece of generation) {
+      echo();
+      process.stdout.write(piece.text);
+    }
     const r = await generation.result;
+    echo();
     process.off('SIGINT', onSigint);
     process.stdout.write('\n');
     process.stderr.write(

@@ -18,6 +18,7 @@ const commands: Record<string, () => Promise<CommandModule>> = {
   perplexity: () => import('./perplexity.js'),
   embed: () => import('./embed.js'),
   serve: () => import('./serve.js'),
+  chat: () => import('./chat.js'),
 };
 
 export async function main(argv: string[]): Promise<number> {

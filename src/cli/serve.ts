@@ -8,7 +8,7 @@ import { bundledModelPath } from '../runtime/bundled-model.js';
 import { createServerHandler } from '../server/handler.js';
 import { listen } from '../server/listen.js';
 import { numberOption, parseArgs, UsageError } from './args.js';
-import { MODEL_OPTIONS } from './common.js';
+import { MODEL_OPTIONS, progressBar } from './common.js';
 
 export const summary = 'serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, SSE)';
 
@@ -61,7 +61,7 @@ export async function run(argv: string[], env: Record<string, string | undefined
 
   if (getLogLevel() !== 'debug') setLogLevel('info'); // the request lines
   let model: Model | undefined;
-  const loading = loadModel(path, { threads, contextLength, backend: backend as BackendKind }).then((m) => (model = m));
+  const loading = loadModel(path, { threads, contextLength, backend: backend as BackendKind, onProgress: progressBar(alias) }).then((m) => (model = m));
   const handler = createServerHandler(loading, {
     modelId: alias,
     engine: { maxSequences: optional('parallel', { integer: true, min: 1, max: 256 }), kvCacheTokens: optional('kv-tokens', { integer: true, min: 16 }), maxQueue: optional('queue', { integer: true, min: 0 }), contextLength },

@@ -3,7 +3,7 @@
 // into wasm memory) so bytes are copied once, never staged through a whole-file buffer.
 import { WasmforgeError } from '../errors.js';
 
-export type ByteSourceErrorCode = 'OUT_OF_RANGE' | 'SHORT_READ' | 'FETCH_FAILED' | 'NO_RANGE_SUPPORT' | 'UNSUPPORTED_INPUT';
+export type ByteSourceErrorCode = 'OUT_OF_RANGE' | 'SHORT_READ' | 'FETCH_FAILED' | 'NO_RANGE_SUPPORT' | 'UNSUPPORTED_INPUT' | 'NOT_FOUND' | 'UNREADABLE' | 'UNREACHABLE';
 
 export class ByteSourceError extends WasmforgeError<ByteSourceErrorCode> {
   override readonly name = 'ByteSourceError';
@@ -69,7 +69,15 @@ export function blobSource(blob: Blob, name = (blob as File).name ?? 'blob'): By
 /** A URL read with HTTP Range requests; the size comes from the first response's headers. */
 export async function urlSource(url: string, init: { fetch?: typeof fetch } = {}): Promise<ByteSource> {
   const doFetch = init.fetch ?? fetch;
-  const probe = await doFetch(url, { headers: { Range: 'bytes=0-0' } });
+  let probe: Response;
+  try {
+    probe = await doFetch(url, { headers: { Range: 'bytes=0-0' } });
+  } catch (err) {
+    // fetch's own message is just "fetch failed": say where, and the network's reason.
+    const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+    throw new ByteSourceError('UNREACHABLE', `${url}: could not connect (${cause?.code ?? cause?.message ?? (err as Error)?.message ?? err})`, { cause: err });
+  }
+  if (probe.status === 404) throw new ByteSourceError('NOT_FOUND', `${url}: HTTP 404, no such file`);
   if (!probe.ok) throw new ByteSourceError('FETCH_FAILED', `${url}: HTTP ${probe.status}`);
   const contentRange = probe.headers.get('content-range');
   await probe.body?.cancel();

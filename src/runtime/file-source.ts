@@ -4,7 +4,14 @@ import { ByteSourceError, checkRange, type ByteSource } from '../io/byte-source.
 
 export async function fileSource(path: string): Promise<ByteSource> {
   const fs = await import('node:fs/promises');
-  const handle = await fs.open(path, 'r');
+  let handle: Awaited<ReturnType<typeof fs.open>>;
+  try {
+    handle = await fs.open(path, 'r');
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENOENT') throw new ByteSourceError('NOT_FOUND', `${path}: no such file`, { cause: err });
+    throw new ByteSourceError('UNREADABLE', `${path}: cannot be opened (${code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'a directory, not a file' : code ?? (err as Error).message})`, { cause: err });
+  }
   const { size } = await handle.stat();
   let closed = false;
   return {

@@ -6,7 +6,8 @@
 // On disk, per URL: <key>.gguf (the bytes so far) and <key>.json (url, size, etag, downloaded,
 // complete, sha256). Progress is committed every `checkpointBytes`, and on abort or error, so a
 // closed tab loses at most that much.
-import { Sha256 } from './sha256.js';
+import { sha256 as sha256Hash } from '@noble/hashes/sha2.js';
+import { bytesToHex } from '@noble/hashes/utils.js';
 import { WasmforgeError } from '../errors.js';
 
 export type ModelCacheErrorCode = 'UNAVAILABLE' | 'FETCH_FAILED' | 'SIZE_MISMATCH' | 'HASH_MISMATCH' | 'ABORTED';
@@ -56,7 +57,7 @@ async function cacheDir(): Promise<Dir> {
   return (await (await storage.getDirectory()).getDirectoryHandle(DIR, { create: true })) as Dir;
 }
 
-const keyOf = (url: string) => new Sha256().update(new TextEncoder().encode(url)).hex().slice(0, 40);
+const keyOf = (url: string) => bytesToHex(sha256Hash(new TextEncoder().encode(url))).slice(0, 40);
 
 async function readInfo(dir: Dir, key: string): Promise<CachedModelInfo | undefined> {
   try {
@@ -86,9 +87,10 @@ async function remove(dir: Dir, key: string): Promise<boolean> {
 }
 
 async function sha256OfFile(file: Blob): Promise<string> {
-  const h = new Sha256();
+  // Incremental (@noble/hashes): WebCrypto's digest() would need the whole multi-GB file in one buffer.
+  const h = sha256Hash.create();
   for (let at = 0; at < file.size; at += HASH_SLICE) h.update(new Uint8Array(await file.slice(at, at + HASH_SLICE).arrayBuffer()));
-  return h.hex();
+  return bytesToHex(h.digest());
 }
 
 /** A strong ETag, else Last-Modified: what If-Range accepts to resume only an unchanged file. */

@@ -24,6 +24,8 @@ export interface LoadOptions {
   disconnectRate?: number;
   seed?: number;
   apiKey?: string;
+  /** Reuse connections (default true); llama-server closes idle kept-alive ones, so its bench turns this off for both. */
+  keepAlive?: boolean;
 }
 
 export type Outcome = 'done' | 'aborted' | 'disconnected' | 'error';
@@ -57,7 +59,7 @@ export function seededRandom(seed: number): () => number {
 }
 
 export async function runLoad(o: LoadOptions): Promise<LoadReport> {
-  const agent = new Agent({ keepAlive: true, maxSockets: o.clients });
+  const agent = new Agent({ keepAlive: o.keepAlive ?? true, maxSockets: o.clients });
   const records: LoadRecord[] = [];
   const start = performance.now();
   const end = start + o.durationMs;
@@ -68,7 +70,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
       const roll = random();
       const plan: Plan = roll < (o.abortRate ?? 0) ? { kind: 'abort', afterTokens: 1 + Math.floor(random() * 8) }
         : roll < (o.abortRate ?? 0) + (o.disconnectRate ?? 0) ? { kind: 'disconnect', afterMs: Math.floor(random() * 30) } : { kind: 'finish' };
-      records.push(await streamOne(o.url, req, plan, agent, o.apiKey));
+      records.push(await streamOne(o.url, req, plan, agent, o.keepAlive ?? true, o.apiKey));
     }
   }));
   agent.destroy();
@@ -77,7 +79,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadReport> {
 
 type Plan = { kind: 'finish' } | { kind: 'abort'; afterTokens: number } | { kind: 'disconnect'; afterMs: number };
 
-function streamOne(base: string, req: LoadRequest, plan: Plan, agent: Agent, apiKey?: string): Promise<LoadRecord> {
+function streamOne(base: string, req: LoadRequest, plan: Plan, agent: Agent, keepAlive: boolean, apiKey?: string): Promise<LoadRecord> {
   const t0 = performance.now();
   const body = JSON.stringify({ ...req.body, stream: true, stream_options: { include_usage: true } });
   return new Promise((resolve) => {
@@ -93,7 +95,7 @@ function streamOne(base: string, req: LoadRequest, plan: Plan, agent: Agent, api
     };
     const url = new URL('/v1/completions', base);
     const r = httpRequest(url, {
-      method: 'POST', agent,
+      method: 'POST', agent: keepAlive ? agent : false,
       headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...(apiKey ? { Authorization: `Bearer ${apiKey}` } : {}) },
     }, (res) => {
       if (res.statusCode !== 200) {
