@@ -155,7 +155,7 @@ async function freePort(): Promise<number> {
 
 describe('edge fetch handler (examples/edge/handler.js)', () => {
   const PROMPT = 'Once upon a time';
-  const REQUEST = { prompt: PROMPT, maxTokens: 32, temperature: 0.7, topK: 40, seed: 3 };
+  const REQUEST = { model: 'stories260K', prompt: PROMPT, max_tokens: 32, temperature: 0.7, top_k: 40, seed: 3 };
 
   // Deno reads the model from $MODEL_URL (HTTP Range requests to examples/serve.js), Bun the
   // bundled file through fetch(file:).
@@ -166,11 +166,10 @@ describe('edge fetch handler (examples/edge/handler.js)', () => {
   for (const [label, name, args, viaUrl] of servers) {
     const exe = executable(name);
     if (!exe.path) console.warn(`runtimes: skipping the edge handler under ${label}: ${exe.reason}`);
-    it.skipIf(!exe.path)(`answers GET / and POST /generate (JSON and streamed) under ${label}`, async () => {
+    it.skipIf(!exe.path)(`answers the OpenAI routes (JSON and server-sent events) under ${label}`, async () => {
       const { loadModel } = await import(BUNDLE);
       const local = await loadModel(join(ROOT, 'models/stories260K.gguf'), { threads: 1 });
-      const { prompt, ...opts } = REQUEST;
-      const want = await local.generate(prompt, opts).result;
+      const want = await local.generate(PROMPT, { maxTokens: 32, temperature: 0.7, topK: 40, seed: 3 }).result;
       await local.dispose();
 
       const files = viaUrl ? await startServer({ isolated: false }) : undefined;
@@ -182,28 +181,31 @@ describe('edge fetch handler (examples/edge/handler.js)', () => {
       child.stderr.on('data', (d) => (output += d));
       const base = `http://127.0.0.1:${port}`;
       try {
-        let info: Response | undefined;
-        for (let i = 0; i < 100 && !info; i++) {
-          info = await fetch(`${base}/`).catch(() => undefined);
-          if (!info) await new Promise((r) => setTimeout(r, 200));
+        let ready = false;
+        for (let i = 0; i < 150 && !ready; i++) {
+          ready = await fetch(`${base}/health`).then((r) => r.ok, () => false);
+          if (!ready) await new Promise((r) => setTimeout(r, 200));
         }
-        expect(info, `no answer from ${label}: ${output}`).toBeDefined();
-        expect(await info!.json()).toMatchObject({ source: MODEL_URL || 'bundled stories260K', architecture: 'llama', vocabSize: 512 });
+        expect(ready, `no healthy answer from ${label}: ${output}`).toBe(true);
+        expect((await (await fetch(`${base}/v1/models`)).json()).data[0]).toMatchObject({ id: 'stories260K', meta: { architecture: 'llama', n_vocab: 512 } });
 
-        const post = (body: object) => fetch(`${base}/generate`, { method: 'POST', body: JSON.stringify(body) });
+        const post = (body: object) => fetch(`${base}/v1/completions`, { method: 'POST', body: JSON.stringify(body) });
         const res = await post(REQUEST);
         expect(res.status).toBe(200);
         const got = await res.json();
-        expect(got.tokens).toEqual(want.tokens);
-        expect(got.text).toBe(want.text);
-        expect(got.stopReason).toBe('max_tokens');
+        expect(got.choices[0].text).toBe(want.text);
+        expect(got.choices[0].finish_reason).toBe('length');
+        expect(got.usage.completion_tokens).toBe(want.tokens.length);
 
         const streamed = await post({ ...REQUEST, stream: true });
-        expect(streamed.headers.get('content-type')).toContain('text/plain');
-        expect(await streamed.text()).toBe(want.text);
+        expect(streamed.headers.get('content-type')).toContain('text/event-stream');
+        const events = (await streamed.text()).split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6));
+        expect(events.at(-1)).toBe('[DONE]');
+        expect(events.slice(0, -1).map((e) => JSON.parse(e).choices[0]?.text ?? '').join('')).toBe(want.text);
 
         const bad = await post({ prompt: '' });
         expect(bad.status).toBe(400);
+        expect((await bad.json()).error.param).toBe('prompt');
         expect((await fetch(`${base}/nope`)).status).toBe(404);
       } finally {
         child.kill('SIGTERM');

@@ -200,7 +200,7 @@ describe('server: the openai client on Node', () => {
     await (async () => {
       for await (const _ of stream) if (++n === 5) abort.abort();
     })().catch(() => {});
-    expect(n).toBe(5);
+    expect(n).toBeGreaterThanOrEqual(5); // a chunk already buffered may still come
     await waitFor(() => engine.metrics().runningRequests === 0, 'the request to be cancelled');
     engine.clearPrefixCache();
     expect(engine.metrics().kvBlocksUsed).toBe(0);
@@ -537,7 +537,7 @@ describe('server: Deno.serve and Bun.serve (dist/wasmforge.js) with the openai c
   for (const name of ['deno', 'bun'] as const) {
     const exe = executable(name);
     if (!exe.path) console.warn(`server: skipping ${name}: ${exe.reason}`);
-    it.skipIf(!exe.path)(`${name}: chat whole and streamed, completions, abort mid-stream, error objects`, { timeout: 120_000 }, async () => {
+    it.skipIf(!exe.path)(`${name}: chat whole and streamed, n with logprobs as on Node, completions, abort mid-stream, error objects`, { timeout: 120_000 }, async () => {
       const args = name === 'deno' ? ['run', '-A', 'test/portable/serve.js'] : ['test/portable/serve.js'];
       const child = spawn(exe.path!, [...args, await bundledModelPath()], { cwd: join(import.meta.dirname, '..'), stdio: ['ignore', 'pipe', 'pipe'] });
       try {
@@ -550,6 +550,12 @@ describe('server: Deno.serve and Bun.serve (dist/wasmforge.js) with the openai c
         let streamed = '';
         for await (const chunk of await c.chat.completions.create({ ...body, stream: true })) streamed += chunk.choices[0]?.delta.content ?? '';
         expect(streamed).toBe(ref.text);
+        // n seeded choices with log-probs: the same tokens and numbers as Node's server gives.
+        const sampled = { messages: MESSAGES, max_tokens: 10, temperature: 0.9, seed: 5, n: 2, logprobs: true, top_logprobs: 2 };
+        const there = await c.chat.completions.create({ ...sampled, model: 'served' });
+        const here = await client.chat.completions.create({ ...sampled, model: MODEL_ID });
+        expect(there.choices).toHaveLength(2);
+        expect(there.choices.map((ch) => [ch.message.content, ch.logprobs])).toEqual(here.choices.map((ch) => [ch.message.content, ch.logprobs]));
         const completion = await c.completions.create({ model: 'served', prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
         expect(completion.choices[0]!.text).toBe((await direct('Once upon a time', { maxTokens: 8 })).text);
         const abort = new AbortController();
@@ -558,7 +564,7 @@ describe('server: Deno.serve and Bun.serve (dist/wasmforge.js) with the openai c
         await (async () => {
           for await (const _ of long) if (++n === 3) abort.abort();
         })().catch(() => {});
-        expect(n).toBe(3);
+        expect(n).toBeGreaterThanOrEqual(3); // a chunk already buffered may still come
         // The aborted request is gone: the server's queue and running gauges return to 0.
         const gauges = async () => (await (await fetch(`${url}/metrics`)).text()).match(/^wasmforge_requests_running (\d+)$/m)?.[1];
         const end = Date.now() + 10_000;
