@@ -7,7 +7,7 @@ import { loadModel, type Model } from '../model/model.js';
 import { bundledModelPath } from '../runtime/bundled-model.js';
 import { createServerHandler } from '../server/handler.js';
 import { listen } from '../server/listen.js';
-import { numberOption, parseArgs, UsageError } from './args.js';
+import { numberOption, parseArgs, UsageError, type ArgSpec } from './args.js';
 import { MODEL_OPTIONS, progressBar } from './common.js';
 
 export const summary = 'serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, SSE)';
@@ -33,14 +33,16 @@ const HELP = `usage: wasmforge serve [-m FILE] [options]
 routes: POST /v1/chat/completions /v1/completions /v1/embeddings /tokenize /detokenize,
         GET /v1/models /health /metrics /props`;
 
+export const SERVE_ARGS: ArgSpec = {
+  values: {
+    ...MODEL_OPTIONS, host: [], port: [], alias: [], parallel: ['np'], 'kv-tokens': [], queue: [], 'max-tokens': [], timeout: [],
+    'body-limit': [], 'api-key': [], cors: [], 'chat-template': [], backend: [],
+  },
+  flags: { help: ['h'] },
+};
+
 export async function run(argv: string[], env: Record<string, string | undefined> = process.env): Promise<number> {
-  const args = parseArgs(argv, {
-    values: {
-      ...MODEL_OPTIONS, host: [], port: [], alias: [], parallel: ['np'], 'kv-tokens': [], queue: [], 'max-tokens': [], timeout: [],
-      'body-limit': [], 'api-key': [], cors: [], 'chat-template': [], backend: [],
-    },
-    flags: { help: ['h'] },
-  });
+  const args = parseArgs(argv, SERVE_ARGS);
   if (args.flags.has('help')) {
     process.stdout.write(HELP + '\n');
     return 0;
