@@ -7,6 +7,8 @@
 import { ChatTemplate, type ChatMessage, type ChatRenderOptions } from '../chat/template.js';
 import { yieldToEventLoop } from '../generation/yield.js';
 import { createDrafter, type Drafter } from '../generation/prompt-lookup.js';
+import { jsonSchemaToGBNF } from '../generation/constrained/json-schema.js';
+import { CompiledGrammar } from '../generation/constrained/matcher.js';
 import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
 import { everyLayerWindow, Graph } from '../model/graph.js';
@@ -33,6 +35,9 @@ export async function createEngine(model: Model, options: EngineOptions = {}): P
   return model.adoptEngine(() => new Engine(model, options));
 }
 
+/** Compiled grammars an engine keeps. */
+const GRAMMAR_CACHE = 16;
+
 /** The most alternatives per token a request may ask for (OpenAI's limit). */
 export const MAX_TOP_LOGPROBS = 20;
 
@@ -50,6 +55,8 @@ export class Engine {
   private loopDone: Promise<void> = Promise.resolve();
   private disposed = false;
   private template: ChatTemplate | undefined;
+  /** Compiled grammars by GBNF text (their automata and masks grow as they are used: reuse pays). */
+  private readonly grammars = new Map<string, CompiledGrammar>();
   /** The last encode() pass: the next waits for it. */
   private encoding: Promise<void> = Promise.resolve();
 
@@ -167,8 +174,11 @@ export class Engine {
     if (queued >= this.maxQueue) {
       throw new EngineError('OVERLOADED', `${queued} requests are already waiting (maxQueue ${this.maxQueue}); retry later`);
     }
+    // A grammar is compiled once per request (and cached by text); each completion gets its own matcher.
+    const constraint = this.constraintOf(request);
+    const logitsProcessors = constraint ? () => [...(request.logitsProcessors?.() ?? []), constraint.matcher()] : request.logitsProcessors;
     // Completion i of a seeded request samples as a lone request with seed + i would.
-    const samplers = Array.from({ length: n }, (_, i) => new Sampler({ ...request, seed: request.seed === undefined ? undefined : (request.seed + i) >>> 0 }));
+    const samplers = Array.from({ length: n }, (_, i) => new Sampler({ ...request, logitsProcessors, seed: request.seed === undefined ? undefined : (request.seed + i) >>> 0 }));
 
     const params = { maxTokens, ignoreEos: request.ignoreEos ?? false, logprobs: request.logprobs ?? false, topLogprobs, priority };
     const r = new RequestState(this.nextRequestId++, prompt.length, params);
@@ -199,6 +209,23 @@ export class Engine {
       [Symbol.asyncIterator]: () => r.channel[Symbol.asyncIterator](),
     };
     return { generation, state: r };
+  }
+
+  /** The request's grammar or JSON schema compiled for this vocabulary (GrammarError when it is bad), from a small cache. */
+  private constraintOf(request: EngineRequest): CompiledGrammar | undefined {
+    if (request.grammar !== undefined && request.jsonSchema !== undefined) throw new EngineError('INVALID_REQUEST', 'give grammar or jsonSchema, not both');
+    let source: string;
+    if (request.grammar !== undefined) {
+      if (typeof request.grammar !== 'string') throw new EngineError('INVALID_REQUEST', 'grammar must be GBNF text');
+      source = request.grammar;
+    } else if (request.jsonSchema !== undefined) source = jsonSchemaToGBNF(request.jsonSchema);
+    else return undefined;
+    let compiled = this.grammars.get(source);
+    if (compiled) this.grammars.delete(source);
+    else compiled = CompiledGrammar.fromGBNF(source, this.model.tokenizer);
+    this.grammars.set(source, compiled); // most recently used last
+    if (this.grammars.size > GRAMMAR_CACHE) this.grammars.delete(this.grammars.keys().next().value!);
+    return compiled;
   }
 
   /** Render messages with the model's chat template (or options.chatTemplate) and generate the reply. */

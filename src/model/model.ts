@@ -63,6 +63,13 @@ export interface GenerateOptions extends SamplingOptions {
    * sliding-window models.
    */
   speculative?: SpeculativeOptions;
+  /**
+   * Constrain the output to a GBNF grammar (llama.cpp's syntax; `root` is the start rule): only
+   * tokens the grammar allows are sampled, and the end of generation only where it is complete.
+   */
+  grammar?: string;
+  /** Constrain the output to JSON valid under this JSON schema (converted to a grammar as llama.cpp does). */
+  jsonSchema?: Record<string, unknown> | boolean;
 }
 
 export interface EmbedOptions {

@@ -1,0 +1,80 @@
+// Grammar-constrained sampling: a compiled grammar (GBNF text, or a JSON schema converted to GBNF)
+// over a tokenizer's vocabulary, and per sequence a GrammarMatcher, the LogitsProcessor that bans
+// every token the grammar does not allow next and advances on each token chosen. End-of-generation
+// tokens are allowed only where the grammar is complete; once nothing else can follow, they are
+// the only choice, so a finished grammar ends the generation.
+import type { Candidates, LogitsProcessor } from '../logits-processor.js';
+import type { Tokenizer } from '../../tokenizer/index.js';
+import { DEAD, GrammarAutomaton } from './automaton.js';
+import { GrammarError } from './errors.js';
+import { parseGBNF, type Grammar } from './gbnf.js';
+import { TokenMasks, VocabularyTrie } from './token-mask.js';
+
+export class CompiledGrammar {
+  readonly automaton: GrammarAutomaton;
+  readonly masks: TokenMasks;
+
+  constructor(
+    grammar: Grammar,
+    readonly tokenizer: Tokenizer,
+    /** The GBNF text it came from (for messages and caching). */
+    readonly source: string,
+  ) {
+    this.automaton = new GrammarAutomaton(grammar);
+    this.masks = new TokenMasks(this.automaton, VocabularyTrie.of(tokenizer));
+  }
+
+  /** GBNF text compiled for a vocabulary (GrammarError for bad text). */
+  static fromGBNF(source: string, tokenizer: Tokenizer, rootName = 'root'): CompiledGrammar {
+    return new CompiledGrammar(parseGBNF(source, rootName), tokenizer, source);
+  }
+
+  /** A fresh matcher at the grammar's start (one per sequence). */
+  matcher(): GrammarMatcher {
+    return new GrammarMatcher(this);
+  }
+
+  /** Whether `text` is a complete sentence of the grammar. */
+  matches(text: string): boolean {
+    return this.automaton.accepts(this.automaton.walk(this.automaton.initial, new TextEncoder().encode(text)));
+  }
+}
+
+export class GrammarMatcher implements LogitsProcessor {
+  private state: number;
+
+  constructor(readonly grammar: CompiledGrammar) {
+    this.state = grammar.automaton.initial;
+  }
+
+  /** Whether the text so far is a complete sentence (generation may end here). */
+  get complete(): boolean {
+    return this.grammar.automaton.accepts(this.state);
+  }
+
+  /** Whether more text may follow. */
+  get canContinue(): boolean {
+    return this.grammar.automaton.canContinue(this.state);
+  }
+
+  /** The allowed-token mask (1 = allowed) at this point. */
+  allowed(): Uint8Array {
+    return this.grammar.masks.mask(this.state);
+  }
+
+  process(c: Candidates): void {
+    const mask = this.allowed();
+    for (let i = 0; i < c.size; i++) if (mask[c.ids[i]!] === 0) c.logits[i] = -Infinity;
+  }
+
+  accept(token: number): void {
+    const tok = this.grammar.tokenizer;
+    if (tok.isEog(token)) {
+      if (!this.complete) throw new GrammarError('PARSE_ERROR', `end of generation (token ${token}) before the grammar is complete`);
+      return;
+    }
+    const next = this.grammar.automaton.walk(this.state, tok.tokenToPiece(token));
+    if (next === DEAD) throw new GrammarError('PARSE_ERROR', `token ${token} (${JSON.stringify(tok.tokenText(token))}) does not fit the grammar here`);
+    this.state = next;
+  }
+}
