@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Ajv2020 from 'ajv/dist/2020.js';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHATML_TEMPLATE, ChatTemplate } from '../src/chat/template.js';
@@ -230,8 +231,31 @@ describe('server: the openai client on Node', () => {
       model: MODEL_ID, messages: MESSAGES, tools: [{ type: 'function', function: { name: 'f', parameters: {} } }],
     }).catch((e: unknown) => e);
     expect(tools).toMatchObject({ status: 400, param: 'tools', code: 'unsupported_parameter' });
-    const json = await client.chat.completions.create({ model: MODEL_ID, messages: MESSAGES, response_format: { type: 'json_object' } }).catch((e: unknown) => e);
-    expect(json).toMatchObject({ status: 400, param: 'response_format', code: 'unsupported_parameter' });
+    const badSchema = await client.chat.completions.create({
+      model: MODEL_ID, messages: MESSAGES, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', format: 'email' } } },
+    }).catch((e: unknown) => e);
+    expect(badSchema).toMatchObject({ status: 400, code: 'unsupported_schema' });
+    expect((badSchema as Error).message).toMatch(/format: "email" is not supported/);
+  });
+
+  it('response_format json_schema and json_object, and llama.cpp\'s grammar field, constrain the output', async () => {
+    const schema = { type: 'object', properties: { hero: { type: 'string', maxLength: 10 }, age: { type: 'integer', minimum: 1, maximum: 99 } }, required: ['hero', 'age'], additionalProperties: false };
+    const ajv = new Ajv2020();
+    const validate = ajv.compile(schema);
+    const r = await client.chat.completions.create({
+      model: MODEL_ID, messages: MESSAGES, max_tokens: 200, temperature: 1, seed: 3, n: 4,
+      response_format: { type: 'json_schema', json_schema: { name: 'hero', schema, strict: true } },
+    });
+    for (const c of r.choices) {
+      expect(c.finish_reason).toBe('stop');
+      expect(validate(JSON.parse(c.message.content!)), c.message.content!).toBe(true);
+    }
+    const obj = await client.chat.completions.create({ model: MODEL_ID, messages: MESSAGES, max_tokens: 300, temperature: 0.7, seed: 1, response_format: { type: 'json_object' } });
+    const text = obj.choices[0]!.message.content!;
+    if (obj.choices[0]!.finish_reason === 'stop') expect(typeof JSON.parse(text)).toBe('object');
+    else expect(text.startsWith('{')).toBe(true); // ran out of tokens inside the object
+    const yesNo = await client.completions.create({ model: MODEL_ID, prompt: 'Is it so?', max_tokens: 5, seed: 2, n: 3, grammar: 'root ::= "yes" | "no"' } as OpenAI.CompletionCreateParamsNonStreaming);
+    for (const c of yesNo.choices) expect(['yes', 'no']).toContain(c.text);
   });
 
   it('malformed JSON, bodies past the limit, unknown routes and methods; unknown fields are ignored', async () => {
@@ -307,7 +331,10 @@ describe('server: request validation (every field a 400 naming it)', () => {
     ['/v1/chat/completions', 'stream_options without stream', chat({ stream_options: { include_usage: true } }), 'stream_options'],
     ['/v1/chat/completions', 'include_usage not boolean', chat({ stream: true, stream_options: { include_usage: 1 } }), 'stream_options.include_usage'],
     ['/v1/chat/completions', 'response_format type', chat({ response_format: { type: 'yaml' } }), 'response_format.type'],
-    ['/v1/chat/completions', 'json_schema', chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: {} } } }), 'response_format', /not supported yet/],
+    ['/v1/chat/completions', 'json_schema without a schema', chat({ response_format: { type: 'json_schema', json_schema: { name: 'x' } } }), 'response_format.json_schema.schema'],
+    ['/v1/chat/completions', 'response_format beside grammar', chat({ grammar: 'root ::= "a"', response_format: { type: 'json_object' } }), 'response_format'],
+    ['/v1/chat/completions', 'grammar and json_schema', chat({ grammar: 'root ::= "a"', json_schema: {} }), 'grammar'],
+    ['/v1/completions', 'grammar not a string', { prompt: 'a', grammar: 5 }, 'grammar'],
     ['/v1/chat/completions', 'tool_choice required', chat({ tool_choice: 'required' }), 'tool_choice'],
     ['/v1/chat/completions', 'audio', chat({ modalities: ['text', 'audio'] }), 'modalities'],
     ['/v1/chat/completions', 'model not a string', chat({ model: 7 }), 'model'],

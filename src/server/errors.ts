@@ -3,6 +3,7 @@
 // is always a 4xx naming what was wrong, and only a real fault is a 500.
 import { ChatTemplateError } from '../chat/errors.js';
 import { EngineError } from '../engine/errors.js';
+import { GrammarError } from '../generation/constrained/errors.js';
 import { WasmforgeError } from '../errors.js';
 import { ModelError } from '../model/errors.js';
 import { SamplingError } from '../sampling/sampler.js';
@@ -64,6 +65,9 @@ export function httpErrorOf(err: unknown): HttpError {
   // Sampling options, message lists, templates failing on the messages, token ids: the caller's input.
   if (err instanceof SamplingError || err instanceof TokenizerError || (err instanceof ChatTemplateError && err.code !== 'BAD_TEMPLATE')) {
     return new HttpError(400, 'invalid_request_error', 'invalid_value', err.message, null, {}, { cause: err });
+  }
+  if (err instanceof GrammarError) {
+    return new HttpError(400, 'invalid_request_error', err.code.toLowerCase(), `the output constraint is not usable: ${err.message}`, null, {}, { cause: err });
   }
   if (err instanceof ModelError && err.code === 'UNSUPPORTED_OPERATION') {
     return new HttpError(400, 'invalid_request_error', 'unsupported', err.message, null, {}, { cause: err });

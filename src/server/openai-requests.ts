@@ -92,6 +92,13 @@ function readGeneration(f: Fields, limits: RequestLimits): GenerationFields {
   }
   r.n = f.integer('n', { min: 1, max: limits.maxN });
   r.ignoreEos = f.boolean('ignore_eos'); // llama.cpp's extension
+  // llama.cpp's extensions: a GBNF grammar or a JSON schema constraining the output.
+  const grammar = f.string('grammar', { nonEmpty: true });
+  const schema = f.raw('json_schema');
+  if (schema !== undefined && (typeof schema !== 'object' || Array.isArray(schema)) && typeof schema !== 'boolean') f.fail('json_schema', 'a JSON schema (an object)');
+  if (grammar !== undefined && schema !== undefined) throw invalidField('grammar', 'give `grammar` or `json_schema`, not both');
+  if (grammar !== undefined) r.grammar = grammar;
+  if (schema !== undefined) r.jsonSchema = schema as Record<string, unknown>;
   const stream = f.boolean('stream') ?? false;
   const options = f.object('stream_options');
   if (options && !stream) throw invalidField('stream_options', '`stream_options` is only allowed when `stream` is true');
@@ -113,7 +120,21 @@ export function readChatRequest(body: unknown, limits: RequestLimits): ChatReque
   const format = f.object('response_format');
   if (format) {
     const type = format.required('type', (k) => format.oneOf(k, ['text', 'json_object', 'json_schema']), 'text, json_object or json_schema');
-    if (type !== 'text') throw invalidField('response_format', `\`response_format\` type ${show(type)} is not supported yet: this server has no constrained decoding (only "text")`, 'unsupported_parameter');
+    if (type !== 'text' && (gen.request.grammar !== undefined || gen.request.jsonSchema !== undefined)) {
+      throw invalidField('response_format', '`response_format` and `grammar` / `json_schema` each constrain the output: give one');
+    }
+    if (type === 'json_object') {
+      // Any JSON object, or the schema llama.cpp's server accepts beside the type.
+      const schema = format.object('schema');
+      gen.request.jsonSchema = schema ? (format.raw('schema') as Record<string, unknown>) : { type: 'object' };
+    } else if (type === 'json_schema') {
+      const spec = format.required('json_schema', (k) => format.object(k), 'the name and schema of the output');
+      gen.request.jsonSchema = spec.required('schema', (k) => {
+        const v = spec.raw(k);
+        if (typeof v !== 'object' || Array.isArray(v)) spec.fail(k, 'a JSON schema (an object)');
+        return v as Record<string, unknown>;
+      }, 'the JSON schema the output must follow');
+    }
   }
   f.unsupported('tools', 'is not supported yet: this server has no tool calling (constrained decoding); send no tools', (v) => Array.isArray(v) && v.length === 0);
   f.unsupported('tool_choice', 'is not supported yet (only "none"): this server has no tool calling', (v) => v === 'none');

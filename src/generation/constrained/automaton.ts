@@ -12,7 +12,7 @@ import type { Grammar, GrammarSymbol } from './gbnf.js';
 export const DEAD = -1;
 /** The empty stack: everything matched. */
 const DONE = -1;
-const UNKNOWN = -2;
+export const UNKNOWN = -2;
 
 /** A bound on the automaton's size: a grammar whose states grow past it is refused rather than let memory grow without limit. */
 const MAX_STACKS = 2_000_000;
@@ -34,7 +34,8 @@ export class GrammarAutomaton {
   private readonly statePartial: number[] = [];
   private readonly stateRemain: number[] = [];
   private readonly stateIds = new Map<string, number>();
-  private readonly transitions: Int32Array[] = [];
+  /** Per state, the next state for each byte (UNKNOWN until first needed). */
+  readonly transitions: Int32Array[] = [];
   readonly initial: number;
 
   constructor(readonly grammar: Grammar) {
@@ -136,7 +137,7 @@ export class GrammarAutomaton {
   }
 
   private state(set: number, partial: number, remain: number): number {
-    const key = `${set}:${partial}:${remain}`;
+    const key = remain === 0 ? `${set}` : this.partialKey(set, partial, remain);
     let id = this.stateIds.get(key);
     if (id === undefined) {
       id = this.stateSet.length;
@@ -147,6 +148,26 @@ export class GrammarAutomaton {
       this.transitions.push(new Int32Array(256).fill(UNKNOWN));
     }
     return id;
+  }
+
+  /**
+   * The key of a state inside a multi-byte character. Two partial characters behave the same when
+   * every symbol that could read the character either accepts all of its possible completions or
+   * none of them: then the key is that pattern, not the bytes (inside a JSON string every
+   * non-ASCII character is alike, so its thousands of byte prefixes are one state).
+   */
+  private partialKey(set: number, value: number, remain: number): string {
+    const [lo, hi] = completions(value, remain);
+    let pattern = '';
+    for (const n of this.sets[set]!) {
+      if (n === DONE) continue;
+      const sym = this.posSym[this.nodePos[n]!]!;
+      const some = overlaps(sym, lo, hi);
+      if (!some) pattern += '0';
+      else if (coversAll(sym, lo, hi)) pattern += '1';
+      else return `${set}:${value}:${remain}`; // the exact bytes matter
+    }
+    return `${set}:~${pattern}:${remain}`;
   }
 
   /** The stack set after matching code point `cp`, or DEAD. */
@@ -163,9 +184,7 @@ export class GrammarAutomaton {
 
   /** Whether some stack's next symbol could match a character whose UTF-8 starts with these bytes. */
   private couldComplete(set: number, value: number, remain: number): boolean {
-    let lo = value << (6 * remain);
-    const hi = lo | ((1 << (6 * remain)) - 1);
-    if (lo === 0) lo = remain === 2 ? 1 << 11 : remain === 3 ? 1 << 16 : lo;
+    const [lo, hi] = completions(value, remain);
     for (const n of this.sets[set]!) {
       if (n !== DONE && overlaps(this.posSym[this.nodePos[n]!]!, lo, hi)) return true;
     }
@@ -193,6 +212,28 @@ export class GrammarAutomaton {
     const next = this.advance(set, value);
     return next === DEAD ? DEAD : this.state(next, 0, 0);
   }
+}
+
+/** The code points a partial UTF-8 character (its bits so far, bytes still to come) can complete to. */
+function completions(value: number, remain: number): [number, number] {
+  let lo = value << (6 * remain);
+  const hi = lo | ((1 << (6 * remain)) - 1);
+  if (lo === 0) lo = remain === 2 ? 1 << 11 : remain === 3 ? 1 << 16 : lo;
+  return [lo, hi];
+}
+
+/** Whether a character symbol matches every code point in [lo, hi]. */
+function coversAll(sym: GrammarSymbol, lo: number, hi: number): boolean {
+  if (sym.kind === 'any') return true;
+  if (sym.kind !== 'chars') return false;
+  // [lo, hi] is inside the symbol's set: for a negated class, it overlaps none of the ranges.
+  const r = sym.ranges;
+  if (sym.negated) {
+    for (let i = 0; i < r.length; i += 2) if (r[i]! <= hi && lo <= r[i + 1]!) return false;
+    return true;
+  }
+  for (let i = 0; i < r.length; i += 2) if (r[i]! <= lo && hi <= r[i + 1]!) return true;
+  return false; // (ranges that tile [lo, hi] together are rare; treated as mixed, which is only slower)
 }
 
 function matches(sym: GrammarSymbol, cp: number): boolean {

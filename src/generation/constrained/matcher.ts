@@ -8,7 +8,7 @@ import type { Tokenizer } from '../../tokenizer/index.js';
 import { DEAD, GrammarAutomaton } from './automaton.js';
 import { GrammarError } from './errors.js';
 import { parseGBNF, type Grammar } from './gbnf.js';
-import { TokenMasks, VocabularyTrie } from './token-mask.js';
+import { hasToken, TokenMasks, VocabularyTrie, type TokenBits } from './token-mask.js';
 
 export class CompiledGrammar {
   readonly automaton: GrammarAutomaton;
@@ -57,14 +57,22 @@ export class GrammarMatcher implements LogitsProcessor {
     return this.grammar.automaton.canContinue(this.state);
   }
 
-  /** The allowed-token mask (1 = allowed) at this point. */
-  allowed(): Uint8Array {
+  /** The tokens allowed at this point, as bits (see hasToken / allows). */
+  allowed(): TokenBits {
     return this.grammar.masks.mask(this.state);
   }
 
+  /** Whether token `id` is allowed next. */
+  allows(id: number): boolean {
+    return hasToken(this.allowed(), id);
+  }
+
   process(c: Candidates): void {
-    const mask = this.allowed();
-    for (let i = 0; i < c.size; i++) if (mask[c.ids[i]!] === 0) c.logits[i] = -Infinity;
+    const bits = this.allowed();
+    for (let i = 0; i < c.size; i++) {
+      const id = c.ids[i]!;
+      if (((bits[id >>> 5]! >>> (id & 31)) & 1) === 0) c.logits[i] = -Infinity;
+    }
   }
 
   accept(token: number): void {
