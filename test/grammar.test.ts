@@ -147,6 +147,16 @@ describe.skipIf(!haveRandom)('constrained generation (random-weight Llama 2 voca
     }
   });
 
+  it('batch invariance: each completion has its own matcher, and equals the same request alone', async () => {
+    const schema = { type: 'object', properties: { a: { type: 'integer', minimum: 0, maximum: 999 }, b: { type: 'string', maxLength: 8 } }, required: ['a', 'b'] };
+    const together = await engine.generate({ prompt: 'x', jsonSchema: schema, n: 4, seed: 21, temperature: 1, maxTokens: 80 }).result;
+    const alone = await Promise.all([0, 1, 2, 3].map((i) => engine.generate({ prompt: 'x', jsonSchema: schema, seed: 21 + i, temperature: 1, maxTokens: 80 }).result));
+    expect(together.completions.map((c) => c.text)).toEqual(alone.map((r) => r.text));
+    expect(new Set(alone.map((r) => r.text)).size).toBeGreaterThan(1);
+    expect(() => engine.generate({ prompt: 'x', grammar: 'root ::= "a"', jsonSchema: {} })).toThrow(/not both/);
+    expect(() => engine.generate({ prompt: 'x', grammar: 'root ::= nope' })).toThrow(GrammarError);
+  });
+
   const SCHEMAS: [string, object][] = [
     ['nested objects with optional properties', {
       type: 'object',
