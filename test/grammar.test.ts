@@ -16,10 +16,12 @@ import { integerRange, jsonSchemaToGBNF } from '../src/generation/constrained/js
 import { CompiledGrammar } from '../src/generation/constrained/matcher.js';
 import { hasToken } from '../src/generation/constrained/token-mask.js';
 import { loadModel, type Model } from '../src/model/model.js';
+import { disposeLlamaCpp, isLlamaCppAvailable, llamaCppGrammarAllowed } from './oracle/llama-cpp.js';
 
 const GRAMMARS = join(import.meta.dirname, 'fixtures/llama-cpp-grammars');
 const RANDOM = '../shared/models/llama-2-tiny-random.gguf';
 const haveRandom = existsSync(RANDOM);
+const haveLlamaCpp = await isLlamaCppAvailable();
 if (!haveRandom) console.warn(`grammar: ${RANDOM} is absent, skipping generation`);
 
 describe('GBNF parser', () => {
@@ -78,6 +80,7 @@ describe.skipIf(!haveRandom)('constrained generation (random-weight Llama 2 voca
   afterAll(async () => {
     await engine?.dispose();
     await model?.dispose();
+    await disposeLlamaCpp();
   });
 
   const compile = (src: string) => CompiledGrammar.fromGBNF(src, model.tokenizer);
@@ -155,6 +158,31 @@ describe.skipIf(!haveRandom)('constrained generation (random-weight Llama 2 voca
     expect(new Set(alone.map((r) => r.text)).size).toBeGreaterThan(1);
     expect(() => engine.generate({ prompt: 'x', grammar: 'root ::= "a"', jsonSchema: {} })).toThrow(/not both/);
     expect(() => engine.generate({ prompt: 'x', grammar: 'root ::= nope' })).toThrow(GrammarError);
+  });
+
+  it.skipIf(!haveLlamaCpp)('the allowed-token sets are llama.cpp\'s (its grammar sampler, same GBNF, same token history)', async () => {
+    const tok = model.tokenizer;
+    const every = Array.from({ length: tok.vocabSize }, (_, i) => i);
+    const cases: [string, string][] = [
+      ['json.gbnf', readFileSync(join(GRAMMARS, 'json.gbnf'), 'utf8')],
+      ['arithmetic.gbnf', readFileSync(join(GRAMMARS, 'arithmetic.gbnf'), 'utf8')],
+      ['a JSON schema', jsonSchemaToGBNF(SCHEMAS[0]![1])],
+      ['a JSON schema with $ref', jsonSchemaToGBNF(SCHEMAS[3]![1])],
+      ['formats and patterns', jsonSchemaToGBNF(SCHEMAS[5]![1])],
+    ];
+    for (const [label, grammar] of cases) {
+      // A history made under our grammar (seeded), then both matchers asked about every token at sampled steps.
+      const r = await engine.generate({ prompt: 'x', grammar, seed: 4, temperature: 1, maxTokens: 40 }).result;
+      const history = r.tokens.slice(0, 12);
+      const theirs = await llamaCppGrammarAllowed(RANDOM, grammar, history, every);
+      const m = compile(grammar).matcher();
+      for (let step = 0; step <= history.length; step++) {
+        const bits = m.allowed();
+        const differ = every.filter((t) => hasToken(bits, t) !== theirs[step]![t]);
+        expect(differ.map((t) => `${t} ${JSON.stringify(tok.tokenText(t))} ours ${hasToken(bits, t)}`).slice(0, 5), `${label}, step ${step}`).toEqual([]);
+        if (step < history.length) m.accept(history[step]!);
+      }
+    }
   });
 
   const SCHEMAS: [string, object][] = [

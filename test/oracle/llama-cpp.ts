@@ -220,3 +220,24 @@ export async function llamaCppGreedy(path: string, tokens: number[], n: number, 
     await context.dispose();
   }
 }
+
+/**
+ * llama.cpp's own grammar matcher (its grammar sampler through node-llama-cpp's addon, the internal
+ * calls LlamaChatSession uses): for a GBNF grammar and the tokens generated so far, which of
+ * `candidates` it allows at each step (before history[0], after history[0], ...).
+ */
+export async function llamaCppGrammarAllowed(path: string, grammar: string, history: readonly number[], candidates: readonly number[]): Promise<boolean[][]> {
+  const l = await llama();
+  const m = await model(path);
+  const { LlamaGrammarEvaluationState } = await import('node-llama-cpp');
+  const g = await l.createGrammar({ grammar });
+  const state = new LlamaGrammarEvaluationState({ model: m, grammar: g });
+  const addon = (l as unknown as { _bindings: { AddonSampler: { canBeNextTokenForGrammarEvaluationState(s: unknown, t: number): boolean; acceptGrammarEvaluationStateToken(s: unknown, t: number): void } } })._bindings.AddonSampler;
+  const raw = (state as unknown as { _state: unknown })._state;
+  const out: boolean[][] = [];
+  for (let step = 0; step <= history.length; step++) {
+    out.push(candidates.map((t) => addon.canBeNextTokenForGrammarEvaluationState(raw, t)));
+    if (step < history.length) addon.acceptGrammarEvaluationStateToken(raw, history[step]!);
+  }
+  return out;
+}

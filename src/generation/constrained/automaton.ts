@@ -201,8 +201,9 @@ export class GrammarAutomaton {
       let value: number, need: number;
       if (byte >> 5 === 0b110) [value, need] = [byte & 0x1f, 1];
       else if (byte >> 4 === 0b1110) [value, need] = [byte & 0x0f, 2];
-      else if (byte >> 3 === 0b11110) [value, need] = [byte & 0x07, 3];
-      else return DEAD; // a continuation byte with nothing to continue, or not UTF-8
+      // 0xF8-0xFF as 4-byte leads too (their code points lie past Unicode), as llama.cpp's decoder reads them.
+      else if (byte >> 4 === 0b1111) [value, need] = [byte & 0x0f, 3];
+      else return DEAD; // a continuation byte with nothing to continue
       if (need === 1 && value < 2) return DEAD; // overlong
       return this.couldComplete(set, value, need) ? this.state(set, value, need) : DEAD;
     }
