@@ -162,7 +162,9 @@ describe.skipIf(!haveRandom)('constrained generation (random-weight Llama 2 voca
 
   it.skipIf(!haveLlamaCpp)('the allowed-token sets are llama.cpp\'s (its grammar sampler, same GBNF, same token history)', async () => {
     const tok = model.tokenizer;
-    const every = Array.from({ length: tok.vocabSize }, (_, i) => i);
+    // Every token but the byte tokens 0xF5-0xFF: no UTF-8 character starts with them, and llama.cpp's decoder takes
+    // 0xF8-0xFF for 4-byte leads (so it lets a model write invalid UTF-8), where ours refuses them.
+    const every = Array.from({ length: tok.vocabSize }, (_, i) => i).filter((t) => !tok.tokenToPiece(t).some((b) => b >= 0xf5));
     const cases: [string, string][] = [
       ['json.gbnf', readFileSync(join(GRAMMARS, 'json.gbnf'), 'utf8')],
       ['arithmetic.gbnf', readFileSync(join(GRAMMARS, 'arithmetic.gbnf'), 'utf8')],
@@ -178,8 +180,8 @@ describe.skipIf(!haveRandom)('constrained generation (random-weight Llama 2 voca
       const m = compile(grammar).matcher();
       for (let step = 0; step <= history.length; step++) {
         const bits = m.allowed();
-        const differ = every.filter((t) => hasToken(bits, t) !== theirs[step]![t]);
-        expect(differ.map((t) => `${t} ${JSON.stringify(tok.tokenText(t))} ours ${hasToken(bits, t)}`).slice(0, 5), `${label}, step ${step}`).toEqual([]);
+        const differ = every.filter((t, k) => hasToken(bits, t) !== theirs[step]![k]);
+        expect(differ.map((t) => `${t} ${JSON.stringify(tok.tokenText(t))} ours ${hasToken(bits, t)}`).slice(0, 5), `${label}, step ${step} after ${JSON.stringify(history.slice(0, step).map((h) => tok.tokenText(h)))}`).toEqual([]);
         if (step < history.length) m.accept(history[step]!);
       }
     }

@@ -158,6 +158,8 @@ export class GrammarAutomaton {
    */
   private partialKey(set: number, value: number, remain: number): string {
     const [lo, hi] = completions(value, remain);
+    // Only characters that are all valid (no surrogates, none past U+10FFFF) may share a state: others are checked exactly.
+    if (hi > 0x10ffff || (lo <= 0xdfff && hi >= 0xd800)) return `${set}:${value}:${remain}`;
     let pattern = '';
     for (const n of this.sets[set]!) {
       if (n === DONE) continue;
@@ -201,15 +203,17 @@ export class GrammarAutomaton {
       let value: number, need: number;
       if (byte >> 5 === 0b110) [value, need] = [byte & 0x1f, 1];
       else if (byte >> 4 === 0b1110) [value, need] = [byte & 0x0f, 2];
-      // 0xF8-0xFF as 4-byte leads too (their code points lie past Unicode), as llama.cpp's decoder reads them.
-      else if (byte >> 4 === 0b1111) [value, need] = [byte & 0x0f, 3];
-      else return DEAD; // a continuation byte with nothing to continue
+      else if (byte >= 0xf0 && byte <= 0xf4) [value, need] = [byte & 0x07, 3];
+      // A continuation byte with nothing to continue, or 0xF5-0xFF, which start no UTF-8 character. (llama.cpp reads
+      // 0xF8-0xFF as 4-byte leads and so lets a model write invalid UTF-8; the text made here is always valid.)
+      else return DEAD;
       if (need === 1 && value < 2) return DEAD; // overlong
       return this.couldComplete(set, value, need) ? this.state(set, value, need) : DEAD;
     }
     if (byte >> 6 !== 0b10) return DEAD;
     const value = (this.statePartial[state]! << 6) | (byte & 0x3f);
     if (remain > 1) return this.couldComplete(set, value, remain - 1) ? this.state(set, value, remain - 1) : DEAD;
+    if (value > 0x10ffff || (value >= 0xd800 && value <= 0xdfff)) return DEAD; // not a Unicode scalar value
     const next = this.advance(set, value);
     return next === DEAD ? DEAD : this.state(next, 0, 0);
   }
