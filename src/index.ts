@@ -54,3 +54,6 @@ export type { Grammar, GrammarSymbol } from './generation/constrained/gbnf.js';
 export { jsonSchemaToGBNF } from './generation/constrained/json-schema.js';
 export { GrammarError } from './generation/constrained/errors.js';
 export type { GrammarErrorCode } from './generation/constrained/errors.js';
+export { LazyGrammarMatcher } from './generation/constrained/matcher.js';
+export { planToolCalls, parseToolCalls, toolCallFormatOf } from './chat/tool-calls.js';
+export type { Tool, ToolFunction, ToolChoice, ToolCallFormat, ToolCallPlan, ParsedToolCall } from './chat/tool-calls.js';

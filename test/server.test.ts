@@ -228,9 +228,9 @@ describe('server: the openai client on Node', () => {
     expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
     expect(missing).toMatchObject({ status: 404, code: 'model_not_found', param: 'model' });
     const tools = await client.chat.completions.create({
-      model: MODEL_ID, messages: MESSAGES, tools: [{ type: 'function', function: { name: 'f', parameters: {} } }],
+      model: MODEL_ID, messages: MESSAGES, tools: [{ type: 'function', function: { name: 'f f', parameters: {} } }],
     }).catch((e: unknown) => e);
-    expect(tools).toMatchObject({ status: 400, param: 'tools', code: 'unsupported_parameter' });
+    expect(tools).toMatchObject({ status: 400, param: 'tools[0].function.name', code: 'invalid_value' });
     const badSchema = await client.chat.completions.create({
       model: MODEL_ID, messages: MESSAGES, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', format: 'email' } } },
     }).catch((e: unknown) => e);
@@ -304,7 +304,10 @@ describe('server: request validation (every field a 400 naming it)', () => {
     ['/v1/chat/completions', 'message not an object', { messages: ['hi'] }, 'messages[0]'],
     ['/v1/chat/completions', 'message without role', { messages: [{ content: 'x' }] }, 'messages[0].role'],
     ['/v1/chat/completions', 'unknown role', { messages: [{ role: 'wizard', content: 'x' }] }, 'messages[0].role', /"system", "developer", "user", "assistant"/],
-    ['/v1/chat/completions', 'tool role', { messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].role', /tool calling/],
+    ['/v1/chat/completions', 'tool message without its call id', { messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].tool_call_id'],
+    ['/v1/chat/completions', 'tool_calls of a user', { messages: [{ role: 'user', content: 'x', tool_calls: [] }] }, 'messages[0].tool_calls'],
+    ['/v1/chat/completions', 'call arguments not JSON', { messages: [{ role: 'assistant', content: null, tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: '{nope' } }] }] }, 'messages[0].tool_calls[0].function.arguments'],
+    ['/v1/chat/completions', 'function role', { messages: [{ role: 'function', content: 'x', name: 'f' }] }, 'messages[0].role', /deprecated/],
     ['/v1/chat/completions', 'numeric content', { messages: [{ role: 'user', content: 5 }] }, 'messages[0].content'],
     ['/v1/chat/completions', 'image part', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages[0].content[0].type', /text parts only/],
     ['/v1/chat/completions', 'temperature string', chat({ temperature: 'hot' }), 'temperature'],

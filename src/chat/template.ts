@@ -9,6 +9,11 @@ import { ChatTemplateError } from './errors.js';
 export interface ChatMessage {
   role: string;
   content: string;
+  /** An assistant's tool calls ({ id, type: 'function', function: { name, arguments: object } }), as templates read them. */
+  tool_calls?: unknown[];
+  /** A tool message: which call it answers. */
+  tool_call_id?: string;
+  name?: string;
 }
 
 export interface ChatRenderOptions {

@@ -8,7 +8,7 @@ import { ChatTemplate, type ChatMessage, type ChatRenderOptions } from '../chat/
 import { yieldToEventLoop } from '../generation/yield.js';
 import { createDrafter, type Drafter } from '../generation/prompt-lookup.js';
 import { jsonSchemaToGBNF } from '../generation/constrained/json-schema.js';
-import { CompiledGrammar } from '../generation/constrained/matcher.js';
+import { CompiledGrammar, LazyGrammarMatcher } from '../generation/constrained/matcher.js';
 import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
 import { everyLayerWindow, Graph } from '../model/graph.js';
@@ -176,7 +176,10 @@ export class Engine {
     }
     // A grammar is compiled once per request (and cached by text); each completion gets its own matcher.
     const constraint = this.constraintOf(request);
-    const logitsProcessors = constraint ? () => [...(request.logitsProcessors?.() ?? []), constraint.matcher()] : request.logitsProcessors;
+    const trigger = request.grammarTrigger;
+    if (trigger !== undefined && (typeof trigger !== 'string' || trigger === '' || !constraint)) throw new EngineError('INVALID_REQUEST', 'grammarTrigger must be non-empty text, given with a grammar');
+    const matcher = () => (trigger === undefined ? constraint!.matcher() : new LazyGrammarMatcher(constraint!, trigger));
+    const logitsProcessors = constraint ? () => [...(request.logitsProcessors?.() ?? []), matcher()] : request.logitsProcessors;
     // Completion i of a seeded request samples as a lone request with seed + i would.
     const samplers = Array.from({ length: n }, (_, i) => new Sampler({ ...request, logitsProcessors, seed: request.seed === undefined ? undefined : (request.seed + i) >>> 0 }));
 

@@ -68,6 +68,12 @@ export interface GenerateOptions extends SamplingOptions {
    * tokens the grammar allows are sampled, and the end of generation only where it is complete.
    */
   grammar?: string;
+  /**
+   * With grammar: leave the text free until this text appears, and constrain it from there on (the
+   * grammar then starts with it): llama.cpp's lazy grammars, for a tool call the model may or may
+   * not make.
+   */
+  grammarTrigger?: string;
   /** Constrain the output to JSON valid under this JSON schema (converted to a grammar as llama.cpp does). */
   jsonSchema?: Record<string, unknown> | boolean;
 }

@@ -3,6 +3,7 @@
 // never silently dropped; fields it has no use for (user, metadata, store, ...) are ignored as
 // OpenAI ignores unknown ones.
 import type { ChatMessage } from '../chat/template.js';
+import type { Tool, ToolChoice } from '../chat/tool-calls.js';
 import { MAX_TOP_LOGPROBS } from '../engine/engine.js';
 import type { EngineRequest } from '../engine/types.js';
 import { HttpError, invalidField } from './errors.js';
@@ -29,6 +30,8 @@ export interface ChatRequest extends GenerationFields {
   messages: ChatMessage[];
   /** Extra template variables (llama.cpp's chat_template_kwargs). */
   templateVariables: Record<string, unknown>;
+  /** Tools the model may call, and how (absent or choice 'none': no tool calling). */
+  tools?: { list: Tool[]; choice: ToolChoice; parallel: boolean };
 }
 
 export interface CompletionRequest extends GenerationFields {
@@ -106,7 +109,7 @@ function readGeneration(f: Fields, limits: RequestLimits): GenerationFields {
   return { request: r, stream, includeUsage };
 }
 
-const ROLES = ['system', 'developer', 'user', 'assistant'] as const;
+const ROLES = ['system', 'developer', 'user', 'assistant', 'tool'] as const;
 
 /** POST /v1/chat/completions */
 export function readChatRequest(body: unknown, limits: RequestLimits): ChatRequest {
@@ -136,28 +139,86 @@ export function readChatRequest(body: unknown, limits: RequestLimits): ChatReque
       }, 'the JSON schema the output must follow');
     }
   }
-  f.unsupported('tools', 'is not supported yet: this server has no tool calling (constrained decoding); send no tools', (v) => Array.isArray(v) && v.length === 0);
-  f.unsupported('tool_choice', 'is not supported yet (only "none"): this server has no tool calling', (v) => v === 'none');
-  f.unsupported('functions', 'is not supported: this server has no function calling');
-  f.unsupported('function_call', 'is not supported: this server has no function calling', (v) => v === 'none');
+  const tools = readTools(f);
+  if (tools && tools.choice !== 'none' && (gen.request.grammar !== undefined || gen.request.jsonSchema !== undefined)) {
+    throw invalidField('tools', '`tools` and `response_format` / `grammar` / `json_schema` each constrain the output: give one');
+  }
+  f.unsupported('functions', 'is deprecated and not supported: send `tools`');
+  f.unsupported('function_call', 'is deprecated and not supported: send `tool_choice`', (v) => v === 'none');
   f.unsupported('modalities', 'may only be ["text"]: this server generates text', (v) => Array.isArray(v) && v.every((m) => m === 'text'));
   f.unsupported('audio', 'is not supported: this server generates text');
   f.unsupported('prediction', 'is not supported');
   f.unsupported('reasoning_effort', 'is not supported: the model is not a reasoning model');
   const kwargs = f.object('chat_template_kwargs');
-  return { ...gen, messages, templateVariables: kwargs ? { ...(f.raw('chat_template_kwargs') as object) } : {} };
+  return { ...gen, messages, templateVariables: kwargs ? { ...(f.raw('chat_template_kwargs') as object) } : {}, ...(tools ? { tools } : {}) };
+}
+
+/** tools, tool_choice and parallel_tool_calls. */
+function readTools(f: Fields): ChatRequest['tools'] {
+  const list = f.array('tools', { max: 128 });
+  const rawChoice = f.raw('tool_choice');
+  const parallel = f.boolean('parallel_tool_calls') ?? true;
+  if (list === undefined || list.length === 0) {
+    if (rawChoice !== undefined && rawChoice !== 'none' && rawChoice !== 'auto') throw invalidField('tool_choice', '`tool_choice` needs `tools`');
+    return undefined;
+  }
+  const tools = list.map((raw, i): Tool => {
+    const t = new Fields(raw, `tools[${i}].`);
+    t.required('type', (k) => t.oneOf(k, ['function'] as const), 'the kind of tool ("function")');
+    const fn = t.required('function', (k) => t.object(k), 'the function: name, description, parameters');
+    const name = fn.required('name', (k) => fn.string(k), 'the function name');
+    if (!/^[a-zA-Z0-9_-]{1,64}$/.test(name)) fn.fail('name', 'a name of 1 to 64 letters, digits, _ or -');
+    const description = fn.string('description');
+    const parameters = fn.object('parameters') ? (fn.raw('parameters') as Record<string, unknown>) : undefined;
+    return { type: 'function', function: { name, ...(description !== undefined ? { description } : {}), ...(parameters ? { parameters } : {}) } };
+  });
+  const names = new Set<string>();
+  tools.forEach((t, i) => {
+    if (names.has(t.function.name)) throw invalidField(`tools[${i}].function.name`, `two tools are named ${show(t.function.name)}`);
+    names.add(t.function.name);
+  });
+  let choice: ToolChoice = 'auto';
+  if (typeof rawChoice === 'string') choice = f.oneOf('tool_choice', ['none', 'auto', 'required'] as const)!;
+  else if (rawChoice !== undefined) {
+    const c = f.object('tool_choice')!;
+    c.required('type', (k) => c.oneOf(k, ['function'] as const), '"function"');
+    const fn = c.required('function', (k) => c.object(k), 'the function to call');
+    const name = fn.required('name', (k) => fn.string(k), 'the name of one of the tools');
+    if (!names.has(name)) fn.fail('name', `the name of one of the tools (${[...names].join(', ')})`);
+    choice = { type: 'function', function: { name } };
+  }
+  return { list: tools, choice, parallel };
 }
 
 function readMessage(raw: unknown, i: number): ChatMessage {
   const m = new Fields(raw, `messages[${i}].`);
   const role = m.required('role', (k) => m.string(k), 'the author of the message');
-  if (role === 'tool' || role === 'function') throw invalidField(m.name('role'), `\`${m.name('role')}\` ${show(role)} is not supported yet: this server has no tool calling`, 'unsupported_parameter');
+  if (role === 'function') throw invalidField(m.name('role'), `\`${m.name('role')}\` "function" is deprecated and not supported: use "tool"`, 'unsupported_parameter');
   if (!(ROLES as readonly string[]).includes(role)) m.fail('role', `one of ${ROLES.map((r) => JSON.stringify(r)).join(', ')}`);
-  if (m.has('tool_calls')) throw invalidField(m.name('tool_calls'), `\`${m.name('tool_calls')}\` is not supported yet: this server has no tool calling`, 'unsupported_parameter');
+  const extra: Partial<ChatMessage> = {};
+  if (role === 'tool') extra.tool_call_id = m.required('tool_call_id', (k) => m.string(k), 'the id of the call this answers');
+  if (m.has('tool_calls')) {
+    if (role !== 'assistant') throw invalidField(m.name('tool_calls'), `\`${m.name('tool_calls')}\` belongs to assistant messages`);
+    // Templates read arguments as objects (Hugging Face's convention); OpenAI sends them as JSON text.
+    extra.tool_calls = m.array('tool_calls')!.map((raw, j) => {
+      const c = new Fields(raw, `${m.name('tool_calls')}[${j}].`);
+      const id = c.required('id', (k) => c.string(k), 'the call id');
+      const fn = c.required('function', (k) => c.object(k), 'the function called');
+      const name = fn.required('name', (k) => fn.string(k), 'the function name');
+      const text = fn.required('arguments', (k) => fn.string(k), 'the arguments as JSON text');
+      let args: unknown;
+      try {
+        args = JSON.parse(text);
+      } catch {
+        fn.fail('arguments', 'a JSON object as text');
+      }
+      return { id, type: 'function', function: { name, arguments: args } };
+    });
+  }
   const content = m.raw('content');
   let text: string;
   if (typeof content === 'string') text = content;
-  else if (content === undefined && role === 'assistant') text = '';
+  else if (content === undefined && role === 'assistant') text = ''; // (undefined also covers null)
   else if (Array.isArray(content)) {
     text = content.map((part, j) => {
       const p = new Fields(part, `${m.name('content')}[${j}].`);
@@ -169,7 +230,7 @@ function readMessage(raw: unknown, i: number): ChatMessage {
     text = m.fail('content', 'a string or an array of text parts');
   }
   // "developer" is OpenAI's newer name for the system role; chat templates know "system".
-  return { role: role === 'developer' ? 'system' : role, content: text };
+  return { role: role === 'developer' ? 'system' : role, content: text, ...extra };
 }
 
 /** POST /v1/completions */

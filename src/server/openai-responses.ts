@@ -4,6 +4,7 @@
 import type { EngineResult, TokenLogprob } from '../engine/types.js';
 import type { StopReason } from '../model/model.js';
 import type { Tokenizer } from '../tokenizer/index.js';
+import { parseToolCalls, type ToolCallFormat } from '../chat/tool-calls.js';
 
 /** What every response of one request carries. */
 export interface ResponseMeta {
@@ -97,25 +98,45 @@ function envelope(meta: ResponseMeta, object: string) {
   return { id: meta.id, object, created: meta.created, model: meta.model, system_fingerprint: meta.systemFingerprint };
 }
 
-/** A whole chat.completion. */
-export function chatResponse(meta: ResponseMeta, result: EngineResult, tokenizer: Tokenizer) {
+export interface ToolCallOut {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** A completion's reply as OpenAI shapes it: text, or (when the model called tools) the calls and any text beside them. */
+export function replyOf(c: EngineResult['completions'][number], format: ToolCallFormat | undefined): { content: string | null; toolCalls?: ToolCallOut[]; finish: 'stop' | 'length' | 'tool_calls' } {
+  const parsed = format === undefined ? undefined : parseToolCalls(format, c.text);
+  if (!parsed || parsed.calls.length === 0) return { content: parsed?.content ?? c.text, finish: finishReason(c.stopReason) };
+  return {
+    content: parsed.content,
+    toolCalls: parsed.calls.map((call) => ({ id: call.id ?? newId('call'), type: 'function', function: { name: call.name, arguments: JSON.stringify(call.arguments) } })),
+    finish: 'tool_calls',
+  };
+}
+
+/** A whole chat.completion; `toolFormat` when the request had tools to call. */
+export function chatResponse(meta: ResponseMeta, result: EngineResult, tokenizer: Tokenizer, toolFormat?: ToolCallFormat) {
   return {
     ...envelope(meta, 'chat.completion'),
-    choices: result.completions.map((c) => ({
-      index: c.index,
-      message: { role: 'assistant', content: c.text, refusal: null },
-      logprobs: c.logprobs ? { content: chatLogprobs(tokenizer, c.tokens, c.logprobs, c.topLogprobs), refusal: null } : null,
-      finish_reason: finishReason(c.stopReason),
-    })),
+    choices: result.completions.map((c) => {
+      const reply = replyOf(c, toolFormat);
+      return {
+        index: c.index,
+        message: { role: 'assistant', content: reply.content, refusal: null, ...(reply.toolCalls ? { tool_calls: reply.toolCalls } : {}) },
+        logprobs: c.logprobs ? { content: chatLogprobs(tokenizer, c.tokens, c.logprobs, c.topLogprobs), refusal: null } : null,
+        finish_reason: reply.finish,
+      };
+    }),
     usage: usageOf([result]),
   };
 }
 
 export interface ChunkChoice {
   index: number;
-  delta: { role?: 'assistant'; content?: string };
+  delta: { role?: 'assistant'; content?: string | null; tool_calls?: (ToolCallOut & { index: number })[] };
   logprobs: { content: ChatTokenLogprob[]; refusal: null } | null;
-  finish_reason: 'stop' | 'length' | null;
+  finish_reason: 'stop' | 'length' | 'tool_calls' | null;
 }
 
 /** One chat.completion.chunk; the usage chunk (stream_options.include_usage) has no choices. */

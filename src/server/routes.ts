@@ -1,7 +1,7 @@
 // The routes that run the model: chat and text completions (whole or streamed as server-sent
 // events), embeddings, tokenize / detokenize. Each reads its body with openai-requests.ts, submits
 // to the engine, and shapes the answer with openai-responses.ts.
-import type { ChatTemplate } from '../chat/template.js';
+import type { ChatMessage, ChatTemplate } from '../chat/template.js';
 import { Channel } from '../engine/channel.js';
 import type { Engine } from '../engine/engine.js';
 import type { EngineGeneration, EnginePiece, EngineResult } from '../engine/types.js';
@@ -12,9 +12,10 @@ import { jsonResponse } from './http.js';
 import type { ServerMetrics } from './metrics.js';
 import { readChatRequest, readCompletionRequest, readEmbeddingRequest, type RequestLimits, checkModel } from './openai-requests.js';
 import {
-  chatChunk, chatLogprobs, chatResponse, completionLogprobs, completionResponse, finishReason, newId, usageOf,
+  chatChunk, chatLogprobs, chatResponse, completionLogprobs, completionResponse, finishReason, newId, replyOf, usageOf,
   type CompletionChoice, type ResponseMeta,
 } from './openai-responses.js';
+import { planToolCalls, toolCallFormatOf, type ToolCallFormat } from '../chat/tool-calls.js';
 import { sseResponse } from './sse.js';
 
 export interface ServedModel {
@@ -73,21 +74,47 @@ function stream(ctx: RouteContext, events: AsyncIterable<unknown>, abort: AbortC
 async function chat(ctx: RouteContext): Promise<Response> {
   const req = readChatRequest(await ctx.json(), ctx.served.limits);
   const engine = generationEngine(ctx.served);
+  let messages = req.messages;
+  let variables = req.templateVariables;
+  let toolFormat: ToolCallFormat | undefined;
+  if (req.tools) {
+    // The template shows the tools; unless tool_choice is "none", a grammar keeps the calls well-formed.
+    variables = { ...variables, tools: req.tools.list };
+    if (req.tools.choice !== 'none') {
+      const plan = planToolCalls(toolCallFormatOf(ctx.served.template!.source), req.tools.list, req.tools.choice, req.tools.parallel);
+      toolFormat = plan.format;
+      Object.assign(req.request, { grammar: plan.grammar, grammarTrigger: plan.trigger });
+      if (plan.systemPrompt) messages = withSystemPrompt(messages, plan.systemPrompt);
+    }
+  }
   const abort = linkedAbort(ctx.request);
-  const generation = engine.chat(req.messages, {
-    ...req.request, chatTemplate: ctx.served.template, variables: req.templateVariables, signal: abort.signal, timeoutMs: ctx.served.requestTimeoutMs,
+  const generation = engine.chat(messages, {
+    ...req.request, chatTemplate: ctx.served.template, variables, signal: abort.signal, timeoutMs: ctx.served.requestTimeoutMs,
   });
   const meta = metaOf(ctx.served, 'chatcmpl');
   const tok = ctx.served.model.tokenizer;
   if (!req.stream) {
     const result = await generation.result;
     ctx.metrics.generation(result);
-    return jsonResponse(chatResponse(meta, result, tok), 200, ctx.headers);
+    return jsonResponse(chatResponse(meta, result, tok, toolFormat), 200, ctx.headers);
   }
   const n = req.request.n ?? 1;
   const usage = req.includeUsage ? null : undefined; // include_usage: every chunk says usage null but the last
   async function* events() {
     for (let i = 0; i < n; i++) yield chatChunk(meta, [{ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], usage);
+    if (toolFormat) {
+      // With tools, a reply is known to be calls or text only at its end: it comes in one delta then.
+      const result = await generation.result;
+      ctx.metrics.generation(result);
+      for (const c of result.completions) {
+        const reply = replyOf(c, toolFormat);
+        const delta = { ...(reply.content !== null ? { content: reply.content } : {}), ...(reply.toolCalls ? { tool_calls: reply.toolCalls.map((t, index) => ({ index, ...t })) } : {}) };
+        yield chatChunk(meta, [{ index: c.index, delta, logprobs: null, finish_reason: null }], usage);
+        yield chatChunk(meta, [{ index: c.index, delta: {}, logprobs: null, finish_reason: reply.finish }], usage);
+      }
+      if (req.includeUsage) yield chatChunk(meta, [], usageOf([result]));
+      return;
+    }
     for await (const p of generation) {
       const logprobs = p.logprob !== undefined && p.tokenId >= 0 ? { content: chatLogprobs(tok, [p.tokenId], [p.logprob], p.topLogprobs && [p.topLogprobs]), refusal: null } : null;
       if (p.text === '' && !logprobs) continue; // text held back (a partial character, a possible stop string)
@@ -150,6 +177,12 @@ async function completions(ctx: RouteContext): Promise<Response> {
     if (req.includeUsage) yield completionResponse(meta, [], usageOf(results));
   }
   return stream(ctx, events(), abort);
+}
+
+/** The messages with instructions added to their system message (or a system message put first). */
+function withSystemPrompt(messages: ChatMessage[], prompt: string): ChatMessage[] {
+  if (messages[0]?.role === 'system') return [{ ...messages[0], content: `${messages[0].content}\n\n${prompt}` }, ...messages.slice(1)];
+  return [{ role: 'system', content: prompt }, ...messages];
 }
 
 /** The pieces of several generations as they come, tagged with which one (by position). */

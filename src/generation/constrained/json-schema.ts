@@ -46,30 +46,65 @@ const HANDLED = new Set([
 const FORMATS = new Set(['date', 'time', 'date-time', 'uuid']);
 
 export function jsonSchemaToGBNF(schema: unknown): string {
-  return new Converter(schema).convert();
+  const rules = new GrammarRules();
+  const top = rules.schema(schema, '');
+  if (top !== 'root') rules.set('root', top);
+  return rules.text();
+}
+
+/**
+ * Rules of one GBNF grammar being assembled: JSON schemas go in under names of their own (so one
+ * grammar can hold several, as a tool-call grammar holds each tool's arguments) beside rules
+ * written by hand.
+ */
+export class GrammarRules {
+  private readonly rules = new Map<string, string>([['space', SPACE]]);
+
+  /** The rule matching JSON valid under `schema`, named after `hint` ('' names it root). */
+  schema(schema: unknown, hint: string): string {
+    if (!isSchema(schema)) throw new GrammarError('INVALID_SCHEMA', `a JSON schema must be an object or a boolean, got ${typeof schema}`);
+    return new Converter(schema, this.rules).visitRoot(hint);
+  }
+
+  /** A rule written in GBNF; returns its (unique) name. */
+  add(hint: string, body: string): string {
+    const name = uniqueName(this.rules, hint);
+    this.rules.set(name, body);
+    return name;
+  }
+
+  set(name: string, body: string): void {
+    this.rules.set(name, body);
+  }
+
+  text(): string {
+    return [...this.rules].map(([name, body]) => `${name} ::= ${body}`).join('\n') + '\n';
+  }
+}
+
+function uniqueName(rules: Map<string, string>, hint: string): string {
+  const base = hint.replace(/[^a-zA-Z0-9-]+/g, '-').replace(/^-+|-+$/g, '') || 'root';
+  let name = base, k = 0;
+  while (rules.has(name) || name in PRIMITIVES) name = `${base}-${++k}`;
+  return name;
 }
 
 class Converter {
-  private readonly rules = new Map<string, string>();
   /** $ref targets being converted or done: name of their rule. */
   private readonly refs = new Map<string, string>();
 
-  constructor(private readonly root: unknown) {}
+  constructor(
+    private readonly root: Schema,
+    private readonly rules: Map<string, string>,
+  ) {}
 
-  convert(): string {
-    if (!isSchema(this.root)) throw new GrammarError('INVALID_SCHEMA', `a JSON schema must be an object or a boolean, got ${typeof this.root}`);
-    this.rules.set('space', SPACE);
-    const top = this.visit(this.root, '', '#');
-    if (top !== 'root') this.rules.set('root', top);
-    return [...this.rules].map(([name, body]) => `${name} ::= ${body}`).join('\n') + '\n';
+  visitRoot(hint: string): string {
+    return this.visit(this.root, hint, '#');
   }
 
   /** A unique rule name from a path-like hint. */
   private name(hint: string): string {
-    const base = hint.replace(/[^a-zA-Z0-9-]+/g, '-').replace(/^-+|-+$/g, '') || 'root';
-    let name = base, k = 0;
-    while (this.rules.has(name) || name in PRIMITIVES) name = `${base}-${++k}`;
-    return name;
+    return uniqueName(this.rules, hint);
   }
 
   private add(hint: string, body: string): string {

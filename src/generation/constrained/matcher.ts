@@ -81,8 +81,71 @@ export class GrammarMatcher implements LogitsProcessor {
       if (!this.complete) throw new GrammarError('PARSE_ERROR', `end of generation (token ${token}) before the grammar is complete`);
       return;
     }
-    const next = this.grammar.automaton.walk(this.state, tok.tokenToPiece(token));
-    if (next === DEAD) throw new GrammarError('PARSE_ERROR', `token ${token} (${JSON.stringify(tok.tokenText(token))}) does not fit the grammar here`);
-    this.state = next;
+    if (!this.acceptBytes(tok.tokenToPiece(token))) throw new GrammarError('PARSE_ERROR', `token ${token} (${JSON.stringify(tok.tokenText(token))}) does not fit the grammar here`);
   }
+
+  /** Advance over text the grammar must match; false (and no change) if it does not fit. */
+  acceptBytes(bytes: Uint8Array): boolean {
+    const next = this.grammar.automaton.walk(this.state, bytes);
+    if (next === DEAD) return false;
+    this.state = next;
+    return true;
+  }
+}
+
+/**
+ * A grammar that switches on at a trigger (llama.cpp's lazy grammars, for tool calls): the text is
+ * free until `trigger` appears in it, and from the trigger on it must follow the grammar, which
+ * therefore starts with the trigger. A trigger that arrives inside a token is found there too.
+ */
+export class LazyGrammarMatcher implements LogitsProcessor {
+  private matcher: GrammarMatcher | undefined;
+  /** The last bytes seen before the trigger (as many as the trigger could still be completing). */
+  private tail = new Uint8Array(0);
+  private readonly trigger: Uint8Array;
+  /** The text after the trigger did not fit (a trigger inside a token followed by other text): left unconstrained. */
+  private broken = false;
+
+  constructor(
+    readonly grammar: CompiledGrammar,
+    trigger: string,
+  ) {
+    if (trigger === '') throw new GrammarError('UNSUPPORTED', 'a grammar trigger must be non-empty text');
+    this.trigger = new TextEncoder().encode(trigger);
+  }
+
+  /** Whether the trigger has appeared (the grammar applies). */
+  get active(): boolean {
+    return this.matcher !== undefined;
+  }
+
+  process(c: Candidates): void {
+    this.matcher?.process(c);
+  }
+
+  accept(token: number): void {
+    if (this.matcher) return this.matcher.accept(token);
+    const tok = this.grammar.tokenizer;
+    if (this.broken || tok.isEog(token)) return;
+    const piece = tok.tokenToPiece(token);
+    const text = new Uint8Array(this.tail.length + piece.length);
+    text.set(this.tail);
+    text.set(piece, this.tail.length);
+    const at = indexOf(text, this.trigger);
+    if (at < 0) {
+      this.tail = text.slice(Math.max(0, text.length - (this.trigger.length - 1)));
+      return;
+    }
+    const m = this.grammar.matcher();
+    if (m.acceptBytes(text.subarray(at))) this.matcher = m;
+    else this.broken = true;
+  }
+}
+
+function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
 }
