@@ -137,6 +137,36 @@ describe.skipIf(!haveRandom)('constrained generation (random-weight Llama 2 voca
     expect(Array.from({ length: tok.vocabSize }, (_, i) => i).filter((i) => hasToken(mask, i))).toEqual([tok.eosId]);
   });
 
+  it('UTF-8 across token boundaries: random token strings are accepted exactly when they decode (strictly) to a sentence', () => {
+    // A JSON-string grammar against a JS regular expression over strictly decoded text (invalid UTF-8: rejected).
+    const g = compile('root ::= "\\"" ( [^"\\\\\\x7F\\x00-\\x1F] | "\\\\" ["\\\\/bfnrt] )* "\\""');
+    const sentence = /^"(?:[^"\\\u007F\u0000-\u001F]|\\["\\/bfnrt])*"$/u;
+    const tok = model.tokenizer;
+    const strict = new TextDecoder('utf-8', { fatal: true });
+    // Tokens with non-ASCII bytes, byte tokens and plain ones, mixed.
+    const ids = Array.from({ length: tok.vocabSize }, (_, i) => i).filter((i) => !tok.isEog(i) && tok.tokenToPiece(i).length > 0);
+    const wide = ids.filter((i) => tok.tokenToPiece(i).some((b) => b >= 0x80));
+    let seed = 12345;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    let accepted = 0;
+    for (let k = 0; k < 4000; k++) {
+      const parts: Uint8Array[] = [new Uint8Array([0x22])];
+      for (let j = rand(5); j >= 0; j--) parts.push(tok.tokenToPiece(rand(2) ? wide[rand(wide.length)]! : ids[rand(ids.length)]!));
+      parts.push(new Uint8Array([0x22]));
+      const bytes = Uint8Array.from(parts.flatMap((p) => [...p]));
+      let text: string | undefined;
+      try {
+        text = strict.decode(bytes);
+      } catch {
+        text = undefined;
+      }
+      const want = text !== undefined && sentence.test(text);
+      expect(g.automaton.accepts(g.automaton.walk(g.automaton.initial, bytes)), JSON.stringify([...bytes])).toBe(want);
+      if (want) accepted++;
+    }
+    expect(accepted).toBeGreaterThan(200);
+  });
+
   it('llama.cpp\'s sample grammars constrain seeded generation: every output is a prefix of a sentence, and a sentence when it ended', async () => {
     for (const file of ['json.gbnf', 'arithmetic.gbnf', 'list.gbnf', 'chess.gbnf', 'c.gbnf']) {
       const grammar = readFileSync(join(GRAMMARS, file), 'utf8');

@@ -34,8 +34,8 @@ export class GrammarAutomaton {
   private readonly statePartial: number[] = [];
   private readonly stateRemain: number[] = [];
   private readonly stateIds = new Map<string, number>();
-  /** Per state, the next state for each byte (UNKNOWN until first needed). */
-  readonly transitions: Int32Array[] = [];
+  /** The next state of state s on byte b at [s * 256 + b] (UNKNOWN until first needed); grows, so read it afresh after step(). */
+  transitions = new Int32Array(256 * 64).fill(UNKNOWN);
   readonly initial: number;
 
   constructor(readonly grammar: Grammar) {
@@ -64,12 +64,10 @@ export class GrammarAutomaton {
 
   /** The state after one more byte (DEAD if the grammar cannot go on with it). */
   step(state: number, byte: number): number {
-    let t = this.transitions[state]!;
-    let next = t[byte]!;
+    let next = this.transitions[(state << 8) | byte]!;
     if (next === UNKNOWN) {
       next = this.computeStep(state, byte);
-      t = this.transitions[state]!; // (the array of a state never changes, but be plain about it)
-      t[byte] = next;
+      this.transitions[(state << 8) | byte] = next; // (computeStep may have grown the table)
     }
     return next;
   }
@@ -145,7 +143,11 @@ export class GrammarAutomaton {
       this.statePartial.push(partial);
       this.stateRemain.push(remain);
       this.stateIds.set(key, id);
-      this.transitions.push(new Int32Array(256).fill(UNKNOWN));
+      if ((id + 1) << 8 > this.transitions.length) {
+        const grown = new Int32Array(this.transitions.length * 2).fill(UNKNOWN);
+        grown.set(this.transitions);
+        this.transitions = grown;
+      }
     }
     return id;
   }
@@ -158,8 +160,9 @@ export class GrammarAutomaton {
    */
   private partialKey(set: number, value: number, remain: number): string {
     const [lo, hi] = completions(value, remain);
-    // Only characters that are all valid (no surrogates, none past U+10FFFF) may share a state: others are checked exactly.
-    if (hi > 0x10ffff || (lo <= 0xdfff && hi >= 0xd800)) return `${set}:${value}:${remain}`;
+    // Only characters that are all valid (no surrogates, none past U+10FFFF) may share a state, and not the leads
+    // whose next byte has a narrower range (E0, ED, F0, F4): the others are checked exactly.
+    if (hi > 0x10ffff || (lo <= 0xdfff && hi >= 0xd800) || RESTRICTED_LEAD(value, remain)) return `${set}:${value}:${remain}`;
     let pattern = '';
     for (const n of this.sets[set]!) {
       if (n === DONE) continue;
@@ -211,13 +214,19 @@ export class GrammarAutomaton {
       return this.couldComplete(set, value, need) ? this.state(set, value, need) : DEAD;
     }
     if (byte >> 6 !== 0b10) return DEAD;
-    const value = (this.statePartial[state]! << 6) | (byte & 0x3f);
+    const lead = this.statePartial[state]!;
+    // UTF-8's narrower second bytes: no overlong forms (E0, F0), no surrogates (ED), nothing past U+10FFFF (F4).
+    if (RESTRICTED_LEAD(lead, remain) && (remain === 2 ? (lead === 0 ? byte < 0xa0 : byte > 0x9f) : lead === 0 ? byte < 0x90 : byte > 0x8f)) return DEAD;
+    const value = (lead << 6) | (byte & 0x3f);
     if (remain > 1) return this.couldComplete(set, value, remain - 1) ? this.state(set, value, remain - 1) : DEAD;
     if (value > 0x10ffff || (value >= 0xd800 && value <= 0xdfff)) return DEAD; // not a Unicode scalar value
     const next = this.advance(set, value);
     return next === DEAD ? DEAD : this.state(next, 0, 0);
   }
 }
+
+/** A state right after the lead byte E0, ED (3 bytes) or F0, F4 (4 bytes), whose next byte UTF-8 restricts. */
+const RESTRICTED_LEAD = (value: number, remain: number): boolean => (remain === 2 && (value === 0 || value === 0xd)) || (remain === 3 && (value === 0 || value === 4));
 
 /** The code points a partial UTF-8 character (its bits so far, bytes still to come) can complete to. */
 function completions(value: number, remain: number): [number, number] {

@@ -6,10 +6,14 @@ import type { Tokenizer } from '../../tokenizer/index.js';
 import { DEAD, UNKNOWN, type GrammarAutomaton } from './automaton.js';
 
 export class VocabularyTrie {
-  /** Per node: the byte into it, first child, next sibling, first token ending here (-1: none). */
+  /**
+   * Per node (numbered in depth-first order, so a node's subtree is the nodes from it up to
+   * subtreeEnd): the byte into it, its parent, the end of its subtree, the first token ending here
+   * (-1: none). Node 0 is the root.
+   */
   readonly byte: Uint8Array;
-  readonly firstChild: Int32Array;
-  readonly nextSibling: Int32Array;
+  readonly parent: Int32Array;
+  readonly subtreeEnd: Int32Array;
   readonly tokenHead: Int32Array;
   /** Per token: the next token with the same bytes (-1: none). */
   readonly tokenNext: Int32Array;
@@ -35,7 +39,8 @@ export class VocabularyTrie {
       ids.push(id);
     }
     ids.sort((a, b) => compareBytes(pieces[a]!, pieces[b]!) || a - b);
-    const byte: number[] = [0], first: number[] = [-1], next: number[] = [-1], head: number[] = [-1], last: number[] = [-1];
+    // Sorted insertion makes nodes in depth-first order.
+    const byte: number[] = [0], parentOf: number[] = [-1], head: number[] = [-1];
     const tokenNext = new Int32Array(n).fill(-1);
     const tokenTail: number[] = [-1];
     // Sorted insertion: a path of nodes for the previous piece, kept while pieces share a prefix.
@@ -47,16 +52,11 @@ export class VocabularyTrie {
       while (common < p.length && common < prev.length && p[common] === prev[common]) common++;
       path.length = common + 1;
       for (let d = common; d < p.length; d++) {
-        const parent = path[d]!, node = byte.length;
+        const node = byte.length;
         byte.push(p[d]!);
-        first.push(-1);
-        next.push(-1);
+        parentOf.push(path[d]!);
         head.push(-1);
-        last.push(-1);
         tokenTail.push(-1);
-        if (last[parent] === -1) first[parent] = node;
-        else next[last[parent]!] = node;
-        last[parent] = node;
         path.push(node);
       }
       const end = path[p.length]!;
@@ -66,8 +66,10 @@ export class VocabularyTrie {
       prev = p;
     }
     this.byte = Uint8Array.from(byte);
-    this.firstChild = Int32Array.from(first);
-    this.nextSibling = Int32Array.from(next);
+    this.parent = Int32Array.from(parentOf);
+    const size = new Int32Array(byte.length).fill(1);
+    for (let i = byte.length - 1; i > 0; i--) size[parentOf[i]!] += size[i]!;
+    this.subtreeEnd = size.map((n, i) => i + n);
     this.tokenHead = Int32Array.from(head);
     this.tokenNext = tokenNext;
     this.eog = Int32Array.from(eog);
@@ -108,15 +110,14 @@ export function hasToken(bits: TokenBits, id: number): boolean {
 /** A grammar over one vocabulary: allowed-token masks per automaton state. */
 export class TokenMasks {
   private readonly masks = new Map<number, TokenBits>();
-  private readonly nodeStack: Int32Array;
-  private readonly stateStack: Int32Array;
+  /** The automaton state at each trie node during a walk. */
+  private readonly stateAt: Int32Array;
 
   constructor(
     readonly automaton: GrammarAutomaton,
     readonly trie: VocabularyTrie,
   ) {
-    this.nodeStack = new Int32Array(trie.nodeCount);
-    this.stateStack = new Int32Array(trie.nodeCount);
+    this.stateAt = new Int32Array(trie.nodeCount);
   }
 
   /** The tokens allowed in `state` (end-of-generation tokens: only where the grammar is complete). */
@@ -138,24 +139,24 @@ export class TokenMasks {
     const t = this.trie, a = this.automaton;
     const out = new Uint32Array((t.vocabSize + 31) >>> 5);
     if (a.accepts(state)) for (const id of t.eog) out[id >>> 5] |= 1 << (id & 31);
-    const nodes = this.nodeStack, states = this.stateStack;
-    let top = 0;
-    for (let c = t.firstChild[0]!; c !== -1; c = t.nextSibling[c]!) {
-      nodes[top] = c;
-      states[top++] = state;
-    }
-    const transitions = a.transitions, bytes = t.byte;
-    while (top > 0) {
-      const node = nodes[--top]!;
-      const from = states[top]!, b = bytes[node]!;
-      let s = transitions[from]![b]!;
-      if (s === UNKNOWN) s = a.step(from, b);
-      if (s === DEAD) continue;
-      for (let id = t.tokenHead[node]!; id !== -1; id = t.tokenNext[id]!) out[id >>> 5] |= 1 << (id & 31);
-      for (let c = t.firstChild[node]!; c !== -1; c = t.nextSibling[c]!) {
-        nodes[top] = c;
-        states[top++] = s;
+    // Depth-first over the nodes in order; a byte the grammar refuses skips the node's whole subtree.
+    const stateAt = this.stateAt, parent = t.parent, end = t.subtreeEnd, bytes = t.byte, head = t.tokenHead, next = t.tokenNext;
+    let transitions = a.transitions;
+    stateAt[0] = state;
+    for (let node = 1, n = t.nodeCount; node < n;) {
+      const from = stateAt[parent[node]!]!, b = bytes[node]!;
+      let s = transitions[(from << 8) | b]!;
+      if (s === UNKNOWN) {
+        s = a.step(from, b);
+        transitions = a.transitions; // may have grown
       }
+      if (s === DEAD) {
+        node = end[node]!;
+        continue;
+      }
+      stateAt[node] = s;
+      for (let id = head[node]!; id !== -1; id = next[id]!) out[id >>> 5] |= 1 << (id & 31);
+      node++;
     }
     return out;
   }
