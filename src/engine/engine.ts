@@ -35,8 +35,8 @@ export async function createEngine(model: Model, options: EngineOptions = {}): P
   return model.adoptEngine(() => new Engine(model, options));
 }
 
-/** Compiled grammars an engine keeps. */
-const GRAMMAR_CACHE = 16;
+/** Compiled grammars an engine keeps (each holds up to 16 MiB of cached masks). */
+const GRAMMAR_CACHE = 8;
 
 /** The most alternatives per token a request may ask for (OpenAI's limit). */
 export const MAX_TOP_LOGPROBS = 20;

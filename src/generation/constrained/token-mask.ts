@@ -97,8 +97,8 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-/** Most masks kept per grammar (each one bit per vocabulary entry: 19 KB for Qwen's 152k). */
-const MASK_CACHE = 2048;
+/** Bytes of masks kept per grammar (a mask is one bit per vocabulary entry: 4 KB for 32k tokens, 19 KB for 152k). */
+const MASK_CACHE_BYTES = 16 * 2 ** 20;
 
 /** A set of token ids as bits: token t is bit t & 31 of word t >>> 5. */
 export type TokenBits = Uint32Array;
@@ -110,6 +110,7 @@ export function hasToken(bits: TokenBits, id: number): boolean {
 /** A grammar over one vocabulary: allowed-token masks per automaton state. */
 export class TokenMasks {
   private readonly masks = new Map<number, TokenBits>();
+  private readonly maxMasks: number;
   /** The automaton state at each trie node during a walk. */
   private readonly stateAt: Int32Array;
 
@@ -118,6 +119,7 @@ export class TokenMasks {
     readonly trie: VocabularyTrie,
   ) {
     this.stateAt = new Int32Array(trie.nodeCount);
+    this.maxMasks = Math.max(16, Math.floor(MASK_CACHE_BYTES / (4 * ((trie.vocabSize + 31) >>> 5))));
   }
 
   /** The tokens allowed in `state` (end-of-generation tokens: only where the grammar is complete). */
@@ -131,7 +133,7 @@ export class TokenMasks {
     }
     m = this.compute(state);
     this.masks.set(state, m);
-    if (this.masks.size > MASK_CACHE) this.masks.delete(this.masks.keys().next().value!);
+    if (this.masks.size > this.maxMasks) this.masks.delete(this.masks.keys().next().value!);
     return m;
   }
 
