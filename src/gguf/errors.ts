@@ -25,7 +25,11 @@ export type GGUFErrorCode =
   | 'WRONG_TYPE'
   | 'INVALID_VALUE'
   | 'MISSING_TENSOR'
-  | 'WRITE_ERROR';
+  | 'WRITE_ERROR'
+  /** A part of a split model could not be opened (the message names it). */
+  | 'MISSING_SPLIT_PART'
+  /** The parts of a split model do not form one set. */
+  | 'SPLIT_MISMATCH';
 
 /** Every problem with a GGUF file surfaces as this one typed error: a code plus a message naming the field and values. */
 export class GGUFError extends WasmforgeError<GGUFErrorCode> {

@@ -315,7 +315,7 @@ export async function readGGUF(source: ByteSource): Promise<GGUFFile> {
   for (const t of tensors) {
     if (t.fileOffset + t.nBytes > source.size) {
       throw new GGUFError('TENSOR_OUT_OF_BOUNDS',
-        `tensor "${t.name}" spans bytes ${t.fileOffset}..${t.fileOffset + t.nBytes} but the file has ${source.size}`);
+        `${source.name}: tensor "${t.name}" spans bytes ${t.fileOffset}..${t.fileOffset + t.nBytes} but the file has ${source.size}`);
     }
   }
   const sorted = [...tensors].sort((a, b) => a.offset - b.offset);

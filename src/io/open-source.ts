@@ -1,4 +1,7 @@
 import { hasNodeFs } from '../backend/wasm/runtime.js';
+import { GGUFError } from '../gguf/errors.js';
+import type { GGUFFile } from '../gguf/reader.js';
+import { readGGUFSet, splitPartName } from '../gguf/split.js';
 import { blobSource, bufferSource, ByteSourceError, urlSource, type ByteSource } from './byte-source.js';
 
 export type ModelInput = string | URL | Blob | ArrayBuffer | ArrayBufferView | ByteSource;
@@ -30,4 +33,31 @@ export async function openSource(input: ModelInput): Promise<ByteSource> {
   const base = (globalThis as { location?: { href: string } }).location?.href;
   if (base) return urlSource(new URL(text, base).href);
   throw new ByteSourceError('UNSUPPORTED_INPUT', `${text}: a file path, but this runtime has no file system; pass a URL, Blob or ArrayBuffer`);
+}
+
+/**
+ * A GGUF model from one input, or from the parts of a split model: a list of inputs in order, or the
+ * path or URL of the first part (named -00001-of-0000N.gguf as gguf-split names them: the others
+ * are found by name). Returns the file (a split set read as one) and the source its offsets use.
+ */
+export async function openGGUF(input: ModelInput | readonly ModelInput[]): Promise<{ file: GGUFFile; source: ByteSource }> {
+  const list = Array.isArray(input) ? (input as readonly ModelInput[]) : undefined;
+  if (list && list.length === 0) throw new ByteSourceError('UNSUPPORTED_INPUT', 'an empty list of model parts');
+  const first = await openSource(list ? list[0]! : (input as ModelInput));
+  try {
+    return await readGGUFSet(first, async (no, count) => {
+      if (list) {
+        if (list.length !== count) throw new GGUFError('SPLIT_MISMATCH', `the model has ${count} parts, ${list.length} were given`);
+        return openSource(list[no]!);
+      }
+      const named = typeof input === 'string' || input instanceof URL ? splitPartName(String(input), no, count) : undefined;
+      if (named === undefined) {
+        throw new GGUFError('MISSING_SPLIT_PART', `${first.name} is the first of ${count} parts and its name does not end in -00001-of-${String(count).padStart(5, '0')}.gguf: pass all the parts, in order`);
+      }
+      return openSource(named);
+    });
+  } catch (err) {
+    await first.close();
+    throw err;
+  }
 }

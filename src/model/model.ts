@@ -4,8 +4,8 @@ import type { Backend, KVCacheType } from '../backend/backend.js';
 import { Engine } from '../engine/engine.js';
 import { EngineError } from '../engine/errors.js';
 import { createBackend, type BackendKind } from '../backend/registry.js';
-import { readGGUF, type GGUFFile } from '../gguf/reader.js';
-import { openSource, type ModelInput } from '../io/open-source.js';
+import type { GGUFFile } from '../gguf/reader.js';
+import { openGGUF, type ModelInput } from '../io/open-source.js';
 import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
 import type { SamplingOptions } from '../sampling/sampler.js';
@@ -301,12 +301,14 @@ function timed(r: Pick<GenerationResult, 'text' | 'tokens' | 'promptTokens' | 's
   };
 }
 
-/** Load a GGUF model from a path, URL, Blob, ArrayBuffer or ByteSource. */
-export async function loadModel(input: ModelInput, options: LoadModelOptions = {}): Promise<Model> {
+/**
+ * Load a GGUF model from a path, URL, Blob, ArrayBuffer or ByteSource; a split model (gguf-split) from
+ * its first part's path or URL, or from the list of its parts in order.
+ */
+export async function loadModel(input: ModelInput | readonly ModelInput[], options: LoadModelOptions = {}): Promise<Model> {
   const t0 = performance.now();
-  const source = await openSource(input);
+  const { source, file } = await openGGUF(input);
   try {
-    const file = await readGGUF(source);
     const config = modelConfigFromFile(file);
     const arch = findArch(String(file.metadata.get('general.architecture')?.value))!; // readHParams checked it
     const tokenizer = Tokenizer.fromGGUF(file.metadata);
