@@ -16,6 +16,7 @@ import type { Model } from '../model/model.js';
 import { Sampler } from '../sampling/sampler.js';
 import { CompletionOutput } from './completion.js';
 import { EngineError } from './errors.js';
+import { decodeState, encodeState, modelIdentity, type StateLayout } from './kv-state.js';
 import { RequestState } from './request.js';
 import { Scheduler } from './scheduler.js';
 import { Sequence } from './sequence.js';
@@ -57,6 +58,7 @@ export class Engine {
   private template: ChatTemplate | undefined;
   /** Compiled grammars by GBNF text (their automata and masks grow as they are used: reuse pays). */
   private readonly grammars = new Map<string, CompiledGrammar>();
+  private identity: Uint8Array | undefined;
   /** The last encode() pass: the next waits for it. */
   private encoding: Promise<void> = Promise.resolve();
 
@@ -242,6 +244,49 @@ export class Engine {
     // Templates usually write BOS themselves; add it only when they did not.
     const writesBos = template.bosToken !== '' && text.startsWith(template.bosToken);
     return this.generate({ ...request, prompt: text, addSpecial: !writesBos, parseSpecial: true });
+  }
+
+  /**
+   * The KV state of a prompt (text or token ids) as bytes, to restore later with restoreState (in
+   * this or another engine over the same model) so that prompts starting with it skip computing it.
+   * The prompt is computed first unless the prefix cache holds it.
+   */
+  async saveState(prompt: string | readonly number[], options: { addSpecial?: boolean; parseSpecial?: boolean } = {}): Promise<Uint8Array> {
+    const tokens = this.promptTokens({ prompt, ...options });
+    if (everyLayerWindow(this.model.config) !== undefined) throw new EngineError('UNSUPPORTED', 'a sliding-window model does not keep the KV of a whole prompt: its state cannot be saved');
+    if (this.scheduler.config.prefixCacheEntries < 1) throw new EngineError('UNSUPPORTED', 'saveState needs the prefix cache (prefixCacheEntries > 0)');
+    let pinned = this.scheduler.pinPrefix(tokens);
+    if (pinned === undefined) {
+      await this.generate({ prompt: tokens, maxTokens: 0, temperature: 0 }).result;
+      pinned = this.scheduler.pinPrefix(tokens);
+      if (pinned === undefined) throw new EngineError('INTERNAL', 'the prompt was computed but its KV was evicted before it could be saved; retry with a larger KV pool');
+    }
+    const kv = this.graph.kv;
+    try {
+      const slots = tokens.map((_, p) => kv.blockTable(pinned!)[Math.floor(p / kv.blockSize)]! * kv.blockSize + (p % kv.blockSize));
+      return await encodeState(this.model.backend, kv.layers, this.stateLayout(), tokens, slots);
+    } finally {
+      kv.removeSequence(pinned);
+    }
+  }
+
+  /** Put a state saved by saveState into the prefix cache: prompts that start with its tokens reuse its KV. Returns its tokens. */
+  restoreState(bytes: Uint8Array): number[] {
+    if (this.disposed) throw new EngineError('DISPOSED', 'the engine was disposed');
+    if (everyLayerWindow(this.model.config) !== undefined) throw new EngineError('UNSUPPORTED', 'a sliding-window model cannot restore a saved state');
+    if (this.scheduler.config.prefixCacheEntries < 1) throw new EngineError('UNSUPPORTED', 'restoreState needs the prefix cache (prefixCacheEntries > 0)');
+    const state = decodeState(bytes, this.stateLayout(), this.model.config.vocabSize, this.contextLength - 1);
+    const kv = this.graph.kv;
+    const need = Math.ceil(state.tokens.length / kv.blockSize);
+    while (need > kv.pool.freeCount && this.scheduler.prefixCache.evictOne());
+    if (need > kv.pool.freeCount) throw new EngineError('OVERLOADED', `restoring ${state.tokens.length} tokens needs ${need} free KV blocks and ${kv.pool.freeCount} are free; retry when fewer requests run`);
+    this.scheduler.adoptPrefix(state.tokens, (slots) => state.write(this.model.backend, kv.layers, slots));
+    return state.tokens;
+  }
+
+  private stateLayout(): StateLayout {
+    const kv = this.graph.kv;
+    return { identity: (this.identity ??= modelIdentity(this.model)), type: kv.options.type, nLayers: kv.options.nLayers, kvDim: kv.options.kvDim };
   }
 
   metrics(): EngineMetrics {

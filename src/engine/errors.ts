@@ -14,6 +14,10 @@ export type EngineErrorCode =
   | 'INVALID_OPTION'
   /** A configuration the runtime cannot honour (e.g. a sliding-window context shift for a model without a sliding window). */
   | 'UNSUPPORTED'
+  /** Saved KV state bytes that are malformed (truncated, not a state, an unknown version). */
+  | 'INVALID_STATE'
+  /** Saved KV state of another model or KV layout. */
+  | 'STATE_MISMATCH'
   /** A forward pass failed; the requests in it fail with this, the engine goes on. */
   | 'INTERNAL';
 

@@ -69,6 +69,31 @@ export class Scheduler {
     return this.graph.kv;
   }
 
+  /**
+   * A sequence of its own holding the KV of all of `tokens`, taken from the prefix cache (its blocks
+   * shared, so they stay while it is read even if the entry is evicted); undefined if the cache does
+   * not hold them all. The caller removes it (kv.removeSequence) when done.
+   */
+  pinPrefix(tokens: readonly number[]): number | undefined {
+    const match = this.prefixCache.match(tokens, tokens.length);
+    if (!match || match.length < tokens.length) return undefined;
+    const id = this.nextKvId++;
+    this.kv.fork(match.seqId, id, tokens.length);
+    return id;
+  }
+
+  /** Put KV computed elsewhere into the prefix cache: `fill` writes the K/V of tokens' positions into the slots reserved for them. */
+  adoptPrefix(tokens: readonly number[], fill: (slots: readonly number[]) => void): void {
+    const id = this.nextKvId++;
+    this.kv.createSequence(id);
+    try {
+      fill(this.kv.reserve(id, tokens.length).slots);
+      this.prefixCache.insert(id, tokens);
+    } finally {
+      this.kv.removeSequence(id);
+    }
+  }
+
   get runningCount(): number {
     return this.running.length;
   }
