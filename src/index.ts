@@ -57,3 +57,4 @@ export type { GrammarErrorCode } from './generation/constrained/errors.js';
 export { LazyGrammarMatcher } from './generation/constrained/matcher.js';
 export { planToolCalls, parseToolCalls, toolCallFormatOf } from './chat/tool-calls.js';
 export type { Tool, ToolFunction, ToolChoice, ToolCallFormat, ToolCallPlan, ParsedToolCall } from './chat/tool-calls.js';
+export type { LoraAdapter, ActiveAdapter } from './model/lora.js';

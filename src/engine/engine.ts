@@ -17,6 +17,7 @@ import { Sampler } from '../sampling/sampler.js';
 import { CompletionOutput } from './completion.js';
 import { EngineError } from './errors.js';
 import { decodeState, encodeState, modelIdentity, type StateLayout } from './kv-state.js';
+import type { ActiveAdapter } from '../model/lora.js';
 import { RequestState } from './request.js';
 import { Scheduler } from './scheduler.js';
 import { Sequence } from './sequence.js';
@@ -244,6 +245,32 @@ export class Engine {
     // Templates usually write BOS themselves; add it only when they did not.
     const writesBos = template.bosToken !== '' && text.startsWith(template.bosToken);
     return this.generate({ ...request, prompt: text, addSpecial: !writesBos, parseSpecial: true });
+  }
+
+  /**
+   * Apply these LoRA adapters (Model.loadAdapter) to every request from the next step on, each with
+   * its scale; [] switches them off. The prefix cache is emptied (its KV was computed without them).
+   */
+  setAdapters(active: readonly ActiveAdapter[]): void {
+    if (this.disposed) throw new EngineError('DISPOSED', 'the engine was disposed');
+    for (const a of active) {
+      if (!a?.adapter?.pairs?.length) throw new EngineError('INVALID_OPTION', 'setAdapters takes [{ adapter, scale }] with adapters from Model.loadAdapter');
+      if (a.adapter.pairs[0]!.target !== this.findTarget(a.adapter.pairs[0]!.target)) throw new EngineError('INVALID_OPTION', `adapter ${a.adapter.name} was loaded for another model`);
+    }
+    try {
+      this.graph.setAdapters(active);
+    } catch (err) {
+      throw new EngineError('INVALID_OPTION', (err as Error).message, { cause: err });
+    }
+    this.scheduler.prefixCache.clear();
+  }
+
+  /** The model weight tensor `t` is, if it is one of this model's. */
+  private findTarget(t: unknown): unknown {
+    const w = this.model.weights;
+    if (w.output === t) return t;
+    for (const layer of w.layers) for (const d of this.model.arch.layerTensors(this.model.config)) if (layer.optional(d.role) === t) return t;
+    return undefined;
   }
 
   /**

@@ -11,6 +11,7 @@ import { GGMLType } from '../tensor/ggml-types.js';
 import { KVCacheError } from '../kv/errors.js';
 import type { KVCache } from '../kv/kv-cache.js';
 import type { ArchDef, LayerWeights } from './arch/arch.js';
+import type { ActiveAdapter } from './lora.js';
 
 export interface ModelConfig {
   readonly nLayers: number;
@@ -186,6 +187,10 @@ export class Graph implements GraphBuilder {
   private readonly buf: Buffers;
   /** Tokens in the batch being evaluated (set by forward for the builder steps). */
   private nTokens = 0;
+  /** LoRA pairs by the weight they adapt, with their effective scale. */
+  private lora = new Map<WeightTensor, { a: WeightTensor; b: WeightTensor; scale: number }[]>();
+  /** Scratch for A·x ([tokens][rank]) and B·(A·x) ([tokens][out]), grown (never shrunk) as adapters need. */
+  private loraScratch: { t: Tensor; u: Tensor; rank: number; out: number } | undefined;
 
   constructor(
     private readonly backend: Backend,
@@ -199,6 +204,45 @@ export class Graph implements GraphBuilder {
       throw new RangeError(`the KV cache's sliding window (${kv.options.slidingWindow}) differs from the model's (${everyLayerWindow(config)})`);
     }
     this.buf = Graph.allocateBuffers(backend, config, kv, maxBatchTokens);
+  }
+
+  /**
+   * The LoRA adapters every later forward pass applies (unmerged, as llama.cpp: y = W·x + s·B·(A·x),
+   * s = scale · alpha / rank, or scale when alpha is 0); an empty list switches them off.
+   */
+  setAdapters(active: readonly ActiveAdapter[]): void {
+    const map = new Map<WeightTensor, { a: WeightTensor; b: WeightTensor; scale: number }[]>();
+    let rank = 0, out = 0;
+    for (const { adapter, scale } of active) {
+      if (!Number.isFinite(scale)) throw new RangeError(`an adapter scale must be a finite number, got ${scale}`);
+      for (const p of adapter.pairs) {
+        const s = adapter.alpha ? (scale * adapter.alpha) / p.rank : scale;
+        map.set(p.target, [...(map.get(p.target) ?? []), { a: p.a, b: p.b, scale: s }]);
+        rank = Math.max(rank, p.rank);
+        out = Math.max(out, p.target.rows);
+      }
+    }
+    const have = this.loraScratch;
+    if (map.size > 0 && (!have || have.rank < rank || have.out < out)) {
+      const T = this.maxBatchTokens;
+      rank = Math.max(rank, have?.rank ?? 0);
+      out = Math.max(out, have?.out ?? 0);
+      this.loraScratch = { t: this.backend.allocate(GGMLType.F32, [rank * T]), u: this.backend.allocate(GGMLType.F32, [out * T]), rank, out };
+    }
+    this.lora = map;
+  }
+
+  /** out += s·B·(A·x) for each adapter pair on w. */
+  private adapt(out: Tensor, w: WeightTensor, x: Tensor, nTokens: number): void {
+    const pairs = this.lora.get(w);
+    if (!pairs) return;
+    const be = this.backend, { t, u } = this.loraScratch!;
+    for (const p of pairs) {
+      be.matmul(t, p.a, x, nTokens);
+      be.matmul(u, p.b, t, nTokens);
+      be.scale(u, u, w.rows * nTokens, p.scale);
+      be.add(out, out, u, w.rows * nTokens);
+    }
   }
 
   /** Bytes of activation memory a graph of this shape allocates (for up-front budget checks). */
@@ -270,6 +314,7 @@ export class Graph implements GraphBuilder {
     wanted.forEach((src, dst) => be.copy(buf.xb, dst * rowBytes, buf.x, src * rowBytes, rowBytes));
     be.rmsNorm(buf.xb, buf.xb, w.outputNorm, c.dim, wanted.length, c.rmsEps);
     be.matmul(buf.logits, w.output, buf.xb, wanted.length);
+    this.adapt(buf.logits, w.output, buf.xb, wanted.length);
     if (c.logitScale !== undefined) be.scale(buf.logits, buf.logits, wanted.length * c.vocabSize, c.logitScale);
     if (c.finalLogitSoftcap !== undefined) be.softcap(buf.logits, buf.logits, wanted.length * c.vocabSize, c.finalLogitSoftcap);
     const n = wanted.length, argmaxAt = wanted.map((i) => batch[i].logits === 'argmax');
@@ -293,6 +338,9 @@ export class Graph implements GraphBuilder {
     const fused = w.optional('attn_qkv');
     const [wq, wk, wv] = fused ? rowSlices(w.matrix('attn_qkv'), [qDim, kvDim, kvDim]) : [w.matrix('attn_q'), w.matrix('attn_k'), w.matrix('attn_v')];
     be.matmulShared([{ out: buf.q, w: wq }, { out: buf.k, w: wk }, { out: buf.v, w: wv }], input, T);
+    this.adapt(buf.q, wq, input, T);
+    this.adapt(buf.k, wk, input, T);
+    this.adapt(buf.v, wv, input, T);
     const bq = w.optional('attn_q.bias'), bk = w.optional('attn_k.bias'), bv = w.optional('attn_v.bias');
     if (bq) be.addBias(buf.q, buf.q, bq, qDim, T);
     if (bk) be.addBias(buf.k, buf.k, bk, kvDim, T);
@@ -310,6 +358,7 @@ export class Graph implements GraphBuilder {
     be.storeKV(this.kv.layers[layer], buf.k, buf.v, buf.slots, T);
     be.attention(this.attentionArgs(layer, T));
     be.matmul(buf.xb, w.matrix('attn_output'), buf.attnOut, T);
+    this.adapt(buf.xb, w.matrix('attn_output'), buf.attnOut, T);
     const bo = w.optional('attn_output.bias');
     if (bo) be.addBias(buf.xb, buf.xb, bo, c.dim, T);
     this.joinResidual(w, options.postNorm ? 'post_attention_norm' : undefined);
@@ -322,6 +371,7 @@ export class Graph implements GraphBuilder {
     if (!w.optional('ffn_gate') && up.rows === c.ffnDim) {
       // ungated (BERT): down(act(up(x) + b) ) + b
       be.matmul(buf.gate, up, input, T);
+      this.adapt(buf.gate, up, input, T);
       const bu = w.optional('ffn_up.bias');
       if (bu) be.addBias(buf.gate, buf.gate, bu, c.ffnDim, T);
       if (options.activation !== 'gelu') throw new RangeError('an ungated feed-forward runs GELU only');
@@ -329,10 +379,13 @@ export class Graph implements GraphBuilder {
     } else {
       const [wGate, wUp] = w.optional('ffn_gate') ? [w.matrix('ffn_gate'), up] : rowSlices(up, [c.ffnDim, c.ffnDim]);
       be.matmulShared([{ out: buf.gate, w: wGate }, { out: buf.up, w: wUp }], input, T);
+      this.adapt(buf.gate, wGate, input, T);
+      this.adapt(buf.up, wUp, input, T);
       if (options.activation === 'gelu') be.geglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
       else be.swiglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
     }
     be.matmul(buf.xb, w.matrix('ffn_down'), buf.gate, T);
+    this.adapt(buf.xb, w.matrix('ffn_down'), buf.gate, T);
     const bd = w.optional('ffn_down.bias');
     if (bd) be.addBias(buf.xb, buf.xb, bd, c.dim, T);
     this.joinResidual(w, options.postNorm ? 'post_ffw_norm' : undefined);

@@ -6,6 +6,7 @@ import { EngineError } from '../engine/errors.js';
 import { createBackend, type BackendKind } from '../backend/registry.js';
 import type { GGUFFile } from '../gguf/reader.js';
 import { openGGUF, type ModelInput } from '../io/open-source.js';
+import { loadLoraAdapter, type LoraAdapter } from './lora.js';
 import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
 import type { SamplingOptions } from '../sampling/sampler.js';
@@ -218,6 +219,12 @@ export class Model {
     const out: Float32Array[] = [];
     for (const input of inputs) out.push(await this.embed(input, options));
     return out;
+  }
+
+  /** Read a LoRA adapter (llama.cpp's GGUF format) for this model; switch it on with engine.setAdapters. */
+  async loadAdapter(input: ModelInput): Promise<LoraAdapter> {
+    if (this.disposed) throw new ModelError('DISPOSED', 'the model was disposed');
+    return loadLoraAdapter(this, input);
   }
 
   /** Next-token logits after each prompt position ([positions][vocab]). */

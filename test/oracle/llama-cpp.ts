@@ -115,6 +115,8 @@ export interface LlamaCppContextOptions {
    * with it off does an f32 cache stay f32.
    */
   flashAttention?: boolean;
+  /** LoRA adapters (GGUF files) with their scales. */
+  lora?: { filePath: string; scale: number }[];
 }
 
 /** A one-sequence, one-thread context of `size` tokens with the options' cache type and attention. */
@@ -124,6 +126,7 @@ function createContext(m: LlamaModel, size: number, opts: LlamaCppContextOptions
     contextSize: size, batchSize: opts.batchSize ?? size, threads: { ideal: 1, min: 1 }, sequences: 1,
     experimentalKvCacheKeyType: kvType, experimentalKvCacheValueType: kvType,
     ...(opts.flashAttention !== undefined ? { flashAttention: opts.flashAttention } : {}),
+    ...(opts.lora ? { lora: { adapters: opts.lora } } : {}),
   });
 }
 
