@@ -135,6 +135,43 @@ describe.skipIf(!haveVocab || !haveLlamaCpp)('BERT embeddings against llama.cpp'
   });
 });
 
+describe.skipIf(!haveLlamaCpp)('decoder embedding models ({arch}.pooling_type, as Qwen3-Embedding) against llama.cpp', () => {
+  // qwen3 with last-token pooling (Qwen3-Embedding's), llama with mean pooling: the final norm's output pooled.
+  const cases: [string, number, 'last' | 'mean'][] = [['qwen3', 3, 'last'], ['llama', 1, 'mean']];
+  for (const [arch, poolingType, pooling] of cases) {
+    it(`${arch}, ${pooling} pooling: within the noise of llama.cpp's vector`, async () => {
+      const path = join(dir, `decoder-${arch}.gguf`);
+      await writeSyntheticLlama(path, { arch: arch as 'llama', dim: 128, nLayers: 2, nHeads: 4, nKvHeads: 2, ffnDim: 256, type: GGMLType.F32, vocab: 'llama2', seed: 8, std: 0.08, contextLength: 512, pooling: poolingType });
+      // f16 K/V, as llama.cpp's embedding context keeps them for a decoder.
+      const model = await loadModel(path, { threads: 2 });
+      try {
+        expect(model.config.pooling).toBe(pooling);
+        const tokens = model.tokenizer.encode(TEXTS[1]!, { addSpecial: true });
+        const ours = await model.embed(tokens, { normalize: false });
+        const theirs = await llamaCppEmbedding(path, tokens);
+        const noise = (await perturbationNoise(path, dir, async (copy) => {
+          const perturbed = await loadModel(copy, { threads: 2 });
+          try {
+            return Math.max(maxDelta(theirs, await llamaCppEmbedding(copy, tokens)), maxDelta(ours, await perturbed.embed(tokens, { normalize: false })));
+          } finally {
+            await perturbed.dispose();
+          }
+        })).max;
+        const delta = maxDelta(ours, theirs);
+        console.log(`decoder embeddings ${arch} ${pooling}: max abs delta ${delta.toExponential(2)}, noise ${noise.toExponential(2)}`);
+        expect(delta).toBeLessThan(NOISE_FACTOR * noise);
+        // While the same engine generates, an embedding is the same (passes take turns).
+        const generation = model.generate('Once upon a time', { maxTokens: 40, temperature: 0.8, seed: 1, ignoreEos: true });
+        const during = await model.embed(tokens, { normalize: false });
+        await generation.result;
+        expect(during).toEqual(ours);
+      } finally {
+        await model.dispose();
+      }
+    });
+  }
+});
+
 describe.skipIf(!haveVocab)('Model.embed', () => {
   it('normalized by default (unit length), deterministic, concurrent calls serialized; the text and its tokens agree', async () => {
     const model = await loadModel(await bertFile(GGMLType.Q8_0, 'mean'), { threads: 2 });

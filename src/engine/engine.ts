@@ -60,8 +60,8 @@ export class Engine {
   /** Compiled grammars by GBNF text (their automata and masks grow as they are used: reuse pays). */
   private readonly grammars = new Map<string, CompiledGrammar>();
   private identity: Uint8Array | undefined;
-  /** The last encode() pass: the next waits for it. */
-  private encoding: Promise<void> = Promise.resolve();
+  /** The forward pass in flight (a scheduler step or an encode): the next waits for it. */
+  private busy: Promise<void> = Promise.resolve();
 
   constructor(
     readonly model: Model,
@@ -137,13 +137,25 @@ export class Engine {
    */
   encode(tokens: readonly number[]): Promise<Float32Array[]> {
     if (this.disposed) throw new EngineError('DISPOSED', 'the engine was disposed');
-    if (!this.model.arch.encoder) throw new EngineError('UNSUPPORTED', `${this.model.architecture} is not an encoder: it generates text, it does not embed`);
     const limit = Math.min(this.graph.maxBatchTokens, this.contextLength);
     if (tokens.length === 0 || tokens.length > limit) {
-      throw new EngineError(tokens.length === 0 ? 'INVALID_REQUEST' : 'PROMPT_TOO_LONG', `an encoder input must have 1..${limit} tokens (the batch and context), got ${tokens.length}`);
+      throw new EngineError(tokens.length === 0 ? 'INVALID_REQUEST' : 'PROMPT_TOO_LONG', `an embedding input must have 1..${limit} tokens (the batch and context), got ${tokens.length}`);
     }
-    const run = this.encoding.then(() => this.graph.encode(tokens, ENCODE_SEQUENCE));
-    this.encoding = run.then(() => undefined, () => undefined);
+    const bad = tokens.find((t) => !Number.isInteger(t) || t < 0 || t >= this.model.config.vocabSize);
+    if (bad !== undefined) throw new EngineError('INVALID_REQUEST', `token id ${bad} is outside the vocabulary`);
+    // Between scheduler steps (they share the activation buffers), with room in the KV pool for the sequence.
+    return this.exclusive(async () => {
+      const kv = this.graph.kv, need = Math.ceil(tokens.length / kv.blockSize);
+      while (need > kv.pool.freeCount && this.scheduler.prefixCache.evictOne());
+      if (need > kv.pool.freeCount) throw new EngineError('OVERLOADED', `embedding ${tokens.length} tokens needs ${need} free KV blocks and ${kv.pool.freeCount} are free while requests run; retry later`);
+      return this.graph.encode(tokens, ENCODE_SEQUENCE);
+    });
+  }
+
+  /** Run `f` when no forward pass (scheduler step or encode) is in flight, and keep others out until it ends. */
+  private exclusive<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(f);
+    this.busy = run.then(() => undefined, () => undefined);
     return run;
   }
 
@@ -399,7 +411,7 @@ export class Engine {
   private async stepOnce(): Promise<void> {
     try {
       const before = this.scheduler.stats.steps;
-      await this.scheduler.step();
+      await this.exclusive(() => this.scheduler.step());
       if (this.scheduler.stats.steps === before && this.scheduler.runningCount === 0 && this.scheduler.hasWork()) {
         throw new EngineError('INTERNAL', 'the scheduler could not start any waiting request');
       }

@@ -1,7 +1,7 @@
 // From GGUF hyperparameters to the graph's configuration, with llama.cpp's RoPE defaults.
 import type { RopeParams } from '../backend/backend.js';
 import type { GGUFFile } from '../gguf/reader.js';
-import { readHParams, type HParams } from './hparams.js';
+import { poolingType, readHParams, type HParams } from './hparams.js';
 import { ModelError } from './errors.js';
 import { GGUFError } from '../gguf/errors.js';
 import { ARCHITECTURES, findArch } from './arch/arch.js';
@@ -64,6 +64,8 @@ export function modelConfigFromFile(file: GGUFFile): ModelConfig {
       // qwen2moe's shared expert: expert_shared_feed_forward_length, else feed_forward_length
       sharedFfnDim: hp.architecture === 'qwen2moe' ? hp.expertSharedFeedForwardLength || hp.feedForwardLength : undefined,
     } : undefined,
+    // A decoder trained as an embedder (Qwen3-Embedding) says how to pool; encoders read it in their configure.
+    pooling: arch.encoder ? undefined : poolingType(file.metadata, `${hp.architecture}.pooling_type`),
   };
   return arch.configure ? arch.configure(base, hp, file.metadata) : base;
 }

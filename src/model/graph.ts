@@ -48,7 +48,7 @@ export interface ModelConfig {
   readonly logitScale?: number;
   /** Whether a token attends to earlier positions only (default true); encoders (BERT) see their whole sequence. */
   readonly causal?: boolean;
-  /** An encoder's pooling of its tokens' final states into one embedding (BERT: {arch}.pooling_type). */
+  /** How embeddings pool the tokens' final states ({arch}.pooling_type): encoders always, decoders trained as embedders (Qwen3-Embedding). */
   readonly pooling?: 'mean' | 'cls' | 'last';
   /** BERT's token types (tokenizer.ggml.token_type_count). */
   readonly tokenTypeCount?: number;
@@ -203,7 +203,7 @@ export class Graph implements GraphBuilder {
     if (kv.options.slidingWindow !== everyLayerWindow(config)) {
       throw new RangeError(`the KV cache's sliding window (${kv.options.slidingWindow}) differs from the model's (${everyLayerWindow(config)})`);
     }
-    this.buf = Graph.allocateBuffers(backend, config, kv, maxBatchTokens);
+    this.buf = Graph.allocateBuffers(backend, config, kv, maxBatchTokens, weights.output !== undefined);
   }
 
   /**
@@ -260,14 +260,15 @@ export class Graph implements GraphBuilder {
     return Math.min(maxBatchTokens, 256) * perSequence;
   }
 
-  private static allocateBuffers(b: Backend, c: ModelConfig, kv: KVCache, T: number): Buffers {
+  /** hasHead: the model has an output head (encoders have none: one float stands in for the logits). */
+  private static allocateBuffers(b: Backend, c: ModelConfig, kv: KVCache, T: number, hasHead: boolean): Buffers {
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
     const f32 = (n: number) => b.allocate(GGMLType.F32, [n, T]);
     const i32 = (n: number) => b.allocate(GGMLType.I32, [n]);
     const blockTableCapacity = Graph.blockTableEntries(kv, T);
     return {
       x: f32(c.dim), xb: f32(c.dim), q: f32(qDim), k: f32(kvDim), v: f32(kvDim),
-      attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: c.pooling ? b.allocate(GGMLType.F32, [1]) : f32(c.vocabSize), argmax: i32(T),
+      attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: hasHead ? f32(c.vocabSize) : b.allocate(GGMLType.F32, [1]), argmax: i32(T),
       ids: i32(T), positions: i32(T), slots: i32(T), tokenInfo: i32(3 * T),
       tokenInfoWindowed: c.slidingWindow !== undefined && everyLayerWindow(c) === undefined ? i32(3 * T) : undefined,
       moe: c.experts && {
@@ -410,12 +411,16 @@ export class Graph implements GraphBuilder {
    * An encoder's pass over one whole sequence (every token sees every other): the final state of
    * each token ([T][dim]). Uses, and gives back, KV sequence `seqId`.
    */
+  /** The final states of every token of one whole sequence (a new KV sequence, removed after): what embeddings pool. */
   async encode(tokens: readonly number[], seqId: number): Promise<Float32Array[]> {
     const T = tokens.length, dim = this.config.dim;
     this.kv.createSequence(seqId);
     try {
       await this.forward(tokens.map((token) => ({ token, seqId, logits: false })));
-      const all = asF32(await this.backend.read(this.buf.x, 0, 4 * T * dim));
+      // A decoder's embedding is its final norm's output (llama.cpp's result_norm); an encoder's the last layer's.
+      const norm = this.weights.outputNorm;
+      if (norm) this.backend.rmsNorm(this.buf.xb, this.buf.x, norm, dim, T, this.config.rmsEps);
+      const all = asF32(await this.backend.read(norm ? this.buf.xb : this.buf.x, 0, 4 * T * dim));
       return Array.from({ length: T }, (_, t) => all.slice(t * dim, (t + 1) * dim));
     } finally {
       this.kv.removeSequence(seqId);

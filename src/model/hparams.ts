@@ -169,3 +169,15 @@ function readVocabSize(file: GGUFFile, vocabKey: string): number {
   if (t && t.dims.length === 2 && t.dims[1] >= 1 && t.dims[1] <= MAX_VOCAB) return t.dims[1];
   throw new GGUFError('MISSING_KEY', `cannot tell the vocabulary size: no tokenizer.ggml.tokens, ${vocabKey} or 2-D output/token_embd tensor`);
 }
+
+/** llama.cpp's LLAMA_POOLING_TYPE values that pool into one vector. */
+const POOLING = { 1: 'mean', 2: 'cls', 3: 'last' } as const;
+
+/** A pooling type key: mean, CLS or last; `fallback` (a type number) when absent; undefined for none (0). */
+export function poolingType(meta: GGUFFile['metadata'], key: string, fallback = 0): 'mean' | 'cls' | 'last' | undefined {
+  const type = getCount(meta, key, { max: 4, fallback });
+  if (type === 0) return undefined;
+  const pooling = POOLING[type as keyof typeof POOLING];
+  if (!pooling) throw new GGUFError('INVALID_VALUE', `${key} ${type} is not none (0), mean (1), CLS (2) or last (3)`);
+  return pooling;
+}

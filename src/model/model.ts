@@ -198,8 +198,8 @@ export class Model {
     if (options.pooling !== undefined && !['mean', 'cls', 'last'].includes(options.pooling)) {
       throw new ModelError('UNSUPPORTED_OPERATION', `pooling must be 'mean', 'cls' or 'last', got ${JSON.stringify(options.pooling)}`);
     }
-    if (!this.arch.encoder || !pooling) {
-      throw new ModelError('UNSUPPORTED_OPERATION', `${this.architecture} generates text; embeddings come from encoder models (supported: ${ARCHITECTURES.filter((a) => a.encoder).flatMap((a) => a.names).join(', ')})`);
+    if (!pooling) {
+      throw new ModelError('UNSUPPORTED_OPERATION', `${this.architecture} generates text and its file declares no pooling ({arch}.pooling_type, as embedding models such as Qwen3-Embedding do): pass options.pooling to embed with it anyway, or use an encoder (${ARCHITECTURES.filter((a) => a.encoder).flatMap((a) => a.names).join(', ')})`);
     }
     const tokens = typeof input === 'string' ? this.tokenizer.encode(input, { addSpecial: options.addSpecial ?? true }) : [...input];
     const states = await this.engine().encode(tokens);

@@ -60,7 +60,7 @@ export interface SyntheticLlamaOptions {
    * the graph, not the file); gemma2 adds post-attention and post-feed-forward norms (around 1).
    */
   arch?: 'llama' | 'qwen2' | 'qwen2moe' | 'qwen3' | 'qwen3moe' | 'phi3' | 'gemma' | 'gemma2' | 'gemma3' | 'olmo2' | 'olmoe' | 'granite' | 'smollm3' | 'bert' | 'nomic-bert';
-  /** bert's {arch}.pooling_type: 1 mean, 2 CLS, 3 last (default 1). */
+  /** {arch}.pooling_type: 1 mean, 2 CLS, 3 last (default 1 for encoders; decoders get the key only when it is given). */
   pooling?: number;
   /** granite's multipliers (default: embedding 12, residual 0.22, attention 1 / headDim, logits / 8, as Granite 3 files). */
   graniteScales?: { embedding: number; residual: number; attention: number; logit: number };
@@ -506,7 +506,7 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
     ...(encoder ? ([
       [`${arch}.attention.causal`, { type: GGUFValueType.BOOL, value: false }],
       [`${arch}.pooling_type`, u32(opts.pooling ?? 1)],
-    ] as [string, GGUFEntry][]) : []),
+    ] as [string, GGUFEntry][]) : opts.pooling !== undefined ? [[`${arch}.pooling_type`, u32(opts.pooling)] as [string, GGUFEntry]] : []),
     ...(opts.slidingWindow !== undefined ? [[`${arch}.attention.sliding_window`, u32(opts.slidingWindow)] as [string, GGUFEntry]] : []),
     ...(opts.longRope ? ([
       [`${arch}.rope.scaling.original_context_length`, u32(opts.longRope.originalContext)],

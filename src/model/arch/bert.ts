@@ -9,9 +9,8 @@ import { getCount } from '../../gguf/metadata.js';
 import type { WeightTensor } from '../../backend/backend.js';
 import type { ArchDef, TensorDecl } from './arch.js';
 import { checkFusedOrSplitQkv, fusedOrSplitQkv } from './phi3.js';
+import { poolingType } from '../hparams.js';
 
-/** llama.cpp's LLAMA_POOLING_TYPE values that pool into one vector. */
-const POOLING = { 1: 'mean', 2: 'cls', 3: 'last' } as const;
 
 const matrix = (role: string, cols: number, rows: number, optional = false): TensorDecl => ({ role, kind: 'matrix', shape: [cols, rows], optional });
 const vector = (role: string, n: number, optional = false): TensorDecl => ({ role, kind: 'vector', shape: [n], optional });
@@ -24,9 +23,8 @@ const configureEncoder: ArchDef['configure'] = (c, hp, meta) => {
     throw new GGUFError('INVALID_VALUE', `${k('attention.causal')} must be false: a causal encoder is not supported`);
   }
   // llama.cpp's files say how to pool; mean (sentence-transformers' usual) where they do not.
-  const type = getCount(meta, k('pooling_type'), { max: 4, fallback: 1 });
-  const pooling = POOLING[type as keyof typeof POOLING];
-  if (!pooling) throw new GGUFError('INVALID_VALUE', `${k('pooling_type')} ${type} is not mean (1), CLS (2) or last (3)`);
+  const pooling = poolingType(meta, k('pooling_type'), 1);
+  if (!pooling) throw new GGUFError('INVALID_VALUE', `${k('pooling_type')} is none: an encoder's states must be pooled (mean, CLS or last)`);
   return { ...c, causal: false, pooling, tokenTypeCount: getCount(meta, 'tokenizer.ggml.token_type_count', { min: 1, max: 1 << 16, fallback: 2 }) };
 };
 
