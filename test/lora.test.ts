@@ -7,7 +7,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../src/cli/main.js';
 import { createEngine, type Engine } from '../src/engine/engine.js';
+import { createServerHandler } from '../src/server/handler.js';
 import { GGUFValueType as T } from '../src/gguf/constants.js';
 import { writeGGUF } from '../src/gguf/writer.js';
 import { loadModel, type Model } from '../src/model/model.js';
@@ -104,6 +106,31 @@ describe('LoRA adapters', () => {
     // The adapter adds no more difference than the base computation already has (4x, plus float rounding of the effect).
     expect(gap).toBeLessThanOrEqual(4 * baseGap + 1e-4 * effect + 1e-6);
     expect(effectGap).toBeLessThan(0.01 * effect);
+  });
+
+  it('wasmforge generate --lora FILE:SCALE and the server\'s lora option apply it', async () => {
+    const adapter = await model.loadAdapter(adapterPath);
+    engine.setAdapters([{ adapter, scale: SCALE }]);
+    const want = (await engine.generate({ prompt: 'Once upon a time', maxTokens: 20, temperature: 0 }).result).text;
+    engine.setAdapters([]);
+    const plain = (await engine.generate({ prompt: 'Once upon a time', maxTokens: 20, temperature: 0 }).result).text;
+    expect(want).not.toBe(plain);
+    const out: string[] = [];
+    const write = process.stdout.write;
+    process.stdout.write = ((chunk: string) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
+    try {
+      expect(await main(['generate', '-m', path, '-t', '1', '-p', 'Once upon a time', '-n', '20', '--temp', '0', '--lora', `${adapterPath}:${SCALE}`])).toBe(0);
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(out.join('')).toBe(`Once upon a time${want}\n`);
+    const served = loadModel(path, { threads: 1 });
+    const h = createServerHandler(served, { modelId: 'm', lora: [{ input: adapterPath, scale: SCALE }] });
+    await h.ready;
+    const r = await h.fetch(new Request('http://x/v1/completions', { method: 'POST', body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 20, temperature: 0 }) }));
+    expect((await r.json()).choices[0].text).toBe(want);
+    await h.close();
+    await (await served).dispose();
   });
 
   it('an adapter of another architecture, of another shape, or not an adapter: ModelError ADAPTER_MISMATCH', async () => {

@@ -1,7 +1,7 @@
 // Pieces the model-running subcommands share: model path resolution, loading with timing, stdin.
 import { loadModel, type LoadModelOptions, type Model } from '../model/model.js';
 import { bundledModelPath } from '../runtime/bundled-model.js';
-import { numberOption, type ParsedArgs } from './args.js';
+import { numberOption, UsageError, type ParsedArgs } from './args.js';
 
 export const MODEL_OPTIONS = { model: ['m'], threads: ['t'], ctx: ['c'] };
 
@@ -31,4 +31,12 @@ export async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** FILE[:SCALE] of --lora. */
+export function loraArg(text: string): { input: string; scale: number } {
+  const m = /^(.*?)(?::(-?[\d.]+(?:e-?\d+)?))?$/i.exec(text)!;
+  const scale = m[2] === undefined ? 1 : Number(m[2]);
+  if (!m[1] || !Number.isFinite(scale)) throw new UsageError(`--lora takes FILE or FILE:SCALE, got "${text}"`);
+  return { input: m[1], scale };
 }

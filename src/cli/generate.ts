@@ -1,7 +1,7 @@
 import type { GenerateOptions } from '../model/model.js';
 import { Sampler, SamplingError } from '../sampling/sampler.js';
 import { numberOption, parseArgs, UsageError } from './args.js';
-import { loadModelFromArgs, MODEL_OPTIONS } from './common.js';
+import { loadModelFromArgs, loraArg, MODEL_OPTIONS } from './common.js';
 
 export const summary = 'generate text from a prompt (default model: the bundled stories260K)';
 
@@ -19,6 +19,7 @@ const HELP = `usage: wasmforge generate [-m FILE] [-p PROMPT] [-n N] [options]
   --ignore-eos            keep generating past end-of-text
   --lookup N              speculative decoding by prompt lookup: up to N draft tokens per step
                           (same output, fewer forward passes when the text repeats the prompt)
+  --lora FILE[:SCALE]     apply a LoRA adapter (llama.cpp GGUF; repeatable; scale default 1)
   --verbose               debug logging (model loading, kernels, engine)`;
 
 /** The sampler's option names as this command spells them. */
@@ -30,9 +31,9 @@ export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
     values: {
       ...MODEL_OPTIONS, prompt: ['p'], 'n-predict': ['n'], temp: ['temperature'], 'top-k': [], 'top-p': [], 'min-p': [],
-      'repeat-penalty': [], 'frequency-penalty': [], 'presence-penalty': [], 'repeat-last-n': [], seed: ['s'], stop: [], lookup: [],
+      'repeat-penalty': [], 'frequency-penalty': [], 'presence-penalty': [], 'repeat-last-n': [], seed: ['s'], stop: [], lookup: [], lora: [],
     },
-    repeatable: ['stop'],
+    repeatable: ['stop', 'lora'],
     flags: { help: ['h'], 'ignore-eos': [] },
   });
   if (args.flags.has('help')) {
@@ -63,8 +64,14 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (options.stop?.some((s) => s === '')) throw new UsageError('--stop needs a non-empty text');
   const prompt = args.values.get('prompt') ?? 'Once upon a time';
+  const lora = (args.lists.get('lora') ?? []).map(loraArg);
   const model = await loadModelFromArgs(args);
   try {
+    if (lora.length) {
+      const adapters = [];
+      for (const { input, scale } of lora) adapters.push({ adapter: await model.loadAdapter(input), scale });
+      model.engine().setAdapters(adapters);
+    }
     const abort = new AbortController();
     const onSigint = () => abort.abort();
     process.once('SIGINT', onSigint);

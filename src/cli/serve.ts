@@ -8,7 +8,7 @@ import { bundledModelPath } from '../runtime/bundled-model.js';
 import { createServerHandler } from '../server/handler.js';
 import { listen } from '../server/listen.js';
 import { numberOption, parseArgs, UsageError, type ArgSpec } from './args.js';
-import { MODEL_OPTIONS, progressBar } from './common.js';
+import { loraArg, MODEL_OPTIONS, progressBar } from './common.js';
 
 export const summary = 'serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, SSE)';
 
@@ -27,6 +27,7 @@ const HELP = `usage: wasmforge serve [-m FILE] [options]
   --api-key KEYS          require "Authorization: Bearer KEY"; comma-separated keys (or $WASMFORGE_API_KEY)
   --cors ORIGINS          allow browsers from these origins, comma-separated ("*" for any; default: none)
   --chat-template FILE    a Jinja chat template file instead of the model's
+  --lora FILE[:SCALE]     apply a LoRA adapter (llama.cpp GGUF) to every request (repeatable; scale default 1)
   --backend NAME          ${BACKEND_KINDS.join(' | ')} (default auto)
   -t, --threads N         worker threads (default: all cores)
   --verbose               debug logging
@@ -36,8 +37,9 @@ routes: POST /v1/chat/completions /v1/completions /v1/embeddings /tokenize /deto
 export const SERVE_ARGS: ArgSpec = {
   values: {
     ...MODEL_OPTIONS, host: [], port: [], alias: [], parallel: ['np'], 'kv-tokens': [], queue: [], 'max-tokens': [], timeout: [],
-    'body-limit': [], 'api-key': [], cors: [], 'chat-template': [], backend: [],
+    'body-limit': [], 'api-key': [], cors: [], 'chat-template': [], backend: [], lora: [],
   },
+  repeatable: ['lora'],
   flags: { help: ['h'] },
 };
 
@@ -73,6 +75,7 @@ export async function run(argv: string[], env: Record<string, string | undefined
     maxTokens: optional('max-tokens', { integer: true, min: 1 }),
     requestTimeoutMs: timeout === undefined ? undefined : timeout * 1000,
     chatTemplate,
+    lora: (args.lists.get('lora') ?? []).map(loraArg),
   });
   const listener = await listen(handler, { host, port });
   log.info(`serve: listening on ${listener.url} (model ${alias} loading)`);

@@ -7,6 +7,7 @@ import { createEngine, type Engine } from '../engine/engine.js';
 import type { EngineOptions } from '../engine/types.js';
 import { log } from '../log.js';
 import type { Model } from '../model/model.js';
+import type { ModelInput } from '../io/open-source.js';
 import { VERSION } from '../version.js';
 import { HttpError, httpErrorOf } from './errors.js';
 import { bearerToken, CORS_PREFLIGHT, corsHeaders, jsonResponse, matchesApiKey, readJsonBody } from './http.js';
@@ -33,6 +34,8 @@ export interface ServerOptions {
   requestTimeoutMs?: number;
   /** A Jinja chat template instead of the model's (a model without one gets ChatML, as llama.cpp's server does). */
   chatTemplate?: string;
+  /** LoRA adapters (llama.cpp's GGUF format) applied to every request, each with its scale. */
+  lora?: readonly { input: ModelInput; scale: number }[];
 }
 
 export interface ServerHandler {
@@ -176,6 +179,12 @@ async function serve(model: Model, options: ServerOptions): Promise<ServedModel>
   const id = options.modelId ?? String(model.file.metadata.get('general.name')?.value ?? model.architecture);
   const encoder = model.arch.encoder === true;
   const engine: Engine | undefined = encoder ? undefined : await createEngine(model, options.engine);
+  if (engine && options.lora?.length) {
+    const adapters = [];
+    for (const { input, scale } of options.lora) adapters.push({ adapter: await model.loadAdapter(input), scale });
+    engine.setAdapters(adapters);
+    log.info(`server: ${adapters.length} LoRA adapter(s): ${adapters.map((a) => `${a.adapter.name} x ${a.scale}`).join(', ')}`);
+  }
   const contextLength = engine?.contextLength ?? model.contextLength;
   const maxTokens = options.maxTokens ?? contextLength;
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new HttpError(500, 'server_error', 'bad_option', `maxTokens must be an integer >= 1, got ${options.maxTokens}`);
