@@ -108,6 +108,33 @@ describe('LoRA adapters', () => {
     expect(effectGap).toBeLessThan(0.01 * effect);
   });
 
+  it('adapters per request: requests with different adapters run side by side, each as it would alone, and never share KV', async () => {
+    const adapter = await model.loadAdapter(adapterPath);
+    const prompt = 'Once upon a time, there was a little';
+    const kinds = [undefined, [{ adapter, scale: SCALE }], [{ adapter, scale: -SCALE }], []] as const;
+    const req = (k: number, seed: number) => ({ prompt, maxTokens: 24, temperature: 0.9, seed, logprobs: true, ...(kinds[k] ? { adapters: kinds[k] } : {}) });
+    const alone = [];
+    for (let k = 0; k < kinds.length; k++) {
+      engine.clearPrefixCache();
+      alone.push(await engine.generate(req(k, 5)).result);
+    }
+    expect(new Set(alone.map((r) => r.tokens.join())).size).toBe(3); // no adapter = [] = the engine default (none)
+    expect(alone[3]!.tokens).toEqual(alone[0]!.tokens);
+    engine.clearPrefixCache();
+    const together = await Promise.all(kinds.map((_, k) => engine.generate(req(k, 5)).result));
+    together.forEach((r, k) => {
+      expect(r.tokens).toEqual(alone[k]!.tokens);
+      expect(r.completions[0]!.logprobs).toEqual(alone[k]!.completions[0]!.logprobs);
+    });
+    // The same prompt again: each reuses only the KV of its own adapter set.
+    const again = await engine.generate(req(1, 6)).result;
+    expect(again.usage.cachedPromptTokens).toBeGreaterThan(0);
+    engine.clearPrefixCache();
+    await engine.generate(req(0, 6)).result;
+    expect((await engine.generate(req(1, 6)).result).usage.cachedPromptTokens).toBe(0);
+    expect(() => engine.generate({ prompt, adapters: [{ adapter, scale: NaN }] })).toThrow(/finite/);
+  });
+
   it('wasmforge generate --lora FILE:SCALE and the server\'s lora option apply it', async () => {
     const adapter = await model.loadAdapter(adapterPath);
     engine.setAdapters([{ adapter, scale: SCALE }]);

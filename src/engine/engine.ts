@@ -37,6 +37,18 @@ export async function createEngine(model: Model, options: EngineOptions = {}): P
   return model.adoptEngine(() => new Engine(model, options));
 }
 
+const adapterIds = new WeakMap<object, number>();
+let nextAdapterId = 1;
+
+/** The identity of a set of adapters with their scales: KV computed under one is reused only under the same. */
+function keyOfAdapters(active: readonly ActiveAdapter[]): string {
+  return active.map((a) => {
+    let id = adapterIds.get(a.adapter);
+    if (id === undefined) adapterIds.set(a.adapter, (id = nextAdapterId++));
+    return `${id}x${a.scale}`;
+  }).join(',');
+}
+
 /** Compiled grammars an engine keeps (each holds up to 16 MiB of cached masks). */
 const GRAMMAR_CACHE = 8;
 
@@ -57,6 +69,8 @@ export class Engine {
   private loopDone: Promise<void> = Promise.resolve();
   private disposed = false;
   private template: ChatTemplate | undefined;
+  /** The LoRA adapters of requests that name none (setAdapters). */
+  private defaultAdapters: readonly ActiveAdapter[] = [];
   /** Compiled grammars by GBNF text (their automata and masks grow as they are used: reuse pays). */
   private readonly grammars = new Map<string, CompiledGrammar>();
   private identity: Uint8Array | undefined;
@@ -148,6 +162,7 @@ export class Engine {
       const kv = this.graph.kv, need = Math.ceil(tokens.length / kv.blockSize);
       while (need > kv.pool.freeCount && this.scheduler.prefixCache.evictOne());
       if (need > kv.pool.freeCount) throw new EngineError('OVERLOADED', `embedding ${tokens.length} tokens needs ${need} free KV blocks and ${kv.pool.freeCount} are free while requests run; retry later`);
+      this.scheduler.useAdapters(this.defaultAdapters, keyOfAdapters(this.defaultAdapters));
       return this.graph.encode(tokens, ENCODE_SEQUENCE);
     });
   }
@@ -199,8 +214,15 @@ export class Engine {
     const samplers = Array.from({ length: n }, (_, i) => new Sampler({ ...request, logitsProcessors, seed: request.seed === undefined ? undefined : (request.seed + i) >>> 0 }));
 
     const params = { maxTokens, ignoreEos: request.ignoreEos ?? false, logprobs: request.logprobs ?? false, topLogprobs, priority };
+    const adapters = request.adapters === undefined ? this.defaultAdapters : this.checkAdapters(request.adapters, 'INVALID_REQUEST');
+    const adapterKey = keyOfAdapters(adapters);
     const r = new RequestState(this.nextRequestId++, prompt.length, params);
-    for (let i = 0; i < n; i++) r.sequences.push(new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], params.logprobs, topLogprobs), logitsFrom, drafter, params.logprobs));
+    for (let i = 0; i < n; i++) {
+      const seq = new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], params.logprobs, topLogprobs), logitsFrom, drafter, params.logprobs);
+      seq.adapters = adapters;
+      seq.adapterKey = adapterKey;
+      r.sequences.push(seq);
+    }
     this.requests.add(r);
     r.onSettle(() => this.requests.delete(r));
 
@@ -265,16 +287,18 @@ export class Engine {
    */
   setAdapters(active: readonly ActiveAdapter[]): void {
     if (this.disposed) throw new EngineError('DISPOSED', 'the engine was disposed');
+    this.defaultAdapters = this.checkAdapters(active, 'INVALID_OPTION');
+  }
+
+  /** Adapters checked (from Model.loadAdapter for this model, finite scales), copied. */
+  private checkAdapters(active: readonly ActiveAdapter[], code: 'INVALID_OPTION' | 'INVALID_REQUEST'): readonly ActiveAdapter[] {
+    if (!Array.isArray(active)) throw new EngineError(code, 'adapters must be a list of { adapter, scale }');
     for (const a of active) {
-      if (!a?.adapter?.pairs?.length) throw new EngineError('INVALID_OPTION', 'setAdapters takes [{ adapter, scale }] with adapters from Model.loadAdapter');
-      if (a.adapter.pairs[0]!.target !== this.findTarget(a.adapter.pairs[0]!.target)) throw new EngineError('INVALID_OPTION', `adapter ${a.adapter.name} was loaded for another model`);
+      if (!a?.adapter?.pairs?.length) throw new EngineError(code, 'adapters take [{ adapter, scale }] with adapters from Model.loadAdapter');
+      if (a.adapter.pairs[0]!.target !== this.findTarget(a.adapter.pairs[0]!.target)) throw new EngineError(code, `adapter ${a.adapter.name} was loaded for another model`);
+      if (typeof a.scale !== 'number' || !Number.isFinite(a.scale)) throw new EngineError(code, `adapter ${a.adapter.name}: scale must be a finite number, got ${a.scale}`);
     }
-    try {
-      this.graph.setAdapters(active);
-    } catch (err) {
-      throw new EngineError('INVALID_OPTION', (err as Error).message, { cause: err });
-    }
-    this.scheduler.prefixCache.clear();
+    return active.map((a) => ({ adapter: a.adapter, scale: a.scale }));
   }
 
   /** The model weight tensor `t` is, if it is one of this model's. */
@@ -294,10 +318,11 @@ export class Engine {
     const tokens = this.promptTokens({ prompt, ...options });
     if (everyLayerWindow(this.model.config) !== undefined) throw new EngineError('UNSUPPORTED', 'a sliding-window model does not keep the KV of a whole prompt: its state cannot be saved');
     if (this.scheduler.config.prefixCacheEntries < 1) throw new EngineError('UNSUPPORTED', 'saveState needs the prefix cache (prefixCacheEntries > 0)');
-    let pinned = this.scheduler.pinPrefix(tokens);
+    const key = keyOfAdapters(this.defaultAdapters);
+    let pinned = this.scheduler.pinPrefix(tokens, key);
     if (pinned === undefined) {
       await this.generate({ prompt: tokens, maxTokens: 0, temperature: 0 }).result;
-      pinned = this.scheduler.pinPrefix(tokens);
+      pinned = this.scheduler.pinPrefix(tokens, key);
       if (pinned === undefined) throw new EngineError('INTERNAL', 'the prompt was computed but its KV was evicted before it could be saved; retry with a larger KV pool');
     }
     const kv = this.graph.kv;
@@ -319,7 +344,7 @@ export class Engine {
     const need = Math.ceil(state.tokens.length / kv.blockSize);
     while (need > kv.pool.freeCount && this.scheduler.prefixCache.evictOne());
     if (need > kv.pool.freeCount) throw new EngineError('OVERLOADED', `restoring ${state.tokens.length} tokens needs ${need} free KV blocks and ${kv.pool.freeCount} are free; retry when fewer requests run`);
-    this.scheduler.adoptPrefix(state.tokens, (slots) => state.write(this.model.backend, kv.layers, slots));
+    this.scheduler.adoptPrefix(state.tokens, (slots) => state.write(this.model.backend, kv.layers, slots), keyOfAdapters(this.defaultAdapters));
     return state.tokens;
   }
 

@@ -14,6 +14,7 @@ import { PrefixCache } from '../kv/prefix-cache.js';
 import type { KVCache } from '../kv/kv-cache.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { logprobsOf } from './completion.js';
+import type { ActiveAdapter } from '../model/lora.js';
 import { EngineError } from './errors.js';
 import type { RequestState } from './request.js';
 import { Sequence } from './sequence.js';
@@ -54,6 +55,8 @@ export class Scheduler {
   /** In admission order. */
   private readonly running: Sequence[] = [];
   private nextKvId = 0;
+  /** The adapter set the graph is configured with. */
+  private adapterKey = '';
   /** While a step's forward pass runs, cancellations wait here and land when it ends. */
   private deferredCancels: [RequestState, unknown][] | undefined;
 
@@ -69,13 +72,20 @@ export class Scheduler {
     return this.graph.kv;
   }
 
+  /** Configure the graph's LoRA adapters for the next forward pass (nothing to do when they are already these). */
+  useAdapters(adapters: readonly ActiveAdapter[], key: string): void {
+    if (key === this.adapterKey) return;
+    this.graph.setAdapters(adapters);
+    this.adapterKey = key;
+  }
+
   /**
    * A sequence of its own holding the KV of all of `tokens`, taken from the prefix cache (its blocks
    * shared, so they stay while it is read even if the entry is evicted); undefined if the cache does
    * not hold them all. The caller removes it (kv.removeSequence) when done.
    */
-  pinPrefix(tokens: readonly number[]): number | undefined {
-    const match = this.prefixCache.match(tokens, tokens.length);
+  pinPrefix(tokens: readonly number[], key = ''): number | undefined {
+    const match = this.prefixCache.match(tokens, tokens.length, [], key);
     if (!match || match.length < tokens.length) return undefined;
     const id = this.nextKvId++;
     this.kv.fork(match.seqId, id, tokens.length);
@@ -83,12 +93,12 @@ export class Scheduler {
   }
 
   /** Put KV computed elsewhere into the prefix cache: `fill` writes the K/V of tokens' positions into the slots reserved for them. */
-  adoptPrefix(tokens: readonly number[], fill: (slots: readonly number[]) => void): void {
+  adoptPrefix(tokens: readonly number[], fill: (slots: readonly number[]) => void, key = ''): void {
     const id = this.nextKvId++;
     this.kv.createSequence(id);
     try {
       fill(this.kv.reserve(id, tokens.length).slots);
-      this.prefixCache.insert(id, tokens);
+      this.prefixCache.insert(id, tokens, key);
     } finally {
       this.kv.removeSequence(id);
     }
@@ -137,6 +147,8 @@ export class Scheduler {
     const plan = this.plan();
     if (plan.length === 0) return;
     this.makeRoom(plan);
+    this.useAdapters(plan[0]!.seq.adapters, plan[0]!.seq.adapterKey);
+    for (const { seq } of plan) seq.lastStep = this.stats.steps;
 
     const batch: BatchToken[] = [];
     for (const { seq, count, draft } of plan) {
@@ -204,9 +216,9 @@ export class Scheduler {
     while (this.waiting.length > 0) {
       const seq = this.waiting[0];
       if (this.running.length + 1 + seq.followers.length > this.config.maxSequences) return;
-      const live = this.running.map((s) => ({ seqId: s.kvId, tokens: s.tokens, length: s.kvLen }));
+      const live = this.running.filter((s) => s.adapterKey === seq.adapterKey).map((s) => ({ seqId: s.kvId, tokens: s.tokens, length: s.kvLen }));
       // The last token is always evaluated (its logits are needed), and so is every position whose logits are collected.
-      const match = this.prefixCache.match(seq.tokens, Math.min(seq.tokens.length - 1, seq.logitsFrom ?? Infinity), live);
+      const match = this.prefixCache.match(seq.tokens, Math.min(seq.tokens.length - 1, seq.logitsFrom ?? Infinity), live, seq.adapterKey);
       // Alone, a shared tail block's copy could tip a pool-sized sequence over: then try without sharing.
       const tries = match && this.running.length === 0 ? [match, undefined] : [match];
       let admitted = false;
@@ -253,13 +265,19 @@ export class Scheduler {
   private plan(): Slice[] {
     let budget = this.config.maxBatchTokens;
     const plan: Slice[] = [];
+    // One step runs one set of LoRA adapters: the one whose sequences waited longest.
+    let key = '', oldest = Infinity;
     for (const seq of this.running) {
+      if (seq.pending > 0 && seq.lastStep < oldest) [key, oldest] = [seq.adapterKey, seq.lastStep];
+    }
+    const running = this.running.filter((s) => s.adapterKey === key);
+    for (const seq of running) {
       if (budget > 0 && seq.pending === 1) {
         plan.push({ seq, count: 1, draft: [] });
         budget--;
       }
     }
-    for (const seq of this.running) {
+    for (const seq of running) {
       if (budget > 0 && seq.pending > 1) {
         const count = Math.min(seq.pending, budget);
         plan.push({ seq, count, draft: [] });
@@ -329,7 +347,7 @@ export class Scheduler {
 
   /** Release a running sequence's KV, into the prefix cache when its content is worth keeping. */
   private dropKV(seq: Sequence, keep: boolean): void {
-    if (keep) this.prefixCache.insert(seq.kvId, seq.tokens.slice(0, seq.kvLen));
+    if (keep) this.prefixCache.insert(seq.kvId, seq.tokens.slice(0, seq.kvLen), seq.adapterKey);
     this.kv.removeSequence(seq.kvId);
     this.running.splice(this.running.indexOf(seq), 1);
     seq.kvId = -1;

@@ -2,6 +2,7 @@
 // are in its KV sequence, and the sampler and output that turn logits into text. Preemption drops
 // the KV (kvLen back to 0) and keeps everything else, so recomputing resumes exactly.
 import type { Drafter } from '../generation/prompt-lookup.js';
+import type { ActiveAdapter } from '../model/lora.js';
 import type { Sampler } from '../sampling/sampler.js';
 import type { CompletionOutput } from './completion.js';
 import type { RequestState } from './request.js';
@@ -27,6 +28,11 @@ export class Sequence {
   readonly positionLogits: Float32Array[] = [];
   /** Its tokens need only the argmax of each logits row (plain greedy, no log-probs, no collected logits): the backend computes it. */
   readonly argmaxOnly: boolean;
+  /** The LoRA adapters its forward passes use, and their identity: sequences of one step share it. */
+  adapters: readonly ActiveAdapter[] = [];
+  adapterKey = '';
+  /** The step it last took part in (the scheduler serves the longest-waiting adapter set first). */
+  lastStep = -1;
 
   constructor(
     readonly request: RequestState,

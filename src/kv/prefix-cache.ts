@@ -24,6 +24,8 @@ export interface PrefixMatch {
 interface Entry {
   readonly seqId: number;
   readonly tokens: readonly number[];
+  /** What else the KV depends on (the LoRA adapters it was computed with): only equal keys share. */
+  readonly key: string;
 }
 
 export class PrefixCache {
@@ -41,9 +43,10 @@ export class PrefixCache {
   }
 
   /** Keep the KV of `tokens` (the first tokens.length positions of sequence seqId) for later prompts. */
-  insert(seqId: number, tokens: readonly number[]): void {
+  insert(seqId: number, tokens: readonly number[], key = ''): void {
     if (this.maxEntries < 1 || tokens.length === 0) return;
     for (const e of this.entries) {
+      if (e.key !== key) continue;
       // Already covered by a longer entry (that can still give this prefix): just mark it used.
       if (e.tokens.length >= tokens.length && commonPrefix(e.tokens, tokens, tokens.length) === tokens.length && this.kv.canShorten(e.seqId, tokens.length)) {
         this.touch(e);
@@ -52,10 +55,10 @@ export class PrefixCache {
     }
     const id = this.newSequenceId();
     this.kv.fork(seqId, id, tokens.length);
-    const added: Entry = { seqId: id, tokens: [...tokens] };
+    const added: Entry = { seqId: id, tokens: [...tokens], key };
     // Entries the new one covers are redundant.
     for (const e of [...this.entries]) {
-      if (commonPrefix(e.tokens, tokens, e.tokens.length) === e.tokens.length && this.kv.canShorten(id, e.tokens.length)) this.remove(e);
+      if (e.key === key && commonPrefix(e.tokens, tokens, e.tokens.length) === e.tokens.length && this.kv.canShorten(id, e.tokens.length)) this.remove(e);
     }
     this.entries.push(added);
     while (this.entries.length > this.maxEntries) this.remove(this.entries[0]);
@@ -66,7 +69,7 @@ export class PrefixCache {
    * a prefix (KVCache.canShorten), among the entries and the given live sequences. A matched entry
    * counts as used.
    */
-  match(tokens: ArrayLike<number>, maxLength: number, live: Iterable<PrefixSource> = []): PrefixMatch | undefined {
+  match(tokens: ArrayLike<number>, maxLength: number, live: Iterable<PrefixSource> = [], key = ''): PrefixMatch | undefined {
     let best: PrefixMatch | undefined;
     let bestEntry: Entry | undefined;
     const consider = (src: PrefixSource, entry?: Entry) => {
@@ -78,7 +81,7 @@ export class PrefixCache {
       }
     };
     for (const s of live) consider(s);
-    for (const e of this.entries) consider({ seqId: e.seqId, tokens: e.tokens, length: e.tokens.length }, e);
+    for (const e of this.entries) if (e.key === key) consider({ seqId: e.seqId, tokens: e.tokens, length: e.tokens.length }, e);
     if (bestEntry) this.touch(bestEntry);
     return best;
   }

@@ -6,7 +6,7 @@ import { EngineError } from '../engine/errors.js';
 import { createBackend, type BackendKind } from '../backend/registry.js';
 import type { GGUFFile } from '../gguf/reader.js';
 import { openGGUF, type ModelInput } from '../io/open-source.js';
-import { loadLoraAdapter, type LoraAdapter } from './lora.js';
+import { loadLoraAdapter, type ActiveAdapter, type LoraAdapter } from './lora.js';
 import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
 import type { SamplingOptions } from '../sampling/sampler.js';
@@ -75,6 +75,8 @@ export interface GenerateOptions extends SamplingOptions {
    * not make.
    */
   grammarTrigger?: string;
+  /** LoRA adapters (Model.loadAdapter) for this request, each with its scale (default: the engine's, see Engine.setAdapters). */
+  adapters?: readonly ActiveAdapter[];
   /** Constrain the output to JSON valid under this JSON schema (converted to a grammar as llama.cpp does). */
   jsonSchema?: Record<string, unknown> | boolean;
 }
