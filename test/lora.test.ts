@@ -154,8 +154,13 @@ describe('LoRA adapters', () => {
     const served = loadModel(path, { threads: 1 });
     const h = createServerHandler(served, { modelId: 'm', lora: [{ input: adapterPath, scale: SCALE }] });
     await h.ready;
-    const r = await h.fetch(new Request('http://x/v1/completions', { method: 'POST', body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 20, temperature: 0 }) }));
-    expect((await r.json()).choices[0].text).toBe(want);
+    const complete = async (extra: object) => (await h.fetch(new Request('http://x/v1/completions', { method: 'POST', body: JSON.stringify({ prompt: 'Once upon a time', max_tokens: 20, temperature: 0, ...extra }) }))).json();
+    expect((await complete({})).choices[0].text).toBe(want);
+    // llama.cpp server's per-request scales over the loaded adapters, and its adapter list.
+    expect((await complete({ lora: [{ id: 0, scale: 0 }] })).choices[0].text).toBe(plain);
+    expect((await complete({ lora: [{ id: 0, scale: SCALE }] })).choices[0].text).toBe(want);
+    expect((await complete({ lora: [{ id: 1, scale: 1 }] })).error).toMatchObject({ param: 'lora[0].id' });
+    expect(await (await h.fetch(new Request('http://x/lora-adapters'))).json()).toEqual([{ id: 0, path: adapterPath, scale: SCALE }]);
     await h.close();
     await (await served).dispose();
   });

@@ -8,6 +8,7 @@ import type { EngineOptions } from '../engine/types.js';
 import { log } from '../log.js';
 import type { Model } from '../model/model.js';
 import type { ModelInput } from '../io/open-source.js';
+import type { ActiveAdapter } from '../model/lora.js';
 import { VERSION } from '../version.js';
 import { HttpError, httpErrorOf } from './errors.js';
 import { bearerToken, CORS_PREFLIGHT, corsHeaders, jsonResponse, matchesApiKey, readJsonBody } from './http.js';
@@ -79,6 +80,8 @@ export function createServerHandler(model: Model | Promise<Model>, options: Serv
     'GET /metrics': async (ctx) => new Response(metrics.render(served?.engine?.metrics()), { headers: { ...ctx.headers, 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' } }),
     'GET /v1/models': async (ctx) => jsonResponse({ object: 'list', data: [modelObject(ctx.served)] }, 200, ctx.headers),
     'GET /props': async (ctx) => jsonResponse(props(ctx.served), 200, ctx.headers),
+    // llama.cpp server's adapter list: id, path, the scale requests get unless they say.
+    'GET /lora-adapters': async (ctx) => jsonResponse(ctx.served.limits.adapters.map((a, id) => ({ id, path: a.adapter.name, scale: a.scale })), 200, ctx.headers),
     ...GENERATION_ROUTES,
   };
   // OpenAI's paths without /v1 too, as llama.cpp's server answers both.
@@ -171,7 +174,7 @@ export function createServerHandler(model: Model | Promise<Model>, options: Serv
 
 /** Paths counted under their own label in /metrics (anything else is "other", so a scanner cannot grow the label set). */
 const ROUTE_LABELS: Record<string, true> = Object.fromEntries(
-  ['/health', '/v1/health', '/metrics', '/props', '/tokenize', '/detokenize', '/v1/models', '/models', '/v1/chat/completions', '/chat/completions', '/v1/completions', '/completions', '/v1/embeddings', '/embeddings'].map((p) => [p, true]),
+  ['/health', '/v1/health', '/metrics', '/props', '/lora-adapters', '/tokenize', '/detokenize', '/v1/models', '/models', '/v1/chat/completions', '/chat/completions', '/v1/completions', '/completions', '/v1/embeddings', '/embeddings'].map((p) => [p, true]),
 );
 
 /** The loaded model with what the routes need: its engine (decoders), chat template and limits. */
@@ -179,8 +182,8 @@ async function serve(model: Model, options: ServerOptions): Promise<ServedModel>
   const id = options.modelId ?? String(model.file.metadata.get('general.name')?.value ?? model.architecture);
   const encoder = model.arch.encoder === true;
   const engine: Engine | undefined = encoder ? undefined : await createEngine(model, options.engine);
+  const adapters: ActiveAdapter[] = [];
   if (engine && options.lora?.length) {
-    const adapters = [];
     for (const { input, scale } of options.lora) adapters.push({ adapter: await model.loadAdapter(input), scale });
     engine.setAdapters(adapters);
     log.info(`server: ${adapters.length} LoRA adapter(s): ${adapters.map((a) => `${a.adapter.name} x ${a.scale}`).join(', ')}`);
@@ -194,7 +197,7 @@ async function serve(model: Model, options: ServerOptions): Promise<ServedModel>
     if (source === undefined) log.warn(`server: ${id} has no chat template; chat requests use ChatML`);
     template = ChatTemplate.forTokenizer(source ?? CHATML_TEMPLATE, model.tokenizer);
   }
-  const limits: RequestLimits = { modelId: id, maxTokens, maxN: Math.min(128, options.engine?.maxSequences ?? 64), vocabSize: model.config.vocabSize };
+  const limits: RequestLimits = { modelId: id, maxTokens, maxN: Math.min(128, options.engine?.maxSequences ?? 64), vocabSize: model.config.vocabSize, adapters };
   return {
     id, model, engine, template, limits, contextLength,
     maxQueue: options.engine?.maxQueue ?? 256,

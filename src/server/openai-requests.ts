@@ -4,6 +4,7 @@
 // OpenAI ignores unknown ones.
 import type { ChatMessage } from '../chat/template.js';
 import type { Tool, ToolChoice } from '../chat/tool-calls.js';
+import type { ActiveAdapter } from '../model/lora.js';
 import { MAX_TOP_LOGPROBS } from '../engine/engine.js';
 import type { EngineRequest } from '../engine/types.js';
 import { HttpError, invalidField } from './errors.js';
@@ -17,6 +18,8 @@ export interface RequestLimits {
   /** Most completions per request (n). */
   maxN: number;
   vocabSize: number;
+  /** LoRA adapters the server loaded (--lora), by id: a request's `lora` field picks among them. */
+  adapters: readonly ActiveAdapter[];
 }
 
 /** What chat and completion requests share: sampling, length, stop, n, streaming. */
@@ -95,6 +98,17 @@ function readGeneration(f: Fields, limits: RequestLimits): GenerationFields {
   }
   r.n = f.integer('n', { min: 1, max: limits.maxN });
   r.ignoreEos = f.boolean('ignore_eos'); // llama.cpp's extension
+  // llama.cpp's per-request adapter scales: [{ id, scale }] over the adapters the server loaded (others 0).
+  const lora = f.array('lora');
+  if (lora) {
+    const scales = new Map<number, number>();
+    lora.forEach((raw, i) => {
+      const l = new Fields(raw, `lora[${i}].`);
+      const id = l.required('id', (k) => l.integer(k, { min: 0, max: limits.adapters.length - 1 }), `the index of a loaded adapter (0..${limits.adapters.length - 1})`);
+      scales.set(id, l.required('scale', (k) => l.number(k, { min: -100, max: 100 }), 'the adapter scale'));
+    });
+    r.adapters = limits.adapters.flatMap((a, id) => (scales.has(id) && scales.get(id) !== 0 ? [{ adapter: a.adapter, scale: scales.get(id)! }] : []));
+  }
   // llama.cpp's extensions: a GBNF grammar or a JSON schema constraining the output.
   const grammar = f.string('grammar', { nonEmpty: true });
   const schema = f.raw('json_schema');
