@@ -3,7 +3,7 @@
 // written by our writer. The adapter's effect on the logits (with minus without) must be llama.cpp's
 // up to the implementations' own difference without it; switching it off gives the base logits back
 // bit for bit; a wrong adapter is a typed error.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +19,7 @@ import { NormalRng } from './helpers/synthetic.js';
 import { disposeLlamaCpp, isLlamaCppAvailable, llamaCppNextTokenLogits } from './oracle/llama-cpp.js';
 
 const haveLlamaCpp = await isLlamaCppAvailable();
+const Q8 = '../shared/models/stories260K-q8_0.gguf';
 const RANK = 4, ALPHA = 8, SCALE = 0.75;
 const TOKENS = [1, 403, 407, 261, 378, 259, 20, 31, 300, 12, 88, 412];
 
@@ -133,6 +134,42 @@ describe('LoRA adapters', () => {
     await engine.generate(req(0, 6)).result;
     expect((await engine.generate(req(1, 6)).result).usage.cachedPromptTokens).toBe(0);
     expect(() => engine.generate({ prompt, adapters: [{ adapter, scale: NaN }] })).toThrow(/finite/);
+  });
+
+  it('merged into the weights (W += s·B·A), the model computes what the unmerged adapter does', async () => {
+    const adapter = await model.loadAdapter(adapterPath);
+    const base = await engine.evaluate(TOKENS);
+    engine.setAdapters([{ adapter, scale: SCALE }]);
+    const adapted = await engine.evaluate(TOKENS);
+    engine.setAdapters([]);
+    const other = await loadModel(path, { threads: 1 });
+    try {
+      await other.mergeAdapter(await other.loadAdapter(adapterPath), SCALE);
+      const merged = await other.evaluate(TOKENS);
+      const effect = maxAbs(adapted, base);
+      expect(maxAbs(merged, adapted)).toBeLessThan(1e-4 * effect + 1e-5);
+    } finally {
+      await other.dispose();
+    }
+    // Into Q8_0 weights: requantized, so close to the unmerged adapter on the same file, not equal.
+    if (existsSync(Q8)) {
+      const q8 = await loadModel(Q8, { threads: 1 });
+      const q8Merged = await loadModel(Q8, { threads: 1 });
+      try {
+        const a8 = await q8.loadAdapter(adapterPath);
+        const q8Base = await q8.evaluate(TOKENS);
+        q8.engine().setAdapters([{ adapter: a8, scale: SCALE }]);
+        const q8Adapted = await q8.evaluate(TOKENS);
+        await q8Merged.mergeAdapter(await q8Merged.loadAdapter(adapterPath), SCALE);
+        const gap = maxAbs(await q8Merged.evaluate(TOKENS), q8Adapted), effect = maxAbs(q8Adapted, q8Base);
+        console.log(`LoRA merged into Q8_0: ${gap.toExponential(2)} from the unmerged adapter (effect ${effect.toExponential(2)})`);
+        // Requantizing W + s·B·A costs what rounding a weight to 8 bits costs: small beside what the adapter changes.
+        expect(gap).toBeLessThan(0.1 * effect);
+      } finally {
+        await q8.dispose();
+        await q8Merged.dispose();
+      }
+    }
   });
 
   it('wasmforge generate --lora FILE:SCALE and the server\'s lora option apply it', async () => {

@@ -7,6 +7,8 @@ import { asWeight, type WeightTensor } from '../backend/backend.js';
 import { getNumber, getString, has } from '../gguf/metadata.js';
 import { openGGUF, type ModelInput } from '../io/open-source.js';
 import { GGMLType, typeName } from '../tensor/ggml-types.js';
+import { dequantize } from '../tensor/dequant.js';
+import { quantize, QUANTIZABLE_TYPES } from '../tensor/quantize.js';
 import { ModelError } from './errors.js';
 import { layerTensorName } from './load-weights.js';
 import type { Model } from './model.js';
@@ -91,4 +93,37 @@ function targetsOf(model: Model): Map<string, WeightTensor> {
   });
   if (model.weights.output && model.weights.output !== model.weights.tokenEmbedding) out.set('output.weight', model.weights.output);
   return out;
+}
+
+/**
+ * Merge an adapter into the model's weights for good (W += s·B·A, s = scale · alpha / rank), as
+ * llama.cpp's export-lora does: afterwards every engine computes with the adapted weights at no extra
+ * cost, and the adapter must not be applied again. Quantized weights are dequantized, changed and
+ * quantized again with the reference quantizers (lossy, like any requantization). Engines' prefix
+ * caches hold KV of the old weights: clear them (Engine.clearPrefixCache).
+ */
+export async function mergeLoraAdapter(model: Model, adapter: LoraAdapter, scale: number): Promise<void> {
+  if (!Number.isFinite(scale)) throw new ModelError('ADAPTER_MISMATCH', `the merge scale must be a finite number, got ${scale}`);
+  const be = model.backend;
+  const f32 = async (t: WeightTensor) => dequantize(t.type, await be.read(t), t.rows * t.cols);
+  for (const p of adapter.pairs) {
+    const W = p.target;
+    if (W.type !== GGMLType.F32 && !QUANTIZABLE_TYPES.includes(W.type)) {
+      throw new ModelError('UNSUPPORTED_OPERATION', `${adapter.name}: cannot merge into ${typeName(W.type)} weights (no quantizer for the type); apply the adapter unmerged`);
+    }
+  }
+  for (const p of adapter.pairs) {
+    const W = p.target, s = adapter.alpha ? (scale * adapter.alpha) / p.rank : scale;
+    const [w, a, b] = [await f32(W), await f32(p.a), await f32(p.b)];
+    // Row o of W (cols inputs) += s · Σ_k B[o][k] · A[k][:]
+    for (let o = 0; o < W.rows; o++) {
+      for (let k = 0; k < p.rank; k++) {
+        const f = s * b[o * p.rank + k]!;
+        if (f === 0) continue;
+        const row = o * W.cols, arow = k * W.cols;
+        for (let i = 0; i < W.cols; i++) w[row + i] += f * a[arow + i]!;
+      }
+    }
+    be.upload(W, W.type === GGMLType.F32 ? w : quantize(W.type, w, W.cols));
+  }
 }

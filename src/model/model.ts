@@ -6,7 +6,7 @@ import { EngineError } from '../engine/errors.js';
 import { createBackend, type BackendKind } from '../backend/registry.js';
 import type { GGUFFile } from '../gguf/reader.js';
 import { openGGUF, type ModelInput } from '../io/open-source.js';
-import { loadLoraAdapter, type ActiveAdapter, type LoraAdapter } from './lora.js';
+import { loadLoraAdapter, mergeLoraAdapter, type ActiveAdapter, type LoraAdapter } from './lora.js';
 import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
 import type { SamplingOptions } from '../sampling/sampler.js';
@@ -227,6 +227,13 @@ export class Model {
   async loadAdapter(input: ModelInput): Promise<LoraAdapter> {
     if (this.disposed) throw new ModelError('DISPOSED', 'the model was disposed');
     return loadLoraAdapter(this, input);
+  }
+
+  /** Merge an adapter into the weights for good (see mergeLoraAdapter); the model's own engine's prefix cache is cleared. */
+  async mergeAdapter(adapter: LoraAdapter, scale = 1): Promise<void> {
+    if (this.disposed) throw new ModelError('DISPOSED', 'the model was disposed');
+    await mergeLoraAdapter(this, adapter, scale);
+    this.defaultEngine?.clearPrefixCache();
   }
 
   /** Next-token logits after each prompt position ([positions][vocab]). */
