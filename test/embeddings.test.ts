@@ -1,4 +1,4 @@
-// Embeddings from encoder models (BERT: all-MiniLM, bge) against llama.cpp: random-weight BERT
+// Embeddings against llama.cpp: encoder models (BERT: all-MiniLM, bge) and decoders that declare a pooling type (Qwen3-Embedding style); random-weight BERT
 // files with the bge vocabulary (real WordPiece tokens, [CLS] ... [SEP]), written by our writer,
 // loaded by both sides. For each weight type and pooling (mean, CLS, last) our pooled vector must
 // stay within 4x the implementations' own noise of llama.cpp's (test/oracle/noise.ts: each side on
@@ -226,6 +226,6 @@ describe.skipIf(!haveVocab)('wasmforge embed', () => {
       await model.dispose();
     }
     await expect(embedCli(['-m', path, '--pooling', 'max', 'x'])).rejects.toThrow(/--pooling/);
-    await expect(embedCli([TEXTS[0]])).rejects.toThrow(/encoder model/);
+    await expect(embedCli([TEXTS[0]])).rejects.toThrow(/embedding model/);
   });
 });

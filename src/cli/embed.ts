@@ -1,13 +1,14 @@
 // `wasmforge embed -m FILE [--pooling mean|cls|last] [--no-normalize] [--lines] TEXT|-`: the
-// embedding of a text with an encoder model (BERT, nomic-bert), as JSON on stdout.
+// embedding of a text with an embedding model (BERT, nomic-bert, or a decoder that declares its
+// pooling, as Qwen3-Embedding), as JSON on stdout.
 import type { EmbedOptions } from '../model/model.js';
 import { parseArgs, UsageError } from './args.js';
 import { loadModelFromArgs, MODEL_OPTIONS, readStdin } from './common.js';
 
-export const summary = 'embed text with an encoder model (BERT, nomic-bert): JSON vectors';
+export const summary = 'embed text with an embedding model (BERT, nomic-bert, Qwen3-Embedding): JSON vectors';
 
 const USAGE = `usage: wasmforge embed -m FILE [--pooling mean|cls|last] [--no-normalize] [--lines] TEXT|-
-  -m, --model FILE     an encoder GGUF (bge, all-MiniLM, nomic-embed)
+  -m, --model FILE     an embedding GGUF (bge, all-MiniLM, nomic-embed, Qwen3-Embedding)
   --pooling P          how to pool the tokens' states (default: what the file says)
   --no-normalize       keep the pooled vector as it is (default: L2-normalized)
   --lines              embed each line of the text on its own
@@ -22,7 +23,7 @@ export async function run(argv: string[], stdin: () => Promise<string> = readStd
     process.stdout.write(USAGE);
     return 0;
   }
-  if (!args.values.has('model')) throw new UsageError(`an encoder model is needed (-m FILE)\n${USAGE.trimEnd()}`);
+  if (!args.values.has('model')) throw new UsageError(`an embedding model is needed (-m FILE)\n${USAGE.trimEnd()}`);
   if (args.positionals.length === 0) throw new UsageError(`no text given (pass TEXT, or - to read stdin)\n${USAGE.trimEnd()}`);
   const pooling = args.values.get('pooling');
   if (pooling !== undefined && !['mean', 'cls', 'last'].includes(pooling)) throw new UsageError(`--pooling must be mean, cls or last, got "${pooling}"`);
