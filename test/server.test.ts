@@ -171,6 +171,26 @@ describe('server: the openai client on Node', () => {
     expect(l.text_offset).toEqual(l.tokens!.map((_, i) => l.tokens!.slice(0, i).join('').length));
   });
 
+  it('completions with echo and logprobs: the prompt\'s own log-probabilities first (none for its first token), then the completion\'s', async () => {
+    const prompt = 'Once upon a time';
+    const ids = model.tokenizer.encode(prompt, { addSpecial: true });
+    const r = await client.completions.create({ model: MODEL_ID, prompt, max_tokens: 5, temperature: 0, echo: true, logprobs: 2 });
+    const plain = await client.completions.create({ model: MODEL_ID, prompt, max_tokens: 5, temperature: 0, logprobs: 2 });
+    const l = r.choices[0]!.logprobs!;
+    expect(r.choices[0]!.text).toBe(prompt + plain.choices[0]!.text);
+    expect(l.tokens).toHaveLength(ids.length + 5);
+    expect(l.token_logprobs![0]).toBeNull();
+    expect(l.top_logprobs![0]).toBeNull();
+    const rows = await model.evaluate(ids);
+    for (let i = 1; i < ids.length; i++) {
+      const row = rows[i - 1]!, max = Math.max(...row);
+      const lse = max + Math.log(row.reduce((a, v) => a + Math.exp(v - max), 0));
+      expect(l.token_logprobs![i]).toBeCloseTo(row[ids[i]!]! - lse, 8);
+      expect(Object.keys(l.top_logprobs![i]!)).toHaveLength(2);
+    }
+    expect(l.token_logprobs!.slice(ids.length)).toEqual(plain.choices[0]!.logprobs!.token_logprobs);
+  });
+
   it('completions streamed: chunks add up per choice, finish reasons and usage at the end', async () => {
     const body = { model: MODEL_ID, prompt: ['The cat', 'A big dog'], max_tokens: 12, temperature: 0 };
     const whole = await client.completions.create(body);
@@ -348,7 +368,6 @@ describe('server: request validation (every field a 400 naming it)', () => {
     ['/v1/completions', 'token id past vocab', { prompt: [1, 2, 100000] }, 'prompt', /outside the vocabulary/],
     ['/v1/completions', 'empty prompt in a list', { prompt: ['a', ''] }, 'prompt[1]'],
     ['/v1/completions', 'logprobs 6', { prompt: 'a', logprobs: 6 }, 'logprobs'],
-    ['/v1/completions', 'echo with logprobs', { prompt: 'a', logprobs: 1, echo: true }, 'logprobs', /echo/],
     ['/v1/completions', 'suffix', { prompt: 'a', suffix: 'b' }, 'suffix'],
     ['/v1/completions', 'best_of > n', { prompt: 'a', best_of: 3 }, 'best_of'],
     ['/v1/embeddings', 'decoder model', { input: 'hello' }, 'model', /embedding model/],

@@ -255,10 +255,7 @@ export function readCompletionRequest(body: unknown, limits: RequestLimits): Com
   const gen = readGeneration(f, limits);
   const echo = f.boolean('echo') ?? false;
   const top = f.integer('logprobs', { min: 0, max: 5 });
-  if (top !== undefined) {
-    if (echo) throw invalidField('logprobs', '`logprobs` with `echo` is not supported: the prompt\'s log-probabilities are not computed', 'unsupported_parameter');
-    Object.assign(gen.request, { logprobs: true, topLogprobs: top });
-  }
+  if (top !== undefined) Object.assign(gen.request, { logprobs: true, topLogprobs: top });
   f.unsupported('suffix', 'is not supported: the models served here do not fill in the middle');
   const bestOf = f.integer('best_of', { min: 1 });
   if (bestOf !== undefined && bestOf !== (gen.request.n ?? 1)) throw invalidField('best_of', '`best_of` other than `n` is not supported: every completion generated is returned', 'unsupported_parameter');

@@ -5,6 +5,7 @@ import type { EngineResult, TokenLogprob } from '../engine/types.js';
 import type { StopReason } from '../model/model.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { parseToolCalls, type ToolCallFormat } from '../chat/tool-calls.js';
+import { logprobsOf } from '../engine/completion.js';
 
 /** What every response of one request carries. */
 export interface ResponseMeta {
@@ -72,9 +73,33 @@ export function chatLogprobs(tokenizer: Tokenizer, ids: readonly number[], logpr
 
 export interface CompletionLogprobs {
   tokens: string[];
-  token_logprobs: number[];
-  top_logprobs: Record<string, number>[] | null;
+  /** null for the first prompt token (nothing predicts it). */
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[] | null;
   text_offset: number[];
+}
+
+/** The completions API's logprobs of an echoed prompt: each token's log-probability given the ones before (rows[i]: the logits after token i). */
+export function promptLogprobs(tokenizer: Tokenizer, ids: readonly number[], rows: readonly Float32Array[], top: number): CompletionLogprobs {
+  const each = ids.map((id, i) => (i === 0 ? undefined : logprobsOf(rows[i - 1]!, id, top)));
+  const tokens = ids.map((id) => tokenView(tokenizer, id).token);
+  let at = 0;
+  return {
+    tokens,
+    token_logprobs: each.map((e) => (e === undefined ? null : e.logprob)),
+    top_logprobs: top > 0 ? each.map((e) => (e?.top ? Object.fromEntries(e.top.map((t) => [tokenView(tokenizer, t.tokenId).token, t.logprob])) : null)) : null,
+    text_offset: tokens.map((t) => ((at += t.length), at - t.length)),
+  };
+}
+
+/** Prompt logprobs followed by a completion's. */
+export function joinLogprobs(a: CompletionLogprobs, b: CompletionLogprobs): CompletionLogprobs {
+  return {
+    tokens: [...a.tokens, ...b.tokens],
+    token_logprobs: [...a.token_logprobs, ...b.token_logprobs],
+    top_logprobs: a.top_logprobs && b.top_logprobs ? [...a.top_logprobs, ...b.top_logprobs] : null,
+    text_offset: [...a.text_offset, ...b.text_offset],
+  };
 }
 
 /** The completions API's logprobs: parallel arrays; text_offset counts characters from `offset` (the echoed prompt's length). */

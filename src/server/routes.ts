@@ -12,7 +12,7 @@ import { jsonResponse } from './http.js';
 import type { ServerMetrics } from './metrics.js';
 import { readChatRequest, readCompletionRequest, readEmbeddingRequest, type RequestLimits, checkModel } from './openai-requests.js';
 import {
-  chatChunk, chatLogprobs, chatResponse, completionLogprobs, completionResponse, finishReason, newId, replyOf, usageOf,
+  chatChunk, chatLogprobs, chatResponse, completionLogprobs, completionResponse, finishReason, joinLogprobs, newId, promptLogprobs, replyOf, usageOf,
   type CompletionChoice, type ResponseMeta,
 } from './openai-responses.js';
 import { planToolCalls, toolCallFormatOf, type ToolCallFormat } from '../chat/tool-calls.js';
@@ -142,8 +142,20 @@ async function completions(ctx: RouteContext): Promise<Response> {
     throw err;
   }
   const echoes = req.prompts.map((p) => (req.echo ? (typeof p === 'string' ? p : tok.decode(p)) : ''));
+  // echo with logprobs: the prompt's own log-probabilities, from one evaluate() of each prompt.
+  const echoed = req.echo && req.request.logprobs ? await Promise.all(req.prompts.map(async (prompt) => {
+    const ids = typeof prompt === 'string' ? tok.encode(prompt, { addSpecial: true }) : prompt;
+    return promptLogprobs(tok, ids, await engine.evaluate(ids, { signal: abort.signal }), req.request.topLogprobs ?? 0);
+  })).catch((err: unknown) => {
+    abort.abort(err);
+    throw err;
+  }) : undefined;
   const meta = metaOf(ctx.served, 'cmpl');
-  const logprobsOf = (c: EngineResult['completions'][number], offset: number) => (c.logprobs ? completionLogprobs(tok, c.tokens, c.logprobs, c.topLogprobs, offset) : null);
+  const logprobsOf = (c: EngineResult['completions'][number], p: number) => {
+    if (!c.logprobs) return null;
+    const own = completionLogprobs(tok, c.tokens, c.logprobs, c.topLogprobs, echoes[p]!.length);
+    return echoed ? joinLogprobs(echoed[p]!, own) : own;
+  };
   if (!req.stream) {
     const results = await Promise.all(generations.map((g) => g.result)).catch((err: unknown) => {
       abort.abort(err); // one failed: the others stop too
@@ -151,14 +163,14 @@ async function completions(ctx: RouteContext): Promise<Response> {
     });
     results.forEach((r) => ctx.metrics.generation(r));
     const choices: CompletionChoice[] = results.flatMap((r, p) => r.completions.map((c) => ({
-      text: echoes[p] + c.text, index: p * n + c.index, logprobs: logprobsOf(c, echoes[p]!.length), finish_reason: finishReason(c.stopReason),
+      text: echoes[p] + c.text, index: p * n + c.index, logprobs: logprobsOf(c, p), finish_reason: finishReason(c.stopReason),
     })));
     return jsonResponse(completionResponse(meta, choices, usageOf(results)), 200, ctx.headers);
   }
   const usage = req.includeUsage ? null : undefined;
   async function* events() {
     for (const [p, echo] of echoes.entries()) {
-      if (echo) for (let i = 0; i < n; i++) yield completionResponse(meta, [{ text: echo, index: p * n + i, logprobs: null, finish_reason: null }], usage);
+      if (echo) for (let i = 0; i < n; i++) yield completionResponse(meta, [{ text: echo, index: p * n + i, logprobs: echoed?.[p] ?? null, finish_reason: null }], usage);
     }
     const offsets = new Array<number>(echoes.length * n).fill(0);
     for await (const { p, piece } of merge(generations)) {
