@@ -192,6 +192,27 @@ describe.skipIf(!haveRandom)('server: tools through the openai client (Qwen 2.5 
     expect(next.choices[0]!.finish_reason).not.toBe('tool_calls');
   });
 
+  it('tool_choice auto: text before any call tag streams as it comes, and whole and streamed replies agree', async () => {
+    const body = { model: 'tiny', messages: [{ role: 'user' as const, content: 'Hi' }], tools: TOOLS, tool_choice: 'auto' as const, seed: 9, temperature: 1, max_tokens: 30 };
+    const whole = await client.chat.completions.create(body);
+    let text = '', chunks = 0, finish: string | null = null;
+    const calls: string[] = [];
+    for await (const c of await client.chat.completions.create({ ...body, stream: true })) {
+      for (const ch of c.choices) {
+        if (ch.delta.content) {
+          text += ch.delta.content;
+          chunks++;
+        }
+        for (const t of ch.delta.tool_calls ?? []) calls.push(t.function?.name ?? '');
+        finish = ch.finish_reason ?? finish;
+      }
+    }
+    expect(finish).toBe(whole.choices[0]!.finish_reason);
+    expect(text).toBe(whole.choices[0]!.message.content ?? '');
+    expect(calls).toEqual((whole.choices[0]!.message.tool_calls ?? []).map((t) => (t as OpenAI.ChatCompletionMessageFunctionToolCall).function.name));
+    if (!whole.choices[0]!.message.tool_calls) expect(chunks).toBeGreaterThan(3); // streamed piece by piece, not at the end
+  });
+
   it('bad tools are 400s naming the field', async () => {
     const bad = (extra: object) => client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'x' }], ...extra } as OpenAI.ChatCompletionCreateParamsNonStreaming).catch((e: unknown) => e);
     expect(await bad({ tools: [{ type: 'function', function: { name: 'bad name!' } }] })).toMatchObject({ status: 400, param: 'tools[0].function.name' });

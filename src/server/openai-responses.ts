@@ -130,9 +130,11 @@ export interface ToolCallOut {
 }
 
 /** A completion's reply as OpenAI shapes it: text, or (when the model called tools) the calls and any text beside them. */
-export function replyOf(c: EngineResult['completions'][number], format: ToolCallFormat | undefined): { content: string | null; toolCalls?: ToolCallOut[]; finish: 'stop' | 'length' | 'tool_calls' } {
-  const parsed = format === undefined ? undefined : parseToolCalls(format, c.text);
-  if (!parsed || parsed.calls.length === 0) return { content: parsed?.content ?? c.text, finish: finishReason(c.stopReason) };
+export function replyOf(c: EngineResult['completions'][number], format: ToolCallFormat | undefined, tokenizer?: Tokenizer): { content: string | null; toolCalls?: ToolCallOut[]; finish: 'stop' | 'length' | 'tool_calls' } {
+  // Calls are read from the text with special tokens kept: a template's call tag may be one (Qwen's <tool_call>).
+  const parsed = format === undefined ? undefined : parseToolCalls(format, tokenizer && c.stopReason !== 'stop_string' ? tokenizer.decode(c.tokens) : c.text);
+  // No calls: the text as generated (the generic format's {"response": ...} unwrapped).
+  if (!parsed || parsed.calls.length === 0) return { content: format === 'generic' && parsed ? parsed.content : c.text, finish: finishReason(c.stopReason) };
   return {
     content: parsed.content,
     toolCalls: parsed.calls.map((call) => ({ id: call.id ?? newId('call'), type: 'function', function: { name: call.name, arguments: JSON.stringify(call.arguments) } })),
@@ -145,7 +147,7 @@ export function chatResponse(meta: ResponseMeta, result: EngineResult, tokenizer
   return {
     ...envelope(meta, 'chat.completion'),
     choices: result.completions.map((c) => {
-      const reply = replyOf(c, toolFormat);
+      const reply = replyOf(c, toolFormat, tokenizer);
       return {
         index: c.index,
         message: { role: 'assistant', content: reply.content, refusal: null, ...(reply.toolCalls ? { tool_calls: reply.toolCalls } : {}) },

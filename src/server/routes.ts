@@ -17,6 +17,7 @@ import {
 } from './openai-responses.js';
 import { planToolCalls, toolCallFormatOf, type ToolCallFormat } from '../chat/tool-calls.js';
 import { sseResponse } from './sse.js';
+import { StopStringMatcher } from '../generation/stop-strings.js';
 
 export interface ServedModel {
   id: string;
@@ -77,12 +78,14 @@ async function chat(ctx: RouteContext): Promise<Response> {
   let messages = req.messages;
   let variables = req.templateVariables;
   let toolFormat: ToolCallFormat | undefined;
+  let toolTrigger: string | undefined;
   if (req.tools) {
     // The template shows the tools; unless tool_choice is "none", a grammar keeps the calls well-formed.
     variables = { ...variables, tools: req.tools.list };
     if (req.tools.choice !== 'none') {
       const plan = planToolCalls(toolCallFormatOf(ctx.served.template!.source), req.tools.list, req.tools.choice, req.tools.parallel);
       toolFormat = plan.format;
+      toolTrigger = plan.trigger;
       Object.assign(req.request, { grammar: plan.grammar, grammarTrigger: plan.trigger });
       if (plan.systemPrompt) messages = withSystemPrompt(messages, plan.systemPrompt);
     }
@@ -103,13 +106,32 @@ async function chat(ctx: RouteContext): Promise<Response> {
   async function* events() {
     for (let i = 0; i < n; i++) yield chatChunk(meta, [{ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], usage);
     if (toolFormat) {
-      // With tools, a reply is known to be calls or text only at its end: it comes in one delta then.
+      // With tools, text before the call tag streams as it comes (held back while it could be the tag's start);
+      // the calls come in one delta at the end, parsed from the whole reply.
+      const live = toolTrigger === undefined ? [] : Array.from({ length: n }, () => ({
+        text: tok.createStreamDecoder(), tag: new StopStringMatcher([toolTrigger]), sent: '', calling: false,
+      }));
+      if (live.length > 0) {
+        for await (const p of generation) {
+          const s = live[p.index];
+          if (!s || s.calling || p.tokenId < 0) continue;
+          const { emit, stopped } = s.tag.push(s.text.push(p.tokenId));
+          s.calling = stopped;
+          if (emit === '') continue;
+          s.sent += emit;
+          yield chatChunk(meta, [{ index: p.index, delta: { content: emit }, logprobs: null, finish_reason: null }], usage);
+        }
+      }
       const result = await generation.result;
       ctx.metrics.generation(result);
       for (const c of result.completions) {
-        const reply = replyOf(c, toolFormat);
-        const delta = { ...(reply.content !== null ? { content: reply.content } : {}), ...(reply.toolCalls ? { tool_calls: reply.toolCalls.map((t, index) => ({ index, ...t })) } : {}) };
-        yield chatChunk(meta, [{ index: c.index, delta, logprobs: null, finish_reason: null }], usage);
+        const reply = replyOf(c, toolFormat, tok);
+        const sent = live[c.index]?.sent ?? '';
+        // What the client has not seen yet: the calls, or the rest of the text.
+        const text = reply.content ?? '';
+        const rest = reply.toolCalls ? (sent === '' ? text : '') : text.startsWith(sent) ? text.slice(sent.length) : text;
+        const delta = { ...(rest !== '' || (!reply.toolCalls && sent === '') ? { content: rest } : {}), ...(reply.toolCalls ? { tool_calls: reply.toolCalls.map((t, index) => ({ index, ...t })) } : {}) };
+        if (Object.keys(delta).length > 0) yield chatChunk(meta, [{ index: c.index, delta, logprobs: null, finish_reason: null }], usage);
         yield chatChunk(meta, [{ index: c.index, delta: {}, logprobs: null, finish_reason: reply.finish }], usage);
       }
       if (req.includeUsage) yield chatChunk(meta, [], usageOf([result]));
