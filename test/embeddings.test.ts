@@ -142,17 +142,17 @@ describe.skipIf(!haveLlamaCpp)('decoder embedding models ({arch}.pooling_type, a
     it(`${arch}, ${pooling} pooling: within the noise of llama.cpp's vector`, async () => {
       const path = join(dir, `decoder-${arch}.gguf`);
       await writeSyntheticLlama(path, { arch: arch as 'llama', dim: 128, nLayers: 2, nHeads: 4, nKvHeads: 2, ffnDim: 256, type: GGMLType.F32, vocab: 'llama2', seed: 8, std: 0.08, contextLength: 512, pooling: poolingType });
-      // f16 K/V, as llama.cpp's embedding context keeps them for a decoder.
-      const model = await loadModel(path, { threads: 2 });
+      // f32 K/V on both sides (llama.cpp's context made so, without flash attention, whose f16 casts would add their own rounding).
+      const model = await loadModel(path, { threads: 2, kvCacheType: 'f32' });
       try {
         expect(model.config.pooling).toBe(pooling);
         const tokens = model.tokenizer.encode(TEXTS[1]!, { addSpecial: true });
         const ours = await model.embed(tokens, { normalize: false });
-        const theirs = await llamaCppEmbedding(path, tokens);
+        const theirs = await llamaCppEmbedding(path, tokens, { flashAttention: false, kvCacheType: 'f32' });
         const noise = (await perturbationNoise(path, dir, async (copy) => {
-          const perturbed = await loadModel(copy, { threads: 2 });
+          const perturbed = await loadModel(copy, { threads: 2, kvCacheType: 'f32' });
           try {
-            return Math.max(maxDelta(theirs, await llamaCppEmbedding(copy, tokens)), maxDelta(ours, await perturbed.embed(tokens, { normalize: false })));
+            return Math.max(maxDelta(theirs, await llamaCppEmbedding(copy, tokens, { flashAttention: false, kvCacheType: 'f32' })), maxDelta(ours, await perturbed.embed(tokens, { normalize: false })));
           } finally {
             await perturbed.dispose();
           }

@@ -197,9 +197,17 @@ export async function disposeLlamaCpp(timeoutMs = 15_000): Promise<void> {
 }
 
 /** llama.cpp's pooled embedding of `tokens` (an encoder model: BERT), as node-llama-cpp's embedding context returns it. */
-export async function llamaCppEmbedding(path: string, tokens: readonly number[]): Promise<Float32Array> {
+export async function llamaCppEmbedding(path: string, tokens: readonly number[], opts: { flashAttention?: boolean; kvCacheType?: 'f16' | 'f32' } = {}): Promise<Float32Array> {
   const m = await model(path);
-  const ctx = await m.createEmbeddingContext({ contextSize: Math.max(64, tokens.length), batchSize: Math.max(64, tokens.length), threads: 2 });
+  const size = { contextSize: Math.max(64, tokens.length), batchSize: Math.max(64, tokens.length), threads: 2 };
+  // With flashAttention set, node-llama-cpp's embedding context as its own factory makes it, plus that option and
+  // the KV type (for a decoder, whose attention reads its cache: f32 K/V without flash attention stay f32).
+  const ctx = opts.flashAttention === undefined ? await m.createEmbeddingContext(size) : await (async () => {
+    const { LlamaEmbeddingContext } = await import('node-llama-cpp');
+    const kv = opts.kvCacheType === 'f32' ? 'F32' : 'F16';
+    const llamaContext = await m.createContext({ ...size, flashAttention: opts.flashAttention, experimentalKvCacheKeyType: kv, experimentalKvCacheValueType: kv, _embeddings: true } as Parameters<typeof m.createContext>[0]);
+    return new (LlamaEmbeddingContext as unknown as new (o: { _llamaContext: unknown }) => Awaited<ReturnType<typeof m.createEmbeddingContext>>)({ _llamaContext: llamaContext });
+  })();
   try {
     const e = await ctx.getEmbeddingFor([...tokens] as unknown as Parameters<typeof ctx.getEmbeddingFor>[0] & number[]);
     return Float32Array.from(e.vector);
