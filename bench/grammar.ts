@@ -14,7 +14,7 @@ import { hasToken } from '../src/generation/constrained/token-mask.js';
 import { readGGUF } from '../src/gguf/reader.js';
 import { fileSource } from '../src/runtime/file-source.js';
 import { Tokenizer } from '../src/tokenizer/index.js';
-import { seededRandom } from '../test/helpers/server-load.js';
+import { rng } from '../test/helpers/random-tensors.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const LLAMA_CPP = join(ROOT, 'bench/.cache/llama.cpp');
@@ -58,7 +58,7 @@ for (const [label, path] of VOCABS) {
   const compileMs = performance.now() - t0;
   const cold: number[] = [], warm: number[] = [];
   for (let walk = 0; walk < 21; walk++) {
-    const random = seededRandom(walk + 1);
+    const random = rng(walk + 1);
     const m = grammar.matcher();
     for (let step = 0; step < 300 && m.canContinue; step++) {
       const s = performance.now();

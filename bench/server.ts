@@ -5,10 +5,10 @@
 // Run: npx tsx bench/server.ts [--model m135] [--type Q4_0] [--seconds 30] [--threads 2] [--tokens 64]
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ensureModel, MODELS } from './src/models.js';
 import { percentile, runLoad } from '../test/helpers/server-load.js';
+import { freePort } from '../test/helpers/ports.js';
 
 const opt = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -22,15 +22,6 @@ const threads = Number(opt('threads', '2'));
 const tokens = Number(opt('tokens', '64'));
 const LEVELS = [1, 8, 32];
 const LLAMA_SERVER = join(ROOT, '../shared/bin/llama-server');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitHealthy(url: string, child: ChildProcess): Promise<void> {
   const end = Date.now() + 300_000;

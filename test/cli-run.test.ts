@@ -4,7 +4,6 @@
 // /reset, Ctrl-C stopping an answer, twice exiting) and `wasmforge serve` (listens, answers, shuts
 // down on SIGTERM). chat and serve run as child processes of bin/wasmforge.js (dist/, built by pretest).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHATML_TEMPLATE, ChatTemplate, type ChatMessage } from '../src/chat/template.js';
@@ -12,6 +11,7 @@ import { main } from '../src/cli/main.js';
 import { loadModel, type Model } from '../src/model/model.js';
 import { bundledModelPath } from '../src/runtime/bundled-model.js';
 import { captureOutput } from './helpers/capture-output.js';
+import { freePort } from './helpers/ports.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin/wasmforge.js');
@@ -40,7 +40,7 @@ describe('wasmforge generate: checks before work, typed errors', () => {
   it('a missing file and an unreachable URL are typed errors naming them', async () => {
     expect(await main(['generate', '-m', '/nonexistent/model.gguf'])).toBe(1);
     expect(io.err).toMatch(/ByteSourceError \[NOT_FOUND\]: \/nonexistent\/model\.gguf: no such file/);
-    const port = await closedPort();
+    const port = await freePort(); // nothing listens there
     expect(await main(['generate', '-m', `http://127.0.0.1:${port}/model.gguf`])).toBe(1);
     expect(io.err).toContain(`ByteSourceError [UNREACHABLE]: http://127.0.0.1:${port}/model.gguf: could not connect (ECONNREFUSED)`);
   });
@@ -67,16 +67,6 @@ describe('wasmforge generate: checks before work, typed errors', () => {
     expect(io.out).toMatch(/--verbose/);
   });
 });
-
-/** A loopback port nothing listens on. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function spawnCli(args: string[]): { child: ChildProcess; out: () => string; err: () => string; exit: Promise<number | null> } {
   const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });

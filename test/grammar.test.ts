@@ -16,6 +16,7 @@ import { integerRange, jsonSchemaToGBNF } from '../src/generation/constrained/js
 import { CompiledGrammar } from '../src/generation/constrained/matcher.js';
 import { hasToken } from '../src/generation/constrained/token-mask.js';
 import { loadModel, type Model } from '../src/model/model.js';
+import { rng } from './helpers/random-tensors.js';
 import { disposeLlamaCpp, isLlamaCppAvailable, llamaCppGrammarAllowed } from './oracle/llama-cpp.js';
 
 const GRAMMARS = join(import.meta.dirname, 'fixtures/llama-cpp-grammars');
@@ -146,8 +147,8 @@ describe.skipIf(!haveRandom)('constrained generation (random-weight Llama 2 voca
     // Tokens with non-ASCII bytes, byte tokens and plain ones, mixed.
     const ids = Array.from({ length: tok.vocabSize }, (_, i) => i).filter((i) => !tok.isEog(i) && tok.tokenToPiece(i).length > 0);
     const wide = ids.filter((i) => tok.tokenToPiece(i).some((b) => b >= 0x80));
-    let seed = 12345;
-    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const r = rng(12345);
+    const rand = (n: number) => Math.floor(r() * n);
     let accepted = 0;
     for (let k = 0; k < 4000; k++) {
       const parts: Uint8Array[] = [new Uint8Array([0x22])];

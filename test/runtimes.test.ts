@@ -5,7 +5,6 @@
 // and, on the baseline build, bit-identical logits (equal checksums) as Node. Last, the edge fetch
 // handler (examples/edge/) answers requests under `deno serve` and `Bun.serve`.
 import { spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -14,6 +13,7 @@ import { startServer } from '../examples/serve.js';
 import { chromiumStatus, launchChromium, type Chromium } from './portable/chromium.js';
 import { firefoxStatus, launchFirefox, type Firefox } from './portable/firefox.js';
 import { executable } from './helpers/runtimes.js';
+import { freePort } from './helpers/ports.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const BUNDLE = join(ROOT, 'dist/wasmforge.js');
@@ -143,15 +143,6 @@ describe('portable suite in every runtime', () => {
     }
   });
 });
-
-/** A free loopback port (the OS picks one, we release it for the child). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', ok));
-  const { port } = srv.address() as { port: number };
-  await new Promise((ok) => srv.close(ok));
-  return port;
-}
 
 describe('edge fetch handler (examples/edge/handler.js)', () => {
   const PROMPT = 'Once upon a time';

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { bufferSource, readRange } from '../src/io/byte-source.js';
 import { SafetensorsError } from '../src/safetensors/errors.js';
 import { readSafetensors } from '../src/safetensors/reader.js';
+import { rng } from './helpers/random-tensors.js';
 
 /** A safetensors file as the format lays it out; `header` may be anything (to write bad ones). */
 function file(header: unknown, data: Uint8Array, opts: { headerText?: string; pad?: boolean } = {}): Uint8Array {
@@ -70,8 +71,8 @@ describe('safetensors reader', () => {
 
   it('2,000 seeded mutations: each parses into in-bounds tensors or is a SafetensorsError', async () => {
     const valid = file(HEADER, data);
-    let seed = 2024;
-    const rand = (n: number) => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) % n);
+    const r = rng(2024);
+    const rand = (n: number) => Math.floor(r() * n);
     let parsed = 0, refused = 0;
     for (let k = 0; k < 2000; k++) {
       let bytes = valid.slice();

@@ -5,7 +5,6 @@
 // unbuffered. Skipped where nginx is not installed (CI installs it).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -14,6 +13,7 @@ import { loadModel, type Model } from '../src/model/model.js';
 import { bundledModelPath } from '../src/runtime/bundled-model.js';
 import { createServerHandler, type ServerHandler } from '../src/server/handler.js';
 import { listen, type Listener } from '../src/server/listen.js';
+import { freePort } from './helpers/ports.js';
 
 const NGINX = process.env.NGINX ?? '/usr/sbin/nginx';
 const haveNginx = spawnSync(NGINX, ['-v']).status === 0;
@@ -23,15 +23,6 @@ interface Replica { model: Model; handler: ServerHandler; listener: Listener }
 const replicas: Replica[] = [];
 const nginxes: { process: ChildProcess; dir: string }[] = [];
 let url: string;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   if (!haveNginx) return;

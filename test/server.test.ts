@@ -395,7 +395,7 @@ describe('server: request validation (every field a 400 naming it)', () => {
     const statuses = new Set<number>();
     for (const key of [...Object.keys(valid), 'logit_bias', 'top_logprobs', 'stream_options', 'response_format', 'tools', 'tool_choice', 'chat_template_kwargs']) {
       for (const v of values) {
-        const r = await call(handler, '/v1/chat/completions', JSON.stringify({ ...valid, [key]: v }).replace('null', v === null ? 'null' : 'null'));
+        const r = await call(handler, '/v1/chat/completions', JSON.stringify({ ...valid, [key]: v }));
         statuses.add(r.status);
         expect(r.status, `${key}: ${JSON.stringify(v)} → ${r.text}`).toBeLessThan(500);
         if (r.status >= 400) expect(r.json.error.message.length).toBeGreaterThan(0);

@@ -144,10 +144,9 @@ export class Engine {
     return state.sequences[0].positionLogits;
   }
 
-  /** Check and queue a request; with logitsFrom, its sequences collect logits from that position on. */
   /**
-   * An encoder's final state of every token of one whole sequence (what Model.embed pools). Passes
-   * run one at a time, each over the whole sequence (every token sees every other).
+   * The final states of every token of one whole sequence (what Model.embed pools): an encoder's
+   * last layer, a decoder's final norm. Passes take turns with scheduler steps, one at a time.
    */
   encode(tokens: readonly number[]): Promise<Float32Array[]> {
     if (this.disposed) throw new EngineError('DISPOSED', 'the engine was disposed');
@@ -174,6 +173,7 @@ export class Engine {
     return run;
   }
 
+  /** Check and queue a request; with logitsFrom, its sequences collect logits from that position on. */
   private submit(request: EngineRequest, logitsFrom?: number): { generation: EngineGeneration; state: RequestState } {
     if (this.disposed) throw new EngineError('DISPOSED', 'the engine was disposed');
     if (this.model.arch.encoder) throw new EngineError('UNSUPPORTED', `${this.model.architecture} is an encoder: it embeds text (Model.embed), it does not generate`);

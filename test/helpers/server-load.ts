@@ -5,6 +5,7 @@
 // outcome, streamed text, TTFT and tokens are recorded. Used by test/server-soak.test.ts
 // (correctness under load) and bench/server.ts (throughput beside llama-server).
 import { Agent, request as httpRequest } from 'node:http';
+import { rng } from './random-tensors.js';
 
 export interface LoadRequest {
   /** Requests with equal keys must give equal text (seeded sampling). */
@@ -46,25 +47,13 @@ export interface LoadReport {
   wallMs: number;
 }
 
-/** Mulberry32: small, seeded, good enough to pick requests. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export async function runLoad(o: LoadOptions): Promise<LoadReport> {
   const agent = new Agent({ keepAlive: o.keepAlive ?? true, maxSockets: o.clients });
   const records: LoadRecord[] = [];
   const start = performance.now();
   const end = start + o.durationMs;
   await Promise.all(Array.from({ length: o.clients }, async (_, c) => {
-    const random = seededRandom((o.seed ?? 1) * 1000 + c);
+    const random = rng((o.seed ?? 1) * 1000 + c);
     while (performance.now() < end) {
       const req = o.next(random);
       const roll = random();
