@@ -163,6 +163,10 @@ export const ATTN_HEADS_PER_UNIT = 16;
 export const ATTN_TABLES = 17;
 /** f32: scores become softcap * tanh(score) (score already times ATTN_SCALE, which the host divides by softcap); 0: off. */
 export const ATTN_SOFTCAP = 18;
+/** ALiBi: f32[nHeads] per-head slopes (0: off); each score gets slope * -|query position - key position|. */
+export const ATTN_ALIBI_SLOPES = 19;
+/** ALiBi: i32[nTokens] query positions (read only with ATTN_ALIBI_SLOPES). */
+export const ATTN_POSITIONS = 20;
 
 // ---- limits and tiles
 

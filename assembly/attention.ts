@@ -6,6 +6,10 @@
 // attention, the oldest position inside the window for sliding-window attention. Keys before
 // `first` are never read, so their blocks may be released (their block-table entries are then -1).
 //
+// ALiBi (jina-bert-v2; ATTN_ALIBI_SLOPES): after the scale and soft-capping each score gets
+// slope[head] * -|query position - key position|, as ggml adds slope * mask with llama.cpp's
+// -|i - j| mask.
+//
 // Two roundings of that recurrence (arg `half`):
 // - f32 (half = 0): Q, scores and the V accumulator in f32, as ggml's tiled flash attention.
 // - half (half = 1, f16 cache only): ggml's one-row flash attention (ops.cpp
@@ -13,7 +17,7 @@
 //   vec_dot_f16 summation order), libm expf, and the V accumulator kept in f16: every rescale and
 //   every v * vs + acc is rounded to f16 (from an f32 fused multiply-add).
 import {
-  ATTN_BLOCK_SIZE, ATTN_F16, ATTN_HALF, ATTN_HEADS_PER_UNIT, ATTN_HEAD_DIM, ATTN_KEY_TILE, ATTN_KV_DIM, ATTN_K_CACHE, ATTN_N_HEADS, ATTN_N_KV_HEADS, ATTN_N_TOKENS, ATTN_OUT, ATTN_Q, ATTN_QUERY_TILE, ATTN_SCALE, ATTN_SCRATCH, ATTN_SOFTCAP, ATTN_TABLES, ATTN_TOKEN_INFO, ATTN_V_CACHE,
+  ATTN_ALIBI_SLOPES, ATTN_BLOCK_SIZE, ATTN_F16, ATTN_HALF, ATTN_HEADS_PER_UNIT, ATTN_HEAD_DIM, ATTN_KEY_TILE, ATTN_KV_DIM, ATTN_K_CACHE, ATTN_N_HEADS, ATTN_N_KV_HEADS, ATTN_N_TOKENS, ATTN_OUT, ATTN_POSITIONS, ATTN_Q, ATTN_QUERY_TILE, ATTN_SCALE, ATTN_SCRATCH, ATTN_SOFTCAP, ATTN_TABLES, ATTN_TOKEN_INFO, ATTN_V_CACHE,
 } from './abi';
 import { arg, argf, expf, expv, f16x4ToF32, f16ToF32, hsumf, roundF16x4, splitAt } from './common';
 
@@ -112,10 +116,21 @@ let softcap: f32 = 0;
   return softcap != 0 ? softcap * Mathf.tanh(s) : s;
 }
 
-/** One (token, head) of the half path; qs: headDim f32 of scratch for the f16-rounded query. */
+/** ALiBi of this call: f32 slopes per head (ATTN_ALIBI_SLOPES; 0: off) and i32 query positions. Per worker instance. */
+let alibiSlopes: usize = 0;
+let alibiPositions: usize = 0;
+
+/** Score s of token t's head h against key position j, with ALiBi's bias when it is on (f32 steps as ggml: s + slope * -|i - j|). */
+@inline function biased(s: f32, t: i32, h: i32, j: i32): f32 {
+  if (alibiSlopes == 0) return s;
+  const d = load<i32>(alibiPositions + (<usize>t << 2)) - j;
+  return s + load<f32>(alibiSlopes + (<usize>h << 2)) * <f32>(-abs<i32>(d));
+}
+
+/** One (token t, head hd) of the half path; qs: headDim f32 of scratch for the f16-rounded query. */
 @inline function unitHalf(
   qr: usize, o: usize, qs: usize, kc: usize, vc: usize, table: usize, first: i32, end: i32, headOff: usize,
-  headDim: i32, scale: f32, blockSize: i32, kvDim: i32,
+  headDim: i32, scale: f32, blockSize: i32, kvDim: i32, t: i32, hd: i32,
 ): void {
   const n4 = headDim & ~3;
   for (let i = 0; i < n4; i += 4) v128.store(qs + (<usize>i << 2), roundF16x4(v128.load(qr + (<usize>i << 2))));
@@ -128,7 +143,7 @@ let softcap: f32 = 0;
   for (let p = first; p < end; p++) {
     const blk = load<i32>(table + (<usize>(p / blockSize) << 2));
     const rowOff = <usize>(blk * blockSize + p % blockSize) * <usize>kvDim * 2 + headOff;
-    const s = capped(dotHalf(qs, kc + rowOff, headDim) * scale);
+    const s = biased(capped(dotHalf(qs, kc + rowOff, headDim) * scale), t, hd, p);
     let ms: f32 = 1;
     let vs: f32 = 1;
     if (s > m) {
@@ -183,6 +198,8 @@ export function attention(args: usize, ith: i32, nth: i32): void {
   const headDim = arg(args, ATTN_HEAD_DIM);
   const scale = argf(args, ATTN_SCALE);
   softcap = argf(args, ATTN_SOFTCAP);
+  alibiSlopes = <usize>arg(args, ATTN_ALIBI_SLOPES);
+  alibiPositions = <usize>arg(args, ATTN_POSITIONS);
   const kc = <usize>arg(args, ATTN_K_CACHE);
   const vc = <usize>arg(args, ATTN_V_CACHE);
   const f16 = arg(args, ATTN_F16) != 0;
@@ -206,7 +223,7 @@ export function attention(args: usize, ith: i32, nth: i32): void {
       const ti = info + <usize>t * 12;
       const table = tables + (<usize>load<i32>(ti) << 2);
       const headOff = <usize>((hd / group) * headDim) * eb;
-      unitHalf(qr, o, qs, kc, vc, table, load<i32>(ti, 4), load<i32>(ti, 8), headOff, headDim, scale, blockSize, kvDim);
+      unitHalf(qr, o, qs, kc, vc, table, load<i32>(ti, 4), load<i32>(ti, 8), headOff, headDim, scale, blockSize, kvDim, t, hd);
     }
     return;
   }
@@ -294,7 +311,7 @@ function attendTile(
       for (let i = 0; i < nRows; i++) {
         if (!rowSeesKey(info, t0, i, hpu, j)) continue;
         const qr = q + <usize>((t0 + i / hpu) * nHeads + hd0 + i % hpu) * hb;
-        store<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2), capped(dotQK(qr, kr, headDim, false) * scale));
+        store<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2), biased(capped(dotQK(qr, kr, headDim, false) * scale), t0 + i / hpu, hd0 + i % hpu, j));
       }
     }
     // per row: max, rescale, exps, running sum

@@ -57,6 +57,12 @@
 //    + 1.5 2^-20 max|c| max|V| (in (c) too). With a softcap the one-row emulation's correctly
 //    rounded tanh is not the kernel's tanhf, so an accumulator step may round to the other f16
 //    neighbour: (c)'s 2^-9 max|V| there instead of bit equality.
+//    ALiBi adds b = slope_h * -|i - j| to each score, the math with the closed-form slopes
+//    2^(-maxBias k / n) (k = h + 1 below the power of two n <= nHeads, else odd multiples of 1/2):
+//    a backend's f32 slope m^k (m rounded once, then the power) is off by up to (k + 2) 2^-24
+//    relative, k <= nHeads, and s + b rounds once more; a score error d moves the output by at
+//    most 2 d max|V|: + (nHeads + 4) 2^-23 max|b| max|V| (in (c) too). The one-row emulation adds
+//    ggml's f32 slope and bias to each score and stays bit-exact.
 // (c) bounds, g = backend output, r = reference output:
 //  - matmul, per output element: (a) activation rounding |dx| <= amax/254 per 32- or 256-block,
 //    min(worst case sum |w dx|, 6 sigma of sum w dx for independent uniform dx) + Q4_1/Q5_1's s
@@ -84,7 +90,7 @@
 // row is the same bits alone as inside a batch.
 import { existsSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { asF32, asWeight, subTensor, type AttentionArgs, type Backend, type ExpertRouting, type KVCacheType, type RopeParams, type Tensor, type WeightTensor } from '../src/backend/backend.js';
+import { alibiSlopes, asF32, asWeight, subTensor, type AttentionArgs, type Backend, type ExpertRouting, type KVCacheType, type RopeParams, type Tensor, type WeightTensor } from '../src/backend/backend.js';
 import { BackendError } from '../src/backend/errors.js';
 import { f16BitsToF32, f32ToF16Bits } from '../src/backend/reference/half.js';
 import { ropeAngle } from '../src/backend/reference/reference-backend.js';
@@ -1392,6 +1398,8 @@ interface AttentionCase {
   readonly tokenInfo: Int32Array;
   /** AttentionArgs.softcap (absent: off). */
   readonly softcap?: number;
+  /** AttentionArgs.alibi, its positions as data (absent: off). */
+  readonly alibi?: { readonly maxBias: number; readonly positions: Int32Array };
 }
 
 const encodeCache = (type: KVCacheType, vals: Float32Array): Uint8Array => {
@@ -1407,6 +1415,7 @@ async function runAttention(be: Backend, c: AttentionCase): Promise<Float32Array
   const args: AttentionArgs = {
     q: put(be, c.q), out: f32Out(be, c.nTokens * dim), nTokens: c.nTokens, nHeads: c.nHeads, nKvHeads: c.nKvHeads,
     headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim), softcap: c.softcap, layer, blockTables: put(be, c.blockTables), tokenInfo: put(be, c.tokenInfo),
+    alibi: c.alibi && { maxBias: c.alibi.maxBias, positions: put(be, c.alibi.positions) },
   };
   be.attention(args);
   return readF32(be, args.out, c.nTokens * dim);
@@ -1426,9 +1435,10 @@ function keySlots(c: AttentionCase, t: number): number[] {
  * query over f16 keys/values, emulated in scalar f32 steps: Q rounded to f16; q.k by
  * ggml_vec_dot_f16 (64 f32 lanes per 64 elements, reduced pairwise, the rest added in f64);
  * libm expf; the V accumulator rounded to f16 after every rescale and every fused v * vs + acc.
- * A softcap folds into the scale (f32 scale / softcap) and caps each score as softcap * tanhf(s).
+ * A softcap folds into the scale (f32 scale / softcap) and caps each score as softcap * tanhf(s);
+ * ALiBi's f32 bias of each key (biases[p]) is added after that, in f32.
  */
-function oneRowAttention(q: ArrayLike<number>, keys: number[][], values: number[][], scale: number, softcap = 0): number[] {
+function oneRowAttention(q: ArrayLike<number>, keys: number[][], values: number[][], scale: number, softcap = 0, biases?: readonly number[]): number[] {
   const n = q.length, qh = Array.from(q, f16Round), n64 = n & ~63;
   const sc = softcap > 0 ? fr(fr(scale) / fr(softcap)) : fr(scale); // the kernel's scale is an f32
   const cap = (s: number): number => (softcap > 0 ? fr(fr(softcap) * fr(Math.tanh(s))) : s);
@@ -1448,7 +1458,7 @@ function oneRowAttention(q: ArrayLike<number>, keys: number[][], values: number[
   let m = -Infinity, s = 0;
   let acc = new Array<number>(values[0].length).fill(0);
   keys.forEach((k, p) => {
-    const score = cap(fr(dot(k) * sc));
+    const score = biases ? fr(cap(fr(dot(k) * sc)) + biases[p]) : cap(fr(dot(k) * sc));
     let ms = 1, vs = 1;
     if (score > m) {
       ms = fr(Math.exp(fr(m - score)));
@@ -1469,11 +1479,20 @@ async function checkAttention(label: string, c: AttentionCase): Promise<void> {
   const kvDim = nKvHeads * headDim, dim = nHeads * headDim, scale = 1 / Math.sqrt(headDim);
   const oneRow = c.type === 'f16' && headDim % 16 !== 0;
   const softcap = c.softcap ?? 0;
+  const alibi = c.alibi;
+  // ALiBi's slopes, closed form (f64), and as ggml's f32 steps take them (for the one-row emulation)
+  const pow2 = 2 ** Math.floor(Math.log2(nHeads));
+  const slope = (h: number) => (alibi ? 2 ** (-alibi.maxBias * (h < pow2 ? h + 1 : (2 * (h - pow2) + 1) / 2) / pow2) : 0);
+  const slopeF32 = (h: number) => {
+    const b = fr(alibi!.maxBias), m = h < pow2 ? fr(2 ** fr(-b / pow2)) : fr(2 ** fr(-fr(b / 2) / pow2));
+    return fr(m ** (h < pow2 ? h + 1 : 2 * (h - pow2) + 1));
+  };
   const kc = c.type === 'f16' ? c.k.map(f16Round) : c.k, vc = c.type === 'f16' ? c.v.map(f16Round) : c.v; // what the cache holds
   const want = new Float64Array(nTokens * dim), mag = new Float64Array(nTokens * dim);
-  let maxScore = 0, maxCapped = 0, maxV = 0;
+  let maxScore = 0, maxCapped = 0, maxV = 0, maxBias = 0;
   for (let t = 0; t < nTokens; t++) {
     const slots = keySlots(c, t);
+    const keyPos = (p: number) => c.tokenInfo[3 * t + 1] + p;
     for (let h = 0; h < nHeads; h++) {
       const at = (t * nHeads + h) * headDim, kvAt = Math.floor(h / (nHeads / nKvHeads)) * headDim;
       const raw = slots.map((slot) => {
@@ -1481,13 +1500,17 @@ async function checkAttention(label: string, c: AttentionCase): Promise<void> {
         for (let i = 0; i < headDim; i++) d += c.q[at + i] * kc[slot * kvDim + kvAt + i];
         return d * scale;
       });
-      const scores = softcap > 0 ? raw.map((s) => softcap * Math.tanh(s / softcap)) : raw;
+      const capped = softcap > 0 ? raw.map((s) => softcap * Math.tanh(s / softcap)) : raw;
+      const bias = alibi ? slots.map((_, p) => -slope(h) * Math.abs(alibi.positions[t] - keyPos(p))) : undefined;
+      const scores = bias ? capped.map((s, p) => s + bias[p]) : capped;
+      for (const b of bias ?? []) maxBias = Math.max(maxBias, Math.abs(b));
       for (const s of raw) maxScore = Math.max(maxScore, Math.abs(s));
-      for (const s of scores) maxCapped = Math.max(maxCapped, Math.abs(s));
+      for (const s of capped) maxCapped = Math.max(maxCapped, Math.abs(s));
       for (const slot of slots) for (let i = 0; i < headDim; i++) maxV = Math.max(maxV, Math.abs(vc[slot * kvDim + kvAt + i]));
       if (oneRow) {
         const row = (vals: Float32Array, slot: number) => Array.from(vals.subarray(slot * kvDim + kvAt, slot * kvDim + kvAt + headDim));
-        want.set(oneRowAttention(c.q.subarray(at, at + headDim), slots.map((s) => row(kc, s)), slots.map((s) => row(vc, s)), scale, softcap), at);
+        const biasF32 = alibi ? slots.map((_, p) => fr(slopeF32(h) * -Math.abs(alibi.positions[t] - keyPos(p)))) : undefined;
+        want.set(oneRowAttention(c.q.subarray(at, at + headDim), slots.map((s) => row(kc, s)), slots.map((s) => row(vc, s)), scale, softcap, biasF32), at);
         continue;
       }
       const m = Math.max(...scores);
@@ -1507,9 +1530,10 @@ async function checkAttention(label: string, c: AttentionCase): Promise<void> {
   }
   const scoreRounding = headDim * 2 ** -26 * maxScore; // f32 error of a score, relative to max|V|
   const capTerm = softcap > 0 ? 1.5 * 2 ** -20 * maxCapped : 0; // tanhf and the capping's roundings, relative to max|V|
-  const refTol = (oneRow ? 2 ** -9 : 4e-6 + scoreRounding + capTerm) * maxV;
-  // (a)'s accumulation bound covers scores of order one; large ones add the f32 rounding of the score itself, capped ones the capping's
-  const scoreTerm = ((maxScore > 10 ? scoreRounding : 0) + capTerm) * maxV;
+  const biasTerm = (nHeads + 4) * 2 ** -23 * maxBias; // the f32 slopes' and biased scores' roundings, relative to max|V|
+  const refTol = (oneRow ? 2 ** -9 : 4e-6 + scoreRounding + capTerm + biasTerm) * maxV;
+  // (a)'s accumulation bound covers scores of order one; large ones add the f32 rounding of the score itself, capped ones the capping's, ALiBi's its bias's
+  const scoreTerm = ((maxScore > 10 ? scoreRounding : 0) + capTerm + biasTerm) * maxV;
   if (oneRow) {
     // the emulation takes ggml's own f32 steps: equal but for an f64 exp's last bit (and tanhf's: see the header)
     for (const r of runs) {
@@ -1541,6 +1565,10 @@ interface AttnScenario {
    */
   window?: number;
   softcap?: number;
+  /** ALiBi's maxBias (AttentionArgs.alibi; the query positions are the tokens' own). */
+  alibi?: number;
+  /** Every query attends to its whole sequence (an encoder), not just the keys up to its own position. */
+  bidirectional?: boolean;
 }
 
 const ATTN_SCENARIOS: AttnScenario[] = [
@@ -1567,6 +1595,13 @@ const ATTN_SCENARIOS: AttnScenario[] = [
   { name: 'GQA 8/2, window 37, softcap 30, large scores', nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 16, window: 37, seqs: [{ len: 100, nNew: 5 }, { len: 20, nNew: 1 }], qScale: 30, softcap: 30 },
   { name: 'GQA 8/4 (stories260K shape), softcap 1.5', nHeads: 8, nKvHeads: 4, headDim: 8, blockSize: 16, seqs: [{ len: 64, nNew: 64 }, { len: 100, nNew: 1 }], qScale: 3, softcap: 1.5 },
   { name: 'MQA 4/1 headDim 72, window 23, odd block 7, softcap 30, large scores', nHeads: 4, nKvHeads: 1, headDim: 72, blockSize: 7, window: 23, seqs: [{ len: 90, nNew: 5 }], qScale: 30, softcap: 30 },
+  // ALiBi (jina-bert-v2: encoders, maxBias 8); head counts that are not a power of two take the second slope series
+  { name: 'MHA 6/6 encoder, ALiBi 8 (both slope series)', nHeads: 6, nKvHeads: 6, headDim: 32, blockSize: 16, bidirectional: true, alibi: 8, seqs: [{ len: 45, nNew: 45 }, { len: 9, nNew: 9 }], qScale: 2 },
+  { name: 'MHA 12/12 (jina-v2-base shape) encoder, ALiBi 8, 100 tokens', nHeads: 12, nKvHeads: 12, headDim: 64, blockSize: 32, bidirectional: true, alibi: 8, seqs: [{ len: 100, nNew: 100 }], qScale: 2 },
+  { name: 'GQA 8/4 causal, ALiBi 8, prefill plus a long decode', nHeads: 8, nKvHeads: 4, headDim: 64, blockSize: 16, alibi: 8, seqs: [{ len: 40, nNew: 17 }, { len: 300, nNew: 1 }] },
+  { name: 'GQA 8/2, window 37, ALiBi 2.5', nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 16, window: 37, alibi: 2.5, seqs: [{ len: 100, nNew: 5 }, { len: 20, nNew: 1 }] },
+  { name: 'GQA 8/4 (stories260K shape) encoder, ALiBi 8', nHeads: 8, nKvHeads: 4, headDim: 8, blockSize: 16, bidirectional: true, alibi: 8, seqs: [{ len: 64, nNew: 64 }, { len: 5, nNew: 5 }], qScale: 3 },
+  { name: 'MQA 3/1 headDim 72 encoder, odd block 7, ALiBi 3.5, softcap 30, large scores', nHeads: 3, nKvHeads: 1, headDim: 72, blockSize: 7, bidirectional: true, alibi: 3.5, seqs: [{ len: 50, nNew: 50 }], qScale: 30, softcap: 30 },
 ];
 
 /** A batch of sequences over a shuffled pool of blocks; slots no query reads hold large garbage. */
@@ -1598,12 +1633,18 @@ function scenarioCase(s: AttnScenario, type: KVCacheType, seed: number): Attenti
     starts.push(packed.length);
     t.forEach((b, i) => packed.push(i < Math.floor(liveFrom[si] / s.blockSize) ? -1 : b));
   });
-  const info: number[] = [];
-  s.seqs.forEach((q, si) => { for (let p = q.len - q.nNew; p < q.len; p++) info.push(starts[si], firstKey(p), p + 1); });
+  const info: number[] = [], positions: number[] = [];
+  s.seqs.forEach((q, si) => {
+    for (let p = q.len - q.nNew; p < q.len; p++) {
+      info.push(starts[si], ...(s.bidirectional ? [0, q.len] : [firstKey(p), p + 1]));
+      positions.push(p);
+    }
+  });
   const nTokens = info.length / 3;
   return {
     type, nHeads: s.nHeads, nKvHeads: s.nKvHeads, headDim: s.headDim, blockSize: s.blockSize, k, v,
     q: uniform(nTokens * dim, r, -(s.qScale ?? 1), s.qScale ?? 1), nTokens, blockTables: Int32Array.from(packed), tokenInfo: Int32Array.from(info), softcap: s.softcap,
+    alibi: s.alibi === undefined ? undefined : { maxBias: s.alibi, positions: Int32Array.from(positions) },
   };
 }
 
@@ -1684,6 +1725,21 @@ describe('attention over a paged cache: one sequence, out-of-order blocks', () =
     for (const config of CONFIGS.filter((c) => c.kind === 'wasm')) {
       for (const softcap of [-1, NaN, Infinity]) await expect(runAttention(kept.get(config)!, { ...c, softcap }), `${config.label} softcap ${softcap}`).rejects.toThrow(BackendError);
     }
+  });
+
+  it('ALiBi: the slopes are the paper\'s (2^-8/n per head, n a power of two; other counts interleave the next one\'s); a bad maxBias or too few positions are typed errors', async () => {
+    expect(Array.from(alibiSlopes(8, 8))).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((k) => 2 ** -k));
+    expect(Array.from(alibiSlopes(8, 4))).toEqual([2, 4, 6, 8].map((k) => 2 ** -k));
+    // 12 heads (jina-v2-base): the 8-head series, then 2^-0.5, 2^-1.5, 2^-2.5, 2^-3.5 (each within its f32 steps' rounding)
+    const twelve = alibiSlopes(8, 12), want = [1, 2, 3, 4, 5, 6, 7, 8, 0.5, 1.5, 2.5, 3.5].map((k) => 2 ** -k);
+    twelve.forEach((v, h) => expect(Math.abs(v - want[h]) / want[h], `head ${h}`).toBeLessThan(8 * 2 ** -24));
+    expect(Array.from(alibiSlopes(8, 1))).toEqual([2 ** -8]);
+    const c = { ...sequenceCase(SEQUENCE_SHAPES[0], 'f32', undefined, 2), alibi: { maxBias: 8, positions: Int32Array.from(SEQUENCE_POSITIONS) } };
+    await onEveryBackend(async (be, config) => {
+      for (const maxBias of [0, -1, NaN, Infinity]) await expect(runAttention(be, { ...c, alibi: { ...c.alibi, maxBias } }), `${config.label} maxBias ${maxBias}`).rejects.toThrow(BackendError);
+      await expect(runAttention(be, { ...c, alibi: { ...c.alibi, positions: Int32Array.of(0) } }), `${config.label} one position for 5 tokens`).rejects.toThrow(BackendError);
+      return 0;
+    });
   });
 
   it('rejects inconsistent head counts', async () => {

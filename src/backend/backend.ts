@@ -104,6 +104,13 @@ export interface AttentionArgs {
   readonly scale: number;
   /** Attention-logit soft-capping (gemma 2): each score s = q.k * scale becomes softcap * tanh(s / softcap). Absent or 0: off. */
   readonly softcap?: number;
+  /**
+   * ALiBi (jina-bert-v2): each score, after the scale and soft-capping, gets slope_h * -|i - j|
+   * added, i the query token's position (positions: i32[nTokens]) and j the key's position in the
+   * sequence; slope_h is `alibiSlopes(maxBias, nHeads)[h]` (ggml's soft_max / flash_attn_ext with
+   * max_bias over llama.cpp's -|i - j| mask). Absent: off. maxBias must be a finite number > 0.
+   */
+  readonly alibi?: { readonly maxBias: number; readonly positions: Tensor };
   readonly layer: KVLayer;
   /** The batch's block tables, one after another (i32 block ids). */
   readonly blockTables: Tensor;
@@ -224,11 +231,25 @@ export interface Backend {
   addBias(out: Tensor, x: Tensor, bias: Tensor, n: number, nTokens: number): void;
   /** Write K and V rows ([nTokens][kvDim] f32) into the cache at slot indices slots (i32[nTokens]). */
   storeKV(layer: KVLayer, k: Tensor, v: Tensor, slots: Tensor, nTokens: number): void;
-  /** Causal (optionally windowed) multi-head attention (GQA/MQA: head h reads kv head h / (nHeads / nKvHeads)) over the paged cache; key ranges per token in tokenInfo. */
+  /** Multi-head attention (GQA/MQA: head h reads kv head h / (nHeads / nKvHeads)) over the paged cache: key ranges per token in tokenInfo (causal, windowed or a whole sequence), optional soft-capping and ALiBi. */
   attention(args: AttentionArgs): void;
 
   /** Release workers and memory. */
   dispose(): Promise<void>;
+}
+
+/**
+ * ALiBi's per-head slopes in ggml's f32 steps (ops.cpp soft_max): n = the largest power of two
+ * <= nHeads, m0 = 2^(-maxBias / n), m1 = 2^(-maxBias / 2 / n); head h < n takes m0^(h + 1), the
+ * others m1^(2 (h - n) + 1) (the interleaved slopes of a twice larger power of two).
+ */
+export function alibiSlopes(maxBias: number, nHeads: number): Float32Array {
+  if (!(maxBias > 0 && Number.isFinite(maxBias))) throw new BackendError('INVALID_ARGUMENT', `ALiBi maxBias ${maxBias} must be a finite number > 0`);
+  if (!Number.isSafeInteger(nHeads) || nHeads < 1) throw new BackendError('INVALID_ARGUMENT', `ALiBi needs a positive head count, got ${nHeads}`);
+  const f = Math.fround, bias = f(maxBias);
+  const n = 2 ** (31 - Math.clz32(nHeads));
+  const m0 = f(2 ** f(-bias / n)), m1 = f(2 ** f(-f(bias / 2) / n));
+  return Float32Array.from({ length: nHeads }, (_, h) => (h < n ? m0 ** (h + 1) : m1 ** (2 * (h - n) + 1)));
 }
 
 /** f32 values of a read. */

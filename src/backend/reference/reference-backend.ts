@@ -12,7 +12,7 @@
 import type { ByteSource } from '../../io/byte-source.js';
 import { dequantize } from '../../tensor/dequant.js';
 import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-types.js';
-import { tensorBytes, type AttentionArgs, type Backend, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
+import { alibiSlopes, tensorBytes, type AttentionArgs, type Backend, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { f16BitsToF32, f32ToF16Bits } from './half.js';
 
@@ -408,6 +408,10 @@ export function createReferenceBackend(): Backend {
       const dim = nHeads * headDim;
       const q = f32View(args.q, nTokens * dim, 'attention q').slice();
       const info = i32View(args.tokenInfo, 3 * nTokens, 'attention tokenInfo').slice();
+      // ALiBi: score + slope_h * -|query position - key position|
+      const slopes = args.alibi ? alibiSlopes(args.alibi.maxBias, nHeads) : undefined;
+      const queryPos = args.alibi ? i32View(args.alibi.positions, nTokens, 'attention ALiBi positions').slice() : undefined;
+      const bias = (t: number, h: number, key: number) => (slopes ? slopes[h] * -Math.abs(queryPos![t] - key) : 0);
       const result = new Float64Array(nTokens * dim);
       const group = nHeads / nKvHeads;
       const oneRow = layer.type === 'f16' && headDim % 16 !== 0;
@@ -438,7 +442,7 @@ export function createReferenceBackend(): Backend {
             for (let p = 0; p < nKeys; p++) {
               let dot = 0;
               for (let i = 0; i < headDim; i++) dot += qh[i] * readKV(layer, layer.k, slots[p], kvh * headDim + i);
-              const s = score(dot);
+              const s = score(dot) + bias(t, h, first + p);
               let ms = 1, vs = 1;
               if (s > m) {
                 ms = Math.exp(m - s);
@@ -456,7 +460,7 @@ export function createReferenceBackend(): Backend {
           for (let p = 0; p < nKeys; p++) {
             let dot = 0;
             for (let i = 0; i < headDim; i++) dot += q[t * dim + h * headDim + i] * readKV(layer, layer.k, slots[p], kvh * headDim + i);
-            scores[p] = score(dot);
+            scores[p] = score(dot) + bias(t, h, first + p);
             if (scores[p] > max) max = scores[p];
           }
           let sum = 0;

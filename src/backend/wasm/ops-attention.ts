@@ -1,6 +1,6 @@
 // The WASM backend's KV cache ops: storeKV into the paged cache, and attention over it.
 import { BackendError } from '../errors.js';
-import type { AttentionArgs, Backend, KVLayer } from '../backend.js';
+import { alibiSlopes, type AttentionArgs, type Backend, type KVLayer } from '../backend.js';
 import { checkInt, MIN_WORK, type OpContext } from './dispatch.js';
 import * as K from './kernels.generated.js';
 
@@ -58,6 +58,14 @@ export function attentionOps({ mem, dispatch, scratch, scratchBytes }: OpContext
         }
         keys += end - first;
       }
+      // ALiBi's slopes go at the start of the scratch (the shares' scratch after them).
+      const slopes = a.alibi ? alibiSlopes(a.alibi.maxBias, nHeads) : undefined;
+      const slopesBytes = slopes ? Math.ceil((4 * nHeads) / 64) * 64 : 0;
+      const positionsPtr = a.alibi ? mem.at(a.alibi.positions, 'attention ALiBi positions', 4 * nTokens) : 0;
+      if (slopes) {
+        if (slopesBytes >= scratchBytes) throw new BackendError('INVALID_ARGUMENT', `attention: ${nHeads} heads' ALiBi slopes do not fit the scratch`);
+        mem.u8().set(new Uint8Array(slopes.buffer, 0, 4 * nHeads), scratch);
+      }
       const c = dispatch.cmd(K.OP_ATTENTION);
       c.i[K.ATTN_Q] = mem.at(a.q, 'attention q', 4 * nTokens * nHeads * headDim);
       c.i[K.ATTN_OUT] = mem.at(a.out, 'attention output', 4 * nTokens * nHeads * headDim);
@@ -92,7 +100,7 @@ export function attentionOps({ mem, dispatch, scratch, scratchBytes }: OpContext
       // per tile row a max, a sum and a key tile of scores (attnScratchStride in attention.ts).
       const perShare = half ? headDim * 4 : Math.ceil(((2 * headDim + K.ATTN_QUERY_TILE * hpu * (2 + K.ATTN_KEY_TILE)) * 4) / 64) * 64;
       // Scratch is indexed by chunk (at most dispatch.nThreads * CHUNKS_PER_THREAD chunks, never fewer than dispatch.nThreads).
-      const maxChunks = Math.floor(scratchBytes / perShare);
+      const maxChunks = Math.floor((scratchBytes - slopesBytes) / perShare);
       if (maxChunks < dispatch.nThreads) throw new BackendError('INVALID_ARGUMENT', `attention: headDim ${headDim} too large for the scratch`);
       c.i[K.ATTN_K_CACHE] = mem.at(layer.k, 'K cache');
       c.i[K.ATTN_V_CACHE] = mem.at(layer.v, 'V cache');
@@ -101,7 +109,9 @@ export function attentionOps({ mem, dispatch, scratch, scratchBytes }: OpContext
       c.i[K.ATTN_KV_DIM] = layer.kvDim;
       c.i[K.ATTN_TOKEN_INFO] = infoPtr;
       c.i[K.ATTN_HALF] = half;
-      c.i[K.ATTN_SCRATCH] = scratch;
+      c.i[K.ATTN_SCRATCH] = scratch + slopesBytes;
+      c.i[K.ATTN_ALIBI_SLOPES] = slopes ? scratch : 0;
+      c.i[K.ATTN_POSITIONS] = positionsPtr;
       c.i[K.ATTN_HEADS_PER_UNIT] = hpu;
       c.i[K.ATTN_TABLES] = tablesPtr;
       // Work units: (token, head) pairs for the half path, (query tile, KV head, hpu heads) otherwise.
