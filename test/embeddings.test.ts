@@ -1,4 +1,5 @@
-// Embeddings against llama.cpp: encoder models (BERT: all-MiniLM, bge) and decoders that declare a pooling type (Qwen3-Embedding style); random-weight BERT
+// Embeddings against llama.cpp: encoder models (BERT: all-MiniLM, bge; nomic-bert; jina-bert-v2 with
+// ALiBi) and decoders that declare a pooling type (Qwen3-Embedding style); random-weight BERT-family
 // files with the bge vocabulary (real WordPiece tokens, [CLS] ... [SEP]), written by our writer,
 // loaded by both sides. For each weight type and pooling (mean, CLS, last) our pooled vector must
 // stay within 4x the implementations' own noise of llama.cpp's (test/oracle/noise.ts: each side on
@@ -19,7 +20,9 @@ import { loadModel } from '../src/model/model.js';
 import { bundledModelPath } from '../src/runtime/bundled-model.js';
 import { fileSource } from '../src/runtime/file-source.js';
 import { GGMLType, typeName } from '../src/tensor/ggml-types.js';
-import { writeSyntheticLlama } from './helpers/synthetic.js';
+import { synthesizeLlama, writeSyntheticLlama, type SyntheticLlamaOptions } from './helpers/synthetic.js';
+import { writeLazyGGUFFile } from '../src/runtime/file-sink.js';
+import type { LazyTensor } from '../src/model/quantize-model.js';
 import { disposeLlamaCpp, isLlamaCppAvailable, llamaCppEmbedding, llamaCppTokenize } from './oracle/llama-cpp.js';
 import { perturbationNoise } from './oracle/noise.js';
 import { captureOutput } from './helpers/capture-output.js';
@@ -33,20 +36,37 @@ const TEXTS = [
   'The quick brown fox jumps over the lazy dog.',
   'Embeddings map a sentence to a point; similar sentences land close together, unlike ones far apart.',
 ];
+/** jina-bert-v2's texts: ALiBi's biases grow with the distance between tokens, so one runs to about 70 tokens. */
+const JINA_TEXTS = [
+  TEXTS[0],
+  'Attention with linear biases adds to each score a penalty that grows with the distance between the two tokens, ' +
+    'so a model trained on short passages still reads long ones: nearby words weigh more than far ones, and every head ' +
+    'has its own slope, from steep to nearly flat, which lets some heads look across the whole document while others stay local.',
+];
 const NOISE_FACTOR = 4;
 const POOLING = { mean: 1, cls: 2, last: 3 } as const;
 
 let dir: string;
 let vocab: GGUFFile;
 const files = new Map<string, Promise<string>>();
-type Encoder = 'bert' | 'nomic-bert';
-/** A random-weight encoder (bge-small's shape ratios at a small width) in one type and pooling, written once. */
-const bertFile = (type: GGMLType, pooling: keyof typeof POOLING, arch: Encoder = 'bert'): Promise<string> => {
-  const name = `${arch}-${typeName(type)}-${pooling}.gguf`;
+/** An encoder architecture, and for jina-bert-v2 its layout (SyntheticLlamaOptions.jina). */
+type Encoder = 'bert' | 'nomic-bert' | 'jina-bert-v2' | 'jina-bert-v2 code, split gate' | 'jina-bert-v2 ungated';
+const JINA_LAYOUTS = {
+  'jina-bert-v2': { ffn: 'fused' }, 'jina-bert-v2 code, split gate': { ffn: 'split', code: true }, 'jina-bert-v2 ungated': { ffn: 'ungated' },
+} as const;
+/**
+ * A random-weight encoder in one type and pooling, written once: bge-small's shape ratios at a
+ * small width; jina-bert-v2 with 6 heads (ALiBi's two slope series: 4 + 2) as jina-v2-base's 12 have.
+ */
+const bertFile = (type: GGMLType, pooling: keyof typeof POOLING, encoder: Encoder = 'bert'): Promise<string> => {
+  const name = `${encoder.replace(/[ ,]+/g, '-')}-${typeName(type)}-${pooling}.gguf`;
   if (!files.has(name)) {
     const path = join(dir, name);
+    const jina = encoder.startsWith('jina') ? JINA_LAYOUTS[encoder as keyof typeof JINA_LAYOUTS] : undefined;
+    // jina's wider rows take a smaller std for the same gain per matrix (std * sqrt(cols)) as the others'
+    const shape = jina ? { dim: 192, nHeads: 6, nKvHeads: 6, ffnDim: 384, std: 0.08 * Math.sqrt(128 / 192) } : { dim: 128, nHeads: 4, nKvHeads: 4, ffnDim: 512, std: 0.08 };
     files.set(name, writeSyntheticLlama(path, {
-      arch, dim: 128, nLayers: 3, nHeads: 4, nKvHeads: 4, ffnDim: 512, type, vocab: { metadataFrom: vocab }, seed: 5, std: 0.08,
+      arch: jina ? 'jina-bert-v2' : encoder as 'bert' | 'nomic-bert', jina, ...shape, nLayers: 3, type, vocab: { metadataFrom: vocab }, seed: 5,
       contextLength: 512, pooling: POOLING[pooling],
     }).then(() => path));
   }
@@ -71,24 +91,31 @@ describe.skipIf(!haveVocab || !haveLlamaCpp)('BERT embeddings against llama.cpp'
   const rows: string[] = [];
   afterAll(() => console.log(`\nBERT embeddings against llama.cpp\n| case | max abs Δ | noise | A (activation rounding) | bound (4 noise + A) | cosine |\n|---|---|---|---|---|---|\n${rows.join('\n')}\n`));
 
-  // bert in every pooling (F32) and three more weight types; nomic-bert (RoPE, fused qkv, SwiGLU) in two
+  // bert in every pooling (F32) and three more weight types; nomic-bert (RoPE, fused qkv, SwiGLU) in two;
+  // jina-bert-v2 (ALiBi, GEGLU) in its three layouts, two poolings and a quantized type
   const cases: [Encoder, GGMLType, keyof typeof POOLING][] = [
     ...(Object.keys(POOLING) as (keyof typeof POOLING)[]).map((p) => ['bert', GGMLType.F32, p] as [Encoder, GGMLType, keyof typeof POOLING]),
     ...[GGMLType.F16, GGMLType.Q8_0, GGMLType.Q4_K].map((t) => ['bert', t, 'mean'] as [Encoder, GGMLType, keyof typeof POOLING]),
     ['nomic-bert', GGMLType.F32, 'mean'], ['nomic-bert', GGMLType.Q8_0, 'mean'],
+    ['jina-bert-v2', GGMLType.F32, 'mean'], ['jina-bert-v2', GGMLType.F32, 'cls'], ['jina-bert-v2', GGMLType.Q8_0, 'mean'],
+    ['jina-bert-v2 code, split gate', GGMLType.F32, 'mean'], ['jina-bert-v2 ungated', GGMLType.F32, 'cls'],
   ];
   for (const [arch, type, pooling] of cases) {
     {
       it(`${arch} ${typeName(type)}, ${pooling} pooling: the same tokens and, within the noise, the same vectors`, async () => {
         const path = await bertFile(type, pooling, arch);
         const model = await loadModel(path, { threads: 2, kvCacheType: 'f32' });
+        // jina-bert-v2 against llama.cpp's attention without flash attention, whose f16 casts of K and V
+        // (ours stay f32) otherwise make most of the difference (5-60x the delta without them; within
+        // the bound either way): so its ALiBi is held to f32 attention on both sides.
+        const theirOptions = arch.startsWith('jina') ? { flashAttention: false } : {};
         try {
-          for (const text of TEXTS) {
+          for (const text of arch.startsWith('jina') ? JINA_TEXTS : TEXTS) {
             const tokens = model.tokenizer.encode(text, { addSpecial: true });
             const theirTokens = await llamaCppTokenize(path, text, { special: false });
             expect(tokens.slice(1, -1)).toEqual(theirTokens.filter((t) => t !== tokens[0] && t !== tokens[tokens.length - 1]));
             const ours = await model.embed(tokens, { normalize: false });
-            const theirs = await llamaCppEmbedding(path, tokens);
+            const theirs = await llamaCppEmbedding(path, tokens, theirOptions);
             expect(ours.length).toBe(theirs.length);
             // Either implementation's own noise: how far its vector moves on the norm-perturbed copies.
             // (For quantized weights llama.cpp's alone can be tiny: its 8-bit activation roundings
@@ -96,7 +123,7 @@ describe.skipIf(!haveVocab || !haveLlamaCpp)('BERT embeddings against llama.cpp'
             const noise = (await perturbationNoise(path, dir, async (copy) => {
               const perturbed = await loadModel(copy, { threads: 2, kvCacheType: 'f32' });
               try {
-                return Math.max(maxDelta(theirs, await llamaCppEmbedding(copy, tokens)), maxDelta(ours, await perturbed.embed(tokens, { normalize: false })));
+                return Math.max(maxDelta(theirs, await llamaCppEmbedding(copy, tokens, theirOptions)), maxDelta(ours, await perturbed.embed(tokens, { normalize: false })));
               } finally {
                 await perturbed.dispose();
               }
@@ -112,7 +139,7 @@ describe.skipIf(!haveVocab || !haveLlamaCpp)('BERT embeddings against llama.cpp'
             let dot = 0, na = 0, nb = 0;
             ours.forEach((v, i) => { dot += v * theirs[i]!; na += v * v; nb += theirs[i]! ** 2; });
             const cos = dot / Math.sqrt(na * nb);
-            rows.push(`| ${arch} ${typeName(type)} ${pooling} "${text.slice(0, 20)}…" | ${delta.toExponential(2)} | ${noise.toExponential(2)} | ${a.toExponential(2)} | ${bound.toExponential(2)} | ${cos.toFixed(7)} |`);
+            rows.push(`| ${arch} ${typeName(type)} ${pooling} "${text.slice(0, 20)}…" (${tokens.length} tokens) | ${delta.toExponential(2)} | ${noise.toExponential(2)} | ${a.toExponential(2)} | ${bound.toExponential(2)} | ${cos.toFixed(7)} |`);
             expect(delta).toBeLessThan(bound);
             expect(cos).toBeGreaterThan(0.9999);
           }
@@ -205,6 +232,35 @@ describe.skipIf(!haveVocab)('Model.embed', () => {
       await bert.dispose();
       await llama.dispose();
     }
+  });
+});
+
+describe.skipIf(!haveVocab)('jina-bert-v2 files', () => {
+  const small = (): SyntheticLlamaOptions => ({
+    arch: 'jina-bert-v2', dim: 64, nLayers: 2, nHeads: 2, nKvHeads: 2, ffnDim: 128, type: GGMLType.F32, vocab: { metadataFrom: vocab }, seed: 3,
+  });
+  const zeros = (name: string, dims: number[]): LazyTensor => ({ name, dims, type: GGMLType.F32, data: () => new Uint8Array(4 * dims[0]! * dims[1]!) });
+  /** A small jina-bert-v2 file in `layout` with its tensors edited, loaded. */
+  const load = async (layout: SyntheticLlamaOptions['jina'], edit: (tensors: LazyTensor[]) => LazyTensor[]) => {
+    const m = await synthesizeLlama({ ...small(), jina: layout });
+    const path = join(dir, 'jina-edited.gguf');
+    await writeLazyGGUFFile(path, m.metadata, edit([...m.tensors]));
+    const model = await loadModel(path, { threads: 1 });
+    await model.dispose();
+  };
+  it('each layout loads; what llama.cpp would not run (or we would misread) is a typed error naming the tensor', async () => {
+    for (const layout of [{ ffn: 'fused' }, { ffn: 'split', code: true }, { ffn: 'ungated' }] as const) await load(layout, (t) => t);
+    await expect(load({}, (t) => t.filter((x) => x.name !== 'token_types.weight'))).rejects.toMatchObject({ name: 'ModelError', code: 'MISSING_TENSOR', message: expect.stringMatching(/token_types/) });
+    // a separate gate beside an ffn_up that holds one too
+    await expect(load({ ffn: 'fused' }, (t) => [...t, zeros('blk.0.ffn_gate.weight', [64, 128])])).rejects.toMatchObject({ name: 'ModelError', message: expect.stringMatching(/layer 0: has ffn_gate, so ffn_up must have 128 rows, not 256/) });
+    await expect(load({ code: true }, (t) => t.filter((x) => x.name !== 'blk.1.attn_k_norm.bias'))).rejects.toMatchObject({ name: 'ModelError', message: expect.stringMatching(/layer 1: needs attn_q_norm and attn_k_norm with their biases/) });
+    await expect(load({ code: true }, (t) => t.filter((x) => x.name !== 'blk.0.attn_norm_2.bias'))).rejects.toMatchObject({ name: 'ModelError', message: expect.stringMatching(/attn_norm_2/) });
+    await expect(load({}, (t) => t.map((x) => (x.name === 'blk.0.ffn_up.weight' ? zeros(x.name, [64, 384]) : x)))).rejects.toMatchObject({
+      name: 'ModelError', code: 'BAD_TENSOR_SHAPE', message: expect.stringMatching(/expected \[64, 128\] or \[64, 256\]/),
+    });
+    await expect(load({ code: true }, (t) => t.map((x) => (x.name === 'blk.0.ffn_up.bias' ? { ...x, dims: [128], data: () => new Uint8Array(512) } : x)))).rejects.toMatchObject({
+      name: 'ModelError', message: expect.stringMatching(/ffn_up.bias has 128 values for ffn_up's 256 rows/),
+    });
   });
 });
 

@@ -75,7 +75,7 @@ describe.skipIf(!HAVE_SHARED)(`readHParams on the shared models${HAVE_SHARED ? '
     const gpt2 = await header('vocab/ggml-vocab-gpt-2.gguf');
     expect(() => readHParams(gpt2)).toThrow(expect.objectContaining({ name: 'ModelError', code: 'UNSUPPORTED_ARCHITECTURE' }));
     expect(() => readHParams(gpt2)).toThrow(ModelError);
-    expect(() => readHParams(gpt2)).toThrow(/"gpt2" is not supported \(supported: llama, mistral, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, olmoe, granite, smollm3, bert, nomic-bert\)/);
+    expect(() => readHParams(gpt2)).toThrow(/"gpt2" is not supported \(supported: llama, mistral, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, olmoe, granite, smollm3, bert, nomic-bert, jina-bert-v2\)/);
   });
 
   describe('edited headers', () => {

@@ -50,6 +50,8 @@ export interface ModelConfig {
   readonly causal?: boolean;
   /** How embeddings pool the tokens' final states ({arch}.pooling_type): encoders always, decoders trained as embedders (Qwen3-Embedding). */
   readonly pooling?: 'mean' | 'cls' | 'last';
+  /** ALiBi's maxBias: attention scores get per-head position biases instead of RoPE (jina-bert-v2: 8). */
+  readonly alibiMaxBias?: number;
   /** BERT's token types (tokenizer.ggml.token_type_count). */
   readonly tokenTypeCount?: number;
   /** Mixture of experts: experts per layer, experts each token uses, and each expert's feed-forward width. */
@@ -101,7 +103,9 @@ export interface GraphBuilder {
   attention(w: LayerWeights, layer: number, options?: AttentionOptions): void;
   /**
    * Pre-norm gated feed-forward: x += post(Wdown · (act(Wgate · n) * Wup · n)), n = norm(x). The
-   * gate is ffn_gate, or the first half of a fused ffn_up of 2 x ffnDim rows (phi3).
+   * gate is ffn_gate, or the first half of a fused ffn_up of 2 x ffnDim rows (phi3); an ffn_up.bias
+   * is added to Wup · n (fused: its first half to the gate's). Without a gate and with ffn_up of
+   * ffnDim rows, ungated: x += Wdown · gelu(Wup · n + b) (BERT).
    */
   feedForward(w: LayerWeights, options?: FeedForwardOptions): void;
   /**
@@ -115,14 +119,19 @@ export interface GraphBuilder {
   addRows(table: WeightTensor, rows: 'positions' | number): void;
   /** x = LayerNorm(x) with weight and bias (BERT's post-norms). */
   layerNorm(weight: Tensor, bias: Tensor): void;
+  /** Keep a copy of x, the layer's input, for addLayerInput. */
+  keepLayerInput(): void;
+  /** x += the copy keepLayerInput kept (jina-bert-v2's second attention norm re-adds the layer input). */
+  addLayerInput(): void;
 }
 
 export interface AttentionOptions {
   /**
    * RMSNorm q and k before RoPE: each head (attn_q_norm / attn_k_norm one head wide: qwen3, gemma3),
-   * or each projection as a whole (as wide as q and k: olmo2).
+   * or each projection as a whole (as wide as q and k: olmo2); or 'layer': LayerNorm each
+   * projection with weight and bias (attn_q_norm.bias, attn_k_norm.bias: jina-bert-v2).
    */
-  readonly qkNorm?: 'head' | 'projection';
+  readonly qkNorm?: 'head' | 'projection' | 'layer';
   /** RMSNorm the input (attn_norm) first; default true (olmo2 has no pre-norms). */
   readonly preNorm?: boolean;
   /** Rotate q and k; default true (SmolLM3's every fourth layer has no positional encoding: NoPE). */
@@ -191,6 +200,8 @@ export class Graph implements GraphBuilder {
   private lora = new Map<WeightTensor, { a: WeightTensor; b: WeightTensor; scale: number }[]>();
   /** Scratch for A·x ([tokens][rank]) and B·(A·x) ([tokens][out]), grown (never shrunk) as adapters need. */
   private loraScratch: { t: Tensor; u: Tensor; rank: number; out: number } | undefined;
+  /** keepLayerInput's copy of x ([maxBatchTokens][dim]), allocated on first use: only some architectures re-add a layer's input. */
+  private layerInput: Tensor | undefined;
 
   constructor(
     private readonly backend: Backend,
@@ -346,7 +357,10 @@ export class Graph implements GraphBuilder {
     if (bq) be.addBias(buf.q, buf.q, bq, qDim, T);
     if (bk) be.addBias(buf.k, buf.k, bk, kvDim, T);
     if (bv) be.addBias(buf.v, buf.v, bv, kvDim, T);
-    if (options.qkNorm) {
+    if (options.qkNorm === 'layer') {
+      be.layerNorm(buf.q, buf.q, w.vector('attn_q_norm'), w.vector('attn_q_norm.bias'), qDim, T, c.rmsEps);
+      be.layerNorm(buf.k, buf.k, w.vector('attn_k_norm'), w.vector('attn_k_norm.bias'), kvDim, T, c.rmsEps);
+    } else if (options.qkNorm) {
       const perHead = options.qkNorm === 'head';
       be.rmsNorm(buf.q, buf.q, w.vector('attn_q_norm'), perHead ? c.headDim : qDim, perHead ? T * c.nHeads : T, c.rmsEps);
       be.rmsNorm(buf.k, buf.k, w.vector('attn_k_norm'), perHead ? c.headDim : kvDim, perHead ? T * c.nKvHeads : T, c.rmsEps);
@@ -378,10 +392,17 @@ export class Graph implements GraphBuilder {
       if (options.activation !== 'gelu') throw new RangeError('an ungated feed-forward runs GELU only');
       be.gelu(buf.gate, buf.gate, T * c.ffnDim);
     } else {
-      const [wGate, wUp] = w.optional('ffn_gate') ? [w.matrix('ffn_gate'), up] : rowSlices(up, [c.ffnDim, c.ffnDim]);
+      const fused = !w.optional('ffn_gate');
+      const [wGate, wUp] = fused ? rowSlices(up, [c.ffnDim, c.ffnDim]) : [w.matrix('ffn_gate'), up];
       be.matmulShared([{ out: buf.gate, w: wGate }, { out: buf.up, w: wUp }], input, T);
       this.adapt(buf.gate, wGate, input, T);
       this.adapt(buf.up, wUp, input, T);
+      // ffn_up's bias (jina-bert-v2): for a fused ffn_up, its first half is the gate's
+      const bu = w.optional('ffn_up.bias');
+      if (bu && fused) {
+        be.addBias(buf.gate, buf.gate, subTensor(bu, 0, GGMLType.F32, [c.ffnDim]), c.ffnDim, T);
+        be.addBias(buf.up, buf.up, subTensor(bu, 4 * c.ffnDim, GGMLType.F32, [c.ffnDim]), c.ffnDim, T);
+      } else if (bu) be.addBias(buf.up, buf.up, bu, c.ffnDim, T);
       if (options.activation === 'gelu') be.geglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
       else be.swiglu(buf.gate, buf.gate, buf.up, T * c.ffnDim);
     }
@@ -405,6 +426,18 @@ export class Graph implements GraphBuilder {
   layerNorm(weight: Tensor, bias: Tensor): void {
     const { backend: be, config: c, buf, nTokens: T } = this;
     be.layerNorm(buf.x, buf.x, weight, bias, c.dim, T, c.rmsEps);
+  }
+
+  keepLayerInput(): void {
+    const { backend: be, config: c, buf, nTokens: T } = this;
+    this.layerInput ??= be.allocate(GGMLType.F32, [c.dim, this.maxBatchTokens]);
+    be.copy(this.layerInput, 0, buf.x, 0, 4 * T * c.dim);
+  }
+
+  addLayerInput(): void {
+    const { backend: be, config: c, buf, nTokens: T } = this;
+    if (!this.layerInput) throw new RangeError('addLayerInput without keepLayerInput');
+    be.add(buf.x, buf.x, this.layerInput, T * c.dim);
   }
 
   /**
@@ -552,6 +585,7 @@ export class Graph implements GraphBuilder {
     return {
       q: buf.q, out: buf.attnOut, nTokens, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim,
       scale: c.attentionScale ?? 1 / Math.sqrt(c.headDim), softcap: c.attnLogitSoftcap,
+      alibi: c.alibiMaxBias === undefined ? undefined : { maxBias: c.alibiMaxBias, positions: buf.positions },
       layer: this.kv.layers[layer], blockTables: buf.blockTables,
       tokenInfo: buf.tokenInfoWindowed && layerIsWindowed(c, layer) ? buf.tokenInfoWindowed : buf.tokenInfo,
     };

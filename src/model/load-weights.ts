@@ -34,32 +34,39 @@ export function planWeights(
   backend: { name: string; capabilities: BackendCapabilities },
 ): { plan: Plan; bytes: number; tiedOutput: boolean } {
   const plan: Plan = { matrices: [], vectors: [] };
-  /** A matrix [cols, rows], or with `experts` the experts' matrices stacked [cols, rows, experts] (loaded as rows x experts rows). */
-  const matrix = (name: string, cols: number, rows: number, optional = false, experts?: number) => {
+  /**
+   * A matrix [cols, rows] (rows or one of otherRows), or with `experts` the experts' matrices
+   * stacked [cols, rows, experts] (loaded as rows x experts rows).
+   */
+  const matrix = (name: string, cols: number, rows: number, optional = false, experts?: number, otherRows: readonly number[] = []) => {
     const info = file.tensorsByName.get(name);
     if (!info) {
       if (optional) return;
       throw new ModelError('MISSING_TENSOR', `the model has no tensor "${name}"`);
     }
-    const want = experts === undefined ? [cols, rows] : [cols, rows, experts];
-    if (info.dims.length !== want.length || want.some((d, i) => info.dims[i] !== d)) {
-      throw new ModelError('BAD_TENSOR_SHAPE', `tensor "${name}" has shape [${info.dims.join(', ')}], expected [${want.join(', ')}]`);
+    const shapeWith = (r: number) => (experts === undefined ? [cols, r] : [cols, r, experts]);
+    const found = [rows, ...otherRows].find((r) => info.dims.length === shapeWith(r).length && shapeWith(r).every((d, i) => info.dims[i] === d));
+    if (found === undefined) {
+      const expected = [rows, ...otherRows].map((r) => `[${shapeWith(r).join(', ')}]`).join(' or ');
+      throw new ModelError('BAD_TENSOR_SHAPE', `tensor "${name}" has shape [${info.dims.join(', ')}], expected ${expected}`);
     }
-    rows *= experts ?? 1;
+    rows = found * (experts ?? 1);
     if (!backend.capabilities.weightTypes.has(info.type)) {
       throw new ModelError('UNSUPPORTED_TENSOR_TYPE', `tensor "${name}" has type ${typeName(info.type)}, which the ${backend.name} backend has no kernel for`);
     }
     plan.matrices.push({ info, rows, cols });
   };
-  const vector = (name: string, n: number, optional = false) => {
+  const vector = (name: string, n: number, optional = false, otherSizes: readonly number[] = []) => {
     const info = file.tensorsByName.get(name);
     if (!info) {
       if (optional) return;
       throw new ModelError('MISSING_TENSOR', `the model has no tensor "${name}"`);
     }
-    if (info.nElements !== n || info.dims[0] !== n) {
-      throw new ModelError('BAD_TENSOR_SHAPE', `tensor "${name}" has shape [${info.dims.join(', ')}], expected [${n}]`);
+    const found = [n, ...otherSizes].find((size) => info.nElements === size && info.dims[0] === size);
+    if (found === undefined) {
+      throw new ModelError('BAD_TENSOR_SHAPE', `tensor "${name}" has shape [${info.dims.join(', ')}], expected ${[n, ...otherSizes].map((size) => `[${size}]`).join(' or ')}`);
     }
+    n = found;
     if (!VECTOR_TYPES.has(info.type)) {
       throw new ModelError('UNSUPPORTED_TENSOR_TYPE', `tensor "${name}" has type ${typeName(info.type)}; norms and biases must be F32, F16 or BF16`);
     }
@@ -71,12 +78,12 @@ export function planWeights(
   for (let l = 0; l < c.nLayers; l++) {
     for (const d of decls) {
       const name = layerTensorName(l, d.role);
-      if (d.kind === 'matrix') matrix(name, d.shape[0]!, d.shape[1]!, d.optional, d.shape[2]);
-      else vector(name, d.shape[0]!, d.optional);
+      if (d.kind === 'matrix') matrix(name, d.shape[0]!, d.shape[1]!, d.optional, d.shape[2], d.otherSizes);
+      else vector(name, d.shape[0]!, d.optional, d.otherSizes);
     }
   }
   for (let l = 0; l < c.nLayers; l++) {
-    const problem = arch.checkLayer?.((role) => file.tensorsByName.has(layerTensorName(l, role)));
+    const problem = arch.checkLayer?.((role) => file.tensorsByName.has(layerTensorName(l, role)), (role) => file.tensorsByName.get(layerTensorName(l, role))?.dims, c);
     if (problem) throw new ModelError('MISSING_TENSOR', `layer ${l}: ${problem}`);
   }
   for (const d of arch.globalTensors?.(c) ?? []) {

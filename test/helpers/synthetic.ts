@@ -59,7 +59,13 @@ export interface SyntheticLlamaOptions {
    * and gate/up into one ffn_up; gemma has no output.weight of its own unless asked (GeGLU is in
    * the graph, not the file); gemma2 adds post-attention and post-feed-forward norms (around 1).
    */
-  arch?: 'llama' | 'qwen2' | 'qwen2moe' | 'qwen3' | 'qwen3moe' | 'phi3' | 'gemma' | 'gemma2' | 'gemma3' | 'olmo2' | 'olmoe' | 'granite' | 'smollm3' | 'bert' | 'nomic-bert';
+  arch?: 'llama' | 'qwen2' | 'qwen2moe' | 'qwen3' | 'qwen3moe' | 'phi3' | 'gemma' | 'gemma2' | 'gemma3' | 'olmo2' | 'olmoe' | 'granite' | 'smollm3' | 'bert' | 'nomic-bert' | 'jina-bert-v2';
+  /**
+   * jina-bert-v2's layout: its feed-forward (default 'fused': GEGLU with the gate in ffn_up's first
+   * half, as jina-embeddings-v2 files; 'split': ffn_gate and ffn_up; 'ungated': GELU of ffn_up), and
+   * `code`: the code model's LayerNorms on q and k, second attention norm and ffn_up bias.
+   */
+  jina?: { ffn?: 'fused' | 'split' | 'ungated'; code?: boolean };
   /** {arch}.pooling_type: 1 mean, 2 CLS, 3 last (default 1 for encoders; decoders get the key only when it is given). */
   pooling?: number;
   /** granite's multipliers (default: embedding 12, residual 0.22, attention 1 / headDim, logits / 8, as Granite 3 files). */
@@ -396,7 +402,7 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
   };
 
   matrix('token_embd.weight', dim, nVocab, type, embedding);
-  const encoder = arch === 'bert' || arch === 'nomic-bert';
+  const encoder = arch === 'bert' || arch === 'nomic-bert' || arch === 'jina-bert-v2';
   if (encoder) {
     matrix('token_types.weight', dim, 2, GGMLType.F32);
     if (arch === 'bert') matrix('position_embd.weight', dim, opts.contextLength ?? 2048, GGMLType.F32);
@@ -413,6 +419,26 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
       matrix(`${p}ffn_gate.weight`, dim, ffnDim);
       matrix(`${p}ffn_up.weight`, dim, ffnDim);
       matrix(`${p}ffn_down.weight`, ffnDim, dim);
+    }
+    if (arch === 'jina-bert-v2') {
+      // post-norm encoder layer (no positions: ALiBi) with biases, a GELU feed-forward and the code model's extra norms
+      const ffn = opts.jina?.ffn ?? 'fused', code = opts.jina?.code ?? false;
+      for (const [name, cols, rows] of [['attn_q', dim, qDim], ['attn_k', dim, kvDim], ['attn_v', dim, kvDim], ['attn_output', qDim, dim]] as const) {
+        matrix(`${p}${name}.weight`, cols, rows);
+        vector(`${p}${name}.bias`, rows, 'random');
+      }
+      if (code) {
+        for (const [name, n] of [['attn_q_norm', qDim], ['attn_k_norm', kvDim], ['attn_norm_2', dim]] as const) {
+          vector(`${p}${name}.weight`, n, 'around one');
+          vector(`${p}${name}.bias`, n, 'random');
+        }
+      }
+      if (ffn === 'split') matrix(`${p}ffn_gate.weight`, dim, ffnDim);
+      const upRows = ffn === 'fused' ? 2 * ffnDim : ffnDim;
+      matrix(`${p}ffn_up.weight`, dim, upRows);
+      if (code) vector(`${p}ffn_up.bias`, upRows, 'random');
+      matrix(`${p}ffn_down.weight`, ffnDim, dim);
+      vector(`${p}ffn_down.bias`, dim, 'random');
     }
     if (arch === 'bert') {
       // post-norm encoder layer: every projection with a bias
@@ -498,8 +524,11 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
     [`${arch}.feed_forward_length`, u32(ffnDim)],
     [`${arch}.attention.head_count`, u32(nHeads)],
     [`${arch}.attention.head_count_kv`, u32(nKvHeads)],
-    [`${arch}.rope.dimension_count`, u32(headDim)],
-    [`${arch}.rope.freq_base`, f32(opts.ropeFreqBase ?? (arch === 'llama' || arch.startsWith('gemma') || arch === 'phi3' ? 10000 : 1000000))],
+    // jina-bert-v2 has no RoPE (ALiBi) and its files no rope keys
+    ...(arch === 'jina-bert-v2' ? [] : [
+      [`${arch}.rope.dimension_count`, u32(headDim)],
+      [`${arch}.rope.freq_base`, f32(opts.ropeFreqBase ?? (arch === 'llama' || arch.startsWith('gemma') || arch === 'phi3' ? 10000 : 1000000))],
+    ] as [string, GGUFEntry][]),
     encoder
       ? [`${arch}.attention.layer_norm_epsilon`, f32(1e-12)]
       : [`${arch}.attention.layer_norm_rms_epsilon`, f32(arch === 'llama' ? 1e-5 : 1e-6)],

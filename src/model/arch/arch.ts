@@ -8,7 +8,7 @@ import type { GraphBuilder, ModelWeights } from '../graph.js';
 import type { ModelConfig } from '../graph.js';
 import type { HParams } from '../hparams.js';
 import { gemma, gemma2, gemma3 } from './gemma.js';
-import { bert, nomicBert } from './bert.js';
+import { bert, jinaBertV2, nomicBert } from './bert.js';
 import { granite } from './granite.js';
 import { olmo2, olmoe } from './olmo2.js';
 import { llama, mistral, smollm3 } from './llama.js';
@@ -27,6 +27,8 @@ export interface TensorDecl {
   readonly kind: 'matrix' | 'vector';
   readonly shape: readonly number[];
   readonly optional?: boolean;
+  /** Other sizes a matrix's rows (a vector's length) may have: jina-bert-v2's ffn_up and its bias, ffnDim or 2 x ffnDim with the gate fused in. */
+  readonly otherSizes?: readonly number[];
 }
 
 /** A layer's tensors by role; optional ones the file lacks are absent. */
@@ -53,14 +55,17 @@ export interface ArchDef {
   readonly encoder?: boolean;
   /** Steps after the token embeddings, before the first layer (BERT: position and token-type embeddings, a norm). */
   buildInput?(g: GraphBuilder, weights: ModelWeights): void;
-  /** Where optional tensors stand in for each other (fused or split q/k/v): what is wrong with a layer having these, if anything. */
-  checkLayer?(has: (role: string) => boolean): string | undefined;
+  /**
+   * Where optional tensors stand in for each other (fused or split q/k/v) or a size depends on
+   * another tensor: what is wrong with a layer having these (shape: a tensor's dims), if anything.
+   */
+  checkLayer?(has: (role: string) => boolean, shape: (role: string) => readonly number[] | undefined, c: ModelConfig): string | undefined;
   /** One layer: reads and updates the residual stream g.x. */
   buildLayer(g: GraphBuilder, w: LayerWeights, layer: number): void;
 }
 
 /** Every architecture that loads. */
-export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, olmoe, granite, smollm3, bert, nomicBert];
+export const ARCHITECTURES: readonly ArchDef[] = [llama, mistral, qwen2, qwen2moe, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, olmo2, olmoe, granite, smollm3, bert, nomicBert, jinaBertV2];
 
 export const SUPPORTED_ARCHITECTURES: readonly string[] = ARCHITECTURES.flatMap((a) => a.names);
 
