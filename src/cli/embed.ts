@@ -1,11 +1,11 @@
 // `wasmforge embed -m FILE [--pooling mean|cls|last] [--no-normalize] [--lines] TEXT|-`: the
-// embedding of a text with an embedding model (BERT, nomic-bert, or a decoder that declares its
-// pooling, as Qwen3-Embedding), as JSON on stdout.
+// embedding of a text with an embedding model (BERT, nomic-bert, jina-bert-v2, or a decoder that
+// declares its pooling, as Qwen3-Embedding), as JSON on stdout.
 import type { EmbedOptions } from '../model/model.js';
 import { parseArgs, UsageError } from './args.js';
 import { loadModelFromArgs, MODEL_OPTIONS, readStdin } from './common.js';
 
-export const summary = 'embed text with an embedding model (BERT, nomic-bert, Qwen3-Embedding): JSON vectors';
+export const summary = 'embed text with an embedding model (BERT, nomic-bert, jina-bert-v2, Qwen3-Embedding): JSON vectors';
 
 const USAGE = `usage: wasmforge embed -m FILE [--pooling mean|cls|last] [--no-normalize] [--lines] TEXT|-
   -m, --model FILE     an embedding GGUF (bge, all-MiniLM, nomic-embed, Qwen3-Embedding)

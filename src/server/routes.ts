@@ -243,7 +243,7 @@ function merge(generations: readonly EngineGeneration[]): AsyncIterable<{ p: num
 async function embeddings(ctx: RouteContext): Promise<Response> {
   const s = ctx.served;
   const req = readEmbeddingRequest(await ctx.json(), { ...s.limits, dimensions: s.model.config.dim });
-  if (s.engine && !s.model.config.pooling) throw new HttpError(400, 'invalid_request_error', 'unsupported', `${s.id} generates text and declares no pooling; /v1/embeddings needs an embedding model (BERT, nomic-bert, or a decoder with {arch}.pooling_type such as Qwen3-Embedding)`, 'model');
+  if (s.engine && !s.model.config.pooling) throw new HttpError(400, 'invalid_request_error', 'unsupported', `${s.id} generates text and declares no pooling; /v1/embeddings needs an embedding model (BERT, nomic-bert, jina-bert-v2, or a decoder with {arch}.pooling_type such as Qwen3-Embedding)`, 'model');
   const tok = s.model.tokenizer;
   const data: { object: 'embedding'; index: number; embedding: number[] | string }[] = [];
   let tokens = 0;
