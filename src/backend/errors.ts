@@ -12,7 +12,11 @@ export type BackendErrorCode =
   /** A kernel trapped or a worker failed. */
   | 'KERNEL_FAILED'
   /** The backend was disposed. */
-  | 'DISPOSED';
+  | 'DISPOSED'
+  /** WebGPU: no GPU adapter here (no navigator.gpu, no Dawn package, or the adapter lacks what the kernels need). */
+  | 'NO_ADAPTER'
+  /** WebGPU: the device was lost (driver reset, another tab, destroy); work in flight fails with this. */
+  | 'DEVICE_LOST';
 
 /** Every backend problem surfaces as this one typed error: a code plus a message with the values. */
 export class BackendError extends WasmforgeError<BackendErrorCode> {

@@ -1,11 +1,15 @@
+/// <reference types="@webgpu/types" />
 // Which backend runs a model: loadModel's `backend` option names one, or passes an instance.
-// 'auto' picks the best available here (today the WASM backend; the WebGPU backend joins it) and
-// logs why. Backends load lazily, so a bundle that never asks for one never runs its set-up.
+// 'auto' picks the best available here and logs why: WebGPU on a hardware adapter the runtime
+// itself offers (navigator.gpu: browsers, Deno), else WASM. Software adapters (lavapipe,
+// SwiftShader) and Node's optional Dawn package are used only when 'webgpu' is asked for by name:
+// on a CPU they are slower than the WASM kernels. Backends load lazily, so a bundle that never asks
+// for one never runs its set-up.
 import { log } from '../log.js';
 import type { Backend } from './backend.js';
 import { BackendError } from './errors.js';
 
-export const BACKEND_KINDS = ['auto', 'wasm', 'reference'] as const;
+export const BACKEND_KINDS = ['auto', 'wasm', 'webgpu', 'reference'] as const;
 export type BackendKind = (typeof BACKEND_KINDS)[number];
 
 export interface CreateBackendOptions {
@@ -18,9 +22,21 @@ export interface CreateBackendOptions {
 export async function createBackend(kind: BackendKind, options: CreateBackendOptions = {}): Promise<Backend> {
   switch (kind) {
     case 'auto': {
-      const backend = await createBackend('wasm', options);
-      log.debug(`backend auto: ${backend.name} (no GPU backend is built yet)`);
-      return backend;
+      const why = await hardwareGPUUnavailable();
+      if (!why) {
+        try {
+          const backend = await createBackend('webgpu', options);
+          log.info(`backend auto: webgpu on ${(backend as { adapter?: string }).adapter}`);
+          return backend;
+        } catch (err) {
+          log.info(`backend auto: wasm (the WebGPU backend failed to start: ${(err as Error).message})`);
+        }
+      } else log.debug(`backend auto: wasm (${why})`);
+      return createBackend('wasm', options);
+    }
+    case 'webgpu': {
+      const { createWebGPUBackend } = await import('./webgpu/webgpu-backend.js');
+      return createWebGPUBackend();
     }
     case 'wasm': {
       const { createWasmBackend } = await import('./wasm/create-wasm-backend.js');
@@ -32,5 +48,21 @@ export async function createBackend(kind: BackendKind, options: CreateBackendOpt
     }
     default:
       throw new BackendError('INVALID_ARGUMENT', `unknown backend ${JSON.stringify(kind)}; choose one of ${BACKEND_KINDS.join(', ')}, or pass a Backend`);
+  }
+}
+
+/** Why auto should not take WebGPU here, or undefined when a hardware adapter is on offer. */
+async function hardwareGPUUnavailable(): Promise<string | undefined> {
+  const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  if (!gpu) return 'no navigator.gpu';
+  try {
+    const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter) return 'navigator.gpu offers no adapter';
+    const info = (adapter as { info?: GPUAdapterInfo & { isFallbackAdapter?: boolean } }).info;
+    const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ');
+    if (info?.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software|basic render/i.test(name)) return `the adapter is a software renderer (${name})`;
+    return undefined;
+  } catch (err) {
+    return `requestAdapter failed: ${(err as Error).message}`;
   }
 }

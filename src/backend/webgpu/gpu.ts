@@ -1,0 +1,93 @@
+/// <reference types="@webgpu/types" />
+// Finding a GPU: the runtime's own navigator.gpu (browsers, Deno), else in Node and Bun the npm
+// `webgpu` package (Dawn), an optional dependency loaded only when asked for. The device gets the
+// adapter's real limits (the spec defaults cap a binding at 128 MiB) and the features we use.
+import { log } from '../../log.js';
+import { BackendError } from '../errors.js';
+
+export interface GPUChoice {
+  readonly device: GPUDevice;
+  /**
+   * The GPU object the device came from. Holders keep it: Dawn's Node binding frees its instance
+   * when this object is garbage-collected, even while the device is in use (a crash in ProcessEvents).
+   */
+  readonly gpu?: GPU;
+  /** Where the GPU came from and what it is, for logs and errors. */
+  readonly description: string;
+  readonly limits: {
+    readonly maxBufferSize: number;
+    readonly maxStorageBufferBindingSize: number;
+    readonly maxStorageBuffersPerShaderStage: number;
+  };
+}
+
+export interface AcquireGPUOptions {
+  /** A GPU object to use instead of looking for one (e.g. from the npm `webgpu` package's create()). */
+  readonly gpu?: GPU;
+  readonly powerPreference?: GPUPowerPreference;
+}
+
+/** The storage buffers our largest kernel binds (attention with ALiBi: q, out, K, V, tables, token info, positions, slopes). */
+const STORAGE_BUFFERS_NEEDED = 8;
+
+/** navigator.gpu where the runtime has one, else Dawn from the optional `webgpu` package (Node, Bun). */
+async function findGPU(): Promise<{ gpu: GPU; source: string } | undefined> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return { gpu: nav.gpu, source: 'navigator.gpu' };
+  const isNodeLike = typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === 'string';
+  if (!isNodeLike) return undefined;
+  try {
+    const specifier = 'webgpu'; // a variable, so bundlers leave this optional package alone
+    const dawn = (await import(specifier)) as { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
+    // Dawn's enums and classes (GPUBufferUsage, ...) are not globals in Node; the backend needs them.
+    for (const [k, v] of Object.entries(dawn.globals)) if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+    return { gpu: dawn.create([]), source: 'npm webgpu (Dawn)' };
+  } catch (err) {
+    log.debug(`webgpu: the optional npm package "webgpu" could not be loaded: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+/** A device on the best adapter here, or a typed error saying why there is none. */
+export async function acquireGPU(options: AcquireGPUOptions = {}): Promise<GPUChoice> {
+  const found = options.gpu ? { gpu: options.gpu, source: 'given GPU' } : await findGPU();
+  if (!found) {
+    throw new BackendError('NO_ADAPTER', 'WebGPU is not available here: no navigator.gpu, and in Node or Bun the optional package "webgpu" is not installed');
+  }
+  let adapter: GPUAdapter | null;
+  try {
+    adapter = await found.gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
+  } catch (err) {
+    throw new BackendError('NO_ADAPTER', `WebGPU (${found.source}): requestAdapter failed: ${(err as Error).message}`);
+  }
+  if (!adapter) throw new BackendError('NO_ADAPTER', `WebGPU (${found.source}) found no adapter`);
+  const a = adapter.limits;
+  if (a.maxStorageBuffersPerShaderStage < STORAGE_BUFFERS_NEEDED) {
+    throw new BackendError('NO_ADAPTER', `the WebGPU adapter offers ${a.maxStorageBuffersPerShaderStage} storage buffers per shader stage; ${STORAGE_BUFFERS_NEEDED} are needed`);
+  }
+  const info = (adapter as { info?: GPUAdapterInfo }).info;
+  const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ') || 'unnamed adapter';
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({
+      requiredLimits: {
+        maxBufferSize: a.maxBufferSize,
+        maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
+        maxStorageBuffersPerShaderStage: a.maxStorageBuffersPerShaderStage,
+        maxComputeWorkgroupStorageSize: a.maxComputeWorkgroupStorageSize,
+      },
+    });
+  } catch (err) {
+    throw new BackendError('NO_ADAPTER', `WebGPU adapter ${name}: requestDevice failed: ${(err as Error).message}`);
+  }
+  return {
+    device,
+    gpu: found.gpu,
+    description: `${name} (${found.source})`,
+    limits: {
+      maxBufferSize: device.limits.maxBufferSize,
+      maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
+      maxStorageBuffersPerShaderStage: device.limits.maxStorageBuffersPerShaderStage,
+    },
+  };
+}

@@ -1,0 +1,156 @@
+/// <reference types="@webgpu/types" />
+// The WGSL programs: each kernel of webgpu/ declares its tensor arguments and u32 parameters here
+// once; `compose` writes what the kernel body reads them through. Tensors are named by handles, so
+// two arguments may live in one GPU buffer (an op in place, views of one allocation), and WebGPU
+// forbids binding a buffer twice in one dispatch when one binding writes: arguments are grouped by
+// buffer, each group bound once (read-only unless an argument of it is written), and every
+// argument reads and writes through accessors with its own offset, passed as a parameter:
+//   a_w(i) / a_f(i) / a_i(i): word i of tensor a as u32 / f32 / i32 (a's offset must be 4-aligned)
+//   a_u8(b): byte b of a (any alignment: weight blocks are 2-byte aligned)
+//   a_set(i, v) / a_setf(i, v): write word i; a_and / a_or: atomic word updates (f16 cache halves)
+//   a_raw(i) / a_raw_set(i, v): word i of the whole buffer (copy_bytes)
+// Parameters are u32 fields of the uniform P (f32 ones are bit patterns: bitcast<f32>(P.x)).
+import { GGMLType, typeName, typeTraits } from '../../tensor/ggml-types.js';
+import { BackendError } from '../errors.js';
+import { SHADERS } from './shaders.generated.js';
+
+/** Threads per workgroup for every kernel. */
+export const WG = 64;
+/** The largest head dim attention takes (each thread keeps MAX_HEAD_DIM / WG output dims). */
+export const MAX_HEAD_DIM = 512;
+
+export type ArgAccess = 'read' | 'write' | 'atomic';
+
+export interface KernelDef {
+  /** webgpu/<source>.wgsl */
+  readonly source: string;
+  readonly args: readonly { readonly name: string; readonly access: ArgAccess }[];
+  readonly params: readonly string[];
+  /** Includes webgpu/dequant.wgsl (reads the argument named w). */
+  readonly dequant?: boolean;
+}
+
+const r = (name: string) => ({ name, access: 'read' as const });
+const w = (name: string) => ({ name, access: 'write' as const });
+
+const MATMUL_PARAMS = ['rows', 'cols', 'row_bytes', 'used', 'per_slot', 'n_experts'];
+
+export const KERNELS = {
+  matmul: { source: 'matmul', args: [w('out'), r('x'), r('w')], params: MATMUL_PARAMS, dequant: true },
+  matmulRouted: { source: 'matmul', args: [w('out'), r('x'), r('w'), r('ids')], params: MATMUL_PARAMS, dequant: true },
+  getRows: { source: 'get_rows', args: [w('out'), r('ids'), r('w')], params: ['rows', 'cols', 'row_bytes'], dequant: true },
+  rmsNorm: { source: 'rms_norm', args: [w('out'), r('x'), r('weight')], params: ['n', 'eps'] },
+  layerNorm: { source: 'layer_norm', args: [w('out'), r('x'), r('weight'), r('bias')], params: ['n', 'eps'] },
+  rope: {
+    source: 'rope', args: [w('x'), r('positions')],
+    params: ['rope_dims', 'n_heads', 'head_dim', 'theta_scale', 'freq_scale', 'ext_factor', 'low', 'high', 'mscale', 'neox'],
+  },
+  ropeFactors: {
+    source: 'rope', args: [w('x'), r('positions'), r('factors')],
+    params: ['rope_dims', 'n_heads', 'head_dim', 'theta_scale', 'freq_scale', 'ext_factor', 'low', 'high', 'mscale', 'neox'],
+  },
+  elementwise: { source: 'elementwise', args: [w('out'), r('a'), r('b')], params: ['factor', 'cap', 'n'] },
+  argmax: { source: 'argmax', args: [w('out'), r('x')], params: ['n'] },
+  storeKVf32: { source: 'store_kv', args: [w('kc'), w('vc'), r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'] },
+  storeKVf16: { source: 'store_kv', args: [{ name: 'kc', access: 'atomic' }, { name: 'vc', access: 'atomic' }, r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'] },
+  attention: {
+    source: 'attention', args: [r('q'), w('out'), r('kc'), r('vc'), r('tables'), r('info')],
+    params: ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row'],
+  },
+  attentionAlibi: {
+    source: 'attention', args: [r('q'), w('out'), r('kc'), r('vc'), r('tables'), r('info'), r('apos'), r('slopes')],
+    params: ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row'],
+  },
+  routeExperts: { source: 'route_experts', args: [w('ids'), w('weights'), r('logits')], params: ['n_experts', 'used', 'normalize'] },
+  combineExperts: { source: 'combine_experts', args: [w('out'), r('y'), r('weights')], params: ['n', 'used'] },
+  copyBytes: { source: 'copy_bytes', args: [w('dst'), r('src')], params: ['dst_byte', 'src_byte', 'bytes'] },
+} satisfies Record<string, KernelDef>;
+
+export type KernelName = keyof typeof KERNELS;
+
+/** Code a kernel body expects from its variant (a weight type, a cache type, an op). */
+export interface Variant {
+  readonly key: string;
+  readonly code: string;
+}
+
+const DEQUANT_FN = new Map<GGMLType, string>([
+  [GGMLType.F32, 'deq_f32'], [GGMLType.F16, 'deq_f16'], [GGMLType.BF16, 'deq_bf16'],
+  [GGMLType.Q8_0, 'deq_q8_0'], [GGMLType.Q4_0, 'deq_q4_0'], [GGMLType.Q4_1, 'deq_q4_1'],
+  [GGMLType.Q5_0, 'deq_q5_0'], [GGMLType.Q5_1, 'deq_q5_1'], [GGMLType.IQ4_NL, 'deq_iq4_nl'],
+  [GGMLType.Q2_K, 'deq_q2_k'], [GGMLType.Q3_K, 'deq_q3_k'], [GGMLType.Q4_K, 'deq_q4_k'],
+  [GGMLType.Q5_K, 'deq_q5_k'], [GGMLType.Q6_K, 'deq_q6_k'],
+]);
+
+/** Weight types the kernels read in place (dequantized inside the shader). */
+export const WEBGPU_WEIGHT_TYPES: ReadonlySet<GGMLType> = new Set(DEQUANT_FN.keys());
+
+/**
+ * The weight-type variant of matmul / getRows: QK elements per block of BLOCK_BYTES, deq, and the
+ * activation the dot product sees (f16/bf16-rounded for F16/BF16 weights, as ggml's vec_dot_type;
+ * f32 for the block types, whose activations the WebGPU kernels do not quantize).
+ */
+export function weightVariant(type: GGMLType, routed = false): Variant {
+  const fn = DEQUANT_FN.get(type);
+  const traits = typeTraits(type);
+  if (!fn || !traits) throw new BackendError('UNSUPPORTED_TYPE', `the WebGPU backend has no kernel for ${typeName(type)} weights`);
+  const qk = traits.blockSize, bb = traits.blockBytes;
+  const act = type === GGMLType.F16 ? 'round_f16(v)' : type === GGMLType.BF16 ? 'round_bf16(v)' : 'v';
+  return {
+    key: `${typeName(type)}${routed ? '-routed' : ''}`,
+    code: [
+      `const QK: u32 = ${qk}u;`,
+      `const BLOCK_BYTES: u32 = ${bb}u;`,
+      `fn deq(blk: u32, j: u32) -> f32 { return ${fn}(blk, j); }`,
+      `fn act(v: f32) -> f32 { return ${act}; }`,
+      routed ? 'fn expert_of(slot: u32) -> u32 { return u32(ids_i(slot)); }' : 'fn expert_of(slot: u32) -> u32 { return 0u; }',
+    ].join('\n'),
+  };
+}
+
+export const NO_VARIANT: Variant = { key: '', code: '' };
+
+/** The WGSL of one kernel for one variant and one grouping of its arguments into buffers. */
+export function compose(def: KernelDef, variant: Variant, groupOf: readonly number[], groupAccess: readonly ArgAccess[]): string {
+  const fields = ['groups', 'count', ...def.params, ...def.args.flatMap((a) => [`${a.name}_w`, `${a.name}_b`])];
+  const out: string[] = [`const WG: u32 = ${WG}u;`, `const MAX_HEAD_DIM: u32 = ${MAX_HEAD_DIM}u;`];
+  out.push(`struct Params {\n${fields.map((f) => `  ${f}: u32,`).join('\n')}\n}`);
+  out.push('@group(0) @binding(0) var<uniform> P: Params;');
+  groupAccess.forEach((access, g) => {
+    const mode = access === 'read' ? 'read' : 'read_write';
+    const elem = access === 'atomic' ? 'atomic<u32>' : 'u32';
+    out.push(`@group(0) @binding(${g + 1}) var<storage, ${mode}> buf${g}: array<${elem}>;`);
+  });
+  def.args.forEach((a, k) => {
+    const g = groupOf[k]!, buf = `buf${g}`, access = groupAccess[g]!;
+    const at = `${buf}[P.${a.name}_w + i]`;
+    const load = (ref: string) => (access === 'atomic' ? `atomicLoad(&${ref})` : ref);
+    out.push(`fn ${a.name}_w(i: u32) -> u32 { return ${load(at)}; }`);
+    out.push(`fn ${a.name}_f(i: u32) -> f32 { return bitcast<f32>(${a.name}_w(i)); }`);
+    out.push(`fn ${a.name}_i(i: u32) -> i32 { return bitcast<i32>(${a.name}_w(i)); }`);
+    out.push(`fn ${a.name}_u8(b: u32) -> u32 { let o = P.${a.name}_b + b; return (${load(`${buf}[o >> 2u]`)} >> ((o & 3u) * 8u)) & 0xffu; }`);
+    out.push(`fn ${a.name}_raw(i: u32) -> u32 { return ${load(`${buf}[i]`)}; }`);
+    if (access === 'write') {
+      out.push(`fn ${a.name}_set(i: u32, v: u32) { ${at} = v; }`);
+      out.push(`fn ${a.name}_setf(i: u32, v: f32) { ${at} = bitcast<u32>(v); }`);
+      out.push(`fn ${a.name}_raw_set(i: u32, v: u32) { ${buf}[i] = v; }`);
+    } else if (access === 'atomic') {
+      out.push(`fn ${a.name}_set(i: u32, v: u32) { atomicStore(&${at}, v); }`);
+      out.push(`fn ${a.name}_setf(i: u32, v: f32) { atomicStore(&${at}, bitcast<u32>(v)); }`);
+      out.push(`fn ${a.name}_and(i: u32, v: u32) { atomicAnd(&${at}, v); }`);
+      out.push(`fn ${a.name}_or(i: u32, v: u32) { atomicOr(&${at}, v); }`);
+    }
+  });
+  out.push(SHADERS['common']!);
+  if (def.dequant) out.push(SHADERS['dequant']!);
+  out.push(variant.code);
+  const body = SHADERS[def.source];
+  if (!body) throw new Error(`no WGSL source webgpu/${def.source}.wgsl`);
+  out.push(body);
+  return out.join('\n');
+}
+
+/** Words of the uniform block: groups, count, the kernel's parameters, then offset words and bytes of each argument. */
+export function paramCount(def: KernelDef): number {
+  return 2 + def.params.length + 2 * def.args.length;
+}

@@ -1,0 +1,548 @@
+/// <reference types="@webgpu/types" />
+// The WebGPU backend: every tensor its own GPU buffer, every op a compute dispatch recorded into
+// one command encoder, submitted when the host needs a result (read) or writes memory the recorded
+// work may read (upload): a forward pass is one submission. Weights stay in their GGUF type and are
+// dequantized inside the shaders; they go from the byte source to the GPU in bounded chunks.
+// The kernels are webgpu/*.wgsl (see kernels.ts for how arguments reach them); their results are
+// held to the reference backend by test/backend-ops.test.ts like every backend's.
+import type { ByteSource } from '../../io/byte-source.js';
+import { log } from '../../log.js';
+import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-types.js';
+import { alibiSlopes, tensorBytes, type AttentionArgs, type Backend, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
+import { BackendError } from '../errors.js';
+import { acquireGPU, type AcquireGPUOptions, type GPUChoice } from './gpu.js';
+import { compose, KERNELS, MAX_HEAD_DIM, NO_VARIANT, paramCount, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
+
+export interface WebGPUBackendOptions extends AcquireGPUOptions {
+  /** A device to use as it is (its limits are read from it). */
+  readonly device?: GPUDevice;
+  /** What the backend may hold in all (default: no limit but the device's own; WebGPU cannot query free memory). */
+  readonly memoryBytes?: number;
+}
+
+export interface WebGPUBackend extends Backend {
+  readonly device: GPUDevice;
+  /** Kept alive with the backend (see GPUChoice.gpu). */
+  readonly gpu?: GPU;
+  /** The adapter and where it came from. */
+  readonly adapter: string;
+}
+
+/** Bytes of one dispatch's parameters in the uniform pages (minUniformBufferOffsetAlignment). */
+const SLOT_BYTES = 256;
+const SLOTS_PER_PAGE = 256;
+/** uploadFrom's chunk: the most tensor bytes held in JS memory at once. */
+const UPLOAD_CHUNK = 8 << 20;
+const MAX_GROUPS_X = 65535;
+
+const f32Bits = (x: number): number => {
+  const b = new Float32Array([x]);
+  return new Uint32Array(b.buffer)[0]!;
+};
+const align4 = (n: number) => Math.ceil(n / 4) * 4;
+
+/** ggml's YaRN correction dimension (as rope_yarn_corr_dims, in f32 like the kernels). */
+function yarnCorrDim(nDims: number, nCtxOrig: number, nRot: number, base: number): number {
+  return Math.fround((nDims * Math.log(nCtxOrig / (nRot * 2 * Math.PI))) / (2 * Math.log(base)));
+}
+
+/** Element-wise op codes of webgpu/elementwise.wgsl. */
+const ELEMENTWISE_OPS = { swiglu: 0, geglu: 1, gelu: 2, sigmoid: 3, scale: 4, softcap: 5, add: 6, addBias: 7 } as const;
+
+export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): Promise<WebGPUBackend> {
+  const choice: GPUChoice = options.device
+    ? {
+      device: options.device, description: 'given device',
+      limits: {
+        maxBufferSize: options.device.limits.maxBufferSize,
+        maxStorageBufferBindingSize: options.device.limits.maxStorageBufferBindingSize,
+        maxStorageBuffersPerShaderStage: options.device.limits.maxStorageBuffersPerShaderStage,
+      },
+    }
+    : await acquireGPU(options);
+  const { device } = choice;
+  const maxTensorBytes = Math.min(choice.limits.maxBufferSize, choice.limits.maxStorageBufferBindingSize);
+  log.debug(`webgpu: ${choice.description}, largest tensor ${maxTensorBytes} bytes`);
+
+  const buffers: (GPUBuffer | undefined)[] = [undefined]; // ids from 1, as the reference backend
+  let disposed = false;
+  let lost: string | undefined;
+  let gpuError: string | undefined;
+  void device.lost.then((info) => {
+    if (!disposed) lost = `${info.reason}: ${info.message}`;
+  });
+  device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
+    gpuError ??= ev.error.message;
+    log.error(`webgpu: ${ev.error.message}`);
+  };
+
+  // Host copies of the i32 tensors the host wrote (token ids, slots, block tables, expert ids):
+  // a GPU cannot throw, so index arguments are checked here against what was uploaded, as the
+  // WASM backend checks them in its kernels. A buffer a kernel or copy writes loses its copy.
+  const indexMirrors = new Map<number, Int32Array>();
+  const mirrored = (t: Tensor, count: number): Int32Array | undefined => {
+    const m = indexMirrors.get(t.buffer);
+    return m && t.offset % 4 === 0 ? m.subarray(t.offset / 4, t.offset / 4 + count) : undefined;
+  };
+  const checkIndices = (what: string, t: Tensor, count: number, limit: number) => {
+    const ids = mirrored(t, count);
+    if (!ids) return;
+    for (let i = 0; i < count; i++) {
+      if (!(ids[i]! >= 0 && ids[i]! < limit)) throw new BackendError('INVALID_ARGUMENT', `${what}: entry ${i} is ${ids[i]}, outside 0..${limit - 1}`);
+    }
+  };
+
+  /** ALiBi slopes by (maxBias, heads): a few small tensors made once (exactly the contract's f32 slopes). */
+  const slopeTensors = new Map<string, Tensor>();
+  const pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  let encoder: GPUCommandEncoder | undefined;
+  let pass: GPUComputePassEncoder | undefined;
+  const pages: { buffer: GPUBuffer; data: Uint32Array<ArrayBuffer> }[] = [];
+  let slot = 0; // next free parameter slot over all pages
+
+  const check = () => {
+    if (disposed) throw new BackendError('DISPOSED', 'the WebGPU backend was disposed');
+    if (lost) throw new BackendError('DEVICE_LOST', `the WebGPU device was lost (${lost})`);
+  };
+  const gpuBuffer = (t: Tensor, what: string, need = t.bytes): GPUBuffer => {
+    check();
+    const b = Number.isInteger(t.buffer) ? buffers[t.buffer] : undefined;
+    if (!b || !Number.isInteger(t.offset) || t.offset < 0 || need > t.bytes || t.offset + need > b.size) {
+      throw new BackendError('INVALID_ARGUMENT', `${what}: [buffer ${t.buffer}, ${t.offset}..${t.offset + need}) is not allocated memory of this backend`);
+    }
+    return b;
+  };
+
+  const pipelineFor = (name: string, def: KernelDef, variant: Variant, groupOf: number[], groupAccess: ArgAccess[]) => {
+    const key = `${name}|${variant.key}|${groupOf.join(',')}|${groupAccess.join(',')}`;
+    let p = pipelines.get(key);
+    if (!p) {
+      const code = compose(def, variant, groupOf, groupAccess);
+      const module = device.createShaderModule({ code, label: key });
+      const layout = device.createBindGroupLayout({
+        entries: [
+          { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+          ...groupAccess.map((a, g) => ({ binding: g + 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: a === 'read' ? 'read-only-storage' as const : 'storage' as const } })),
+        ],
+      });
+      const pipeline = device.createComputePipeline({
+        layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: 'main' }, label: key,
+      });
+      p = { pipeline, layout };
+      pipelines.set(key, p);
+    }
+    return p;
+  };
+
+  /** A parameter slot in the current pages: its page and index. */
+  const takeSlot = (): { page: (typeof pages)[number]; index: number } => {
+    const pageIndex = Math.floor(slot / SLOTS_PER_PAGE);
+    if (pageIndex === pages.length) {
+      pages.push({
+        buffer: device.createBuffer({ size: SLOT_BYTES * SLOTS_PER_PAGE, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }),
+        data: new Uint32Array((SLOT_BYTES * SLOTS_PER_PAGE) / 4),
+      });
+    }
+    return { page: pages[pageIndex]!, index: slot++ % SLOTS_PER_PAGE };
+  };
+
+  /** Record one kernel: `groups` workgroups; `count` is the kernel's own element bound. */
+  const dispatch = (name: KernelName, variant: Variant, tensors: readonly Tensor[], params: Record<string, number>, groups: number, count = 0) => {
+    check();
+    if (groups === 0) return;
+    const def: KernelDef = KERNELS[name];
+    const ids: number[] = [];
+    const groupOf = tensors.map((t) => {
+      let g = ids.indexOf(t.buffer);
+      if (g < 0) g = ids.push(t.buffer) - 1;
+      return g;
+    });
+    const rank: Record<ArgAccess, number> = { read: 0, write: 1, atomic: 2 };
+    const groupAccess: ArgAccess[] = ids.map(() => 'read');
+    def.args.forEach((a, k) => {
+      const g = groupOf[k]!;
+      if (rank[a.access] > rank[groupAccess[g]!]) groupAccess[g] = a.access;
+    });
+    const { pipeline, layout } = pipelineFor(name, def, variant, groupOf, groupAccess);
+    def.args.forEach((a, k) => { if (a.access !== 'read') indexMirrors.delete(tensors[k]!.buffer); });
+
+    const { page, index } = takeSlot();
+    const words = page.data.subarray(index * (SLOT_BYTES / 4), (index + 1) * (SLOT_BYTES / 4));
+    if (paramCount(def) > words.length) throw new Error(`kernel ${name} has more parameters than a slot holds`);
+    let at = 0;
+    words[at++] = groups;
+    words[at++] = count;
+    for (const p of def.params) {
+      const v = params[p];
+      if (v === undefined) throw new Error(`kernel ${name}: parameter ${p} missing`);
+      words[at++] = v >>> 0;
+    }
+    tensors.forEach((t) => {
+      words[at++] = Math.floor(t.offset / 4);
+      words[at++] = t.offset;
+    });
+
+    const bindGroup = device.createBindGroup({
+      layout,
+      entries: [
+        { binding: 0, resource: { buffer: page.buffer, offset: index * SLOT_BYTES, size: SLOT_BYTES } },
+        ...ids.map((id, g) => ({ binding: g + 1, resource: { buffer: buffers[id]! } })),
+      ],
+    });
+    encoder ??= device.createCommandEncoder();
+    pass ??= encoder.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    const x = Math.min(groups, MAX_GROUPS_X);
+    pass.dispatchWorkgroups(x, Math.ceil(groups / x));
+  };
+
+  /** Submit what was recorded (with its parameters) so later queue writes come after it. */
+  const flush = () => {
+    pass?.end();
+    pass = undefined;
+    if (!encoder) return;
+    const used = Math.ceil(slot / SLOTS_PER_PAGE);
+    for (let p = 0; p < used; p++) {
+      const n = p < used - 1 ? SLOTS_PER_PAGE : slot - p * SLOTS_PER_PAGE;
+      device.queue.writeBuffer(pages[p]!.buffer, 0, pages[p]!.data, 0, n * (SLOT_BYTES / 4));
+    }
+    device.queue.submit([encoder.finish()]);
+    encoder = undefined;
+    slot = 0;
+  };
+
+  const elementwise = (op: keyof typeof ELEMENTWISE_OPS, out: Tensor, a: Tensor, b: Tensor, count: number, extra: { factor?: number; cap?: number; n?: number } = {}) => {
+    need(out, 4 * count, op);
+    need(a, 4 * count, op);
+    need(b, op === 'addBias' ? 4 * (extra.n ?? 0) : 4 * count, op);
+    const variant = { key: op, code: `const OP: u32 = ${ELEMENTWISE_OPS[op]}u;` };
+    dispatch('elementwise', variant, [out, a, b], { factor: f32Bits(extra.factor ?? 0), cap: f32Bits(extra.cap ?? 0), n: extra.n ?? 0 }, Math.ceil(count / WG), count);
+  };
+
+  /** Checks that `t` holds `bytes` bytes of this backend's memory and is 4-byte aligned (f32 / i32 data). */
+  const need = (t: Tensor, bytes: number, what: string) => {
+    gpuBuffer(t, what, bytes);
+    if (t.offset % 4 !== 0) throw new BackendError('INVALID_ARGUMENT', `${what}: offset ${t.offset} is not 4-byte aligned`);
+  };
+  const checkWeight = (wt: WeightTensor, what: string) => {
+    if (!WEBGPU_WEIGHT_TYPES.has(wt.type)) throw new BackendError('UNSUPPORTED_TYPE', `${what}: the WebGPU backend has no kernel for ${typeName(wt.type)} weights`);
+    if (wt.rowBytes !== typeRowBytes(wt.type, wt.cols)) throw new BackendError('INVALID_ARGUMENT', `${what}: rowBytes ${wt.rowBytes} does not match ${typeName(wt.type)} with ${wt.cols} cols`);
+    gpuBuffer(wt, what, wt.rows * wt.rowBytes);
+  };
+  const posInt = (what: string, v: number, min = 1) => {
+    if (!Number.isInteger(v) || v < min) throw new BackendError('INVALID_ARGUMENT', `${what} must be an integer >= ${min}, got ${v}`);
+  };
+
+  const copyBytes = (dst: Tensor, dstOffset: number, src: Tensor, srcOffset: number, bytes: number) => {
+    const start = dst.offset + dstOffset;
+    const words = Math.ceil((start + bytes) / 4) - Math.floor(start / 4);
+    dispatch('copyBytes', NO_VARIANT, [dst, src], { dst_byte: dstOffset, src_byte: srcOffset, bytes }, Math.ceil(words / WG), words);
+  };
+
+  const matmulInto = (out: Tensor, wt: WeightTensor, x: Tensor, nTokens: number) => {
+    checkWeight(wt, 'matmul weight');
+    posInt('matmul nTokens', nTokens, 0);
+    need(x, 4 * nTokens * wt.cols, 'matmul x');
+    need(out, 4 * nTokens * wt.rows, 'matmul out');
+    dispatch('matmul', weightVariant(wt.type), [out, x, wt], {
+      rows: wt.rows, cols: wt.cols, row_bytes: wt.rowBytes, used: 1, per_slot: 0, n_experts: 1,
+    }, nTokens * wt.rows);
+  };
+
+  const backend: WebGPUBackend = {
+    name: 'webgpu',
+    nThreads: 1,
+    device,
+    gpu: choice.gpu,
+    adapter: choice.description,
+    capabilities: { weightTypes: WEBGPU_WEIGHT_TYPES, maxTensorBytes, memoryBytes: options.memoryBytes ?? Number.MAX_SAFE_INTEGER },
+
+    allocate(type: GGMLType, shape: readonly number[]) {
+      check();
+      const bytes = tensorBytes(type, shape);
+      if (bytes > maxTensorBytes) {
+        throw new BackendError('OUT_OF_MEMORY', `a ${typeName(type)} tensor [${shape.join(', ')}] of ${bytes} bytes is larger than this GPU binds at once (${maxTensorBytes})`);
+      }
+      const buffer = device.createBuffer({ size: Math.max(4, align4(bytes)), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+      buffers.push(buffer);
+      if (type === GGMLType.I32) indexMirrors.set(buffers.length - 1, new Int32Array(buffer.size / 4)); // GPU buffers start zeroed
+      return { buffer: buffers.length - 1, offset: 0, bytes, type, shape };
+    },
+
+    upload(dst, data, byteOffset = 0) {
+      const src = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      if (!Number.isInteger(byteOffset) || byteOffset < 0) throw new BackendError('INVALID_ARGUMENT', `upload: bad offset ${byteOffset}`);
+      const b = gpuBuffer(dst, 'upload', byteOffset + src.length);
+      if (src.length === 0) return;
+      flush(); // recorded work reads the old contents: it goes first
+      const at = dst.offset + byteOffset;
+      const mirror = indexMirrors.get(dst.buffer);
+      if (mirror) new Uint8Array(mirror.buffer).set(src, at);
+      if (at % 4 === 0 && src.length % 4 === 0) {
+        // writeBuffer takes no views of shared memory
+        const plain = src.buffer instanceof ArrayBuffer ? (src as Uint8Array<ArrayBuffer>) : src.slice();
+        device.queue.writeBuffer(b, at, plain);
+        return;
+      }
+      // unaligned: through a staging buffer and the byte-copy kernel
+      const staging = device.createBuffer({ size: align4(src.length), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+      const padded = new Uint8Array(align4(src.length));
+      padded.set(src);
+      device.queue.writeBuffer(staging, 0, padded);
+      buffers.push(staging);
+      const id = buffers.length - 1;
+      copyBytes(dst, byteOffset, { buffer: id, offset: 0, bytes: src.length, type: GGMLType.I8, shape: [src.length] }, 0, src.length);
+      flush();
+      buffers[id] = undefined;
+      staging.destroy();
+    },
+
+    async uploadFrom(dst, source: ByteSource, sourceOffset) {
+      gpuBuffer(dst, 'uploadFrom');
+      const aligned = dst.offset % 4 === 0;
+      const chunk = new Uint8Array(Math.min(UPLOAD_CHUNK, align4(dst.bytes)));
+      for (let pos = 0; pos < dst.bytes;) {
+        const n = Math.min(chunk.length, dst.bytes - pos);
+        await source.readInto(sourceOffset + pos, chunk.subarray(0, n));
+        check();
+        if (aligned && n % 4 === 0) {
+          flush();
+          device.queue.writeBuffer(buffers[dst.buffer]!, dst.offset + pos, chunk, 0, n);
+        } else {
+          backend.upload(dst, chunk.subarray(0, n), pos);
+        }
+        pos += n;
+      }
+    },
+
+    async read(src, byteOffset = 0, bytes = src.bytes - byteOffset) {
+      if (!Number.isInteger(byteOffset) || !Number.isInteger(bytes) || byteOffset < 0 || bytes < 0) {
+        throw new BackendError('INVALID_ARGUMENT', `read: bad byte range ${byteOffset} + ${bytes}`);
+      }
+      const b = gpuBuffer(src, 'read', byteOffset + bytes);
+      const start = src.offset + byteOffset;
+      const from = start - (start % 4), to = align4(start + bytes);
+      const staging = device.createBuffer({ size: Math.max(4, to - from), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      encoder ??= device.createCommandEncoder();
+      pass?.end();
+      pass = undefined;
+      if (to > from) encoder.copyBufferToBuffer(b, from, staging, 0, to - from);
+      flush();
+      try {
+        await staging.mapAsync(GPUMapMode.READ);
+      } catch (err) {
+        check();
+        throw new BackendError('KERNEL_FAILED', `read: mapping the result failed: ${(err as Error).message}`);
+      }
+      const out = new Uint8Array(staging.getMappedRange()).slice(start - from, start - from + bytes);
+      staging.unmap();
+      staging.destroy();
+      check();
+      if (gpuError) throw new BackendError('KERNEL_FAILED', `a WebGPU error came before this read: ${gpuError}`);
+      return out;
+    },
+
+    copy(dst, dstOffset, src, srcOffset, bytes) {
+      if (![dstOffset, srcOffset, bytes].every((v) => Number.isInteger(v) && v >= 0)) throw new BackendError('INVALID_ARGUMENT', `copy: bad range ${srcOffset} -> ${dstOffset} + ${bytes}`);
+      const db = gpuBuffer(dst, 'copy destination', dstOffset + bytes);
+      const sb = gpuBuffer(src, 'copy source', srcOffset + bytes);
+      if (bytes === 0) return;
+      const d = dst.offset + dstOffset, s = src.offset + srcOffset;
+      indexMirrors.delete(dst.buffer);
+      if (db !== sb && d % 4 === 0 && s % 4 === 0 && bytes % 4 === 0) {
+        encoder ??= device.createCommandEncoder();
+        pass?.end();
+        pass = undefined;
+        encoder.copyBufferToBuffer(sb, s, db, d, bytes);
+      } else {
+        copyBytes(dst, dstOffset, src, srcOffset, bytes); // same buffer (WebGPU forbids that copy) or unaligned
+      }
+    },
+
+    matmul: matmulInto,
+
+    matmulShared(parts, x, nTokens) {
+      for (const p of parts) matmulInto(p.out, p.w, x, nTokens);
+    },
+
+    matmulRouted(out, wt, nExperts, x, routing: ExpertRouting, inputPerSlot) {
+      checkWeight(wt, 'matmulRouted weight');
+      posInt('matmulRouted nExperts', nExperts);
+      if (wt.rows % nExperts !== 0) throw new BackendError('INVALID_ARGUMENT', `matmulRouted: ${wt.rows} rows do not split into ${nExperts} experts`);
+      const rows = wt.rows / nExperts, slots = routing.nTokens * routing.used;
+      need(routing.ids, 4 * slots, 'matmulRouted ids');
+      const chosen = mirrored(routing.ids, slots);
+      chosen?.forEach((e, i) => {
+        if (!(e >= 0 && e < nExperts)) throw new BackendError('INVALID_ARGUMENT', `matmulRouted: token ${Math.floor(i / routing.used)} slot ${i % routing.used} names expert ${e} of ${nExperts}`);
+      });
+      need(x, 4 * (inputPerSlot ? slots : routing.nTokens) * wt.cols, 'matmulRouted x');
+      need(out, 4 * slots * rows, 'matmulRouted out');
+      dispatch('matmulRouted', weightVariant(wt.type, true), [out, x, wt, routing.ids], {
+        rows, cols: wt.cols, row_bytes: wt.rowBytes, used: routing.used, per_slot: inputPerSlot ? 1 : 0, n_experts: nExperts,
+      }, slots * rows);
+    },
+
+    routeExperts(routing, logits, nExperts, normalize) {
+      const { nTokens, used } = routing;
+      posInt('routeExperts nExperts', nExperts);
+      if (!Number.isInteger(used) || used < 1 || used > nExperts) throw new BackendError('INVALID_ARGUMENT', `routeExperts: ${used} experts of ${nExperts}`);
+      need(logits, 4 * nTokens * nExperts, 'routeExperts logits');
+      need(routing.ids, 4 * nTokens * used, 'routeExperts ids');
+      need(routing.weights, 4 * nTokens * used, 'routeExperts weights');
+      dispatch('routeExperts', NO_VARIANT, [routing.ids, routing.weights, logits], { n_experts: nExperts, used, normalize: normalize ? 1 : 0 }, Math.ceil(nTokens / WG), nTokens);
+    },
+
+    combineExperts(out, y, routing, n) {
+      const { nTokens, used } = routing;
+      need(y, 4 * nTokens * used * n, 'combineExperts y');
+      need(routing.weights, 4 * nTokens * used, 'combineExperts weights');
+      need(out, 4 * nTokens * n, 'combineExperts out');
+      dispatch('combineExperts', NO_VARIANT, [out, y, routing.weights], { n, used }, Math.ceil((nTokens * n) / WG), nTokens * n);
+    },
+
+    getRows(out, table, ids, nTokens) {
+      checkWeight(table, 'getRows table');
+      need(ids, 4 * nTokens, 'getRows ids');
+      checkIndices('getRows ids', ids, nTokens, table.rows);
+      need(out, 4 * nTokens * table.cols, 'getRows out');
+      const count = nTokens * table.cols;
+      dispatch('getRows', weightVariant(table.type), [out, ids, table], { rows: table.rows, cols: table.cols, row_bytes: table.rowBytes }, Math.ceil(count / WG), count);
+    },
+
+    rmsNorm(out, x, weight, n, nTokens, eps) {
+      need(x, 4 * n * nTokens, 'rmsNorm x');
+      need(out, 4 * n * nTokens, 'rmsNorm out');
+      need(weight, 4 * n, 'rmsNorm weight');
+      dispatch('rmsNorm', NO_VARIANT, [out, x, weight], { n, eps: f32Bits(eps) }, nTokens);
+    },
+
+    layerNorm(out, x, weight, bias, n, nTokens, eps) {
+      need(x, 4 * n * nTokens, 'layerNorm x');
+      need(out, 4 * n * nTokens, 'layerNorm out');
+      need(weight, 4 * n, 'layerNorm weight');
+      need(bias, 4 * n, 'layerNorm bias');
+      dispatch('layerNorm', NO_VARIANT, [out, x, weight, bias], { n, eps: f32Bits(eps) }, nTokens);
+    },
+
+    rope(x, nTokens, nHeads, headDim, positions, p: RopeParams, freqFactors) {
+      if (p.ropeDims % 2 !== 0 || p.ropeDims < 2 || p.ropeDims > headDim) {
+        throw new BackendError('INVALID_ARGUMENT', `rope: ropeDims ${p.ropeDims} must be even and in 2..headDim (${headDim})`);
+      }
+      need(x, 4 * nTokens * nHeads * headDim, 'rope x');
+      need(positions, 4 * nTokens, 'rope positions');
+      if (freqFactors) need(freqFactors, 4 * (p.ropeDims / 2), 'rope frequency factors');
+      const base = Math.fround(p.freqBase);
+      const low = Math.max(0, Math.floor(yarnCorrDim(p.ropeDims, p.nCtxOrig, p.betaFast, base)));
+      const high = Math.min(p.ropeDims - 1, Math.ceil(yarnCorrDim(p.ropeDims, p.nCtxOrig, p.betaSlow, base)));
+      let mscale = Math.fround(p.attnFactor);
+      if (p.extFactor !== 0) mscale = Math.fround(mscale * Math.fround(1 + Math.fround(0.1 * Math.log(1 / Math.fround(p.freqScale)))));
+      const count = nTokens * nHeads * (p.ropeDims / 2);
+      const params = {
+        rope_dims: p.ropeDims, n_heads: nHeads, head_dim: headDim, theta_scale: f32Bits(Math.pow(base, -2 / p.ropeDims)),
+        freq_scale: f32Bits(p.freqScale), ext_factor: f32Bits(p.extFactor), low: f32Bits(low), high: f32Bits(high), mscale: f32Bits(mscale), neox: p.neox ? 1 : 0,
+      };
+      if (freqFactors) {
+        dispatch('ropeFactors', { key: 'factors', code: 'fn factor(i: u32) -> f32 { return factors_f(i); }' }, [x, positions, freqFactors], params, Math.ceil(count / WG), count);
+      } else {
+        dispatch('rope', { key: 'plain', code: 'fn factor(i: u32) -> f32 { return 1.0; }' }, [x, positions], params, Math.ceil(count / WG), count);
+      }
+    },
+
+    swiglu: (out, gate, up, count) => elementwise('swiglu', out, gate, up, count),
+    geglu: (out, gate, up, count) => elementwise('geglu', out, gate, up, count),
+    gelu: (out, x, count) => elementwise('gelu', out, x, x, count),
+    sigmoid: (out, x, count) => elementwise('sigmoid', out, x, x, count),
+    scale: (out, x, count, factor) => elementwise('scale', out, x, x, count, { factor: Math.fround(factor) }),
+    softcap(out, x, count, cap) {
+      if (!(cap > 0 && Number.isFinite(cap))) throw new BackendError('INVALID_ARGUMENT', `softcap: cap ${cap} must be a finite number > 0`);
+      elementwise('softcap', out, x, x, count, { factor: Math.fround(1 / cap), cap: Math.fround(cap) });
+    },
+    add: (out, a, b, count) => elementwise('add', out, a, b, count),
+    addBias: (out, x, bias, n, nTokens) => elementwise('addBias', out, x, bias, n * nTokens, { n }),
+
+    argmax(out, x, n, nRows) {
+      posInt('argmax n', n);
+      need(x, 4 * n * nRows, 'argmax x');
+      need(out, 4 * nRows, 'argmax out');
+      dispatch('argmax', NO_VARIANT, [out, x], { n }, nRows);
+    },
+
+    storeKV(layer: KVLayer, k, v, slots, nTokens) {
+      const eb = layer.type === 'f16' ? 2 : 4;
+      need(k, 4 * nTokens * layer.kvDim, 'storeKV k');
+      need(v, 4 * nTokens * layer.kvDim, 'storeKV v');
+      need(slots, 4 * nTokens, 'storeKV slots');
+      need(layer.k, layer.k.bytes, 'K cache');
+      need(layer.v, layer.v.bytes, 'V cache');
+      const nSlots = Math.floor(Math.min(layer.k.bytes, layer.v.bytes) / (layer.kvDim * eb));
+      checkIndices('storeKV slots', slots, nTokens, nSlots);
+      const count = nTokens * layer.kvDim;
+      const variant = layer.type === 'f16'
+        ? {
+          key: 'f16', code: `fn store(e: u32, kv: f32, vv: f32) {
+  let word = e >> 1u;
+  let shift = (e & 1u) * 16u;
+  kc_and(word, ~(0xffffu << shift));
+  kc_or(word, f32_to_f16(kv) << shift);
+  vc_and(word, ~(0xffffu << shift));
+  vc_or(word, f32_to_f16(vv) << shift);
+}`,
+        }
+        : { key: 'f32', code: 'fn store(e: u32, kv: f32, vv: f32) { kc_setf(e, kv); vc_setf(e, vv); }' };
+      dispatch(layer.type === 'f16' ? 'storeKVf16' : 'storeKVf32', variant, [layer.k, layer.v, k, v, slots], { kv_dim: layer.kvDim, n_slots: nSlots }, Math.ceil(count / WG), count);
+    },
+
+    attention(args: AttentionArgs) {
+      const { nTokens, nHeads, nKvHeads, headDim, layer } = args;
+      if (nKvHeads <= 0 || nHeads % nKvHeads !== 0) throw new BackendError('INVALID_ARGUMENT', `attention: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
+      if (layer.kvDim !== nKvHeads * headDim) throw new BackendError('INVALID_ARGUMENT', `attention: kvDim ${layer.kvDim} != nKvHeads * headDim`);
+      if (headDim > MAX_HEAD_DIM) throw new BackendError('INVALID_ARGUMENT', `attention: head dim ${headDim} is over the WebGPU kernel's ${MAX_HEAD_DIM}`);
+      const dim = nHeads * headDim;
+      need(args.q, 4 * nTokens * dim, 'attention q');
+      need(args.out, 4 * nTokens * dim, 'attention out');
+      need(args.tokenInfo, 4 * 3 * nTokens, 'attention tokenInfo');
+      need(args.blockTables, 4, 'attention block tables');
+      const f16 = layer.type === 'f16';
+      const alibi = args.alibi;
+      let slopes: Tensor | undefined;
+      if (alibi) {
+        const key = `${alibi.maxBias}/${nHeads}`;
+        slopes = slopeTensors.get(key);
+        if (!slopes) {
+          const values = alibiSlopes(alibi.maxBias, nHeads);
+          slopes = backend.allocate(GGMLType.F32, [nHeads]);
+          backend.upload(slopes, values);
+          slopeTensors.set(key, slopes);
+        }
+        need(alibi.positions, 4 * nTokens, 'attention ALiBi positions');
+      }
+      const bias = alibi
+        ? 'fn alibi_bias(h: u32, t: u32, p: u32) -> f32 { return slopes_f(h) * -abs(f32(apos_i(t)) - f32(p)); }'
+        : 'fn alibi_bias(h: u32, t: u32, p: u32) -> f32 { return 0.0; }';
+      const cache = f16
+        ? {
+          key: 'f16', code: `fn cache_k(e: u32) -> f32 { return f16_to_f32((kc_w(e >> 1u) >> ((e & 1u) * 16u)) & 0xffffu); }
+fn cache_v(e: u32) -> f32 { return f16_to_f32((vc_w(e >> 1u) >> ((e & 1u) * 16u)) & 0xffffu); }`,
+        }
+        : { key: 'f32', code: 'fn cache_k(e: u32) -> f32 { return kc_f(e); }\nfn cache_v(e: u32) -> f32 { return vc_f(e); }' };
+      const variant = { key: `${cache.key}${alibi ? '-alibi' : ''}`, code: `${cache.code}\n${bias}` };
+      const tensors = [args.q, args.out, layer.k, layer.v, args.blockTables, args.tokenInfo];
+      dispatch(alibi ? 'attentionAlibi' : 'attention', variant, alibi ? [...tensors, alibi.positions, slopes!] : tensors, {
+        n_heads: nHeads, n_kv_heads: nKvHeads, head_dim: headDim, kv_dim: layer.kvDim, block_size: layer.blockSize,
+        scale: f32Bits(args.scale), softcap: f32Bits(args.softcap ?? 0), one_row: f16 && headDim % 16 !== 0 ? 1 : 0,
+      }, nTokens * nHeads);
+    },
+
+    async dispose() {
+      if (disposed) return;
+      disposed = true;
+      for (const b of buffers) b?.destroy();
+      for (const p of pages) p.buffer.destroy();
+      buffers.length = 1;
+      pipelines.clear();
+      if (!options.device) device.destroy(); // a device given to us stays its owner's
+    },
+  };
+  return backend;
+}

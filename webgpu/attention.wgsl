@@ -1,0 +1,98 @@
+// Attention of one (token, head) per workgroup over the paged cache, one pass with an online
+// softmax: the WG threads score WG keys at a time, then every thread walks those scores in order,
+// keeping the running max and sum and the output dims it owns (lid, lid + WG, ...). Over an f16
+// cache whose head dim is not a multiple of 16 it takes ggml's one-row steps: f16 queries and the
+// running V sum rounded to f16 after every rescale and every added key. The variant defines
+// alibi_bias (0, or ALiBi's slope_h * -|query position - key position|).
+var<workgroup> qs: array<f32, MAX_HEAD_DIM>;
+var<workgroup> scores: array<f32, WG>;
+var<workgroup> slots: array<i32, WG>;
+var<workgroup> key_range: vec3<u32>;
+
+const DIMS_PER_THREAD: u32 = MAX_HEAD_DIM / WG;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let o = group_index(wid, nwg);
+  if (o >= P.groups) { return; }
+  let t = o / P.n_heads;
+  let h = o % P.n_heads;
+  let hd = P.head_dim;
+  let kv_off = (h / (P.n_heads / P.n_kv_heads)) * hd;
+  let one_row = P.one_row == 1u;
+  let qbase = o * hd;
+  for (var i = lid; i < hd; i += WG) {
+    let v = q_f(qbase + i);
+    qs[i] = select(v, round_f16(v), one_row);
+  }
+  if (lid == 0u) {
+    key_range = vec3<u32>(u32(info_i(3u * t)), u32(info_i(3u * t + 1u)), u32(info_i(3u * t + 2u)));
+  }
+  // one load for all: the key loop holds barriers, so its bounds must be uniform
+  let range = workgroupUniformLoad(&key_range);
+  let table = range.x;
+  let first = range.y;
+  let end = range.z;
+  let bs = P.block_size;
+  let scale = bitcast<f32>(P.scale);
+  let softcap = bitcast<f32>(P.softcap);
+  var acc: array<f32, DIMS_PER_THREAD>;
+  var m = 0.0;
+  var sum = 0.0;
+  var started = false;
+  for (var p0 = first; p0 < end; p0 += WG) {
+    let p = p0 + lid;
+    var s = 0.0;
+    var slot = -1;
+    if (p < end) {
+      let block = tables_i(table + p / bs);
+      if (block >= 0) {
+        slot = block * i32(bs) + i32(p % bs);
+        let kb = u32(slot) * P.kv_dim + kv_off;
+        var dot = 0.0;
+        for (var i = 0u; i < hd; i++) { dot += qs[i] * cache_k(kb + i); }
+        s = dot * scale;
+        if (softcap > 0.0) { s = softcap * tanh_f32(s / softcap); }
+        s = s + alibi_bias(h, t, p);
+      }
+    }
+    scores[lid] = s;
+    slots[lid] = slot;
+    workgroupBarrier();
+    let n = min(WG, end - p0);
+    for (var k = 0u; k < n; k++) {
+      if (slots[k] < 0) { continue; }
+      let sk = scores[k];
+      var ms = 1.0;
+      var vs = 1.0;
+      if (!started) {
+        m = sk;
+        ms = 0.0;
+        started = true;
+      } else if (sk > m) {
+        ms = exp(m - sk);
+        m = sk;
+      } else {
+        vs = exp(sk - m);
+      }
+      let vb = u32(slots[k]) * P.kv_dim + kv_off;
+      for (var d = 0u; d < DIMS_PER_THREAD; d++) {
+        let i = lid + d * WG;
+        if (i < hd) {
+          if (one_row) {
+            acc[d] = round_f16(acc[d] * ms);
+            acc[d] = round_f16(acc[d] + cache_v(vb + i) * vs);
+          } else {
+            acc[d] = acc[d] * ms + cache_v(vb + i) * vs;
+          }
+        }
+      }
+      sum = sum * ms + vs;
+    }
+    workgroupBarrier();
+  }
+  for (var d = 0u; d < DIMS_PER_THREAD; d++) {
+    let i = lid + d * WG;
+    if (i < hd) { out_setf(qbase + i, select(0.0, acc[d] / sum, sum > 0.0)); }
+  }
+}

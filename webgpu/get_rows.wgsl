@@ -1,0 +1,14 @@
+// out[t][c] = row ids[t] of the table, dequantized; an id outside the table gives zeros.
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = group_index(wid, nwg) * WG + lid;
+  if (g >= P.count) { return; }
+  let t = g / P.cols;
+  let c = g % P.cols;
+  let id = ids_i(t);
+  var v = 0.0;
+  if (id >= 0 && u32(id) < P.rows) {
+    v = deq(u32(id) * P.row_bytes + (c / QK) * BLOCK_BYTES, c % QK);
+  }
+  out_setf(g, v);
+}

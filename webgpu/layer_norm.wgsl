@@ -1,0 +1,33 @@
+// out[t] = (x[t] - mean) / sqrt(var + eps) * weight + bias (two passes, as ggml_norm): one workgroup per row.
+var<workgroup> partial: array<f32, WG>;
+
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+  partial[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+    if (lid < s) { partial[lid] += partial[lid + s]; }
+    workgroupBarrier();
+  }
+  let total = partial[0];
+  workgroupBarrier();
+  return total;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let t = group_index(wid, nwg);
+  if (t >= P.groups) { return; }
+  let base = t * P.n;
+  var s = 0.0;
+  for (var i = lid; i < P.n; i += WG) { s += x_f(base + i); }
+  let mean = workgroup_sum(lid, s) / f32(P.n);
+  var s2 = 0.0;
+  for (var i = lid; i < P.n; i += WG) {
+    let d = x_f(base + i) - mean;
+    s2 += d * d;
+  }
+  let inv = 1.0 / sqrt(workgroup_sum(lid, s2) / f32(P.n) + bitcast<f32>(P.eps));
+  for (var i = lid; i < P.n; i += WG) {
+    out_setf(base + i, (x_f(base + i) - mean) * inv * weight_f(i) + bias_f(i));
+  }
+}
