@@ -35,7 +35,7 @@ export interface LoadModelOptions {
   /** Most tokens evaluated in one forward pass (default 512); longer prompts go in chunks. */
   maxBatchTokens?: number;
   /**
-   * Which backend computes: 'auto' (default: the best one available here), 'wasm', 'reference'
+   * Which backend computes: 'auto' (default: the best one available here), 'wasm', 'webgpu', 'reference'
    * (scalar, exact, slow: for checking), or a Backend instance (the caller keeps ownership: it is
    * not disposed with the model).
    */

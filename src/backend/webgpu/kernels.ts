@@ -74,6 +74,11 @@ export interface Variant {
   readonly code: string;
 }
 
+/** matmul's variant also says how many threads share an output row. */
+export interface MatmulVariant extends Variant {
+  readonly tpr: number;
+}
+
 const DEQUANT_FN = new Map<GGMLType, string>([
   [GGMLType.F32, 'deq_f32'], [GGMLType.F16, 'deq_f16'], [GGMLType.BF16, 'deq_bf16'],
   [GGMLType.Q8_0, 'deq_q8_0'], [GGMLType.Q4_0, 'deq_q4_0'], [GGMLType.Q4_1, 'deq_q4_1'],
@@ -90,15 +95,20 @@ export const WEBGPU_WEIGHT_TYPES: ReadonlySet<GGMLType> = new Set(DEQUANT_FN.key
  * activation the dot product sees (f16/bf16-rounded for F16/BF16 weights, as ggml's vec_dot_type;
  * f32 for the block types, whose activations the WebGPU kernels do not quantize).
  */
-export function weightVariant(type: GGMLType, routed = false): Variant {
+export function weightVariant(type: GGMLType, routed = false, cols = 0): MatmulVariant {
   const fn = DEQUANT_FN.get(type);
   const traits = typeTraits(type);
   if (!fn || !traits) throw new BackendError('UNSUPPORTED_TYPE', `the WebGPU backend has no kernel for ${typeName(type)} weights`);
   const qk = traits.blockSize, bb = traits.blockBytes;
   const act = type === GGMLType.F16 ? 'round_f16(v)' : type === GGMLType.BF16 ? 'round_bf16(v)' : 'v';
+  // matmul's threads per output row: 4 for rows of up to 64 blocks, else 16 (software adapters pay
+  // ~50 us a workgroup, so one workgroup per row made small models crawl)
+  const tpr = cols / qk <= 64 ? 4 : 16;
   return {
-    key: `${typeName(type)}${routed ? '-routed' : ''}`,
+    tpr,
+    key: `${typeName(type)}${routed ? '-routed' : ''}-tpr${tpr}`,
     code: [
+      `const TPR: u32 = ${tpr}u;`,
       `const QK: u32 = ${qk}u;`,
       `const BLOCK_BYTES: u32 = ${bb}u;`,
       `fn deq(blk: u32, j: u32) -> f32 { return ${fn}(blk, j); }`,

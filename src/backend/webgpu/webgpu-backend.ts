@@ -245,9 +245,11 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     posInt('matmul nTokens', nTokens, 0);
     need(x, 4 * nTokens * wt.cols, 'matmul x');
     need(out, 4 * nTokens * wt.rows, 'matmul out');
-    dispatch('matmul', weightVariant(wt.type), [out, x, wt], {
+    const variant = weightVariant(wt.type, false, wt.cols);
+    const outputs = nTokens * wt.rows;
+    dispatch('matmul', variant, [out, x, wt], {
       rows: wt.rows, cols: wt.cols, row_bytes: wt.rowBytes, used: 1, per_slot: 0, n_experts: 1,
-    }, nTokens * wt.rows);
+    }, Math.ceil(outputs / (WG / variant.tpr)), outputs);
   };
 
   const backend: WebGPUBackend = {
@@ -378,9 +380,10 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       });
       need(x, 4 * (inputPerSlot ? slots : routing.nTokens) * wt.cols, 'matmulRouted x');
       need(out, 4 * slots * rows, 'matmulRouted out');
-      dispatch('matmulRouted', weightVariant(wt.type, true), [out, x, wt, routing.ids], {
+      const variant = weightVariant(wt.type, true, wt.cols);
+      dispatch('matmulRouted', variant, [out, x, wt, routing.ids], {
         rows, cols: wt.cols, row_bytes: wt.rowBytes, used: routing.used, per_slot: inputPerSlot ? 1 : 0, n_experts: nExperts,
-      }, slots * rows);
+      }, Math.ceil((slots * rows) / (WG / variant.tpr)), slots * rows);
     },
 
     routeExperts(routing, logits, nExperts, normalize) {

@@ -1,0 +1,103 @@
+// The WebGPU backend end to end (on SwiftShader through the npm webgpu package in CI; the op-level
+// conformance is in backend-ops.test.ts): llama2.c's greedy reference runs reproduced token for
+// token; quantized models' logits against the reference backend, which computes with the same
+// unquantized activations; the engine's batching on it; typed errors without an adapter.
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { BackendError } from '../src/backend/errors.js';
+import { acquireGPU } from '../src/backend/webgpu/gpu.js';
+import { createEngine } from '../src/engine/engine.js';
+import { loadModel } from '../src/model/model.js';
+import { useSoftwareVulkanUnlessSet } from './helpers/webgpu.js';
+
+useSoftwareVulkanUnlessSet();
+
+const MODELS = '../shared/models';
+const REFERENCE = `${MODELS}/reference/stories260K_greedy_llama2c_run.txt`;
+const haveShared = existsSync(REFERENCE);
+if (!haveShared) console.warn('webgpu: ../shared/models is absent, skipping the model tests');
+
+function referenceRuns(): { prompt: string; steps: number; text: string }[] {
+  return readFileSync(REFERENCE, 'utf8').split('### prompt: ').slice(1).map((section) => {
+    const [header, ...body] = section.split('\n');
+    const [prompt, command] = header.split(' | ');
+    return { prompt, steps: Number(/-n (\d+)/.exec(command)![1]), text: body.join('\n').trim() };
+  });
+}
+
+describe.skipIf(!haveShared)('WebGPU models', () => {
+  // The first run whole with f32 K/V (256 positions), otherwise the first 64 tokens of each run
+  // (a software adapter takes tens of milliseconds a token).
+  for (const kvCacheType of ['f32', 'f16'] as const) {
+    it(`F32 stories260K reproduces llama2.c's greedy runs token for token (${kvCacheType} KV)`, async () => {
+      const model = await loadModel(`${MODELS}/stories260K.gguf`, { backend: 'webgpu', kvCacheType });
+      try {
+        expect(model.backend.name).toBe('webgpu');
+        for (const [k, run] of referenceRuns().entries()) {
+          const prompt = model.tokenizer.encode(run.prompt, { addSpecial: true });
+          const n = run.steps - prompt.length + 1;
+          const whole = kvCacheType === 'f32' && k === 0;
+          const r = await model.generate(prompt, { temperature: 0, maxTokens: whole ? n : Math.min(n, 64), ignoreEos: true }).result;
+          const bos = model.tokenizer.bosId!;
+          const upToBos = r.tokens.includes(bos) ? r.tokens.slice(0, r.tokens.indexOf(bos)) : r.tokens;
+          const text = model.tokenizer.decode([...prompt, ...upToBos], { skipSpecial: true }).trim();
+          if (whole) expect(text).toBe(run.text);
+          else expect(run.text.startsWith(text), `${JSON.stringify(text)} begins llama2.c's text`).toBe(true);
+        }
+      } finally {
+        await model.dispose();
+      }
+    }, 300_000);
+  }
+
+  // Bounds: Q8_0/Q4_0 differ by f32 summation order only; F16 weights round their activations to
+  // f16 on both sides, where a one-ulp difference upstream may flip a rounding (2^-11 of a product).
+  for (const [file, bound] of [['stories260K-q8_0.gguf', 2e-3], ['stories260K-q4_0.gguf', 2e-3], ['stories260K-f16.gguf', 3e-2]] as const) {
+    it(`${file}: every position's logits as the reference backend's (same f32 activations)`, async () => {
+      const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.';
+      const logits = [];
+      for (const backend of ['webgpu', 'reference'] as const) {
+        const model = await loadModel(`${MODELS}/${file}`, { backend, kvCacheType: 'f32' });
+        try {
+          logits.push(await model.evaluate(model.tokenizer.encode(text, { addSpecial: true })));
+        } finally {
+          await model.dispose();
+        }
+      }
+      const [gpu, ref] = logits;
+      expect(gpu.length).toBe(ref.length);
+      let maxDelta = 0, top1 = 0;
+      gpu.forEach((row, p) => {
+        const argmax = (r: Float32Array) => r.reduce((best, v, i) => (v > r[best] ? i : best), 0);
+        if (argmax(row) === argmax(ref[p])) top1++;
+        row.forEach((v, i) => { maxDelta = Math.max(maxDelta, Math.abs(v - ref[p][i])); });
+      });
+      expect(maxDelta).toBeLessThan(bound); // far below one quantization step of these weights (~0.1)
+      expect(top1).toBe(gpu.length);
+    }, 300_000);
+  }
+
+  it('the engine batches requests on it: each gives what it gives alone', async () => {
+    const model = await loadModel(`${MODELS}/stories260K-q8_0.gguf`, { backend: 'webgpu' });
+    try {
+      const engine = await createEngine(model, { maxSequences: 4, prefixCacheEntries: 0 });
+      const requests = ['Once upon a time', 'The cat sat', 'Lily and Tom went to the park'].map((prompt) => ({ prompt, temperature: 0, maxTokens: 24, ignoreEos: true, logprobs: true }));
+      const alone = [];
+      for (const r of requests) alone.push(await engine.generate(r).result);
+      const together = await Promise.all(requests.map((r) => engine.generate(r).result));
+      expect(together.map((r) => r.tokens)).toEqual(alone.map((r) => r.tokens));
+      // batch invariance: the same log-probabilities bit for bit
+      expect(together.map((r) => r.completions[0].logprobs)).toEqual(alone.map((r) => r.completions[0].logprobs));
+    } finally {
+      await model.dispose();
+    }
+  }, 300_000);
+});
+
+describe('WebGPU without an adapter', () => {
+  it('is a typed NO_ADAPTER error, not a crash', async () => {
+    const noAdapter = { requestAdapter: async () => null } as unknown as GPU;
+    await expect(acquireGPU({ gpu: noAdapter })).rejects.toThrow(BackendError);
+    await expect(acquireGPU({ gpu: noAdapter })).rejects.toMatchObject({ code: 'NO_ADAPTER' });
+  });
+});
