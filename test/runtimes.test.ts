@@ -14,6 +14,7 @@ import { chromiumStatus, launchChromium, type Chromium } from './portable/chromi
 import { firefoxStatus, launchFirefox, type Firefox } from './portable/firefox.js';
 import { executable } from './helpers/runtimes.js';
 import { freePort } from './helpers/ports.js';
+import { useSoftwareVulkanUnlessSet } from './helpers/webgpu.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const BUNDLE = join(ROOT, 'dist/wasmforge.js');
@@ -32,7 +33,16 @@ interface SuiteResult {
   greedy: { prompt: string; tokens: number[] }[];
   sampling: { tokens: number[]; text: string };
   logits: Record<string, { fnv1a: string; sum: number; argmax: number[] }>;
+  /** Where the WebGPU backend ran: its adapter and greedy tokens (checked against the WASM ones inside the suite). */
+  webgpu?: { adapter: string; tokens: number[] };
 }
+
+// Node and Bun reach WebGPU through Dawn (npm webgpu) on SwiftShader; Deno takes it too from the
+// environment. Deno's and the browsers' navigator.gpu find their own adapters.
+useSoftwareVulkanUnlessSet();
+process.env.XDG_RUNTIME_DIR ??= '/tmp'; // Mesa and Dawn log an error line without it
+
+const LAVAPIPE_ICD = '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json';
 
 const results = new Map<string, SuiteResult>();
 const status = await chromiumStatus();
@@ -49,8 +59,8 @@ function expectPassed(r: SuiteResult): void {
   results.set(r.runtime, r);
 }
 
-function runCli(exe: string, args: string[]): SuiteResult {
-  const r = spawnSync(exe, [...args, join(ROOT, 'test/portable/cli.js'), '2'], { cwd: ROOT, encoding: 'utf8', timeout: 180_000 });
+function runCli(exe: string, args: string[], env: NodeJS.ProcessEnv = process.env): SuiteResult {
+  const r = spawnSync(exe, [...args, join(ROOT, 'test/portable/cli.js'), '2'], { cwd: ROOT, encoding: 'utf8', timeout: 180_000, env });
   const line = r.stdout?.split('\n').find((l) => l.startsWith('WASMFORGE_RESULT '));
   if (!line) throw new Error(`${exe} printed no result (status ${r.status}, signal ${r.signal}): ${r.stderr?.slice(-2000)}`);
   return JSON.parse(line.slice('WASMFORGE_RESULT '.length));
@@ -87,7 +97,10 @@ describe('portable suite in every runtime', () => {
     const exe = executable(name);
     if (!exe.path) console.warn(`runtimes: skipping ${name}: ${exe.reason}`);
     it.skipIf(!exe.path)(`${name} (child process)`, () => {
-      expectPassed(runCli(exe.path!, [...args]));
+      // Deno's WebGPU on Mesa's lavapipe where it is installed (a second software adapter, with f16), else as Node
+      const { VK_ICD_FILENAMES, ...rest } = process.env;
+      const env = name === 'deno' && existsSync(LAVAPIPE_ICD) ? rest : { ...rest, VK_ICD_FILENAMES };
+      expectPassed(runCli(exe.path!, [...args], env));
     });
   }
 
@@ -141,6 +154,18 @@ describe('portable suite in every runtime', () => {
         expect(r.logits[type].sum, `${r.runtime} ${type} logits sum`).toBe(sum.sum);
       }
     }
+  });
+});
+
+describe('WebGPU in the runtimes', () => {
+  it('ran in Node, Deno, Bun and Chromium (page and worker), with the WASM backend\'s greedy tokens', () => {
+    // Firefox ESR has no WebGPU; every other runtime here reaches an adapter, and CI must not
+    // pass with the GPU path silently skipped.
+    const expected = [...results.keys()].filter((r) => !r.startsWith('firefox'));
+    expect(expected).toContain('node');
+    const missing = expected.filter((r) => !results.get(r)!.webgpu);
+    expect(missing, `runtimes where the WebGPU backend did not run: ${missing.map((r) => `${r} (${results.get(r)!.skipped.join('; ')})`).join(', ')}`).toEqual([]);
+    console.info(`webgpu adapters: ${expected.map((r) => `${r}: ${results.get(r)!.webgpu!.adapter}`).join('; ')}`);
   });
 });
 

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import type { BrowserContext, Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+// --enable-unsafe-webgpu: WebGPU on SwiftShader without a GPU (the suite runs the WebGPU backend there).
+const FLAGS = ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /** Whether a browser test can run here; `reason` says why not. */
 export async function chromiumStatus(): Promise<{ ok: boolean; reason?: string }> {

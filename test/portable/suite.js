@@ -18,6 +18,8 @@ export const TOKENIZER_VECTORS = [
 /** Fixed prompt whose logits (every position) are checksummed. */
 export const LOGITS_PROMPT = 'Once upon a time there was a little dog';
 export const LOGITS_MODELS = { F32: 'stories260K.gguf', Q8_0: 'stories260K-q8_0.gguf', Q4_0: 'stories260K-q4_0.gguf' };
+/** Greedy tokens compared between the WebGPU and WASM backends (software adapters are slow). */
+export const WEBGPU_TOKENS = 48;
 export const SAMPLING = { prompt: 'The dog', temperature: 0.8, topK: 40, topP: 0.9, minP: 0.05, repeatPenalty: 1.1, seed: 1234, maxTokens: 64 };
 
 /** FNV-1a over the bytes of every float: equal only when the logits are bit-identical. */
@@ -96,6 +98,27 @@ export async function runSuite(wf, env) {
       check(`greedy ${JSON.stringify(run.prompt)}: ${n} tokens`, r.tokens.length === n, r.tokens.length);
       if (run.text !== undefined) check(`greedy ${JSON.stringify(run.prompt)} equals llama2.c`, text === run.text, text.slice(0, 120));
       out.greedy.push({ prompt: run.prompt, tokens: r.tokens });
+    }
+
+    // WebGPU where this runtime reaches an adapter (Deno and browsers: navigator.gpu; Node and Bun:
+    // the npm webgpu package): the WASM backend's greedy tokens, token for token.
+    note('webgpu');
+    let gpuModel;
+    try {
+      gpuModel = await wf.loadModel(f32, { backend: 'webgpu', kvCacheType: 'f32' });
+    } catch (e) {
+      if (e?.code !== 'NO_ADAPTER') throw e;
+      skipped.push(`webgpu: ${e.message}`);
+    }
+    if (gpuModel) {
+      try {
+        const run = runs[0];
+        const tokens = (await gpuModel.generate(gpuModel.tokenizer.encode(run.prompt, { addSpecial: true }), { temperature: 0, maxTokens: WEBGPU_TOKENS, ignoreEos: true }).result).tokens;
+        check(`webgpu greedy ${JSON.stringify(run.prompt)}: the WASM backend's ${WEBGPU_TOKENS} tokens`, same(tokens, out.greedy[0].tokens.slice(0, WEBGPU_TOKENS)), `${gpuModel.backend.adapter}: ${JSON.stringify(tokens)}`);
+        out.webgpu = { adapter: gpuModel.backend.adapter, tokens };
+      } finally {
+        await gpuModel.dispose();
+      }
     }
 
     note('sampling');

@@ -52,7 +52,10 @@ async function findGPU(): Promise<{ gpu: GPU; source: string } | undefined> {
 export async function acquireGPU(options: AcquireGPUOptions = {}): Promise<GPUChoice> {
   const found = options.gpu ? { gpu: options.gpu, source: 'given GPU' } : await findGPU();
   if (!found) {
-    throw new BackendError('NO_ADAPTER', 'WebGPU is not available here: no navigator.gpu, and in Node or Bun the optional package "webgpu" is not installed');
+    const nodeLike = typeof (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node === 'string';
+    throw new BackendError('NO_ADAPTER', nodeLike
+      ? 'WebGPU is not available here: no navigator.gpu, and the optional package "webgpu" (Dawn) could not be loaded'
+      : 'WebGPU is not available here: this runtime has no navigator.gpu');
   }
   let adapter: GPUAdapter | null;
   try {
