@@ -1,6 +1,15 @@
-// Binary min-heap of candidate merges ("bigrams") for the SPM and BPE tokenizers. Entries are ordered by
-// key, then by left symbol index, which is the tie-break both llama.cpp tokenizers use (leftmost first).
-// Stored in growable typed arrays: a 1 MB prompt pushes about a million entries.
+// Binary min-heap of candidate merges ("bigrams") and the merge loop that the SPM, byte-level BPE and Hugging
+// Face BPE tokenizers share. Entries are ordered by key, then by left symbol index, which is the tie-break
+// llama.cpp's tokenizers and Hugging Face's BPE all use (leftmost first). Stored in growable typed arrays:
+// a 1 MB prompt pushes about a million entries.
+
+/** A popped queue entry. */
+export interface MergeCandidate {
+  key: number;
+  left: number;
+  right: number;
+  size: number;
+}
 
 function before(aKey: number, aLeft: number, bKey: number, bLeft: number): boolean {
   return aKey < bKey || (aKey === bKey && aLeft < bLeft);
@@ -41,8 +50,9 @@ export class BigramQueue {
   }
 
   /** Remove the top entry; its fields are left in `top`. Returns false when empty. */
-  pop(top: { left: number; right: number; size: number }): boolean {
+  pop(top: MergeCandidate): boolean {
     if (this.n === 0) return false;
+    top.key = this.key[0];
     top.left = this.left[0];
     top.right = this.right[0];
     top.size = this.size[0];
@@ -92,4 +102,38 @@ export function joinSymbols(len: Int32Array, prev: Int32Array, next: Int32Array,
   len[right] = 0;
   next[left] = next[right]!;
   if (next[right]! >= 0) prev[next[right]!] = left;
+}
+
+/**
+ * The merge loop: queue every adjacent pair (`tryPair` pushes the ones that merge), then take the best
+ * pair again and again, skipping entries `isStale` rejects, joining the two symbols (`onJoin` first sees
+ * them apart) and queueing the two new pairs around the result. Symbols are a linked list in `len`,
+ * `prev`, `next` (len 0 once merged away).
+ */
+export function runMerges(
+  queue: BigramQueue,
+  top: MergeCandidate,
+  count: number,
+  len: Int32Array,
+  prev: Int32Array,
+  next: Int32Array,
+  tryPair: (left: number, right: number) => void,
+  isStale: (top: MergeCandidate) => boolean,
+  onJoin?: (left: number, right: number) => void,
+): void {
+  queue.clear();
+  for (let i = 1; i < count; i++) tryPair(i - 1, i);
+  while (queue.pop(top)) {
+    if (isStale(top)) continue;
+    const { left, right, size } = top;
+    onJoin?.(left, right);
+    joinSymbols(len, prev, next, left, right, size);
+    if (prev[left] >= 0) tryPair(prev[left], left);
+    if (next[left] >= 0) tryPair(left, next[left]);
+  }
+}
+
+/** The stale test llama.cpp uses: one side was merged away or grew since the pair was queued. */
+export function sizeChanged(len: Int32Array, top: MergeCandidate): boolean {
+  return len[top.left] === 0 || len[top.right] === 0 || len[top.left] + len[top.right] !== top.size;
 }

@@ -1,7 +1,7 @@
 // Byte-level BPE as llama.cpp runs it for `tokenizer.ggml.model = gpt2`: pre-tokenize with the regexes of
 // `tokenizer.ggml.pre`, spell each word's UTF-8 bytes with GPT-2's byte characters, then apply merges by
 // rank (lowest first, leftmost on ties). Words repeat a lot in real text, so their ids are cached.
-import { BigramQueue, joinSymbols } from './bigram-queue.js';
+import { BigramQueue, runMerges, sizeChanged, type MergeCandidate } from './bigram-queue.js';
 import { preTokenize } from './pre-tokenizers.js';
 import { byteEncode } from './unicode.js';
 import type { Vocab } from './vocab.js';
@@ -11,7 +11,7 @@ const CACHE_LIMIT = 1 << 16;
 export class BpeTokenizer {
   private readonly cache = new Map<string, readonly number[]>();
   private readonly queue = new BigramQueue();
-  private readonly top = { left: 0, right: 0, size: 0 };
+  private readonly top: MergeCandidate = { key: 0, left: 0, right: 0, size: 0 };
   private readonly regexes: readonly RegExp[];
   private readonly merges: ReadonlyMap<string, number>;
 
@@ -49,23 +49,12 @@ export class BpeTokenizer {
     }
     const merges = this.merges;
     const queue = this.queue;
-    queue.clear();
     const tryAdd = (left: number, right: number) => {
-      if (left < 0 || right < 0) return;
       const rank = merges.get(word.substr(left, len[left]) + ' ' + word.substr(right, len[right]));
       if (rank !== undefined) queue.push(rank, left, right, len[left] + len[right]);
     };
-    for (let i = 1; i < n; i++) tryAdd(i - 1, i);
-
-    const top = this.top;
-    while (queue.pop(top)) {
-      const { left, right, size } = top;
-      // stale: one side was merged away or grew since this pair was queued (llama.cpp compares the texts)
-      if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== size) continue;
-      joinSymbols(len, prev, next, left, right, size);
-      tryAdd(prev[left], left);
-      tryAdd(left, next[left]);
-    }
+    // stale entries are found by length, as llama.cpp compares the texts
+    runMerges(queue, this.top, n, len, prev, next, tryAdd, (top) => sizeChanged(len, top));
 
     const ids: number[] = [];
     for (let i = 0; i !== -1; i = next[i]) {

@@ -1,7 +1,7 @@
 // SentencePiece-style BPE as llama.cpp runs it for `tokenizer.ggml.model = llama`: start from single code
 // points, repeatedly merge the adjacent pair whose concatenation is the highest-scoring vocabulary entry
 // (leftmost on ties), and spell whatever is not a token as <0xXX> byte tokens.
-import { BigramQueue, joinSymbols } from './bigram-queue.js';
+import { BigramQueue, runMerges, sizeChanged, type MergeCandidate } from './bigram-queue.js';
 import { TokenizerError } from './errors.js';
 import { utf8Encoder } from './unicode.js';
 import type { Vocab } from './vocab.js';
@@ -20,7 +20,7 @@ const CP_LIMIT = 0x110000;
 export class SpmTokenizer {
   private readonly byteTokens: Int32Array;
   private readonly queue = new BigramQueue();
-  private readonly top = { left: 0, right: 0, size: 0 };
+  private readonly top: MergeCandidate = { key: 0, left: 0, right: 0, size: 0 };
   private readonly nVocab: number;
   /** Multiplier that makes left * keys + right unique for any two symbol keys. */
   private readonly keys: number;
@@ -88,25 +88,14 @@ export class SpmTokenizer {
 
     const { scores } = this.vocab;
     const queue = this.queue;
-    queue.clear();
     const tryAdd = (left: number, right: number) => {
-      if (left < 0 || right < 0) return;
       const id = this.pair(key[left], key[right]);
       // max-heap on score: push the negated score into the min-heap
       if (id >= 0) queue.push(-scores[id], left, right, len[left] + len[right]);
     };
-    for (let i = 1; i < count; i++) tryAdd(i - 1, i);
-
-    const top = this.top;
-    while (queue.pop(top)) {
-      const { left, right, size } = top;
-      // stale: one side was merged away or grew since this pair was queued
-      if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== size) continue;
+    runMerges(queue, this.top, count, len, prev, next, tryAdd, (top) => sizeChanged(len, top), (left, right) => {
       key[left] = this.pair(key[left], key[right]);
-      joinSymbols(len, prev, next, left, right, size);
-      tryAdd(prev[left], left);
-      tryAdd(left, next[left]);
-    }
+    });
 
     for (let i = 0; i !== -1; i = next[i]) {
       const k = key[i];

@@ -22,23 +22,7 @@ export class WpmTokenizer {
     const { tokenToId, maxTokenLength } = this.vocab;
     for (const word of this.preprocess(text)) {
       const w = '\u2581' + word;
-      const n = w.length;
-      const mark = out.length;
-      for (let i = 0; i < n; ) {
-        let end = Math.min(n, i + maxTokenLength);
-        let id: number | undefined;
-        for (; end > i; end--) {
-          id = tokenToId.get(w.slice(i, end));
-          if (id !== undefined) break;
-        }
-        if (id === undefined) {
-          out.length = mark; // one uncovered position discards the whole word
-          break;
-        }
-        out.push(id);
-        i = end;
-      }
-      if (out.length === mark) {
+      if (!longestMatch(w.length, maxTokenLength, (start, end) => tokenToId.get(w.slice(start, end)), out)) {
         if (unk === undefined) throw new TokenizerError('MISSING_SPECIAL_TOKEN', `word ${JSON.stringify(word)} cannot be tokenized and the vocabulary has no unknown token`);
         out.push(unk);
       }
@@ -83,4 +67,28 @@ export class WpmTokenizer {
     }
     return k;
   }
+}
+
+/**
+ * WordPiece's greedy longest match over a word of `n` UTF-16 units: from each position take the longest
+ * piece `lookup(start, end)` knows (at most `maxLength` units), then go on after it. One position that no
+ * piece covers discards the whole word: `out` is left as it was and the result is false.
+ */
+export function longestMatch(n: number, maxLength: number, lookup: (start: number, end: number) => number | undefined, out: number[]): boolean {
+  const mark = out.length;
+  for (let i = 0; i < n; ) {
+    let end = Math.min(n, i + maxLength);
+    let id: number | undefined;
+    for (; end > i; end--) {
+      id = lookup(i, end);
+      if (id !== undefined) break;
+    }
+    if (id === undefined) {
+      out.length = mark;
+      return false;
+    }
+    out.push(id);
+    i = end;
+  }
+  return true;
 }
