@@ -16,7 +16,11 @@ export type TokenizerErrorCode =
   /** A byte has no token (no `<0xXX>` byte token and no unknown token to fall back on). */
   | 'NO_BYTE_TOKEN'
   /** A token id outside the vocabulary was passed in. */
-  | 'INVALID_TOKEN_ID';
+  | 'INVALID_TOKEN_ID'
+  /** tokenizer.json / tokenizer_config.json is not JSON, or a field has the wrong type or an impossible value. */
+  | 'INVALID_TOKENIZER_JSON'
+  /** tokenizer.json names a component (model, normalizer, pre-tokenizer, ...) or a regex feature we do not implement. */
+  | 'UNSUPPORTED_COMPONENT';
 
 /** Every tokenizer failure: a code plus a message naming the key, token or id involved. */
 export class TokenizerError extends WasmforgeError<TokenizerErrorCode> {

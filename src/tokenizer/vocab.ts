@@ -36,7 +36,8 @@ const TYPE_TO_ATTR = [
   TokenAttr.BYTE, // 6 byte
 ];
 
-export type VocabType = 'spm' | 'bpe' | 'wpm';
+/** spm / bpe / wpm: llama.cpp's names; ugm: Unigram, wlm: WordLevel (tokenizer.json only). */
+export type VocabType = 'spm' | 'bpe' | 'wpm' | 'ugm' | 'wlm';
 
 export interface SpecialIds {
   bos?: number;
@@ -96,7 +97,8 @@ const FIM_TEXTS: [keyof SpecialIds, string[]][] = [
   ['fimRep', ['<|fim_repo|>', '<|repo_name|>', '<fim-repo>', '<REPO>', '<reponame>']],
   ['fimSep', ['<|file_sep|>']],
 ];
-const EOG_TEXTS = new Set([
+/** Texts llama.cpp treats as end of generation wherever they occur. */
+export const EOG_TEXTS: ReadonlySet<string> = new Set([
   '<|eot_id|>', '<|im_end|>', '<|end|>', '<|return|>', '<|call|>', '<|flush|>', '<|calls|>', '<end_of_turn>',
   '<|endoftext|>', '</s>', '<|eom_id|>', '<EOT>', '_<EOT>', '[EOT]', '[EOS]', '<|end_of_text|>',
   '<end_of_utterance>', '<eos>', '<turn|>', '<|tool_response>', '<｜end▁of▁sentence｜>', '[e~[',
