@@ -1,6 +1,6 @@
 // The architectures beyond llama inside the runtime (their logits against llama.cpp are in
-// parity-llamacpp.test.ts): each one's forward pass on the WASM backend against the scalar
-// reference backend, the engine's batch invariance on it (a request's tokens and log-probs the same
+// parity-llamacpp.test.ts): each one's forward pass on the WASM and WebGPU backends against the
+// scalar reference backend, the engine's batch invariance on it (a request's tokens and log-probs the same
 // alone and beside others), and what its configuration means for the KV cache (gemma2's global
 // layers keep every key, so no block is released and a sliding-window context shift is refused).
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,6 +13,9 @@ import type { EngineRequest } from '../src/engine/types.js';
 import { loadModel } from '../src/model/model.js';
 import { GGMLType } from '../src/tensor/ggml-types.js';
 import { writeSyntheticLlama, type SyntheticLlamaOptions } from './helpers/synthetic.js';
+import { useSoftwareVulkanUnlessSet } from './helpers/webgpu.js';
+
+useSoftwareVulkanUnlessSet();
 
 const base = { dim: 128, nLayers: 2, nHeads: 4, nKvHeads: 2, ffnDim: 256, vocab: 300, seed: 11, std: 0.08, contextLength: 256 };
 const CASES: [string, Omit<SyntheticLlamaOptions, 'type' | 'vocab' | 'seed'>][] = [
@@ -46,10 +49,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const prompt = Array.from({ length: 40 }, (_, i) => 3 + ((i * 37) % 290));
 
-describe('architectures: WASM forward against the reference backend', () => {
-  for (const [name] of CASES) {
-    it(`${name}: every position's logits within rounding of the reference (F32 weights)`, async () => {
-      const wasm = await loadModel(files.get(name)!.f32, { threads: 2, kvCacheType: 'f32' });
+describe('architectures: WASM and WebGPU forward against the reference backend', () => {
+  for (const [name] of CASES) for (const backend of ['wasm', 'webgpu'] as const) {
+    it(`${name} on ${backend}: every position's logits within rounding of the reference (F32 weights)`, async () => {
+      const wasm = await loadModel(files.get(name)!.f32, { threads: 2, kvCacheType: 'f32', backend });
       const ref = await loadModel(files.get(name)!.f32, { backend: 'reference', kvCacheType: 'f32' });
       try {
         const a = await wasm.evaluate(prompt), b = await ref.evaluate(prompt);
