@@ -94,6 +94,25 @@ describe.skipIf(!haveShared)('WebGPU models', () => {
   }, 300_000);
 });
 
+describe.skipIf(!haveShared)('WebGPU device loss', () => {
+  it('fails the requests in flight and later ones with DEVICE_LOST, never a hang', async () => {
+    const model = await loadModel(`${MODELS}/stories260K.gguf`, { backend: 'webgpu' });
+    try {
+      const g = model.generate('Once upon a time', { temperature: 0, maxTokens: 200, ignoreEos: true });
+      let pieces = 0;
+      const lost = (async () => {
+        for await (const _ of g) if (++pieces === 3) (model.backend as { device?: GPUDevice }).device!.destroy();
+      })();
+      await expect(lost).rejects.toMatchObject({ code: 'DEVICE_LOST' });
+      await expect(g.result).rejects.toMatchObject({ code: 'DEVICE_LOST' });
+      expect(pieces).toBeLessThan(200);
+      await expect(model.generate('The cat', { maxTokens: 4 }).result).rejects.toMatchObject({ code: 'DEVICE_LOST' });
+    } finally {
+      await model.dispose();
+    }
+  }, 120_000);
+});
+
 describe('WebGPU without an adapter', () => {
   it('is a typed NO_ADAPTER error, not a crash', async () => {
     const noAdapter = { requestAdapter: async () => null } as unknown as GPU;

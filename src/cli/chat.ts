@@ -21,6 +21,7 @@ const HELP = `usage: wasmforge chat [-m FILE] [options]
   --ignore-eos            keep writing past end-of-turn (until -n)
   --chat-template FILE    a Jinja chat template file instead of the model's (ChatML when it has none)
   -t, --threads N         worker threads;  -c, --ctx N  context length
+  --backend NAME          auto | wasm | webgpu | reference (default auto)
   --verbose               debug logging
 in the chat: /reset forgets the conversation, /exit quits; Ctrl-C stops an answer, twice exits`;
 

@@ -1,15 +1,24 @@
 // Pieces the model-running subcommands share: model path resolution, loading with timing, stdin.
+import { BACKEND_KINDS, type BackendKind } from '../backend/registry.js';
 import { loadModel, type LoadModelOptions, type Model } from '../model/model.js';
 import { bundledModelPath } from '../runtime/bundled-model.js';
 import { numberOption, UsageError, type ParsedArgs } from './args.js';
 
-export const MODEL_OPTIONS = { model: ['m'], threads: ['t'], ctx: ['c'] };
+export const MODEL_OPTIONS = { model: ['m'], threads: ['t'], ctx: ['c'], backend: [] };
+
+/** --backend NAME, checked before anything loads. */
+export function backendArg(args: ParsedArgs): BackendKind {
+  const backend = args.values.get('backend') ?? 'auto';
+  if (!(BACKEND_KINDS as readonly string[]).includes(backend)) throw new UsageError(`--backend must be one of ${BACKEND_KINDS.join(', ')}, got "${backend}"`);
+  return backend as BackendKind;
+}
 
 export async function loadModelFromArgs(args: ParsedArgs, extra: LoadModelOptions = {}): Promise<Model> {
   const path = args.values.get('model') ?? (await bundledModelPath());
   const threads = args.values.has('threads') ? numberOption(args, 'threads', 1, { integer: true, min: 1, max: 256 }) : undefined;
   const contextLength = args.values.has('ctx') ? numberOption(args, 'ctx', 0, { integer: true, min: 8 }) : undefined;
-  return loadModel(path, { threads, contextLength, onProgress: progressBar(path.replace(/^.*[/\\]/, '')), ...extra });
+  const backend = backendArg(args);
+  return loadModel(path, { threads, contextLength, backend, onProgress: progressBar(path.replace(/^.*[/\\]/, '')), ...extra });
 }
 
 /** A progress bar on stderr while a model loads, when stderr is a terminal (nothing in pipes and logs). */

@@ -16,6 +16,7 @@ const HELP = `usage: wasmforge generate [-m FILE] [-p PROMPT] [-n N] [options]
   --stop TEXT             stop when TEXT appears (repeatable: --stop a --stop b)
   -t, --threads N         worker threads (default: all cores)
   -c, --ctx N             context length
+  --backend NAME          auto | wasm | webgpu | reference (default auto: a hardware GPU if the runtime offers one, else wasm)
   --ignore-eos            keep generating past end-of-text
   --lookup N              speculative decoding by prompt lookup: up to N draft tokens per step
                           (same output, fewer forward passes when the text repeats the prompt)

@@ -1,14 +1,14 @@
 // `wasmforge serve`: the OpenAI-compatible HTTP server over one model. It listens at once (health
 // says "loading" until the model is ready), logs one line per request, and shuts down cleanly on
 // SIGINT / SIGTERM.
-import { BACKEND_KINDS, type BackendKind } from '../backend/registry.js';
+import { BACKEND_KINDS } from '../backend/registry.js';
 import { log, getLogLevel, setLogLevel } from '../log.js';
 import { loadModel, type Model } from '../model/model.js';
 import { bundledModelPath } from '../runtime/bundled-model.js';
 import { createServerHandler } from '../server/handler.js';
 import { listen } from '../server/listen.js';
 import { numberOption, parseArgs, UsageError, type ArgSpec } from './args.js';
-import { loraArg, MODEL_OPTIONS, progressBar } from './common.js';
+import { backendArg, loraArg, MODEL_OPTIONS, progressBar } from './common.js';
 
 export const summary = 'serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, SSE)';
 
@@ -37,7 +37,7 @@ routes: POST /v1/chat/completions /v1/completions /v1/embeddings /tokenize /deto
 export const SERVE_ARGS: ArgSpec = {
   values: {
     ...MODEL_OPTIONS, host: [], port: [], alias: [], parallel: ['np'], 'kv-tokens': [], queue: [], 'max-tokens': [], timeout: [],
-    'body-limit': [], 'api-key': [], cors: [], 'chat-template': [], backend: [], lora: [],
+    'body-limit': [], 'api-key': [], cors: [], 'chat-template': [], lora: [],
   },
   repeatable: ['lora'],
   flags: { help: ['h'] },
@@ -50,8 +50,7 @@ export async function run(argv: string[], env: Record<string, string | undefined
     return 0;
   }
   const list = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
-  const backend = args.values.get('backend') ?? 'auto';
-  if (!(BACKEND_KINDS as readonly string[]).includes(backend)) throw new UsageError(`--backend must be one of ${BACKEND_KINDS.join(', ')}, got "${backend}"`);
+  const backend = backendArg(args);
   const optional = (name: string, opts: { min?: number; max?: number; integer?: boolean }) => (args.values.has(name) ? numberOption(args, name, 0, opts) : undefined);
   const port = numberOption(args, 'port', 8080, { integer: true, min: 0, max: 65535 });
   const host = args.values.get('host') ?? '127.0.0.1';
@@ -65,7 +64,7 @@ export async function run(argv: string[], env: Record<string, string | undefined
 
   if (getLogLevel() !== 'debug') setLogLevel('info'); // the request lines
   let model: Model | undefined;
-  const loading = loadModel(path, { threads, contextLength, backend: backend as BackendKind, onProgress: progressBar(alias) }).then((m) => (model = m));
+  const loading = loadModel(path, { threads, contextLength, backend, onProgress: progressBar(alias) }).then((m) => (model = m));
   const handler = createServerHandler(loading, {
     modelId: alias,
     engine: { maxSequences: optional('parallel', { integer: true, min: 1, max: 256 }), kvCacheTokens: optional('kv-tokens', { integer: true, min: 16 }), maxQueue: optional('queue', { integer: true, min: 0 }), contextLength },

@@ -15,6 +15,7 @@ import type { KVCache } from '../kv/kv-cache.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { logprobsOf } from './completion.js';
 import type { ActiveAdapter } from '../model/lora.js';
+import { BackendError } from '../backend/errors.js';
 import { EngineError } from './errors.js';
 import type { RequestState } from './request.js';
 import { Sequence } from './sequence.js';
@@ -166,8 +167,9 @@ export class Scheduler {
     } catch (err) {
       this.landDeferredCancels();
       // The graph left the KV as it was; fail only the requests in this batch.
+      const lost = err instanceof BackendError && err.code === 'DEVICE_LOST';
       for (const r of new Set(plan.map((s) => s.seq.request))) {
-        this.cancel(r, new EngineError('INTERNAL', `forward pass failed: ${(err as Error)?.message ?? err}`, { cause: err }));
+        this.cancel(r, new EngineError(lost ? 'DEVICE_LOST' : 'INTERNAL', `forward pass failed: ${(err as Error)?.message ?? err}`, { cause: err }));
       }
       return;
     }

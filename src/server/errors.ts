@@ -58,6 +58,8 @@ export function httpErrorOf(err: unknown): HttpError {
         return new HttpError(504, 'timeout_error', 'timeout', err.message, null, {}, { cause: err });
       case 'DISPOSED':
         return new HttpError(503, 'unavailable_error', 'shutting_down', err.message, null, { 'Retry-After': RETRY_AFTER_S }, { cause: err });
+      case 'DEVICE_LOST': // the replica cannot answer again until reloaded: a load balancer should go elsewhere
+        return new HttpError(503, 'unavailable_error', 'device_lost', err.message, null, {}, { cause: err });
       default:
         break;
     }
