@@ -40,7 +40,6 @@ interface SuiteResult {
 // Node and Bun reach WebGPU through Dawn (npm webgpu) on SwiftShader; Deno takes it too from the
 // environment. Deno's and the browsers' navigator.gpu find their own adapters.
 useSoftwareVulkanUnlessSet();
-process.env.XDG_RUNTIME_DIR ??= '/tmp'; // Mesa and Dawn log an error line without it
 
 const LAVAPIPE_ICD = '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json';
 

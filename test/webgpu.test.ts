@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { BackendError } from '../src/backend/errors.js';
 import { acquireGPU } from '../src/backend/webgpu/gpu.js';
+import { createWebGPUBackend } from '../src/backend/webgpu/webgpu-backend.js';
 import { createEngine } from '../src/engine/engine.js';
 import { loadModel } from '../src/model/model.js';
 import { useSoftwareVulkanUnlessSet } from './helpers/webgpu.js';
@@ -76,6 +77,25 @@ describe.skipIf(!haveShared)('WebGPU models', () => {
       expect(top1).toBe(gpu.length);
     }, 300_000);
   }
+
+  it('weights past the binding limit run split over buffers, with the same logits bit for bit', async () => {
+    const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside.';
+    for (const file of ['stories260K.gguf', 'stories260K-q8_0.gguf']) {
+      const logits = [];
+      // 64 KiB bindings: the 512-row embedding table and output head (128 KiB as F32) take 2-3 buffers each
+      for (const maxBindingBytes of [undefined, 64 * 1024]) {
+        const backend = await createWebGPUBackend({ maxBindingBytes });
+        const model = await loadModel(`${MODELS}/${file}`, { backend, kvCacheType: 'f32', maxBatchTokens: 16, contextLength: 256 });
+        try {
+          logits.push(await model.evaluate(model.tokenizer.encode(text, { addSpecial: true })));
+        } finally {
+          await model.dispose();
+          await backend.dispose();
+        }
+      }
+      expect(logits[1]).toEqual(logits[0]);
+    }
+  }, 300_000);
 
   it('the engine batches requests on it: each gives what it gives alone', async () => {
     const model = await loadModel(`${MODELS}/stories260K-q8_0.gguf`, { backend: 'webgpu' });

@@ -5,7 +5,7 @@ import type { RunFigures, RunRequest } from './types.js';
 
 export async function childMain(requestFile: string): Promise<void> {
   const req = JSON.parse(readFileSync(requestFile, 'utf8')) as RunRequest;
-  const figures = req.runtime === 'wasmforge' ? await runWasmforge(req) : await runLlamaCpp(req);
+  const figures = req.runtime === 'wasmforge' || req.runtime === 'wasmforge-webgpu' ? await runWasmforge(req) : await runLlamaCpp(req);
   // ru_maxrss: the process's peak resident set, in KiB on Linux.
   const peakRssBytes = process.resourceUsage().maxRSS * 1024;
   process.stdout.write(`BENCH_RESULT ${JSON.stringify({ ...figures, peakRssBytes })}\n`);
@@ -19,15 +19,20 @@ function check(req: RunRequest, promptTokens: number, decodeTokens: number): voi
 async function runWasmforge(req: RunRequest): Promise<Omit<RunFigures, 'peakRssBytes'>> {
   const { loadModel } = await import('../../src/index.js');
   const t0 = performance.now();
-  const model = await loadModel(req.modelPath, { threads: req.threads, contextLength: req.contextLength, maxBatchTokens: req.promptTokens });
+  const gpu = req.runtime === 'wasmforge-webgpu';
+  const model = await loadModel(req.modelPath, { threads: req.threads, contextLength: req.contextLength, maxBatchTokens: req.promptTokens, backend: gpu ? 'webgpu' : 'wasm' });
   const loadS = (performance.now() - t0) / 1000;
   try {
-    if (model.backend.nThreads !== req.threads) throw new Error(`asked for ${req.threads} threads, the backend runs ${model.backend.nThreads}`);
+    if (!gpu && model.backend.nThreads !== req.threads) throw new Error(`asked for ${req.threads} threads, the backend runs ${model.backend.nThreads}`);
     if (req.warmup) await model.generate(req.warmupText, { maxTokens: 4, temperature: 0, ignoreEos: true }).result;
     // maxTokens = decode + 1: the first token comes from the prompt pass; decode speed counts the passes after it.
     const r = await model.generate(req.promptText, { maxTokens: req.decodeTokens + 1, temperature: 0, ignoreEos: true }).result;
     check(req, r.promptTokens, r.tokens.length - 1);
-    return { loadS, promptTps: r.promptTokensPerSecond, decodeTps: r.decodeTokensPerSecond, detail: `${model.backend.name}, ${model.backend.nThreads} threads` };
+    const adapter = (model.backend as { adapter?: string }).adapter;
+    const detail = gpu
+      ? `webgpu on ${adapter}${/swiftshader|llvmpipe|lavapipe/i.test(adapter ?? '') ? ' (a SOFTWARE adapter: not GPU speed)' : ''}`
+      : `${model.backend.name}, ${model.backend.nThreads} threads`;
+    return { loadS, promptTps: r.promptTokensPerSecond, decodeTps: r.decodeTokensPerSecond, detail };
   } finally {
     await model.dispose();
   }
@@ -35,12 +40,14 @@ async function runWasmforge(req: RunRequest): Promise<Omit<RunFigures, 'peakRssB
 
 async function runLlamaCpp(req: RunRequest): Promise<Omit<RunFigures, 'peakRssBytes'>> {
   const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
+  const gpu = req.runtime === 'llama.cpp-gpu';
   const llama = await getLlama({
-    gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, progressLogs: false,
+    gpu: gpu ? 'auto' : false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, progressLogs: false,
     logLevel: LlamaLogLevel.error, maxThreads: req.threads,
   });
+  if (gpu && !llama.gpu) throw new Error('node-llama-cpp found no GPU build (@node-llama-cpp/linux-x64-vulkan or -cuda) or no GPU');
   const t0 = performance.now();
-  const model = await llama.loadModel({ modelPath: req.modelPath, gpuLayers: 0 });
+  const model = await llama.loadModel({ modelPath: req.modelPath, gpuLayers: gpu ? 'max' : 0 });
   const context = await model.createContext({
     contextSize: req.contextLength, batchSize: req.contextLength, sequences: 1, threads: { ideal: req.threads, min: req.threads },
   });

@@ -19,7 +19,9 @@ const USAGE = `npm run bench -- [options]
   --quick                 s15m Q4_0 only: under 3 minutes on a 2-core machine (--models s15m for all its types)
   --models LIST           s15m,m135,l1b (default all); an entry may pick types: m135:q4_0+q4_k
   --types LIST            only these tensor types, e.g. q4_0,q8_0
-  --runtimes LIST         wasmforge,wasmforge-web,llama.cpp,wllama (default all)
+  --runtimes LIST         wasmforge,wasmforge-web,llama.cpp,wllama (default all CPU ones), wasmforge-webgpu,llama.cpp-gpu
+  --backend webgpu        the GPU table: wasmforge-webgpu, llama.cpp-gpu (node-llama-cpp's Vulkan/CUDA builds,
+                          installed unless --no-install) and the WASM path beside them
   --threads LIST          thread counts (default 1,2)
   --reps N                repetitions per figure, median reported (default 3)
   --no-warmup             skip the untimed warm-up pass before each timed run
@@ -51,7 +53,7 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
-    quick: false, models: new Map(MODELS.map((m) => [m.name, undefined])), runtimes: RUNTIMES.map((r) => r.id), threads: [1, 2],
+    quick: false, models: new Map(MODELS.map((m) => [m.name, undefined])), runtimes: RUNTIMES.filter((r) => !r.gpu).map((r) => r.id), threads: [1, 2],
     reps: 3, warmup: true, bandwidth: true, install: true, save: true, partial: false,
   };
   const list = (i: number) => {
@@ -82,6 +84,11 @@ function parseArgs(argv: string[]): Options {
         if (o.threads.some((t) => !Number.isInteger(t) || t < 1)) throw new UsageError('--threads takes positive integers');
         o.partial = true; i++; break;
       case '--reps': o.reps = Number(argv[++i]); if (!Number.isInteger(o.reps) || o.reps < 1) throw new UsageError('--reps takes a positive integer'); break;
+      case '--backend':
+        if (argv[i + 1] !== 'webgpu') throw new UsageError('--backend takes webgpu');
+        o.runtimes = ['wasmforge-webgpu', 'llama.cpp-gpu', 'wasmforge'];
+        i++;
+        break;
       case '--no-warmup': o.warmup = false; break;
       case '--no-bandwidth': o.bandwidth = false; break;
       case '--no-install': o.install = false; break;
@@ -215,6 +222,18 @@ async function main(): Promise<void> {
   const skip = new Map<RuntimeId, string>();
   const wantBrowser = o.runtimes.some((r) => RUNTIMES.find((x) => x.id === r)!.where === 'browser');
   if (o.runtimes.includes('llama.cpp') && !resolvePeer('node-llama-cpp')) skip.set('llama.cpp', 'node-llama-cpp (a devDependency) is not installed: run npm install');
+  if (o.runtimes.includes('llama.cpp-gpu')) {
+    if (!resolvePeer('node-llama-cpp')) skip.set('llama.cpp-gpu', 'node-llama-cpp (a devDependency) is not installed: run npm install');
+    else if (o.install && process.platform === 'linux' && process.arch === 'x64') {
+      // node-llama-cpp's prebuilt GPU builds, the same version as its CPU one
+      const v = peerVersion('node-llama-cpp');
+      try {
+        execFileSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', `@node-llama-cpp/linux-x64-vulkan@${v}`, `@node-llama-cpp/linux-x64-cuda@${v}`], { cwd: ROOT, stdio: 'ignore' });
+      } catch (e) {
+        notes.push(`installing node-llama-cpp's GPU builds failed: ${(e as Error).message.split('\n')[0]}`);
+      }
+    }
+  }
   if (wantBrowser) {
     if (chromiumMissing() && o.install) tryInstallChromium();
     const missing = chromiumMissing() ?? ensurePeers(['playwright-core'], { install: o.install, log }).get('playwright-core');
@@ -259,6 +278,7 @@ async function main(): Promise<void> {
       const timeoutMs = (o.timeoutS ?? 120 + (4 * s.bytes.fileBytes) / 2 ** 20) * 1000;
       for (const threads of o.threads) {
         for (const runtime of o.runtimes) {
+          if (RUNTIMES.find((x) => x.id === runtime)!.gpu && threads !== o.threads[0]) continue; // a GPU run does not depend on CPU threads
           const cell: Cell = { model: s.model.name, type: s.type, runtime, threads, runs: [] };
           cells.push(cell);
           const label = `${s.model.name} ${s.type} ${runtime} ${threads}T`;
@@ -299,6 +319,9 @@ async function main(): Promise<void> {
   // ---- report
   const now = new Date();
   const date = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, '0')}-${String(now.getDate()).padStart(2, '0')}`;
+  if (cells.some((c) => c.runs.some((r) => /SOFTWARE adapter/.test(r.detail ?? '')))) {
+    notes.push('the WebGPU figures come from a software adapter (SwiftShader or lavapipe on the CPU): they check that the path runs, they are not GPU speed');
+  }
   if (o.runtimes.includes('llama.cpp')) {
     notes.push('node-llama-cpp adds per-token overhead to small-model decode, and its 2-thread decode can be slower than 1-thread (shared/notes/peers.md); ' +
       'the llama-bench columns are llama.cpp\'s own figures from peers.md (quiet machine, 64 decode steps), not measured in this run');

@@ -51,6 +51,8 @@ export function renderMarkdown(r: Report): string {
     ['wasmforge', 'llama.cpp', 'wasmforge Node ÷ llama.cpp pp / tg'],
     ['wasmforge-web', 'wllama', 'wasmforge Chromium ÷ wllama pp / tg'],
     ['wasmforge', 'wllama', 'wasmforge Node ÷ wllama pp / tg'],
+    ['wasmforge-webgpu', 'llama.cpp-gpu', 'wasmforge WebGPU ÷ llama.cpp GPU pp / tg'],
+    ['wasmforge-webgpu', 'wasmforge', 'wasmforge WebGPU ÷ WASM pp / tg'],
   ];
   const shownRatios = ratios.filter(([a, b]) => runtimes.some((x) => x.id === a) && runtimes.some((x) => x.id === b));
   head.push(...shownRatios.map(([, , label]) => label));

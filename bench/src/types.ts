@@ -1,12 +1,15 @@
 // Shapes shared by the orchestrator, the Node child runs and the browser page.
 
-export type RuntimeId = 'wasmforge' | 'wasmforge-web' | 'llama.cpp' | 'wllama';
+export type RuntimeId = 'wasmforge' | 'wasmforge-web' | 'llama.cpp' | 'wllama' | 'wasmforge-webgpu' | 'llama.cpp-gpu';
 
-export const RUNTIMES: { id: RuntimeId; label: string; where: 'node' | 'browser' }[] = [
+/** gpu: runs on the GPU (once per model, not per thread count; not in the default selection). */
+export const RUNTIMES: { id: RuntimeId; label: string; where: 'node' | 'browser'; gpu?: boolean }[] = [
   { id: 'wasmforge', label: 'wasmforge (Node)', where: 'node' },
   { id: 'wasmforge-web', label: 'wasmforge (Chromium)', where: 'browser' },
   { id: 'llama.cpp', label: 'llama.cpp (node-llama-cpp)', where: 'node' },
   { id: 'wllama', label: 'wllama 2.3.7 (Chromium)', where: 'browser' },
+  { id: 'wasmforge-webgpu', label: 'wasmforge WebGPU (Node, Dawn)', where: 'node', gpu: true },
+  { id: 'llama.cpp-gpu', label: 'llama.cpp GPU (node-llama-cpp Vulkan/CUDA)', where: 'node', gpu: true },
 ];
 
 export interface RunRequest {

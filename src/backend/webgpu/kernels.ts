@@ -33,12 +33,12 @@ export interface KernelDef {
 const r = (name: string) => ({ name, access: 'read' as const });
 const w = (name: string) => ({ name, access: 'write' as const });
 
-const MATMUL_PARAMS = ['rows', 'cols', 'row_bytes', 'used', 'per_slot', 'n_experts'];
+const MATMUL_PARAMS = ['rows', 'cols', 'row_bytes', 'used', 'per_slot', 'n_experts', 'out_rows', 'row_base', 'slots'];
 
 export const KERNELS = {
   matmul: { source: 'matmul', args: [w('out'), r('x'), r('w')], params: MATMUL_PARAMS, dequant: true },
   matmulRouted: { source: 'matmul', args: [w('out'), r('x'), r('w'), r('ids')], params: MATMUL_PARAMS, dequant: true },
-  getRows: { source: 'get_rows', args: [w('out'), r('ids'), r('w')], params: ['rows', 'cols', 'row_bytes'], dequant: true },
+  getRows: { source: 'get_rows', args: [w('out'), r('ids'), r('w')], params: ['rows', 'cols', 'row_bytes', 'row_base', 'only_own'], dequant: true },
   rmsNorm: { source: 'rms_norm', args: [w('out'), r('x'), r('weight')], params: ['n', 'eps'] },
   layerNorm: { source: 'layer_norm', args: [w('out'), r('x'), r('weight'), r('bias')], params: ['n', 'eps'] },
   rope: {
@@ -74,9 +74,10 @@ export interface Variant {
   readonly code: string;
 }
 
-/** matmul's variant also says how many threads share an output row. */
+/** matmul's variant also says how many threads share an output row, and how many slots a thread computes. */
 export interface MatmulVariant extends Variant {
   readonly tpr: number;
+  readonly tt: number;
 }
 
 const DEQUANT_FN = new Map<GGMLType, string>([
@@ -95,7 +96,7 @@ export const WEBGPU_WEIGHT_TYPES: ReadonlySet<GGMLType> = new Set(DEQUANT_FN.key
  * activation the dot product sees (f16/bf16-rounded for F16/BF16 weights, as ggml's vec_dot_type;
  * f32 for the block types, whose activations the WebGPU kernels do not quantize).
  */
-export function weightVariant(type: GGMLType, routed = false, cols = 0): MatmulVariant {
+export function weightVariant(type: GGMLType, routed = false, cols = 0, slots = 1): MatmulVariant {
   const fn = DEQUANT_FN.get(type);
   const traits = typeTraits(type);
   if (!fn || !traits) throw new BackendError('UNSUPPORTED_TYPE', `the WebGPU backend has no kernel for ${typeName(type)} weights`);
@@ -104,11 +105,15 @@ export function weightVariant(type: GGMLType, routed = false, cols = 0): MatmulV
   // matmul's threads per output row: 4 for rows of up to 64 blocks, else 16 (software adapters pay
   // ~50 us a workgroup, so one workgroup per row made small models crawl)
   const tpr = cols / qk <= 64 ? 4 : 16;
+  // slots per thread: 4 for batches (prompts), 1 for decode and routed experts (a slot group must share an expert)
+  const tt = !routed && slots >= 4 ? 4 : 1;
   return {
     tpr,
-    key: `${typeName(type)}${routed ? '-routed' : ''}-tpr${tpr}`,
+    tt,
+    key: `${typeName(type)}${routed ? '-routed' : ''}-tpr${tpr}-tt${tt}`,
     code: [
       `const TPR: u32 = ${tpr}u;`,
+      `const TT: u32 = ${tt}u;`,
       `const QK: u32 = ${qk}u;`,
       `const BLOCK_BYTES: u32 = ${bb}u;`,
       `fn deq(blk: u32, j: u32) -> f32 { return ${fn}(blk, j); }`,

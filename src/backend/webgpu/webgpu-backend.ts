@@ -16,6 +16,8 @@ import { compose, KERNELS, MAX_HEAD_DIM, NO_VARIANT, paramCount, weightVariant, 
 export interface WebGPUBackendOptions extends AcquireGPUOptions {
   /** A device to use as it is (its limits are read from it). */
   readonly device?: GPUDevice;
+  /** Bind at most this many bytes per tensor (default: the device's limit); weights past it are split by rows. Tests use it to force splits. */
+  readonly maxBindingBytes?: number;
   /** What the backend may hold in all (default: no limit but the device's own; WebGPU cannot query free memory). */
   readonly memoryBytes?: number;
 }
@@ -61,10 +63,13 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     }
     : await acquireGPU(options);
   const { device } = choice;
-  const maxTensorBytes = Math.min(choice.limits.maxBufferSize, choice.limits.maxStorageBufferBindingSize);
+  const maxTensorBytes = Math.min(choice.limits.maxBufferSize, choice.limits.maxStorageBufferBindingSize, options.maxBindingBytes ?? Infinity);
   log.debug(`webgpu: ${choice.description}, largest tensor ${maxTensorBytes} bytes`);
 
   const buffers: (GPUBuffer | undefined)[] = [undefined]; // ids from 1, as the reference backend
+  // Weights larger than one binding: a virtual buffer id whose rows lie in several GPU buffers
+  // (segments of whole rows), each an id of its own. matmul and getRows run once per segment.
+  const splits = new Map<number, { readonly rowBytes: number; readonly segments: readonly { id: number; firstRow: number; rows: number }[] }>();
   let disposed = false;
   let lost: string | undefined;
   let gpuError: string | undefined;
@@ -111,6 +116,37 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       throw new BackendError('INVALID_ARGUMENT', `${what}: [buffer ${t.buffer}, ${t.offset}..${t.offset + need}) is not allocated memory of this backend`);
     }
     return b;
+  };
+
+  /**
+   * The real tensors holding bytes [from, from + bytes) of `t` (a split weight's segments, or t
+   * itself), each with where its bytes start inside t.
+   */
+  const pieces = (t: Tensor, from = 0, bytes = t.bytes - from): { tensor: Tensor; at: number }[] => {
+    const split = splits.get(t.buffer);
+    if (!split) return [{ tensor: { ...t, offset: t.offset + from, bytes }, at: from }];
+    const out: { tensor: Tensor; at: number }[] = [];
+    const start = t.offset + from, end = start + bytes;
+    for (const seg of split.segments) {
+      const s0 = seg.firstRow * split.rowBytes, s1 = s0 + seg.rows * split.rowBytes;
+      const a = Math.max(start, s0), b = Math.min(end, s1);
+      if (a < b) out.push({ tensor: { buffer: seg.id, offset: a - s0, bytes: b - a, type: t.type, shape: [b - a] }, at: a - t.offset });
+    }
+    if (out.reduce((n, p) => n + p.tensor.bytes, 0) !== bytes) throw new BackendError('INVALID_ARGUMENT', `[${start}, ${end}) is outside the split tensor ${t.buffer}`);
+    return out;
+  };
+  /** A weight's row ranges per segment: the weight view of each and its first row inside the weight. */
+  const weightPieces = (wt: WeightTensor): { w: WeightTensor; row: number }[] => {
+    const split = splits.get(wt.buffer);
+    if (!split) return [{ w: wt, row: 0 }];
+    if (wt.offset % wt.rowBytes !== 0 || wt.rowBytes !== split.rowBytes) throw new BackendError('INVALID_ARGUMENT', 'a view of a split weight must start on a row');
+    const r0 = wt.offset / wt.rowBytes, r1 = r0 + wt.rows;
+    return split.segments.flatMap((seg) => {
+      const a = Math.max(r0, seg.firstRow), b = Math.min(r1, seg.firstRow + seg.rows);
+      if (a >= b) return [];
+      const bytes = (b - a) * wt.rowBytes;
+      return [{ w: { buffer: seg.id, offset: (a - seg.firstRow) * wt.rowBytes, bytes, type: wt.type, shape: [wt.cols, b - a], rows: b - a, cols: wt.cols, rowBytes: wt.rowBytes }, row: a - r0 }];
+    });
   };
 
   const pipelineFor = (name: string, def: KernelDef, variant: Variant, groupOf: number[], groupAccess: ArgAccess[]) => {
@@ -228,7 +264,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
   const checkWeight = (wt: WeightTensor, what: string) => {
     if (!WEBGPU_WEIGHT_TYPES.has(wt.type)) throw new BackendError('UNSUPPORTED_TYPE', `${what}: the WebGPU backend has no kernel for ${typeName(wt.type)} weights`);
     if (wt.rowBytes !== typeRowBytes(wt.type, wt.cols)) throw new BackendError('INVALID_ARGUMENT', `${what}: rowBytes ${wt.rowBytes} does not match ${typeName(wt.type)} with ${wt.cols} cols`);
-    gpuBuffer(wt, what, wt.rows * wt.rowBytes);
+    if (!splits.has(wt.buffer)) gpuBuffer(wt, what, wt.rows * wt.rowBytes);
   };
   const posInt = (what: string, v: number, min = 1) => {
     if (!Number.isInteger(v) || v < min) throw new BackendError('INVALID_ARGUMENT', `${what} must be an integer >= ${min}, got ${v}`);
@@ -245,11 +281,13 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     posInt('matmul nTokens', nTokens, 0);
     need(x, 4 * nTokens * wt.cols, 'matmul x');
     need(out, 4 * nTokens * wt.rows, 'matmul out');
-    const variant = weightVariant(wt.type, false, wt.cols);
-    const outputs = nTokens * wt.rows;
-    dispatch('matmul', variant, [out, x, wt], {
-      rows: wt.rows, cols: wt.cols, row_bytes: wt.rowBytes, used: 1, per_slot: 0, n_experts: 1,
-    }, Math.ceil(outputs / (WG / variant.tpr)), outputs);
+    const variant = weightVariant(wt.type, false, wt.cols, nTokens);
+    for (const { w: part, row } of weightPieces(wt)) {
+      const items = Math.ceil(nTokens / variant.tt) * part.rows;
+      dispatch('matmul', variant, [out, x, part], {
+        rows: part.rows, cols: wt.cols, row_bytes: wt.rowBytes, used: 1, per_slot: 0, n_experts: 1, out_rows: wt.rows, row_base: row, slots: nTokens,
+      }, Math.ceil(items / (WG / variant.tpr)));
+    }
   };
 
   const backend: WebGPUBackend = {
@@ -264,7 +302,21 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       check();
       const bytes = tensorBytes(type, shape);
       if (bytes > maxTensorBytes) {
-        throw new BackendError('OUT_OF_MEMORY', `a ${typeName(type)} tensor [${shape.join(', ')}] of ${bytes} bytes is larger than this GPU binds at once (${maxTensorBytes})`);
+        // a weight matrix ([cols, rows]) goes in segments of whole rows, each segment 4-byte aligned
+        const rb = shape.length === 2 ? typeRowBytes(type, shape[0]!) : 0;
+        let rowsPer = rb > 0 ? Math.floor(maxTensorBytes / rb) : 0;
+        while (rowsPer > 0 && (rowsPer * rb) % 4 !== 0) rowsPer--;
+        if (rowsPer < 1) throw new BackendError('OUT_OF_MEMORY', `a ${typeName(type)} tensor [${shape.join(', ')}] of ${bytes} bytes is larger than this GPU binds at once (${maxTensorBytes}), and it is not a weight matrix that splits by rows`);
+        const segments = [];
+        for (let firstRow = 0; firstRow < shape[1]!; firstRow += rowsPer) {
+          const rows = Math.min(rowsPer, shape[1]! - firstRow);
+          buffers.push(device.createBuffer({ size: align4(rows * rb), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST }));
+          segments.push({ id: buffers.length - 1, firstRow, rows });
+        }
+        buffers.push(undefined); // the virtual buffer: its id names the segments
+        splits.set(buffers.length - 1, { rowBytes: rb, segments });
+        log.debug(`webgpu: a ${typeName(type)} [${shape.join(', ')}] weight split into ${segments.length} buffers of up to ${rowsPer} rows`);
+        return { buffer: buffers.length - 1, offset: 0, bytes, type, shape };
       }
       const buffer = device.createBuffer({ size: Math.max(4, align4(bytes)), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
       buffers.push(buffer);
@@ -275,6 +327,10 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     upload(dst, data, byteOffset = 0) {
       const src = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       if (!Number.isInteger(byteOffset) || byteOffset < 0) throw new BackendError('INVALID_ARGUMENT', `upload: bad offset ${byteOffset}`);
+      if (splits.has(dst.buffer)) {
+        for (const p of pieces(dst, byteOffset, src.length)) backend.upload(p.tensor, src.subarray(p.at - byteOffset, p.at - byteOffset + p.tensor.bytes));
+        return;
+      }
       const b = gpuBuffer(dst, 'upload', byteOffset + src.length);
       if (src.length === 0) return;
       flush(); // recorded work reads the old contents: it goes first
@@ -301,19 +357,13 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     },
 
     async uploadFrom(dst, source: ByteSource, sourceOffset) {
-      gpuBuffer(dst, 'uploadFrom');
-      const aligned = dst.offset % 4 === 0;
+      if (!splits.has(dst.buffer)) gpuBuffer(dst, 'uploadFrom');
       const chunk = new Uint8Array(Math.min(UPLOAD_CHUNK, align4(dst.bytes)));
       for (let pos = 0; pos < dst.bytes;) {
         const n = Math.min(chunk.length, dst.bytes - pos);
         await source.readInto(sourceOffset + pos, chunk.subarray(0, n));
         check();
-        if (aligned && n % 4 === 0) {
-          flush();
-          device.queue.writeBuffer(buffers[dst.buffer]!, dst.offset + pos, chunk, 0, n);
-        } else {
-          backend.upload(dst, chunk.subarray(0, n), pos);
-        }
+        backend.upload(dst, chunk.subarray(0, n), pos);
         pos += n;
       }
     },
@@ -321,6 +371,11 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     async read(src, byteOffset = 0, bytes = src.bytes - byteOffset) {
       if (!Number.isInteger(byteOffset) || !Number.isInteger(bytes) || byteOffset < 0 || bytes < 0) {
         throw new BackendError('INVALID_ARGUMENT', `read: bad byte range ${byteOffset} + ${bytes}`);
+      }
+      if (splits.has(src.buffer)) {
+        const out = new Uint8Array(bytes);
+        for (const p of pieces(src, byteOffset, bytes)) out.set(await backend.read(p.tensor), p.at - byteOffset);
+        return out;
       }
       const b = gpuBuffer(src, 'read', byteOffset + bytes);
       const start = src.offset + byteOffset;
@@ -347,6 +402,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
 
     copy(dst, dstOffset, src, srcOffset, bytes) {
       if (![dstOffset, srcOffset, bytes].every((v) => Number.isInteger(v) && v >= 0)) throw new BackendError('INVALID_ARGUMENT', `copy: bad range ${srcOffset} -> ${dstOffset} + ${bytes}`);
+      if (splits.has(dst.buffer) || splits.has(src.buffer)) throw new BackendError('INVALID_ARGUMENT', 'copy: weights split over several GPU buffers are not copied');
       const db = gpuBuffer(dst, 'copy destination', dstOffset + bytes);
       const sb = gpuBuffer(src, 'copy source', srcOffset + bytes);
       if (bytes === 0) return;
@@ -380,10 +436,11 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       });
       need(x, 4 * (inputPerSlot ? slots : routing.nTokens) * wt.cols, 'matmulRouted x');
       need(out, 4 * slots * rows, 'matmulRouted out');
+      if (splits.has(wt.buffer)) throw new BackendError('OUT_OF_MEMORY', `matmulRouted: an experts tensor of ${wt.bytes} bytes is over this GPU's binding limit (${maxTensorBytes}); routed weights are not split`);
       const variant = weightVariant(wt.type, true, wt.cols);
       dispatch('matmulRouted', variant, [out, x, wt, routing.ids], {
-        rows, cols: wt.cols, row_bytes: wt.rowBytes, used: routing.used, per_slot: inputPerSlot ? 1 : 0, n_experts: nExperts,
-      }, Math.ceil((slots * rows) / (WG / variant.tpr)), slots * rows);
+        rows, cols: wt.cols, row_bytes: wt.rowBytes, used: routing.used, per_slot: inputPerSlot ? 1 : 0, n_experts: nExperts, out_rows: rows, row_base: 0, slots,
+      }, Math.ceil((slots * rows) / (WG / variant.tpr)));
     },
 
     routeExperts(routing, logits, nExperts, normalize) {
@@ -410,7 +467,12 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       checkIndices('getRows ids', ids, nTokens, table.rows);
       need(out, 4 * nTokens * table.cols, 'getRows out');
       const count = nTokens * table.cols;
-      dispatch('getRows', weightVariant(table.type), [out, ids, table], { rows: table.rows, cols: table.cols, row_bytes: table.rowBytes }, Math.ceil(count / WG), count);
+      const parts = weightPieces(table);
+      for (const { w: part, row } of parts) {
+        dispatch('getRows', weightVariant(table.type), [out, ids, part], {
+          rows: part.rows, cols: table.cols, row_bytes: table.rowBytes, row_base: row, only_own: parts.length > 1 ? 1 : 0,
+        }, Math.ceil(count / WG), count);
+      }
     },
 
     rmsNorm(out, x, weight, n, nTokens, eps) {
