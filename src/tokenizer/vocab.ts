@@ -89,7 +89,8 @@ export interface Vocab {
 // Tokens llama.cpp recognises by text when the metadata does not name them; each also becomes CONTROL.
 const EOT_TEXTS = ['<|eot_id|>', '<|im_end|>', '<|end|>', '<end_of_turn>', '<|endoftext|>', '<|end_of_text|>', '<EOT>', '_<EOT>', '[EOT]', '<｜end▁of▁sentence｜>', '<end_of_utterance>'];
 const EOM_TEXTS = ['<|eom_id|>'];
-const FIM_TEXTS: [keyof SpecialIds, string[]][] = [
+/** Texts of the fill-in-the-middle tokens llama.cpp finds by name when the metadata does not give their ids. */
+export const FIM_TEXTS: [keyof SpecialIds, string[]][] = [
   ['fimPre', ['<|fim_prefix|>', '<fim-prefix>', '<fim_prefix>', '<｜fim▁begin｜>', '<PRE>', '▁<PRE>', '<|code_prefix|>', '<|prefix|>']],
   ['fimSuf', ['<|fim_suffix|>', '<fim-suffix>', '<fim_suffix>', '<｜fim▁hole｜>', '<SUF>', '▁<SUF>', '<|code_suffix|>', '<|suffix|>']],
   ['fimMid', ['<|fim_middle|>', '<fim-middle>', '<fim_middle>', '<｜fim▁end｜>', '<MID>', '▁<MID>', '<|code_middle|>', '<|middle|>']],

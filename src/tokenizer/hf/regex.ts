@@ -1,9 +1,9 @@
 // tokenizer.json regexes are Oniguruma patterns (the tokenizers library compiles them with the onig crate).
 // They are translated here into JS regexes that match the same text, and run the way onig's find_iter runs
 // them. What Oniguruma means, as the tokenizers library runs it:
-//  - `\s` is Unicode White_Space (JS adds U+FEFF), `\d` is \p{Nd}, `\w` is letters, marks, decimal digits
+//  - `\s` is Unicode White_Space (JS adds U+FEFF), `\d` is \p{Nd}, `\w` is letters, marks, numbers (² too)
 //    and connector punctuation, `\h` a hex digit; `\b` is a boundary of that `\w`.
-//  - `.` matches every character, newline included; `^` / `$` are the start / end of a line (at \n).
+//  - `.` matches any character but \n; `^` / `$` are the start / end of a line (at \n).
 //  - `(?i:...)` groups are case-insensitive: JS before ES2025 has no such groups, so letters become classes.
 // What has no JS equivalent here (atomic groups, possessive quantifiers, nested classes, \G, \K, ...)
 // is a typed UNSUPPORTED_COMPONENT error, never a silently different regex.
@@ -11,7 +11,7 @@ import { TokenizerError } from '../errors.js';
 import { unsupported } from './json.js';
 
 const WHITE_SPACE = String.raw`\t-\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000`;
-const WORD = String.raw`\p{L}\p{M}\p{Nd}\p{Pc}`;
+const WORD = String.raw`\p{L}\p{M}\p{N}\p{Pc}`;
 const HEX = '0-9A-Fa-f';
 const SYNTAX = new Set('^$\\.*+?()[]{}|/');
 
@@ -51,7 +51,7 @@ class Translator {
       else if (c === ')') {
         if (this.caseless.length > 1) this.caseless.pop();
         this.emit(')', 1);
-      } else if (c === '.') this.emit('[^]', 1);
+      } else if (c === '.') this.emit('[^\\n]', 1);
       else if (c === '^') this.emit(String.raw`(?<![^\n])`, 1);
       else if (c === '$') this.emit(String.raw`(?![^\n])`, 1);
       else if (c === '*' || c === '+' || c === '?') {

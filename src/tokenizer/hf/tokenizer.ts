@@ -4,7 +4,7 @@
 // the decoder turns ids back into text.
 import type { TokenizerCore } from '../core.js';
 import { toWellFormed, utf8Encoder } from '../unicode.js';
-import { EOG_TEXTS, TokenAttr, type VocabType } from '../vocab.js';
+import { EOG_TEXTS, FIM_TEXTS, TokenAttr, type VocabType } from '../vocab.js';
 import { AddedVocabulary, readAddedTokens } from './added-tokens.js';
 import { readTokenizerConfig, type HFTokenizerConfig } from './config.js';
 import { cleanupSpaces, readDecoder, runDecoder, type DecodeStep } from './decoders.js';
@@ -59,13 +59,13 @@ export function buildHFTokenizer(jsonInput: unknown, configInput?: unknown): Tok
   const decoder = decoderJson === undefined ? undefined : readDecoder(decoderJson, `${FILE} decoder`);
   const addedTokens = readAddedTokens(get(root, 'added_tokens'), `${FILE} added_tokens`);
 
-  // one id space: the model's vocabulary and the added tokens, no id beyond what the entries could fill
+  // one id space: the model's vocabulary and the added tokens; ids may leave gaps (tokens removed from a
+  // vocabulary), but tables are sized by the largest id, so it is bounded by the number of entries
   let bound = 0;
   for (const id of model.vocab.values()) bound = Math.max(bound, id + 1);
   for (const t of addedTokens) bound = Math.max(bound, t.id + 1);
-  if (bound > model.vocab.size + addedTokens.length) {
-    throw invalid(`${FILE} model.vocab`, `ids go up to ${bound - 1} for ${model.vocab.size + addedTokens.length} entries`);
-  }
+  const entries = model.vocab.size + addedTokens.length;
+  if (bound > 4 * entries + 1024) throw invalid(`${FILE} model.vocab`, `ids go up to ${bound - 1} for ${entries} entries`);
   const texts: (string | undefined)[] = new Array(bound);
   const attrs = new Uint16Array(bound);
   const special = new Uint8Array(bound);
@@ -156,8 +156,19 @@ class HFTokenizer implements TokenizerCore {
       this.addBos = bos !== undefined && prefix[0] === bos;
       this.addEos = eos !== undefined && suffix.length > 0 && suffix[suffix.length - 1] === eos;
     }
+    // the engine stops where llama.cpp would for the same vocabulary: EOS, the end-of-turn texts, and the
+    // FIM pad / repo / file-separator token (the lowest id of each kind)
     if (eos !== undefined) this.eog.add(eos);
-    for (const [text, id] of addedIds) if (p.special[id] && EOG_TEXTS.has(text)) this.eog.add(id);
+    const idOfText = (text: string) => addedIds.get(text) ?? p.model.vocab.get(text);
+    for (const text of EOG_TEXTS) {
+      const id = idOfText(text);
+      if (id !== undefined) this.eog.add(id);
+    }
+    for (const [kind, list] of FIM_TEXTS) {
+      if (kind !== 'fimPad' && kind !== 'fimRep' && kind !== 'fimSep') continue;
+      const ids = list.map(idOfText).filter((id): id is number => id !== undefined);
+      if (ids.length > 0) this.eog.add(Math.min(...ids));
+    }
     this.cleanUp = config?.cleanUpTokenizationSpaces ?? false;
   }
 
