@@ -97,11 +97,12 @@ describe.skipIf(!haveShared)('WebGPU models', () => {
     }
   }, 300_000);
 
-  it('the engine batches requests on it: each gives what it gives alone', async () => {
+  it('the engine batches 8 requests on it (greedy and seeded): each gives what it gives alone, bit for bit', async () => {
     const model = await loadModel(`${MODELS}/stories260K-q8_0.gguf`, { backend: 'webgpu' });
     try {
-      const engine = await createEngine(model, { maxSequences: 4, prefixCacheEntries: 0 });
-      const requests = ['Once upon a time', 'The cat sat', 'Lily and Tom went to the park'].map((prompt) => ({ prompt, temperature: 0, maxTokens: 24, ignoreEos: true, logprobs: true }));
+      const engine = await createEngine(model, { maxSequences: 8, prefixCacheEntries: 0 });
+      const prompts = ['Once upon a time', 'The cat sat', 'Lily and Tom went to the park', 'One day', 'The sun was', 'A little bird', 'Tim had a big', 'She looked at the'];
+      const requests = prompts.map((prompt, i) => ({ prompt, temperature: i % 2 ? 0.8 : 0, seed: i, maxTokens: 16, ignoreEos: true, logprobs: true }));
       const alone = [];
       for (const r of requests) alone.push(await engine.generate(r).result);
       const together = await Promise.all(requests.map((r) => engine.generate(r).result));

@@ -27,6 +27,9 @@ import { join } from 'node:path';
 import { readGGUF } from '../../src/gguf/reader.js';
 import { bufferSource } from '../../src/io/byte-source.js';
 import { GGMLType } from '../../src/tensor/ggml-types.js';
+import { quantizeModel } from '../../src/model/quantize-model.js';
+import { fileSource } from '../../src/runtime/file-source.js';
+import { writeLazyGGUFFile } from '../../src/runtime/file-sink.js';
 import { llamaCppNextTokenLogits, llamaCppUnload, type LlamaCppContextOptions } from './llama-cpp.js';
 
 /** Perturbed copies per measurement. */
@@ -99,4 +102,32 @@ export async function llamaCppLogitNoise(path: string, tokens: number[], opts: L
   const perturbed = await perturbationNoise(path, dir, async (copy) => maxAbsDelta(base, await llamaCppNextTokenLogits(copy, tokens, opts)));
   const runs = [{ label: 'batches of 1', deviation: oneByOne }, ...perturbed.runs];
   return { max: Math.max(oneByOne, perturbed.max), runs };
+}
+
+/**
+ * Whether llama.cpp's F16 matmuls here keep their activations f32. ggml rounds them to f16 (the F16
+ * vec_dot_type), except where its AMX buffer type takes F16 weights (CPUs with AMX: Sapphire Rapids
+ * and later), whose AVX-512 kernel multiplies f16 weights by the f32 activations
+ * (ggml-cpu/amx/mmq.cpp, tinygemm_kernel_avx<float, ggml_fp16_t, float>).
+ */
+export function llamaCppF16KeepsF32Activations(): boolean {
+  try {
+    return /\bamx_tile\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A copy of a GGUF file with its F16 tensors as F32 (exact): the same weights, whose matmuls take
+ * f32 activations (the F32 vec_dot_type) where the F16 file's round them to f16.
+ */
+export async function writeF32Copy(path: string, outPath: string): Promise<void> {
+  const source = await fileSource(path);
+  try {
+    const m = await quantizeModel(source, GGMLType.F32);
+    await writeLazyGGUFFile(outPath, m.metadata, m.tensors);
+  } finally {
+    await source.close();
+  }
 }
