@@ -25,6 +25,7 @@ import { readTokenizerConfig, Tokenizer, TokenizerError } from '../src/tokenizer
 import { cleanupSpaces } from '../src/tokenizer/hf/decoders.js';
 import { CHAR_TO_BYTE } from '../src/tokenizer/unicode.js';
 import { TokenAttr } from '../src/tokenizer/vocab.js';
+import { buildCharsmap } from './helpers/charsmap.js';
 import { hfFilesFromGGUF, type HFFiles } from './helpers/hf-tokenizer-json.js';
 import { mixedText } from './helpers/mixed-text.js';
 import { llamaCppVocab } from './helpers/llama-cpp-vocab.js';
@@ -321,6 +322,17 @@ describe.skipIf(!lib || !FILES.get('llama-spm')!.path || !FILES.get('bert-bge')!
       await expectLibraryAgreement(json, sprinkle(texts, words, 5));
     });
 
+    it('Unigram after a Precompiled normalizer (SentencePiece rules: whole graphemes, shortest rule first), T5 style', async () => {
+      const rules: [string, string][] = [
+        ['！', '!'], ['，', ','], ['。', '.'], ['ﬁ', 'fi'], ['²', '2'], ['Ⅻ', 'XII'], ['e\u0301', 'é'], ['\u3000', ' '], ['\u00a0', ' '], ['…', '...'],
+        ['\u200b', ''], ['\ufeff', ''], ['x', 'ks'], ['xy', 'Q'], ['ß', 'ss'], ['👨‍👩‍👧', '<family>'], ['Å', 'Å'], ['\t', ' '],
+      ];
+      const json = unigram(false, { type: 'Sequence', pretokenizers: [{ type: 'WhitespaceSplit' }, { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true }] },
+        { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always', split: true },
+        { type: 'Sequence', normalizers: [{ type: 'Precompiled', precompiled_charsmap: buildCharsmap(rules) }, { type: 'Replace', pattern: { Regex: ' {2,}' }, content: ' ' }] });
+      await expectLibraryAgreement(json, sprinkle(texts, ['e\u0301\u0302', 'xy', 'xxy', '👨‍👩‍👧👍🏽'], 3));
+    });
+
     it('WordLevel with a BertNormalizer keeping case and accents, the Whitespace pre-tokenizer and BertProcessing', async () => {
       const json = clone(bert.tokenizer);
       const vocab = (json.model as Json).vocab as Json;
@@ -430,7 +442,10 @@ function smallTokenizerJson(): Json {
 function smallUnigramJson(): Json {
   return {
     version: '1.0', added_tokens: [{ id: 0, content: '<unk>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
-    normalizer: { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true },
+    normalizer: { type: 'Sequence', normalizers: [
+      { type: 'Precompiled', precompiled_charsmap: buildCharsmap([['Ａ', 'A'], ['ﬁ', 'fi'], ['e\u0301', 'é']]) },
+      { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true },
+    ] },
     pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: true },
     post_processor: { type: 'BertProcessing', sep: ['<unk>', 0], cls: ['<unk>', 0] },
     decoder: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'first', split: true },
@@ -551,7 +566,10 @@ describe('hostile tokenizer.json', () => {
     expectCode(withChange((j) => (model(j).merges as unknown[]).push(['a'])), 'INVALID_TOKENIZER_JSON');
     expectCode(withChange((j) => (model(j).unk_token = '<nope>')), 'INVALID_TOKENIZER_JSON');
     expectCode(withChange((j) => (model(j).dropout = 0.1)), 'UNSUPPORTED_COMPONENT');
-    expectCode(withChange((j) => (j.normalizer = { type: 'Precompiled', precompiled_charsmap: 'AA==' })), 'UNSUPPORTED_COMPONENT');
+    expectCode(withChange((j) => (j.normalizer = { type: 'Precompiled', precompiled_charsmap: 'AA==' })), 'INVALID_TOKENIZER_JSON');
+    expectCode(withChange((j) => (j.normalizer = { type: 'Precompiled', precompiled_charsmap: '%%%' })), 'INVALID_TOKENIZER_JSON');
+    expectCode(withChange((j) => (j.normalizer = { type: 'Precompiled', precompiled_charsmap: btoa('\xff\xff\x00\x00abcd') })), 'INVALID_TOKENIZER_JSON');
+    expectCode(withChange((j) => (j.normalizer = { type: 'UnicodeScripts' })), 'UNSUPPORTED_COMPONENT');
     expectCode(withChange((j) => (j.normalizer = { type: 'Frobnicate' })), 'UNSUPPORTED_COMPONENT');
     expectCode(withChange((j) => (j.pre_tokenizer = { type: 'Split', pattern: { Regex: '(?>a)' }, behavior: 'Isolated', invert: false })), 'UNSUPPORTED_COMPONENT');
     expectCode(withChange((j) => (j.pre_tokenizer = { type: 'Split', pattern: { Regex: '(a' }, behavior: 'Isolated', invert: false })), 'INVALID_TOKENIZER_JSON');

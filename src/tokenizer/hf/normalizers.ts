@@ -1,7 +1,8 @@
 // tokenizer.json normalizers: each becomes a function on the text, with the tokenizers library's semantics
 // (offsets are not tracked: ids do not depend on them).
 import { byteEncode, isChineseChar } from '../unicode.js';
-import { asArray, asObject, get, invalid, MAX_NESTING, optBool, reqString, unsupported, type JsonObject } from './json.js';
+import { precompiled, readCharsmap } from './precompiled.js';
+import { asArray, asObject, asString, get, invalid, MAX_NESTING, optBool, reqString, unsupported, type JsonObject } from './json.js';
 import { literalRegex, translateRegex } from './regex.js';
 import { regexPattern, replaceMatches, type Pattern } from './pattern.js';
 
@@ -120,8 +121,12 @@ export function readNormalizer(v: unknown, path: string, depth = 0): Normalize {
       const list = asArray(get(o, 'normalizers'), `${path}.normalizers`).map((n, i) => readNormalizer(n, `${path}.normalizers[${i}]`, depth + 1));
       return (t) => list.reduce((s, n) => n(s), t);
     }
-    case 'Precompiled':
-      throw unsupported(path, 'the Precompiled normalizer (a SentencePiece normalization map) is not supported');
+    case 'Precompiled': {
+      const charsmap = get(o, 'precompiled_charsmap');
+      // an empty map (some converted files have it) changes nothing
+      if (charsmap === undefined) return (t) => t;
+      return precompiled(readCharsmap(asString(charsmap, `${path}.precompiled_charsmap`), `${path}.precompiled_charsmap`));
+    }
     default:
       throw unsupported(path, `unknown normalizer type ${JSON.stringify(type)}`);
   }
