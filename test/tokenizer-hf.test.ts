@@ -378,6 +378,10 @@ describe.skipIf(!lib || !FILES.get('llama-spm')!.path || !FILES.get('bert-bge')!
       await expectLibraryAgreement(byteLevelWith(pre, { type: 'Prepend', prepend: '¡' }), texts);
     });
 
+    it('byte-level BPE after WhitespaceSplit and FixedLength', async () => {
+      await expectLibraryAgreement(byteLevelWith([{ type: 'WhitespaceSplit' }, { type: 'FixedLength', length: 3 }]), texts);
+    });
+
     it('Oniguruma regexes: (?i:...), ^ and $ at line ends, . short of a newline, \\d, \\w (with ²), \\h, \\b, {,n}', async () => {
       const regexes = ['(?i:the|and|hello)', '^\\s+|\\s+$', 'a.b', '\\d{2,}', '\\w{4}', '\\h+', '\\bin\\b', 'x{,2}y', "(?i)[a-c]+'S"];
       const pre = regexes.map((re, i) => ({ type: 'Split', pattern: { Regex: re }, behavior: ['Isolated', 'MergedWithPrevious', 'Removed'][i % 3], invert: i === 4 }));
@@ -570,6 +574,8 @@ describe('hostile tokenizer.json', () => {
     expectCode(withChange((j) => (j.normalizer = { type: 'Precompiled', precompiled_charsmap: '%%%' })), 'INVALID_TOKENIZER_JSON');
     expectCode(withChange((j) => (j.normalizer = { type: 'Precompiled', precompiled_charsmap: btoa('\xff\xff\x00\x00abcd') })), 'INVALID_TOKENIZER_JSON');
     expectCode(withChange((j) => (j.normalizer = { type: 'UnicodeScripts' })), 'UNSUPPORTED_COMPONENT');
+    expectCode(withChange((j) => (j.pre_tokenizer = { type: 'UnicodeScripts' })), 'UNSUPPORTED_COMPONENT');
+    expectCode(withChange((j) => (j.pre_tokenizer = { type: 'FixedLength', length: 0 })), 'INVALID_TOKENIZER_JSON');
     expectCode(withChange((j) => (j.normalizer = { type: 'Frobnicate' })), 'UNSUPPORTED_COMPONENT');
     expectCode(withChange((j) => (j.pre_tokenizer = { type: 'Split', pattern: { Regex: '(?>a)' }, behavior: 'Isolated', invert: false })), 'UNSUPPORTED_COMPONENT');
     expectCode(withChange((j) => (j.pre_tokenizer = { type: 'Split', pattern: { Regex: '(a' }, behavior: 'Isolated', invert: false })), 'INVALID_TOKENIZER_JSON');

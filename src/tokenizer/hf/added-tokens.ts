@@ -55,14 +55,11 @@ function lastChar(s: string): string {
 export class AddedVocabulary {
   private readonly raw: TrieNode = { next: new Map() };
   private readonly normalized: TrieNode = { next: new Map() };
-  readonly hasNormalized: boolean;
 
   constructor(tokens: readonly AddedToken[], normalize: Normalize | undefined) {
-    let hasNormalized = false;
     for (const t of tokens) {
       const pattern = t.normalized && normalize ? normalize(t.content) : t.content;
       if (pattern === '') continue;
-      if (t.normalized) hasNormalized = true;
       let node = t.normalized ? this.normalized : this.raw;
       for (let i = 0; i < pattern.length; i++) {
         const c = pattern.charCodeAt(i);
@@ -72,7 +69,6 @@ export class AddedVocabulary {
       }
       node.token = t;
     }
-    this.hasNormalized = hasNormalized;
   }
 
   /** The text cut into added tokens (ids) and normalized pieces of text. */

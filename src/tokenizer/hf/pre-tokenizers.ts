@@ -2,7 +2,7 @@
 // tokenizers library's semantics. A piece remembers whether it starts the whole input, which Metaspace's
 // "first" prepend scheme asks.
 import { byteEncode } from '../unicode.js';
-import { asArray, asObject, get, invalid, MAX_NESTING, optBool, optString, reqChar, reqString, unsupported } from './json.js';
+import { asArray, asInt, asObject, get, invalid, MAX_NESTING, optBool, optString, reqChar, reqString, unsupported } from './json.js';
 import { readPattern } from './normalizers.js';
 import { charPattern, invert, regexPattern, SPLIT_BEHAVIORS, splitSegments, type Pattern, type SplitBehavior } from './pattern.js';
 import { translateRegex } from './regex.js';
@@ -112,8 +112,22 @@ export function readPreTokenizer(v: unknown, path: string, depth = 0): PreTokeni
       return (pieces) => list.reduce((ps, pre) => pre(ps), pieces);
     }
     case 'UnicodeScripts':
-    case 'FixedLength':
-      throw unsupported(path, `the ${type} pre-tokenizer is not supported`);
+      // the library's own script table (Unicode 10) decides where it cuts; JS's current Unicode data would
+      // cut differently around characters assigned since
+      throw unsupported(path, 'the UnicodeScripts pre-tokenizer is not supported');
+    case 'FixedLength': {
+      const length = get(o, 'length') === undefined ? 5 : asInt(get(o, 'length'), `${path}.length`, 1, Number.MAX_SAFE_INTEGER);
+      return (pieces) => pieces.flatMap((p) => {
+        const chars = [...p.text];
+        const out: Piece[] = [];
+        for (let i = 0, at = 0; i < chars.length; i += length) {
+          const text = chars.slice(i, i + length).join('');
+          out.push({ text, atStart: p.atStart && at === 0 });
+          at += text.length;
+        }
+        return out;
+      });
+    }
     default:
       throw unsupported(path, `unknown pre-tokenizer type ${JSON.stringify(type)}`);
   }
