@@ -2,16 +2,16 @@
 // all with one instanceof and switch on `code`; each keeps its own class name.
 import { describe, expect, it } from 'vitest';
 import {
-  BackendError, ByteSourceError, ChatTemplateError, EngineError, GGUFError, KVCacheError, ModelCacheError, ModelError,
-  SamplingError, TensorTypeError, TokenizerError, WasmforgeError, bufferSource, readGGUF, Sampler,
+  BackendError, ByteSourceError, ChatTemplateError, EngineError, GGUFError, HFModelError, KVCacheError, ModelCacheError, ModelError,
+  SafetensorsError, SamplingError, TensorTypeError, TokenizerError, WasmforgeError, bufferSource, readGGUF, Sampler,
 } from '../src/index.js';
 import { QuantizeModelError } from '../src/model/quantize-model.js';
 import { SyntheticModelError } from './helpers/synthetic.js';
 
 describe('typed errors', () => {
   const classes = {
-    BackendError, ByteSourceError, ChatTemplateError, EngineError, GGUFError, KVCacheError, ModelCacheError, ModelError,
-    SamplingError, TensorTypeError, TokenizerError, QuantizeModelError, SyntheticModelError,
+    BackendError, ByteSourceError, ChatTemplateError, EngineError, GGUFError, HFModelError, KVCacheError, ModelCacheError, ModelError,
+    SafetensorsError, SamplingError, TensorTypeError, TokenizerError, QuantizeModelError, SyntheticModelError,
   };
 
   it.each(Object.entries(classes))('%s is a WasmforgeError with its own name and the code it was given', (name, Cls) => {

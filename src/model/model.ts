@@ -6,6 +6,7 @@ import { EngineError } from '../engine/errors.js';
 import { createBackend, type BackendKind } from '../backend/registry.js';
 import type { GGUFFile } from '../gguf/reader.js';
 import { openGGUF, type ModelInput } from '../io/open-source.js';
+import { hfDirectoryOf, openHFModel } from '../hf/model-dir.js';
 import { loadLoraAdapter, mergeLoraAdapter, type ActiveAdapter, type LoraAdapter } from './lora.js';
 import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
@@ -319,15 +320,18 @@ function timed(r: Pick<GenerationResult, 'text' | 'tokens' | 'promptTokens' | 's
 
 /**
  * Load a GGUF model from a path, URL, Blob, ArrayBuffer or ByteSource; a split model (gguf-split) from
- * its first part's path or URL, or from the list of its parts in order.
+ * its first part's path or URL, or from the list of its parts in order; a Hugging Face model
+ * directory (config.json, tokenizer.json, safetensors) from its path, or its base URL ending in "/".
  */
 export async function loadModel(input: ModelInput | readonly ModelInput[], options: LoadModelOptions = {}): Promise<Model> {
   const t0 = performance.now();
-  const { source, file } = await openGGUF(input);
+  const directory = Array.isArray(input) ? undefined : await hfDirectoryOf(input);
+  // A Hugging Face directory becomes the same file description a GGUF gives (src/hf/), with its own tokenizer.
+  const { source, file, tokenizer: hfTokenizer } = directory ? await openHFModel(directory) : { ...(await openGGUF(input)), tokenizer: undefined };
   try {
     const config = modelConfigFromFile(file);
     const arch = findArch(String(file.metadata.get('general.architecture')?.value))!; // readHParams checked it
-    const tokenizer = Tokenizer.fromGGUF(file.metadata);
+    const tokenizer = hfTokenizer ?? Tokenizer.fromGGUF(file.metadata);
     const modelContext = config.contextLength;
     const contextLength = Math.min(options.contextLength ?? Math.min(modelContext, 4096), modelContext);
     const blockSize = options.kvBlockSize ?? 16;
