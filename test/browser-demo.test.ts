@@ -127,6 +127,30 @@ describe.skipIf(!status.ok)('browser chat page (examples/browser) in headless Ch
     }
   });
 
+  it('offers the GPU: with WebGPU chosen it loads on the adapter (SwiftShader here), says so, and generates', async () => {
+    const server = await startServer({ isolated: true });
+    const { page, errors } = await browser.page();
+    try {
+      await page.goto(`${server.url}/examples/browser/`);
+      expect(await page.isEnabled('#backend option[value="webgpu"]')).toBe(true);
+      await page.selectOption('#backend', 'webgpu');
+      await loadBundled(page);
+      expect(await page.getAttribute('#model-status', 'data-backend')).toBe('webgpu');
+      expect(await page.textContent('#model-status')).toMatch(/WebGPU on google swiftshader/);
+      const r = await send(page, 24);
+      expect(r.stopReason).toBe('max_tokens');
+      expect(r.text.length).toBeGreaterThan(0);
+      // the default (auto) takes no software adapter: WebAssembly
+      await page.selectOption('#backend', 'auto');
+      await loadBundled(page);
+      expect(await page.getAttribute('#model-status', 'data-backend')).toBe('wasm');
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  });
+
   it('a model with a chat template: the conversation is rendered with it, turn after turn', async () => {
     await mkdir(join(ROOT, 'test/.cache'), { recursive: true });
     const path = join(ROOT, 'test/.cache/stories260K-llama2-chat.gguf');

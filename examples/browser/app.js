@@ -38,7 +38,14 @@ function load(source) {
   $('progress').hidden = false;
   $('progress').removeAttribute('value'); // indeterminate until the first progress report
   $('model-status').textContent = `Loading ${typeof source === 'string' ? source : source.name}…`;
-  worker.postMessage({ type: 'load', source });
+  worker.postMessage({ type: 'load', source, backend: $('backend').value });
+}
+
+// WebGPU is on offer where the browser has it (the worker finds the adapter; a software one is refused by 'auto').
+if (!('gpu' in navigator)) {
+  const gpu = $('backend').querySelector('option[value="webgpu"]');
+  gpu.disabled = true;
+  gpu.textContent += ' (not in this browser)';
 }
 
 function settings() {
@@ -79,8 +86,9 @@ worker.onmessage = (e) => {
       loaded = true;
       messages = [];
       $('progress').hidden = true;
-      $('model-status').textContent = `Ready: ${i.file} — ${i.name} (${i.architecture}, vocab ${i.vocabSize}, context ${i.contextLength}) · ${i.threads} thread${i.threads === 1 ? '' : 's'}, ${i.kernels} SIMD kernels · ${i.chat ? 'chat template from the model' : 'no chat template: each message is a prompt to continue'} · loaded in ${i.loadMs} ms`;
+      $('model-status').textContent = `Ready: ${i.file} — ${i.name} (${i.architecture}, vocab ${i.vocabSize}, context ${i.contextLength}) · ${i.backend === 'webgpu' ? `WebGPU on ${i.adapter}` : `WebAssembly, ${i.threads} thread${i.threads === 1 ? '' : 's'}, ${i.kernels} SIMD kernels`} · ${i.chat ? 'chat template from the model' : 'no chat template: each message is a prompt to continue'} · loaded in ${i.loadMs} ms`;
       $('model-status').dataset.threads = String(i.threads);
+      $('model-status').dataset.backend = i.backend;
       setBusy(false);
       $('prompt').focus();
       break;

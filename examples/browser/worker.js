@@ -41,12 +41,12 @@ async function download(url) {
   return bufferSource(bytes, url);
 }
 
-async function load(source) {
+async function load(source, backend = 'auto') {
   running?.abort();
   await model?.dispose();
   model = undefined;
   const t0 = performance.now();
-  const options = { threads, onProgress: (loaded, total) => post({ type: 'progress', phase: 'weights', loaded, total }) };
+  const options = { threads, backend, onProgress: (loaded, total) => post({ type: 'progress', phase: 'weights', loaded, total }) };
   try {
     model = await loadModel(source, options);
   } catch (e) {
@@ -64,6 +64,8 @@ async function load(source) {
       contextLength: model.contextLength,
       vocabSize: model.config.vocabSize,
       threads: model.backend.nThreads,
+      backend: model.backend.name === 'webgpu' ? 'webgpu' : 'wasm',
+      adapter: model.backend.adapter,
       kernels: model.backend.kernels ?? model.backend.name,
       crossOriginIsolated: self.crossOriginIsolated === true,
       chat: template !== undefined,
@@ -111,7 +113,7 @@ self.onmessage = (e) => {
   }
   queue = queue.then(async () => {
     try {
-      if (msg.type === 'load') await load(msg.source);
+      if (msg.type === 'load') await load(msg.source, msg.backend);
       else if (msg.type === 'generate') await generate(msg);
     } catch (err) {
       running = undefined;
