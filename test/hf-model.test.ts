@@ -130,6 +130,24 @@ describe('Hugging Face model directory: logits bit-identical to the GGUF', () =>
     expect(await logitsOf(plain)).not.toEqual(want);
   });
 
+  it('YaRN rope_scaling (factor and original context) and MistralForCausalLM (a llama to llama.cpp)', async () => {
+    const yarn: [string, GGUFEntry][] = [
+      ['llama.rope.scaling.type', { type: GGUFValueType.STRING, value: 'yarn' }],
+      ['llama.rope.scaling.factor', { type: GGUFValueType.FLOAT32, value: 4 }],
+      ['llama.rope.scaling.original_context_length', { type: GGUFValueType.UINT32, value: 32 }],
+    ];
+    const { gguf, dir } = await makeModel({ seed: 19 }, {
+      config: (c) => {
+        c.architectures = ['MistralForCausalLM'];
+        c.model_type = 'mistral';
+        c.rope_scaling = { type: 'yarn', factor: 4, original_max_position_embeddings: 32 };
+      },
+    }, { metadata: yarn });
+    const want = await expectSameLogits(gguf, dir);
+    const { dir: plain } = await makeModel({ seed: 19 });
+    expect(await logitsOf(plain)).not.toEqual(want);
+  });
+
   it('from a base URL (HTTP Range requests), with tokenizer, chat template and generation defaults', async () => {
     const { gguf, dir } = await makeModel({ seed: 17 }, {
       shards: 2, chatTemplate: '{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}',
