@@ -8,6 +8,7 @@
 import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer } from '../examples/serve.js';
 import { GGUFValueType } from '../src/gguf/constants.js';
@@ -71,6 +72,9 @@ describe('Hugging Face model directory: logits bit-identical to the GGUF', () =>
   it('llama, GQA (4 heads, 2 KV heads), F32: and the q/k permutation is what makes it so', async () => {
     const { gguf, dir } = await makeModel({});
     const want = await expectSameLogits(gguf, dir);
+    // the same directory named by a file: URL, and by a path ending in "/"
+    expect(await logitsOf(pathToFileURL(dir).href)).toEqual(want);
+    expect(await logitsOf(`${dir}/`)).toEqual(want);
     // The same directory with q/k left in GGUF row order: a loader that skipped the permutation would read
     // this one right; ours permutes it and must get other logits.
     const { dir: unpermuted } = await makeModel({}, { skipUnpermute: true });

@@ -45,9 +45,8 @@ export async function hfDirectoryOf(input: unknown): Promise<HFDirectory | undef
   if (text === undefined) return undefined;
   if (text.endsWith('/') || (input instanceof URL && input.pathname.endsWith('/'))) return directoryAt(text);
   if (!hasNodeFs() || /^(https?|blob|data):/i.test(text)) return undefined;
-  const { isDirectory } = await import('../runtime/directory.js');
-  const path = /^file:/i.test(text) ? (await import(/* @vite-ignore */ 'node:url')).fileURLToPath(text) : text;
-  return (await isDirectory(path)) ? directoryAt(path) : undefined;
+  const path = await (await import('../runtime/directory.js')).localDirectory(text);
+  return path === undefined ? undefined : directoryAt(path);
 }
 
 async function readText(dir: HFDirectory, file: string, optional: true): Promise<string | undefined>;
