@@ -88,6 +88,9 @@ const DEQUANT_FN = new Map<GGMLType, string>([
   [GGMLType.Q5_K, 'deq_q5_k'], [GGMLType.Q6_K, 'deq_q6_k'],
 ]);
 
+/** Types whose matmul has its own block dot product in dequant.wgsl (the rest dequantize element by element). */
+const BLOCK_DOT = new Map<GGMLType, string>([[GGMLType.Q4_0, 'block_dot_q4_0'], [GGMLType.Q8_0, 'block_dot_q8_0']]);
+
 /** Weight types the kernels read in place (dequantized inside the shader). */
 export const WEBGPU_WEIGHT_TYPES: ReadonlySet<GGMLType> = new Set(DEQUANT_FN.keys());
 
@@ -96,28 +99,47 @@ export const WEBGPU_WEIGHT_TYPES: ReadonlySet<GGMLType> = new Set(DEQUANT_FN.key
  * activation the dot product sees (f16/bf16-rounded for F16/BF16 weights, as ggml's vec_dot_type;
  * f32 for the block types, whose activations the WebGPU kernels do not quantize).
  */
-export function weightVariant(type: GGMLType, routed = false, cols = 0, slots = 1): MatmulVariant {
+/** The weight type's block layout and per-element dequantization (getRows; the base of matmul's variant). */
+export function dequantVariant(type: GGMLType): Variant {
   const fn = DEQUANT_FN.get(type);
   const traits = typeTraits(type);
   if (!fn || !traits) throw new BackendError('UNSUPPORTED_TYPE', `the WebGPU backend has no kernel for ${typeName(type)} weights`);
-  const qk = traits.blockSize, bb = traits.blockBytes;
+  return {
+    key: typeName(type),
+    code: [
+      `const QK: u32 = ${traits.blockSize}u;`,
+      `const BLOCK_BYTES: u32 = ${traits.blockBytes}u;`,
+      `fn deq(blk: u32, j: u32) -> f32 { return ${fn}(blk, j); }`,
+    ].join('\n'),
+  };
+}
+
+/**
+ * matmul's variant: the weight type's blocks, the activation its dot product sees (f16/bf16-rounded
+ * for F16/BF16 weights, as ggml's vec_dot_type; f32 for the block types, whose activations the
+ * WebGPU kernels do not quantize), its block dot product, threads per row and slots per thread.
+ */
+export function weightVariant(type: GGMLType, routed = false, cols = 0, slots = 1): MatmulVariant {
+  const base = dequantVariant(type);
+  const qk = typeTraits(type)!.blockSize;
   const act = type === GGMLType.F16 ? 'round_f16(v)' : type === GGMLType.BF16 ? 'round_bf16(v)' : 'v';
-  // matmul's threads per output row: 4 for rows of up to 64 blocks, else 16 (software adapters pay
-  // ~50 us a workgroup, so one workgroup per row made small models crawl)
+  // threads per output row: 4 for rows of up to 64 blocks, else 16 (software adapters pay ~50 us a
+  // workgroup, so one workgroup per row made small models crawl)
   const tpr = cols / qk <= 64 ? 4 : 16;
   // slots per thread: 4 for batches (prompts), 1 for decode and routed experts (a slot group must share an expert)
   const tt = !routed && slots >= 4 ? 4 : 1;
   return {
     tpr,
     tt,
-    key: `${typeName(type)}${routed ? '-routed' : ''}-tpr${tpr}-tt${tt}`,
+    key: `${base.key}${routed ? '-routed' : ''}-tpr${tpr}-tt${tt}`,
     code: [
+      base.code,
       `const TPR: u32 = ${tpr}u;`,
       `const TT: u32 = ${tt}u;`,
-      `const QK: u32 = ${qk}u;`,
-      `const BLOCK_BYTES: u32 = ${bb}u;`,
-      `fn deq(blk: u32, j: u32) -> f32 { return ${fn}(blk, j); }`,
       `fn act(v: f32) -> f32 { return ${act}; }`,
+      BLOCK_DOT.has(type)
+        ? `fn block_dot(blk: u32, xb: u32) -> f32 { return ${BLOCK_DOT.get(type)}(blk, xb); }`
+        : 'fn block_dot(blk: u32, xb: u32) -> f32 { var s = 0.0; for (var j = 0u; j < QK; j++) { s += deq(blk, j) * act(x_f(xb + j)); } return s; }',
       routed ? 'fn expert_of(slot: u32) -> u32 { return u32(ids_i(slot)); }' : 'fn expert_of(slot: u32) -> u32 { return 0u; }',
     ].join('\n'),
   };

@@ -11,7 +11,7 @@ import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-
 import { alibiSlopes, tensorBytes, type AttentionArgs, type Backend, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { acquireGPU, type AcquireGPUOptions, type GPUChoice } from './gpu.js';
-import { compose, KERNELS, MAX_HEAD_DIM, NO_VARIANT, paramCount, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
+import { compose, dequantVariant, KERNELS, MAX_HEAD_DIM, NO_VARIANT, paramCount, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
 
 export interface WebGPUBackendOptions extends AcquireGPUOptions {
   /** A device to use as it is (its limits are read from it). */
@@ -469,7 +469,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       const count = nTokens * table.cols;
       const parts = weightPieces(table);
       for (const { w: part, row } of parts) {
-        dispatch('getRows', weightVariant(table.type), [out, ids, part], {
+        dispatch('getRows', dequantVariant(table.type), [out, ids, part], {
           rows: part.rows, cols: table.cols, row_bytes: table.rowBytes, row_base: row, only_own: parts.length > 1 ? 1 : 0,
         }, Math.ceil(count / WG), count);
       }
