@@ -127,6 +127,11 @@ export interface QuantizeModelOptions {
   tokenEmbeddingType?: GGMLType;
   /** Type for output.weight (default: the target, subject to the same fallback). */
   outputType?: GGMLType;
+  /**
+   * Type for float tensors that are not weight matrices (norms, biases, rope_freqs); default: as they
+   * are. The Hugging Face converter writes them F32 whatever the source dtype.
+   */
+  vectorType?: GGMLType;
 }
 
 function tensorBytes(type: GGMLType, dims: readonly number[]): number {
@@ -145,6 +150,9 @@ export function planQuantization(gguf: GGUFFile, target: GGMLType, opts: Quantiz
   checkTarget(target, 'target type');
   if (opts.tokenEmbeddingType !== undefined) checkTarget(opts.tokenEmbeddingType, 'token embedding type');
   if (opts.outputType !== undefined) checkTarget(opts.outputType, 'output type');
+  if (opts.vectorType !== undefined && !FLOAT_TYPES.has(opts.vectorType)) {
+    throw new QuantizeModelError('UNSUPPORTED_TARGET', `vector type ${typeName(opts.vectorType)} must be F32, F16 or BF16`);
+  }
   return gguf.tensors.map((t) => {
     let to = t.type;
     let fallback = false;
@@ -152,6 +160,8 @@ export function planQuantization(gguf: GGUFFile, target: GGMLType, opts: Quantiz
       const want =
         t.name === 'token_embd.weight' ? (opts.tokenEmbeddingType ?? target) : t.name === 'output.weight' ? (opts.outputType ?? target) : target;
       ({ type: to, fallback } = tensorTypeFor(want, t.dims[0], t.type));
+    } else if (opts.vectorType !== undefined && FLOAT_TYPES.has(t.type)) {
+      to = opts.vectorType;
     }
     if (to !== t.type && !canDequantize(t.type)) {
       throw new QuantizeModelError('UNSUPPORTED_SOURCE_TYPE', `tensor "${t.name}" is ${typeName(t.type)}, which cannot be dequantized here`);
@@ -263,9 +273,24 @@ export interface QuantizedModel {
 export async function quantizeModel(
   source: ByteSource,
   target: GGMLType,
-  opts: QuantizeModelOptions & { onTensor?: (plan: TensorPlan, index: number, ms: number) => void } = {},
+  opts: QuantizeModelOptions & { onTensor?: OnTensor } = {},
 ): Promise<QuantizedModel> {
-  const gguf = await readGGUF(source);
+  return quantizeGGUF(await readGGUF(source), source, target, opts);
+}
+
+/** Told about each tensor as its bytes are produced: its plan, its index, the milliseconds it took. */
+export type OnTensor = (plan: TensorPlan, index: number, ms: number) => void;
+
+/**
+ * quantizeModel over a file description already read (a GGUF's, or a Hugging Face directory's from
+ * openHFModel): tensor infos whose fileOffset points into `source`.
+ */
+export function quantizeGGUF(
+  gguf: GGUFFile,
+  source: ByteSource,
+  target: GGMLType,
+  opts: QuantizeModelOptions & { onTensor?: OnTensor } = {},
+): QuantizedModel {
   const plan = planQuantization(gguf, target, opts);
   const metadata = quantizedMetadata(gguf.metadata, target, plan.map((p) => p.to));
   const tensors: LazyTensor[] = plan.map((p, index) => {
