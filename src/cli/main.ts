@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<CommandModule>> = {
   tokenize: () => import('./tokenize.js'),
   detokenize: () => import('./detokenize.js'),
   quantize: () => import('./quantize.js'),
+  convert: () => import('./convert.js'),
   logits: () => import('./logits.js'),
   perplexity: () => import('./perplexity.js'),
   embed: () => import('./embed.js'),

@@ -16,7 +16,11 @@ export type HFModelErrorCode =
   /** A tensor dtype other than F32, F16 or BF16. */
   | 'UNSUPPORTED_DTYPE'
   /** A file too large to be what it claims (a JSON file of hundreds of MiB). */
-  | 'FILE_TOO_LARGE';
+  | 'FILE_TOO_LARGE'
+  /** A tokenizer.json the converter cannot turn into a GGUF tokenizer (not BPE, or a pre-tokenizer llama.cpp does not know). */
+  | 'UNSUPPORTED_TOKENIZER'
+  /** What was named as a model directory is not one (a file, or nothing there). */
+  | 'NOT_A_DIRECTORY';
 
 /** Every problem with a Hugging Face model directory: a code and a message naming the file and field. */
 export class HFModelError extends WasmforgeError<HFModelErrorCode> {

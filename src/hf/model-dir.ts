@@ -189,6 +189,8 @@ export interface HFModel {
   readonly source: ByteSource;
   readonly tokenizer: Tokenizer;
   readonly config: HFModelConfig;
+  /** tokenizer.json's text, for the converter's tokenizer.ggml.* keys (src/hf/vocab.ts). */
+  readonly tokenizerJson: string;
 }
 
 /**
@@ -258,7 +260,7 @@ export async function openHFModel(dir: HFDirectory): Promise<HFModel> {
     const source = regionSource(regions, size, dir.name, closeAll);
     const file: GGUFFile = { version: 3, alignment: 1, metadata, tensors, tensorsByName: new Map(tensors.map((t) => [t.name, t])), dataOffset: 0, fileSize: size };
     log.debug(`${dir.name}: ${config.architecture}, ${tensors.length} tensors from ${shards.length} safetensors file(s)`);
-    return { file, source, tokenizer, config };
+    return { file, source, tokenizer, config, tokenizerJson };
   } catch (err) {
     await closeAll();
     throw err;

@@ -338,7 +338,7 @@ class UnigramModel implements HFModel {
   }
 }
 
-function readMerges(v: unknown, path: string): [string, string][] {
+export function readMerges(v: unknown, path: string): [string, string][] {
   const list = asArray(v, path);
   const out: [string, string][] = [];
   for (let i = 0; i < list.length; i++) {
