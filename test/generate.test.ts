@@ -43,6 +43,45 @@ describe.skipIf(!haveReference)('llama2.c greedy reference (F32 stories260K)', (
   }
 });
 
+describe('sampling defaults from the model (general.sampling.*)', () => {
+  it('fill what a request leaves unset, and only that', async () => {
+    const { readGGUF } = await import('../src/gguf/reader.js');
+    const { writeGGUF } = await import('../src/gguf/writer.js');
+    const { GGUFValueType } = await import('../src/gguf/constants.js');
+    const { fileSource } = await import('../src/runtime/file-source.js');
+    const { readFileSync, writeFileSync, mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const path = await bundledModelPath();
+    const bytes = readFileSync(path);
+    const src = await fileSource(path);
+    const file = await readGGUF(src);
+    await src.close();
+    // greedy by default: temperature 0 and top-k 1 recommended by the file
+    const metadata = [...file.metadata].filter(([k]) => k !== 'general.alignment');
+    metadata.push(['general.sampling.temp', { type: GGUFValueType.FLOAT32, value: 0 }], ['general.sampling.top_k', { type: GGUFValueType.INT32, value: 1 }]);
+    const tensors = file.tensors.map((t) => ({ name: t.name, dims: [...t.dims], type: t.type, data: bytes.subarray(t.fileOffset, t.fileOffset + t.nBytes) }));
+    const out = join(mkdtempSync(join(tmpdir(), 'wasmforge-sampling-')), 'greedy-defaults.gguf');
+    writeFileSync(out, writeGGUF(metadata, tensors, { alignment: file.alignment }));
+    const plain = await loadModel(path, { threads: 1 });
+    const model = await loadModel(out, { threads: 1 });
+    try {
+      expect(plain.samplingDefaults).toEqual({});
+      expect(model.samplingDefaults).toEqual({ temperature: 0, topK: 1 });
+      const greedy = (await plain.generate('Once upon a time', { temperature: 0, maxTokens: 32 }).result).tokens;
+      const sampled = (await plain.generate('Once upon a time', { temperature: 1.2, seed: 7, maxTokens: 32 }).result).tokens;
+      expect(sampled).not.toEqual(greedy);
+      // unset: the file's greedy defaults, whatever the seed
+      expect((await model.generate('Once upon a time', { seed: 7, maxTokens: 32 }).result).tokens).toEqual(greedy);
+      // set: the request's own (top-k set back to the library default, as the file's 1 would make it greedy)
+      expect((await model.generate('Once upon a time', { temperature: 1.2, topK: 40, seed: 7, maxTokens: 32 }).result).tokens).toEqual(sampled);
+    } finally {
+      await plain.dispose();
+      await model.dispose();
+    }
+  });
+});
+
 describe('generation API (bundled stories260K)', () => {
   async function withModel<T>(fn: (m: Model) => Promise<T>, threads = 2): Promise<T> {
     const model = await loadModel(await bundledModelPath(), { threads });

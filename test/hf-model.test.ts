@@ -175,6 +175,8 @@ describe('Hugging Face model directory: logits bit-identical to the GGUF', () =>
         expect(m.file.metadata.get('general.sampling.temp')?.value).toBe(Math.fround(0.6));
         expect(m.file.metadata.get('general.sampling.top_p')?.value).toBe(Math.fround(0.9));
         expect(m.file.metadata.get('general.sampling.top_k')?.value).toBe(20);
+        // ... and they are the model's sampling defaults (what a request leaves unset)
+        expect(m.samplingDefaults).toEqual({ temperature: Math.fround(0.6), topP: Math.fround(0.9), topK: 20 });
         const reply = await m.engine().chat([{ role: 'user', content: 'hi' }], { maxTokens: 3, temperature: 0 }).result;
         expect(reply.completions[0]!.tokens.length).toBeGreaterThan(0);
       } finally {

@@ -211,7 +211,10 @@ export class Engine {
     const matcher = () => (trigger === undefined ? constraint!.matcher() : new LazyGrammarMatcher(constraint!, trigger));
     const logitsProcessors = constraint ? () => [...(request.logitsProcessors?.() ?? []), matcher()] : request.logitsProcessors;
     // Completion i of a seeded request samples as a lone request with seed + i would.
-    const samplers = Array.from({ length: n }, (_, i) => new Sampler({ ...request, logitsProcessors, seed: request.seed === undefined ? undefined : (request.seed + i) >>> 0 }));
+    // The model's recommended sampling (general.sampling.*) fills the options the request leaves unset.
+    const sampling = { ...request };
+    for (const [k, v] of Object.entries(this.model.samplingDefaults)) if ((sampling as Record<string, unknown>)[k] === undefined) (sampling as Record<string, unknown>)[k] = v;
+    const samplers = Array.from({ length: n }, (_, i) => new Sampler({ ...sampling, logitsProcessors, seed: request.seed === undefined ? undefined : (request.seed + i) >>> 0 }));
 
     const params = { maxTokens, ignoreEos: request.ignoreEos ?? false, logprobs: request.logprobs ?? false, topLogprobs, priority };
     const adapters = request.adapters === undefined ? this.defaultAdapters : this.checkAdapters(request.adapters, 'INVALID_REQUEST');

@@ -151,6 +151,16 @@ export class Model {
     return String(this.file.metadata.get('general.architecture')?.value ?? 'unknown');
   }
 
+  /**
+   * The sampling the model's authors recommend, from llama.cpp's `general.sampling.*` keys (which
+   * its converter writes from generation_config.json, as does a Hugging Face directory here): the
+   * defaults of every request that does not set these options itself.
+   */
+  get samplingDefaults(): Partial<SamplingOptions> {
+    return (this.cachedSamplingDefaults ??= samplingDefaultsOf(this.file));
+  }
+  private cachedSamplingDefaults?: Partial<SamplingOptions>;
+
   /** Tokens a generate() sequence may reach. */
   get contextLength(): number {
     return this.defaultEngine?.contextLength ?? this.defaults.contextLength;
@@ -369,4 +379,24 @@ export async function loadModel(input: ModelInput | readonly ModelInput[], optio
   } finally {
     await source.close();
   }
+}
+
+/** general.sampling.* key -> the SamplingOptions field it sets (numbers only; anything else is ignored with a warning). */
+const SAMPLING_KEYS: readonly [string, keyof SamplingOptions][] = [
+  ['general.sampling.temp', 'temperature'], ['general.sampling.top_k', 'topK'], ['general.sampling.top_p', 'topP'],
+  ['general.sampling.min_p', 'minP'], ['general.sampling.penalty_repeat', 'repeatPenalty'], ['general.sampling.penalty_last_n', 'penaltyWindow'],
+];
+
+function samplingDefaultsOf(file: GGUFFile): Partial<SamplingOptions> {
+  const out: Record<string, number> = {};
+  for (const [key, field] of SAMPLING_KEYS) {
+    const v = file.metadata.get(key)?.value;
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      log.warn(`${key} is not a finite number (${String(v)}): ignored`);
+      continue;
+    }
+    out[field] = v;
+  }
+  return out as Partial<SamplingOptions>;
 }
