@@ -22,16 +22,17 @@ export interface CreateBackendOptions {
 export async function createBackend(kind: BackendKind, options: CreateBackendOptions = {}): Promise<Backend> {
   switch (kind) {
     case 'auto': {
-      const why = await hardwareGPUUnavailable();
-      if (!why) {
+      const found = await hardwareAdapter();
+      if (typeof found !== 'string') {
         try {
-          const backend = await createBackend('webgpu', options);
-          log.info(`backend auto: webgpu on ${(backend as { adapter?: string }).adapter}`);
+          const { createWebGPUBackend } = await import('./webgpu/webgpu-backend.js');
+          const backend = await createWebGPUBackend({ gpu: found.gpu, adapter: found.adapter });
+          log.info(`backend auto: webgpu on ${backend.adapter}`);
           return backend;
         } catch (err) {
           log.info(`backend auto: wasm (the WebGPU backend failed to start: ${(err as Error).message})`);
         }
-      } else log.debug(`backend auto: wasm (${why})`);
+      } else log.debug(`backend auto: wasm (${found})`);
       return createBackend('wasm', options);
     }
     case 'webgpu': {
@@ -51,8 +52,8 @@ export async function createBackend(kind: BackendKind, options: CreateBackendOpt
   }
 }
 
-/** Why auto should not take WebGPU here, or undefined when a hardware adapter is on offer. */
-async function hardwareGPUUnavailable(): Promise<string | undefined> {
+/** A hardware adapter of the runtime's navigator.gpu, or why auto should not take WebGPU here. */
+async function hardwareAdapter(): Promise<{ gpu: GPU; adapter: GPUAdapter } | string> {
   const gpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   if (!gpu) return 'no navigator.gpu';
   try {
@@ -61,7 +62,7 @@ async function hardwareGPUUnavailable(): Promise<string | undefined> {
     const info = (adapter as { info?: GPUAdapterInfo & { isFallbackAdapter?: boolean } }).info;
     const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ');
     if (info?.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software|basic render/i.test(name)) return `the adapter is a software renderer (${name})`;
-    return undefined;
+    return { gpu, adapter };
   } catch (err) {
     return `requestAdapter failed: ${(err as Error).message}`;
   }

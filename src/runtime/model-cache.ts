@@ -9,6 +9,7 @@
 import { sha256 as sha256Hash } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { WasmforgeError } from '../errors.js';
+import { NO_OPFS, opfsDirectory, type OPFSDirectory } from './opfs.js';
 
 export type ModelCacheErrorCode = 'UNAVAILABLE' | 'FETCH_FAILED' | 'SIZE_MISMATCH' | 'HASH_MISMATCH' | 'ABORTED';
 
@@ -47,14 +48,12 @@ export interface FetchModelOptions {
 const DIR = 'wasmforge-models';
 const HASH_SLICE = 8 << 20;
 
-type Dir = FileSystemDirectoryHandle & { values(): AsyncIterable<FileSystemHandle> };
+type Dir = OPFSDirectory;
 
 async function cacheDir(): Promise<Dir> {
-  const storage = (globalThis as { navigator?: Navigator }).navigator?.storage;
-  if (typeof storage?.getDirectory !== 'function') {
-    throw new ModelCacheError('UNAVAILABLE', 'the origin private file system (navigator.storage.getDirectory) is not available here');
-  }
-  return (await (await storage.getDirectory()).getDirectoryHandle(DIR, { create: true })) as Dir;
+  const dir = await opfsDirectory(DIR);
+  if (!dir) throw new ModelCacheError('UNAVAILABLE', NO_OPFS);
+  return dir;
 }
 
 const keyOf = (url: string) => bytesToHex(sha256Hash(new TextEncoder().encode(url))).slice(0, 40);

@@ -4,6 +4,7 @@
 // restoring a state of another model is Engine.restoreState's typed STATE_MISMATCH. Files in Node,
 // Deno and Bun: write the bytes where you like (writeFile / Deno.writeFile / Bun.write).
 import { WasmforgeError } from '../errors.js';
+import { NO_OPFS, opfsDirectory, type OPFSDirectory } from './opfs.js';
 
 export type StateStoreErrorCode =
   /** No origin private file system here (Node, an old browser, a context without storage). */
@@ -20,14 +21,10 @@ export class StateStoreError extends WasmforgeError<StateStoreErrorCode> {
 const DIR = 'wasmforge-states';
 const SUFFIX = '.kvstate';
 
-type Dir = FileSystemDirectoryHandle & { values(): AsyncIterable<FileSystemHandle> };
-
-async function stateDir(): Promise<Dir> {
-  const storage = (globalThis as { navigator?: Navigator }).navigator?.storage;
-  if (typeof storage?.getDirectory !== 'function') {
-    throw new StateStoreError('UNAVAILABLE', 'the origin private file system (navigator.storage.getDirectory) is not available here');
-  }
-  return (await (await storage.getDirectory()).getDirectoryHandle(DIR, { create: true })) as Dir;
+async function stateDir(): Promise<OPFSDirectory> {
+  const dir = await opfsDirectory(DIR);
+  if (!dir) throw new StateStoreError('UNAVAILABLE', NO_OPFS);
+  return dir;
 }
 
 function fileName(name: string): string {

@@ -24,6 +24,8 @@ export interface GPUChoice {
 export interface AcquireGPUOptions {
   /** A GPU object to use instead of looking for one (e.g. from the npm `webgpu` package's create()). */
   readonly gpu?: GPU;
+  /** An adapter already chosen (from `gpu`, or navigator.gpu): no second requestAdapter. */
+  readonly adapter?: GPUAdapter;
   readonly powerPreference?: GPUPowerPreference;
 }
 
@@ -57,9 +59,9 @@ export async function acquireGPU(options: AcquireGPUOptions = {}): Promise<GPUCh
       ? 'WebGPU is not available here: no navigator.gpu, and the optional package "webgpu" (Dawn) could not be loaded'
       : 'WebGPU is not available here: this runtime has no navigator.gpu');
   }
-  let adapter: GPUAdapter | null;
+  let adapter: GPUAdapter | null = options.adapter ?? null;
   try {
-    adapter = await found.gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
+    adapter ??= await found.gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' });
   } catch (err) {
     throw new BackendError('NO_ADAPTER', `WebGPU (${found.source}): requestAdapter failed: ${(err as Error).message}`);
   }

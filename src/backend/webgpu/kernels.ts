@@ -39,8 +39,8 @@ export const KERNELS = {
   matmul: { source: 'matmul', args: [w('out'), r('x'), r('w')], params: MATMUL_PARAMS, dequant: true },
   matmulRouted: { source: 'matmul', args: [w('out'), r('x'), r('w'), r('ids')], params: MATMUL_PARAMS, dequant: true },
   getRows: { source: 'get_rows', args: [w('out'), r('ids'), r('w')], params: ['rows', 'cols', 'row_bytes', 'row_base', 'only_own'], dequant: true },
-  rmsNorm: { source: 'rms_norm', args: [w('out'), r('x'), r('weight')], params: ['n', 'eps'] },
-  layerNorm: { source: 'layer_norm', args: [w('out'), r('x'), r('weight'), r('bias')], params: ['n', 'eps'] },
+  rmsNorm: { source: 'norm', args: [w('out'), r('x'), r('weight')], params: ['n', 'eps'] },
+  layerNorm: { source: 'norm', args: [w('out'), r('x'), r('weight'), r('bias')], params: ['n', 'eps'] },
   rope: {
     source: 'rope', args: [w('x'), r('positions')],
     params: ['rope_dims', 'n_heads', 'head_dim', 'theta_scale', 'freq_scale', 'ext_factor', 'low', 'high', 'mscale', 'neox'],
@@ -146,6 +146,10 @@ export function weightVariant(type: GGMLType, routed = false, cols = 0, slots = 
 }
 
 export const NO_VARIANT: Variant = { key: '', code: '' };
+
+/** The two variants of webgpu/norm.wgsl. */
+export const RMS_NORM: Variant = { key: 'rms', code: 'const LAYER_NORM = false;\nfn bias_at(i: u32) -> f32 { return 0.0; }' };
+export const LAYER_NORM: Variant = { key: 'layer', code: 'const LAYER_NORM = true;\nfn bias_at(i: u32) -> f32 { return bias_f(i); }' };
 
 /** The WGSL of one kernel for one variant and one grouping of its arguments into buffers. */
 export function compose(def: KernelDef, variant: Variant, groupOf: readonly number[], groupAccess: readonly ArgAccess[]): string {

@@ -11,7 +11,7 @@ import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-
 import { alibiSlopes, tensorBytes, type AttentionArgs, type Backend, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { acquireGPU, type AcquireGPUOptions, type GPUChoice } from './gpu.js';
-import { compose, dequantVariant, KERNELS, MAX_HEAD_DIM, NO_VARIANT, paramCount, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
+import { compose, dequantVariant, KERNELS, LAYER_NORM, MAX_HEAD_DIM, NO_VARIANT, RMS_NORM, paramCount, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
 
 export interface WebGPUBackendOptions extends AcquireGPUOptions {
   /** A device to use as it is (its limits are read from it). */
@@ -479,7 +479,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       need(x, 4 * n * nTokens, 'rmsNorm x');
       need(out, 4 * n * nTokens, 'rmsNorm out');
       need(weight, 4 * n, 'rmsNorm weight');
-      dispatch('rmsNorm', NO_VARIANT, [out, x, weight], { n, eps: f32Bits(eps) }, nTokens);
+      dispatch('rmsNorm', RMS_NORM, [out, x, weight], { n, eps: f32Bits(eps) }, nTokens);
     },
 
     layerNorm(out, x, weight, bias, n, nTokens, eps) {
@@ -487,7 +487,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       need(out, 4 * n * nTokens, 'layerNorm out');
       need(weight, 4 * n, 'layerNorm weight');
       need(bias, 4 * n, 'layerNorm bias');
-      dispatch('layerNorm', NO_VARIANT, [out, x, weight, bias], { n, eps: f32Bits(eps) }, nTokens);
+      dispatch('layerNorm', LAYER_NORM, [out, x, weight, bias], { n, eps: f32Bits(eps) }, nTokens);
     },
 
     rope(x, nTokens, nHeads, headDim, positions, p: RopeParams, freqFactors) {

@@ -1,4 +1,7 @@
-// out[t] = (x[t] - mean) / sqrt(var + eps) * weight + bias (two passes, as ggml_norm): one workgroup per row.
+// RMSNorm and LayerNorm (as ggml_norm: mean, then the variance of x - mean, two passes), one
+// workgroup per row, then times weight (+ bias). The variant sets LAYER_NORM and bias_at.
+//   rms:   out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight
+//   layer: out[t] = (x[t] - mean) / sqrt(var + eps) * weight + bias
 var<workgroup> partial: array<f32, WG>;
 
 fn workgroup_sum(lid: u32, v: f32) -> f32 {
@@ -18,9 +21,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let t = group_index(wid, nwg);
   if (t >= P.groups) { return; }
   let base = t * P.n;
-  var s = 0.0;
-  for (var i = lid; i < P.n; i += WG) { s += x_f(base + i); }
-  let mean = workgroup_sum(lid, s) / f32(P.n);
+  var mean = 0.0;
+  if (LAYER_NORM) {
+    var s = 0.0;
+    for (var i = lid; i < P.n; i += WG) { s += x_f(base + i); }
+    mean = workgroup_sum(lid, s) / f32(P.n);
+  }
   var s2 = 0.0;
   for (var i = lid; i < P.n; i += WG) {
     let d = x_f(base + i) - mean;
@@ -28,6 +34,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   let inv = 1.0 / sqrt(workgroup_sum(lid, s2) / f32(P.n) + bitcast<f32>(P.eps));
   for (var i = lid; i < P.n; i += WG) {
-    out_setf(base + i, (x_f(base + i) - mean) * inv * weight_f(i) + bias_f(i));
+    let v = (x_f(base + i) - mean) * inv * weight_f(i);
+    out_setf(base + i, select(v, v + bias_at(i), LAYER_NORM));
   }
 }
