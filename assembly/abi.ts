@@ -133,10 +133,10 @@ export const BIAS_BIAS = 3;
 export const BIAS_N = 4;
 export const BIAS_N_TOKENS = 5;
 
-// OP_STORE_KV: K and V rows into their cache slots (f32, or f16 when KV_F16 is 1).
+// OP_STORE_KV: K and V rows into their cache slots, as the cache's ggml type KV_TYPE (T_F32, T_F16, T_Q8_0, T_Q4_0).
 export const KV_K_CACHE = 1;
 export const KV_V_CACHE = 2;
-export const KV_F16 = 3;
+export const KV_TYPE = 3;
 export const KV_DIM = 4;
 export const KV_K = 5;
 export const KV_V = 6;
@@ -153,7 +153,8 @@ export const ATTN_HEAD_DIM = 6;
 export const ATTN_SCALE = 7;
 export const ATTN_K_CACHE = 8;
 export const ATTN_V_CACHE = 9;
-export const ATTN_F16 = 10;
+/** The cache's ggml type: T_F32, T_F16, T_Q8_0 or T_Q4_0. */
+export const ATTN_KV_TYPE = 10;
 export const ATTN_BLOCK_SIZE = 11;
 export const ATTN_KV_DIM = 12;
 export const ATTN_TOKEN_INFO = 13;

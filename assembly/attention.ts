@@ -16,10 +16,16 @@
 //   flash_attn_ext_f16_one_chunk): Q rounded to f16, q.k of f16 values (exact products, ggml's
 //   vec_dot_f16 summation order), libm expf, and the V accumulator kept in f16: every rescale and
 //   every v * vs + acc is rounded to f16 (from an f32 fused multiply-add).
+// A Q8_0 / Q4_0 cache takes the f32 path as ggml's flash attention reads those types: each query
+// row quantized to Q8_0 (K's vec_dot_type; ggml's reference quantizer, as the cache's rows) and
+// q.k = sum over blocks of f32(isum) * (d_k * d_q) in block order (integer dots, exact); V rows
+// dequantized exactly to f32 and accumulated as an f32 cache's.
 import {
-  ATTN_ALIBI_SLOPES, ATTN_BLOCK_SIZE, ATTN_F16, ATTN_HALF, ATTN_HEADS_PER_UNIT, ATTN_HEAD_DIM, ATTN_KEY_TILE, ATTN_KV_DIM, ATTN_K_CACHE, ATTN_N_HEADS, ATTN_N_KV_HEADS, ATTN_N_TOKENS, ATTN_OUT, ATTN_POSITIONS, ATTN_Q, ATTN_QUERY_TILE, ATTN_SCALE, ATTN_SCRATCH, ATTN_SOFTCAP, ATTN_TABLES, ATTN_TOKEN_INFO, ATTN_V_CACHE,
+  ATTN_ALIBI_SLOPES, ATTN_BLOCK_SIZE, ATTN_KV_TYPE, ATTN_HALF, ATTN_HEADS_PER_UNIT, ATTN_HEAD_DIM, ATTN_KEY_TILE, ATTN_KV_DIM, ATTN_K_CACHE, ATTN_N_HEADS, ATTN_N_KV_HEADS, ATTN_N_TOKENS, ATTN_OUT, ATTN_POSITIONS, ATTN_Q, ATTN_QUERY_TILE, ATTN_SCALE, ATTN_SCRATCH, ATTN_SOFTCAP, ATTN_TABLES, ATTN_TOKEN_INFO, ATTN_V_CACHE, T_F16, T_F32, T_Q8_0,
 } from './abi';
-import { arg, argf, expf, expv, f16x4ToF32, f16ToF32, hsumf, roundF16x4, splitAt } from './common';
+import { arg, argf, expf, expv, f16x4ToF32, f16ToF32, hsumf, hsumi, roundF16x4, splitAt } from './common';
+import { kvBytes } from './kv';
+import { quantBlockQ8_0Ref } from './quantize';
 
 @inline function kv4(p: usize, f16: bool): v128 {
   return f16 ? f16x4ToF32(v128.load16x4_u(p)) : v128.load(p);
@@ -202,7 +208,8 @@ export function attention(args: usize, ith: i32, nth: i32): void {
   alibiPositions = <usize>arg(args, ATTN_POSITIONS);
   const kc = <usize>arg(args, ATTN_K_CACHE);
   const vc = <usize>arg(args, ATTN_V_CACHE);
-  const f16 = arg(args, ATTN_F16) != 0;
+  const kt = arg(args, ATTN_KV_TYPE);
+  const f16 = kt == T_F16;
   const blockSize = arg(args, ATTN_BLOCK_SIZE);
   const kvDim = arg(args, ATTN_KV_DIM);
   const info = <usize>arg(args, ATTN_TOKEN_INFO);
@@ -240,11 +247,14 @@ export function attention(args: usize, ith: i32, nth: i32): void {
   const subs = group / hpu;
   const hb = <usize>headDim << 2;
   const rowsMax = ATTN_QUERY_TILE * hpu;
-  const ks = <usize>arg(args, ATTN_SCRATCH) + <usize>ith * attnScratchStride(headDim, hpu);
+  const quantK = kt != T_F32 && kt != T_F16;
+  const ks = <usize>arg(args, ATTN_SCRATCH) + <usize>ith * attnScratchStride(headDim, hpu, quantK);
   const vs32 = ks + hb;
   const mS = vs32 + hb; // per row: running max
   const sS = mS + (<usize>rowsMax << 2); // per row: running sum
   const pS = sS + (<usize>rowsMax << 2); // per row: ATTN_KEY_TILE scores, then their exps
+  const qq = pS + (<usize>(rowsMax * ATTN_KEY_TILE) << 2); // block caches: per row the query as Q8_0 blocks
+  const rowBytes = kvBytes(kt, kvDim);
   const unitsPerTile = nKvHeads * subs;
   const units = queryTiles(info, nTokens) * unitsPerTile;
   const u0 = splitAt(units, ith, nth), u1 = splitAt(units, ith + 1, nth);
@@ -255,7 +265,7 @@ export function attention(args: usize, ith: i32, nth: i32): void {
     for (let r = max(u0 - tile * unitsPerTile, 0); r < unitsPerTile && tile * unitsPerTile + r < u1; r++) {
       const kh = r / subs;
       const hd0 = kh * group + (r - kh * subs) * hpu; // first query head of the unit
-      attendTile(q, out, info, tables, t0, t1, nHeads, hd0, hpu, headDim, scale, kc, vc, f16, blockSize, kvDim, <usize>(kh * headDim) * eb, ks, vs32, mS, sS, pS);
+      attendTile(q, out, info, tables, t0, t1, nHeads, hd0, hpu, headDim, scale, kc, vc, kt, blockSize, rowBytes, kvBytes(kt, kh * headDim), ks, vs32, mS, sS, pS, qq);
     }
     t0 = t1;
   }
@@ -281,9 +291,11 @@ function queryTiles(info: usize, nTokens: i32): i32 {
  */
 function attendTile(
   q: usize, out: usize, info: usize, tables: usize, t0: i32, t1: i32, nHeads: i32, hd0: i32, hpu: i32, headDim: i32, scale: f32,
-  kc: usize, vc: usize, f16: bool, blockSize: i32, kvDim: i32, headOff: usize,
-  ks: usize, vs32: usize, mS: usize, sS: usize, pS: usize,
+  kc: usize, vc: usize, kt: i32, blockSize: i32, rowBytes: usize, headOff: usize,
+  ks: usize, vs32: usize, mS: usize, sS: usize, pS: usize, qq: usize,
 ): void {
+  const quantK = kt != T_F32 && kt != T_F16;
+  const nb = headDim >> 5, qrb = <usize>nb * 34;
   const hb = <usize>headDim << 2;
   const n4 = headDim & ~3;
   const nRows = (t1 - t0) * hpu;
@@ -303,15 +315,23 @@ function attendTile(
     store<f32>(sS + (<usize>i << 2), 0);
   }
   if (lo >= hi) return;
+  if (quantK) {
+    for (let i = 0; i < nRows; i++) {
+      const qr = q + <usize>((t0 + i / hpu) * nHeads + hd0 + i % hpu) * hb;
+      for (let b = 0; b < nb; b++) quantBlockQ8_0Ref(qr + (<usize>b << 7), qq + <usize>i * qrb + <usize>b * 34);
+    }
+  }
   for (let k0 = lo - lo % ATTN_KEY_TILE; k0 < hi; k0 += ATTN_KEY_TILE) {
     const k1 = min(k0 + ATTN_KEY_TILE, hi);
     // scores s[row][j - k0] for the keys j inside the row's range
     for (let j = max(k0, lo); j < k1; j++) {
-      const kr = f32Row(kc, ks, f16, table, j, blockSize, kvDim, headOff, headDim);
+      const kp = kc + kvRowOffset(table, j, blockSize, rowBytes, headOff);
+      const kr = quantK ? kp : f32Row(kp, ks, kt, headDim);
       for (let i = 0; i < nRows; i++) {
         if (!rowSeesKey(info, t0, i, hpu, j)) continue;
         const qr = q + <usize>((t0 + i / hpu) * nHeads + hd0 + i % hpu) * hb;
-        store<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2), biased(capped(dotQK(qr, kr, headDim, false) * scale), t0 + i / hpu, hd0 + i % hpu, j));
+        const dot = quantK ? dotBlocks(qq + <usize>i * qrb, kr, nb, kt) : dotQK(qr, kr, headDim, false);
+        store<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2), biased(capped(dot * scale), t0 + i / hpu, hd0 + i % hpu, j));
       }
     }
     // per row: max, rescale, exps, running sum
@@ -349,7 +369,7 @@ function attendTile(
     }
     // out[row] += p[row][j] * v_j, keys in order
     for (let j = max(k0, lo); j < k1; j++) {
-      const vr = f32Row(vc, vs32, f16, table, j, blockSize, kvDim, headOff, headDim);
+      const vr = f32Row(vc + kvRowOffset(table, j, blockSize, rowBytes, headOff), vs32, kt, headDim);
       for (let i = 0; i < nRows; i++) {
         if (!rowSeesKey(info, t0, i, hpu, j)) continue;
         const og = rowOut(out, t0, i, hpu, nHeads, hd0, hb);
@@ -377,12 +397,73 @@ function attendTile(
   }
 }
 
-/** Key position j's row (this KV head's part) of a K or V cache as f32: in place, or converted into scratch. */
-@inline function f32Row(cache: usize, scratch: usize, f16: bool, table: usize, j: i32, blockSize: i32, kvDim: i32, headOff: usize, headDim: i32): usize {
-  const row = cache + kvRowOffset(table, j, blockSize, kvDim, f16 ? 2 : 4, headOff);
-  if (!f16) return row;
-  toF32(scratch, row, headDim);
+/** A K or V row (this KV head's n values) of a cache of type kt as f32: in place, or converted into scratch (exactly). */
+@inline function f32Row(row: usize, scratch: usize, kt: i32, n: i32): usize {
+  if (kt == T_F32) return row;
+  if (kt == T_F16) toF32(scratch, row, n);
+  else dequantBlocks(scratch, row, n >> 5, kt);
   return scratch;
+}
+
+/** Sixteen i8 lanes times the scale d (an f32x4 splat) to f32 at dst: exact (an 8-bit integer times an f16 value). */
+@inline function storeScaled16(dst: usize, q: v128, d: v128): void {
+  const lo = i16x8.extend_low_i8x16_s(q), hi = i16x8.extend_high_i8x16_s(q);
+  v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(lo)), d));
+  v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(lo)), d), 16);
+  v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(hi)), d), 32);
+  v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(hi)), d), 48);
+}
+
+/** A Q4_0 block's 16 code bytes as two i8x16 of values q - 8: elements 0..15 (low nibbles) and 16..31 (high). */
+@inline function q4Low(b: v128): v128 {
+  return i8x16.sub(v128.and(b, i8x16.splat(15)), i8x16.splat(8));
+}
+@inline function q4High(b: v128): v128 {
+  return i8x16.sub(i8x16.shr_u(b, 4), i8x16.splat(8));
+}
+
+/** nb Q8_0 (34-byte) or Q4_0 (18-byte) blocks at src to 32 nb f32 at dst, as ggml's dequantize_row_*: q d (Q4_0: (q - 8) d). */
+function dequantBlocks(dst: usize, src: usize, nb: i32, kt: i32): void {
+  const bb: usize = kt == T_Q8_0 ? 34 : 18;
+  for (let b = 0; b < nb; b++) {
+    const p = src + <usize>b * bb, o = dst + (<usize>b << 7);
+    const d = f32x4.splat(f16ToF32(load<u16>(p)));
+    if (kt == T_Q8_0) {
+      storeScaled16(o, v128.load(p, 2), d);
+      storeScaled16(o + 64, v128.load(p, 18), d);
+    } else {
+      const codes = v128.load(p, 2);
+      storeScaled16(o, q4Low(codes), d);
+      storeScaled16(o + 64, q4High(codes), d);
+    }
+  }
+}
+
+/** Sum of the products of sixteen i8 lanes (as four i32 partial sums; |sum| < 2^16). */
+@inline function dot16(a: v128, b: v128): v128 {
+  return i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.extmul_low_i8x16_s(a, b)), i32x4.extadd_pairwise_i16x8_s(i16x8.extmul_high_i8x16_s(a, b)));
+}
+
+/**
+ * q.k of a query row quantized to nb Q8_0 blocks (qb) and a K row of nb Q8_0 or Q4_0 blocks (kb),
+ * as ggml's vec_dot_q8_0_q8_0 / q4_0_q8_0: per block the exact integer dot isum, then
+ * sum += f32(isum) * (d_k * d_q) in block order.
+ */
+function dotBlocks(qb: usize, kb: usize, nb: i32, kt: i32): f32 {
+  const bb: usize = kt == T_Q8_0 ? 34 : 18;
+  let s: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const qp = qb + <usize>b * 34, kp = kb + <usize>b * bb;
+    let acc: v128;
+    if (kt == T_Q8_0) {
+      acc = i32x4.add(dot16(v128.load(kp, 2), v128.load(qp, 2)), dot16(v128.load(kp, 18), v128.load(qp, 18)));
+    } else {
+      const codes = v128.load(kp, 2);
+      acc = i32x4.add(dot16(q4Low(codes), v128.load(qp, 2)), dot16(q4High(codes), v128.load(qp, 18)));
+    }
+    s += <f32>hsumi(acc) * (f16ToF32(load<u16>(kp)) * f16ToF32(load<u16>(qp)));
+  }
+  return s;
 }
 
 /** Whether tile row i's token attends to key j (first <= j < end). */
@@ -396,19 +477,22 @@ function attendTile(
   return out + <usize>((t0 + i / hpu) * nHeads + hd0 + i % hpu) * hb;
 }
 
-/** Byte offset of key position p's row (this KV head's part) in the K or V cache. */
-@inline function kvRowOffset(table: usize, p: i32, blockSize: i32, kvDim: i32, eb: usize, headOff: usize): usize {
+/** Byte offset of key position p's row (this KV head's part, headOff bytes in) in the K or V cache of rowBytes per slot. */
+@inline function kvRowOffset(table: usize, p: i32, blockSize: i32, rowBytes: usize, headOff: usize): usize {
   const bi = p / blockSize;
   const slot = <usize>(load<i32>(table + (<usize>bi << 2)) * blockSize + (p - bi * blockSize));
-  return slot * <usize>kvDim * eb + headOff;
+  return slot * rowBytes + headOff;
 }
 
 /**
  * Bytes of scratch per share the f32 path needs, 64-aligned: a K and a V row in f32, and per tile
- * row (ATTN_QUERY_TILE tokens x hpu heads) a max, a sum and a key tile of scores.
+ * row (ATTN_QUERY_TILE tokens x hpu heads) a max, a sum and a key tile of scores; over a block-type
+ * cache (quantK) also the tile rows' queries as Q8_0 blocks (34 bytes per 32 values).
  */
-@inline function attnScratchStride(headDim: i32, hpu: i32): usize {
-  return ((<usize>(2 * headDim + ATTN_QUERY_TILE * hpu * (2 + ATTN_KEY_TILE)) << 2) + 63) & ~<usize>63;
+@inline function attnScratchStride(headDim: i32, hpu: i32, quantK: bool): usize {
+  const rows = ATTN_QUERY_TILE * hpu;
+  const qBytes: usize = quantK ? <usize>rows * <usize>(headDim >> 5) * 34 : 0;
+  return ((<usize>(2 * headDim + rows * (2 + ATTN_KEY_TILE)) << 2) + qBytes + 63) & ~<usize>63;
 }
 
 /** n f16 values at src to f32 at dst (exact, as f16ToF32). */

@@ -7,7 +7,7 @@
 //       s = f16(d * sum of its qs);  Q8_K: i16 per 16 values (ggml's bsums)
 // F16/BF16 weights take f32 activations rounded to f16/bf16 (roundAct), as ggml converts them to
 // the weight's vec_dot_type before the dot.
-import { arg, hsumi, roundBF16x4, roundF16, roundF16x4, splitAt, wideActType } from './common';
+import { arg, f32ToF16, hsumi, roundBF16x4, roundF16, roundF16x4, splitAt, wideActType } from './common';
 import {
   QUANT_COLS, QUANT_D, QUANT_N_TOKENS, QUANT_QS, QUANT_S, QUANT_WEIGHT_TYPE, QUANT_X, ROUND_BF16, ROUND_COUNT, ROUND_OUT, ROUND_X, T_Q4_1, T_Q5_1,
 } from './abi';
@@ -152,5 +152,50 @@ export function quantQ8_K(args: usize, ith: i32, nth: i32): void {
       store<i16>(bs + (<usize>g << 1), <i16>sum16(v));
     }
     store<f32>(dp + (<usize>u << 2), <f32>1.0 / iscale);
+  }
+}
+
+// ---------------------------------------------------------------- ggml's reference block quantizers
+// Q8_0 / Q4_0 KV cache rows and the queries that dot them (kv.ts, attention.ts): ggml's
+// quantize_row_q8_0_ref / quantize_row_q4_0_ref step for step in f32, as src/tensor/quantize.ts
+// (the cache's bytes are the same on every backend). Scalar: a row is written once per token.
+
+/** C roundf (half away from zero); v - trunc(v) is exact in f32. */
+@inline function roundAway(v: f32): f32 {
+  const t = Mathf.trunc(v);
+  return Mathf.abs(v - t) >= <f32>0.5 ? t + (v < 0 ? <f32>-1.0 : <f32>1.0) : t;
+}
+
+/** 32 f32 at src to one Q8_0 block at dst (f16 d, then 32 i8): d = amax/127, q = roundf(x * (1/d)). */
+export function quantBlockQ8_0Ref(src: usize, dst: usize): void {
+  let amax: f32 = 0;
+  for (let j = 0; j < 32; j++) amax = max(amax, Mathf.abs(load<f32>(src + (<usize>j << 2))));
+  const d = amax / <f32>127.0;
+  const id: f32 = d != 0 ? <f32>1.0 / d : 0;
+  store<u16>(dst, <u16>f32ToF16(d));
+  for (let j = 0; j < 32; j++) store<i8>(dst + 2 + <usize>j, <i8><i32>roundAway(load<f32>(src + (<usize>j << 2)) * id));
+}
+
+/**
+ * 32 f32 at src to one Q4_0 block at dst (f16 d, then 16 bytes: value j in the low nibble of byte
+ * j, value j + 16 in its high nibble): the signed value of largest magnitude (first on ties) maps
+ * to -8, d = max / -8, q = min(15, trunc(x * (1/d) + 8.5)).
+ */
+export function quantBlockQ4_0Ref(src: usize, dst: usize): void {
+  let amax: f32 = 0, mx: f32 = 0;
+  for (let j = 0; j < 32; j++) {
+    const v = load<f32>(src + (<usize>j << 2));
+    if (amax < Mathf.abs(v)) {
+      amax = Mathf.abs(v);
+      mx = v;
+    }
+  }
+  const d = mx / <f32>-8.0;
+  const id: f32 = d != 0 ? <f32>1.0 / d : 0;
+  store<u16>(dst, <u16>f32ToF16(d));
+  for (let j = 0; j < 16; j++) {
+    const q0 = min(15, <i32>(load<f32>(src + (<usize>j << 2)) * id + <f32>8.5));
+    const q1 = min(15, <i32>(load<f32>(src + (<usize>(j + 16) << 2)) * id + <f32>8.5));
+    store<u8>(dst + 2 + <usize>j, <u8>(q0 | (q1 << 4)));
   }
 }

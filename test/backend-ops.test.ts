@@ -20,7 +20,9 @@
 //    activations, so it takes this check for the float types only. Against the f32 activations
 //    the quantization's own bound comes on top: sum |w| |dx| (+ |min s| 2^-11 for Q4_1/Q5_1).
 //  - getRows: the reference dequantizer, bit for bit. add, addBias: one f32 rounding of the exact
-//    sum, bit for bit. storeKV: every cache byte (f16: round to nearest even; untouched slots stay).
+//    sum, bit for bit. storeKV: every cache byte (f16: round to nearest even; q8_0 / q4_0: the
+//    reference quantizers' blocks, src/tensor/quantize.ts, bit-exact with ggml's *_ref; untouched
+//    slots stay).
 //  - rmsNorm: 4e-7 |e| + 1e-7. swiglu, silu, gelu: exp's polynomial is good to ~2 ulp, but exp(z)
 //    inherits the f32 rounding of z, which costs |z| ulp: 1e-6 |e| (1 + |z|), against e rounded
 //    to f32 (infinite past f32's range); where exp(-z) overflows f32, x / (1 + exp(-z)) is 0, off
@@ -57,6 +59,12 @@
 //    + 1.5 2^-20 max|c| max|V| (in (c) too). With a softcap the one-row emulation's correctly
 //    rounded tanh is not the kernel's tanhf, so an accumulator step may round to the other f16
 //    neighbour: (c)'s 2^-9 max|V| there instead of bit equality.
+//    Over a q8_0 / q4_0 cache the math reads what the op defines: K and V as their blocks hold them
+//    (dequantized exactly) and each query head row quantized to Q8_0 by the reference quantizer
+//    (ggml's flash attention quantizes Q to K's vec_dot_type); the integer block dots are exact and
+//    sum_b f32(isum_b) (d_k d_q) rounds no worse than an f32 dot of headDim terms, so the f32
+//    path's bounds hold unchanged, in (a) and (c). Left out, Q's quantization alone misses them
+//    88-fold: a backend that skipped it fails.
 //    ALiBi adds b = slope_h * -|i - j| to each score, the math with the closed-form slopes
 //    2^(-maxBias k / n) (k = h + 1 below the power of two n <= nHeads, else odd multiples of 1/2):
 //    a backend's f32 slope m^k (m rounded once, then the power) is off by up to (k + 2) 2^-24
@@ -90,7 +98,7 @@
 // row is the same bits alone as inside a batch.
 import { existsSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { alibiSlopes, asF32, asWeight, subTensor, type AttentionArgs, type Backend, type ExpertRouting, type KVCacheType, type RopeParams, type Tensor, type WeightTensor } from '../src/backend/backend.js';
+import { alibiSlopes, asF32, asWeight, kvElementType, subTensor, type AttentionArgs, type Backend, type ExpertRouting, type KVCacheType, type RopeParams, type Tensor, type WeightTensor } from '../src/backend/backend.js';
 import { BackendError } from '../src/backend/errors.js';
 import { f16BitsToF32, f32ToF16Bits } from '../src/backend/reference/half.js';
 import { ropeAngle } from '../src/backend/reference/reference-backend.js';
@@ -224,13 +232,15 @@ interface Run<T> {
 
 const skippedTypes = new Set<string>();
 
-/** `op` on a backend of every configuration; with a weight type, on those whose capabilities list it (the others are named once). */
-async function onEveryBackend<T>(op: (be: Backend, config: Config) => Promise<T>, weightType?: GGMLType): Promise<Run<T>[]> {
+/** `op` on a backend of every configuration; with a weight or KV cache type, on those whose capabilities list it (the others are named once). */
+async function onEveryBackend<T>(op: (be: Backend, config: Config) => Promise<T>, weightType?: GGMLType, kvType?: KVCacheType): Promise<Run<T>[]> {
   const runs: Run<T>[] = [];
   for (const config of CONFIGS) {
     await withBackend(config, async (be) => {
-      if (weightType !== undefined && !be.capabilities.weightTypes.has(weightType)) {
-        const note = `${config.label} does not run ${typeName(weightType)}: skipping it there`;
+      const lacks = weightType !== undefined && !be.capabilities.weightTypes.has(weightType) ? `${typeName(weightType)} weights`
+        : kvType !== undefined && !be.capabilities.kvTypes.has(kvType) ? `a ${kvType} KV cache` : undefined;
+      if (lacks) {
+        const note = `${config.label} does not run ${lacks}: skipping it there`;
         if (!skippedTypes.has(note)) console.warn(note);
         skippedTypes.add(note);
         return;
@@ -1353,22 +1363,27 @@ describe('rope', () => {
 // ---------------------------------------------------------------------------------------------
 // storeKV and attention over a paged cache
 
+/** Every KV cache type; the block types (ggml's Q8_0 / Q4_0) need rows and heads of whole 32-value blocks. */
+const KV_TYPES: readonly KVCacheType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
+const isBlockKV = (type: KVCacheType): boolean => type === 'q8_0' || type === 'q4_0';
+
 describe('storeKV', () => {
   const cases = [
     ...([[8, 1], [256, 3], [128, 17]] as const).map(([kvDim, nTokens]) => ({ kvDim, nTokens, blockSize: 16, nSlots: 96, slots: undefined, edges: true })),
     { kvDim: 12, nTokens: 4, blockSize: 4, nSlots: 16, slots: [5, 0, 9, 2], edges: false },
   ];
-  for (const type of ['f32', 'f16'] as const) {
+  for (const type of KV_TYPES) {
     for (const [ci, { kvDim, nTokens, blockSize, nSlots, slots: fixedSlots, edges }] of cases.entries()) {
+      if (isBlockKV(type) && kvDim % 32 !== 0) continue; // rows of whole 32-value blocks (the typed error below)
       it(`${type} cache, kvDim=${kvDim}, ${nTokens} tokens to scattered slots of ${nSlots}`, async () => {
-        const r = rng(10000 + 10 * ci + (type === 'f16' ? 1 : 0));
+        const r = rng(10000 + 10 * ci + KV_TYPES.indexOf(type));
         const k = uniform(nTokens * kvDim, r, -4, 4), v = uniform(nTokens * kvDim, r, -4, 4);
         // f16 edge cases: ties to even, largest finite, overflow to inf, subnormals, underflow
         if (edges) [1 + 2 ** -11, 1 + 3 * 2 ** -11, 65504, 65519, 65520, -1e6, 2 ** -24 * 1.5, 2 ** -25, 2 ** -26, 6e-5, -0].forEach((e, i) => {
           if (i < k.length) { k[i] = e; v[k.length - 1 - i] = -e; }
         });
         const slots = Int32Array.from(fixedSlots ?? shuffle(Array.from({ length: nSlots }, (_, i) => i), r).slice(0, nTokens));
-        const eb = type === 'f16' ? 2 : 4, bytes = nSlots * kvDim * eb;
+        const rb = rowBytes(kvElementType(type), kvDim), bytes = nSlots * rb;
         const runs = await onEveryBackend(async (be) => {
           const layer = { k: put(be, new Uint8Array(bytes)), v: put(be, new Uint8Array(bytes)), type: type as KVCacheType, blockSize, kvDim };
           be.storeKV(layer, put(be, k), put(be, v), put(be, slots), nTokens);
@@ -1376,13 +1391,18 @@ describe('storeKV', () => {
           out.set(await be.read(layer.k));
           out.set(await be.read(layer.v), bytes);
           return out;
-        });
-        // (a) every byte: the written slots hold the values (f16: rounded to nearest even), the rest stay zero
+        }, undefined, type);
+        // (a) every byte: the written slots hold the values (f16: rounded to nearest even; q8_0 / q4_0:
+        // ggml's reference quantizers, src/tensor/quantize.ts), the rest stay zero
         const want = new Uint8Array(2 * bytes), dv = new DataView(want.buffer);
         for (const [src, base] of [[k, 0], [v, bytes]] as const) {
           slots.forEach((slot, t) => {
+            if (isBlockKV(type)) {
+              want.set(quantize(kvElementType(type), src.subarray(t * kvDim, (t + 1) * kvDim), kvDim), base + slot * rb);
+              return;
+            }
             for (let i = 0; i < kvDim; i++) {
-              const at = base + (slot * kvDim + i) * eb;
+              const at = base + slot * rb + i * (type === 'f16' ? 2 : 4);
               if (type === 'f16') dv.setUint16(at, f32ToF16Bits(src[t * kvDim + i]), true);
               else dv.setFloat32(at, src[t * kvDim + i], true);
             }
@@ -1395,6 +1415,20 @@ describe('storeKV', () => {
       });
     }
   }
+
+  it('a q8_0 / q4_0 cache whose rows (storeKV) or heads (attention) are not whole 32-value blocks is a typed error on every backend', async () => {
+    for (const type of ['q8_0', 'q4_0'] as const) {
+      await onEveryBackend(async (be, config) => {
+        // kvDim 48 holds whole blocks' bytes (1.5 blocks would not): a layer a caller built by hand
+        const layer = { k: put(be, new Uint8Array(4 * 36)), v: put(be, new Uint8Array(4 * 36)), type, blockSize: 4, kvDim: 48 };
+        const x = put(be, new Float32Array(48)), slot = put(be, Int32Array.of(0));
+        expect(() => be.storeKV(layer, x, x, slot, 1), `${config.label} ${type} storeKV kvDim 48`).toThrow(BackendError);
+        const c = sequenceCase(SEQUENCE_SHAPES[0], 'f32', undefined, 3); // headDim 16
+        await expect(runAttention(be, { ...c, type }), `${config.label} ${type} attention headDim 16`).rejects.toThrow(BackendError);
+        return 0;
+      }, undefined, type);
+    }
+  });
 });
 
 /** One attention call, as plain data: what every backend gets, and what the math reads. */
@@ -1418,8 +1452,9 @@ interface AttentionCase {
   readonly alibi?: { readonly maxBias: number; readonly positions: Int32Array };
 }
 
-const encodeCache = (type: KVCacheType, vals: Float32Array): Uint8Array => {
+const encodeCache = (type: KVCacheType, vals: Float32Array, kvDim: number): Uint8Array => {
   if (type === 'f32') return new Uint8Array(vals.buffer.slice(vals.byteOffset, vals.byteOffset + vals.byteLength));
+  if (isBlockKV(type)) return quantize(kvElementType(type), vals, kvDim);
   const out = new Uint8Array(vals.length * 2), dv = new DataView(out.buffer);
   vals.forEach((x, i) => dv.setUint16(2 * i, f32ToF16Bits(x), true));
   return out;
@@ -1427,7 +1462,7 @@ const encodeCache = (type: KVCacheType, vals: Float32Array): Uint8Array => {
 
 async function runAttention(be: Backend, c: AttentionCase): Promise<Float32Array> {
   const kvDim = c.nKvHeads * c.headDim, dim = c.nHeads * c.headDim;
-  const layer = { k: put(be, encodeCache(c.type, c.k)), v: put(be, encodeCache(c.type, c.v)), type: c.type, blockSize: c.blockSize, kvDim };
+  const layer = { k: put(be, encodeCache(c.type, c.k, kvDim)), v: put(be, encodeCache(c.type, c.v, kvDim)), type: c.type, blockSize: c.blockSize, kvDim };
   const args: AttentionArgs = {
     q: put(be, c.q), out: f32Out(be, c.nTokens * dim), nTokens: c.nTokens, nHeads: c.nHeads, nKvHeads: c.nKvHeads,
     headDim: c.headDim, scale: 1 / Math.sqrt(c.headDim), softcap: c.softcap, layer, blockTables: put(be, c.blockTables), tokenInfo: put(be, c.tokenInfo),
@@ -1490,7 +1525,7 @@ function oneRowAttention(q: ArrayLike<number>, keys: number[][], values: number[
 
 /** (a), (b) and (c) for one attention case. */
 async function checkAttention(label: string, c: AttentionCase): Promise<void> {
-  const runs = await onEveryBackend((be) => runAttention(be, c));
+  const runs = await onEveryBackend((be) => runAttention(be, c), undefined, c.type);
   const { nHeads, nKvHeads, headDim, nTokens } = c;
   const kvDim = nKvHeads * headDim, dim = nHeads * headDim, scale = 1 / Math.sqrt(headDim);
   const oneRow = c.type === 'f16' && headDim % 16 !== 0;
@@ -1503,7 +1538,11 @@ async function checkAttention(label: string, c: AttentionCase): Promise<void> {
     const b = fr(alibi!.maxBias), m = h < pow2 ? fr(2 ** fr(-b / pow2)) : fr(2 ** fr(-fr(b / 2) / pow2));
     return fr(m ** (h < pow2 ? h + 1 : 2 * (h - pow2) + 1));
   };
-  const kc = c.type === 'f16' ? c.k.map(f16Round) : c.k, vc = c.type === 'f16' ? c.v.map(f16Round) : c.v; // what the cache holds
+  // what the cache holds, and the queries K's dot product sees (over a block-type cache each head row
+  // quantized to Q8_0 by the reference quantizer, as ggml's flash attention does with K's vec_dot_type)
+  const held = (vals: Float32Array) => (c.type === 'f16' ? vals.map(f16Round) : isBlockKV(c.type) ? dequantize(kvElementType(c.type), quantize(kvElementType(c.type), vals, kvDim), vals.length) : vals);
+  const kc = held(c.k), vc = held(c.v);
+  const qk = isBlockKV(c.type) ? dequantize(GGMLType.Q8_0, quantize(GGMLType.Q8_0, c.q, headDim), c.q.length) : c.q;
   const want = new Float64Array(nTokens * dim), mag = new Float64Array(nTokens * dim);
   let maxScore = 0, maxCapped = 0, maxV = 0, maxBias = 0;
   for (let t = 0; t < nTokens; t++) {
@@ -1513,7 +1552,7 @@ async function checkAttention(label: string, c: AttentionCase): Promise<void> {
       const at = (t * nHeads + h) * headDim, kvAt = Math.floor(h / (nHeads / nKvHeads)) * headDim;
       const raw = slots.map((slot) => {
         let d = 0;
-        for (let i = 0; i < headDim; i++) d += c.q[at + i] * kc[slot * kvDim + kvAt + i];
+        for (let i = 0; i < headDim; i++) d += qk[at + i] * kc[slot * kvDim + kvAt + i];
         return d * scale;
       });
       const capped = softcap > 0 ? raw.map((s) => softcap * Math.tanh(s / softcap)) : raw;
@@ -1666,7 +1705,8 @@ function scenarioCase(s: AttnScenario, type: KVCacheType, seed: number): Attenti
 
 describe('attention over a paged cache: batches of sequences', () => {
   for (const [si, s] of ATTN_SCENARIOS.entries()) {
-    for (const type of ['f32', 'f16'] as const) {
+    for (const type of KV_TYPES) {
+      if (isBlockKV(type) && s.headDim % 32 !== 0) continue; // whole 32-value blocks per head (typed error above)
       it(`${s.name}, headDim ${s.headDim}, ${type} cache`, async () => {
         await checkAttention(`attention ${s.name} ${type} cache`, scenarioCase(s, type, 11000 + si));
       });
@@ -1701,8 +1741,9 @@ function sequenceCase(shape: (typeof SEQUENCE_SHAPES)[number], type: KVCacheType
 }
 
 describe('attention over a paged cache: one sequence, out-of-order blocks', () => {
-  for (const type of ['f32', 'f16'] as const) {
+  for (const type of KV_TYPES) {
     for (const [shi, shape] of SEQUENCE_SHAPES.entries()) {
+      if (isBlockKV(type) && shape.headDim % 32 !== 0) continue;
       for (const window of [undefined, 6, 3]) {
         it(`${shape.name} headDim ${shape.headDim}, ${type} cache${window === undefined ? '' : `, sliding window ${window}`}`, async () => {
           await checkAttention(`attention ${shape.name} ${type} window=${window}`, sequenceCase(shape, type, window, 12000 + 10 * shi + (window ?? 0)));
@@ -1730,7 +1771,7 @@ describe('attention over a paged cache: one sequence, out-of-order blocks', () =
             expectSameBits(`${config.label} token ${t}: windowed vs compact`, windowed.subarray(t * dim, (t + 1) * dim), await runAttention(be, one));
           }
           return windowed;
-        });
+        }, undefined, type);
         expectConfigsAgree(`attention ${shape.name} ${type} window 7`, runs);
       });
     }

@@ -6,13 +6,20 @@
 // evaluates one 64-token prompt in one batch on both sides and compares the full-vocabulary logits
 // at every position.
 //
-// Two variants (env PARITY_KV=f16|f32 runs just one):
+// Two variants over every case (env PARITY_KV=f16|f32|q8_0|q4_0 runs just one):
 // - f16, the main gate: llama.cpp's defaults, an f16 KV cache and flash attention ('auto', on for
 //   the CPU). Its 64-token batch takes the tiled f32 kernel for head dims that are multiples of 16
 //   and the one-row kernel (f16 Q and V accumulator) for stories260K's head dim 8; the WASM
 //   backend rounds the same way (see src/backend/wasm/create-wasm-backend.ts, attention).
 // - f32: f32 caches on both sides with llama.cpp's flash attention off (with it on, llama.cpp
 //   casts the cache to f16), so attention is f32 arithmetic on both sides.
+// And two quantized caches on a few cases (QUANT_CASES): q8_0 and q4_0 K/V (llama.cpp's -ctk/-ctv,
+// which need its flash attention): the query quantized to Q8_0 and integer block dots for q.k,
+// V dequantized and summed in f32 (see src/backend/wasm/ops-attention.ts). The noise is measured
+// the same way with llama.cpp's quantized cache (its rounding flips now include the cache's 8- and
+// 4-bit ones) and held to the same NOISE_FACTOR; the table also shows how far llama.cpp's own
+// quantized cache moves its logits from its f16 one (what a cache that skipped the quantization
+// would be off by).
 //
 // What still differs is rounding order: llama.cpp's x86 kernels fuse multiply-adds and sum in
 // other orders (ulp-level, ~1e-7 relative per op, checked op by op on dumped llama.cpp tensors),
@@ -76,8 +83,14 @@ const STORY =
   'One day, she saw a big, red ball in the park. She ran to it and kicked it high into the sky. ' +
   'Her friend Tom came to play with her, and they laughed all day long until the sun went down.';
 
-type Variant = 'f16' | 'f32';
-const VARIANTS: Variant[] = process.env.PARITY_KV === 'f16' || process.env.PARITY_KV === 'f32' ? [process.env.PARITY_KV] : ['f16', 'f32'];
+type Variant = 'f16' | 'f32' | 'q8_0' | 'q4_0';
+const ONLY = process.env.PARITY_KV;
+const VARIANTS = (['f16', 'f32'] as const).filter((v) => ONLY === undefined || ONLY === v);
+const QUANT_VARIANTS = (['q8_0', 'q4_0'] as const).filter((v) => ONLY === undefined || ONLY === v);
+
+/** llama.cpp's context for a variant: its defaults (f16, flash attention), f32 without flash attention, or a quantized cache (flash attention on: a quantized V needs it). */
+const llamaOpts = (variant: Variant): LlamaCppContextOptions =>
+  variant === 'f16' ? { kvCacheType: 'f16' } : variant === 'f32' ? { kvCacheType: 'f32', flashAttention: false } : { kvCacheType: variant, flashAttention: true };
 
 /** Our max |Δlogit| against llama.cpp may be this many times llama.cpp's own noise (see the header). */
 const NOISE_FACTOR = 4;
@@ -128,7 +141,7 @@ const F16_ACTIVATIONS_DIFFER = llamaCppF16KeepsF32Activations();
 
 async function compare(variant: Variant, name: string, path: string, tokens: number[], dir: string, blockType: boolean, f16Weights = false): Promise<void> {
   const ours = await evaluateOn('wasm', path, variant, tokens);
-  const opts: LlamaCppContextOptions = variant === 'f16' ? { kvCacheType: 'f16' } : { kvCacheType: 'f32', flashAttention: false };
+  const opts = llamaOpts(variant);
   const theirs = await llamaCppNextTokenLogits(path, tokens, opts);
   expect(theirs.length).toBe(ours.length);
   const noise = (await llamaCppLogitNoise(path, tokens, opts, theirs, dir)).max;
@@ -178,14 +191,15 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
     await disposeLlamaCpp();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
     const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-    for (const variant of VARIANTS) {
+    for (const variant of [...VARIANTS, ...QUANT_VARIANTS]) {
       const table = [
         `| case | top-1 agreement | + ties within max Δ | max abs Δlogit | llama.cpp noise | bound (${NOISE_FACTOR}× noise) | Δ / noise |`, '|---|---|---|---|---|---|---|',
         ...rows.filter((r) => r.variant === variant)
           .map((r) => `| ${r.name} | ${pct(r.agree / r.positions)} | ${pct((r.agree + r.ties) / r.positions)} | ${r.maxDelta.toExponential(2)} | ${r.noise.toExponential(2)} | ${r.bound.toExponential(2)} | ${(r.maxDelta / r.noise).toFixed(2)} |`),
       ];
       console.log(`\ngreedy tokens equal to llama.cpp's\n| case | equal |\n|---|---|\n${greedyRows.filter((r) => r.startsWith(`| ${variant} `)).join('\n')}\n`);
-      console.log(`\nlogit parity with llama.cpp, ${variant} KV cache${variant === 'f16' ? ' (llama.cpp defaults)' : ', flash attention off'}\n${table.join('\n')}\n`);
+      const how = variant === 'f16' ? ' (llama.cpp defaults)' : variant === 'f32' ? ', flash attention off' : ', flash attention on';
+      console.log(`\nlogit parity with llama.cpp, ${variant} KV cache${how}\n${table.join('\n')}\n`);
       const gpuTable = gpuRows.filter((r) => r.variant === variant)
         .map((r) => `| ${r.name} | ${pct(r.agree / r.positions)} | ${pct((r.agree + r.ties) / r.positions)} | ${r.maxDelta.toExponential(2)} | ${r.bound.toExponential(2)} | ${(r.maxDelta / r.bound).toFixed(2)} |`);
       console.log(`\nWebGPU logit parity with llama.cpp, ${variant} KV cache\n| case | top-1 agreement | + ties | max abs Δlogit | bound | Δ / bound |\n|---|---|---|---|---|---|\n${gpuTable.join('\n')}\n`);
@@ -200,6 +214,30 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
       paths.set(file, p);
     }
     return p;
+  };
+
+  /**
+   * 64 greedy tokens after the prompt, as llama.cpp generates them: the same, or the same up to a
+   * position where llama.cpp's two candidates are a tie within the case's bound (its logit case ran first).
+   */
+  const greedyAgrees = async (variant: Variant, name: string, path: string): Promise<void> => {
+    const bound = rows.find((r) => r.variant === variant && r.name === name)?.bound ?? 0;
+    const model = await loadModel(path, { threads: 2, kvCacheType: variant });
+    let ours: number[];
+    try {
+      ours = (await model.generate(tokens, { temperature: 0, maxTokens: 64, ignoreEos: true }).result).tokens;
+    } finally {
+      await model.dispose();
+    }
+    const opts = llamaOpts(variant);
+    const theirs = await llamaCppGreedy(path, tokens, 64, opts);
+    // llama.cpp's generator ends at an end-of-generation token; we went on past it (ignoreEos).
+    if (theirs.length < 64) expect(storiesTokenizer.isEog(ours[theirs.length]!), `${name}: llama.cpp ended after ${theirs.length} tokens`).toBe(true);
+    const same = ours.slice(0, theirs.length).findIndex((t, i) => t !== theirs[i]);
+    greedyRows.push(`| ${variant} ${name} | ${same < 0 ? theirs.length : same} of ${theirs.length}${theirs.length < 64 ? ' (then end of text on both sides)' : ''} |`);
+    if (same < 0) return;
+    const at = (await llamaCppNextTokenLogits(path, [...tokens, ...theirs.slice(0, same)], opts))[tokens.length + same - 1]!;
+    expect(at[theirs[same]!]! - at[ours[same]!]!, `${name}: diverged at token ${same} without a tie`).toBeLessThanOrEqual(bound);
   };
 
   const FLOAT_TYPES: GGMLType[] = [GGMLType.F32, GGMLType.F16, GGMLType.BF16];
@@ -272,23 +310,7 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
         it(`greedy 64 tokens ${typeName(types[0]!)} ${caseName}`, async () => {
           const name = `${typeName(types[0]!)} ${caseName}`;
           const path = await synthetic(`${typeName(types[0]!)}-${caseName.replace(/ /g, '-')}.gguf`, { ...shape, type: types[0]!, vocab: { metadataFrom: storiesVocab }, seed: 7, std: 0.08 });
-          const bound = rows.find((r) => r.variant === variant && r.name === name)?.bound ?? 0; // the logit case ran first
-          const model = await loadModel(path, { threads: 2, kvCacheType: variant });
-          let ours: number[];
-          try {
-            ours = (await model.generate(tokens, { temperature: 0, maxTokens: 64, ignoreEos: true }).result).tokens;
-          } finally {
-            await model.dispose();
-          }
-          const opts: LlamaCppContextOptions = variant === 'f16' ? { kvCacheType: 'f16' } : { kvCacheType: 'f32', flashAttention: false };
-          const theirs = await llamaCppGreedy(path, tokens, 64, opts);
-          // llama.cpp's generator ends at an end-of-generation token; we went on past it (ignoreEos).
-          if (theirs.length < 64) expect(storiesTokenizer.isEog(ours[theirs.length]!), `${name}: llama.cpp ended after ${theirs.length} tokens`).toBe(true);
-          const same = ours.slice(0, theirs.length).findIndex((t, i) => t !== theirs[i]);
-          greedyRows.push(`| ${variant} ${name} | ${same < 0 ? theirs.length : same} of ${theirs.length}${theirs.length < 64 ? ' (then end of text on both sides)' : ''} |`);
-          if (same < 0) return;
-          const at = (await llamaCppNextTokenLogits(path, [...tokens, ...theirs.slice(0, same)], opts))[tokens.length + same - 1]!;
-          expect(at[theirs[same]!]! - at[ours[same]!]!, `${name}: diverged at token ${same} without a tie`).toBeLessThanOrEqual(bound);
+          await greedyAgrees(variant, name, path);
         });
       }
       // The bounds are tight enough to matter: our logits for the F32 weights, held against
@@ -324,6 +346,40 @@ describe.skipIf(!haveShared || !haveLlamaCpp)('logit parity with llama.cpp', () 
           `${sum(blocks, (r) => r.agree)}/${sum(blocks, (r) => r.positions)} plain, ${sum(blocks, (r) => r.agree + r.ties)} with near-ties, on block types`);
         expect(sum(floats, (r) => r.agree) / sum(floats, (r) => r.positions)).toBeGreaterThanOrEqual(0.99);
         expect(sum(blocks, (r) => r.agree + r.ties) / sum(blocks, (r) => r.positions)).toBeGreaterThanOrEqual(0.99);
+      });
+    });
+  }
+
+  // Quantized caches on a few cases (head dims 64 and 128: whole 32-value blocks per head; the
+  // stories260K files' head dim 8 takes no block cache, here or in llama.cpp).
+  const QUANT_CASES: [string, GGMLType, Omit<SyntheticLlamaOptions, 'type' | 'vocab' | 'seed'>][] = [
+    ['llama gqa hd64 ffn688', GGMLType.Q8_0, shapes[0]![1]],
+    ['llama gqa hd64 ffn688', GGMLType.F32, shapes[0]![1]],
+    ['qwen2 mqa hd128 tied ffn1000', GGMLType.Q4_0, shapes[1]![1]],
+  ];
+  for (const variant of QUANT_VARIANTS) {
+    describe(`${variant} KV cache`, () => {
+      for (const [shapeName, type, shape] of QUANT_CASES) {
+        const name = `${typeName(type)} ${shapeName}`;
+        const file = () => synthetic(`${typeName(type)}-${shapeName.split(' ')[0]}.gguf`, { ...shape, type, vocab: { metadataFrom: storiesVocab }, seed: 7, std: 0.08 });
+        it(`random ${name}`, async () => {
+          const path = await file();
+          await compare(variant, name, path, tokens, tmp, type !== GGMLType.F32);
+          // What the cache's quantization itself does to llama.cpp's logits (its f16 cache against
+          // this one): with float weights far past the bound, so a cache that skipped or mis-did the
+          // quantization (or llama.cpp's rotation of it, src/kv/rotation.ts) fails. With block-type
+          // weights the 8-bit activations' rounding flips dominate the noise; reported only.
+          const row = rows.find((r) => r.variant === variant && r.name === name)!;
+          const f16 = await llamaCppNextTokenLogits(path, tokens, llamaOpts('f16'));
+          const effect = maxAbsDelta(f16, logits.get(`${variant} ${name}`)!.theirs);
+          console.log(`${variant} ${name}: llama.cpp ${variant} vs f16 cache ${effect.toExponential(2)}, ours vs llama.cpp ${row.maxDelta.toExponential(2)}, noise ${row.noise.toExponential(2)}, bound ${row.bound.toExponential(2)}`);
+          if (type === GGMLType.F32) expect(effect, `${name}: the cache's quantization moves llama.cpp's logits past the bound`).toBeGreaterThan(row.bound);
+        });
+      }
+      it(`greedy 64 tokens ${typeName(QUANT_CASES[0]![1])} ${QUANT_CASES[0]![0]}`, async () => {
+        const [shapeName, type, shape] = QUANT_CASES[0]!;
+        const path = await synthetic(`${typeName(type)}-${shapeName.split(' ')[0]}.gguf`, { ...shape, type, vocab: { metadataFrom: storiesVocab }, seed: 7, std: 0.08 });
+        await greedyAgrees(variant, `${typeName(type)} ${shapeName}`, path);
       });
     });
   }

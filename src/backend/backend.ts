@@ -60,7 +60,49 @@ export function asWeight(t: Tensor, cols: number, rows: number): WeightTensor {
   return { ...t, shape: [cols, rows], rows, cols, rowBytes: rb };
 }
 
-export type KVCacheType = 'f32' | 'f16';
+/**
+ * KV cache element types, as llama.cpp's -ctk / -ctv: f32, f16, or ggml's Q8_0 / Q4_0 blocks (32
+ * values: an f16 scale and 32 int8, or 16 bytes of 4-bit codes, value = (q - 8) d). A slot's row of
+ * kvDim values is kvRowBytes(type, kvDim) bytes; block types need a head dim that is a multiple of
+ * 32 so no block straddles two heads (llama.cpp's per-head K/V views need the same).
+ */
+export const KV_CACHE_TYPES = ['f32', 'f16', 'q8_0', 'q4_0'] as const;
+export type KVCacheType = (typeof KV_CACHE_TYPES)[number];
+
+export function isKVCacheType(v: unknown): v is KVCacheType {
+  return typeof v === 'string' && (KV_CACHE_TYPES as readonly string[]).includes(v);
+}
+
+/** The ggml type a KV cache of this type is stored in. */
+export function kvElementType(type: KVCacheType): GGMLType {
+  switch (type) {
+    case 'f32': return GGMLType.F32;
+    case 'f16': return GGMLType.F16;
+    case 'q8_0': return GGMLType.Q8_0;
+    case 'q4_0': return GGMLType.Q4_0;
+    default: throw new BackendError('INVALID_ARGUMENT', `unknown KV cache type ${JSON.stringify(type)}; expected one of ${KV_CACHE_TYPES.join(', ')}`);
+  }
+}
+
+/** Bytes of one token slot's K (or V) row of kvDim values. */
+export function kvRowBytes(type: KVCacheType, kvDim: number): number {
+  return rowBytes(kvElementType(type), kvDim);
+}
+
+/**
+ * Why a KV cache of `type` cannot hold heads of headDim values on a backend that stores `supported`
+ * (an unknown type, a block type over a head dim that is not a multiple of 32, a type the backend
+ * lacks), or undefined when it can. Every entry point (loadModel, createEngine, the KV cache)
+ * throws it as its own typed error before anything is allocated.
+ */
+export function kvCacheTypeProblem(type: unknown, headDim: number, supported?: ReadonlySet<KVCacheType>): { code: 'INVALID' | 'UNSUPPORTED'; message: string } | undefined {
+  if (!isKVCacheType(type)) return { code: 'INVALID', message: `kvCacheType must be one of ${KV_CACHE_TYPES.join(', ')}, got ${typeof type === 'string' ? JSON.stringify(type) : String(type)}` };
+  if ((type === 'q8_0' || type === 'q4_0') && headDim % 32 !== 0) {
+    return { code: 'UNSUPPORTED', message: `a ${type} KV cache stores 32-value blocks per head, and this model's head dim ${headDim} is not a multiple of 32; use kvCacheType f16 or f32` };
+  }
+  if (supported && !supported.has(type)) return { code: 'UNSUPPORTED', message: `this backend has no ${type} KV cache (it stores ${[...supported].join(', ')})` };
+  return undefined;
+}
 
 export interface RopeParams {
   /** Number of leading dims per head that rotate (rope.dimension_count); the rest pass through. */
@@ -150,6 +192,8 @@ export interface BackendCapabilities {
   readonly maxTensorBytes: number;
   /** Everything it can hold at once: weights, KV cache and activations together. */
   readonly memoryBytes: number;
+  /** KV cache types storeKV and attention take. */
+  readonly kvTypes: ReadonlySet<KVCacheType>;
 }
 
 export interface Backend {
@@ -229,9 +273,18 @@ export interface Backend {
   add(out: Tensor, a: Tensor, b: Tensor, count: number): void;
   /** out[t][i] = x[t][i] + bias[i] (bias: f32[n]); used for qwen2's q/k/v biases. */
   addBias(out: Tensor, x: Tensor, bias: Tensor, n: number, nTokens: number): void;
-  /** Write K and V rows ([nTokens][kvDim] f32) into the cache at slot indices slots (i32[nTokens]). */
+  /**
+   * Write K and V rows ([nTokens][kvDim] f32) into the cache at slot indices slots (i32[nTokens]):
+   * f16 rounds to nearest even; q8_0 / q4_0 quantize each 32-value block as ggml's
+   * quantize_row_q8_0_ref / quantize_row_q4_0_ref (src/tensor/quantize.ts).
+   */
   storeKV(layer: KVLayer, k: Tensor, v: Tensor, slots: Tensor, nTokens: number): void;
-  /** Multi-head attention (GQA/MQA: head h reads kv head h / (nHeads / nKvHeads)) over the paged cache: key ranges per token in tokenInfo (causal, windowed or a whole sequence), optional soft-capping and ALiBi. */
+  /**
+   * Multi-head attention (GQA/MQA: head h reads kv head h / (nHeads / nKvHeads)) over the paged cache: key ranges per token in tokenInfo (causal, windowed or a whole sequence), optional soft-capping and ALiBi.
+   * Over a q8_0 / q4_0 cache, as ggml's CPU flash attention: each query head row is quantized to
+   * Q8_0 (K's vec_dot_type; by the same reference quantizer) and q.k is the block dot product
+   * sum_b isum_b d_k d_q; V rows are dequantized (exactly) and accumulated in f32.
+   */
   attention(args: AttentionArgs): void;
 
   /** Release workers and memory. */

@@ -9,6 +9,7 @@ import { yieldToEventLoop } from '../generation/yield.js';
 import { createDrafter, type Drafter } from '../generation/prompt-lookup.js';
 import { jsonSchemaToGBNF } from '../generation/constrained/json-schema.js';
 import { CompiledGrammar, LazyGrammarMatcher } from '../generation/constrained/matcher.js';
+import { kvCacheTypeProblem } from '../backend/backend.js';
 import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
 import { everyLayerWindow, Graph } from '../model/graph.js';
@@ -102,7 +103,10 @@ export class Engine {
     this.maxQueue = int(options.maxQueue, 256, 0, 'maxQueue');
     // The graph packs at most min(maxBatchTokens, 256) block tables per pass.
     const maxSequences = Math.min(int(options.maxSequences, 64, 1, 'maxSequences'), maxBatchTokens, 256);
-    const shape = { nLayers: c.nLayers, kvDim: c.nKvHeads * c.headDim, blockSize, type: options.kvCacheType ?? 'f16' } as const;
+    const type = options.kvCacheType ?? model.kvCacheType;
+    const kvProblem = kvCacheTypeProblem(type, c.headDim, model.backend.capabilities.kvTypes);
+    if (kvProblem) throw new EngineError(kvProblem.code === 'INVALID' ? 'INVALID_OPTION' : 'UNSUPPORTED', kvProblem.message);
+    const shape = { nLayers: c.nLayers, kvDim: c.nKvHeads * c.headDim, headDim: c.headDim, blockSize, type };
     // The most KV one sequence holds: its context, or under a sliding window its window and a batch.
     const sequenceTokens = window === undefined ? contextLength : Math.min(contextLength, KVCache.windowBlocks(window, blockSize, maxBatchTokens) * blockSize);
     const nBlocks = KVCache.blocksForBudget(shape, options.kvCacheBytes !== undefined ? { bytes: options.kvCacheBytes } : { tokens: options.kvCacheTokens ?? 4 * sequenceTokens });

@@ -5,7 +5,7 @@
 // KV layout) and every length are checked before anything is written.
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
-import type { Backend, KVLayer } from '../backend/backend.js';
+import { KV_CACHE_TYPES, kvRowBytes, type Backend, type KVCacheType, type KVLayer } from '../backend/backend.js';
 import type { Model } from '../model/model.js';
 import { EngineError } from './errors.js';
 
@@ -18,7 +18,7 @@ const HEADER_BYTES = 4 + 4 + HASH_BYTES + 4 + 4 + 4 + 4;
 /** What a state must match to be restored: the model's identity and the engine's KV layout. */
 export interface StateLayout {
   identity: Uint8Array;
-  type: 'f16' | 'f32';
+  type: KVCacheType;
   nLayers: number;
   kvDim: number;
 }
@@ -31,11 +31,13 @@ export function modelIdentity(model: Model): Uint8Array {
   return sha256(new TextEncoder().encode(text));
 }
 
-const elementBytes = (type: 'f16' | 'f32') => (type === 'f16' ? 2 : 4);
+/** The header's KV type code: f16 0 and f32 1 (format version 1 had only those), then q8_0 2, q4_0 3. Rows are stored as the cache holds them. */
+const TYPE_CODES: readonly KVCacheType[] = ['f16', 'f32', 'q8_0', 'q4_0'];
+if (TYPE_CODES.length !== KV_CACHE_TYPES.length) throw new Error('kv-state: every KV cache type needs a code');
 
 /** The K/V of `length` positions of a sequence whose slots are `slots`, with its tokens, as bytes. */
 export async function encodeState(backend: Backend, layers: readonly KVLayer[], layout: StateLayout, tokens: readonly number[], slots: readonly number[]): Promise<Uint8Array> {
-  const rowBytes = layout.kvDim * elementBytes(layout.type);
+  const rowBytes = kvRowBytes(layout.type, layout.kvDim);
   const n = tokens.length;
   const out = new Uint8Array(HEADER_BYTES + 4 * n + layers.length * 2 * n * rowBytes);
   const view = new DataView(out.buffer);
@@ -43,7 +45,7 @@ export async function encodeState(backend: Backend, layers: readonly KVLayer[], 
   view.setUint32(4, VERSION, true);
   out.set(layout.identity, 8);
   let at = 8 + HASH_BYTES;
-  view.setUint32(at, layout.type === 'f16' ? 0 : 1, true);
+  view.setUint32(at, TYPE_CODES.indexOf(layout.type), true);
   view.setUint32(at + 4, layout.nLayers, true);
   view.setUint32(at + 8, layout.kvDim, true);
   view.setUint32(at + 12, n, true);
@@ -85,14 +87,14 @@ export function decodeState(bytes: Uint8Array, layout: StateLayout, vocabSize: n
   const identity = bytes.subarray(8, 8 + HASH_BYTES);
   if (bytesToHex(identity) !== bytesToHex(layout.identity)) throw new EngineError('STATE_MISMATCH', 'the saved state was made with another model (its identity hash differs)');
   let at = 8 + HASH_BYTES;
-  const type = view.getUint32(at, true) === 0 ? 'f16' : view.getUint32(at, true) === 1 ? 'f32' : bad('unknown KV element type');
+  const type = TYPE_CODES[view.getUint32(at, true)] ?? bad(`unknown KV element type code ${view.getUint32(at, true)}`);
   const nLayers = view.getUint32(at + 4, true), kvDim = view.getUint32(at + 8, true), n = view.getUint32(at + 12, true);
   if (type !== layout.type || nLayers !== layout.nLayers || kvDim !== layout.kvDim) {
     throw new EngineError('STATE_MISMATCH', `the saved state holds ${type} K/V of ${nLayers} layers x ${kvDim}; this engine keeps ${layout.type} K/V of ${layout.nLayers} x ${layout.kvDim}`);
   }
   at += 16;
   if (n === 0 || n > maxTokens) bad(`${n} tokens, expected 1..${maxTokens} (this engine's context)`);
-  const rowBytes = kvDim * elementBytes(type);
+  const rowBytes = kvRowBytes(type, kvDim);
   const want = HEADER_BYTES + 4 * n + nLayers * 2 * n * rowBytes;
   if (bytes.length !== want) bad(`${bytes.length} bytes where ${n} tokens need ${want}`);
   const tokens = Array.from({ length: n }, (_, i) => view.getUint32(at + 4 * i, true));

@@ -14,7 +14,7 @@ export interface EngineOptions {
   kvCacheTokens?: number;
   /** Tokens per KV block (default 16). */
   blockSize?: number;
-  /** KV element type (default f16). */
+  /** KV element type: 'f32', 'f16', 'q8_0' or 'q4_0' (default: the model's, loadModel's kvCacheType) (see LoadModelOptions.kvCacheType); anything else is an EngineError INVALID_OPTION. */
   kvCacheType?: KVCacheType;
   /** Most requests waiting to start; beyond it generate() throws OVERLOADED (default 256). */
   maxQueue?: number;

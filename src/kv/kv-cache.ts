@@ -13,8 +13,7 @@
 //
 // Context overflow is a CONTEXT_FULL error, never a silent wrap: positions past the context
 // length are refused, windowed or not (a model is not trained for positions beyond it).
-import type { Backend, KVCacheType, KVLayer } from '../backend/backend.js';
-import { GGMLType } from '../tensor/ggml-types.js';
+import { kvCacheTypeProblem, kvElementType, kvRowBytes, type Backend, type KVCacheType, type KVLayer } from '../backend/backend.js';
 import { BlockPool } from './block-pool.js';
 import { copyBlockRows } from './copy-block.js';
 import { KVCacheError } from './errors.js';
@@ -26,6 +25,8 @@ export interface KVCacheOptions {
   blockSize: number;
   nBlocks: number;
   type: KVCacheType;
+  /** Values per head (default kvDim): block types (q8_0, q4_0) need whole blocks per head. */
+  headDim?: number;
   /** Longest sequence the model supports (context length). */
   maxSequenceLength: number;
   /** Sliding-window attention: a token attends to at most this many keys, itself included. */
@@ -51,7 +52,7 @@ export class KVCache {
   private readonly sequences = new Map<number, Sequence>();
 
   static bytesNeeded(o: Pick<KVCacheOptions, 'nLayers' | 'kvDim' | 'blockSize' | 'nBlocks' | 'type'>): number {
-    return 2 * o.nLayers * o.nBlocks * o.blockSize * o.kvDim * (o.type === 'f16' ? 2 : 4);
+    return 2 * o.nLayers * o.nBlocks * o.blockSize * kvRowBytes(o.type, o.kvDim);
   }
 
   /** How many blocks a budget buys (bytes round down, tokens round up); at least one. */
@@ -79,12 +80,14 @@ export class KVCache {
 
   constructor(private readonly backend: Backend, readonly options: KVCacheOptions) {
     const { nLayers, kvDim, blockSize, nBlocks, type, slidingWindow } = options;
+    const problem = kvCacheTypeProblem(type, options.headDim ?? kvDim, backend.capabilities?.kvTypes);
+    if (problem) throw new KVCacheError(problem.code === 'INVALID' ? 'INVALID_ARGUMENT' : 'UNSUPPORTED', problem.message);
     if (slidingWindow !== undefined && (!Number.isInteger(slidingWindow) || slidingWindow < 1)) {
       throw new KVCacheError('INVALID_ARGUMENT', `sliding window must be an integer >= 1, got ${slidingWindow}`);
     }
     this.pool = new BlockPool(nBlocks);
     this.layers = [];
-    const elementType = type === 'f16' ? GGMLType.F16 : GGMLType.F32;
+    const elementType = kvElementType(type);
     for (let l = 0; l < nLayers; l++) {
       const shape = [kvDim, nBlocks * blockSize];
       this.layers.push({ k: backend.allocate(elementType, shape), v: backend.allocate(elementType, shape), type, blockSize, kvDim });

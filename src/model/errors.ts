@@ -6,6 +6,10 @@ export type ModelErrorCode =
   | 'BAD_TENSOR_SHAPE'
   | 'UNSUPPORTED_TENSOR_TYPE'
   | 'TOO_LARGE'
+  /** A loadModel option that is not one of its allowed values (e.g. an unknown kvCacheType). */
+  | 'INVALID_OPTION'
+  /** An option this model or backend cannot honour (e.g. a q8_0 KV cache over heads that are not whole 32-value blocks). */
+  | 'UNSUPPORTED_OPTION'
   | 'PROMPT_TOO_LONG'
   | 'DISPOSED'
   /** What was asked does not apply to this model (embedding with a text generator, generating with an encoder). */

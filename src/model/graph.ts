@@ -6,10 +6,11 @@
 // Sliding-window models (config.slidingWindow) attend to the last W keys only, as llama.cpp's
 // standard SWA; after each pass the blocks that fell out of every sequence's window go back to
 // the pool (KVCache.releaseOutsideWindow), so a sequence holds about W + one block of keys.
-import { asF32, asWeight, subTensor, type AttentionArgs, type ExpertRouting, type Backend, type RopeParams, type Tensor, type WeightTensor } from '../backend/backend.js';
+import { asF32, asWeight, subTensor, type AttentionArgs, type ExpertRouting, type Backend, type KVCacheType, type RopeParams, type Tensor, type WeightTensor } from '../backend/backend.js';
 import { GGMLType } from '../tensor/ggml-types.js';
 import { KVCacheError } from '../kv/errors.js';
 import type { KVCache } from '../kv/kv-cache.js';
+import { hadamard, kvRotation } from '../kv/rotation.js';
 import type { ArchDef, LayerWeights } from './arch/arch.js';
 import type { ActiveAdapter } from './lora.js';
 
@@ -171,6 +172,12 @@ interface Buffers {
   q: Tensor; // [T][nHeads * headDim]
   k: Tensor; // [T][kvDim]
   v: Tensor; // [T][kvDim]
+  /**
+   * A rotated quantized cache (src/kv/rotation.ts): q, k, v of a batch of n tokens packed one
+   * after another ([n][qDim], [n][kvDim], [n][kvDim]) so the rotations run as few matmuls, the
+   * rotated copies likewise, and the Hadamard matrices as F32 weights.
+   */
+  rotation: { qkv: Tensor; rotated: Tensor; hk: WeightTensor; hv: WeightTensor } | undefined;
   attnOut: Tensor; // [T][nHeads * headDim]
   gate: Tensor; // [T][ffnDim]
   up: Tensor; // [T][ffnDim]
@@ -215,6 +222,12 @@ export class Graph implements GraphBuilder {
       throw new RangeError(`the KV cache's sliding window (${kv.options.slidingWindow}) differs from the model's (${everyLayerWindow(config)})`);
     }
     this.buf = Graph.allocateBuffers(backend, config, kv, maxBatchTokens, weights.output !== undefined);
+  }
+
+  /** Bytes the rotation of a quantized cache adds to the activations (none without one). */
+  static rotationBytes(c: ModelConfig, maxBatchTokens: number, kvType: KVCacheType): number {
+    const rot = kvRotation(c.headDim, kvType);
+    return rot ? 4 * (2 * maxBatchTokens * (c.nHeads + 2 * c.nKvHeads) * c.headDim + rot.k ** 2 + rot.v ** 2) : 0;
   }
 
   /**
@@ -277,8 +290,22 @@ export class Graph implements GraphBuilder {
     const f32 = (n: number) => b.allocate(GGMLType.F32, [n, T]);
     const i32 = (n: number) => b.allocate(GGMLType.I32, [n]);
     const blockTableCapacity = Graph.blockTableEntries(kv, T);
+    const rot = kvRotation(c.headDim, kv.options.type);
+    const matrix = (n: number): WeightTensor => {
+      const w = asWeight(b.allocate(GGMLType.F32, [n, n]), n, n);
+      b.upload(w, hadamard(n));
+      return w;
+    };
+    let rotation: Buffers['rotation'];
+    if (rot) {
+      const hk = matrix(rot.k);
+      rotation = { qkv: f32(qDim + 2 * kvDim), rotated: f32(qDim + 2 * kvDim), hk, hv: rot.v === rot.k ? hk : matrix(rot.v) };
+    }
+    // with a rotation, q, k and v live in its packed buffer (attention() takes views for each batch)
+    const packed = (at: number, n: number) => subTensor(rotation!.qkv, 4 * T * at, GGMLType.F32, [n, T]);
     return {
-      x: f32(c.dim), xb: f32(c.dim), q: f32(qDim), k: f32(kvDim), v: f32(kvDim),
+      x: f32(c.dim), xb: f32(c.dim),
+      q: rotation ? packed(0, qDim) : f32(qDim), k: rotation ? packed(qDim, kvDim) : f32(kvDim), v: rotation ? packed(qDim + kvDim, kvDim) : f32(kvDim), rotation,
       attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: hasHead ? f32(c.vocabSize) : b.allocate(GGMLType.F32, [1]), argmax: i32(T),
       ids: i32(T), positions: i32(T), slots: i32(T), tokenInfo: i32(3 * T),
       tokenInfoWindowed: c.slidingWindow !== undefined && everyLayerWindow(c) === undefined ? i32(3 * T) : undefined,
@@ -349,29 +376,48 @@ export class Graph implements GraphBuilder {
     const input = this.preNorm(w, 'attn_norm', options.preNorm);
     const fused = w.optional('attn_qkv');
     const [wq, wk, wv] = fused ? rowSlices(w.matrix('attn_qkv'), [qDim, kvDim, kvDim]) : [w.matrix('attn_q'), w.matrix('attn_k'), w.matrix('attn_v')];
-    be.matmulShared([{ out: buf.q, w: wq }, { out: buf.k, w: wk }, { out: buf.v, w: wv }], input, T);
-    this.adapt(buf.q, wq, input, T);
-    this.adapt(buf.k, wk, input, T);
-    this.adapt(buf.v, wv, input, T);
+    const rot = buf.rotation;
+    // this batch's q, k, v: packed back to back under a rotation (so it runs as few matmuls)
+    const view = (t: Tensor, at: number, n: number) => subTensor(t, 4 * T * at, GGMLType.F32, [n, T]);
+    const [q, k, v] = rot ? [view(rot.qkv, 0, qDim), view(rot.qkv, qDim, kvDim), view(rot.qkv, qDim + kvDim, kvDim)] : [buf.q, buf.k, buf.v];
+    be.matmulShared([{ out: q, w: wq }, { out: k, w: wk }, { out: v, w: wv }], input, T);
+    this.adapt(q, wq, input, T);
+    this.adapt(k, wk, input, T);
+    this.adapt(v, wv, input, T);
     const bq = w.optional('attn_q.bias'), bk = w.optional('attn_k.bias'), bv = w.optional('attn_v.bias');
-    if (bq) be.addBias(buf.q, buf.q, bq, qDim, T);
-    if (bk) be.addBias(buf.k, buf.k, bk, kvDim, T);
-    if (bv) be.addBias(buf.v, buf.v, bv, kvDim, T);
+    if (bq) be.addBias(q, q, bq, qDim, T);
+    if (bk) be.addBias(k, k, bk, kvDim, T);
+    if (bv) be.addBias(v, v, bv, kvDim, T);
     if (options.qkNorm === 'layer') {
-      be.layerNorm(buf.q, buf.q, w.vector('attn_q_norm'), w.vector('attn_q_norm.bias'), qDim, T, c.rmsEps);
-      be.layerNorm(buf.k, buf.k, w.vector('attn_k_norm'), w.vector('attn_k_norm.bias'), kvDim, T, c.rmsEps);
+      be.layerNorm(q, q, w.vector('attn_q_norm'), w.vector('attn_q_norm.bias'), qDim, T, c.rmsEps);
+      be.layerNorm(k, k, w.vector('attn_k_norm'), w.vector('attn_k_norm.bias'), kvDim, T, c.rmsEps);
     } else if (options.qkNorm) {
       const perHead = options.qkNorm === 'head';
-      be.rmsNorm(buf.q, buf.q, w.vector('attn_q_norm'), perHead ? c.headDim : qDim, perHead ? T * c.nHeads : T, c.rmsEps);
-      be.rmsNorm(buf.k, buf.k, w.vector('attn_k_norm'), perHead ? c.headDim : kvDim, perHead ? T * c.nKvHeads : T, c.rmsEps);
+      be.rmsNorm(q, q, w.vector('attn_q_norm'), perHead ? c.headDim : qDim, perHead ? T * c.nHeads : T, c.rmsEps);
+      be.rmsNorm(k, k, w.vector('attn_k_norm'), perHead ? c.headDim : kvDim, perHead ? T * c.nKvHeads : T, c.rmsEps);
     }
     if (options.rope ?? true) {
       const rope = layerIsWindowed(c, layer) ? c.ropeWindowed ?? c.rope : c.rope;
-      be.rope(buf.q, T, c.nHeads, c.headDim, buf.positions, rope, this.ropeFactors);
-      be.rope(buf.k, T, c.nKvHeads, c.headDim, buf.positions, rope, this.ropeFactors);
+      be.rope(q, T, c.nHeads, c.headDim, buf.positions, rope, this.ropeFactors);
+      be.rope(k, T, c.nKvHeads, c.headDim, buf.positions, rope, this.ropeFactors);
     }
-    be.storeKV(this.kv.layers[layer], buf.k, buf.v, buf.slots, T);
-    be.attention(this.attentionArgs(layer, T));
+    if (rot) {
+      // llama.cpp's rotation of a quantized cache (src/kv/rotation.ts): q and k by Hk, v by Hv
+      // (one matmul over q, k and v when Hk is Hv), then attention into q's place, rotated back by Hv
+      const nk = rot.hk.cols, nv = rot.hv.cols, all = qDim + 2 * kvDim;
+      const [rq, rk, rv] = [view(rot.rotated, 0, qDim), view(rot.rotated, qDim, kvDim), view(rot.rotated, qDim + kvDim, kvDim)];
+      if (nk === nv) be.matmul(view(rot.rotated, 0, all), rot.hk, view(rot.qkv, 0, all), (T * all) / nk);
+      else {
+        be.matmul(view(rot.rotated, 0, qDim + kvDim), rot.hk, view(rot.qkv, 0, qDim + kvDim), (T * (qDim + kvDim)) / nk);
+        be.matmul(rv, rot.hv, v, (T * kvDim) / nv);
+      }
+      be.storeKV(this.kv.layers[layer], rk, rv, buf.slots, T);
+      be.attention({ ...this.attentionArgs(layer, T), q: rq, out: q });
+      be.matmul(buf.attnOut, rot.hv, q, (T * qDim) / nv);
+    } else {
+      be.storeKV(this.kv.layers[layer], k, v, buf.slots, T);
+      be.attention(this.attentionArgs(layer, T));
+    }
     be.matmul(buf.xb, w.matrix('attn_output'), buf.attnOut, T);
     this.adapt(buf.xb, w.matrix('attn_output'), buf.attnOut, T);
     const bo = w.optional('attn_output.bias');

@@ -1,6 +1,6 @@
 // loadModel: a GGUF file to a Model (weights in backend memory, tokenizer, metadata). generate()
 // streams text and evaluate() returns logits for every position, both through the model's engine.
-import type { Backend, KVCacheType } from '../backend/backend.js';
+import { kvCacheTypeProblem, type Backend, type KVCacheType } from '../backend/backend.js';
 import { Engine } from '../engine/engine.js';
 import { EngineError } from '../engine/errors.js';
 import { createBackend, type BackendKind } from '../backend/registry.js';
@@ -24,7 +24,11 @@ export interface LoadModelOptions {
   threads?: number;
   /** Tokens of context per sequence (default: the model's, capped at 4096). */
   contextLength?: number;
-  /** KV cache element type (default f16, as llama.cpp). */
+  /**
+   * KV cache element type (default f16, as llama.cpp): 'f32', 'f16', or the block types 'q8_0' /
+   * 'q4_0' (llama.cpp's -ctk/-ctv q8_0 with flash attention; about 0.53x / 0.28x of f16's bytes; need
+   * a head dim that is a multiple of 32). Anything else is a ModelError INVALID_OPTION.
+   */
   kvCacheType?: KVCacheType;
   /** Tokens per KV block (default 16). */
   kvBlockSize?: number;
@@ -160,6 +164,11 @@ export class Model {
     return (this.cachedSamplingDefaults ??= samplingDefaultsOf(this.file));
   }
   private cachedSamplingDefaults?: Partial<SamplingOptions>;
+
+  /** The KV cache type of loadModel's options: the model's own engine's, and createEngine's default. */
+  get kvCacheType(): KVCacheType {
+    return this.defaults.kvCacheType;
+  }
 
   /** Tokens a generate() sequence may reach. */
   get contextLength(): number {
@@ -350,6 +359,9 @@ export async function loadModel(input: ModelInput | readonly ModelInput[], optio
     const oneSequence = window === undefined ? contextLength : Math.min(contextLength, KVCache.windowBlocks(window, blockSize, maxBatchTokens) * blockSize);
     const kvTokens = Math.max(options.kvCacheTokens ?? oneSequence, blockSize);
     const kvType = options.kvCacheType ?? 'f16';
+    // Checked before a backend is created or anything allocated (JS callers may pass any string).
+    const kvProblem = kvCacheTypeProblem(kvType, config.headDim);
+    if (kvProblem) throw new ModelError(kvProblem.code === 'INVALID' ? 'INVALID_OPTION' : 'UNSUPPORTED_OPTION', kvProblem.message);
     const kvDim = config.nKvHeads * config.headDim;
     const nBlocks = Math.ceil(kvTokens / blockSize);
 
@@ -357,10 +369,12 @@ export async function loadModel(input: ModelInput | readonly ModelInput[], optio
     const given = typeof choice === 'string' ? undefined : choice;
     const backend = typeof choice === 'string' ? await createBackend(choice, { threads: options.threads, relaxedSimd: options.relaxedSimd }) : choice;
     try {
+      const backendKv = kvCacheTypeProblem(kvType, config.headDim, backend.capabilities.kvTypes);
+      if (backendKv) throw new ModelError('UNSUPPORTED_OPTION', `${backend.name}: ${backendKv.message}`);
       // Budget the whole model against what the backend holds before allocating anything large.
       const { bytes: weightBytes } = planWeights(file, config, arch, backend);
       const kvBytes = KVCache.bytesNeeded({ nLayers: config.nLayers, kvDim, blockSize, nBlocks, type: kvType });
-      const actBytes = Graph.activationBytes(config, maxBatchTokens, Math.min(maxBatchTokens, 256) * Math.ceil(contextLength / blockSize));
+      const actBytes = Graph.activationBytes(config, maxBatchTokens, Math.min(maxBatchTokens, 256) * Math.ceil(contextLength / blockSize)) + Graph.rotationBytes(config, maxBatchTokens, kvType);
       const need = weightBytes + kvBytes + actBytes;
       if (need > backend.capabilities.memoryBytes) {
         const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;

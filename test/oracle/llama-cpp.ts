@@ -107,8 +107,8 @@ export async function llamaCppTokenize(path: string, text: string, opts: { addBo
 export interface LlamaCppContextOptions {
   /** Tokens per llama_decode call (default: the whole prompt at once). */
   batchSize?: number;
-  /** KV cache element type (llama.cpp's default is f16). */
-  kvCacheType?: 'f16' | 'f32';
+  /** KV cache element type of K and V (llama.cpp's default is f16; -ctk/-ctv). q8_0 / q4_0 need flash attention (a quantized V has no other path). */
+  kvCacheType?: 'f16' | 'f32' | 'q8_0' | 'q4_0';
   /**
    * Left out: node-llama-cpp's default, 'auto', which llama.cpp resolves to on for the CPU. Flash
    * attention casts an f32 cache to f16 before using it (llama-graph.cpp build_attn_mha), so only
@@ -121,7 +121,7 @@ export interface LlamaCppContextOptions {
 
 /** A one-sequence, one-thread context of `size` tokens with the options' cache type and attention. */
 function createContext(m: LlamaModel, size: number, opts: LlamaCppContextOptions) {
-  const kvType = opts.kvCacheType === 'f32' ? 'F32' : 'F16';
+  const kvType = ({ f32: 'F32', f16: 'F16', q8_0: 'Q8_0', q4_0: 'Q4_0' } as const)[opts.kvCacheType ?? 'f16'];
   return m.createContext({
     contextSize: size, batchSize: opts.batchSize ?? size, threads: { ideal: 1, min: 1 }, sequences: 1,
     experimentalKvCacheKeyType: kvType, experimentalKvCacheValueType: kvType,

@@ -5,14 +5,16 @@
 // that are part of the ops' definition as llama.cpp computes them: F16/BF16 weights dot
 // activations rounded to f16/bf16 (ggml's vec_dot_type for them), and attention over an f16 cache
 // with a head dim that is not a multiple of 16 rounds Q and the V accumulator to f16 (ggml's
-// one-row flash attention). Selectable as loadModel(..., { backend: 'reference' }): slow, exact.
+// one-row flash attention); over a q8_0 / q4_0 cache the query is quantized to Q8_0 (K's
+// vec_dot_type in ggml's flash attention). Selectable as loadModel(..., { backend: 'reference' }): slow, exact.
 //
 // Memory: every allocate() is its own ArrayBuffer (buffer ids from 1), as a GPU backend's buffers
 // are separate: code that assumed one linear memory would fail here.
 import type { ByteSource } from '../../io/byte-source.js';
 import { dequantize } from '../../tensor/dequant.js';
+import { quantizeRow } from '../../tensor/quantize.js';
 import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-types.js';
-import { alibiSlopes, tensorBytes, type AttentionArgs, type Backend, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
+import { alibiSlopes, KV_CACHE_TYPES, kvCacheTypeProblem, kvElementType, kvRowBytes, tensorBytes, type AttentionArgs, type Backend, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { f16BitsToF32, f32ToF16Bits } from './half.js';
 
@@ -128,25 +130,26 @@ export function createReferenceBackend(): Backend {
     return dequantize(w.type, u8View(w, 'weight row', r * w.rowBytes, w.rowBytes), w.cols);
   };
 
-  const elemBytes = (layer: KVLayer) => (layer.type === 'f16' ? 2 : 4);
-
   /** The activation a weight type's dot product sees: f16/bf16-rounded for F16/BF16 weights. */
   const activation = (type: GGMLType, x: number): number =>
     type === GGMLType.F16 ? f16Round(x) : type === GGMLType.BF16 ? bf16Round(x) : x;
 
-  /** Cached K or V value i of slot s. */
-  const readKV = (layer: KVLayer, cache: Tensor, slot: number, i: number): number => {
-    const { buffer, offset } = bytesOf(cache, 'KV cache');
-    const d = new DataView(buffer, offset, cache.bytes);
-    if (layer.type === 'f16') return f16BitsToF32(d.getUint16((slot * layer.kvDim + i) * 2, true));
-    return d.getFloat32((slot * layer.kvDim + i) * 4, true);
+  /** Slot s's row of a K or V cache, dequantized (f16 and the block types exactly). */
+  const readKVRow = (layer: KVLayer, cache: Tensor, slot: number): Float32Array => {
+    const rb = kvRowBytes(layer.type, layer.kvDim);
+    return dequantize(kvElementType(layer.type), u8View(cache, 'KV cache', slot * rb, rb), layer.kvDim);
+  };
+
+  const checkKVLayer = (layer: KVLayer, headDim: number, what: string) => {
+    const problem = kvCacheTypeProblem(layer.type, headDim);
+    if (problem) throw new BackendError(problem.code === 'INVALID' ? 'INVALID_ARGUMENT' : 'UNSUPPORTED_TYPE', `${what}: ${problem.message}`);
   };
 
   const backend: Backend = {
     name: 'reference',
     nThreads: 1,
 
-    capabilities: { weightTypes: WEIGHT_TYPES, maxTensorBytes: MAX_TENSOR_BYTES, memoryBytes: Number.MAX_SAFE_INTEGER },
+    capabilities: { weightTypes: WEIGHT_TYPES, maxTensorBytes: MAX_TENSOR_BYTES, memoryBytes: Number.MAX_SAFE_INTEGER, kvTypes: new Set(KV_CACHE_TYPES) },
 
     allocate(type, shape) {
       if (disposed) throw new BackendError('DISPOSED', 'the reference backend was disposed');
@@ -376,31 +379,24 @@ export function createReferenceBackend(): Backend {
     },
 
     storeKV(layer, k, v, slots, nTokens) {
+      checkKVLayer(layer, layer.kvDim, 'storeKV');
       const ks = f32View(k, nTokens * layer.kvDim, 'storeKV k').slice();
       const vs = f32View(v, nTokens * layer.kvDim, 'storeKV v').slice();
       const sl = i32View(slots, nTokens, 'storeKV slots').slice();
-      const eb = elemBytes(layer);
-      const kb = bytesOf(layer.k, 'K cache'), vb = bytesOf(layer.v, 'V cache');
-      const dk = new DataView(kb.buffer, kb.offset, layer.k.bytes), dvv = new DataView(vb.buffer, vb.offset, layer.v.bytes);
-      const nSlots = Math.min(layer.k.bytes, layer.v.bytes) / (layer.kvDim * eb);
+      const rb = kvRowBytes(layer.type, layer.kvDim), type = kvElementType(layer.type);
+      const nSlots = Math.floor(Math.min(layer.k.bytes, layer.v.bytes) / rb);
       for (let t = 0; t < nTokens; t++) {
         const s = sl[t];
         if (!(s >= 0 && s < nSlots)) throw new BackendError('INVALID_ARGUMENT', `storeKV: slot ${s} outside 0..${nSlots - 1}`);
-        for (let i = 0; i < layer.kvDim; i++) {
-          const ko = (s * layer.kvDim + i) * eb;
-          if (layer.type === 'f16') {
-            dk.setUint16(ko, f32ToF16Bits(ks[t * layer.kvDim + i]), true);
-            dvv.setUint16(ko, f32ToF16Bits(vs[t * layer.kvDim + i]), true);
-          } else {
-            dk.setFloat32(ko, ks[t * layer.kvDim + i], true);
-            dvv.setFloat32(ko, vs[t * layer.kvDim + i], true);
-          }
-        }
+        // the reference quantizers (f16: round to nearest even; q8_0 / q4_0: ggml's quantize_row_*_ref)
+        quantizeRow(type, ks, t * layer.kvDim, layer.kvDim, u8View(layer.k, 'K cache', s * rb, rb));
+        quantizeRow(type, vs, t * layer.kvDim, layer.kvDim, u8View(layer.v, 'V cache', s * rb, rb));
       }
     },
 
     attention(args: AttentionArgs) {
       const { nTokens, nHeads, nKvHeads, headDim, scale, layer } = args;
+      checkKVLayer(layer, headDim, 'attention');
       const softcap = args.softcap ?? 0;
       const score = (dot: number) => (softcap > 0 ? softcap * Math.tanh((dot * scale) / softcap) : dot * scale);
       if (nKvHeads <= 0 || nHeads % nKvHeads !== 0) throw new RangeError(`attention: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
@@ -415,6 +411,15 @@ export function createReferenceBackend(): Backend {
       const result = new Float64Array(nTokens * dim);
       const group = nHeads / nKvHeads;
       const oneRow = layer.type === 'f16' && headDim % 16 !== 0;
+      const quantK = layer.type === 'q8_0' || layer.type === 'q4_0';
+      /** A query head row as K's dot product sees it: quantized to Q8_0 (and read back) over a block-type cache. */
+      const qBlocks = new Uint8Array(quantK ? (headDim / 32) * 34 : 0);
+      const queryRow = (at: number): Float32Array => {
+        const row = q.subarray(at, at + headDim);
+        if (!quantK) return row;
+        quantizeRow(GGMLType.Q8_0, row, 0, headDim, qBlocks);
+        return dequantize(GGMLType.Q8_0, qBlocks, headDim);
+      };
       for (let t = 0; t < nTokens; t++) {
         // keys first..end-1; the block table is read only from the block holding `first`
         const tableStart = info[3 * t], first = info[3 * t + 1], end = info[3 * t + 2];
@@ -431,6 +436,8 @@ export function createReferenceBackend(): Backend {
           if (block < 0) throw new RangeError(`attention: token ${t} reads key ${p}, whose block was released (${block})`);
           slots[j] = block * layer.blockSize + (p % layer.blockSize);
         }
+        const kRows = Array.from(slots, (s) => readKVRow(layer, layer.k, s));
+        const vRows = Array.from(slots, (s) => readKVRow(layer, layer.v, s));
         for (let h = 0; h < nHeads; h++) {
           const kvh = Math.floor(h / group);
           if (oneRow) {
@@ -441,7 +448,7 @@ export function createReferenceBackend(): Backend {
             let m = -Infinity, sum = 0;
             for (let p = 0; p < nKeys; p++) {
               let dot = 0;
-              for (let i = 0; i < headDim; i++) dot += qh[i] * readKV(layer, layer.k, slots[p], kvh * headDim + i);
+              for (let i = 0; i < headDim; i++) dot += qh[i] * kRows[p][kvh * headDim + i];
               const s = score(dot) + bias(t, h, first + p);
               let ms = 1, vs = 1;
               if (s > m) {
@@ -449,17 +456,18 @@ export function createReferenceBackend(): Backend {
                 m = s;
                 for (let i = 0; i < headDim; i++) acc[i] = f16Round(acc[i] * ms);
               } else vs = Math.exp(s - m);
-              for (let i = 0; i < headDim; i++) acc[i] = f16Round(acc[i] + readKV(layer, layer.v, slots[p], kvh * headDim + i) * vs);
+              for (let i = 0; i < headDim; i++) acc[i] = f16Round(acc[i] + vRows[p][kvh * headDim + i] * vs);
               sum = sum * ms + vs;
             }
             for (let i = 0; i < headDim; i++) result[t * dim + h * headDim + i] = acc[i] / sum;
             continue;
           }
           const scores = new Float64Array(nKeys);
+          const qh = queryRow(t * dim + h * headDim);
           let max = -Infinity;
           for (let p = 0; p < nKeys; p++) {
             let dot = 0;
-            for (let i = 0; i < headDim; i++) dot += q[t * dim + h * headDim + i] * readKV(layer, layer.k, slots[p], kvh * headDim + i);
+            for (let i = 0; i < headDim; i++) dot += qh[i] * kRows[p][kvh * headDim + i];
             scores[p] = score(dot) + bias(t, h, first + p);
             if (scores[p] > max) max = scores[p];
           }
@@ -470,7 +478,7 @@ export function createReferenceBackend(): Backend {
           }
           for (let i = 0; i < headDim; i++) {
             let acc = 0;
-            for (let p = 0; p < nKeys; p++) acc += scores[p] * readKV(layer, layer.v, slots[p], kvh * headDim + i);
+            for (let p = 0; p < nKeys; p++) acc += scores[p] * vRows[p][kvh * headDim + i];
             result[t * dim + h * headDim + i] = acc / sum;
           }
         }

@@ -2,7 +2,7 @@
 // allows SharedArrayBuffer; memory.ts), each Backend op written as a command block that exec()
 // runs, split over threads (dispatch.ts). The ops live by family in ops-matmul.ts,
 // ops-elementwise.ts and ops-attention.ts; see assembly/ for the kernels.
-import { tensorBytes, type Backend, type Tensor } from '../backend.js';
+import { KV_CACHE_TYPES, tensorBytes, type Backend, type Tensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import type { ByteSource } from '../../io/byte-source.js';
 import type { GGMLType } from '../../tensor/ggml-types.js';
@@ -91,7 +91,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     kernels: choice.build,
     kernelReason: choice.reason,
     sharedMemory: shared,
-    capabilities: { weightTypes: SUPPORTED, maxTensorBytes: MAX_BYTES - mem.heapBase, memoryBytes: MAX_BYTES - (64 << 20) },
+    capabilities: { weightTypes: SUPPORTED, maxTensorBytes: MAX_BYTES - mem.heapBase, memoryBytes: MAX_BYTES - (64 << 20), kvTypes: new Set(KV_CACHE_TYPES) },
 
     alloc: (n, align) => mem.alloc(n, align),
     tensorAt: (ptr, type, shape) => mem.tensorAt(ptr, type, shape),

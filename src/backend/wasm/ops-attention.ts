@@ -1,24 +1,31 @@
 // The WASM backend's KV cache ops: storeKV into the paged cache, and attention over it.
 import { BackendError } from '../errors.js';
-import { alibiSlopes, type AttentionArgs, type Backend, type KVLayer } from '../backend.js';
+import { alibiSlopes, kvCacheTypeProblem, kvElementType, kvRowBytes, type AttentionArgs, type Backend, type KVLayer } from '../backend.js';
 import { checkInt, MIN_WORK, type OpContext } from './dispatch.js';
 import * as K from './kernels.generated.js';
+
+/** A typed error for a cache type the kernels do not take over heads of headDim values (block types need whole 32-value blocks). */
+function checkKVType(layer: KVLayer, headDim: number, what: string): void {
+  const problem = kvCacheTypeProblem(layer.type, headDim);
+  if (problem) throw new BackendError(problem.code === 'INVALID' ? 'INVALID_ARGUMENT' : 'UNSUPPORTED_TYPE', `${what}: ${problem.message}`);
+}
 
 export function attentionOps({ mem, dispatch, scratch, scratchBytes }: OpContext): Pick<Backend, 'storeKV' | 'attention'> {
   return {
     storeKV(layer: KVLayer, k, v, slots, nTokens) {
       checkInt('nTokens', nTokens, 0);
+      checkKVType(layer, layer.kvDim, 'storeKV');
       if (nTokens === 0) return;
       const c = dispatch.cmd(K.OP_STORE_KV);
       c.i[K.KV_K_CACHE] = mem.at(layer.k, 'K cache');
       c.i[K.KV_V_CACHE] = mem.at(layer.v, 'V cache');
-      c.i[K.KV_F16] = layer.type === 'f16' ? 1 : 0;
+      c.i[K.KV_TYPE] = kvElementType(layer.type);
       c.i[K.KV_DIM] = layer.kvDim;
       c.i[K.KV_K] = mem.at(k, 'storeKV k', 4 * nTokens * layer.kvDim);
       c.i[K.KV_V] = mem.at(v, 'storeKV v', 4 * nTokens * layer.kvDim);
       c.i[K.KV_SLOTS] = mem.at(slots, 'storeKV slots', 4 * nTokens);
       c.i[K.KV_N_TOKENS] = nTokens;
-      const nSlots = layer.k.bytes / (layer.kvDim * (layer.type === 'f16' ? 2 : 4));
+      const nSlots = Math.floor(Math.min(layer.k.bytes, layer.v.bytes) / kvRowBytes(layer.type, layer.kvDim));
       const mem32 = mem.i32(), sv = c.i[K.KV_SLOTS]! >> 2;
       for (let t = 0; t < nTokens; t++) {
         const slot = mem32[sv + t]!;
@@ -34,6 +41,7 @@ export function attentionOps({ mem, dispatch, scratch, scratchBytes }: OpContext
       checkInt('headDim', headDim, 1);
       if (nHeads % nKvHeads !== 0) throw new BackendError('INVALID_ARGUMENT', `attention: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
       if (layer.kvDim !== nKvHeads * headDim) throw new BackendError('INVALID_ARGUMENT', `attention: kvDim ${layer.kvDim} != nKvHeads ${nKvHeads} * headDim ${headDim}`);
+      checkKVType(layer, headDim, 'attention');
       if (nTokens === 0) return;
       // Check each token's key range and its block table: the kernel reads the table from
       // firstKey / blockSize on without bounds checks, so every entry it reads must be a block of
@@ -42,7 +50,7 @@ export function attentionOps({ mem, dispatch, scratch, scratchBytes }: OpContext
       const tablesPtr = mem.at(a.blockTables, 'attention block tables');
       const mem32 = mem.i32();
       const info = infoPtr >> 2, tables = tablesPtr >> 2, nEntries = a.blockTables.bytes >> 2;
-      const nBlocks = layer.k.bytes / (layer.blockSize * layer.kvDim * (layer.type === 'f16' ? 2 : 4));
+      const nBlocks = Math.floor(Math.min(layer.k.bytes, layer.v.bytes) / (layer.blockSize * kvRowBytes(layer.type, layer.kvDim)));
       let keys = 0;
       for (let t = 0; t < nTokens; t++) {
         const start = mem32[info + 3 * t]!, first = mem32[info + 3 * t + 1]!, end = mem32[info + 3 * t + 2]!;
@@ -97,14 +105,17 @@ export function attentionOps({ mem, dispatch, scratch, scratchBytes }: OpContext
       // one head when that leaves too few units to keep every thread busy (decode of a few tokens).
       const hpu = dispatch.nThreads > 1 && tiles * nKvHeads < dispatch.nThreads ? 1 : group;
       // Scratch per share: the f16-rounded query (half), or the f32 path's converted K and V rows plus
-      // per tile row a max, a sum and a key tile of scores (attnScratchStride in attention.ts).
-      const perShare = half ? headDim * 4 : Math.ceil(((2 * headDim + K.ATTN_QUERY_TILE * hpu * (2 + K.ATTN_KEY_TILE)) * 4) / 64) * 64;
+      // per tile row a max, a sum and a key tile of scores, and over a block-type cache the row's
+      // query as Q8_0 blocks (attnScratchStride in attention.ts).
+      const rows = K.ATTN_QUERY_TILE * hpu;
+      const quantK = layer.type === 'q8_0' || layer.type === 'q4_0';
+      const perShare = half ? headDim * 4 : Math.ceil(((2 * headDim + rows * (2 + K.ATTN_KEY_TILE)) * 4 + (quantK ? rows * (headDim / 32) * 34 : 0)) / 64) * 64;
       // Scratch is indexed by chunk (at most dispatch.nThreads * CHUNKS_PER_THREAD chunks, never fewer than dispatch.nThreads).
       const maxChunks = Math.floor((scratchBytes - slopesBytes) / perShare);
       if (maxChunks < dispatch.nThreads) throw new BackendError('INVALID_ARGUMENT', `attention: headDim ${headDim} too large for the scratch`);
       c.i[K.ATTN_K_CACHE] = mem.at(layer.k, 'K cache');
       c.i[K.ATTN_V_CACHE] = mem.at(layer.v, 'V cache');
-      c.i[K.ATTN_F16] = layer.type === 'f16' ? 1 : 0;
+      c.i[K.ATTN_KV_TYPE] = kvElementType(layer.type);
       c.i[K.ATTN_BLOCK_SIZE] = layer.blockSize;
       c.i[K.ATTN_KV_DIM] = layer.kvDim;
       c.i[K.ATTN_TOKEN_INFO] = infoPtr;

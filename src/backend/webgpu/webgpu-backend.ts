@@ -8,7 +8,7 @@
 import type { ByteSource } from '../../io/byte-source.js';
 import { log } from '../../log.js';
 import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-types.js';
-import { alibiSlopes, tensorBytes, type AttentionArgs, type Backend, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
+import { alibiSlopes, kvCacheTypeProblem, tensorBytes, type AttentionArgs, type Backend, type KVCacheType, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { acquireGPU, type AcquireGPUOptions, type GPUChoice } from './gpu.js';
 import { compose, dequantVariant, KERNELS, LAYER_NORM, MAX_HEAD_DIM, NO_VARIANT, RMS_NORM, paramCount, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
@@ -47,6 +47,9 @@ const align4 = (n: number) => Math.ceil(n / 4) * 4;
 function yarnCorrDim(nDims: number, nCtxOrig: number, nRot: number, base: number): number {
   return Math.fround((nDims * Math.log(nCtxOrig / (nRot * 2 * Math.PI))) / (2 * Math.log(base)));
 }
+
+/** KV cache types store_kv.wgsl and attention.wgsl take. */
+const WEBGPU_KV_TYPES: ReadonlySet<KVCacheType> = new Set<KVCacheType>(['f32', 'f16']);
 
 /** Element-wise op codes of webgpu/elementwise.wgsl. */
 const ELEMENTWISE_OPS = { swiglu: 0, geglu: 1, gelu: 2, sigmoid: 3, scale: 4, softcap: 5, add: 6, addBias: 7 } as const;
@@ -266,6 +269,10 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     if (wt.rowBytes !== typeRowBytes(wt.type, wt.cols)) throw new BackendError('INVALID_ARGUMENT', `${what}: rowBytes ${wt.rowBytes} does not match ${typeName(wt.type)} with ${wt.cols} cols`);
     if (!splits.has(wt.buffer)) gpuBuffer(wt, what, wt.rows * wt.rowBytes);
   };
+  const checkKVType = (layer: KVLayer, headDim: number, what: string) => {
+    const problem = kvCacheTypeProblem(layer.type, headDim, WEBGPU_KV_TYPES);
+    if (problem) throw new BackendError(problem.code === 'INVALID' ? 'INVALID_ARGUMENT' : 'UNSUPPORTED_TYPE', `${what}: ${problem.message}`);
+  };
   const posInt = (what: string, v: number, min = 1) => {
     if (!Number.isInteger(v) || v < min) throw new BackendError('INVALID_ARGUMENT', `${what} must be an integer >= ${min}, got ${v}`);
   };
@@ -296,7 +303,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     device,
     gpu: choice.gpu,
     adapter: choice.description,
-    capabilities: { weightTypes: WEBGPU_WEIGHT_TYPES, maxTensorBytes, memoryBytes: options.memoryBytes ?? Number.MAX_SAFE_INTEGER },
+    capabilities: { weightTypes: WEBGPU_WEIGHT_TYPES, maxTensorBytes, memoryBytes: options.memoryBytes ?? Number.MAX_SAFE_INTEGER, kvTypes: WEBGPU_KV_TYPES },
 
     allocate(type: GGMLType, shape: readonly number[]) {
       check();
@@ -534,6 +541,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     },
 
     storeKV(layer: KVLayer, k, v, slots, nTokens) {
+      checkKVType(layer, layer.kvDim, 'storeKV');
       const eb = layer.type === 'f16' ? 2 : 4;
       need(k, 4 * nTokens * layer.kvDim, 'storeKV k');
       need(v, 4 * nTokens * layer.kvDim, 'storeKV v');
@@ -563,6 +571,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       if (nKvHeads <= 0 || nHeads % nKvHeads !== 0) throw new BackendError('INVALID_ARGUMENT', `attention: nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
       if (layer.kvDim !== nKvHeads * headDim) throw new BackendError('INVALID_ARGUMENT', `attention: kvDim ${layer.kvDim} != nKvHeads * headDim`);
       if (headDim > MAX_HEAD_DIM) throw new BackendError('INVALID_ARGUMENT', `attention: head dim ${headDim} is over the WebGPU kernel's ${MAX_HEAD_DIM}`);
+      checkKVType(layer, headDim, 'attention');
       const dim = nHeads * headDim;
       need(args.q, 4 * nTokens * dim, 'attention q');
       need(args.out, 4 * nTokens * dim, 'attention out');
