@@ -45,6 +45,16 @@ describe('wasmforge generate: checks before work, typed errors', () => {
     expect(io.err).toContain(`ByteSourceError [UNREACHABLE]: http://127.0.0.1:${port}/model.gguf: could not connect (ECONNREFUSED)`);
   });
 
+  it('--kv-type: an unknown type is a usage error naming the allowed ones; one the model cannot take is its typed error', async () => {
+    expect(await main(['generate', '-m', '/nonexistent.gguf', '--kv-type', 'q8'])).toBe(1);
+    expect(io.err).toMatch(/--kv-type must be one of f32, f16, q8_0, q4_0, got "q8"/);
+    expect(io.err).not.toMatch(/nonexistent/);
+    expect(await main(['generate', '-p', 'Once', '-n', '2', '-t', '1', '--kv-type', 'q8_0'])).toBe(1); // stories260K: head dim 8
+    expect(io.err).toMatch(/ModelError \[UNSUPPORTED_OPTION\].*head dim 8/);
+    expect(await main(['generate', '--help'])).toBe(0);
+    expect(io.out).toMatch(/--kv-type TYPE .*f32 \| f16 \| q8_0 \| q4_0/);
+  });
+
   it('a prompt longer than the context prints nothing but the error', async () => {
     expect(await main(['generate', '-p', 'once upon a time '.repeat(300), '-c', '64', '-t', '1'])).toBe(1);
     expect(io.out).toBe('');

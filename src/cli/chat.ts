@@ -8,7 +8,7 @@ import { EngineError } from '../engine/errors.js';
 import { log } from '../log.js';
 import { Sampler, SamplingError } from '../sampling/sampler.js';
 import { numberOption, parseArgs, UsageError } from './args.js';
-import { loadModelFromArgs, MODEL_OPTIONS } from './common.js';
+import { KV_TYPE_HELP, loadModelFromArgs, MODEL_OPTIONS } from './common.js';
 
 export const summary = 'chat with a model in the terminal (its chat template, streaming, history, /reset)';
 
@@ -21,6 +21,7 @@ const HELP = `usage: wasmforge chat [-m FILE] [options]
   --ignore-eos            keep writing past end-of-turn (until -n)
   --chat-template FILE    a Jinja chat template file instead of the model's (ChatML when it has none)
   -t, --threads N         worker threads;  -c, --ctx N  context length
+${KV_TYPE_HELP}
   --backend NAME          auto | wasm | webgpu | reference (default auto)
   --verbose               debug logging
 in the chat: /reset forgets the conversation, /exit quits; Ctrl-C stops an answer, twice exits`;

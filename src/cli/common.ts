@@ -1,10 +1,22 @@
 // Pieces the model-running subcommands share: model path resolution, loading with timing, stdin.
+import { KV_CACHE_TYPES, isKVCacheType, type KVCacheType } from '../backend/backend.js';
 import { BACKEND_KINDS, type BackendKind } from '../backend/registry.js';
 import { loadModel, type LoadModelOptions, type Model } from '../model/model.js';
 import { bundledModelPath } from '../runtime/bundled-model.js';
 import { numberOption, UsageError, type ParsedArgs } from './args.js';
 
-export const MODEL_OPTIONS = { model: ['m'], threads: ['t'], ctx: ['c'], backend: [] };
+export const MODEL_OPTIONS = { model: ['m'], threads: ['t'], ctx: ['c'], backend: [], 'kv-type': [] };
+
+/** The --kv-type help line the model commands share. */
+export const KV_TYPE_HELP = `  --kv-type TYPE          KV cache type: ${KV_CACHE_TYPES.join(' | ')} (default f16; q8_0 about halves KV memory, as llama.cpp's -ctk/-ctv q8_0)`;
+
+/** --kv-type TYPE, checked before anything loads (undefined: the library's default). */
+export function kvTypeArg(args: ParsedArgs): KVCacheType | undefined {
+  const v = args.values.get('kv-type');
+  if (v === undefined) return undefined;
+  if (!isKVCacheType(v)) throw new UsageError(`--kv-type must be one of ${KV_CACHE_TYPES.join(', ')}, got "${v}"`);
+  return v;
+}
 
 /** --backend NAME, checked before anything loads. */
 export function backendArg(args: ParsedArgs): BackendKind {
@@ -18,7 +30,8 @@ export async function loadModelFromArgs(args: ParsedArgs, extra: LoadModelOption
   const threads = args.values.has('threads') ? numberOption(args, 'threads', 1, { integer: true, min: 1, max: 256 }) : undefined;
   const contextLength = args.values.has('ctx') ? numberOption(args, 'ctx', 0, { integer: true, min: 8 }) : undefined;
   const backend = backendArg(args);
-  return loadModel(path, { threads, contextLength, backend, onProgress: progressBar(path.replace(/^.*[/\\]/, '')), ...extra });
+  const kvCacheType = kvTypeArg(args);
+  return loadModel(path, { threads, contextLength, backend, kvCacheType, onProgress: progressBar(path.replace(/^.*[/\\]/, '')), ...extra });
 }
 
 /** A progress bar on stderr while a model loads, when stderr is a terminal (nothing in pipes and logs). */

@@ -1,7 +1,7 @@
 import type { GenerateOptions } from '../model/model.js';
 import { Sampler, SamplingError } from '../sampling/sampler.js';
 import { numberOption, parseArgs, UsageError } from './args.js';
-import { loadModelFromArgs, loraArg, MODEL_OPTIONS } from './common.js';
+import { KV_TYPE_HELP, loadModelFromArgs, loraArg, MODEL_OPTIONS } from './common.js';
 
 export const summary = 'generate text from a prompt (default model: the bundled stories260K)';
 
@@ -16,6 +16,7 @@ const HELP = `usage: wasmforge generate [-m FILE] [-p PROMPT] [-n N] [options]
   --stop TEXT             stop when TEXT appears (repeatable: --stop a --stop b)
   -t, --threads N         worker threads (default: all cores)
   -c, --ctx N             context length
+${KV_TYPE_HELP}
   --backend NAME          auto | wasm | webgpu | reference (default auto: a hardware GPU if the runtime offers one, else wasm)
   --ignore-eos            keep generating past end-of-text
   --lookup N              speculative decoding by prompt lookup: up to N draft tokens per step

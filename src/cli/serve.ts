@@ -8,7 +8,7 @@ import { bundledModelPath } from '../runtime/bundled-model.js';
 import { createServerHandler } from '../server/handler.js';
 import { listen } from '../server/listen.js';
 import { numberOption, parseArgs, UsageError, type ArgSpec } from './args.js';
-import { backendArg, loraArg, MODEL_OPTIONS, progressBar } from './common.js';
+import { backendArg, KV_TYPE_HELP, kvTypeArg, loraArg, MODEL_OPTIONS, progressBar } from './common.js';
 
 export const summary = 'serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, SSE)';
 
@@ -18,6 +18,7 @@ const HELP = `usage: wasmforge serve [-m FILE] [options]
   --port PORT             port (default 8080; 0 picks a free one)
   --alias NAME            the model id clients send (default: the file name)
   -c, --ctx N             tokens per sequence (default: the model's, at most 4096)
+${KV_TYPE_HELP}
   --parallel N            most sequences generated at once (default 64)
   --kv-tokens N           KV cache size in tokens across all sequences (default: 4 contexts)
   --queue N               most requests waiting; more get 503 with Retry-After (default 256)
@@ -51,6 +52,7 @@ export async function run(argv: string[], env: Record<string, string | undefined
   }
   const list = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
   const backend = backendArg(args);
+  const kvCacheType = kvTypeArg(args);
   const optional = (name: string, opts: { min?: number; max?: number; integer?: boolean }) => (args.values.has(name) ? numberOption(args, name, 0, opts) : undefined);
   const port = numberOption(args, 'port', 8080, { integer: true, min: 0, max: 65535 });
   const host = args.values.get('host') ?? '127.0.0.1';
@@ -64,7 +66,7 @@ export async function run(argv: string[], env: Record<string, string | undefined
 
   if (getLogLevel() !== 'debug') setLogLevel('info'); // the request lines
   let model: Model | undefined;
-  const loading = loadModel(path, { threads, contextLength, backend, onProgress: progressBar(alias) }).then((m) => (model = m));
+  const loading = loadModel(path, { threads, contextLength, backend, kvCacheType, onProgress: progressBar(alias) }).then((m) => (model = m));
   const handler = createServerHandler(loading, {
     modelId: alias,
     engine: { maxSequences: optional('parallel', { integer: true, min: 1, max: 256 }), kvCacheTokens: optional('kv-tokens', { integer: true, min: 16 }), maxQueue: optional('queue', { integer: true, min: 0 }), contextLength },
