@@ -28,6 +28,7 @@ export const OP_SOFTCAP = 17;
 export const OP_ARGMAX = 18;
 export const OP_LAYER_NORM = 19;
 export const OP_SIGMOID = 20;
+export const OP_INTERLEAVE_ROWS = 21;
 
 // ---- argument slots, per op
 
@@ -49,7 +50,8 @@ export const ROUND_BF16 = 4;
 
 // OP_MATMUL: weights of one type and width over one input (f32 x, or its quantized qs/d/s, in the
 // layout MATMUL_ACT names: one of ACT_*, which the host takes from the type table's vecDotType),
-// then MATMUL_N_PARTS parts of MATMUL_PART_SLOTS slots from MATMUL_PARTS: weight, rows, out.
+// then MATMUL_N_PARTS parts of MATMUL_PART_SLOTS slots from MATMUL_PARTS: weight, rows, out, and
+// whether the weight's rows are interleaved in fours (OP_INTERLEAVE_ROWS; 0: the file's layout).
 export const MATMUL_TYPE = 1;
 export const MATMUL_COLS = 2;
 export const MATMUL_ROW_BYTES = 3;
@@ -64,7 +66,8 @@ export const MATMUL_PARTS = 11;
 export const MATMUL_PART_WEIGHT = 0;
 export const MATMUL_PART_ROWS = 1;
 export const MATMUL_PART_OUT = 2;
-export const MATMUL_PART_SLOTS = 3;
+export const MATMUL_PART_INTERLEAVED = 3;
+export const MATMUL_PART_SLOTS = 4;
 /** Activation layouts: f32 rows (also f16/bf16-rounded ones), Q8_0 blocks of 32, Q8_K blocks of 256. */
 export const ACT_F32 = 0;
 export const ACT_Q8_0 = 1;
@@ -78,6 +81,17 @@ export const GET_ROWS_ROW_BYTES = 4;
 export const GET_ROWS_IDS = 5;
 export const GET_ROWS_N_TOKENS = 6;
 export const GET_ROWS_OUT = 7;
+/** 1: the table's rows are interleaved in fours (OP_INTERLEAVE_ROWS). */
+export const GET_ROWS_INTERLEAVED = 8;
+
+// OP_INTERLEAVE_ROWS: a quantized weight's rows rewritten in groups of four, block by block
+// (row 4g+k's block b moves to group g's slot 4b+k), so a 4-row kernel reads one sequential
+// stream instead of four; INTERLEAVE_TEMP holds one group (4 x INTERLEAVE_ROW_BYTES). One thread.
+export const INTERLEAVE_PTR = 1;
+export const INTERLEAVE_GROUPS = 2;
+export const INTERLEAVE_ROW_BYTES = 3;
+export const INTERLEAVE_BLOCK_BYTES = 4;
+export const INTERLEAVE_TEMP = 5;
 
 // OP_RMS_NORM: out[t] = x[t] / rms(x[t]) * weight, rows of NORM_N.
 // OP_LAYER_NORM: out[t] = (x[t] - mean) / sqrt(var + eps) * weight + bias.

@@ -3,7 +3,7 @@
 // dequantizer (src/tensor/dequant.ts) bit for bit.
 import { arg, f16ToF32, splitAt } from './common';
 import {
-  GET_ROWS_COLS, GET_ROWS_IDS, GET_ROWS_N_TOKENS, GET_ROWS_OUT, GET_ROWS_ROW_BYTES, GET_ROWS_TABLE, GET_ROWS_TYPE, T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
+  GET_ROWS_COLS, GET_ROWS_IDS, GET_ROWS_INTERLEAVED, GET_ROWS_N_TOKENS, GET_ROWS_OUT, GET_ROWS_ROW_BYTES, GET_ROWS_TABLE, GET_ROWS_TYPE, T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
 } from './abi';
 
 const IQ4NL = memory.data<i8>([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]);
@@ -187,6 +187,11 @@ export function dequantRow(type: i32, q: usize, y: usize, cols: i32): bool {
 }
 
 /** GET_ROWS_* args (abi.ts); split by tokens. */
+/** Values per block of a quantized type. */
+@inline function blockValues(type: i32): i32 {
+  return type == T_Q2_K || type == T_Q3_K || type == T_Q4_K || type == T_Q5_K || type == T_Q6_K ? 256 : 32;
+}
+
 export function getRows(args: usize, ith: i32, nth: i32): void {
   const type = arg(args, GET_ROWS_TYPE);
   const table = <usize>arg(args, GET_ROWS_TABLE);
@@ -195,9 +200,16 @@ export function getRows(args: usize, ith: i32, nth: i32): void {
   const ids = <usize>arg(args, GET_ROWS_IDS);
   const nTokens = arg(args, GET_ROWS_N_TOKENS);
   const out = <usize>arg(args, GET_ROWS_OUT);
+  const interleaved = arg(args, GET_ROWS_INTERLEAVED) != 0;
   const t1 = splitAt(nTokens, ith + 1, nth);
   for (let t = splitAt(nTokens, ith, nth); t < t1; t++) {
     const id = <usize>load<i32>(ids + (<usize>t << 2));
-    dequantRow(type, table + id * rowBytes, out + <usize>t * (<usize>cols << 2), cols);
+    const y = out + <usize>t * (<usize>cols << 2);
+    if (interleaved) {
+      // Row id's blocks are 4 blocks apart inside its group (OP_INTERLEAVE_ROWS): one block at a time.
+      const per = blockValues(type), bb = rowBytes / <usize>(cols / per);
+      const first = table + (id & ~3) * rowBytes + (id & 3) * bb;
+      for (let b = 0; b < cols / per; b++) dequantRow(type, first + <usize>b * 4 * bb, y + (<usize>(b * per) << 2), per);
+    } else dequantRow(type, table + id * rowBytes, y, cols);
   }
 }

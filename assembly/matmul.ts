@@ -22,10 +22,15 @@ import {
 } from './common';
 import {
   ACT_Q8_K, MATMUL_ACT, MATMUL_COLS, MATMUL_D, MATMUL_MAX_PARTS, MATMUL_N_PARTS, MATMUL_N_TOKENS, MATMUL_PARTS, MATMUL_PART_OUT, MATMUL_PART_ROWS,
-  MATMUL_PART_SLOTS, MATMUL_PART_WEIGHT, MATMUL_QS, MATMUL_ROW_BYTES, MATMUL_S, MATMUL_TYPE, MATMUL_X, T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
+  MATMUL_PART_SLOTS, MATMUL_PART_WEIGHT, MATMUL_PART_INTERLEAVED, INTERLEAVE_PTR, INTERLEAVE_GROUPS, INTERLEAVE_ROW_BYTES, INTERLEAVE_BLOCK_BYTES, INTERLEAVE_TEMP, MATMUL_QS, MATMUL_ROW_BYTES, MATMUL_S, MATMUL_TYPE, MATMUL_X, T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
 } from './abi';
 
 const ZERO: v128 = i32x4.splat(0);
+
+// Rows per interleaved group of the weight being read: 1 (the file's layout, row after row) or 4
+// (OP_INTERLEAVE_ROWS: block b of rows 4g..4g+3 side by side, so a row's next block is 4 blocks on).
+// Set per weight by matmulGroups; each thread has its own instance, so its own copy.
+let ROWS_INTERLEAVED: usize = 1;
 
 @inline function vec4i(a: i32, b: i32, c: i32, d: i32): v128 {
   return i32x4.replace_lane(i32x4.replace_lane(i32x4.replace_lane(i32x4.splat(a), 1, b), 2, c), 3, d);
@@ -131,6 +136,7 @@ const ZERO: v128 = i32x4.splat(0);
 
 function dotQ8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
+  const step: usize = <usize>34 * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     let isum: v128;
     if (wideActType(T_Q8_0)) {
@@ -146,7 +152,7 @@ function dotQ8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
       a += 32;
     }
     acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
-    w0 += 34; w1 += 34; w2 += 34; w3 += 34;
+    w0 += step; w1 += step; w2 += step; w3 += step;
     ad += 4;
   }
   return acc;
@@ -178,10 +184,11 @@ const Q32_ACT: usize = WIDE_ACT ? 64 : 32; // bytes of one 32-value activation b
 
 function dotQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
+  const step: usize = <usize>18 * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     const isum = i32x4.sub(nibSums(w0, w1, w2, w3, 2, a), i32x4.splat(load<i32>(as) << 3)); // codes are q + 8
     acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
-    w0 += 18; w1 += 18; w2 += 18; w3 += 18;
+    w0 += step; w1 += step; w2 += step; w3 += step;
     a += Q32_ACT; ad += 4; as += 4;
   }
   return acc;
@@ -192,11 +199,12 @@ function dotQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 
 function dotQ4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
   let acc = f32x4.splat(0), macc = acc;
+  const step: usize = <usize>20 * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     const isum = nibSums(w0, w1, w2, w3, 4, a);
     acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
     macc = f32x4.add(macc, f32x4.mul(gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2), f32x4.splat(load<f32>(as))));
-    w0 += 20; w1 += 20; w2 += 20; w3 += 20;
+    w0 += step; w1 += step; w2 += step; w3 += step;
     a += Q32_ACT; ad += 4; as += 4;
   }
   return f32x4.add(acc, macc);
@@ -224,6 +232,7 @@ function dotQ4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32): v128 {
   const bb: usize = kind == T_Q8_0 ? 34 : kind == T_Q4_1 ? 20 : 18;
   let acc = f32x4.splat(0), macc = acc;
+  const step: usize = <usize>bb * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     let isum: v128;
     if (kind == T_Q8_0) {
@@ -244,7 +253,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
     if (kind == T_Q4_1) macc = f32x4.add(macc, f32x4.mul(f32x4.splat(f16ToF32(load<u16>(w, 2))), gather4f(as, sS)));
     if (kind == T_Q4_0) isum = i32x4.sub(isum, i32x4.shl(gather4i(as, sS), 3));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, da)));
-    w += bb; a += 64; ad += 4; as += 4;
+    w += step; a += 64; ad += 4; as += 4;
   }
   return kind == T_Q4_1 ? f32x4.add(acc, macc) : acc;
 }
@@ -275,6 +284,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
   const bb: usize = kind == T_Q8_0 ? 34 : kind == T_Q4_1 ? 20 : 18;
   let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
   let m0 = c0, m1 = c0, m2 = c0, m3 = c0;
+  const step: usize = <usize>bb * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     let e0: v128, o0: v128, f0: v128, p0: v128, e1: v128, o1: v128, f1: v128, p1: v128;
     let e2: v128, o2: v128, f2: v128, p2: v128, e3: v128, o3: v128, f3: v128, p3: v128;
@@ -307,7 +317,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
       m2 = f32x4.add(m2, f32x4.mul(mm, f32x4.splat(load<f32>(as + 2 * sS))));
       m3 = f32x4.add(m3, f32x4.mul(mm, f32x4.splat(load<f32>(as + 3 * sS))));
     }
-    w0 += bb; w1 += bb; w2 += bb; w3 += bb;
+    w0 += step; w1 += step; w2 += step; w3 += step;
     a += 64; ad += 4; as += 4;
   }
   if (kind == T_Q4_1) {
@@ -329,6 +339,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
   const qo: usize = q41 ? 4 : 2;
   let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
   let m0 = c0, m1 = c0, m2 = c0, m3 = c0;
+  const step: usize = <usize>bb * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     let v = v128.load(w0 + qo);
     const l0 = lowNib(v), h0 = highNib(v);
@@ -363,7 +374,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
       m2 = f32x4.add(m2, f32x4.mul(mm, f32x4.splat(load<f32>(as + 2 * sS))));
       m3 = f32x4.add(m3, f32x4.mul(mm, f32x4.splat(load<f32>(as + 3 * sS))));
     }
-    w0 += bb; w1 += bb; w2 += bb; w3 += bb;
+    w0 += step; w1 += step; w2 += step; w3 += step;
     a += 32; ad += 4; as += 4;
   }
   if (q41) {
@@ -413,6 +424,7 @@ const QH_BIT: v128 = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64,
 
 function dotQ5_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
+  const step: usize = <usize>22 * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     const x0 = v128.load(a);
     const x1 = v128.load(a, 16);
@@ -425,7 +437,7 @@ function dotQ5_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
     );
     isum = i32x4.sub(isum, i32x4.splat(load<i32>(as) << 4)); // codes are q + 16
     acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
-    w0 += 22; w1 += 22; w2 += 22; w3 += 22;
+    w0 += step; w1 += step; w2 += step; w3 += step;
     a += 32; ad += 4; as += 4;
   }
   return acc;
@@ -433,6 +445,7 @@ function dotQ5_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 
 function dotQ5_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
   let acc = f32x4.splat(0), macc = acc;
+  const step: usize = <usize>24 * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     const x0 = v128.load(a);
     const x1 = v128.load(a, 16);
@@ -445,7 +458,7 @@ function dotQ5_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
     );
     acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
     macc = f32x4.add(macc, f32x4.mul(gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2), f32x4.splat(load<f32>(as))));
-    w0 += 24; w1 += 24; w2 += 24; w3 += 24;
+    w0 += step; w1 += step; w2 += step; w3 += step;
     a += 32; ad += 4; as += 4;
   }
   return f32x4.add(acc, macc);
@@ -463,6 +476,7 @@ const IQ4NL_VALUES: v128 = i8x16(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13
 
 function dotIQ4_NL(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
+  const step: usize = <usize>18 * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     const x0 = v128.load(a);
     const x1 = v128.load(a, 16);
@@ -470,7 +484,7 @@ function dotIQ4_NL(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usi
     const l1 = i16x8.extend_low_i8x16_s(x1), h1 = i16x8.extend_high_i8x16_s(x1);
     const isum = hsum4i(iq4Row(w0, l0, h0, l1, h1), iq4Row(w1, l0, h0, l1, h1), iq4Row(w2, l0, h0, l1, h1), iq4Row(w3, l0, h0, l1, h1));
     acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
-    w0 += 18; w1 += 18; w2 += 18; w3 += 18;
+    w0 += step; w1 += step; w2 += step; w3 += step;
     a += 32; ad += 4;
   }
   return acc;
@@ -499,6 +513,7 @@ function dotIQ4_NL(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usi
 
 function dotQ2_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
+  const step: usize = <usize>84 * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     let i0 = ZERO, i1 = ZERO, i2 = ZERO, i3 = ZERO;
     let m0 = 0, m1 = 0, m2 = 0, m3 = 0;
@@ -526,7 +541,7 @@ function dotQ2_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
     const dmin = gatherF16(w0 + 82, w1 + 82, w2 + 82, w3 + 82);
     // value = d*sc*q - dmin*m: the min term enters with a minus sign
     acc = scaleAccMin(acc, hsum4i(i0, i1, i2, i3), d, i32x4.neg(vec4i(m0, m1, m2, m3)), dmin, load<f32>(ad));
-    w0 += 84; w1 += 84; w2 += 84; w3 += 84;
+    w0 += step; w1 += step; w2 += step; w3 += step;
     a += 256; ad += 4; bs += 32;
   }
   return acc;
@@ -550,6 +565,7 @@ function dotQ2_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 
 function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
+  const step: usize = <usize>110 * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     let i0 = ZERO, i1 = ZERO, i2 = ZERO, i3 = ZERO;
     let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
@@ -574,7 +590,7 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
     }
     const isum = i32x4.sub(hsum4i(i0, i1, i2, i3), i32x4.shl(vec4i(c0, c1, c2, c3), 2)); // codes are q + 4
     acc = scaleAcc(acc, isum, gatherF16(w0 + 108, w1 + 108, w2 + 108, w3 + 108), load<f32>(ad));
-    w0 += 110; w1 += 110; w2 += 110; w3 += 110;
+    w0 += step; w1 += step; w2 += step; w3 += step;
     a += 256; ad += 4; bs += 32;
   }
   return acc;
@@ -633,6 +649,7 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 @inline function dotQ45K(five: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, nb: i32): v128 {
   const bb: usize = five ? 176 : 144;
   let acc = f32x4.splat(0);
+  const step: usize = <usize>bb * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     let i0 = ZERO, i1 = ZERO, i2 = ZERO, i3 = ZERO;
     let m0 = 0, m1 = 0, m2 = 0, m3 = 0;
@@ -663,7 +680,7 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
     const d = gatherF16(w0, w1, w2, w3);
     const dmin = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
     acc = scaleAccMin(acc, hsum4i(i0, i1, i2, i3), d, i32x4.neg(vec4i(m0, m1, m2, m3)), dmin, load<f32>(ad));
-    w0 += bb; w1 += bb; w2 += bb; w3 += bb;
+    w0 += step; w1 += step; w2 += step; w3 += step;
     a += 256; ad += 4; bs += 32;
   }
   return acc;
@@ -703,6 +720,7 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 
 function dotQ6_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
+  const step: usize = <usize>210 * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     let i0 = ZERO, i1 = ZERO, i2 = ZERO, i3 = ZERO;
     let c0 = 0, c1 = 0, c2 = 0, c3 = 0;
@@ -724,7 +742,7 @@ function dotQ6_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
     }
     const isum = i32x4.sub(hsum4i(i0, i1, i2, i3), i32x4.shl(vec4i(c0, c1, c2, c3), 5)); // codes are q + 32
     acc = scaleAcc(acc, isum, gatherF16(w0 + 208, w1 + 208, w2 + 208, w3 + 208), load<f32>(ad));
-    w0 += 210; w1 += 210; w2 += 210; w3 += 210;
+    w0 += step; w1 += step; w2 += step; w3 += step;
     a += 256; ad += 4; bs += 32;
   }
   return acc;
@@ -818,9 +836,47 @@ export function matmul(args: usize, ith: i32, nth: i32): void {
     const groups = (rows + 3) >> 2;
     const from = max(g0 - base, 0), to = min(g1 - base, groups);
     if (from < to) {
+      ROWS_INTERLEAVED = arg(args, part(p, MATMUL_PART_INTERLEAVED)) != 0 ? 4 : 1;
       matmulGroups(args, <usize>arg(args, part(p, MATMUL_PART_WEIGHT)), rows, <usize>arg(args, part(p, MATMUL_PART_OUT)), from, to);
     }
     base += groups;
+  }
+}
+
+/** Bytes of one block of a quantized type (the unit OP_INTERLEAVE_ROWS moves). */
+@inline function blockBytes(type: i32): usize {
+  switch (type) {
+    case T_Q4_0: case T_IQ4_NL: return 18;
+    case T_Q4_1: return 20;
+    case T_Q5_0: return 22;
+    case T_Q5_1: return 24;
+    case T_Q8_0: return 34;
+    case T_Q2_K: return 84;
+    case T_Q3_K: return 110;
+    case T_Q4_K: return 144;
+    case T_Q5_K: return 176;
+    case T_Q6_K: return 210;
+    default: return 0;
+  }
+}
+
+/**
+ * OP_INTERLEAVE_ROWS (see abi.ts): each group of four rows, copied to the temp, written back block
+ * by block in the order 4-row kernels read it. Done once per weight at load.
+ */
+export function interleaveRows(args: usize): void {
+  const ptr = <usize>arg(args, INTERLEAVE_PTR);
+  const groups = arg(args, INTERLEAVE_GROUPS);
+  const rowBytes = <usize>arg(args, INTERLEAVE_ROW_BYTES);
+  const bb = <usize>arg(args, INTERLEAVE_BLOCK_BYTES);
+  const temp = <usize>arg(args, INTERLEAVE_TEMP);
+  const nb = rowBytes / bb;
+  for (let g = 0; g < groups; g++) {
+    const base = ptr + <usize>g * 4 * rowBytes;
+    memory.copy(temp, base, 4 * rowBytes);
+    for (let b: usize = 0; b < nb; b++) {
+      for (let k: usize = 0; k < 4; k++) memory.copy(base + (4 * b + k) * bb, temp + k * rowBytes + b * bb, bb);
+    }
   }
 }
 
@@ -844,6 +900,8 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
   const d = <usize>arg(args, MATMUL_D);
   const s = <usize>arg(args, MATMUL_S);
   const act = arg(args, MATMUL_ACT);
+  const il = ROWS_INTERLEAVED == 4;
+  const bb = blockBytes(type);
   // per-token strides of the activation arrays
   const xStride = <usize>cols << 2;
   const qsStride: usize = wideActType(type) ? <usize>cols << 1 : <usize>cols;
@@ -859,10 +917,12 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
     const r = g << 2;
     const valid = min(4, rows - r);
     const last = rows - 1;
+    // Interleaved weights have whole groups only (the host checks rows % 4 == 0): row r + k's
+    // first block is k blocks into the group.
     const w0 = w + <usize>r * rowBytes;
-    const w1 = w + <usize>min(r + 1, last) * rowBytes;
-    const w2 = w + <usize>min(r + 2, last) * rowBytes;
-    const w3 = w + <usize>min(r + 3, last) * rowBytes;
+    const w1 = il ? w0 + bb : w + <usize>min(r + 1, last) * rowBytes;
+    const w2 = il ? w0 + 2 * bb : w + <usize>min(r + 2, last) * rowBytes;
+    const w3 = il ? w0 + 3 * bb : w + <usize>min(r + 3, last) * rowBytes;
     const t4 = WIDE_ACT || valid == 4 ? t4all : 0;
     for (let t = 0; t < t4; t += 4) {
       // four tokens' activations stay in L1 while the group's rows pass over them
@@ -880,7 +940,7 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
         continue;
       }
       for (let k = 0; k < valid; k++) {
-        const res = dotTokens4(type, w + <usize>(r + k) * rowBytes, qs + ut * qsStride, d + ut * dStride, s + ut * sStride, qsStride, dStride, sStride, cols >> 5);
+        const res = dotTokens4(type, il ? w0 + <usize>k * bb : w + <usize>(r + k) * rowBytes, qs + ut * qsStride, d + ut * dStride, s + ut * sStride, qsStride, dStride, sStride, cols >> 5);
         const o = out + ut * outRow + (<usize>(r + k) << 2);
         store<f32>(o, f32x4.extract_lane(res, 0));
         store<f32>(o + outRow, f32x4.extract_lane(res, 1));

@@ -3,7 +3,9 @@
 // threads. Medians and best runs are both printed: on a shared machine the best run is closer to
 // the kernel's speed.
 // Run: npx tsx bench/kernels.ts [--rows 5632] [--cols 2048] [--tokens 1,128] [--seconds 1]
-//      [--types q4_0,q8_0,f32] [--threads 1,2]
+//      [--types q4_0,q8_0,f32] [--threads 1,2] [--file-layout]
+// Weights are allocated as models load them (usage 'weight': quantized rows interleaved in fours);
+// --file-layout keeps the file's row-after-row layout instead, for comparison.
 import { createWasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
 import { asWeight } from '../src/backend/backend.js';
 import { GGMLType, rowBytes, typeByName, typeName } from '../src/tensor/ggml-types.js';
@@ -34,7 +36,7 @@ for (const threads of threadCounts) {
   if (threads === 1) console.log(`kernels: ${be.kernels} (${be.kernelReason})`);
   for (const type of types) {
     const q = quantize(type, weights, cols);
-    const w = asWeight(be.allocate(type, [cols, rows]), cols, rows);
+    const w = asWeight(be.allocate(type, [cols, rows], process.argv.includes('--file-layout') ? 'data' : 'weight'), cols, rows);
     be.upload(w, q);
     for (const nTokens of tokenCounts) {
       const x = be.allocate(GGMLType.F32, [cols, nTokens]);

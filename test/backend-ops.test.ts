@@ -213,8 +213,13 @@ function put(be: Backend, data: Float32Array | Int32Array | Uint8Array): Tensor 
 /** A new f32 tensor of n values (contents undefined). */
 const f32Out = (be: Backend, n: number): Tensor => be.allocate(GGMLType.F32, [n]);
 
-function putWeight(be: Backend, type: GGMLType, rows: number, cols: number, bytes: Uint8Array): WeightTensor {
-  const w = asWeight(be.allocate(type, [cols, rows]), cols, rows);
+/**
+ * A weight as models load theirs (usage 'weight': the WASM backend interleaves quantized rows in
+ * fours where each matrix has whole groups of 4 rows); `experts`: a stack of that many matrices.
+ */
+function putWeight(be: Backend, type: GGMLType, rows: number, cols: number, bytes: Uint8Array, experts?: number): WeightTensor {
+  const shape = experts === undefined ? [cols, rows] : [cols, rows / experts, experts];
+  const w = asWeight(be.allocate(type, shape, 'weight'), cols, rows);
   be.upload(w, bytes);
   return w;
 }
@@ -548,6 +553,9 @@ const MATMUL_SHAPES: { rows: number; blocks: number; nTokens: number }[] = [
   { rows: 67, blocks: 2, nTokens: 1 },
   { rows: 67, blocks: 5, nTokens: 64 },
   { rows: 130, blocks: 16, nTokens: 3 },
+  // whole groups of 4 rows: the WASM backend reads these weights interleaved
+  { rows: 12, blocks: 3, nTokens: 5 },
+  { rows: 64, blocks: 2, nTokens: 64 },
 ];
 
 /** Row lengths of the small grid: any length for the float types, one and three blocks for the rest. */
@@ -843,7 +851,7 @@ describe('matmulRouted', () => {
           const source = (s: number) => (inputPerSlot ? s : Math.floor(s / used));
           const label = `matmulRouted ${name} nTokens=${nTokens} used=${used} inputPerSlot=${inputPerSlot}`;
           const runs = await onEveryBackend(async (be, config) => {
-            const w = putWeight(be, type, nExperts * rows, cols, weights), xt = put(be, x), out = f32Out(be, slots * rows);
+            const w = putWeight(be, type, nExperts * rows, cols, weights, nExperts), xt = put(be, x), out = f32Out(be, slots * rows);
             be.matmulRouted(out, w, nExperts, xt, putRouting(be, ids, new Float32Array(slots), nTokens, used), inputPerSlot);
             const got = await readF32(be, out, slots * rows);
             // each slot: a plain matmul of its expert's rows over its one input row, the same bits
@@ -882,6 +890,94 @@ describe('matmulRouted', () => {
       }
       return 0;
     });
+  });
+});
+
+describe('weights in the backend\'s own layout (usage \'weight\')', () => {
+  // The WASM backend interleaves quantized weights' rows in fours (src/backend/wasm/interleave.ts);
+  // the same bytes allocated as plain data keep the file's layout. Every op must give the same bits
+  // either way (the plain layout is what the cases above check against f64 math and the reference).
+  const QUANTIZED = WEIGHT_TYPES.filter((t) => !FLOAT_TYPES.includes(t));
+  const plainWeight = (be: Backend, type: GGMLType, rows: number, cols: number, bytes: Uint8Array): WeightTensor => {
+    const w = asWeight(be.allocate(type, [cols, rows]), cols, rows);
+    be.upload(w, bytes);
+    return w;
+  };
+  for (const type of QUANTIZED) {
+    const name = typeName(type);
+    const cols = 2 * typeTraits(type)!.blockSize, rows = 24;
+    it(`${name}: matmul (1-9 and 64 tokens), matmulShared, getRows and read() as in the file's layout`, async () => {
+      const r = rng(9100 + type);
+      const bytes = modelLikeWeights(type, rows, cols, r), other = modelLikeWeights(type, 8, cols, r);
+      const x = uniform(64 * cols, r);
+      await onEveryBackend(async (be, config) => {
+        const w = putWeight(be, type, rows, cols, bytes), p = plainWeight(be, type, rows, cols, bytes);
+        const w2 = putWeight(be, type, 8, cols, other), p2 = plainWeight(be, type, 8, cols, other);
+        const xt = put(be, x);
+        expectSameBits(`${name} ${config.label}: read() of the weight`, await be.read(w), bytes);
+        expectSameBits(`${name} ${config.label}: read() of rows 5..9`, await be.read(w, 5 * w.rowBytes, 4 * w.rowBytes), bytes.subarray(5 * w.rowBytes, 9 * w.rowBytes));
+        for (const n of [1, 2, 3, 4, 5, 9, 64]) {
+          const a = f32Out(be, n * rows), b = f32Out(be, n * rows);
+          be.matmul(a, w, xt, n);
+          be.matmul(b, p, xt, n);
+          expectSameBits(`${name} ${config.label}: matmul ${n} tokens`, await readF32(be, a, n * rows), await readF32(be, b, n * rows));
+        }
+        // a view of whole groups (rows 8..15), and two weights sharing one input
+        const view = (t: WeightTensor) => asWeight(subTensor(t, 8 * t.rowBytes, type, [cols, 8]), cols, 8);
+        const [a1, a2, b1, b2] = [f32Out(be, 3 * 8), f32Out(be, 3 * 8), f32Out(be, 3 * 8), f32Out(be, 3 * 8)];
+        be.matmulShared([{ out: a1, w: view(w) }, { out: a2, w: w2 }], xt, 3);
+        be.matmulShared([{ out: b1, w: view(p) }, { out: b2, w: p2 }], xt, 3);
+        expectSameBits(`${name} ${config.label}: matmulShared, a view`, await readF32(be, a1, 24), await readF32(be, b1, 24));
+        expectSameBits(`${name} ${config.label}: matmulShared, a second weight`, await readF32(be, a2, 24), await readF32(be, b2, 24));
+        const ids = put(be, Int32Array.of(0, 23, 5, 5, 14, 3, 22));
+        const [ga, gb] = [f32Out(be, 7 * cols), f32Out(be, 7 * cols)];
+        be.getRows(ga, w, ids, 7);
+        be.getRows(gb, p, ids, 7);
+        expectSameBits(`${name} ${config.label}: getRows`, await readF32(be, ga, 7 * cols), await readF32(be, gb, 7 * cols));
+        return 0;
+      }, type);
+    });
+  }
+
+  it('matmulRouted over a stack of interleaved experts equals the file layout', async () => {
+    for (const type of ROUTED_TYPES) {
+      const nExperts = 6, rows = 8, cols = 256, nTokens = 5, used = 2, slots = nTokens * used;
+      const r = rng(9300 + type);
+      const bytes = modelLikeWeights(type, nExperts * rows, cols, r);
+      const ids = routedIds(nTokens, used, nExperts, undefined, r);
+      const x = uniform(nTokens * cols, r);
+      await onEveryBackend(async (be, config) => {
+        const w = putWeight(be, type, nExperts * rows, cols, bytes, nExperts), p = plainWeight(be, type, nExperts * rows, cols, bytes);
+        const xt = put(be, x), routing = putRouting(be, ids, new Float32Array(slots), nTokens, used);
+        const [a, b] = [f32Out(be, slots * rows), f32Out(be, slots * rows)];
+        be.matmulRouted(a, w, nExperts, xt, routing, false);
+        be.matmulRouted(b, p, nExperts, xt, routing, false);
+        expectSameBits(`${typeName(type)} ${config.label}: matmulRouted`, await readF32(be, a, slots * rows), await readF32(be, b, slots * rows));
+        return 0;
+      }, type);
+    }
+  });
+
+  it('uploads go in whole groups of 4 rows; copy() and views that split a group are typed errors', async () => {
+    const type = GGMLType.Q4_0, cols = 64, rows = 16;
+    const bytes = modelLikeWeights(type, rows, cols, rng(9400)), fresh = modelLikeWeights(type, rows, cols, rng(9401));
+    await onEveryBackend(async (be, config) => {
+      const w = putWeight(be, type, rows, cols, bytes), rb = w.rowBytes;
+      // rows 4..7 replaced by an upload of one whole group: read() and matmul see the new rows
+      be.upload(w, fresh.subarray(4 * rb, 8 * rb), 4 * rb);
+      const want = bytes.slice();
+      want.set(fresh.subarray(4 * rb, 8 * rb), 4 * rb);
+      expectSameBits(`${config.label}: read() after a group upload`, await be.read(w), want);
+      if (config.kind !== 'wasm') return 0; // the others keep every tensor as uploaded
+      const interleaved = (be as WasmBackend).u8().slice(w.offset, w.offset + w.bytes);
+      expect(interleaved, `${config.label}: the WASM backend keeps its own layout`).not.toEqual(want);
+      expect(() => be.upload(w, fresh.subarray(0, 2 * rb), 4 * rb), `${config.label}: half a group`).toThrow(/whole groups of 4 rows/);
+      expect(() => be.upload(w, fresh.subarray(0, 4 * rb), 2 * rb), `${config.label}: a group off its boundary`).toThrow(/whole groups of 4 rows/);
+      expect(() => be.copy(f32Out(be, w.bytes / 4), 0, w, 0, 64), `${config.label}: copy out of a weight`).toThrow(BackendError);
+      const split = asWeight(subTensor(w, 2 * rb, type, [cols, 4]), cols, 4);
+      expect(() => be.matmul(f32Out(be, 4), split, put(be, new Float32Array(cols)), 1), `${config.label}: a view from row 2`).toThrow(/whole groups of 4 rows/);
+      return 0;
+    }, type);
   });
 });
 

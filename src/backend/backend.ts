@@ -196,13 +196,22 @@ export interface BackendCapabilities {
   readonly kvTypes: ReadonlySet<KVCacheType>;
 }
 
+/** What a tensor is for: 'data' (the default: activations, KV cache, anything written by ops) or 'weight'. */
+export type TensorUsage = 'data' | 'weight';
+
 export interface Backend {
   readonly name: string;
   readonly nThreads: number;
   readonly capabilities: BackendCapabilities;
 
-  /** A new tensor (contents undefined). Memory is released only by dispose(). OUT_OF_MEMORY past capabilities. */
-  allocate(type: GGMLType, shape: readonly number[]): Tensor;
+  /**
+   * A new tensor (contents undefined). Memory is released only by dispose(). OUT_OF_MEMORY past capabilities.
+   * usage 'weight': a matmul / getRows weight ([cols, rows]) written only by upload / uploadFrom
+   * (in whole groups of 4 rows) and read by ops; the backend may keep it in a layout of its own
+   * (the WASM one interleaves quantized rows in fours). read() still returns the file's layout;
+   * copy() refuses it.
+   */
+  allocate(type: GGMLType, shape: readonly number[], usage?: TensorUsage): Tensor;
   /** Copy `data` into `dst` from byte `byteOffset` on. */
   upload(dst: Tensor, data: ArrayBufferView, byteOffset?: number): void;
   /** Fill `dst` with its byte size from `source` starting at `sourceOffset`, in bounded chunks (never a whole-file copy). */

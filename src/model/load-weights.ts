@@ -113,7 +113,7 @@ export async function loadWeights(
   const decls = arch.layerTensors(c);
   // Allocate everything first: a model that does not fit fails before any bytes are read.
   const matrices = new Map<string, WeightTensor>();
-  for (const m of plan.matrices) matrices.set(m.info.name, asWeight(backend.allocate(m.info.type, [m.cols, m.rows]), m.cols, m.rows));
+  for (const m of plan.matrices) matrices.set(m.info.name, asWeight(backend.allocate(m.info.type, [...m.info.dims], 'weight'), m.cols, m.rows));
   const vectors = new Map<string, Tensor>();
   for (const v of plan.vectors) vectors.set(v.info.name, backend.allocate(GGMLType.F32, [v.n]));
 

@@ -15,6 +15,7 @@ import { attentionOps } from './ops-attention.js';
 import { elementwiseOps } from './ops-elementwise.js';
 import { expertOps } from './ops-experts.js';
 import { matmulOps, SUPPORTED } from './ops-matmul.js';
+import { deinterleave, interleavable, InterleavedWeights, type InterleavedRange } from './interleave.js';
 import { CONTROL_SLOTS, WorkerPool } from './pool.js';
 import { hardwareConcurrency, sharedMemoryAvailable } from './runtime.js';
 import { findMemoryImport, withUnsharedMemory } from './wasm-binary.js';
@@ -82,7 +83,18 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   const pool = shared ? await WorkerPool.create({ bytes, memory, ctrlPtr, argsPtr, workers: threads - 1, spin }) : undefined;
   const dispatch = new Dispatcher(memory, exec, argsPtr, pool, pool ? pool.size : 1);
   log.debug(`wasm backend: ${choice.build} kernels (${choice.reason}), ${dispatch.nThreads} thread(s)`);
-  const ctx: OpContext = { mem, dispatch, scratch, scratchBytes: SCRATCH_BYTES };
+  const weights = new InterleavedWeights();
+  /** Rewrite an uploaded weight's rows in groups of four (one thread; the scratch holds a group). */
+  const interleave = (r: InterleavedRange): void => {
+    const c = dispatch.cmd(K.OP_INTERLEAVE_ROWS);
+    c.i[K.INTERLEAVE_PTR] = r.offset;
+    c.i[K.INTERLEAVE_GROUPS] = r.bytes / (4 * r.rowBytes);
+    c.i[K.INTERLEAVE_ROW_BYTES] = r.rowBytes;
+    c.i[K.INTERLEAVE_BLOCK_BYTES] = r.blockBytes;
+    c.i[K.INTERLEAVE_TEMP] = scratch;
+    dispatch.run(1, 1, 1);
+  };
+  const ctx: OpContext = { mem, dispatch, scratch, scratchBytes: SCRATCH_BYTES, weights };
   const matmuls = matmulOps(ctx);
 
   return {
@@ -95,18 +107,34 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 
     alloc: (n, align) => mem.alloc(n, align),
     tensorAt: (ptr, type, shape) => mem.tensorAt(ptr, type, shape),
-    allocate: (type, shape) => mem.tensorAt(mem.alloc(tensorBytes(type, shape)), type, shape),
+    allocate(type, shape, usage = 'data') {
+      const t = mem.tensorAt(mem.alloc(tensorBytes(type, shape)), type, shape);
+      const range = usage === 'weight' ? interleavable(t, SCRATCH_BYTES) : undefined;
+      if (range) weights.add(range);
+      return t;
+    },
     upload(dst, data, byteOffset = 0) {
       const src = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      mem.u8().set(src, mem.at(dst, 'upload', byteOffset + src.length) + byteOffset);
+      const ptr = mem.at(dst, 'upload', byteOffset + src.length);
+      const range = weights.uploadTarget(ptr + byteOffset, src.length);
+      mem.u8().set(src, ptr + byteOffset);
+      if (range) interleave(range);
     },
     async uploadFrom(dst, source: ByteSource, sourceOffset) {
       // Straight into wasm memory: no staging copy of the tensor, let alone the file.
       const ptr = mem.at(dst, 'uploadFrom');
+      const range = weights.uploadTarget(ptr, dst.bytes);
       await source.readInto(sourceOffset, new Uint8Array(memory.buffer, ptr, dst.bytes));
+      if (range) interleave(range);
     },
     async read(src, byteOffset = 0, n = src.bytes - byteOffset) {
       const ptr = mem.at(src, 'read', byteOffset + n) + byteOffset;
+      const range = weights.find(ptr, n);
+      if (range) {
+        // The file's layout: undo the interleaving of the whole range, then cut out what was asked.
+        const whole = deinterleave(mem.u8().slice(range.offset, range.offset + range.bytes), range);
+        return whole.slice(ptr - range.offset, ptr - range.offset + n);
+      }
       // Copying out of a shared memory goes element by element (racy-safe): 4-byte elements where
       // aligned (logits always are) make it 4x fewer steps than bytes.
       if (ptr % 4 === 0 && n % 4 === 0) return new Uint8Array(new Int32Array(memory.buffer, ptr, n >> 2).slice().buffer);
@@ -114,6 +142,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     },
     copy(dst, dstOffset, src, srcOffset, n) {
       const to = mem.at(dst, 'copy destination', dstOffset + n) + dstOffset, from = mem.at(src, 'copy source', srcOffset + n) + srcOffset;
+      if (weights.find(to, n) || weights.find(from, n)) throw new BackendError('INVALID_ARGUMENT', 'copy: weights keep their own layout here; read() a weight to get its bytes');
       mem.u8().copyWithin(to, from, from + n);
     },
     u8: () => new Uint8Array(memory.buffer),

@@ -3,6 +3,7 @@
 import { BackendError } from '../errors.js';
 import * as K from './kernels.generated.js';
 import type { WasmMemory } from './memory.js';
+import type { InterleavedWeights } from './interleave.js';
 import { MAX_CHUNKS, type WorkerPool } from './pool.js';
 
 // Minimum work per thread before another thread is worth waking (rough op counts).
@@ -73,4 +74,6 @@ export interface OpContext {
   /** Quantized-activation and attention scratch, reserved up front so ops never grow memory. */
   readonly scratch: number;
   readonly scratchBytes: number;
+  /** Which weights are interleaved in fours (interleave.ts). */
+  readonly weights: InterleavedWeights;
 }

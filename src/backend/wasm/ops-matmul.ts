@@ -31,7 +31,7 @@ export function actFormat(type: GGMLType): ActFormat {
   }
 }
 
-export function matmulOps({ mem, dispatch, scratch, scratchBytes }: OpContext): Pick<Backend, 'matmul' | 'matmulShared' | 'getRows'> {
+export function matmulOps({ mem, dispatch, scratch, scratchBytes, weights }: OpContext): Pick<Backend, 'matmul' | 'matmulShared' | 'getRows'> {
   const checkWeight = (w: WeightTensor, what: string): void => {
     if (!SUPPORTED.has(w.type)) throw new BackendError('UNSUPPORTED_TYPE', `${what}: no kernel for ${typeName(w.type)}`);
     checkInt(`${what} rows`, w.rows, 1);
@@ -94,6 +94,7 @@ export function matmulOps({ mem, dispatch, scratch, scratchBytes }: OpContext): 
       c.i[at0 + K.MATMUL_PART_WEIGHT] = p.w.offset;
       c.i[at0 + K.MATMUL_PART_ROWS] = p.w.rows;
       c.i[at0 + K.MATMUL_PART_OUT] = p.out;
+      c.i[at0 + K.MATMUL_PART_INTERLEAVED] = weights.layoutOf(p.w, `matmul weight ${i}`);
       rows += p.w.rows;
       groups += Math.ceil(p.w.rows / 4);
     });
@@ -156,6 +157,7 @@ export function matmulOps({ mem, dispatch, scratch, scratchBytes }: OpContext): 
       c.i[K.GET_ROWS_IDS] = idPtr;
       c.i[K.GET_ROWS_N_TOKENS] = nTokens;
       c.i[K.GET_ROWS_OUT] = mem.at(out, 'getRows output', 4 * nTokens * table.cols);
+      c.i[K.GET_ROWS_INTERLEAVED] = weights.layoutOf(table, 'getRows table');
       dispatch.run(nTokens * table.cols, MIN_WORK.elementwise, nTokens);
     },
 
