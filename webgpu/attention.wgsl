@@ -2,8 +2,11 @@
 // softmax: the WG threads score WG keys at a time, then every thread walks those scores in order,
 // keeping the running max and sum and the output dims it owns (lid, lid + WG, ...). Over an f16
 // cache whose head dim is not a multiple of 16 it takes ggml's one-row steps: f16 queries and the
-// running V sum rounded to f16 after every rescale and every added key. The variant defines
-// alibi_bias (0, or ALiBi's slope_h * -|query position - key position|).
+// running V sum rounded to f16 after every rescale and every added key. Over a Q8_0 / Q4_0 cache
+// (QUANT_Q) the query is quantized to Q8_0 per 32-value block first (ggml's flash attention
+// quantizes it to K's vec_dot_type; common.wgsl's reference quantizer) and cache_k / cache_v
+// dequantize the blocks. The variant defines QUANT_Q, cache_k, cache_v and alibi_bias (0, or
+// ALiBi's slope_h * -|query position - key position|).
 var<workgroup> qs: array<f32, MAX_HEAD_DIM>;
 var<workgroup> scores: array<f32, WG>;
 var<workgroup> slots: array<i32, WG>;
@@ -24,6 +27,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var i = lid; i < hd; i += WG) {
     let v = q_f(qbase + i);
     qs[i] = select(v, round_f16(v), one_row);
+  }
+  if (QUANT_Q) {
+    // one thread per block: the query as its Q8_0 levels times the f16 scale (what the integer dot sees)
+    workgroupBarrier();
+    if (lid < hd / 32u) {
+      var amax = 0.0;
+      for (var j = 0u; j < 32u; j++) { amax = max(amax, abs(qs[lid * 32u + j])); }
+      let s = q8_0_scale(amax);
+      let d = round_f16(s.x);
+      for (var j = 0u; j < 32u; j++) { qs[lid * 32u + j] = f32(q8_0_level(qs[lid * 32u + j], s.y)) * d; }
+    }
   }
   if (lid == 0u) {
     key_range = vec3<u32>(u32(info_i(3u * t)), u32(info_i(3u * t + 1u)), u32(info_i(3u * t + 2u)));

@@ -103,3 +103,66 @@ fn tanh_f32(x: f32) -> f32 {
   }
   return select(t, -t, x < 0.0);
 }
+
+// ---- ggml's reference block quantizers (quantize_row_q8_0_ref / q4_0_ref), bit for bit: the
+// quantized KV cache and the queries that dot it (store_kv_blocks.wgsl, attention.wgsl).
+
+/** a * b - f32(a * b), exactly (Dekker's product on Veltkamp halves; p = f32(a * b)). */
+fn prod_err(a: f32, b: f32, p: f32) -> f32 {
+  let ca = 4097.0 * a;
+  let ah = ca - (ca - a);
+  let al = a - ah;
+  let cb = 4097.0 * b;
+  let bh = cb - (cb - b);
+  let bl = b - bh;
+  return ((ah * bh - p) + ah * bl + al * bh) + al * bl;
+}
+
+/** |a - q b|, q's residual, for a quotient q near a / b (a - f32(q b) is then exact). */
+fn quot_residual(a: f32, b: f32, q: f32) -> f32 {
+  let p = q * b;
+  return abs((a - p) - prod_err(q, b, p));
+}
+
+/**
+ * a / b (a >= 0, b > 0, finite) rounded to nearest as IEEE division: WGSL lets division be 2.5 ulp
+ * off, which would move a quantization scale and with it whole levels. The quotient and its two
+ * neighbours are judged by their exact residuals.
+ */
+fn div_rn(a: f32, b: f32) -> f32 {
+  let q = a / b;
+  if (q == 0.0 || q > 3.0e38) { return q; }
+  let up = bitcast<f32>(bitcast<u32>(q) + 1u);
+  let down = bitcast<f32>(bitcast<u32>(q) - 1u);
+  var best = q;
+  var r = quot_residual(a, b, q);
+  let ru = quot_residual(a, b, up);
+  if (ru < r) { best = up; r = ru; }
+  let rd = quot_residual(a, b, down);
+  if (rd < r) { best = down; }
+  return best;
+}
+
+/** C roundf: half away from zero (v - trunc(v) is exact). */
+fn round_away(v: f32) -> f32 {
+  let t = trunc(v);
+  return select(t, t + sign(v), abs(v - t) >= 0.5);
+}
+
+/** Q8_0's scale d = amax / 127 and multiplier 1 / d (0 for an all-zero block). */
+fn q8_0_scale(amax: f32) -> vec2<f32> {
+  let d = div_rn(amax, 127.0);
+  return vec2<f32>(d, select(0.0, div_rn(1.0, d), d != 0.0));
+}
+
+/** Q8_0's level of x: roundf(x / d) as i32. */
+fn q8_0_level(x: f32, id: f32) -> i32 { return i32(round_away(x * id)); }
+
+/** Q4_0's scale d = max / -8 (max: the signed value of largest magnitude; exact) and 1 / d. */
+fn q4_0_scale(mx: f32) -> vec2<f32> {
+  let d = mx * -0.125;
+  return vec2<f32>(d, select(0.0, -div_rn(1.0, abs(d)) * sign(mx), d != 0.0));
+}
+
+/** Q4_0's code of x: min(15, trunc(x / d + 8.5)). */
+fn q4_0_code(x: f32, id: f32) -> u32 { return min(15u, u32(x * id + 8.5)); }

@@ -53,6 +53,7 @@ export const KERNELS = {
   argmax: { source: 'argmax', args: [w('out'), r('x')], params: ['n'] },
   storeKVf32: { source: 'store_kv', args: [w('kc'), w('vc'), r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'] },
   storeKVf16: { source: 'store_kv', args: [{ name: 'kc', access: 'atomic' }, { name: 'vc', access: 'atomic' }, r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'] },
+  storeKVBlocks: { source: 'store_kv_blocks', args: [{ name: 'kc', access: 'atomic' }, { name: 'vc', access: 'atomic' }, r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'] },
   attention: {
     source: 'attention', args: [r('q'), w('out'), r('kc'), r('vc'), r('tables'), r('info')],
     params: ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row'],

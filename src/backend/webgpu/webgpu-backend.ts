@@ -8,7 +8,7 @@
 import type { ByteSource } from '../../io/byte-source.js';
 import { log } from '../../log.js';
 import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-types.js';
-import { alibiSlopes, kvCacheTypeProblem, tensorBytes, type AttentionArgs, type Backend, type KVCacheType, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
+import { alibiSlopes, kvCacheTypeProblem, kvRowBytes, tensorBytes, type AttentionArgs, type Backend, type KVCacheType, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { acquireGPU, type AcquireGPUOptions, type GPUChoice } from './gpu.js';
 import { compose, dequantVariant, KERNELS, LAYER_NORM, MAX_HEAD_DIM, NO_VARIANT, RMS_NORM, paramCount, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
@@ -48,8 +48,25 @@ function yarnCorrDim(nDims: number, nCtxOrig: number, nRot: number, base: number
   return Math.fround((nDims * Math.log(nCtxOrig / (nRot * 2 * Math.PI))) / (2 * Math.log(base)));
 }
 
-/** KV cache types store_kv.wgsl and attention.wgsl take. */
-const WEBGPU_KV_TYPES: ReadonlySet<KVCacheType> = new Set<KVCacheType>(['f32', 'f16']);
+/** KV cache types store_kv.wgsl / store_kv_blocks.wgsl and attention.wgsl take. */
+const WEBGPU_KV_TYPES: ReadonlySet<KVCacheType> = new Set<KVCacheType>(['f32', 'f16', 'q8_0', 'q4_0']);
+
+/** attention.wgsl's reading of a cache type: cache_k / cache_v as f32 values, and whether the query is quantized to Q8_0 first. */
+const CACHE_READS: Record<KVCacheType, string> = {
+  f32: 'const QUANT_Q = false;\nfn cache_k(e: u32) -> f32 { return kc_f(e); }\nfn cache_v(e: u32) -> f32 { return vc_f(e); }',
+  f16: `const QUANT_Q = false;
+fn cache_k(e: u32) -> f32 { return f16_to_f32((kc_w(e >> 1u) >> ((e & 1u) * 16u)) & 0xffffu); }
+fn cache_v(e: u32) -> f32 { return f16_to_f32((vc_w(e >> 1u) >> ((e & 1u) * 16u)) & 0xffffu); }`,
+  // element e of the cache: block e / 32 (rows are whole blocks), its f16 scale, then the level
+  q8_0: `const QUANT_Q = true;
+fn q8_at(d16: u32, q: u32) -> f32 { return f32(sext8(q)) * f16_to_f32(d16); }
+fn cache_k(e: u32) -> f32 { let b = (e / 32u) * 34u; return q8_at(kc_u8(b) | (kc_u8(b + 1u) << 8u), kc_u8(b + 2u + e % 32u)); }
+fn cache_v(e: u32) -> f32 { let b = (e / 32u) * 34u; return q8_at(vc_u8(b) | (vc_u8(b + 1u) << 8u), vc_u8(b + 2u + e % 32u)); }`,
+  q4_0: `const QUANT_Q = true;
+fn q4_at(j: u32, d16: u32, byte: u32) -> f32 { return f32(i32(select(byte & 15u, byte >> 4u, j >= 16u)) - 8) * f16_to_f32(d16); }
+fn cache_k(e: u32) -> f32 { let b = (e / 32u) * 18u; let j = e % 32u; return q4_at(j, kc_u8(b) | (kc_u8(b + 1u) << 8u), kc_u8(b + 2u + j % 16u)); }
+fn cache_v(e: u32) -> f32 { let b = (e / 32u) * 18u; let j = e % 32u; return q4_at(j, vc_u8(b) | (vc_u8(b + 1u) << 8u), vc_u8(b + 2u + j % 16u)); }`,
+};
 
 /** Element-wise op codes of webgpu/elementwise.wgsl. */
 const ELEMENTWISE_OPS = { swiglu: 0, geglu: 1, gelu: 2, sigmoid: 3, scale: 4, softcap: 5, add: 6, addBias: 7 } as const;
@@ -542,14 +559,20 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
 
     storeKV(layer: KVLayer, k, v, slots, nTokens) {
       checkKVType(layer, layer.kvDim, 'storeKV');
-      const eb = layer.type === 'f16' ? 2 : 4;
       need(k, 4 * nTokens * layer.kvDim, 'storeKV k');
       need(v, 4 * nTokens * layer.kvDim, 'storeKV v');
       need(slots, 4 * nTokens, 'storeKV slots');
       need(layer.k, layer.k.bytes, 'K cache');
       need(layer.v, layer.v.bytes, 'V cache');
-      const nSlots = Math.floor(Math.min(layer.k.bytes, layer.v.bytes) / (layer.kvDim * eb));
+      const nSlots = Math.floor(Math.min(layer.k.bytes, layer.v.bytes) / kvRowBytes(layer.type, layer.kvDim));
       checkIndices('storeKV slots', slots, nTokens, nSlots);
+      if (layer.type === 'q8_0' || layer.type === 'q4_0') {
+        // one thread per 32-value block of a row (K and V)
+        const q8 = layer.type === 'q8_0', blocks = (nTokens * layer.kvDim) / 32;
+        const variant = { key: layer.type, code: `const Q8 = ${q8};\nconst BLOCK_BYTES: u32 = ${q8 ? 34 : 18}u;` };
+        dispatch('storeKVBlocks', variant, [layer.k, layer.v, k, v, slots], { kv_dim: layer.kvDim, n_slots: nSlots }, Math.ceil(blocks / WG), blocks);
+        return;
+      }
       const count = nTokens * layer.kvDim;
       const variant = layer.type === 'f16'
         ? {
@@ -594,12 +617,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       const bias = alibi
         ? 'fn alibi_bias(h: u32, t: u32, p: u32) -> f32 { return slopes_f(h) * -abs(f32(apos_i(t)) - f32(p)); }'
         : 'fn alibi_bias(h: u32, t: u32, p: u32) -> f32 { return 0.0; }';
-      const cache = f16
-        ? {
-          key: 'f16', code: `fn cache_k(e: u32) -> f32 { return f16_to_f32((kc_w(e >> 1u) >> ((e & 1u) * 16u)) & 0xffffu); }
-fn cache_v(e: u32) -> f32 { return f16_to_f32((vc_w(e >> 1u) >> ((e & 1u) * 16u)) & 0xffffu); }`,
-        }
-        : { key: 'f32', code: 'fn cache_k(e: u32) -> f32 { return kc_f(e); }\nfn cache_v(e: u32) -> f32 { return vc_f(e); }' };
+      const cache = { key: layer.type, code: CACHE_READS[layer.type] };
       const variant = { key: `${cache.key}${alibi ? '-alibi' : ''}`, code: `${cache.code}\n${bias}` };
       const tensors = [args.q, args.out, layer.k, layer.v, args.blockTables, args.tokenInfo];
       dispatch(alibi ? 'attentionAlibi' : 'attention', variant, alibi ? [...tensors, alibi.positions, slopes!] : tensors, {
