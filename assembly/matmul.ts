@@ -279,13 +279,20 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
   return acc;
 }
 
-@inline function dotRows4Tokens4(kind: i32, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize,
+/**
+ * Four rows x four tokens. il (a constant at each call): the rows are interleaved (w1..w3 unused:
+ * rows 1-3 are the blocks after w0's), so the loop carries one weight pointer with a constant step,
+ * which leaves x86's few general registers to the rest of the loop.
+ */
+@inline function dotRows4Tokens4(kind: i32, il: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize,
   aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
   const bb: usize = kind == T_Q8_0 ? 34 : kind == T_Q4_1 ? 20 : 18;
   let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
   let m0 = c0, m1 = c0, m2 = c0, m3 = c0;
-  const step: usize = <usize>bb * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
+    if (il) {
+      w1 = w0 + bb; w2 = w0 + 2 * bb; w3 = w0 + 3 * bb;
+    }
     let e0: v128, o0: v128, f0: v128, p0: v128, e1: v128, o1: v128, f1: v128, p1: v128;
     let e2: v128, o2: v128, f2: v128, p2: v128, e3: v128, o3: v128, f3: v128, p3: v128;
     if (kind == T_Q8_0) {
@@ -317,7 +324,10 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
       m2 = f32x4.add(m2, f32x4.mul(mm, f32x4.splat(load<f32>(as + 2 * sS))));
       m3 = f32x4.add(m3, f32x4.mul(mm, f32x4.splat(load<f32>(as + 3 * sS))));
     }
-    w0 += step; w1 += step; w2 += step; w3 += step;
+    if (il) w0 += 4 * bb;
+    else {
+      w0 += bb; w1 += bb; w2 += bb; w3 += bb;
+    }
     a += 64; ad += 4; as += 4;
   }
   if (kind == T_Q4_1) {
@@ -333,14 +343,16 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
 // (Q8_0 reads wide activations in both builds and takes dotRows4Tokens4),
 // the nibbles of each row split once per block and dotted with each token's 32 i8 activations.
 // The integer sums are the same exact totals nibSums gives, then the same float steps.
-@inline function nibTileRelaxed(q41: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize,
+@inline function nibTileRelaxed(q41: bool, il: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize,
   aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
   const bb: usize = q41 ? 20 : 18;
   const qo: usize = q41 ? 4 : 2;
   let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
   let m0 = c0, m1 = c0, m2 = c0, m3 = c0;
-  const step: usize = <usize>bb * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
+    if (il) { // as in dotRows4Tokens4
+      w1 = w0 + bb; w2 = w0 + 2 * bb; w3 = w0 + 3 * bb;
+    }
     let v = v128.load(w0 + qo);
     const l0 = lowNib(v), h0 = highNib(v);
     v = v128.load(w1 + qo);
@@ -374,7 +386,10 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
       m2 = f32x4.add(m2, f32x4.mul(mm, f32x4.splat(load<f32>(as + 2 * sS))));
       m3 = f32x4.add(m3, f32x4.mul(mm, f32x4.splat(load<f32>(as + 3 * sS))));
     }
-    w0 += step; w1 += step; w2 += step; w3 += step;
+    if (il) w0 += 4 * bb;
+    else {
+      w0 += bb; w1 += bb; w2 += bb; w3 += bb;
+    }
     a += 32; ad += 4; as += 4;
   }
   if (q41) {
@@ -387,20 +402,37 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
 }
 
 function tile44RQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
-  nibTileRelaxed(false, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
+  nibTileRelaxed(false, false, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
 }
 function tile44RQ4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
-  nibTileRelaxed(true, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
+  nibTileRelaxed(true, false, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
 }
 
 function tile44Q4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
-  dotRows4Tokens4(T_Q4_0, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
+  dotRows4Tokens4(T_Q4_0, false, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
 }
 function tile44Q4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
-  dotRows4Tokens4(T_Q4_1, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
+  dotRows4Tokens4(T_Q4_1, false, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
 }
 function tile44Q8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
-  dotRows4Tokens4(T_Q8_0, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
+  dotRows4Tokens4(T_Q8_0, false, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
+}
+
+// The same tiles over interleaved rows (rows 1-3 follow w0's blocks).
+function tile44RQ4_0i(w0: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  nibTileRelaxed(false, true, w0, 0, 0, 0, a, ad, as, aS, dS, sS, nb, out, outRow);
+}
+function tile44RQ4_1i(w0: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  nibTileRelaxed(true, true, w0, 0, 0, 0, a, ad, as, aS, dS, sS, nb, out, outRow);
+}
+function tile44Q4_0i(w0: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  dotRows4Tokens4(T_Q4_0, true, w0, 0, 0, 0, a, ad, as, aS, dS, sS, nb, out, outRow);
+}
+function tile44Q4_1i(w0: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  dotRows4Tokens4(T_Q4_1, true, w0, 0, 0, 0, a, ad, as, aS, dS, sS, nb, out, outRow);
+}
+function tile44Q8_0i(w0: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  dotRows4Tokens4(T_Q8_0, true, w0, 0, 0, 0, a, ad, as, aS, dS, sS, nb, out, outRow);
 }
 
 // Q5_0 / Q5_1: qh (u32) bit j is the fifth bit of element j.
@@ -930,7 +962,13 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
       if (valid == 4) {
         const o = out + ut * outRow + (<usize>r << 2);
         const aa = qs + ut * qsStride, dd = d + ut * dStride, ss = s + ut * sStride, nb = cols >> 5;
-        if (!WIDE_ACT) {
+        if (il) {
+          if (!WIDE_ACT && type == T_Q4_0) tile44RQ4_0i(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+          else if (!WIDE_ACT && type == T_Q4_1) tile44RQ4_1i(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+          else if (type == T_Q4_0) tile44Q4_0i(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+          else if (type == T_Q8_0) tile44Q8_0i(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+          else tile44Q4_1i(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        } else if (!WIDE_ACT) {
           if (type == T_Q4_0) tile44RQ4_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
           else if (type == T_Q8_0) tile44Q8_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
           else tile44RQ4_1(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);

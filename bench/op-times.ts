@@ -5,6 +5,7 @@
 // waiting for the last chunk, which is the point (dispatch cost is part of the op's cost).
 // Run: npx tsx bench/op-times.ts [--model m135|l1b] [--type q4_0|q8_0] [--threads 2] [--prompt 4]
 //      [--decode 128] [--kernels FILE]   (FILE: a baseline kernel build to run instead)
+//      [--by-shape]   (matmuls split by their weights' rows x cols: which matrices cost what)
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createWasmBackend, type WasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
@@ -25,6 +26,12 @@ if (!existsSync(path)) throw new Error(`${path} is missing: run npx tsx bench/e2
 const kernelFile = process.argv.includes('--kernels') ? opt('kernels', '') : undefined;
 const kernelBytes = kernelFile ? new Uint8Array(readFileSync(kernelFile)) : undefined;
 const backend = await createWasmBackend({ threads, ...(kernelBytes ? { relaxedSimd: false, kernels: { baseline: kernelBytes, relaxed: kernelBytes } } : {}) });
+const byShape = process.argv.includes('--by-shape');
+/** "rows x cols" of a matmul's weight, or of each part of a matmulShared. */
+const shapeOf = (args: unknown[]): string => {
+  const dims = (w: { rows: number; cols: number }) => `${w.rows}x${w.cols}`;
+  return Array.isArray(args[0]) ? (args[0] as { w: { rows: number; cols: number } }[]).map((p) => dims(p.w)).join('+') : dims(args[1] as { rows: number; cols: number });
+};
 // Ops that call other ops (matmul -> matmulShared) are timed only at the outermost call.
 const times = new Map<string, { ms: number; calls: number }>();
 let depth = 0;
@@ -40,10 +47,11 @@ for (const name of Object.keys(backend) as (keyof WasmBackend)[]) {
     } finally {
       depth--;
       if (depth === 0) {
-        const e = times.get(name) ?? { ms: 0, calls: 0 };
+        const key = byShape && name.startsWith('matmul') ? `${name} ${shapeOf(args)}` : name;
+        const e = times.get(key) ?? { ms: 0, calls: 0 };
         e.ms += performance.now() - t0;
         e.calls++;
-        times.set(name, e);
+        times.set(key, e);
       }
     }
   };
