@@ -150,7 +150,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     i32: (ptr, count) => new Int32Array(memory.buffer, ptr, count),
 
     ...matmuls,
-    ...expertOps(ctx, matmuls.matmul),
+    ...expertOps(ctx, matmuls),
     ...elementwiseOps(ctx),
     ...attentionOps(ctx),
 

@@ -2,7 +2,7 @@
 // run on the host over the wasm memory (f32 arithmetic through Math.fround, as ggml's f32 ops);
 // the routed matmul groups the batch's slots by expert and runs the ordinary matmul kernels on
 // each chosen expert's rows, gathering its input rows into a staging area when more than one
-// slot reads it (a decode token's single row is used in place).
+// slot reads it (a decode token's single row is used in place, and its experts share one op).
 import { asWeight, subTensor, type Backend, type ExpertRouting, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { GGMLType } from '../../tensor/ggml-types.js';
@@ -13,7 +13,7 @@ const STAGE_ROWS = 64;
 
 type ExpertOps = Pick<Backend, 'matmulRouted' | 'routeExperts' | 'combineExperts'>;
 
-export function expertOps({ mem }: OpContext, matmul: Backend['matmul']): ExpertOps {
+export function expertOps({ mem }: OpContext, { matmul, matmulShared }: Pick<Backend, 'matmul' | 'matmulShared'>): ExpertOps {
   let stage: { input: number; output: number; inBytes: number; outBytes: number } | undefined;
   /** Staging rows for inputs of `cols` and outputs of `rows` floats (grown once to the largest seen). */
   const staging = (cols: number, rows: number) => {
@@ -55,8 +55,19 @@ export function expertOps({ mem }: OpContext, matmul: Backend['matmul']): Expert
       const inRow = 4 * w.cols, outRow = 4 * rows;
       const source = (s: number) => xPtr + (inputPerSlot ? s : Math.floor(s / used)) * inRow;
       const rowsOf = (ptr: number, n: number, width: number): Tensor => mem.tensorAt(ptr, GGMLType.F32, [width, n]);
+      const expertWeight = (e: number): WeightTensor => asWeight(subTensor(w, e * rows * w.rowBytes, w.type, [w.cols, rows]), w.cols, rows);
+      if (nTokens === 1 && !inputPerSlot) {
+        // Decode's gate/up: every chosen expert reads the one token row, so they run as one
+        // matmulShared (one activation quantization, one dispatch per 4 experts; the bits of a
+        // matmul each). A repeated expert is computed once and copied.
+        const experts = [...bySlot].sort((a, b) => a[0] - b[0]);
+        matmulShared(experts.map(([e, list]) => ({ out: rowsOf(outPtr + list[0]! * outRow, 1, rows), w: expertWeight(e) })), rowsOf(xPtr, 1, w.cols), 1);
+        const u8 = mem.u8();
+        for (const [, list] of experts) for (const s of list.slice(1)) u8.copyWithin(outPtr + s * outRow, outPtr + list[0]! * outRow, outPtr + (list[0]! + 1) * outRow);
+        return;
+      }
       for (const [e, list] of [...bySlot].sort((a, b) => a[0] - b[0])) {
-        const expert: WeightTensor = asWeight(subTensor(w, e * rows * w.rowBytes, w.type, [w.cols, rows]), w.cols, rows);
+        const expert = expertWeight(e);
         if (list.length === 1) {
           matmul(rowsOf(outPtr + list[0]! * outRow, 1, rows), expert, rowsOf(source(list[0]!), 1, w.cols), 1);
           continue;
