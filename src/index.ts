@@ -2,7 +2,7 @@
 export { WasmforgeError } from './errors.js';
 export { loadModel, Model } from './model/model.js';
 export type { LoadModelOptions, GenerateOptions, GeneratedPiece, GenerationResult, Generation, StopReason, EmbedOptions } from './model/model.js';
-export type { SpeculativeOptions } from './generation/prompt-lookup.js';
+export type { SpeculativeOptions, PromptLookupOptions, DraftModelOptions } from './generation/speculative.js';
 export { ModelError } from './model/errors.js';
 export { HFModelError } from './hf/errors.js';
 export type { HFModelErrorCode } from './hf/errors.js';

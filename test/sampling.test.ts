@@ -161,3 +161,42 @@ describe('logits processors', () => {
     expect(() => new Sampler({ logitsProcessors: () => [{}] as never })).toThrow(SamplingError);
   });
 });
+
+describe('Sampler.speculate (speculative sampling)', () => {
+  // p: the target's distribution (top 6: tokens 0..5); q: a draft's, far from it: its favourite is
+  // p's fifth, it gives token 6 (impossible under p) mass and token 5 none, so p's token 5 comes
+  // only from rejections' residual draws. Draws of x ~ q verified by speculate() must be
+  // distributed as p: one Sampler per draw (each seed its own stream), 100000 draws.
+  const target = Float32Array.from([2, 1.5, 1, 0.5, 0, -0.5, -3, -3]);
+  const draftLogits = Float32Array.from([0, 0.5, 0, 0, 1.5, -3, 1, -3]);
+  const options = { temperature: 0.9, topK: 6, topP: 1, minP: 0 };
+
+  it('keeps the target distribution whatever the draft proposes (chi-square, alpha 1e-3), and keeps the draft where it can', () => {
+    const N = 100_000;
+    const p = new Sampler(options).distribution(target, []);
+    const counts = new Map<number, number>();
+    let kept = 0;
+    for (let seed = 0; seed < N; seed++) {
+      const { token: x, distribution: q } = new Sampler({ ...options, seed: seed ^ 0x5f3759df }).sampleWithDistribution(draftLogits, []);
+      const t = new Sampler({ ...options, seed }).speculate(target, [], x, q);
+      if (t === x) kept++;
+      counts.set(t, (counts.get(t) ?? 0) + 1);
+    }
+    let chi = 0;
+    for (let i = 0; i < p.ids.length; i++) chi += ((counts.get(p.ids[i]) ?? 0) - N * p.probs[i]) ** 2 / (N * p.probs[i]);
+    expect([...counts.keys()].every((t) => p.ids.includes(t))).toBe(true);
+    expect(chi).toBeLessThan(20.5); // chi-square, 5 df, upper 1e-3 quantile
+    // The chance of keeping the draft is sum over x of min(p(x), q(x)) = 1 - TV(p, q).
+    const q = new Sampler(options).distribution(draftLogits, []);
+    let overlap = 0;
+    for (let i = 0; i < p.ids.length; i++) overlap += Math.min(p.probs[i], q.probs[q.ids.indexOf(p.ids[i])] ?? 0);
+    expect(Math.abs(kept / N - overlap)).toBeLessThan(5 * Math.sqrt(overlap * (1 - overlap) / N));
+  });
+
+  it('greedy: the argmax; the same draft, distribution and seed: the same choice', () => {
+    expect(new Sampler({ temperature: 0 }).speculate(target, [], 3, { ids: Int32Array.of(3), probs: Float64Array.of(1) })).toBe(0);
+    const q = new Sampler(options).distribution(draftLogits, []);
+    const picks = (seed: number) => Array.from({ length: 20 }, (_, i) => new Sampler({ ...options, seed: seed + i }).speculate(target, [], 4, q));
+    expect(picks(7)).toEqual(picks(7));
+  });
+});

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEngine } from '../src/engine/engine.js';
 import { EngineError } from '../src/engine/errors.js';
 import type { EngineRequest, EngineResult } from '../src/engine/types.js';
-import { PromptLookupDrafter, speculativeSettings } from '../src/generation/prompt-lookup.js';
+import { PromptLookupDrafter } from '../src/generation/prompt-lookup.js';
+import { speculativeSettings } from '../src/generation/speculative.js';
 import { loadModel, type Model } from '../src/model/model.js';
 import { bundledModelPath } from '../src/runtime/bundled-model.js';
 import { swaModels } from './helpers/swa-model.js';
@@ -38,7 +39,7 @@ describe('prompt lookup drafter', () => {
 
   it('options are checked, with defaults', () => {
     expect(speculativeSettings({ method: 'prompt-lookup' })).toEqual({ method: 'prompt-lookup', draftTokens: 8, ngramMax: 3, ngramMin: 2 });
-    expect(() => speculativeSettings({ method: 'draft-model' as 'prompt-lookup' })).toThrow(/method/);
+    expect(() => speculativeSettings({ method: 'eagle' as 'prompt-lookup' })).toThrow(/method/);
     expect(() => speculativeSettings({ method: 'prompt-lookup', draftTokens: 0 })).toThrow(/draftTokens/);
     expect(() => speculativeSettings({ method: 'prompt-lookup', ngramMax: 2, ngramMin: 3 })).toThrow(/ngramMin/);
   });

@@ -6,7 +6,9 @@
 // allocated once, here, and stay until the model is disposed. Make one engine per model.
 import { ChatTemplate, type ChatMessage, type ChatRenderOptions } from '../chat/template.js';
 import { yieldToEventLoop } from '../generation/yield.js';
-import { createDrafter, type Drafter } from '../generation/prompt-lookup.js';
+import { createPromptLookupDrafter } from '../generation/prompt-lookup.js';
+import { DraftModelDrafter, vocabularyMismatch, type DraftHost } from '../generation/draft-model.js';
+import { speculativeSettings, type Drafter, type SpeculativeOptions } from '../generation/speculative.js';
 import { jsonSchemaToGBNF } from '../generation/constrained/json-schema.js';
 import { CompiledGrammar, LazyGrammarMatcher } from '../generation/constrained/matcher.js';
 import { kvCacheTypeProblem } from '../backend/backend.js';
@@ -14,7 +16,9 @@ import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
 import { everyLayerWindow, Graph } from '../model/graph.js';
 import type { Model } from '../model/model.js';
-import { Sampler } from '../sampling/sampler.js';
+import { ModelError } from '../model/errors.js';
+import { Sampler, type SamplingOptions } from '../sampling/sampler.js';
+import { SeededRandom } from '../sampling/rng.js';
 import { CompletionOutput } from './completion.js';
 import { EngineError } from './errors.js';
 import { decodeState, encodeState, modelIdentity, type StateLayout } from './kv-state.js';
@@ -198,12 +202,6 @@ export class Engine {
       throw new EngineError('INVALID_REQUEST', `topLogprobs must be an integer in 0..${MAX_TOP_LOGPROBS}, got ${request.topLogprobs}`);
     }
     if (topLogprobs > 0 && !request.logprobs) throw new EngineError('INVALID_REQUEST', 'topLogprobs needs logprobs: true');
-    let drafter: Drafter | undefined;
-    try {
-      drafter = request.speculative === undefined ? undefined : createDrafter(request.speculative);
-    } catch (err) {
-      throw new EngineError('INVALID_REQUEST', (err as Error).message);
-    }
     const queued = [...this.requests].filter((r) => r.admittedAt === undefined).length;
     if (queued >= this.maxQueue) {
       throw new EngineError('OVERLOADED', `${queued} requests are already waiting (maxQueue ${this.maxQueue}); retry later`);
@@ -219,13 +217,14 @@ export class Engine {
     const sampling = { ...request };
     for (const [k, v] of Object.entries(this.model.samplingDefaults)) if ((sampling as Record<string, unknown>)[k] === undefined) (sampling as Record<string, unknown>)[k] = v;
     const samplers = Array.from({ length: n }, (_, i) => new Sampler({ ...sampling, logitsProcessors, seed: request.seed === undefined ? undefined : (request.seed + i) >>> 0 }));
+    const drafterFor = request.speculative === undefined ? undefined : this.drafters(request.speculative, sampling, request.seed);
 
     const params = { maxTokens, ignoreEos: request.ignoreEos ?? false, logprobs: request.logprobs ?? false, topLogprobs, priority };
     const adapters = request.adapters === undefined ? this.defaultAdapters : this.checkAdapters(request.adapters, 'INVALID_REQUEST');
     const adapterKey = keyOfAdapters(adapters);
     const r = new RequestState(this.nextRequestId++, prompt.length, params);
     for (let i = 0; i < n; i++) {
-      const seq = new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], params.logprobs, topLogprobs), logitsFrom, drafter, params.logprobs);
+      const seq = new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], params.logprobs, topLogprobs), logitsFrom, drafterFor?.(i), params.logprobs);
       seq.adapters = adapters;
       seq.adapterKey = adapterKey;
       r.sequences.push(seq);
@@ -256,6 +255,66 @@ export class Engine {
       [Symbol.asyncIterator]: () => r.channel[Symbol.asyncIterator](),
     };
     return { generation, state: r };
+  }
+
+  /**
+   * The drafter of each completion of a speculative request (checked: INVALID_REQUEST for bad
+   * options; for a draft model, DISPOSED when it was disposed, DRAFT_MISMATCH when its vocabulary
+   * is not this model's, UNSUPPORTED for a sliding-window draft, whose KV cannot roll back).
+   */
+  private drafters(spec: SpeculativeOptions, sampling: SamplingOptions, seed: number | undefined): (index: number) => Drafter {
+    let s: ReturnType<typeof speculativeSettings>;
+    try {
+      s = speculativeSettings(spec);
+    } catch (err) {
+      throw new EngineError('INVALID_REQUEST', (err as Error).message);
+    }
+    if (s.method === 'prompt-lookup') {
+      const lookup = createPromptLookupDrafter(s); // keeps nothing per sequence
+      return () => lookup;
+    }
+    const draft = s.draft;
+    let engine: Engine;
+    try {
+      engine = draft.engine();
+    } catch (err) {
+      if (err instanceof ModelError && err.code === 'DISPOSED') throw new EngineError('DISPOSED', 'speculative.draft: the draft model was disposed', { cause: err });
+      throw err;
+    }
+    if (draft.arch.encoder) throw new EngineError('INVALID_REQUEST', `speculative.draft: ${draft.architecture} is an encoder, it has no next-token logits`);
+    const mismatch = vocabularyMismatch(this.model, draft);
+    if (mismatch) throw new EngineError('DRAFT_MISMATCH', `speculative.draft has another vocabulary than the model: ${mismatch}`);
+    if (everyLayerWindow(draft.config) !== undefined) throw new EngineError('UNSUPPORTED', 'speculative.draft is a sliding-window model: its KV cannot roll back over the blocks it releases');
+    const host = engine.draftHost(this);
+    const argmax = s.draftSampling === 'argmax';
+    // The draft samples with the request's settings, not its processors (see DraftModelDrafter),
+    // from a random stream of its own: completion i's is a hash of seed + i, so a seed replays it.
+    return (i) => new DraftModelDrafter(host, new Sampler({
+      ...sampling, logitsProcessors: undefined, ...(argmax ? { temperature: 0 } : {}),
+      seed: seed === undefined ? undefined : Math.floor(new SeededRandom((seed + i) ^ 0x2545f491).next() * 2 ** 32),
+    }), s.draftTokens);
+  }
+
+  /**
+   * What this engine lends a draft-model drafter serving `target`'s requests: its graph, KV pool
+   * and turns between its own steps. When target is this engine (a model drafting for itself) the
+   * drafter runs inside target's step, which holds the turn already.
+   */
+  draftHost(target: Engine): DraftHost {
+    const scheduler = this.scheduler, pool = this.graph.kv.pool;
+    return {
+      graph: this.graph,
+      contextLength: this.contextLength,
+      newSequenceId: () => scheduler.newSequenceId(),
+      run: <T>(f: () => Promise<T>) => {
+        const checked = () => (this.disposed ? Promise.reject(new EngineError('DISPOSED', 'the draft model\'s engine was disposed')) : f());
+        return target === this ? checked() : this.exclusive(checked);
+      },
+      makeRoom: (blocks) => {
+        while (blocks > pool.freeCount && scheduler.prefixCache.evictOne());
+        return blocks <= pool.freeCount;
+      },
+    };
   }
 
   /** The request's grammar or JSON schema compiled for this vocabulary (GrammarError when it is bad), from a small cache. */
@@ -395,6 +454,7 @@ export class Engine {
     this.disposed = true;
     for (const r of [...this.requests]) this.scheduler.cancel(r, new EngineError('DISPOSED', 'the engine was disposed'));
     await this.loopDone;
+    await this.busy; // a forward pass lent out (encode, another engine's drafts) ends before the model may go
     this.scheduler.prefixCache.clear();
     this.model.releaseEngine(this);
   }

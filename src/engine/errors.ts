@@ -18,6 +18,8 @@ export type EngineErrorCode =
   | 'INVALID_STATE'
   /** Saved KV state of another model or KV layout. */
   | 'STATE_MISMATCH'
+  /** A speculative request's draft model has another vocabulary than the model (size or tokens). */
+  | 'DRAFT_MISMATCH'
   /** The backend's device was lost (WebGPU: driver reset, device destroyed): every request fails with this until the model is loaded again. */
   | 'DEVICE_LOST'
   /** A forward pass failed; the requests in it fail with this, the engine goes on. */

@@ -16,6 +16,9 @@ import type { Tokenizer } from '../tokenizer/index.js';
 import { logprobsOf } from './completion.js';
 import type { ActiveAdapter } from '../model/lora.js';
 import { BackendError } from '../backend/errors.js';
+import type { Draft } from '../generation/speculative.js';
+import { log } from '../log.js';
+import type { TokenDistribution } from '../sampling/sampler.js';
 import { EngineError } from './errors.js';
 import type { RequestState } from './request.js';
 import { Sequence } from './sequence.js';
@@ -47,6 +50,8 @@ interface Slice {
   readonly count: number;
   /** Draft tokens evaluated after them (speculative decoding). */
   draft: number[];
+  /** Sampled drafts: the distribution each draft token was drawn from (Draft.q). */
+  q?: readonly TokenDistribution[];
 }
 
 export class Scheduler {
@@ -67,6 +72,11 @@ export class Scheduler {
     readonly config: SchedulerConfig,
   ) {
     this.prefixCache = new PrefixCache(graph.kv, () => this.nextKvId++, config.prefixCacheEntries);
+  }
+
+  /** A KV sequence id no sequence of this scheduler uses (a draft model's sequences for another engine's requests). */
+  newSequenceId(): number {
+    return this.nextKvId++;
   }
 
   get kv(): KVCache {
@@ -145,8 +155,20 @@ export class Scheduler {
   async step(): Promise<void> {
     const t0 = performance.now();
     this.admit();
-    const plan = this.plan();
+    let plan = this.plan();
     if (plan.length === 0) return;
+    if (plan.some((s) => s.seq.drafter)) {
+      // A draft model's proposals are forward passes of their own: cancellations wait for them too,
+      // then land before the plan is committed, which keeps only the sequences still running.
+      this.deferredCancels = [];
+      try {
+        await this.addDrafts(plan);
+      } finally {
+        this.landDeferredCancels();
+      }
+      plan = plan.filter((s) => s.seq.state === 'running');
+      if (plan.length === 0) return this.step(); // everything planned was cancelled: plan again (newcomers may fit now)
+    }
     this.makeRoom(plan);
     this.useAdapters(plan[0]!.seq.adapters, plan[0]!.seq.adapterKey);
     for (const { seq } of plan) seq.lastStep = this.stats.steps;
@@ -177,8 +199,8 @@ export class Scheduler {
     this.stats.computedTokens += batch.length;
 
     let row = 0;
-    const sampled: [Sequence, (Float32Array | number)[], number[]][] = [];
-    for (const { seq, count, draft } of plan) {
+    const sampled: [Sequence, (Float32Array | number)[], number[], readonly TokenDistribution[] | undefined][] = [];
+    for (const { seq, count, draft, q } of plan) {
       let last: Float32Array | number | undefined;
       for (let p = seq.kvLen; p < seq.kvLen + count; p++) {
         if (!seq.wantsLogits(p)) continue;
@@ -190,10 +212,10 @@ export class Scheduler {
       seq.kvLen += count;
       const draftLogits = logits.slice(row, row + draft.length);
       row += draft.length;
-      if (seq.kvLen === seq.tokens.length) sampled.push([seq, [last!, ...draftLogits], draft]);
+      if (seq.kvLen === seq.tokens.length) sampled.push([seq, [last!, ...draftLogits], draft, q]);
     }
     this.landDeferredCancels(); // after the KV bookkeeping, as if they had come between steps
-    for (const [seq, rows, draft] of sampled) if (seq.state === 'running') this.onLogits(seq, rows, draft);
+    for (const [seq, rows, draft, q] of sampled) if (seq.state === 'running') this.onLogits(seq, rows, draft, q);
     this.stats.busyMs += performance.now() - t0;
   }
 
@@ -286,28 +308,47 @@ export class Scheduler {
         budget -= count;
       }
     }
-    for (const slice of plan) {
-      if (budget > 0) {
-        slice.draft = this.proposeDraft(slice, budget);
-        budget -= slice.draft.length;
-      }
-    }
     return plan;
+  }
+
+  /** Draft tokens for the planned slices that speculate, one sequence after another, within the step's token budget. */
+  private async addDrafts(plan: Slice[]): Promise<void> {
+    let budget = this.config.maxBatchTokens;
+    for (const { count } of plan) budget -= count;
+    for (const slice of plan) {
+      if (budget <= 0) return;
+      if (slice.seq.state !== 'running') continue; // cancelled while an earlier slice drafted
+      await this.proposeDraft(slice, budget);
+      budget -= slice.draft.length;
+    }
   }
 
   /**
    * Draft tokens to evaluate after a slice that ends the sequence's tokens: no more than could be
    * kept (the request's token limit, the context). None under a sliding window, whose KV cannot
-   * roll back over blocks the drafts' positions let go.
+   * roll back over blocks the drafts' positions let go. A drafter that fails (a draft model's
+   * forward pass) is dropped: the sequence goes on without drafts.
    */
-  private proposeDraft({ seq, count }: Slice, budget: number): number[] {
+  private async proposeDraft(slice: Slice, budget: number): Promise<void> {
+    const { seq, count } = slice;
     const drafter = seq.drafter;
-    if (!drafter || seq.kvLen + count !== seq.tokens.length || seq.followers.length > 0) return [];
-    if (this.kv.options.slidingWindow !== undefined) return [];
-    const keepable = Math.min(seq.request.params.maxTokens - seq.generated - 1, this.config.contextLength - seq.tokens.length);
-    const draft = drafter.propose(seq.tokens, Math.min(budget, keepable));
-    this.stats.draftedTokens += draft.length;
-    return draft;
+    if (!drafter || seq.kvLen + count !== seq.tokens.length || seq.followers.length > 0) return;
+    if (this.kv.options.slidingWindow !== undefined) return;
+    const keepable = Math.min(seq.request.params.maxTokens - seq.generated - 1, this.config.contextLength - seq.tokens.length, budget);
+    if (keepable < 1) return;
+    let proposal: number[] | Draft;
+    try {
+      proposal = await drafter.propose(seq.tokens, keepable);
+    } catch (err) {
+      log.warn(`speculative decoding: request ${seq.request.id} goes on without drafts, its drafter failed: ${(err as Error)?.message ?? err}`);
+      drafter.release?.();
+      seq.drafter = undefined;
+      return;
+    }
+    const draft = Array.isArray(proposal) ? { tokens: proposal } : proposal;
+    slice.draft = draft.tokens.slice(0, keepable);
+    if (draft.q) slice.q = draft.q;
+    this.stats.draftedTokens += slice.draft.length;
   }
 
   /** Free blocks until the plan fits: drafts first, then prefix-cache entries, then preempt running sequences. */
@@ -320,6 +361,7 @@ export class Scheduler {
       if (drafted) {
         this.stats.draftedTokens -= drafted.draft.length;
         drafted.draft = [];
+        drafted.q = undefined;
         continue;
       }
       if (this.prefixCache.evictOne()) continue;
@@ -350,6 +392,7 @@ export class Scheduler {
   /** Release a running sequence's KV, into the prefix cache when its content is worth keeping. */
   private dropKV(seq: Sequence, keep: boolean): void {
     if (keep) this.prefixCache.insert(seq.kvId, seq.tokens.slice(0, seq.kvLen), seq.adapterKey);
+    seq.drafter?.release?.(); // a draft model's KV goes with the target's (drafting again recomputes it)
     this.kv.removeSequence(seq.kvId);
     this.running.splice(this.running.indexOf(seq), 1);
     seq.kvId = -1;
@@ -360,9 +403,10 @@ export class Scheduler {
    * rows[0]: logits after the sequence's last token; rows[i]: after draft token i (its K/V are in
    * the cache beyond kvLen). Sample from each in turn while the sampled token is the draft's: the
    * tokens are what plain decoding would sample, one forward pass fewer for each draft kept. Then
-   * the KV rolls back past the first draft that was not.
+   * the KV rolls back past the first draft that was not. Sampled drafts (q given) are verified by
+   * speculative sampling instead, which keeps the target's distribution, not its draws.
    */
-  private onLogits(seq: Sequence, rows: (Float32Array | number)[], draft: readonly number[]): void {
+  private onLogits(seq: Sequence, rows: (Float32Array | number)[], draft: readonly number[], q?: readonly TokenDistribution[]): void {
     // The prompt is in: the other completions share its blocks and sample from the same logits.
     const followers = seq.followers.splice(0);
     for (const f of followers) {
@@ -375,7 +419,7 @@ export class Scheduler {
       this.running.push(f);
     }
     for (let i = 0; ; i++) {
-      const token = this.sample(seq, rows[i]);
+      const token = this.sample(seq, rows[i], q && i < draft.length ? [draft[i], q[i]] : undefined);
       if (seq.state !== 'running' || i === draft.length || token !== draft[i]) break;
       seq.kvLen++; // the draft's K/V are the sampled token's
       this.stats.acceptedDraftTokens++;
@@ -386,14 +430,17 @@ export class Scheduler {
 
   /**
    * Sample the sequence's next token from a logits row (or take the backend's argmax for it) and
-   * emit it, or finish the sequence; returns the token (undefined when it finished first).
+   * emit it, or finish the sequence; returns the token (undefined when it finished first). With
+   * `draft`, a sampled draft token and its distribution: speculative sampling's choice.
    */
-  private sample(seq: Sequence, logits: Float32Array | number): number | undefined {
+  private sample(seq: Sequence, logits: Float32Array | number, draft?: [number, TokenDistribution]): number | undefined {
     const r = seq.request;
     if (seq.generated >= r.params.maxTokens) return void this.finish(seq, 'max_tokens');
     let token: number;
     try {
-      token = typeof logits === 'number' ? seq.sampler.takeArgmax(logits) : seq.sampler.sample(logits, seq.tokens);
+      token = typeof logits === 'number' ? seq.sampler.takeArgmax(logits)
+        : draft ? seq.sampler.speculate(logits, seq.tokens, draft[0], draft[1])
+        : seq.sampler.sample(logits, seq.tokens);
     } catch (err) {
       return void this.cancel(r, err);
     }

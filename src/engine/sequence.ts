@@ -1,7 +1,7 @@
 // One completion as the scheduler sees it: its tokens (prompt, then generated), how many of them
 // are in its KV sequence, and the sampler and output that turn logits into text. Preemption drops
 // the KV (kvLen back to 0) and keeps everything else, so recomputing resumes exactly.
-import type { Drafter } from '../generation/prompt-lookup.js';
+import type { Drafter } from '../generation/speculative.js';
 import type { ActiveAdapter } from '../model/lora.js';
 import type { Sampler } from '../sampling/sampler.js';
 import type { CompletionOutput } from './completion.js';
@@ -42,8 +42,8 @@ export class Sequence {
     readonly output: CompletionOutput,
     /** Collect logits for every position from this one on (undefined: only the last, to sample). */
     readonly logitsFrom?: number,
-    /** Proposes draft tokens to verify with each decode step (speculative decoding). */
-    readonly drafter?: Drafter,
+    /** Proposes draft tokens to verify with each decode step (speculative decoding); dropped if it fails. */
+    public drafter?: Drafter,
     logprobs = false,
   ) {
     this.tokens = [...prompt];

@@ -4,36 +4,7 @@
 // (rewriting, summarizing with quotes, code edits). The scheduler evaluates the guesses with the
 // sequence's next token in one forward pass and keeps those the sampler agrees with, so the
 // output is exactly what decoding without drafts would give.
-
-/** Proposes up to `limit` tokens (and no more than it was configured for) that may follow `tokens`. */
-export interface Drafter {
-  propose(tokens: readonly number[], limit: number): number[];
-}
-
-export interface SpeculativeOptions {
-  /** Where draft tokens come from: n-gram lookup in the sequence itself. */
-  method: 'prompt-lookup';
-  /** Most draft tokens evaluated with each decode token (default 8). */
-  draftTokens?: number;
-  /** Longest n-gram matched against the sequence's end (default 3); shorter ones are tried after it. */
-  ngramMax?: number;
-  /** Shortest n-gram matched (default 2). */
-  ngramMin?: number;
-}
-
-/** Checked options with their defaults filled in. */
-export function speculativeSettings(o: SpeculativeOptions): Required<SpeculativeOptions> {
-  if (o.method !== 'prompt-lookup') throw new RangeError(`speculative.method must be 'prompt-lookup', got ${JSON.stringify(o.method)}`);
-  const s = { method: o.method, draftTokens: o.draftTokens ?? 8, ngramMax: o.ngramMax ?? 3, ngramMin: o.ngramMin ?? 2 };
-  const int = (name: keyof typeof s, lo: number, hi: number) => {
-    const v = s[name];
-    if (!Number.isInteger(v) || (v as number) < lo || (v as number) > hi) throw new RangeError(`speculative.${name} must be an integer in ${lo}..${hi}, got ${v}`);
-  };
-  int('draftTokens', 1, 64);
-  int('ngramMax', 1, 16);
-  int('ngramMin', 1, s.ngramMax);
-  return s;
-}
+import { speculativeSettings, type Drafter, type PromptLookupOptions } from './speculative.js';
 
 /**
  * Prompt lookup: for n from ngramMax down to ngramMin, the most recent earlier occurrence of the
@@ -58,7 +29,8 @@ export class PromptLookupDrafter implements Drafter {
   }
 }
 
-export function createDrafter(o: SpeculativeOptions): Drafter {
+/** The drafter of prompt-lookup options (checked: RangeError). It keeps nothing per sequence: one serves them all. */
+export function createPromptLookupDrafter(o: PromptLookupOptions): Drafter {
   const s = speculativeSettings(o);
   return new PromptLookupDrafter(s.draftTokens, s.ngramMax, s.ngramMin);
 }

@@ -11,7 +11,7 @@ import { loadLoraAdapter, mergeLoraAdapter, type ActiveAdapter, type LoraAdapter
 import { KVCache } from '../kv/kv-cache.js';
 import { log } from '../log.js';
 import type { SamplingOptions } from '../sampling/sampler.js';
-import type { SpeculativeOptions } from '../generation/prompt-lookup.js';
+import type { SpeculativeOptions } from '../generation/speculative.js';
 import { Tokenizer } from '../tokenizer/index.js';
 import { ModelError } from './errors.js';
 import { modelConfigFromFile } from './config.js';
@@ -63,10 +63,13 @@ export interface GenerateOptions extends SamplingOptions {
   parseSpecial?: boolean;
   signal?: AbortSignal;
   /**
-   * Speculative decoding: draft tokens checked in the same forward pass as each decode token, and
-   * kept while the sampler agrees with them. The output is the same as without (greedy or seeded),
-   * in fewer forward passes when the text repeats what came before. Off by default. Not used by
-   * sliding-window models.
+   * Speculative decoding: draft tokens checked in the same forward pass as each decode token.
+   * Prompt lookup (`{ method: 'prompt-lookup' }`) guesses them from the text so far; a draft model
+   * (`{ method: 'draft-model', draft }`, a smaller loaded model of the same vocabulary) by decode
+   * steps of its own. Deterministic drafts are kept while the sampler agrees with them: the output
+   * is the same as without (greedy or seeded). A draft model's sampled drafts are verified by
+   * speculative sampling: the output has plain sampling's distribution. Fewer forward passes of
+   * this model when the drafts are often right. Off by default. Not used by sliding-window models.
    */
   speculative?: SpeculativeOptions;
   /**

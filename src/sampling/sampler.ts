@@ -34,6 +34,12 @@ export interface SamplingOptions {
   logitsProcessors?: () => LogitsProcessor[];
 }
 
+/** Tokens and their probabilities (the candidates a draw picks from), most likely first. */
+export interface TokenDistribution {
+  readonly ids: Int32Array;
+  readonly probs: Float64Array;
+}
+
 export type SamplingErrorCode = 'INVALID_OPTION' | 'NO_CANDIDATES';
 
 export class SamplingError extends WasmforgeError<SamplingErrorCode> {
@@ -97,7 +103,64 @@ export class Sampler {
   /** Pick the next token from a row of logits, given the tokens generated or seen so far. */
   sample(logits: Float32Array, history: ArrayLike<number>): number {
     const c = this.run(logits, history);
-    const token = this.greedy ? greedy(c) : this.draw(c);
+    const token = this.greedy ? greedy(c) : this.draw({ ids: c.ids, probs: softmax(c) });
+    for (const p of this.chain) p.accept?.(token);
+    return token;
+  }
+
+  /** Temperature <= 0: sample() picks the most likely token (after bias, penalties and the caller's processors). */
+  get isGreedy(): boolean {
+    return this.greedy;
+  }
+
+  /**
+   * sample(), also returning the distribution the token was drawn from (distribution()'s): what a
+   * draft model's sampler gives speculative sampling to verify against.
+   */
+  sampleWithDistribution(logits: Float32Array, history: ArrayLike<number>): { token: number; distribution: TokenDistribution } {
+    const c = this.run(logits, history);
+    let distribution: TokenDistribution, token: number;
+    if (this.greedy) {
+      token = greedy(c);
+      distribution = { ids: Int32Array.of(token), probs: Float64Array.of(1) };
+    } else {
+      distribution = { ids: c.ids.slice(0, c.size), probs: softmax(c) };
+      token = this.draw(distribution);
+    }
+    for (const p of this.chain) p.accept?.(token);
+    return { token, distribution };
+  }
+
+  /**
+   * Speculative sampling (Leviathan et al. 2023; Chen et al. 2023): `draft` was drawn from `q`, and
+   * this picks a token distributed exactly as sample() would draw from these logits, keeping the
+   * draft when it can. With p this sampler's distribution: keep the draft with probability
+   * min(1, p(draft) / q(draft)); else draw from max(0, p - q), normalized. (So a token other than
+   * the draft is never the draft.) Greedy: the argmax, as sample().
+   */
+  speculate(logits: Float32Array, history: ArrayLike<number>, draft: number, q: TokenDistribution): number {
+    const c = this.run(logits, history);
+    let token: number;
+    if (this.greedy) token = greedy(c);
+    else {
+      const probs = softmax(c);
+      const qOf = new Map<number, number>();
+      for (let i = 0; i < q.ids.length; i++) qOf.set(q.ids[i], q.probs[i]);
+      let pDraft = 0;
+      for (let i = 0; i < c.size; i++) if (c.ids[i] === draft) pDraft = probs[i];
+      const qDraft = qOf.get(draft) ?? 0;
+      // One uniform per verified draft, whatever the outcome: a seed replays the same choices.
+      const u = this.rng.next();
+      if (qDraft > 0 && u * qDraft < pDraft) token = draft;
+      else {
+        const residual = new Float64Array(c.size);
+        let sum = 0;
+        for (let i = 0; i < c.size; i++) sum += residual[i] = Math.max(0, probs[i] - (qOf.get(c.ids[i]) ?? 0));
+        // sum is 0 only when p <= q everywhere, i.e. p = q, where nothing is rejected; rounding aside, draw from p.
+        if (sum > 0) for (let i = 0; i < c.size; i++) residual[i] /= sum;
+        token = this.draw({ ids: c.ids.slice(0, c.size), probs: sum > 0 ? residual : probs });
+      }
+    }
     for (const p of this.chain) p.accept?.(token);
     return token;
   }
@@ -112,7 +175,7 @@ export class Sampler {
    * The distribution sample() would draw from, after every processor (greedy: all mass on the
    * argmax), without drawing or advancing anything: what a draft token is verified against.
    */
-  distribution(logits: Float32Array, history: ArrayLike<number>): { ids: Int32Array; probs: Float64Array } {
+  distribution(logits: Float32Array, history: ArrayLike<number>): TokenDistribution {
     const c = this.run(logits, history);
     if (this.greedy) return { ids: Int32Array.of(greedy(c)), probs: Float64Array.of(1) };
     const probs = softmax(c);
@@ -125,14 +188,17 @@ export class Sampler {
     return c;
   }
 
-  private draw(c: Candidates): number {
-    const probs = softmax(c);
+  /** A draw over `probs` (its length: the candidates; ids may be longer). */
+  private draw({ ids, probs }: TokenDistribution): number {
     let r = this.rng.next();
-    for (let i = 0; i < c.size; i++) {
+    for (let i = 0; i < probs.length; i++) {
       r -= probs[i];
-      if (r < 0) return c.ids[i];
+      if (r < 0) return ids[i];
     }
-    return c.ids[c.size - 1]; // rounding left a sliver: the last candidate takes it
+    // Rounding left a sliver: the last candidate with any probability takes it.
+    let last = probs.length - 1;
+    while (last > 0 && probs[last] === 0) last--;
+    return ids[last];
   }
 }
 
