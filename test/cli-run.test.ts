@@ -12,6 +12,7 @@ import { loadModel, type Model } from '../src/model/model.js';
 import { bundledModelPath } from '../src/runtime/bundled-model.js';
 import { captureOutput } from './helpers/capture-output.js';
 import { freePort } from './helpers/ports.js';
+import { swaModels } from './helpers/swa-model.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin/wasmforge.js');
@@ -27,6 +28,37 @@ async function reply(history: ChatMessage[], maxTokens: number): Promise<string>
   const template = ChatTemplate.forTokenizer(CHATML_TEMPLATE, model.tokenizer);
   return (await model.engine().chat(history, { chatTemplate: template, maxTokens, temperature: 0 }).result).text;
 }
+
+describe('wasmforge generate --draft: speculative decoding with a draft model', () => {
+  const io = captureOutput();
+
+  it('greedy with the model as its own draft prints the plain output and the acceptance; bad combinations and another vocabulary are errors', async () => {
+    const greedy = ['generate', '-p', 'Once upon a time', '-n', '30', '--temp', '0', '-t', '1'];
+    expect(await main(greedy)).toBe(0);
+    const plain = io.out;
+    io.out = '';
+    expect(await main([...greedy, '--draft', await bundledModelPath(), '--draft-tokens', '3'])).toBe(0);
+    expect(io.out).toBe(plain);
+    expect(io.err).toMatch(/speculative \(draft-model\): \d+ draft tokens, 100\.0% accepted/);
+    expect(await main([...greedy, '--draft-tokens', '3'])).toBe(1);
+    expect(io.err).toMatch(/--draft-tokens needs --draft FILE/);
+    expect(await main([...greedy, '--draft', '/nonexistent.gguf', '--lookup', '4'])).toBe(1);
+    expect(io.err).toMatch(/give --lookup or --draft, not both/);
+    expect(await main([...greedy, '--draft', '/nonexistent.gguf', '--draft-tokens', '33'])).toBe(1);
+    expect(io.err).toMatch(/--draft-tokens/);
+    const files = await swaModels(); // a made-up 512-token vocabulary: stories260K's size, other tokens
+    try {
+      io.out = '';
+      expect(await main([...greedy, '--draft', await files.path(undefined)])).toBe(1);
+      expect(io.err).toMatch(/EngineError \[DRAFT_MISMATCH\]: speculative\.draft has another vocabulary than the model: token \d+ is/);
+      expect(io.out).toBe('');
+    } finally {
+      await files.dispose();
+    }
+    expect(await main(['generate', '--help'])).toBe(0);
+    expect(io.out).toMatch(/--draft FILE/);
+  });
+});
 
 describe('wasmforge generate: checks before work, typed errors', () => {
   const io = captureOutput();

@@ -1,7 +1,7 @@
-import type { GenerateOptions } from '../model/model.js';
+import { loadModel, type GenerateOptions, type Model } from '../model/model.js';
 import { Sampler, SamplingError } from '../sampling/sampler.js';
 import { numberOption, parseArgs, UsageError } from './args.js';
-import { KV_TYPE_HELP, loadModelFromArgs, loraArg, MODEL_OPTIONS } from './common.js';
+import { KV_TYPE_HELP, loadModelFromArgs, loraArg, MODEL_OPTIONS, progressBar } from './common.js';
 
 export const summary = 'generate text from a prompt (default model: the bundled stories260K)';
 
@@ -21,6 +21,10 @@ ${KV_TYPE_HELP}
   --ignore-eos            keep generating past end-of-text
   --lookup N              speculative decoding by prompt lookup: up to N draft tokens per step
                           (same output, fewer forward passes when the text repeats the prompt)
+  --draft FILE            speculative decoding with a draft model: a smaller GGUF with the same
+                          vocabulary, loaded on the model's backend, proposes tokens the model checks
+                          in one pass (greedy: the same output; sampling: the same distribution)
+  --draft-tokens N        draft tokens per step with --draft (1..32, default 4)
   --lora FILE[:SCALE]     apply a LoRA adapter (llama.cpp GGUF; repeatable; scale default 1)
   --verbose               debug logging (model loading, kernels, engine)`;
 
@@ -33,7 +37,7 @@ export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
     values: {
       ...MODEL_OPTIONS, prompt: ['p'], 'n-predict': ['n'], temp: ['temperature'], 'top-k': [], 'top-p': [], 'min-p': [],
-      'repeat-penalty': [], 'frequency-penalty': [], 'presence-penalty': [], 'repeat-last-n': [], seed: ['s'], stop: [], lookup: [], lora: [],
+      'repeat-penalty': [], 'frequency-penalty': [], 'presence-penalty': [], 'repeat-last-n': [], seed: ['s'], stop: [], lookup: [], draft: [], 'draft-tokens': [], lora: [],
     },
     repeatable: ['stop', 'lora'],
     flags: { help: ['h'], 'ignore-eos': [] },
@@ -57,6 +61,10 @@ export async function run(argv: string[]): Promise<number> {
     ignoreEos: args.flags.has('ignore-eos'),
     speculative: args.values.has('lookup') ? { method: 'prompt-lookup', draftTokens: numberOption(args, 'lookup', 8, { integer: true, min: 1, max: 64 }) } : undefined,
   };
+  const draftPath = args.values.get('draft');
+  if (draftPath !== undefined && args.values.has('lookup')) throw new UsageError('give --lookup or --draft, not both');
+  if (args.values.has('draft-tokens') && draftPath === undefined) throw new UsageError('--draft-tokens needs --draft FILE');
+  const draftTokens = numberOption(args, 'draft-tokens', 4, { integer: true, min: 1, max: 32 });
   // The sampler's own checks, before the model loads: its ranges are the command's.
   try {
     new Sampler(options);
@@ -68,7 +76,13 @@ export async function run(argv: string[]): Promise<number> {
   const prompt = args.values.get('prompt') ?? 'Once upon a time';
   const lora = (args.lists.get('lora') ?? []).map(loraArg);
   const model = await loadModelFromArgs(args);
+  let draft: Model | undefined;
   try {
+    if (draftPath !== undefined) {
+      // On the model's own backend: the same kind and threads, one worker pool; disposed before the model.
+      draft = await loadModel(draftPath, { backend: model.backend, contextLength: model.contextLength, kvCacheType: model.kvCacheType, onProgress: progressBar(draftPath.replace(/^.*[/\\]/, '')) });
+      options.speculative = { method: 'draft-model', draft, draftTokens };
+    }
     if (lora.length) {
       const adapters = [];
       for (const { input, scale } of lora) adapters.push({ adapter: await model.loadAdapter(input), scale });
@@ -96,8 +110,13 @@ export async function run(argv: string[]): Promise<number> {
       `\nload ${(model.loadMs / 1000).toFixed(2)} s | prompt ${r.promptTokens} tokens, ${r.promptTokensPerSecond.toFixed(1)} tok/s | ` +
         `decode ${r.tokens.length} tokens, ${r.decodeTokensPerSecond.toFixed(1)} tok/s | ${model.backend.name}, ${model.backend.nThreads} threads | stop: ${r.stopReason}\n`,
     );
+    if (options.speculative) {
+      const m = model.engine().metrics();
+      process.stderr.write(`speculative (${options.speculative.method}): ${m.draftedTokens} draft tokens, ${(100 * m.draftAcceptanceRate).toFixed(1)}% accepted, ${m.steps} forward passes\n`);
+    }
     return 0;
   } finally {
+    await draft?.dispose();
     await model.dispose();
   }
 }
