@@ -18,7 +18,7 @@
 // accumulators over 8-element chunks (multiply then add, never fused), reduced as hsum4f, then the
 // tail elements added in order.
 import {
-  RELAXED, WIDE_ACT, arg, wideActType, f16ToF32, f16x4ToF32, gatherF16, hsum4f, hsum4i, rdot, splitAt, storeLanes,
+  RELAXED, WIDE_ACT, arg, wideActType, f16ToF32, f16x4ToF32, gatherF16, hsum4f, hsum4i, hsumi, rdot, splitAt, storeLanes,
 } from './common';
 import {
   ACT_Q8_K, MATMUL_ACT, MATMUL_COLS, MATMUL_D, MATMUL_MAX_PARTS, MATMUL_N_PARTS, MATMUL_N_TOKENS, MATMUL_PARTS, MATMUL_PART_OUT, MATMUL_PART_ROWS,
@@ -718,6 +718,121 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   return acc;
 }
 
+/**
+ * One token's chunk j (64 values) against a row's unpacked chunk: lo0..lo3 the 32 low-nibble
+ * weights (sub-block 2j) as i16, hi0..hi3 the high ones (2j + 1); returns acc + their integer dots
+ * times the sub-blocks' 6-bit scales: what q4kChunk / q5kChunk add, the same exact integers.
+ */
+@inline function kTokenChunk(lo0: v128, lo1: v128, lo2: v128, lo3: v128, hi0: v128, hi1: v128, hi2: v128, hi3: v128,
+  xp: usize, scl: i32, sch: i32, acc: v128): v128 {
+  const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48);
+  const pl = i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(lo0, i16x8.extend_low_i8x16_s(x0)), i32x4.dot_i16x8_s(lo1, i16x8.extend_high_i8x16_s(x0))),
+    i32x4.add(i32x4.dot_i16x8_s(lo2, i16x8.extend_low_i8x16_s(x1)), i32x4.dot_i16x8_s(lo3, i16x8.extend_high_i8x16_s(x1))),
+  );
+  const ph = i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(hi0, i16x8.extend_low_i8x16_s(x2)), i32x4.dot_i16x8_s(hi1, i16x8.extend_high_i8x16_s(x2))),
+    i32x4.add(i32x4.dot_i16x8_s(hi2, i16x8.extend_low_i8x16_s(x3)), i32x4.dot_i16x8_s(hi3, i16x8.extend_high_i8x16_s(x3))),
+  );
+  return mulAcc(mulAcc(acc, pl, scl), ph, sch);
+}
+
+/** Token t's min-correction term of chunk j of a row (k4MinSum over its Q8_K block sums at bs). */
+@inline function kTokenMins(mnl: i32, mnh: i32, bs: usize, j: i32): i32 {
+  return mnl * (bsum(bs, j << 2) + bsum(bs, (j << 2) | 1)) + mnh * (bsum(bs, (j << 2) | 2) + bsum(bs, (j << 2) | 3));
+}
+
+/**
+ * Q4_K / Q5_K, four rows x four tokens (baseline build): each row's chunk of 64 weights is
+ * unpacked to i16 once and dotted with the four tokens' activations, where the one-token kernel
+ * (dotQ45K) unpacks it again for every token. The integer sums are dotQ45K's exact totals and each
+ * token then takes its float steps (scaleAccMin), so a token's outputs have the same bits in a
+ * tile as alone. il: rows interleaved (rows 1-3 are the blocks after w0's).
+ */
+@inline function tileK(five: bool, il: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize,
+  aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  const bb: usize = five ? 176 : 144;
+  let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
+  for (let b = 0; b < nb; b++) {
+    if (il) {
+      w1 = w0 + bb; w2 = w0 + 2 * bb; w3 = w0 + 3 * bb;
+    }
+    // lane r of s_t / n_t: row r's integer sum / min term for token t
+    let s0 = ZERO, s1 = ZERO, s2 = ZERO, s3 = ZERO, n0 = ZERO, n1 = ZERO, n2 = ZERO, n3 = ZERO;
+    for (let r = 0; r < 4; r++) {
+      const w = r == 0 ? w0 : r == 1 ? w1 : r == 2 ? w2 : w3;
+      let i0 = ZERO, i1 = ZERO, i2 = ZERO, i3 = ZERO;
+      let m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+      for (let j = 0; j < 4; j++) {
+        let l0: v128, l1: v128, h0: v128, h1: v128; // u8 codes of sub-blocks 2j (l) and 2j + 1 (h)
+        if (five) {
+          const q = w + 48 + (<usize>j << 5);
+          const v0 = v128.load(q), v1 = v128.load(q, 16), qh0 = v128.load(w, 16), qh1 = v128.load(w, 32);
+          l0 = v128.or(lowNib(v0), k5High(qh0, j << 1)); l1 = v128.or(lowNib(v1), k5High(qh1, j << 1));
+          h0 = v128.or(highNib(v0), k5High(qh0, (j << 1) | 1)); h1 = v128.or(highNib(v1), k5High(qh1, (j << 1) | 1));
+        } else {
+          const q = w + 16 + (<usize>j << 5);
+          const v0 = v128.load(q), v1 = v128.load(q, 16);
+          l0 = lowNib(v0); l1 = lowNib(v1); h0 = highNib(v0); h1 = highNib(v1);
+        }
+        const lo0 = i16x8.extend_low_i8x16_u(l0), lo1 = i16x8.extend_high_i8x16_u(l0), lo2 = i16x8.extend_low_i8x16_u(l1), lo3 = i16x8.extend_high_i8x16_u(l1);
+        const hi0 = i16x8.extend_low_i8x16_u(h0), hi1 = i16x8.extend_high_i8x16_u(h0), hi2 = i16x8.extend_low_i8x16_u(h1), hi3 = i16x8.extend_high_i8x16_u(h1);
+        const scl = k4Scale(w, j << 1), sch = k4Scale(w, (j << 1) | 1), mnl = k4Min(w, j << 1), mnh = k4Min(w, (j << 1) | 1);
+        const xp = a + (<usize>j << 6);
+        i0 = kTokenChunk(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, xp, scl, sch, i0);
+        i1 = kTokenChunk(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, xp + aS, scl, sch, i1);
+        i2 = kTokenChunk(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, xp + 2 * aS, scl, sch, i2);
+        i3 = kTokenChunk(lo0, lo1, lo2, lo3, hi0, hi1, hi2, hi3, xp + 3 * aS, scl, sch, i3);
+        m0 += kTokenMins(mnl, mnh, bs, j);
+        m1 += kTokenMins(mnl, mnh, bs + sS, j);
+        m2 += kTokenMins(mnl, mnh, bs + 2 * sS, j);
+        m3 += kTokenMins(mnl, mnh, bs + 3 * sS, j);
+      }
+      if (r == 0) {
+        s0 = i32x4.replace_lane(s0, 0, hsumi(i0)); s1 = i32x4.replace_lane(s1, 0, hsumi(i1)); s2 = i32x4.replace_lane(s2, 0, hsumi(i2)); s3 = i32x4.replace_lane(s3, 0, hsumi(i3));
+        n0 = i32x4.replace_lane(n0, 0, m0); n1 = i32x4.replace_lane(n1, 0, m1); n2 = i32x4.replace_lane(n2, 0, m2); n3 = i32x4.replace_lane(n3, 0, m3);
+      } else if (r == 1) {
+        s0 = i32x4.replace_lane(s0, 1, hsumi(i0)); s1 = i32x4.replace_lane(s1, 1, hsumi(i1)); s2 = i32x4.replace_lane(s2, 1, hsumi(i2)); s3 = i32x4.replace_lane(s3, 1, hsumi(i3));
+        n0 = i32x4.replace_lane(n0, 1, m0); n1 = i32x4.replace_lane(n1, 1, m1); n2 = i32x4.replace_lane(n2, 1, m2); n3 = i32x4.replace_lane(n3, 1, m3);
+      } else if (r == 2) {
+        s0 = i32x4.replace_lane(s0, 2, hsumi(i0)); s1 = i32x4.replace_lane(s1, 2, hsumi(i1)); s2 = i32x4.replace_lane(s2, 2, hsumi(i2)); s3 = i32x4.replace_lane(s3, 2, hsumi(i3));
+        n0 = i32x4.replace_lane(n0, 2, m0); n1 = i32x4.replace_lane(n1, 2, m1); n2 = i32x4.replace_lane(n2, 2, m2); n3 = i32x4.replace_lane(n3, 2, m3);
+      } else {
+        s0 = i32x4.replace_lane(s0, 3, hsumi(i0)); s1 = i32x4.replace_lane(s1, 3, hsumi(i1)); s2 = i32x4.replace_lane(s2, 3, hsumi(i2)); s3 = i32x4.replace_lane(s3, 3, hsumi(i3));
+        n0 = i32x4.replace_lane(n0, 3, m0); n1 = i32x4.replace_lane(n1, 3, m1); n2 = i32x4.replace_lane(n2, 3, m2); n3 = i32x4.replace_lane(n3, 3, m3);
+      }
+    }
+    const d = gatherF16(w0, w1, w2, w3);
+    const dmin = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
+    c0 = scaleAccMin(c0, s0, d, i32x4.neg(n0), dmin, load<f32>(ad));
+    c1 = scaleAccMin(c1, s1, d, i32x4.neg(n1), dmin, load<f32>(ad + dS));
+    c2 = scaleAccMin(c2, s2, d, i32x4.neg(n2), dmin, load<f32>(ad + 2 * dS));
+    c3 = scaleAccMin(c3, s3, d, i32x4.neg(n3), dmin, load<f32>(ad + 3 * dS));
+    if (il) w0 += 4 * bb;
+    else {
+      w0 += bb; w1 += bb; w2 += bb; w3 += bb;
+    }
+    a += 256; ad += 4; bs += 32;
+  }
+  v128.store(out, c0);
+  v128.store(out + outRow, c1);
+  v128.store(out + 2 * outRow, c2);
+  v128.store(out + 3 * outRow, c3);
+}
+
+function tile44Q4_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  tileK(false, false, w0, w1, w2, w3, a, ad, bs, aS, dS, sS, nb, out, outRow);
+}
+function tile44Q5_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  tileK(true, false, w0, w1, w2, w3, a, ad, bs, aS, dS, sS, nb, out, outRow);
+}
+function tile44Q4_Ki(w0: usize, a: usize, ad: usize, bs: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  tileK(false, true, w0, 0, 0, 0, a, ad, bs, aS, dS, sS, nb, out, outRow);
+}
+function tile44Q5_Ki(w0: usize, a: usize, ad: usize, bs: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  tileK(true, true, w0, 0, 0, 0, a, ad, bs, aS, dS, sS, nb, out, outRow);
+}
+
 // Q6_K: ql[128] @0, qh[64] @128, scales i8[16] @192, d @208. In half n (128 values), for
 // l in 0..32: ql[64n+l] low/high nibble = values l / l+64, ql[64n+32+l] = values l+32 / l+96,
 // their top two bits in qh[32n+l] bits 0-1, 2-3, 4-5, 6-7 (values l, l+32, l+64, l+96).
@@ -943,7 +1058,9 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
   // (the relaxed build tiles four rows at a time only: a partial last group takes the 4-row kernel
   // for every token)
   const tiled = type == T_Q4_0 || type == T_Q4_1 || type == T_Q8_0;
-  const t4all = nTokens >= 4 && tiled ? nTokens & ~3 : 0;
+  // Q4_K / Q5_K tiles: baseline build, whole groups of 4 rows only
+  const kTiled = WIDE_ACT && (type == T_Q4_K || type == T_Q5_K);
+  const t4all = nTokens >= 4 && (tiled || kTiled) ? nTokens & ~3 : 0;
   const outRow = <usize>rows << 2;
   for (let g = g0; g < g1; g++) {
     const r = g << 2;
@@ -955,10 +1072,19 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
     const w1 = il ? w0 + bb : w + <usize>min(r + 1, last) * rowBytes;
     const w2 = il ? w0 + 2 * bb : w + <usize>min(r + 2, last) * rowBytes;
     const w3 = il ? w0 + 3 * bb : w + <usize>min(r + 3, last) * rowBytes;
-    const t4 = WIDE_ACT || valid == 4 ? t4all : 0;
+    const t4 = (kTiled ? valid == 4 : WIDE_ACT || valid == 4) ? t4all : 0;
     for (let t = 0; t < t4; t += 4) {
       // four tokens' activations stay in L1 while the group's rows pass over them
       const ut = <usize>t;
+      if (kTiled) {
+        const o = out + ut * outRow + (<usize>r << 2);
+        const aa = qs + ut * qsStride, dd = d + ut * dStride, ss = s + ut * sStride, nb = cols >> 8;
+        if (il && type == T_Q4_K) tile44Q4_Ki(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        else if (il) tile44Q5_Ki(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        else if (type == T_Q4_K) tile44Q4_K(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        else tile44Q5_K(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        continue;
+      }
       if (valid == 4) {
         const o = out + ut * outRow + (<usize>r << 2);
         const aa = qs + ut * qsStride, dd = d + ut * dStride, ss = s + ut * sStride, nb = cols >> 5;
