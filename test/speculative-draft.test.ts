@@ -165,6 +165,29 @@ function chiSquare(counts: Map<string, number>, probs: Map<string, number>, n: n
   return { stat, df, critical: chiSquareCritical(df), impossible: 0 };
 }
 
+describe('draft-model speculative decoding under a grammar', () => {
+  it('the draft drafts without the grammar; the target verifies under it: greedy output as plain, sampled output in the language', async () => {
+    const draft = q4 ?? random;
+    // Words the story model likes, in a fixed shape: drafts the grammar forbids are simply rejected.
+    const grammar = 'root ::= (" the" | " a" | " big" | " little" | " dog" | " cat" | " girl" | " boy" | " ran" | " saw")+ "."';
+    const request: EngineRequest = { prompt: 'Once upon a time', maxTokens: 30, temperature: 0, grammar, logprobs: true };
+    const engine = await createEngine(target, { prefixCacheEntries: 0 });
+    try {
+      const plain = await engine.generate(request).result;
+      const m0 = engine.metrics();
+      expectSame(await engine.generate({ ...request, speculative: { method: 'draft-model', draft, draftTokens: 4 } }).result, plain);
+      expect(drafted(engine, m0).drafted).toBeGreaterThan(0);
+      for (let seed = 0; seed < 5; seed++) {
+        const r = await engine.generate({ ...request, temperature: 1, seed, speculative: { method: 'draft-model', draft, draftTokens: 4 } }).result;
+        expect(r.text).toMatch(/^( the| a| big| little| dog| cat| girl| boy| ran| saw)+\.?$/);
+      }
+      expectDraftKVFree(draft);
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
+
 describe('draft-model speculative decoding: sampled drafts keep the target distribution', () => {
   // Temperature 1 over the 6 most likely tokens: p and q as the sampler makes them. "Tom and" has
   // no dominant continuation (the target's top 6 hold 0.35 .. 0.05; Q4_0's distribution is 0.21
