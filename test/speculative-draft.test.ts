@@ -86,14 +86,15 @@ describe('draft-model speculative decoding: exact where plain decoding is determ
         expectSame(fast, plain);
         const { drafted: n, acceptance } = drafted(engine, m0);
         rates[name] = acceptance;
+        console.log(`greedy, ${name} draft: acceptance ${acceptance.toFixed(3)}, ${steps} steps`);
         expect(n).toBeGreaterThan(0);
-        // Each step keeps 1 + its accepted drafts: measured 26-35 steps for 120 tokens.
+        // Each step keeps 1 + its accepted drafts: measured 24-32 steps for 120 tokens.
         expect(steps).toBeLessThan(0.5 * 120);
         expectDraftKVFree(draft);
       }
-      // Measured: q4_0 0.77, q8_0 0.99, self 1 (its drafts are its own argmax).
+      // Measured: q4_0 0.70, q8_0 0.96, self 1 (its drafts are its own argmax).
       if (q4) expect(rates.q4_0).toBeGreaterThan(0.5);
-      if (q8) expect(rates.q8_0).toBeGreaterThan(0.9);
+      if (q8) expect(rates.q8_0).toBeGreaterThan(0.85);
       expect(rates.self).toBe(1);
     } finally {
       await engine.dispose();
@@ -238,7 +239,7 @@ describe('draft-model speculative decoding: sampled drafts keep the target distr
         expect(n).toBeGreaterThanOrEqual(2 * RUNS);
         expect(chi.stat).toBeLessThan(chi.critical);
         if (name === 'q4_0') expect(acceptance).toBeGreaterThan(0.5); // measured 0.72
-        else expect(acceptance).toBeLessThan(0.2); // measured 0.04: the residual draws make the tokens
+        else expect(acceptance).toBeLessThan(0.2); // measured 0: the residual draws make every token
         expectDraftKVFree(draft);
       }
     } finally {
