@@ -895,6 +895,99 @@ function dotQ6_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   return acc;
 }
 
+/** One token's part (n, c) against a row's unpacked Q6_K codes: what q6Row adds, the same exact integers. */
+@inline function q6TokenPart(a0: v128, a1: v128, b0: v128, b1: v128, c0: v128, c1: v128, d0: v128, d1: v128,
+  xp: usize, s1: i32, s2: i32, s3: i32, s4: i32, acc: v128): v128 {
+  const xa = v128.load(xp), xb = v128.load(xp, 32), xc = v128.load(xp, 64), xd = v128.load(xp, 96);
+  acc = mulAcc(acc, dot16(a0, a1, xa), s1);
+  acc = mulAcc(acc, dot16(b0, b1, xb), s2);
+  acc = mulAcc(acc, dot16(c0, c1, xc), s3);
+  return mulAcc(acc, dot16(d0, d1, xd), s4);
+}
+
+/** lo . x[0..8] + hi . x[8..16] (i16 weights, i8 activations widened). */
+@inline function dot16(lo: v128, hi: v128, x: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(lo, i16x8.extend_low_i8x16_s(x)), i32x4.dot_i16x8_s(hi, i16x8.extend_high_i8x16_s(x)));
+}
+
+/**
+ * Q6_K, four rows x four tokens (baseline build), as tileK: each row's codes unpacked to i16 once
+ * for four tokens, dotQ6_K's exact integer sums, then each token's own float step.
+ */
+@inline function tileQ6K(il: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize,
+  aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  const bb: usize = 210;
+  let o0 = f32x4.splat(0), o1 = o0, o2 = o0, o3 = o0;
+  for (let b = 0; b < nb; b++) {
+    if (il) {
+      w1 = w0 + bb; w2 = w0 + 2 * bb; w3 = w0 + 3 * bb;
+    }
+    let s0 = ZERO, s1 = ZERO, s2 = ZERO, s3 = ZERO;
+    for (let r = 0; r < 4; r++) {
+      const w = r == 0 ? w0 : r == 1 ? w1 : r == 2 ? w2 : w3;
+      let i0 = ZERO, i1 = ZERO, i2 = ZERO, i3 = ZERO;
+      let k0 = 0, k1 = 0, k2 = 0, k3 = 0;
+      for (let n = 0; n < 2; n++) {
+        for (let c = 0; c < 2; c++) {
+          const ql = w + (<usize>n << 6) + (<usize>c << 4);
+          const l0 = v128.load(ql), l1 = v128.load(ql, 32);
+          const h = v128.load(w + 128 + (<usize>n << 5) + (<usize>c << 4));
+          const m30 = i8x16.splat(0x30);
+          const q1 = v128.or(lowNib(l0), v128.and(i16x8.shl(h, 4), m30));
+          const q2 = v128.or(lowNib(l1), v128.and(i16x8.shl(h, 2), m30));
+          const q3 = v128.or(highNib(l0), v128.and(h, m30));
+          const q4 = v128.or(highNib(l1), v128.and(i16x8.shr_u(h, 2), m30));
+          const a0 = i16x8.extend_low_i8x16_u(q1), a1 = i16x8.extend_high_i8x16_u(q1), b0 = i16x8.extend_low_i8x16_u(q2), b1 = i16x8.extend_high_i8x16_u(q2);
+          const c0 = i16x8.extend_low_i8x16_u(q3), c1 = i16x8.extend_high_i8x16_u(q3), d0 = i16x8.extend_low_i8x16_u(q4), d1 = i16x8.extend_high_i8x16_u(q4);
+          const sc = w + 192 + (<usize>n << 3) + <usize>c;
+          const t1 = <i32>load<i8>(sc), t2 = <i32>load<i8>(sc, 2), t3 = <i32>load<i8>(sc, 4), t4 = <i32>load<i8>(sc, 6);
+          const xp = a + (<usize>n << 7) + (<usize>c << 4);
+          i0 = q6TokenPart(a0, a1, b0, b1, c0, c1, d0, d1, xp, t1, t2, t3, t4, i0);
+          i1 = q6TokenPart(a0, a1, b0, b1, c0, c1, d0, d1, xp + aS, t1, t2, t3, t4, i1);
+          i2 = q6TokenPart(a0, a1, b0, b1, c0, c1, d0, d1, xp + 2 * aS, t1, t2, t3, t4, i2);
+          i3 = q6TokenPart(a0, a1, b0, b1, c0, c1, d0, d1, xp + 3 * aS, t1, t2, t3, t4, i3);
+          k0 += q6Corr(w, bs, n, c);
+          k1 += q6Corr(w, bs + sS, n, c);
+          k2 += q6Corr(w, bs + 2 * sS, n, c);
+          k3 += q6Corr(w, bs + 3 * sS, n, c);
+        }
+      }
+      // codes are q + 32: take 32 x the scaled block sums off, as dotQ6_K
+      const v0 = hsumi(i0) - (k0 << 5), v1 = hsumi(i1) - (k1 << 5), v2 = hsumi(i2) - (k2 << 5), v3 = hsumi(i3) - (k3 << 5);
+      if (r == 0) {
+        s0 = i32x4.replace_lane(s0, 0, v0); s1 = i32x4.replace_lane(s1, 0, v1); s2 = i32x4.replace_lane(s2, 0, v2); s3 = i32x4.replace_lane(s3, 0, v3);
+      } else if (r == 1) {
+        s0 = i32x4.replace_lane(s0, 1, v0); s1 = i32x4.replace_lane(s1, 1, v1); s2 = i32x4.replace_lane(s2, 1, v2); s3 = i32x4.replace_lane(s3, 1, v3);
+      } else if (r == 2) {
+        s0 = i32x4.replace_lane(s0, 2, v0); s1 = i32x4.replace_lane(s1, 2, v1); s2 = i32x4.replace_lane(s2, 2, v2); s3 = i32x4.replace_lane(s3, 2, v3);
+      } else {
+        s0 = i32x4.replace_lane(s0, 3, v0); s1 = i32x4.replace_lane(s1, 3, v1); s2 = i32x4.replace_lane(s2, 3, v2); s3 = i32x4.replace_lane(s3, 3, v3);
+      }
+    }
+    const d = gatherF16(w0 + 208, w1 + 208, w2 + 208, w3 + 208);
+    o0 = scaleAcc(o0, s0, d, load<f32>(ad));
+    o1 = scaleAcc(o1, s1, d, load<f32>(ad + dS));
+    o2 = scaleAcc(o2, s2, d, load<f32>(ad + 2 * dS));
+    o3 = scaleAcc(o3, s3, d, load<f32>(ad + 3 * dS));
+    if (il) w0 += 4 * bb;
+    else {
+      w0 += bb; w1 += bb; w2 += bb; w3 += bb;
+    }
+    a += 256; ad += 4; bs += 32;
+  }
+  v128.store(out, o0);
+  v128.store(out + outRow, o1);
+  v128.store(out + 2 * outRow, o2);
+  v128.store(out + 3 * outRow, o3);
+}
+
+function tile44Q6_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  tileQ6K(false, w0, w1, w2, w3, a, ad, bs, aS, dS, sS, nb, out, outRow);
+}
+function tile44Q6_Ki(w0: usize, a: usize, ad: usize, bs: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  tileQ6K(true, w0, 0, 0, 0, a, ad, bs, aS, dS, sS, nb, out, outRow);
+}
+
 // ---------------------------------------------------------------- float weights
 // ELT is a marker type chosen at compile time: f32 = F32, u16 = F16, i16 = BF16.
 
@@ -1058,8 +1151,8 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
   // (the relaxed build tiles four rows at a time only: a partial last group takes the 4-row kernel
   // for every token)
   const tiled = type == T_Q4_0 || type == T_Q4_1 || type == T_Q8_0;
-  // Q4_K / Q5_K tiles: baseline build, whole groups of 4 rows only
-  const kTiled = WIDE_ACT && (type == T_Q4_K || type == T_Q5_K);
+  // K-quant tiles (Q4_K, Q5_K, Q6_K): baseline build, whole groups of 4 rows only
+  const kTiled = WIDE_ACT && (type == T_Q4_K || type == T_Q5_K || type == T_Q6_K);
   const t4all = nTokens >= 4 && (tiled || kTiled) ? nTokens & ~3 : 0;
   const outRow = <usize>rows << 2;
   for (let g = g0; g < g1; g++) {
@@ -1079,7 +1172,10 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
       if (kTiled) {
         const o = out + ut * outRow + (<usize>r << 2);
         const aa = qs + ut * qsStride, dd = d + ut * dStride, ss = s + ut * sStride, nb = cols >> 8;
-        if (il && type == T_Q4_K) tile44Q4_Ki(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        if (type == T_Q6_K) {
+          if (il) tile44Q6_Ki(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+          else tile44Q6_K(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        } else if (il && type == T_Q4_K) tile44Q4_Ki(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
         else if (il) tile44Q5_Ki(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
         else if (type == T_Q4_K) tile44Q4_K(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
         else tile44Q5_K(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
