@@ -743,7 +743,7 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 }
 
 /**
- * Q4_K / Q5_K, four rows x four tokens (baseline build): each row's chunk of 64 weights is
+ * Q4_K / Q5_K, four rows x four tokens (both builds: i16 dot products): each row's chunk of 64 weights is
  * unpacked to i16 once and dotted with the four tokens' activations, where the one-token kernel
  * (dotQ45K) unpacks it again for every token. The integer sums are dotQ45K's exact totals and each
  * token then takes its float steps (scaleAccMin), so a token's outputs have the same bits in a
@@ -911,7 +911,7 @@ function dotQ6_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 }
 
 /**
- * Q6_K, four rows x four tokens (baseline build), as tileK: each row's codes unpacked to i16 once
+ * Q6_K, four rows x four tokens (both builds), as tileK: each row's codes unpacked to i16 once
  * for four tokens, dotQ6_K's exact integer sums, then each token's own float step.
  */
 @inline function tileQ6K(il: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize,
@@ -1151,8 +1151,8 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
   // (the relaxed build tiles four rows at a time only: a partial last group takes the 4-row kernel
   // for every token)
   const tiled = type == T_Q4_0 || type == T_Q4_1 || type == T_Q8_0;
-  // K-quant tiles (Q4_K, Q5_K, Q6_K): baseline build, whole groups of 4 rows only
-  const kTiled = WIDE_ACT && (type == T_Q4_K || type == T_Q5_K || type == T_Q6_K);
+  // K-quant tiles (Q4_K, Q5_K, Q6_K; both builds: i16 dot products): whole groups of 4 rows only
+  const kTiled = type == T_Q4_K || type == T_Q5_K || type == T_Q6_K;
   const t4all = nTokens >= 4 && (tiled || kTiled) ? nTokens & ~3 : 0;
   const outRow = <usize>rows << 2;
   for (let g = g0; g < g1; g++) {
