@@ -1,7 +1,8 @@
 // Matrix x vector / matrix x matrix over weights kept in their GGUF type.
 //
 // Every kernel computes four weight rows against one token (or, for prefill, one row against four
-// tokens) and returns the four results as the lanes of an f32x4. Lanes never mix and every lane
+// tokens, or a tile of four rows x four tokens: Q4_0/Q4_1/Q8_0 and the K-quants Q4_K/Q5_K/Q6_K,
+// whose weights are unpacked once per tile) and returns the four results as the lanes of an f32x4. Lanes never mix and every lane
 // runs the same per-(row, token) arithmetic, so a result does not depend on which rows or tokens
 // share its tile, how rows are split over threads, or the batch size: the driver may pass a row
 // more than once (duplicates fill the last group) and simply drops the extra lanes.
