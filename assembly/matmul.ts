@@ -99,6 +99,22 @@ let ROWS_INTERLEAVED: usize = 1;
   return f32x4.add(acc, f32x4.add(t1, t2));
 }
 
+/** v with lane r (0..3, a loop counter: replace_lane needs a constant) set to x. */
+@inline function withLane(v: v128, r: i32, x: i32): v128 {
+  if (r == 0) return i32x4.replace_lane(v, 0, x);
+  if (r == 1) return i32x4.replace_lane(v, 1, x);
+  if (r == 2) return i32x4.replace_lane(v, 2, x);
+  return i32x4.replace_lane(v, 3, x);
+}
+
+/** A tile's four tokens' results (f32x4 over its four rows each) to out, one token per outRow. */
+@inline function storeTile(out: usize, outRow: usize, c0: v128, c1: v128, c2: v128, c3: v128): void {
+  v128.store(out, c0);
+  v128.store(out + outRow, c1);
+  v128.store(out + 2 * outRow, c2);
+  v128.store(out + 3 * outRow, c3);
+}
+
 // ---------------------------------------------------------------- 32-element block types
 
 // Q8_0: d f16, qs[32] i8
@@ -334,10 +350,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
   if (kind == T_Q4_1) {
     c0 = f32x4.add(c0, m0); c1 = f32x4.add(c1, m1); c2 = f32x4.add(c2, m2); c3 = f32x4.add(c3, m3);
   }
-  v128.store(out, c0);
-  v128.store(out + outRow, c1);
-  v128.store(out + 2 * outRow, c2);
-  v128.store(out + 3 * outRow, c3);
+  storeTile(out, outRow, c0, c1, c2, c3);
 }
 
 // The relaxed build's tile (byte activations, RELAXED only) for Q4_0 / Q4_1, four rows x four tokens
@@ -396,10 +409,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
   if (q41) {
     c0 = f32x4.add(c0, m0); c1 = f32x4.add(c1, m1); c2 = f32x4.add(c2, m2); c3 = f32x4.add(c3, m3);
   }
-  v128.store(out, c0);
-  v128.store(out + outRow, c1);
-  v128.store(out + 2 * outRow, c2);
-  v128.store(out + 3 * outRow, c3);
+  storeTile(out, outRow, c0, c1, c2, c3);
 }
 
 function tile44RQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
@@ -789,19 +799,8 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
         m2 += kTokenMins(mnl, mnh, bs + 2 * sS, j);
         m3 += kTokenMins(mnl, mnh, bs + 3 * sS, j);
       }
-      if (r == 0) {
-        s0 = i32x4.replace_lane(s0, 0, hsumi(i0)); s1 = i32x4.replace_lane(s1, 0, hsumi(i1)); s2 = i32x4.replace_lane(s2, 0, hsumi(i2)); s3 = i32x4.replace_lane(s3, 0, hsumi(i3));
-        n0 = i32x4.replace_lane(n0, 0, m0); n1 = i32x4.replace_lane(n1, 0, m1); n2 = i32x4.replace_lane(n2, 0, m2); n3 = i32x4.replace_lane(n3, 0, m3);
-      } else if (r == 1) {
-        s0 = i32x4.replace_lane(s0, 1, hsumi(i0)); s1 = i32x4.replace_lane(s1, 1, hsumi(i1)); s2 = i32x4.replace_lane(s2, 1, hsumi(i2)); s3 = i32x4.replace_lane(s3, 1, hsumi(i3));
-        n0 = i32x4.replace_lane(n0, 1, m0); n1 = i32x4.replace_lane(n1, 1, m1); n2 = i32x4.replace_lane(n2, 1, m2); n3 = i32x4.replace_lane(n3, 1, m3);
-      } else if (r == 2) {
-        s0 = i32x4.replace_lane(s0, 2, hsumi(i0)); s1 = i32x4.replace_lane(s1, 2, hsumi(i1)); s2 = i32x4.replace_lane(s2, 2, hsumi(i2)); s3 = i32x4.replace_lane(s3, 2, hsumi(i3));
-        n0 = i32x4.replace_lane(n0, 2, m0); n1 = i32x4.replace_lane(n1, 2, m1); n2 = i32x4.replace_lane(n2, 2, m2); n3 = i32x4.replace_lane(n3, 2, m3);
-      } else {
-        s0 = i32x4.replace_lane(s0, 3, hsumi(i0)); s1 = i32x4.replace_lane(s1, 3, hsumi(i1)); s2 = i32x4.replace_lane(s2, 3, hsumi(i2)); s3 = i32x4.replace_lane(s3, 3, hsumi(i3));
-        n0 = i32x4.replace_lane(n0, 3, m0); n1 = i32x4.replace_lane(n1, 3, m1); n2 = i32x4.replace_lane(n2, 3, m2); n3 = i32x4.replace_lane(n3, 3, m3);
-      }
+      s0 = withLane(s0, r, hsumi(i0)); s1 = withLane(s1, r, hsumi(i1)); s2 = withLane(s2, r, hsumi(i2)); s3 = withLane(s3, r, hsumi(i3));
+      n0 = withLane(n0, r, m0); n1 = withLane(n1, r, m1); n2 = withLane(n2, r, m2); n3 = withLane(n3, r, m3);
     }
     const d = gatherF16(w0, w1, w2, w3);
     const dmin = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
@@ -815,10 +814,7 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
     }
     a += 256; ad += 4; bs += 32;
   }
-  v128.store(out, c0);
-  v128.store(out + outRow, c1);
-  v128.store(out + 2 * outRow, c2);
-  v128.store(out + 3 * outRow, c3);
+  storeTile(out, outRow, c0, c1, c2, c3);
 }
 
 function tile44Q4_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
@@ -955,15 +951,7 @@ function dotQ6_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
       }
       // codes are q + 32: take 32 x the scaled block sums off, as dotQ6_K
       const v0 = hsumi(i0) - (k0 << 5), v1 = hsumi(i1) - (k1 << 5), v2 = hsumi(i2) - (k2 << 5), v3 = hsumi(i3) - (k3 << 5);
-      if (r == 0) {
-        s0 = i32x4.replace_lane(s0, 0, v0); s1 = i32x4.replace_lane(s1, 0, v1); s2 = i32x4.replace_lane(s2, 0, v2); s3 = i32x4.replace_lane(s3, 0, v3);
-      } else if (r == 1) {
-        s0 = i32x4.replace_lane(s0, 1, v0); s1 = i32x4.replace_lane(s1, 1, v1); s2 = i32x4.replace_lane(s2, 1, v2); s3 = i32x4.replace_lane(s3, 1, v3);
-      } else if (r == 2) {
-        s0 = i32x4.replace_lane(s0, 2, v0); s1 = i32x4.replace_lane(s1, 2, v1); s2 = i32x4.replace_lane(s2, 2, v2); s3 = i32x4.replace_lane(s3, 2, v3);
-      } else {
-        s0 = i32x4.replace_lane(s0, 3, v0); s1 = i32x4.replace_lane(s1, 3, v1); s2 = i32x4.replace_lane(s2, 3, v2); s3 = i32x4.replace_lane(s3, 3, v3);
-      }
+      s0 = withLane(s0, r, v0); s1 = withLane(s1, r, v1); s2 = withLane(s2, r, v2); s3 = withLane(s3, r, v3);
     }
     const d = gatherF16(w0 + 208, w1 + 208, w2 + 208, w3 + 208);
     o0 = scaleAcc(o0, s0, d, load<f32>(ad));
@@ -976,10 +964,7 @@ function dotQ6_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
     }
     a += 256; ad += 4; bs += 32;
   }
-  v128.store(out, o0);
-  v128.store(out + outRow, o1);
-  v128.store(out + 2 * outRow, o2);
-  v128.store(out + 3 * outRow, o3);
+  storeTile(out, outRow, o0, o1, o2, o3);
 }
 
 function tile44Q6_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {

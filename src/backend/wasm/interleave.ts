@@ -1,14 +1,12 @@
 // Quantized weights with rows interleaved in fours (OP_INTERLEAVE_ROWS in assembly/abi.ts): the
 // 4-row matmul kernels then read one sequential stream of blocks instead of four rows hundreds of
-// bytes apart, which the CPU's prefetchers follow far better (m135-shaped 576x1536 Q4_0 out of
-// cache: 6.8 -> ~12 GMAC/s on one AMD EPYC thread). Same bytes, same size, same arithmetic: only
+// bytes apart, which the CPU's prefetchers follow far better (Q4_0 64000x1536 out of cache:
+// 3.8 -> 9.0 GB/s on one AMD EPYC thread, bench/results/2026-12-02-interleaved-weights.md). Same bytes, same size, same arithmetic: only
 // the order of blocks in memory changes. This registry knows which byte ranges are interleaved
 // and checks that every weight view of one lines up with its groups.
 import { BackendError } from '../errors.js';
 import type { Tensor, WeightTensor } from '../backend.js';
-import { typeTraits, GGMLType } from '../../tensor/ggml-types.js';
-
-const FLOAT_TYPES: ReadonlySet<number> = new Set([GGMLType.F32, GGMLType.F16, GGMLType.BF16]);
+import { typeTraits } from '../../tensor/ggml-types.js';
 
 export interface InterleavedRange {
   readonly offset: number;
@@ -20,7 +18,8 @@ export interface InterleavedRange {
 /** The range a weight tensor becomes once uploaded, or undefined where it keeps the file's layout. */
 export function interleavable(t: Tensor, maxGroupBytes: number): InterleavedRange | undefined {
   const traits = typeTraits(t.type);
-  if (!traits || FLOAT_TYPES.has(t.type) || t.shape.length < 2) return undefined;
+  // float types (blocks of one value) have no blocks to group: their kernels read rows whole
+  if (!traits || traits.blockSize === 1 || t.shape.length < 2) return undefined;
   // [cols, rows] or a stack of matrices [cols, rows, n] (experts): each matrix whole groups of 4 rows.
   const cols = t.shape[0]!, rows = t.shape[1]!;
   if (cols % traits.blockSize !== 0 || rows % 4 !== 0 || rows === 0) return undefined;
