@@ -1,14 +1,19 @@
 // The WebGPU backend end to end (on SwiftShader through the npm webgpu package in CI; the op-level
 // conformance is in backend-ops.test.ts): llama2.c's greedy reference runs reproduced token for
 // token; quantized models' logits against the reference backend, which computes with the same
-// unquantized activations; the engine's batching on it; typed errors without an adapter.
+// unquantized activations; the engine's batching on it; typed errors without an adapter; the tiled
+// mat x mat kernel against the mat x vec kernel, bit for bit.
 import { existsSync, readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { asF32, asWeight, subTensor, type Backend, type WeightTensor } from '../src/backend/backend.js';
 import { BackendError } from '../src/backend/errors.js';
 import { acquireGPU } from '../src/backend/webgpu/gpu.js';
+import { TILED_MIN_TOKENS, tiledVariant, WEBGPU_WEIGHT_TYPES } from '../src/backend/webgpu/kernels.js';
 import { createWebGPUBackend } from '../src/backend/webgpu/webgpu-backend.js';
+import { GGMLType, typeName, typeTraits } from '../src/tensor/ggml-types.js';
 import { createEngine } from '../src/engine/engine.js';
 import { loadModel } from '../src/model/model.js';
+import { randomBlocks, rng, uniform } from './helpers/random-tensors.js';
 import { useSoftwareVulkanUnlessSet } from './helpers/webgpu.js';
 
 useSoftwareVulkanUnlessSet();
@@ -130,6 +135,85 @@ describe.skipIf(!haveShared)('WebGPU device loss', () => {
       await expect(model.generate('The cat', { maxTokens: 4 }).result).rejects.toMatchObject({ code: 'DEVICE_LOST' });
     } finally {
       await model.dispose();
+    }
+  }, 120_000);
+});
+
+describe('WebGPU tiled matmul (prompts and batches)', () => {
+  // A batch of at least TILED_MIN_TOKENS tokens runs matmul_tiled.wgsl, one token the mat x vec
+  // kernel of matmul.wgsl: each token's row of the batch must be that token's row alone, bit for
+  // bit (the engine's batch invariance rests on it). Shapes leave partial tiles everywhere: rows and
+  // tokens not multiples of the tile (16 or 32), blocks not multiples of a chunk, lanes without a
+  // block in the last chunk; both lane counts (4 lanes for rows of <= 64 blocks, 16 above).
+  let backend: Backend | undefined;
+  const gpu = async () => (backend ??= await createWebGPUBackend());
+  afterAll(async () => backend?.dispose());
+
+  async function batchAndAlone(be: Backend, type: GGMLType, rows: number, cols: number, nTokens: number, weights: Uint8Array, x: Float32Array) {
+    const w = asWeight(be.allocate(type, [cols, rows], 'weight'), cols, rows) as WeightTensor;
+    be.upload(w, weights);
+    const xt = be.allocate(GGMLType.F32, [nTokens * cols]);
+    be.upload(xt, x);
+    const out = be.allocate(GGMLType.F32, [nTokens * rows]);
+    be.matmul(out, w, xt, nTokens);
+    const batch = asF32(await be.read(out));
+    const alone = new Float32Array(nTokens * rows);
+    const one = be.allocate(GGMLType.F32, [rows]);
+    for (let t = 0; t < nTokens; t++) {
+      be.matmul(one, w, subTensor(xt, 4 * t * cols, GGMLType.F32, [cols]), 1);
+      alone.set(asF32(await be.read(one)), t * rows);
+    }
+    return { batch, alone };
+  }
+
+  /** The first output whose bits differ, as "token t row r: got / want", or undefined. */
+  function firstDifference(got: Float32Array, want: Float32Array, rows: number): string | undefined {
+    const a = new Uint32Array(got.buffer, got.byteOffset, got.length), b = new Uint32Array(want.buffer, want.byteOffset, want.length);
+    const i = a.findIndex((v, k) => v !== b[k]);
+    return i < 0 ? undefined : `token ${Math.floor(i / rows)} row ${i % rows}: ${got[i]} vs ${want[i]}`;
+  }
+
+  for (const type of WEBGPU_WEIGHT_TYPES) {
+    const qk = typeTraits(type)!.blockSize;
+    // float types: blocks of one value, so 45 and 133 columns; the rest: 5 and 67 blocks
+    const shapes = [
+      { rows: 37, cols: qk === 1 ? 45 : 5 * qk, nTokens: 37 },
+      { rows: 19, cols: qk === 1 ? 133 : 67 * qk, nTokens: TILED_MIN_TOKENS + 3 },
+    ];
+    it(`${typeName(type)}: each token of a batch has the bits it has alone (${shapes.map((s) => `${s.rows}x${s.cols} x ${s.nTokens} tokens`).join(', ')})`, async () => {
+      const be = await gpu();
+      for (const [i, { rows, cols, nTokens }] of shapes.entries()) {
+        expect(nTokens).toBeGreaterThanOrEqual(TILED_MIN_TOKENS); // the batch takes the tiled kernel
+        expect(nTokens % tiledVariant(type, cols).tile).not.toBe(0);
+        const r = rng(5000 + 100 * type + i);
+        const { batch, alone } = await batchAndAlone(be, type, rows, cols, nTokens, randomBlocks(type, rows, cols, r), uniform(nTokens * cols, r));
+        expect(alone.some((v) => v !== 0)).toBe(true);
+        expect(firstDifference(batch, alone, rows), `${typeName(type)} ${rows}x${cols}, ${nTokens} tokens`).toBeUndefined();
+      }
+    }, 120_000);
+  }
+
+  it('weights split over buffers (past the binding limit): the same bits per part as unsplit and as each token alone', async () => {
+    const cases = [
+      // F32: 40 + 10 rows per part (32000-byte bindings), 16 lanes, 3 token tiles of 16
+      { type: GGMLType.F32, rows: 50, cols: 200, nTokens: 40, limit: 32000 },
+      // Q8_0: 44 + 26 rows per part, 4 lanes
+      { type: GGMLType.Q8_0, rows: 70, cols: 128, nTokens: TILED_MIN_TOKENS + 1, limit: 6000 },
+    ];
+    for (const [i, { type, rows, cols, nTokens, limit }] of cases.entries()) {
+      const r = rng(6000 + i);
+      const weights = randomBlocks(type, rows, cols, r), x = uniform(nTokens * cols, r);
+      const split = await createWebGPUBackend({ maxBindingBytes: limit });
+      try {
+        const w = split.allocate(type, [cols, rows], 'weight');
+        expect(split.capabilities.maxTensorBytes).toBeLessThan(w.bytes); // it is split
+        const parts = await batchAndAlone(split, type, rows, cols, nTokens, weights, x);
+        const whole = await batchAndAlone(await gpu(), type, rows, cols, nTokens, weights, x);
+        expect(firstDifference(parts.batch, parts.alone, rows), `${typeName(type)} split: batch vs alone`).toBeUndefined();
+        expect(firstDifference(parts.batch, whole.batch, rows), `${typeName(type)} split vs unsplit`).toBeUndefined();
+      } finally {
+        await split.dispose();
+      }
     }
   }, 120_000);
 });

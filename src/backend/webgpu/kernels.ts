@@ -38,6 +38,7 @@ const MATMUL_PARAMS = ['rows', 'cols', 'row_bytes', 'used', 'per_slot', 'n_exper
 export const KERNELS = {
   matmul: { source: 'matmul', args: [w('out'), r('x'), r('w')], params: MATMUL_PARAMS, dequant: true },
   matmulRouted: { source: 'matmul', args: [w('out'), r('x'), r('w'), r('ids')], params: MATMUL_PARAMS, dequant: true },
+  matmulTiled: { source: 'matmul_tiled', args: [w('out'), r('x'), r('w')], params: ['rows', 'cols', 'row_bytes', 'out_rows', 'row_base', 'slots'], dequant: true },
   getRows: { source: 'get_rows', args: [w('out'), r('ids'), r('w')], params: ['rows', 'cols', 'row_bytes', 'row_base', 'only_own'], dequant: true },
   rmsNorm: { source: 'norm', args: [w('out'), r('x'), r('weight')], params: ['n', 'eps'] },
   layerNorm: { source: 'norm', args: [w('out'), r('x'), r('weight'), r('bias')], params: ['n', 'eps'] },
@@ -122,11 +123,7 @@ export function dequantVariant(type: GGMLType): Variant {
  */
 export function weightVariant(type: GGMLType, routed = false, cols = 0, slots = 1): MatmulVariant {
   const base = dequantVariant(type);
-  const qk = typeTraits(type)!.blockSize;
-  const act = type === GGMLType.F16 ? 'round_f16(v)' : type === GGMLType.BF16 ? 'round_bf16(v)' : 'v';
-  // threads per output row: 4 for rows of up to 64 blocks, else 16 (software adapters pay ~50 us a
-  // workgroup, so one workgroup per row made small models crawl)
-  const tpr = cols / qk <= 64 ? 4 : 16;
+  const tpr = threadsPerRow(type, cols);
   // slots per thread: 4 for batches (prompts), 1 for decode and routed experts (a slot group must share an expert)
   const tt = !routed && slots >= 4 ? 4 : 1;
   return {
@@ -137,11 +134,89 @@ export function weightVariant(type: GGMLType, routed = false, cols = 0, slots = 
       base.code,
       `const TPR: u32 = ${tpr}u;`,
       `const TT: u32 = ${tt}u;`,
-      `fn act(v: f32) -> f32 { return ${act}; }`,
+      `fn act(v: f32) -> f32 { return ${activation(type)}; }`,
       BLOCK_DOT.has(type)
         ? `fn block_dot(blk: u32, xb: u32) -> f32 { return ${BLOCK_DOT.get(type)}(blk, xb); }`
         : 'fn block_dot(blk: u32, xb: u32) -> f32 { var s = 0.0; for (var j = 0u; j < QK; j++) { s += deq(blk, j) * act(x_f(xb + j)); } return s; }',
       routed ? 'fn expert_of(slot: u32) -> u32 { return u32(ids_i(slot)); }' : 'fn expert_of(slot: u32) -> u32 { return 0u; }',
+    ].join('\n'),
+  };
+}
+
+/**
+ * Threads (lanes) that share an output row: 4 for rows of up to 64 blocks, else 16 (software
+ * adapters pay ~50 us a workgroup, so one workgroup per row made small models crawl). Both matmul
+ * kernels take it from here: it fixes each output's summation order.
+ */
+function threadsPerRow(type: GGMLType, cols: number): number {
+  return cols / typeTraits(type)!.blockSize <= 64 ? 4 : 16;
+}
+
+/** The activation the dot product sees: f16/bf16-rounded for F16/BF16 weights (ggml's vec_dot_type), f32 otherwise. */
+function activation(type: GGMLType): string {
+  return type === GGMLType.F16 ? 'round_f16(v)' : type === GGMLType.BF16 ? 'round_bf16(v)' : 'v';
+}
+
+/**
+ * Batches of at least this many tokens take matmul_tiled.wgsl. Below it the mat x vec kernel's
+ * 4-token register tile already reads each weight block once per 4 tokens, and a tile of 16-32
+ * tokens would be mostly padding; from 8 tokens on the tile reads each weight element once per
+ * workgroup instead of once per 4 tokens, and each activation once per tile instead of once per row
+ * (measured on SwiftShader: bench/results/2026-12-02-webgpu-tiled.md).
+ */
+export const TILED_MIN_TOKENS = 8;
+
+/** matmul_tiled's variant: its tile is SIDE * 4 rows by as many tokens, by 256 threads. */
+export interface TiledVariant extends Variant {
+  readonly tile: number;
+}
+
+/**
+ * The tiled kernel's variant: matmul's block layout, lanes and activation, plus how a chunk walks
+ * the blocks (see matmul_tiled.wgsl): CB blocks of JC elements per chunk, 32 (TPR 4) or 64 (TPR 16)
+ * elements per tile row; the weight value of each walk position (Q4_0 and Q8_0: the code, the
+ * block's scale applied to the block's sum as their block_dot does; the rest: the dequantized value).
+ */
+export function tiledVariant(type: GGMLType, cols: number): TiledVariant {
+  const base = dequantVariant(type);
+  const qk = typeTraits(type)!.blockSize;
+  const tpr = threadsPerRow(type, cols);
+  const side = tpr === 4 ? 8 : 4; // 256 threads: 4 lanes x 8 x 8 items, or 16 lanes x 4 x 4
+  const perRow = tpr === 4 ? 32 : 64;
+  const jc = qk === 1 ? 1 : perRow / tpr;
+  const cb = qk === 1 ? perRow : tpr;
+  // Q4_0's block_dot walks its 16 bytes in order, adding low and high nibble's products as a pair:
+  // walk position o is element o / 2 (+ 16 for the high nibble)
+  const weightAt = type === GGMLType.Q4_0
+    ? [
+      'fn tile_w(blk: u32, o: u32) -> f32 { let byte = w_u8(blk + 2u + o / 2u); return f32(i32(select(byte & 15u, byte >> 4u, (o & 1u) == 1u)) - 8); }',
+      'fn walk_elem(o: u32) -> u32 { return o / 2u + 16u * (o & 1u); }',
+      'const STEP: u32 = 2u;',
+      'fn step_dot(w0: f32, x0: f32, w1: f32, x1: f32) -> f32 { return w0 * x0 + w1 * x1; }',
+    ]
+    : [
+      type === GGMLType.Q8_0
+        ? 'fn tile_w(blk: u32, o: u32) -> f32 { return f32(sext8(w_u8(blk + 2u + o))); }'
+        : 'fn tile_w(blk: u32, o: u32) -> f32 { return deq(blk, o); }',
+      'fn walk_elem(o: u32) -> u32 { return o; }',
+      'const STEP: u32 = 1u;',
+      'fn step_dot(w0: f32, x0: f32, w1: f32, x1: f32) -> f32 { return w0 * x0; }',
+    ];
+  const scaled = BLOCK_DOT.has(type);
+  return {
+    tile: side * 4,
+    key: `${base.key}-tpr${tpr}`,
+    code: [
+      base.code,
+      `const TPR: u32 = ${tpr}u;`,
+      `const SIDE: u32 = ${side}u;`,
+      `const JC: u32 = ${jc}u;`,
+      `const CB: u32 = ${cb}u;`,
+      `fn act(v: f32) -> f32 { return ${activation(type)}; }`,
+      ...weightAt,
+      `const HAS_SCALE = ${scaled};`,
+      scaled ? 'fn block_scale(blk: u32) -> f32 { return w_f16(blk); }' : 'fn block_scale(blk: u32) -> f32 { return 1.0; }',
+      scaled ? 'fn scaled(s: f32, d: f32) -> f32 { return s * d; }' : 'fn scaled(s: f32, d: f32) -> f32 { return s; }',
     ].join('\n'),
   };
 }
