@@ -85,12 +85,14 @@ export const GET_ROWS_OUT = 7;
 export const GET_ROWS_INTERLEAVED = 8;
 
 // OP_INTERLEAVE_ROWS: a quantized weight's rows rewritten in groups of four, block by block
-// (row 4g+k's block b moves to group g's slot 4b+k), so a 4-row kernel reads one sequential
-// stream instead of four; INTERLEAVE_TEMP holds one group (4 x INTERLEAVE_ROW_BYTES). One thread.
+// (rows 4g..4g+3's blocks b side by side in group g's slot b), so a 4-row kernel reads one
+// sequential stream instead of four. Q4_0, Q4_1 and Q8_0 also put the four blocks' f16 scales
+// (and mins) side by side after their codes, so one load gives all four (see common.ts:
+// packedHead). INTERLEAVE_TEMP holds one group (4 x INTERLEAVE_ROW_BYTES). One thread.
 export const INTERLEAVE_PTR = 1;
 export const INTERLEAVE_GROUPS = 2;
 export const INTERLEAVE_ROW_BYTES = 3;
-export const INTERLEAVE_BLOCK_BYTES = 4;
+export const INTERLEAVE_TYPE = 4;
 export const INTERLEAVE_TEMP = 5;
 
 // OP_RMS_NORM: out[t] = x[t] / rms(x[t]) * weight, rows of NORM_N.

@@ -1,7 +1,7 @@
 // getRows: embedding lookup, one table row per token dequantized to f32. Each decoder performs
 // ggml's dequantize_row_* float operations in ggml's order, so rows match the reference
 // dequantizer (src/tensor/dequant.ts) bit for bit.
-import { arg, f16ToF32, splitAt } from './common';
+import { arg, f16ToF32, packedHead, splitAt } from './common';
 import {
   GET_ROWS_COLS, GET_ROWS_IDS, GET_ROWS_INTERLEAVED, GET_ROWS_N_TOKENS, GET_ROWS_OUT, GET_ROWS_ROW_BYTES, GET_ROWS_TABLE, GET_ROWS_TYPE, T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
 } from './abi';
@@ -15,30 +15,36 @@ const IQ4NL = memory.data<i8>([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 
   store<f32>(y + (<usize>i << 2), v);
 }
 
-function rowQ8_0(q: usize, y: usize, nb: i32): void {
-  for (let b = 0; b < nb; b++, q += 34) {
-    const d = h(q);
-    for (let j = 0; j < 32; j++) st(y, (b << 5) + j, <f32>load<i8>(q + 2 + j) * d);
+// Blocks by their fields' addresses (scale at dp, min at mp, codes at q): the file's layout keeps a
+// block's fields together, the interleaved one (packedHead) puts four rows' scales side by side.
+
+function blockQ8_0(dp: usize, q: usize, y: usize): void {
+  const d = h(dp);
+  for (let j = 0; j < 32; j++) st(y, j, <f32>load<i8>(q + j) * d);
+}
+
+function blockQ4(dp: usize, mp: usize, q: usize, y: usize, withMin: bool): void {
+  const d = h(dp);
+  const m = withMin ? h(mp) : 0;
+  for (let j = 0; j < 16; j++) {
+    const v = <i32>load<u8>(q + j);
+    if (withMin) {
+      st(y, j, <f32>(v & 15) * d + m);
+      st(y, j + 16, <f32>(v >> 4) * d + m);
+    } else {
+      st(y, j, <f32>((v & 15) - 8) * d);
+      st(y, j + 16, <f32>((v >> 4) - 8) * d);
+    }
   }
+}
+
+function rowQ8_0(q: usize, y: usize, nb: i32): void {
+  for (let b = 0; b < nb; b++, q += 34) blockQ8_0(q, q + 2, y + (<usize>b << 7));
 }
 
 function rowQ4(q: usize, y: usize, nb: i32, withMin: bool): void {
   const bb: usize = withMin ? 20 : 18;
-  const qo: usize = withMin ? 4 : 2;
-  for (let b = 0; b < nb; b++, q += bb) {
-    const d = h(q);
-    const m = withMin ? h(q + 2) : 0;
-    for (let j = 0; j < 16; j++) {
-      const v = <i32>load<u8>(q + qo + j);
-      if (withMin) {
-        st(y, (b << 5) + j, <f32>(v & 15) * d + m);
-        st(y, (b << 5) + j + 16, <f32>(v >> 4) * d + m);
-      } else {
-        st(y, (b << 5) + j, <f32>((v & 15) - 8) * d);
-        st(y, (b << 5) + j + 16, <f32>((v >> 4) - 8) * d);
-      }
-    }
-  }
+  for (let b = 0; b < nb; b++, q += bb) blockQ4(q, q + 2, q + (withMin ? 4 : 2), y + (<usize>b << 7), withMin);
 }
 
 function rowQ5(q: usize, y: usize, nb: i32, withMin: bool): void {
@@ -207,9 +213,17 @@ export function getRows(args: usize, ith: i32, nth: i32): void {
     const y = out + <usize>t * (<usize>cols << 2);
     if (interleaved) {
       // Row id's blocks are 4 blocks apart inside its group (OP_INTERLEAVE_ROWS): one block at a time.
-      const per = blockValues(type), bb = rowBytes / <usize>(cols / per);
-      const first = table + (id & ~3) * rowBytes + (id & 3) * bb;
-      for (let b = 0; b < cols / per; b++) dequantRow(type, first + <usize>b * 4 * bb, y + (<usize>(b * per) << 2), per);
+      const per = blockValues(type), bb = rowBytes / <usize>(cols / per), hb = packedHead(type);
+      const k = id & 3;
+      const group = table + (id & ~3) * rowBytes;
+      for (let b = 0; b < cols / per; b++) {
+        const gb = group + <usize>b * 4 * bb, yb = y + (<usize>(b * per) << 2);
+        // packed heads: row k's codes at k * c, its scale after the four rows' codes (its min 8 on)
+        const c = bb - hb, head = gb + 4 * c + 2 * k;
+        if (type == T_Q8_0 && hb != 0) blockQ8_0(head, gb + k * c, yb);
+        else if (hb != 0) blockQ4(head, head + 8, gb + k * c, yb, type == T_Q4_1);
+        else dequantRow(type, gb + k * bb, yb, per);
+      }
     } else dequantRow(type, table + id * rowBytes, y, cols);
   }
 }

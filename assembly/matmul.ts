@@ -19,18 +19,20 @@
 // accumulators over 8-element chunks (multiply then add, never fused), reduced as hsum4f, then the
 // tail elements added in order.
 import {
-  RELAXED, WIDE_ACT, arg, wideActType, f16ToF32, f16x4ToF32, gatherF16, hsum4f, hsum4i, hsumi, rdot, splitAt, storeLanes,
+  RELAXED, WIDE_ACT, arg, wideActType, f16ToF32, f16x4At, f16x4ToF32, gatherF16, packedHead, hsum4f, hsum4i, hsumi, rdot, splitAt, storeLanes,
 } from './common';
 import {
   ACT_Q8_K, MATMUL_ACT, MATMUL_COLS, MATMUL_D, MATMUL_MAX_PARTS, MATMUL_N_PARTS, MATMUL_N_TOKENS, MATMUL_PARTS, MATMUL_PART_OUT, MATMUL_PART_ROWS,
-  MATMUL_PART_SLOTS, MATMUL_PART_WEIGHT, MATMUL_PART_INTERLEAVED, INTERLEAVE_PTR, INTERLEAVE_GROUPS, INTERLEAVE_ROW_BYTES, INTERLEAVE_BLOCK_BYTES, INTERLEAVE_TEMP, MATMUL_QS, MATMUL_ROW_BYTES, MATMUL_S, MATMUL_TYPE, MATMUL_X, T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
+  MATMUL_PART_SLOTS, MATMUL_PART_WEIGHT, MATMUL_PART_INTERLEAVED, INTERLEAVE_PTR, INTERLEAVE_GROUPS, INTERLEAVE_ROW_BYTES, INTERLEAVE_TYPE, INTERLEAVE_TEMP, MATMUL_QS, MATMUL_ROW_BYTES, MATMUL_S, MATMUL_TYPE, MATMUL_X, T_BF16, T_F16, T_F32, T_IQ4_NL, T_Q2_K, T_Q3_K, T_Q4_0, T_Q4_1, T_Q4_K, T_Q5_0, T_Q5_1, T_Q5_K, T_Q6_K, T_Q8_0,
 } from './abi';
 
 const ZERO: v128 = i32x4.splat(0);
 
 // Rows per interleaved group of the weight being read: 1 (the file's layout, row after row) or 4
-// (OP_INTERLEAVE_ROWS: block b of rows 4g..4g+3 side by side, so a row's next block is 4 blocks on).
-// Set per weight by matmulGroups; each thread has its own instance, so its own copy.
+// (OP_INTERLEAVE_ROWS: block b of rows 4g..4g+3 side by side, so a row's next block is 4 blocks on;
+// for Q4_0/Q4_1/Q8_0 the four blocks' codes, then their scales side by side: packedHead in common.ts,
+// read by the kernels named ...i below). Set per weight by matmul; each thread has its own
+// instance, so its own copy.
 let ROWS_INTERLEAVED: usize = 1;
 
 @inline function vec4i(a: i32, b: i32, c: i32, d: i32): v128 {
@@ -117,9 +119,9 @@ let ROWS_INTERLEAVED: usize = 1;
 
 // ---------------------------------------------------------------- 32-element block types
 
-// Q8_0: d f16, qs[32] i8
-@inline function q8Row(w: usize, l0: v128, h0: v128, l1: v128, h1: v128): v128 {
-  return sdot(v128.load(w, 18), l1, h1, sdot(v128.load(w, 2), l0, h0, ZERO));
+// Q8_0: d f16, qs[32] i8 (q: the codes)
+@inline function q8Row(q: usize, l0: v128, h0: v128, l1: v128, h1: v128): v128 {
+  return sdot(v128.load(q, 16), l1, h1, sdot(v128.load(q), l0, h0, ZERO));
 }
 
 // Wide activations (baseline, see WIDE_ACT in common.ts): a block is 4 i16x8 vectors, values
@@ -137,10 +139,10 @@ let ROWS_INTERLEAVED: usize = 1;
   return dot4w(e0, o0, e1, o1, v128.load(a), v128.load(a, 16), v128.load(a, 32), v128.load(a, 48));
 }
 
-/** Q8_0 weights (32 i8 at w + 2) against one token's wide activations. */
-@inline function q8RowWide(w: usize, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
-  const v0 = v128.load(w, 2);
-  const v1 = v128.load(w, 18);
+/** Q8_0 codes (32 i8 at q) against one token's wide activations. */
+@inline function q8RowWide(q: usize, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const v0 = v128.load(q);
+  const v1 = v128.load(q, 16);
   return dot4w(i16x8.shr_s(i16x8.shl(v0, 8), 8), i16x8.shr_s(v0, 8), i16x8.shr_s(i16x8.shl(v1, 8), 8), i16x8.shr_s(v1, 8), a0, a1, a2, a3);
 }
 
@@ -151,26 +153,27 @@ let ROWS_INTERLEAVED: usize = 1;
   return dot4w(v128.and(v, m), v128.and(i16x8.shr_u(v, 8), m), v128.and(i16x8.shr_u(v, 4), m), i16x8.shr_u(v, 12), a0, a1, a2, a3);
 }
 
+/** Integer block sums of four rows of Q8_0 codes (at q0..q3) against one token's activations. */
+@inline function q8Sums(q0: usize, q1: usize, q2: usize, q3: usize, a: usize): v128 {
+  if (wideActType(T_Q8_0)) {
+    const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
+    return hsum4i(q8RowWide(q0, a0, a1, a2, a3), q8RowWide(q1, a0, a1, a2, a3), q8RowWide(q2, a0, a1, a2, a3), q8RowWide(q3, a0, a1, a2, a3));
+  }
+  const x0 = v128.load(a);
+  const x1 = v128.load(a, 16);
+  const l0 = i16x8.extend_low_i8x16_s(x0), h0 = i16x8.extend_high_i8x16_s(x0);
+  const l1 = i16x8.extend_low_i8x16_s(x1), h1 = i16x8.extend_high_i8x16_s(x1);
+  return hsum4i(q8Row(q0, l0, h0, l1, h1), q8Row(q1, l0, h0, l1, h1), q8Row(q2, l0, h0, l1, h1), q8Row(q3, l0, h0, l1, h1));
+}
+
+const Q8_ACT: usize = wideActType(T_Q8_0) ? 64 : 32; // bytes of one Q8_0 activation block
+
 function dotQ8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
-  const step: usize = <usize>34 * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
-    let isum: v128;
-    if (wideActType(T_Q8_0)) {
-      const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
-      isum = hsum4i(q8RowWide(w0, a0, a1, a2, a3), q8RowWide(w1, a0, a1, a2, a3), q8RowWide(w2, a0, a1, a2, a3), q8RowWide(w3, a0, a1, a2, a3));
-      a += 64;
-    } else {
-      const x0 = v128.load(a);
-      const x1 = v128.load(a, 16);
-      const l0 = i16x8.extend_low_i8x16_s(x0), h0 = i16x8.extend_high_i8x16_s(x0);
-      const l1 = i16x8.extend_low_i8x16_s(x1), h1 = i16x8.extend_high_i8x16_s(x1);
-      isum = hsum4i(q8Row(w0, l0, h0, l1, h1), q8Row(w1, l0, h0, l1, h1), q8Row(w2, l0, h0, l1, h1), q8Row(w3, l0, h0, l1, h1));
-      a += 32;
-    }
-    acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
-    w0 += step; w1 += step; w2 += step; w3 += step;
-    ad += 4;
+    acc = scaleAcc(acc, q8Sums(w0 + 2, w1 + 2, w2 + 2, w3 + 2, a), gatherF16(w0, w1, w2, w3), load<f32>(ad));
+    w0 += 34; w1 += 34; w2 += 34; w3 += 34;
+    a += Q8_ACT; ad += 4;
   }
   return acc;
 }
@@ -180,7 +183,7 @@ function dotQ8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   return udot(highNib(v), x1, l1, h1, udot(lowNib(v), x0, l0, h0, ZERO));
 }
 
-/** Integer block sums of 4 rows of Q4_0 (qoff 2) or Q4_1 (qoff 4) nibbles against one token. */
+/** Integer block sums of 4 rows of Q4_0/Q4_1 nibbles (16 bytes at wk + qoff) against one token. */
 @inline function nibSums(w0: usize, w1: usize, w2: usize, w3: usize, qoff: usize, a: usize): v128 {
   if (WIDE_ACT) {
     const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
@@ -197,15 +200,14 @@ function dotQ8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   );
 }
 
-const Q32_ACT: usize = WIDE_ACT ? 64 : 32; // bytes of one 32-value activation block (Q4_0/Q4_1/Q8_0)
+const Q32_ACT: usize = WIDE_ACT ? 64 : 32; // bytes of one 32-value activation block (Q4_0/Q4_1)
 
 function dotQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
-  const step: usize = <usize>18 * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     const isum = i32x4.sub(nibSums(w0, w1, w2, w3, 2, a), i32x4.splat(load<i32>(as) << 3)); // codes are q + 8
     acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
-    w0 += step; w1 += step; w2 += step; w3 += step;
+    w0 += 18; w1 += 18; w2 += 18; w3 += 18;
     a += Q32_ACT; ad += 4; as += 4;
   }
   return acc;
@@ -216,13 +218,44 @@ function dotQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 
 function dotQ4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
   let acc = f32x4.splat(0), macc = acc;
-  const step: usize = <usize>20 * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     const isum = nibSums(w0, w1, w2, w3, 4, a);
     acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
     macc = f32x4.add(macc, f32x4.mul(gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2), f32x4.splat(load<f32>(as))));
-    w0 += step; w1 += step; w2 += step; w3 += step;
+    w0 += 20; w1 += 20; w2 += 20; w3 += 20;
     a += Q32_ACT; ad += 4; as += 4;
+  }
+  return f32x4.add(acc, macc);
+}
+
+// The 4-row kernels over interleaved rows (packedHead): one weight pointer, the four rows' scales
+// in one load; the same integer sums and float steps, so the same bits as the file layout's.
+
+function dotQ8_0i(w: usize, a: usize, ad: usize, nb: i32): v128 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    acc = scaleAcc(acc, q8Sums(w, w + 32, w + 64, w + 96, a), f16x4At(w + 128), load<f32>(ad));
+    w += 136; a += Q8_ACT; ad += 4;
+  }
+  return acc;
+}
+
+function dotQ4_0i(w: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const isum = i32x4.sub(nibSums(w, w + 16, w + 32, w + 48, 0, a), i32x4.splat(load<i32>(as) << 3)); // codes are q + 8
+    acc = scaleAcc(acc, isum, f16x4At(w + 64), load<f32>(ad));
+    w += 72; a += Q32_ACT; ad += 4; as += 4;
+  }
+  return acc;
+}
+
+function dotQ4_1i(w: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  let acc = f32x4.splat(0), macc = acc;
+  for (let b = 0; b < nb; b++) {
+    acc = scaleAcc(acc, nibSums(w, w + 16, w + 32, w + 48, 0, a), f16x4At(w + 64), load<f32>(ad));
+    macc = f32x4.add(macc, f32x4.mul(f16x4At(w + 72), f32x4.splat(load<f32>(as))));
+    w += 80; a += Q32_ACT; ad += 4; as += 4;
   }
   return f32x4.add(acc, macc);
 }
@@ -245,11 +278,13 @@ function dotQ4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   return f32x4.replace_lane(v, 3, load<f32>(p + 3 * stride));
 }
 
-/** kind: T_Q4_0, T_Q4_1 or T_Q8_0. aS/dS/sS: byte strides between consecutive tokens. */
+/**
+ * kind: T_Q4_0, T_Q4_1 or T_Q8_0. aS/dS/sS: byte strides between consecutive tokens. The file's
+ * layout only (for a last group of fewer than 4 rows: interleaved weights are whole groups).
+ */
 function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32): v128 {
   const bb: usize = kind == T_Q8_0 ? 34 : kind == T_Q4_1 ? 20 : 18;
   let acc = f32x4.splat(0), macc = acc;
-  const step: usize = <usize>bb * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     let isum: v128;
     if (kind == T_Q8_0) {
@@ -270,7 +305,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
     if (kind == T_Q4_1) macc = f32x4.add(macc, f32x4.mul(f32x4.splat(f16ToF32(load<u16>(w, 2))), gather4f(as, sS)));
     if (kind == T_Q4_0) isum = i32x4.sub(isum, i32x4.shl(gather4i(as, sS), 3));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, da)));
-    w += step; a += 64; ad += 4; as += 4;
+    w += bb; a += 64; ad += 4; as += 4;
   }
   return kind == T_Q4_1 ? f32x4.add(acc, macc) : acc;
 }
@@ -298,44 +333,47 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
 
 /**
  * Four rows x four tokens. il (a constant at each call): the rows are interleaved (w1..w3 unused:
- * rows 1-3 are the blocks after w0's), so the loop carries one weight pointer with a constant step,
- * which leaves x86's few general registers to the rest of the loop.
+ * w0 is the group, packedHead's layout), so the loop carries one weight pointer with a constant
+ * step, which leaves x86's few general registers to the rest of the loop.
  */
 @inline function dotRows4Tokens4(kind: i32, il: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize,
   aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
   const bb: usize = kind == T_Q8_0 ? 34 : kind == T_Q4_1 ? 20 : 18;
+  const hb: usize = kind == T_Q4_1 ? 4 : 2; // f16 head: d (and m)
   let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
   let m0 = c0, m1 = c0, m2 = c0, m3 = c0;
   for (let b = 0; b < nb; b++) {
-    if (il) {
-      w1 = w0 + bb; w2 = w0 + 2 * bb; w3 = w0 + 3 * bb;
-    }
+    // the four rows' codes
+    const q0 = il ? w0 : w0 + hb;
+    const q1 = il ? w0 + (bb - hb) : w1 + hb;
+    const q2 = il ? w0 + 2 * (bb - hb) : w2 + hb;
+    const q3 = il ? w0 + 3 * (bb - hb) : w3 + hb;
+    const heads = w0 + 4 * (bb - hb); // (il)
     let e0: v128, o0: v128, f0: v128, p0: v128, e1: v128, o1: v128, f1: v128, p1: v128;
     let e2: v128, o2: v128, f2: v128, p2: v128, e3: v128, o3: v128, f3: v128, p3: v128;
     if (kind == T_Q8_0) {
-      let v = v128.load(w0, 2); e0 = i16x8.shr_s(i16x8.shl(v, 8), 8); o0 = i16x8.shr_s(v, 8);
-      v = v128.load(w0, 18); f0 = i16x8.shr_s(i16x8.shl(v, 8), 8); p0 = i16x8.shr_s(v, 8);
-      v = v128.load(w1, 2); e1 = i16x8.shr_s(i16x8.shl(v, 8), 8); o1 = i16x8.shr_s(v, 8);
-      v = v128.load(w1, 18); f1 = i16x8.shr_s(i16x8.shl(v, 8), 8); p1 = i16x8.shr_s(v, 8);
-      v = v128.load(w2, 2); e2 = i16x8.shr_s(i16x8.shl(v, 8), 8); o2 = i16x8.shr_s(v, 8);
-      v = v128.load(w2, 18); f2 = i16x8.shr_s(i16x8.shl(v, 8), 8); p2 = i16x8.shr_s(v, 8);
-      v = v128.load(w3, 2); e3 = i16x8.shr_s(i16x8.shl(v, 8), 8); o3 = i16x8.shr_s(v, 8);
-      v = v128.load(w3, 18); f3 = i16x8.shr_s(i16x8.shl(v, 8), 8); p3 = i16x8.shr_s(v, 8);
+      let v = v128.load(q0); e0 = i16x8.shr_s(i16x8.shl(v, 8), 8); o0 = i16x8.shr_s(v, 8);
+      v = v128.load(q0, 16); f0 = i16x8.shr_s(i16x8.shl(v, 8), 8); p0 = i16x8.shr_s(v, 8);
+      v = v128.load(q1); e1 = i16x8.shr_s(i16x8.shl(v, 8), 8); o1 = i16x8.shr_s(v, 8);
+      v = v128.load(q1, 16); f1 = i16x8.shr_s(i16x8.shl(v, 8), 8); p1 = i16x8.shr_s(v, 8);
+      v = v128.load(q2); e2 = i16x8.shr_s(i16x8.shl(v, 8), 8); o2 = i16x8.shr_s(v, 8);
+      v = v128.load(q2, 16); f2 = i16x8.shr_s(i16x8.shl(v, 8), 8); p2 = i16x8.shr_s(v, 8);
+      v = v128.load(q3); e3 = i16x8.shr_s(i16x8.shl(v, 8), 8); o3 = i16x8.shr_s(v, 8);
+      v = v128.load(q3, 16); f3 = i16x8.shr_s(i16x8.shl(v, 8), 8); p3 = i16x8.shr_s(v, 8);
     } else {
-      const qo: usize = kind == T_Q4_1 ? 4 : 2;
       const m = i16x8.splat(0x0f);
-      let v = v128.load(w0 + qo); e0 = v128.and(v, m); o0 = v128.and(i16x8.shr_u(v, 8), m); f0 = v128.and(i16x8.shr_u(v, 4), m); p0 = i16x8.shr_u(v, 12);
-      v = v128.load(w1 + qo); e1 = v128.and(v, m); o1 = v128.and(i16x8.shr_u(v, 8), m); f1 = v128.and(i16x8.shr_u(v, 4), m); p1 = i16x8.shr_u(v, 12);
-      v = v128.load(w2 + qo); e2 = v128.and(v, m); o2 = v128.and(i16x8.shr_u(v, 8), m); f2 = v128.and(i16x8.shr_u(v, 4), m); p2 = i16x8.shr_u(v, 12);
-      v = v128.load(w3 + qo); e3 = v128.and(v, m); o3 = v128.and(i16x8.shr_u(v, 8), m); f3 = v128.and(i16x8.shr_u(v, 4), m); p3 = i16x8.shr_u(v, 12);
+      let v = v128.load(q0); e0 = v128.and(v, m); o0 = v128.and(i16x8.shr_u(v, 8), m); f0 = v128.and(i16x8.shr_u(v, 4), m); p0 = i16x8.shr_u(v, 12);
+      v = v128.load(q1); e1 = v128.and(v, m); o1 = v128.and(i16x8.shr_u(v, 8), m); f1 = v128.and(i16x8.shr_u(v, 4), m); p1 = i16x8.shr_u(v, 12);
+      v = v128.load(q2); e2 = v128.and(v, m); o2 = v128.and(i16x8.shr_u(v, 8), m); f2 = v128.and(i16x8.shr_u(v, 4), m); p2 = i16x8.shr_u(v, 12);
+      v = v128.load(q3); e3 = v128.and(v, m); o3 = v128.and(i16x8.shr_u(v, 8), m); f3 = v128.and(i16x8.shr_u(v, 4), m); p3 = i16x8.shr_u(v, 12);
     }
-    const d = gatherF16(w0, w1, w2, w3);
+    const d = il ? f16x4At(heads) : gatherF16(w0, w1, w2, w3);
     c0 = tokStep(kind, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a, ad, as, d, c0);
     c1 = tokStep(kind, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a + aS, ad + dS, as + sS, d, c1);
     c2 = tokStep(kind, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a + 2 * aS, ad + 2 * dS, as + 2 * sS, d, c2);
     c3 = tokStep(kind, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a + 3 * aS, ad + 3 * dS, as + 3 * sS, d, c3);
     if (kind == T_Q4_1) {
-      const mm = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
+      const mm = il ? f16x4At(heads + 8) : gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
       m0 = f32x4.add(m0, f32x4.mul(mm, f32x4.splat(load<f32>(as))));
       m1 = f32x4.add(m1, f32x4.mul(mm, f32x4.splat(load<f32>(as + sS))));
       m2 = f32x4.add(m2, f32x4.mul(mm, f32x4.splat(load<f32>(as + 2 * sS))));
@@ -360,22 +398,20 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
 @inline function nibTileRelaxed(q41: bool, il: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize,
   aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
   const bb: usize = q41 ? 20 : 18;
-  const qo: usize = q41 ? 4 : 2;
+  const hb: usize = q41 ? 4 : 2;
   let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
   let m0 = c0, m1 = c0, m2 = c0, m3 = c0;
   for (let b = 0; b < nb; b++) {
-    if (il) { // as in dotRows4Tokens4
-      w1 = w0 + bb; w2 = w0 + 2 * bb; w3 = w0 + 3 * bb;
-    }
-    let v = v128.load(w0 + qo);
+    // as in dotRows4Tokens4
+    let v = v128.load(il ? w0 : w0 + hb);
     const l0 = lowNib(v), h0 = highNib(v);
-    v = v128.load(w1 + qo);
+    v = v128.load(il ? w0 + 16 : w1 + hb);
     const l1 = lowNib(v), h1 = highNib(v);
-    v = v128.load(w2 + qo);
+    v = v128.load(il ? w0 + 32 : w2 + hb);
     const l2 = lowNib(v), h2 = highNib(v);
-    v = v128.load(w3 + qo);
+    v = v128.load(il ? w0 + 48 : w3 + hb);
     const l3 = lowNib(v), h3 = highNib(v);
-    const d = gatherF16(w0, w1, w2, w3);
+    const d = il ? f16x4At(w0 + 64) : gatherF16(w0, w1, w2, w3);
     for (let j = 0; j < 4; j++) {
       const uj = <usize>j;
       const ap = a + uj * aS;
@@ -394,7 +430,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
       else c3 = scaleAcc(c3, isum, d, da);
     }
     if (q41) {
-      const mm = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
+      const mm = il ? f16x4At(w0 + 72) : gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
       m0 = f32x4.add(m0, f32x4.mul(mm, f32x4.splat(load<f32>(as))));
       m1 = f32x4.add(m1, f32x4.mul(mm, f32x4.splat(load<f32>(as + sS))));
       m2 = f32x4.add(m2, f32x4.mul(mm, f32x4.splat(load<f32>(as + 2 * sS))));
@@ -1030,9 +1066,9 @@ function dotFloat<ELT>(w0: usize, w1: usize, w2: usize, w3: usize, x: usize, n: 
     case T_F32: return dotFloat<f32>(w0, w1, w2, w3, x, cols);
     case T_F16: return dotFloat<u16>(w0, w1, w2, w3, x, cols);
     case T_BF16: return dotFloat<i16>(w0, w1, w2, w3, x, cols);
-    case T_Q8_0: return dotQ8_0(w0, w1, w2, w3, qs, d, cols >> 5);
-    case T_Q4_0: return dotQ4_0(w0, w1, w2, w3, qs, d, s, cols >> 5);
-    case T_Q4_1: return dotQ4_1(w0, w1, w2, w3, qs, d, s, cols >> 5);
+    case T_Q8_0: return ROWS_INTERLEAVED == 4 ? dotQ8_0i(w0, qs, d, cols >> 5) : dotQ8_0(w0, w1, w2, w3, qs, d, cols >> 5);
+    case T_Q4_0: return ROWS_INTERLEAVED == 4 ? dotQ4_0i(w0, qs, d, s, cols >> 5) : dotQ4_0(w0, w1, w2, w3, qs, d, s, cols >> 5);
+    case T_Q4_1: return ROWS_INTERLEAVED == 4 ? dotQ4_1i(w0, qs, d, s, cols >> 5) : dotQ4_1(w0, w1, w2, w3, qs, d, s, cols >> 5);
     case T_Q5_0: return dotQ5_0(w0, w1, w2, w3, qs, d, s, cols >> 5);
     case T_Q5_1: return dotQ5_1(w0, w1, w2, w3, qs, d, s, cols >> 5);
     case T_IQ4_NL: return dotIQ4_NL(w0, w1, w2, w3, qs, d, cols >> 5);
@@ -1088,20 +1124,27 @@ export function matmul(args: usize, ith: i32, nth: i32): void {
 
 /**
  * OP_INTERLEAVE_ROWS (see abi.ts): each group of four rows, copied to the temp, written back block
- * by block in the order 4-row kernels read it. Done once per weight at load.
+ * by block in the order 4-row kernels read it: per block, the four rows' codes, then their head
+ * fields side by side (packedHead). Done once per weight at load.
  */
 export function interleaveRows(args: usize): void {
   const ptr = <usize>arg(args, INTERLEAVE_PTR);
   const groups = arg(args, INTERLEAVE_GROUPS);
   const rowBytes = <usize>arg(args, INTERLEAVE_ROW_BYTES);
-  const bb = <usize>arg(args, INTERLEAVE_BLOCK_BYTES);
+  const type = arg(args, INTERLEAVE_TYPE);
   const temp = <usize>arg(args, INTERLEAVE_TEMP);
+  const bb = blockBytes(type), hb = packedHead(type), cb = bb - hb;
   const nb = rowBytes / bb;
   for (let g = 0; g < groups; g++) {
     const base = ptr + <usize>g * 4 * rowBytes;
     memory.copy(temp, base, 4 * rowBytes);
     for (let b: usize = 0; b < nb; b++) {
-      for (let k: usize = 0; k < 4; k++) memory.copy(base + (4 * b + k) * bb, temp + k * rowBytes + b * bb, bb);
+      const to = base + 4 * b * bb;
+      for (let k: usize = 0; k < 4; k++) {
+        const from = temp + k * rowBytes + b * bb;
+        memory.copy(to + k * cb, from + hb, cb);
+        for (let f: usize = 0; f < hb; f += 2) store<u16>(to + 4 * cb + 4 * f + 2 * k, load<u16>(from + f));
+      }
     }
   }
 }
@@ -1186,7 +1229,8 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
         continue;
       }
       for (let k = 0; k < valid; k++) {
-        const res = dotTokens4(type, il ? w0 + <usize>k * bb : w + <usize>(r + k) * rowBytes, qs + ut * qsStride, d + ut * dStride, s + ut * sStride, qsStride, dStride, sStride, cols >> 5);
+        // (a group of fewer than four rows, so the file's layout: interleaved weights are whole groups)
+        const res = dotTokens4(type, w + <usize>(r + k) * rowBytes, qs + ut * qsStride, d + ut * dStride, s + ut * sStride, qsStride, dStride, sStride, cols >> 5);
         const o = out + ut * outRow + (<usize>(r + k) << 2);
         store<f32>(o, f32x4.extract_lane(res, 0));
         store<f32>(o + outRow, f32x4.extract_lane(res, 1));

@@ -90,7 +90,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     c.i[K.INTERLEAVE_PTR] = r.offset;
     c.i[K.INTERLEAVE_GROUPS] = r.bytes / (4 * r.rowBytes);
     c.i[K.INTERLEAVE_ROW_BYTES] = r.rowBytes;
-    c.i[K.INTERLEAVE_BLOCK_BYTES] = r.blockBytes;
+    c.i[K.INTERLEAVE_TYPE] = r.type;
     c.i[K.INTERLEAVE_TEMP] = scratch;
     dispatch.run(1, 1, 1);
   };
