@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { asF32, asWeight, subTensor, type Backend, type WeightTensor } from '../src/backend/backend.js';
 import { BackendError } from '../src/backend/errors.js';
 import { acquireGPU } from '../src/backend/webgpu/gpu.js';
-import { TILED_MIN_TOKENS, tiledVariant, WEBGPU_WEIGHT_TYPES } from '../src/backend/webgpu/kernels.js';
+import { tiledVariant, WEBGPU_WEIGHT_TYPES } from '../src/backend/webgpu/kernels.js';
 import { createWebGPUBackend } from '../src/backend/webgpu/webgpu-backend.js';
 import { GGMLType, typeName, typeTraits } from '../src/tensor/ggml-types.js';
 import { createEngine } from '../src/engine/engine.js';
@@ -140,7 +140,7 @@ describe.skipIf(!haveShared)('WebGPU device loss', () => {
 });
 
 describe('WebGPU tiled matmul (prompts and batches)', () => {
-  // A batch of at least TILED_MIN_TOKENS tokens runs matmul_tiled.wgsl, one token the mat x vec
+  // A batch of at least half a tile of tokens runs matmul_tiled.wgsl, one token the mat x vec
   // kernel of matmul.wgsl: each token's row of the batch must be that token's row alone, bit for
   // bit (the engine's batch invariance rests on it). Shapes leave partial tiles everywhere: rows and
   // tokens not multiples of the tile (16 or 32), blocks not multiples of a chunk, lanes without a
@@ -178,13 +178,14 @@ describe('WebGPU tiled matmul (prompts and batches)', () => {
     // float types: blocks of one value, so 45 and 133 columns; the rest: 5 and 67 blocks
     const shapes = [
       { rows: 37, cols: qk === 1 ? 45 : 5 * qk, nTokens: 37 },
-      { rows: 19, cols: qk === 1 ? 133 : 67 * qk, nTokens: TILED_MIN_TOKENS + 3 },
+      { rows: 19, cols: qk === 1 ? 133 : 67 * qk, nTokens: 11 },
     ];
     it(`${typeName(type)}: each token of a batch has the bits it has alone (${shapes.map((s) => `${s.rows}x${s.cols} x ${s.nTokens} tokens`).join(', ')})`, async () => {
       const be = await gpu();
       for (const [i, { rows, cols, nTokens }] of shapes.entries()) {
-        expect(nTokens).toBeGreaterThanOrEqual(TILED_MIN_TOKENS); // the batch takes the tiled kernel
-        expect(nTokens % tiledVariant(type, cols).tile).not.toBe(0);
+        const tiled = tiledVariant(type, cols);
+        expect(nTokens).toBeGreaterThanOrEqual(tiled.minTokens); // the batch takes the tiled kernel
+        expect(nTokens % tiled.tile).not.toBe(0);
         const r = rng(5000 + 100 * type + i);
         const { batch, alone } = await batchAndAlone(be, type, rows, cols, nTokens, randomBlocks(type, rows, cols, r), uniform(nTokens * cols, r));
         expect(alone.some((v) => v !== 0)).toBe(true);
@@ -197,8 +198,8 @@ describe('WebGPU tiled matmul (prompts and batches)', () => {
     const cases = [
       // F32: 40 + 10 rows per part (32000-byte bindings), 16 lanes, 3 token tiles of 16
       { type: GGMLType.F32, rows: 50, cols: 200, nTokens: 40, limit: 32000 },
-      // Q8_0: 44 + 26 rows per part, 4 lanes
-      { type: GGMLType.Q8_0, rows: 70, cols: 128, nTokens: TILED_MIN_TOKENS + 1, limit: 6000 },
+      // Q8_0: 73 + 27 rows per part (160000-byte bindings), 4 lanes, a tile of 32 tokens holding 19
+      { type: GGMLType.Q8_0, rows: 100, cols: 2048, nTokens: 19, limit: 160000 },
     ];
     for (const [i, { type, rows, cols, nTokens, limit }] of cases.entries()) {
       const r = rng(6000 + i);
@@ -207,6 +208,7 @@ describe('WebGPU tiled matmul (prompts and batches)', () => {
       try {
         const w = split.allocate(type, [cols, rows], 'weight');
         expect(split.capabilities.maxTensorBytes).toBeLessThan(w.bytes); // it is split
+        expect(nTokens).toBeGreaterThanOrEqual(tiledVariant(type, cols).minTokens);
         const parts = await batchAndAlone(split, type, rows, cols, nTokens, weights, x);
         const whole = await batchAndAlone(await gpu(), type, rows, cols, nTokens, weights, x);
         expect(firstDifference(parts.batch, parts.alone, rows), `${typeName(type)} split: batch vs alone`).toBeUndefined();

@@ -11,21 +11,37 @@
 // JC elements each: whole blocks for the float types (QK = 1), otherwise one block per lane cut
 // into QK / JC pieces whose running sum carries over to the next chunk.
 //
-// A thread: one lane, RT rows x TT tokens (interleaved by SIDE so neighbouring threads read
-// neighbouring tile rows). A split weight runs once per part, written at row_base of out_rows.
+// A thread: one lane, 4 rows x 4 tokens (rows rg, rg + SIDE, rg + 2 SIDE, rg + 3 SIDE: neighbouring
+// threads read neighbouring tile rows), as vec4s over its 4 tokens: one vec4 of the activation tile
+// and one of the weight tile feed 16 products, and each component's steps are the scalar ones.
+// A split weight runs once per part, written at row_base of out_rows.
 
-const RT: u32 = 4u;
-const TT: u32 = 4u;
-const TILE: u32 = SIDE * RT;
+const TILE: u32 = SIDE * 4u;
 const TWG: u32 = TPR * SIDE * SIDE;
 // elements per tile row in one chunk, and the row stride in workgroup memory (padded against bank conflicts)
 const CE: u32 = CB * JC;
 const STRIDE: u32 = CE + 1u;
 
-var<workgroup> w_tile: array<f32, TILE * STRIDE>;
-var<workgroup> x_tile: array<f32, TILE * STRIDE>;
-var<workgroup> scale_tile: array<f32, TILE * CB>;
-var<workgroup> partial: array<f32, TWG * TT>;
+// [g * STRIDE + e]: element e of the chunk for tile rows (tokens) g, g + SIDE, g + 2 SIDE, g + 3 SIDE;
+// each vec4 written whole by one thread
+var<workgroup> w_tile: array<vec4<f32>, SIDE * STRIDE>;
+var<workgroup> x_tile: array<vec4<f32>, SIDE * STRIDE>;
+var<workgroup> scale_tile: array<vec4<f32>, SIDE * CB>;
+var<workgroup> partial: array<vec4<f32>, TWG>;
+
+/** Walk position o of block b of weight row `row` (0 outside the matrix). */
+fn weight_at(row: u32, b: u32, o: u32, nb: u32) -> f32 {
+  if (row >= P.rows || b >= nb) { return 0.0; }
+  return tile_w(row * P.row_bytes + b * BLOCK_BYTES, o);
+}
+fn act_at(t: u32, b: u32, o: u32, nb: u32) -> f32 {
+  if (t >= P.slots || b >= nb) { return 0.0; }
+  return act(x_f(t * P.cols + b * QK + walk_elem(o)));
+}
+fn scale_at(row: u32, b: u32, nb: u32) -> f32 {
+  if (row >= P.rows || b >= nb) { return 0.0; }
+  return block_scale(row * P.row_bytes + b * BLOCK_BYTES);
+}
 
 @compute @workgroup_size(TWG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -36,79 +52,73 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let tok0 = (tile / row_tiles) * TILE;
   let lane = lid % TPR;
   let item = lid / TPR;
-  let rg = item % SIDE; // tile rows rg + i * SIDE
-  let tg = item / SIDE; // tile tokens tg + k * SIDE
+  let rg = item % SIDE;
+  let tg = item / SIDE;
   let nb = P.cols / QK;
 
-  var acc: array<f32, RT * TT>;
-  var s: array<f32, RT * TT>; // the running sum of the current block
+  // acc_i: this lane's sums for row rg + i SIDE over the 4 tokens; s_i: the current block's
+  var acc0 = vec4<f32>(); var acc1 = vec4<f32>(); var acc2 = vec4<f32>(); var acc3 = vec4<f32>();
+  var s0 = vec4<f32>(); var s1 = vec4<f32>(); var s2 = vec4<f32>(); var s3 = vec4<f32>();
   for (var b0 = 0u; b0 < nb; b0 += CB) {
     for (var o0 = 0u; o0 < QK; o0 += JC) {
-      // stage blocks [b0, b0 + CB), walk positions [o0, o0 + JC) of each; zeros outside the matrix
-      for (var e = lid; e < TILE * CE; e += TWG) {
-        let lr = e / CE;
-        let cb = (e % CE) / JC;
+      // stage blocks [b0, b0 + CB), walk positions [o0, o0 + JC) of each
+      for (var e = lid; e < SIDE * CE; e += TWG) {
+        let g = e / CE;
+        let b = b0 + (e % CE) / JC;
         let o = o0 + e % JC;
-        let b = b0 + cb;
-        var wv = 0.0;
-        if (row0 + lr < P.rows && b < nb) { wv = tile_w((row0 + lr) * P.row_bytes + b * BLOCK_BYTES, o); }
-        w_tile[lr * STRIDE + e % CE] = wv;
-        var xv = 0.0;
-        if (tok0 + lr < P.slots && b < nb) { xv = act(x_f((tok0 + lr) * P.cols + b * QK + walk_elem(o))); }
-        x_tile[lr * STRIDE + e % CE] = xv;
+        let r = row0 + g;
+        let t = tok0 + g;
+        w_tile[g * STRIDE + e % CE] = vec4<f32>(weight_at(r, b, o, nb), weight_at(r + SIDE, b, o, nb), weight_at(r + 2u * SIDE, b, o, nb), weight_at(r + 3u * SIDE, b, o, nb));
+        x_tile[g * STRIDE + e % CE] = vec4<f32>(act_at(t, b, o, nb), act_at(t + SIDE, b, o, nb), act_at(t + 2u * SIDE, b, o, nb), act_at(t + 3u * SIDE, b, o, nb));
       }
       if (HAS_SCALE && o0 == 0u) {
-        for (var e = lid; e < TILE * CB; e += TWG) {
-          let lr = e / CB;
+        for (var e = lid; e < SIDE * CB; e += TWG) {
+          let r = row0 + e / CB;
           let b = b0 + e % CB;
-          var d = 0.0;
-          if (row0 + lr < P.rows && b < nb) { d = block_scale((row0 + lr) * P.row_bytes + b * BLOCK_BYTES); }
-          scale_tile[e] = d;
+          scale_tile[e] = vec4<f32>(scale_at(r, b, nb), scale_at(r + SIDE, b, nb), scale_at(r + 2u * SIDE, b, nb), scale_at(r + 3u * SIDE, b, nb));
         }
       }
       workgroupBarrier();
       for (var cb = lane; cb < CB && b0 + cb < nb; cb += TPR) {
-        if (o0 == 0u) { s = array<f32, RT * TT>(); }
+        if (o0 == 0u) { s0 = vec4<f32>(); s1 = vec4<f32>(); s2 = vec4<f32>(); s3 = vec4<f32>(); }
+        let wb = rg * STRIDE + cb * JC;
+        let xb = tg * STRIDE + cb * JC;
         for (var c = 0u; c < JC; c += STEP) {
-          var wv: array<f32, RT * STEP>;
-          var xv: array<f32, TT * STEP>;
-          for (var u = 0u; u < STEP; u++) {
-            for (var i = 0u; i < RT; i++) { wv[i * STEP + u] = w_tile[(rg + i * SIDE) * STRIDE + cb * JC + c + u]; }
-            for (var k = 0u; k < TT; k++) { xv[k * STEP + u] = x_tile[(tg + k * SIDE) * STRIDE + cb * JC + c + u]; }
-          }
-          for (var i = 0u; i < RT; i++) {
-            for (var k = 0u; k < TT; k++) {
-              s[i * TT + k] += step_dot(wv[i * STEP], xv[k * STEP], wv[i * STEP + STEP - 1u], xv[k * STEP + STEP - 1u]);
-            }
-          }
+          let w0 = w_tile[wb + c];
+          let x0 = x_tile[xb + c];
+          let w1 = w_tile[wb + c + STEP - 1u];
+          let x1 = x_tile[xb + c + STEP - 1u];
+          s0 += step_dot(w0.x, x0, w1.x, x1);
+          s1 += step_dot(w0.y, x0, w1.y, x1);
+          s2 += step_dot(w0.z, x0, w1.z, x1);
+          s3 += step_dot(w0.w, x0, w1.w, x1);
         }
         if (o0 + JC == QK) {
-          for (var i = 0u; i < RT; i++) {
-            var d = 1.0;
-            if (HAS_SCALE) { d = scale_tile[(rg + i * SIDE) * CB + cb]; }
-            for (var k = 0u; k < TT; k++) { acc[i * TT + k] += scaled(s[i * TT + k], d); }
-          }
+          var d = vec4<f32>(1.0);
+          if (HAS_SCALE) { d = scale_tile[rg * CB + cb]; }
+          acc0 += scaled(s0, d.x);
+          acc1 += scaled(s1, d.y);
+          acc2 += scaled(s2, d.z);
+          acc3 += scaled(s3, d.w);
         }
       }
       workgroupBarrier();
     }
   }
 
-  // the TPR lanes of each output added by matmul.wgsl's tree, one tile row of this thread at a time
-  for (var i = 0u; i < RT; i++) {
-    for (var k = 0u; k < TT; k++) { partial[lid * TT + k] = acc[i * TT + k]; }
+  // the TPR lanes of each output added by matmul.wgsl's tree, one row of this thread at a time
+  for (var i = 0u; i < 4u; i++) {
+    partial[lid] = select(select(acc3, acc2, i == 2u), select(acc1, acc0, i == 0u), i < 2u);
     workgroupBarrier();
     for (var h = TPR / 2u; h > 0u; h = h >> 1u) {
-      if (lane < h) {
-        for (var k = 0u; k < TT; k++) { partial[lid * TT + k] += partial[(lid + h) * TT + k]; }
-      }
+      if (lane < h) { partial[lid] += partial[lid + h]; }
       workgroupBarrier();
     }
     let r = row0 + rg + i * SIDE;
     if (lane == 0u && r < P.rows) {
-      for (var k = 0u; k < TT; k++) {
+      for (var k = 0u; k < 4u; k++) {
         let t = tok0 + tg + k * SIDE;
-        if (t < P.slots) { out_setf(t * P.out_rows + P.row_base + r, partial[lid * TT + k]); }
+        if (t < P.slots) { out_setf(t * P.out_rows + P.row_base + r, partial[lid][k]); }
       }
     }
   }

@@ -157,18 +157,16 @@ function activation(type: GGMLType): string {
   return type === GGMLType.F16 ? 'round_f16(v)' : type === GGMLType.BF16 ? 'round_bf16(v)' : 'v';
 }
 
-/**
- * Batches of at least this many tokens take matmul_tiled.wgsl. Below it the mat x vec kernel's
- * 4-token register tile already reads each weight block once per 4 tokens, and a tile of 16-32
- * tokens would be mostly padding; from 8 tokens on the tile reads each weight element once per
- * workgroup instead of once per 4 tokens, and each activation once per tile instead of once per row
- * (measured on SwiftShader: bench/results/2026-12-02-webgpu-tiled.md).
- */
-export const TILED_MIN_TOKENS = 8;
-
-/** matmul_tiled's variant: its tile is SIDE * 4 rows by as many tokens, by 256 threads. */
+/** matmul_tiled's variant: its tile is `tile` rows by as many tokens, by 256 threads. */
 export interface TiledVariant extends Variant {
   readonly tile: number;
+  /**
+   * Batches of at least this many tokens take it: half a tile. Below, more than half of the tile's
+   * products are padding, while the mat x vec kernel's 4-token register tile already reads each
+   * weight block once per 4 tokens (on SwiftShader at m135's shapes the tiled kernel of 32 tokens
+   * wins from ~16-24 tokens on, and loses 2x at 8: bench/results/2026-12-02-webgpu-tiled.md).
+   */
+  readonly minTokens: number;
 }
 
 /**
@@ -192,7 +190,7 @@ export function tiledVariant(type: GGMLType, cols: number): TiledVariant {
       'fn tile_w(blk: u32, o: u32) -> f32 { let byte = w_u8(blk + 2u + o / 2u); return f32(i32(select(byte & 15u, byte >> 4u, (o & 1u) == 1u)) - 8); }',
       'fn walk_elem(o: u32) -> u32 { return o / 2u + 16u * (o & 1u); }',
       'const STEP: u32 = 2u;',
-      'fn step_dot(w0: f32, x0: f32, w1: f32, x1: f32) -> f32 { return w0 * x0 + w1 * x1; }',
+      'fn step_dot(w0: f32, x0: vec4<f32>, w1: f32, x1: vec4<f32>) -> vec4<f32> { return w0 * x0 + w1 * x1; }',
     ]
     : [
       type === GGMLType.Q8_0
@@ -200,11 +198,12 @@ export function tiledVariant(type: GGMLType, cols: number): TiledVariant {
         : 'fn tile_w(blk: u32, o: u32) -> f32 { return deq(blk, o); }',
       'fn walk_elem(o: u32) -> u32 { return o; }',
       'const STEP: u32 = 1u;',
-      'fn step_dot(w0: f32, x0: f32, w1: f32, x1: f32) -> f32 { return w0 * x0; }',
+      'fn step_dot(w0: f32, x0: vec4<f32>, w1: f32, x1: vec4<f32>) -> vec4<f32> { return w0 * x0; }',
     ];
   const scaled = BLOCK_DOT.has(type);
   return {
     tile: side * 4,
+    minTokens: side * 2,
     key: `${base.key}-tpr${tpr}`,
     code: [
       base.code,
@@ -216,7 +215,7 @@ export function tiledVariant(type: GGMLType, cols: number): TiledVariant {
       ...weightAt,
       `const HAS_SCALE = ${scaled};`,
       scaled ? 'fn block_scale(blk: u32) -> f32 { return w_f16(blk); }' : 'fn block_scale(blk: u32) -> f32 { return 1.0; }',
-      scaled ? 'fn scaled(s: f32, d: f32) -> f32 { return s * d; }' : 'fn scaled(s: f32, d: f32) -> f32 { return s; }',
+      scaled ? 'fn scaled(s: vec4<f32>, d: f32) -> vec4<f32> { return s * d; }' : 'fn scaled(s: vec4<f32>, d: f32) -> vec4<f32> { return s; }',
     ].join('\n'),
   };
 }

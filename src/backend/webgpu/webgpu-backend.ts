@@ -11,7 +11,7 @@ import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-
 import { alibiSlopes, kvCacheTypeProblem, kvRowBytes, tensorBytes, type AttentionArgs, type Backend, type KVCacheType, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { acquireGPU, type AcquireGPUOptions, type GPUChoice } from './gpu.js';
-import { compose, dequantVariant, KERNELS, LAYER_NORM, MAX_HEAD_DIM, NO_VARIANT, RMS_NORM, paramCount, TILED_MIN_TOKENS, tiledVariant, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
+import { compose, dequantVariant, KERNELS, LAYER_NORM, MAX_HEAD_DIM, NO_VARIANT, RMS_NORM, paramCount, tiledVariant, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
 
 export interface WebGPUBackendOptions extends AcquireGPUOptions {
   /** A device to use as it is (its limits are read from it). */
@@ -305,9 +305,9 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     posInt('matmul nTokens', nTokens, 0);
     need(x, 4 * nTokens * wt.cols, 'matmul x');
     need(out, 4 * nTokens * wt.rows, 'matmul out');
-    if (nTokens >= TILED_MIN_TOKENS) {
+    const tiled = tiledVariant(wt.type, wt.cols);
+    if (nTokens >= tiled.minTokens) {
       // prompts and batches: workgroup-shared tiles, the same bits per output as below (matmul_tiled.wgsl)
-      const tiled = tiledVariant(wt.type, wt.cols);
       for (const { w: part, row } of weightPieces(wt)) {
         dispatch('matmulTiled', tiled, [out, x, part], {
           rows: part.rows, cols: wt.cols, row_bytes: wt.rowBytes, out_rows: wt.rows, row_base: row, slots: nTokens,
