@@ -688,8 +688,35 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   return <i32>((load<u8>(q + j + 4) >> 4) | ((load<u8>(q + j) >> 6) << 4));
 }
 
+/**
+ * A Q4_K/Q5_K block's eight 6-bit sub-block scales (bytes 0-7) and mins (bytes 8-15), unpacked from
+ * its 12 bytes at w + 4 with vector ops (k4Scale/k4Min one value at a time give the same bytes):
+ * j < 4: scale q[j] & 63, min q[j+4] & 63; j >= 4: scale (q[j+4] & 15) | (q[j-4] >> 6) << 4,
+ * min (q[j+4] >> 4) | (q[j] >> 6) << 4.
+ */
+@inline function k4ScalesMins(w: usize): v128 {
+  const v = v128.load(w, 4); // q[0..11] and 4 bytes of codes, masked away below
+  const a = i8x16.shuffle(v, v, 0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11);
+  const b = i8x16.shuffle(v, v, 0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7);
+  const low = v128.and(a, i8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+  const high = v128.and(i16x8.shr_u(a, 4), i8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+  // bits 6-7 of q[0..7] to bits 4-5 (a 16-bit shift: the masked bits never cross a byte)
+  const top = i16x8.shr_u(v128.and(b, i8x16(0, 0, 0, 0, -64, -64, -64, -64, 0, 0, 0, 0, -64, -64, -64, -64)), 2);
+  return v128.or(v128.or(low, high), top);
+}
+
+/** Byte j (0..15) of v in every i32 lane (indices >= 16 select zero). */
+@inline function byteSplat(v: v128, j: i32): v128 {
+  return i8x16.swizzle(v, i32x4.splat(0x80808000 | j));
+}
+
+/** acc + p * sc, sc an i32 in every lane. */
+@inline function mulAccV(acc: v128, p: v128, sc: v128): v128 {
+  return i32x4.add(acc, i32x4.mul(p, sc));
+}
+
 @inline function q4kChunk(
-  w: usize, j: i32, x0: v128, x1: v128, x2: v128, x3: v128,
+  w: usize, sm: v128, j: i32, x0: v128, x1: v128, x2: v128, x3: v128,
   l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, acc: v128,
 ): v128 {
   const q = w + 16 + (<usize>j << 5);
@@ -697,7 +724,7 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   const v1 = v128.load(q, 16);
   const pl = udot(lowNib(v1), x1, l1, h1, udot(lowNib(v0), x0, l0, h0, ZERO));
   const ph = udot(highNib(v1), x3, l3, h3, udot(highNib(v0), x2, l2, h2, ZERO));
-  return mulAcc(mulAcc(acc, pl, k4Scale(w, j << 1)), ph, k4Scale(w, (j << 1) | 1));
+  return mulAccV(mulAccV(acc, pl, byteSplat(sm, j << 1)), ph, byteSplat(sm, (j << 1) | 1));
 }
 
 /** 0x10 where bit `bit` of each qh byte is set. */
@@ -706,7 +733,7 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 }
 
 @inline function q5kChunk(
-  w: usize, j: i32, x0: v128, x1: v128, x2: v128, x3: v128,
+  w: usize, sm: v128, j: i32, x0: v128, x1: v128, x2: v128, x3: v128,
   l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, acc: v128,
 ): v128 {
   const q = w + 48 + (<usize>j << 5);
@@ -717,11 +744,12 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   const bl = j << 1, bh = bl | 1;
   const pl = udot(v128.or(lowNib(v1), k5High(qh1, bl)), x1, l1, h1, udot(v128.or(lowNib(v0), k5High(qh0, bl)), x0, l0, h0, ZERO));
   const ph = udot(v128.or(highNib(v1), k5High(qh1, bh)), x3, l3, h3, udot(v128.or(highNib(v0), k5High(qh0, bh)), x2, l2, h2, ZERO));
-  return mulAcc(mulAcc(acc, pl, k4Scale(w, bl)), ph, k4Scale(w, bh));
+  return mulAccV(mulAccV(acc, pl, byteSplat(sm, bl)), ph, byteSplat(sm, bh));
 }
 
-@inline function k4MinSum(w: usize, j: i32, sl: i32, sh: i32): i32 {
-  return k4Min(w, j << 1) * sl + k4Min(w, (j << 1) | 1) * sh;
+/** Sum over sub-blocks of min * (the activations' sum over it): a row's min term, lanes to add. */
+@inline function k4MinDot(sm: v128, subSums: v128): v128 {
+  return i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm), subSums);
 }
 
 /** Q4_K (five = false, 144-byte blocks) and Q5_K (five = true, 176-byte blocks). */
@@ -731,34 +759,31 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   const step: usize = <usize>bb * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
     let i0 = ZERO, i1 = ZERO, i2 = ZERO, i3 = ZERO;
-    let m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    const s0 = k4ScalesMins(w0), s1 = k4ScalesMins(w1), s2 = k4ScalesMins(w2), s3 = k4ScalesMins(w3);
     for (let j = 0; j < 4; j++) {
       const xp = a + (<usize>j << 6);
       const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48);
       const l0 = i16Lo(x0), h0 = i16Hi(x0), l1 = i16Lo(x1), h1 = i16Hi(x1);
       const l2 = i16Lo(x2), h2 = i16Hi(x2), l3 = i16Lo(x3), h3 = i16Hi(x3);
       if (five) {
-        i0 = q5kChunk(w0, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i0);
-        i1 = q5kChunk(w1, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i1);
-        i2 = q5kChunk(w2, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i2);
-        i3 = q5kChunk(w3, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i3);
+        i0 = q5kChunk(w0, s0, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i0);
+        i1 = q5kChunk(w1, s1, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i1);
+        i2 = q5kChunk(w2, s2, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i2);
+        i3 = q5kChunk(w3, s3, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i3);
       } else {
-        i0 = q4kChunk(w0, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i0);
-        i1 = q4kChunk(w1, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i1);
-        i2 = q4kChunk(w2, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i2);
-        i3 = q4kChunk(w3, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i3);
+        i0 = q4kChunk(w0, s0, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i0);
+        i1 = q4kChunk(w1, s1, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i1);
+        i2 = q4kChunk(w2, s2, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i2);
+        i3 = q4kChunk(w3, s3, j, x0, x1, x2, x3, l0, h0, l1, h1, l2, h2, l3, h3, i3);
       }
-      // activation sums of the two 32-value sub-blocks of this chunk
-      const sl = bsum(bs, j << 2) + bsum(bs, (j << 2) | 1);
-      const sh = bsum(bs, (j << 2) | 2) + bsum(bs, (j << 2) | 3);
-      m0 += k4MinSum(w0, j, sl, sh);
-      m1 += k4MinSum(w1, j, sl, sh);
-      m2 += k4MinSum(w2, j, sl, sh);
-      m3 += k4MinSum(w3, j, sl, sh);
     }
+    // the activations' sums over the eight 32-value sub-blocks (pairs of Q8_K's 16-value sums; at
+    // most 4064, so i16), then each row's sum of min * that: the exact integers k4Min gives
+    const subSums = i16x8.narrow_i32x4_s(i32x4.extadd_pairwise_i16x8_s(v128.load(bs)), i32x4.extadd_pairwise_i16x8_s(v128.load(bs, 16)));
+    const msum = hsum4i(k4MinDot(s0, subSums), k4MinDot(s1, subSums), k4MinDot(s2, subSums), k4MinDot(s3, subSums));
     const d = gatherF16(w0, w1, w2, w3);
     const dmin = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
-    acc = scaleAccMin(acc, hsum4i(i0, i1, i2, i3), d, i32x4.neg(vec4i(m0, m1, m2, m3)), dmin, load<f32>(ad));
+    acc = scaleAccMin(acc, hsum4i(i0, i1, i2, i3), d, i32x4.neg(msum), dmin, load<f32>(ad));
     w0 += step; w1 += step; w2 += step; w3 += step;
     a += 256; ad += 4; bs += 32;
   }
@@ -784,7 +809,7 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   return mulAcc(mulAcc(acc, pl, scl), ph, sch);
 }
 
-/** Token t's min-correction term of chunk j of a row (k4MinSum over its Q8_K block sums at bs). */
+/** Token t's min-correction term of chunk j of a row (its mins times its Q8_K block sums at bs). */
 @inline function kTokenMins(mnl: i32, mnh: i32, bs: usize, j: i32): i32 {
   return mnl * (bsum(bs, j << 2) + bsum(bs, (j << 2) | 1)) + mnh * (bsum(bs, (j << 2) | 2) + bsum(bs, (j << 2) | 3));
 }
