@@ -9,7 +9,8 @@
 // two nibbles' products as a pair; the block scale multiplies the block's sum, as there), and the
 // same fixed tree adds the TPR lanes. A chunk holds CB consecutive blocks (CB a multiple of TPR) of
 // JC elements each: whole blocks for the float types (QK = 1), otherwise one block per lane cut
-// into QK / JC pieces whose running sum carries over to the next chunk.
+// into QK / JC pieces whose running sum carries over to the next chunk. (WGSL lets a compiler fuse
+// a multiply and an add; the two kernels keep the same expressions so that it fuses both alike.)
 //
 // A thread: one lane, 4 rows x 4 tokens (rows rg, rg + SIDE, rg + 2 SIDE, rg + 3 SIDE: neighbouring
 // threads read neighbouring tile rows), as vec4s over its 4 tokens: one vec4 of the activation tile

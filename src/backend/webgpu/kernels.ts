@@ -90,7 +90,7 @@ const DEQUANT_FN = new Map<GGMLType, string>([
   [GGMLType.Q5_K, 'deq_q5_k'], [GGMLType.Q6_K, 'deq_q6_k'],
 ]);
 
-/** Types whose matmul has its own block dot product in dequant.wgsl (the rest dequantize element by element). */
+/** Types whose matmul has its own block dot product in matmul.wgsl, the block's scale applied to its sum (the rest dequantize element by element). */
 const BLOCK_DOT = new Map<GGMLType, string>([[GGMLType.Q4_0, 'block_dot_q4_0'], [GGMLType.Q8_0, 'block_dot_q8_0']]);
 
 /** Weight types the kernels read in place (dequantized inside the shader). */
