@@ -13,8 +13,9 @@
 // a multiply and an add; the two kernels keep the same expressions so that it fuses both alike.)
 //
 // A thread: one lane, 4 rows x 4 tokens (rows rg, rg + SIDE, rg + 2 SIDE, rg + 3 SIDE: neighbouring
-// threads read neighbouring tile rows), as vec4s over its 4 tokens: one vec4 of the activation tile
-// and one of the weight tile feed 16 products, and each component's steps are the scalar ones.
+// threads read neighbouring tile rows; tokens 4 tg .. 4 tg + 3: a batch that fills part of the tile
+// leaves whole threads idle, which skip the products), as vec4s over its 4 tokens: one vec4 of the
+// activation tile and one of the weight tile feed 16 products, each component's steps the scalar ones.
 // A split weight runs once per part, written at row_base of out_rows.
 
 const TILE: u32 = SIDE * 4u;
@@ -23,8 +24,8 @@ const TWG: u32 = TPR * SIDE * SIDE;
 const CE: u32 = CB * JC;
 const STRIDE: u32 = CE + 1u;
 
-// [g * STRIDE + e]: element e of the chunk for tile rows (tokens) g, g + SIDE, g + 2 SIDE, g + 3 SIDE;
-// each vec4 written whole by one thread
+// [g * STRIDE + e]: element e of the chunk for tile rows g, g + SIDE, g + 2 SIDE, g + 3 SIDE, and for
+// tile tokens 4 g .. 4 g + 3; each vec4 written whole by one thread
 var<workgroup> w_tile: array<vec4<f32>, SIDE * STRIDE>;
 var<workgroup> x_tile: array<vec4<f32>, SIDE * STRIDE>;
 var<workgroup> scale_tile: array<vec4<f32>, SIDE * CB>;
@@ -56,6 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let rg = item % SIDE;
   let tg = item / SIDE;
   let nb = P.cols / QK;
+  let has_tokens = tok0 + 4u * tg < P.slots; // else all four tokens are padding
 
   // acc_i: this lane's sums for row rg + i SIDE over the 4 tokens; s_i: the current block's
   var acc0 = vec4<f32>(); var acc1 = vec4<f32>(); var acc2 = vec4<f32>(); var acc3 = vec4<f32>();
@@ -68,9 +70,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let b = b0 + (e % CE) / JC;
         let o = o0 + e % JC;
         let r = row0 + g;
-        let t = tok0 + g;
+        let t = tok0 + 4u * g;
         w_tile[g * STRIDE + e % CE] = vec4<f32>(weight_at(r, b, o, nb), weight_at(r + SIDE, b, o, nb), weight_at(r + 2u * SIDE, b, o, nb), weight_at(r + 3u * SIDE, b, o, nb));
-        x_tile[g * STRIDE + e % CE] = vec4<f32>(act_at(t, b, o, nb), act_at(t + SIDE, b, o, nb), act_at(t + 2u * SIDE, b, o, nb), act_at(t + 3u * SIDE, b, o, nb));
+        x_tile[g * STRIDE + e % CE] = vec4<f32>(act_at(t, b, o, nb), act_at(t + 1u, b, o, nb), act_at(t + 2u, b, o, nb), act_at(t + 3u, b, o, nb));
       }
       if (HAS_SCALE && o0 == 0u) {
         for (var e = lid; e < SIDE * CB; e += TWG) {
@@ -80,7 +82,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
       }
       workgroupBarrier();
-      for (var cb = lane; cb < CB && b0 + cb < nb; cb += TPR) {
+      for (var cb = lane; cb < CB && b0 + cb < nb && has_tokens; cb += TPR) {
         if (o0 == 0u) { s0 = vec4<f32>(); s1 = vec4<f32>(); s2 = vec4<f32>(); s3 = vec4<f32>(); }
         let wb = rg * STRIDE + cb * JC;
         let xb = tg * STRIDE + cb * JC;
@@ -118,7 +120,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let r = row0 + rg + i * SIDE;
     if (lane == 0u && r < P.rows) {
       for (var k = 0u; k < 4u; k++) {
-        let t = tok0 + tg + k * SIDE;
+        let t = tok0 + 4u * tg + k;
         if (t < P.slots) { out_setf(t * P.out_rows + P.row_base + r, partial[lid][k]); }
       }
     }

@@ -162,9 +162,12 @@ export interface TiledVariant extends Variant {
   readonly tile: number;
   /**
    * Batches of at least this many tokens take it: half a tile. Below, more than half of the tile's
-   * products are padding, while the mat x vec kernel's 4-token register tile already reads each
-   * weight block once per 4 tokens (on SwiftShader at m135's shapes the tiled kernel of 32 tokens
-   * wins from ~16-24 tokens on, and loses 2x at 8: bench/results/2026-12-02-webgpu-tiled.md).
+   * products would be padding, while the mat x vec kernel's 4-token register tile already reads each
+   * weight block once per 4 tokens; from there a GPU, bound by weight traffic at small batches, reads
+   * each weight once per tile instead of once per 4 tokens (llama.cpp switches to its tiled kernels
+   * above 8 tokens in Vulkan, above 4 in WebGPU). Not measured on a GPU yet: on SwiftShader, which
+   * is bound by arithmetic, the two kernels are even from a full tile on and the tiled one is
+   * 1.5-2x slower at half a tile (bench/results/2026-12-02-webgpu-tiled.md).
    */
   readonly minTokens: number;
 }
