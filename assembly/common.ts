@@ -211,6 +211,15 @@ export const WIDE_ACT: bool = !RELAXED;
 }
 
 /**
+ * wideActType for a matmul of nTokens tokens (the quantizer and the kernels see the same count):
+ * Q4_K's one-token kernel also reads wide activations in the baseline build (its 4x4 prompt tile
+ * measured slower on them, so batches of 4+ keep bytes). Same exact integer sums either way.
+ */
+@inline export function wideAct(type: i32, nTokens: i32): bool {
+  return wideActType(type) || (WIDE_ACT && type == 12 && nTokens < 4); // T_Q4_K
+}
+
+/**
  * acc + dot(a, w) in i32 lanes, w holding 7-bit unsigned values (0..127), a any i8. The relaxed
  * instruction is exact on that domain; the emulation widens to i16. Lane grouping differs between
  * the two (4 vs 2 products per lane) but kernels only use the exact total of all lanes.

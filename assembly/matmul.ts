@@ -19,7 +19,7 @@
 // accumulators over 8-element chunks (multiply then add, never fused), reduced as hsum4f, then the
 // tail elements added in order.
 import {
-  RELAXED, WIDE_ACT, arg, wideActType, f16ToF32, f16x4At, f16x4ToF32, gatherF16, packedHead, hsum4f, hsum4i, hsumi, rdot, splitAt, storeLanes,
+  RELAXED, WIDE_ACT, arg, wideAct, wideActType, f16ToF32, f16x4At, f16x4ToF32, gatherF16, packedHead, hsum4f, hsum4i, hsumi, rdot, splitAt, storeLanes,
 } from './common';
 import {
   ACT_Q8_K, MATMUL_ACT, MATMUL_COLS, MATMUL_D, MATMUL_MAX_PARTS, MATMUL_N_PARTS, MATMUL_N_TOKENS, MATMUL_PARTS, MATMUL_PART_OUT, MATMUL_PART_ROWS,
@@ -732,6 +732,17 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   return i16x8.shl(bits(h, bit, 1), 4);
 }
 
+/** q4kChunk over wide activations (xp: the chunk's 64 values as 4 groups of [8 even, 8 odd] i16). */
+@inline function q4kChunkWide(w: usize, sm: v128, j: i32, xp: usize, acc: v128): v128 {
+  const q = w + 16 + (<usize>j << 5);
+  const m = i16x8.splat(0x0f);
+  const v0 = v128.load(q), v1 = v128.load(q, 16);
+  // i16 lane k holds bytes 2k and 2k + 1: low nibbles are sub-block 2j, high nibbles 2j + 1
+  const pl = dot4wAt(v128.and(v0, m), v128.and(i16x8.shr_u(v0, 8), m), v128.and(v1, m), v128.and(i16x8.shr_u(v1, 8), m), xp);
+  const ph = dot4wAt(v128.and(i16x8.shr_u(v0, 4), m), i16x8.shr_u(v0, 12), v128.and(i16x8.shr_u(v1, 4), m), i16x8.shr_u(v1, 12), xp + 64);
+  return mulAccV(mulAccV(acc, pl, byteSplat(sm, j << 1)), ph, byteSplat(sm, (j << 1) | 1));
+}
+
 @inline function q5kChunk(
   w: usize, sm: v128, j: i32, x0: v128, x1: v128, x2: v128, x3: v128,
   l0: v128, h0: v128, l1: v128, h1: v128, l2: v128, h2: v128, l3: v128, h3: v128, acc: v128,
@@ -752,8 +763,8 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   return i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(sm), subSums);
 }
 
-/** Q4_K (five = false, 144-byte blocks) and Q5_K (five = true, 176-byte blocks). */
-@inline function dotQ45K(five: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, nb: i32): v128 {
+/** Q4_K (five = false, 144-byte blocks) and Q5_K (five = true, 176-byte blocks); wide: the activations are (Q4_K only, see wideAct). */
+@inline function dotQ45K(five: bool, wide: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, nb: i32): v128 {
   const bb: usize = five ? 176 : 144;
   let acc = f32x4.splat(0);
   const step: usize = <usize>bb * ROWS_INTERLEAVED; // the next block of this row
@@ -761,6 +772,14 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
     let i0 = ZERO, i1 = ZERO, i2 = ZERO, i3 = ZERO;
     const s0 = k4ScalesMins(w0), s1 = k4ScalesMins(w1), s2 = k4ScalesMins(w2), s3 = k4ScalesMins(w3);
     for (let j = 0; j < 4; j++) {
+      if (wide) {
+        const xw = a + (<usize>j << 7);
+        i0 = q4kChunkWide(w0, s0, j, xw, i0);
+        i1 = q4kChunkWide(w1, s1, j, xw, i1);
+        i2 = q4kChunkWide(w2, s2, j, xw, i2);
+        i3 = q4kChunkWide(w3, s3, j, xw, i3);
+        continue;
+      }
       const xp = a + (<usize>j << 6);
       const x0 = v128.load(xp), x1 = v128.load(xp, 16), x2 = v128.load(xp, 32), x3 = v128.load(xp, 48);
       const l0 = i16Lo(x0), h0 = i16Hi(x0), l1 = i16Lo(x1), h1 = i16Hi(x1);
@@ -785,7 +804,7 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
     const dmin = gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
     acc = scaleAccMin(acc, hsum4i(i0, i1, i2, i3), d, i32x4.neg(msum), dmin, load<f32>(ad));
     w0 += step; w1 += step; w2 += step; w3 += step;
-    a += 256; ad += 4; bs += 32;
+    a += wide ? 512 : 256; ad += 4; bs += 32;
   }
   return acc;
 }
@@ -1086,7 +1105,7 @@ function dotFloat<ELT>(w0: usize, w1: usize, w2: usize, w3: usize, x: usize, n: 
 
 // ---------------------------------------------------------------- driver
 
-@inline function rowGroup(type: i32, w0: usize, w1: usize, w2: usize, w3: usize, x: usize, qs: usize, d: usize, s: usize, cols: i32): v128 {
+@inline function rowGroup(type: i32, wide: bool, w0: usize, w1: usize, w2: usize, w3: usize, x: usize, qs: usize, d: usize, s: usize, cols: i32): v128 {
   switch (type) {
     case T_F32: return dotFloat<f32>(w0, w1, w2, w3, x, cols);
     case T_F16: return dotFloat<u16>(w0, w1, w2, w3, x, cols);
@@ -1099,8 +1118,8 @@ function dotFloat<ELT>(w0: usize, w1: usize, w2: usize, w3: usize, x: usize, n: 
     case T_IQ4_NL: return dotIQ4_NL(w0, w1, w2, w3, qs, d, cols >> 5);
     case T_Q2_K: return dotQ2_K(w0, w1, w2, w3, qs, d, s, cols >> 8);
     case T_Q3_K: return dotQ3_K(w0, w1, w2, w3, qs, d, s, cols >> 8);
-    case T_Q4_K: return dotQ45K(false, w0, w1, w2, w3, qs, d, s, cols >> 8);
-    case T_Q5_K: return dotQ45K(true, w0, w1, w2, w3, qs, d, s, cols >> 8);
+    case T_Q4_K: return dotQ45K(false, wide, w0, w1, w2, w3, qs, d, s, cols >> 8);
+    case T_Q5_K: return dotQ45K(true, false, w0, w1, w2, w3, qs, d, s, cols >> 8);
     case T_Q6_K: return dotQ6_K(w0, w1, w2, w3, qs, d, s, cols >> 8);
     default: return f32x4.splat(NaN);
   }
@@ -1198,7 +1217,8 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
   const bb = blockBytes(type);
   // per-token strides of the activation arrays
   const xStride = <usize>cols << 2;
-  const qsStride: usize = wideActType(type) ? <usize>cols << 1 : <usize>cols;
+  const wide = wideAct(type, nTokens);
+  const qsStride: usize = wide ? <usize>cols << 1 : <usize>cols;
   const dStride: usize = act == ACT_Q8_K ? <usize>(cols >> 8) << 2 : <usize>(cols >> 5) << 2;
   const sStride: usize = act == ACT_Q8_K ? <usize>(cols >> 4) << 1 : <usize>(cols >> 5) << 2;
   // Token tiles (1 row x 4 tokens) where a kernel exists; leftover tokens use the 4-row kernels.
@@ -1265,7 +1285,7 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
     }
     for (let t = t4; t < nTokens; t++) {
       const ut = <usize>t;
-      const res = rowGroup(type, w0, w1, w2, w3, x + ut * xStride, qs + ut * qsStride, d + ut * dStride, s + ut * sStride, cols);
+      const res = rowGroup(type, wide, w0, w1, w2, w3, x + ut * xStride, qs + ut * qsStride, d + ut * dStride, s + ut * sStride, cols);
       storeLanes(out + ut * outRow + (<usize>r << 2), res, valid);
     }
   }

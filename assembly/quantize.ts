@@ -7,7 +7,7 @@
 //       s = f16(d * sum of its qs);  Q8_K: i16 per 16 values (ggml's bsums)
 // F16/BF16 weights take f32 activations rounded to f16/bf16 (roundAct), as ggml converts them to
 // the weight's vec_dot_type before the dot.
-import { arg, f32ToF16, hsumi, roundBF16x4, roundF16, roundF16x4, splitAt, wideActType } from './common';
+import { arg, f32ToF16, hsumi, roundBF16x4, roundF16, roundF16x4, splitAt, wideAct, wideActType } from './common';
 import {
   QUANT_COLS, QUANT_D, QUANT_N_TOKENS, QUANT_QS, QUANT_S, QUANT_WEIGHT_TYPE, QUANT_X, ROUND_BF16, ROUND_COUNT, ROUND_OUT, ROUND_X, T_Q4_1, T_Q5_1,
 } from './abi';
@@ -122,16 +122,18 @@ export function quantQ8_K(args: usize, ith: i32, nth: i32): void {
   const qs = <usize>arg(args, QUANT_QS);
   const dp = <usize>arg(args, QUANT_D);
   const sp = <usize>arg(args, QUANT_S);
+  const wide = wideAct(arg(args, QUANT_WEIGHT_TYPE), nTokens);
   const n = nTokens * (cols >> 8);
   const u1 = splitAt(n, ith + 1, nth);
   for (let u = splitAt(n, ith, nth); u < u1; u++) {
     const p = x + (<usize>u << 10);
-    const o = qs + (<usize>u << 8);
+    const qBytes: usize = wide ? 512 : 256; // i16 or i8 values
+    const o = qs + <usize>u * qBytes;
     const bs = sp + (<usize>u << 5);
     let amax: f32 = 0;
     for (let i = 0; i < 1024; i += 128) amax = max(amax, absMax8(p + i));
     if (amax == 0) {
-      for (let i = 0; i < 256; i += 16) v128.store(o + i, i32x4.splat(0));
+      for (let i: usize = 0; i < qBytes; i += 16) v128.store(o + i, i32x4.splat(0));
       for (let i = 0; i < 32; i += 16) v128.store(bs + i, i32x4.splat(0));
       store<f32>(dp + (<usize>u << 2), 0);
       continue;
@@ -148,7 +150,9 @@ export function quantQ8_K(args: usize, ith: i32, nth: i32): void {
     const sc = f32x4.splat(iscale);
     for (let g = 0; g < 16; g++) {
       const v = q16(p + (<usize>g << 6), sc);
-      v128.store(o + (<usize>g << 4), v);
+      // (|q| <= 127 here, so the wide i16 values equal v's saturated bytes)
+      if (wide) storeWide16(o + (<usize>g << 5), p + (<usize>g << 6), sc);
+      else v128.store(o + (<usize>g << 4), v);
       store<i16>(bs + (<usize>g << 1), <i16>sum16(v));
     }
     store<f32>(dp + (<usize>u << 2), <f32>1.0 / iscale);
