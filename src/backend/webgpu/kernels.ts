@@ -167,7 +167,7 @@ export interface TiledVariant extends Variant {
    * each weight once per tile instead of once per 4 tokens (llama.cpp switches to its tiled kernels
    * above 8 tokens in Vulkan, above 4 in WebGPU). Not measured on a GPU yet: on SwiftShader, which
    * is bound by arithmetic, the two kernels are even from a full tile on and the tiled one is
-   * 1.5-2x slower at half a tile (bench/results/2026-12-02-webgpu-tiled.md).
+   * 1.3-1.9x slower at half a tile (bench/results/2026-12-02-webgpu-tiled.md).
    */
   readonly minTokens: number;
 }
