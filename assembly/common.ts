@@ -211,12 +211,13 @@ export const WIDE_ACT: bool = !RELAXED;
 }
 
 /**
- * wideActType for a matmul of nTokens tokens (the quantizer and the kernels see the same count):
- * Q4_K's one-token kernel also reads wide activations in the baseline build (its 4x4 prompt tile
- * measured slower on them, so batches of 4+ keep bytes). Same exact integer sums either way.
+ * wideActType for a matmul of nTokens tokens (the quantizer and the kernels see the same count), in
+ * the baseline build: Q4_K's one-token kernel reads wide activations (its 4x4 prompt tile measured
+ * slower on them, so batches of 4+ keep bytes), and Q5_0's 4x4 tile does (its one-token kernel
+ * measured slower on them). Same exact integer sums either way.
  */
 @inline export function wideAct(type: i32, nTokens: i32): bool {
-  return wideActType(type) || (WIDE_ACT && type == 12 && nTokens < 4); // T_Q4_K
+  return wideActType(type) || (WIDE_ACT && ((type == 12 && nTokens < 4) || (type == 6 && nTokens >= 4))); // T_Q4_K, T_Q5_0
 }
 
 /**

@@ -1,7 +1,7 @@
 // Matrix x vector / matrix x matrix over weights kept in their GGUF type.
 //
 // Every kernel computes four weight rows against one token (or, for prefill, one row against four
-// tokens, or a tile of four rows x four tokens: Q4_0/Q4_1/Q8_0 and the K-quants Q4_K/Q5_K/Q6_K,
+// tokens, or a tile of four rows x four tokens: Q4_0/Q4_1/Q8_0/Q5_0 and the K-quants Q4_K/Q5_K/Q6_K,
 // whose weights are unpacked once per tile) and returns the four results as the lanes of an f32x4. Lanes never mix and every lane
 // runs the same per-(row, token) arithmetic, so a result does not depend on which rows or tokens
 // share its tile, how rows are split over threads, or the batch size: the driver may pass a row
@@ -327,6 +327,7 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
     dot4w(e3, o3, f3, p3, a0, a1, a2, a3),
   );
   if (kind == T_Q4_0) isum = i32x4.sub(isum, i32x4.splat(load<i32>(as) << 3));
+  if (kind == T_Q5_0) isum = i32x4.sub(isum, i32x4.splat(load<i32>(as) << 4));
   acc = scaleAcc(acc, isum, d, load<f32>(ad));
   return acc;
 }
@@ -389,6 +390,56 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
     c0 = f32x4.add(c0, m0); c1 = f32x4.add(c1, m1); c2 = f32x4.add(c2, m2); c3 = f32x4.add(c3, m3);
   }
   storeTile(out, outRow, c0, c1, c2, c3);
+}
+
+/**
+ * Q5_0, four rows x four tokens (baseline build: wide activations): each row's codes with their fifth
+ * bits unpacked once per block for four tokens, then dotQ5_0's integer sums and float steps per token.
+ * il: rows interleaved (plain blocks: row k's block is k blocks after w0's).
+ */
+@inline function tileQ5_0(il: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize,
+  aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
+  const m = i16x8.splat(0x0f);
+  for (let b = 0; b < nb; b++) {
+    if (il) {
+      w1 = w0 + 22; w2 = w0 + 44; w3 = w0 + 66;
+    }
+    let qh = load<u32>(w0, 2), lo = i16x8.splat(<i16>(qh & 0xffff)), hi = i16x8.splat(<i16>(qh >>> 16));
+    let v = v128.load(w0, 6);
+    const e0 = v128.or(v128.and(v, m), qhBits16(lo, QH_EVEN)), o0 = v128.or(v128.and(i16x8.shr_u(v, 8), m), qhBits16(lo, QH_ODD));
+    const f0 = v128.or(v128.and(i16x8.shr_u(v, 4), m), qhBits16(hi, QH_EVEN)), p0 = v128.or(i16x8.shr_u(v, 12), qhBits16(hi, QH_ODD));
+    qh = load<u32>(w1, 2); lo = i16x8.splat(<i16>(qh & 0xffff)); hi = i16x8.splat(<i16>(qh >>> 16));
+    v = v128.load(w1, 6);
+    const e1 = v128.or(v128.and(v, m), qhBits16(lo, QH_EVEN)), o1 = v128.or(v128.and(i16x8.shr_u(v, 8), m), qhBits16(lo, QH_ODD));
+    const f1 = v128.or(v128.and(i16x8.shr_u(v, 4), m), qhBits16(hi, QH_EVEN)), p1 = v128.or(i16x8.shr_u(v, 12), qhBits16(hi, QH_ODD));
+    qh = load<u32>(w2, 2); lo = i16x8.splat(<i16>(qh & 0xffff)); hi = i16x8.splat(<i16>(qh >>> 16));
+    v = v128.load(w2, 6);
+    const e2 = v128.or(v128.and(v, m), qhBits16(lo, QH_EVEN)), o2 = v128.or(v128.and(i16x8.shr_u(v, 8), m), qhBits16(lo, QH_ODD));
+    const f2 = v128.or(v128.and(i16x8.shr_u(v, 4), m), qhBits16(hi, QH_EVEN)), p2 = v128.or(i16x8.shr_u(v, 12), qhBits16(hi, QH_ODD));
+    qh = load<u32>(w3, 2); lo = i16x8.splat(<i16>(qh & 0xffff)); hi = i16x8.splat(<i16>(qh >>> 16));
+    v = v128.load(w3, 6);
+    const e3 = v128.or(v128.and(v, m), qhBits16(lo, QH_EVEN)), o3 = v128.or(v128.and(i16x8.shr_u(v, 8), m), qhBits16(lo, QH_ODD));
+    const f3 = v128.or(v128.and(i16x8.shr_u(v, 4), m), qhBits16(hi, QH_EVEN)), p3 = v128.or(i16x8.shr_u(v, 12), qhBits16(hi, QH_ODD));
+    const d = gatherF16(w0, w1, w2, w3);
+    c0 = tokStep(T_Q5_0, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a, ad, as, d, c0);
+    c1 = tokStep(T_Q5_0, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a + aS, ad + dS, as + sS, d, c1);
+    c2 = tokStep(T_Q5_0, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a + 2 * aS, ad + 2 * dS, as + 2 * sS, d, c2);
+    c3 = tokStep(T_Q5_0, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a + 3 * aS, ad + 3 * dS, as + 3 * sS, d, c3);
+    if (il) w0 += 88;
+    else {
+      w0 += 22; w1 += 22; w2 += 22; w3 += 22;
+    }
+    a += 64; ad += 4; as += 4;
+  }
+  storeTile(out, outRow, c0, c1, c2, c3);
+}
+
+function tile44Q5_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  tileQ5_0(false, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
+}
+function tile44Q5_0i(w0: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
+  tileQ5_0(true, w0, 0, 0, 0, a, ad, as, aS, dS, sS, nb, out, outRow);
 }
 
 // The relaxed build's tile (byte activations, RELAXED only) for Q4_0 / Q4_1, four rows x four tokens
@@ -501,10 +552,42 @@ const QH_BIT: v128 = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64,
   return udot(hi, x1, l1, h1, udot(lo, x0, l0, h0, ZERO));
 }
 
-function dotQ5_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+// Q5_0 against wide activations (baseline build): i16 lane k of the codes holds elements 2k and
+// 2k + 1 (low nibbles of bytes 2k, 2k + 1) and 2k + 16, 2k + 17 (their high nibbles), as nibRowWide
+// splits them; their fifth bits are qh bits 2k, 2k + 1, 16 + 2k, 17 + 2k.
+const QH_EVEN: v128 = i16x8(1, 4, 16, 64, 256, 1024, 4096, 16384);
+const QH_ODD: v128 = i16x8(2, 8, 32, 128, 512, 2048, 8192, -32768);
+
+/** 0x10 in each i16 lane whose bit of `mask` is set in h. */
+@inline function qhBits16(h: v128, mask: v128): v128 {
+  return v128.and(i16x8.eq(v128.and(h, mask), mask), i16x8.splat(0x10));
+}
+
+@inline function q5RowWide(w: usize, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
+  const qh = load<u32>(w, 2);
+  const lo = i16x8.splat(<i16>(qh & 0xffff)), hi = i16x8.splat(<i16>(qh >>> 16));
+  const v = v128.load(w, 6);
+  const m = i16x8.splat(0x0f);
+  return dot4w(
+    v128.or(v128.and(v, m), qhBits16(lo, QH_EVEN)), v128.or(v128.and(i16x8.shr_u(v, 8), m), qhBits16(lo, QH_ODD)),
+    v128.or(v128.and(i16x8.shr_u(v, 4), m), qhBits16(hi, QH_EVEN)), v128.or(i16x8.shr_u(v, 12), qhBits16(hi, QH_ODD)),
+    a0, a1, a2, a3,
+  );
+}
+
+/** wide: the activations are (batches of 4+ tokens: see wideAct). */
+function dotQ5_0(wide: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
   const step: usize = <usize>22 * ROWS_INTERLEAVED; // the next block of this row
   for (let b = 0; b < nb; b++) {
+    if (wide) {
+      const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
+      const wsum = hsum4i(q5RowWide(w0, a0, a1, a2, a3), q5RowWide(w1, a0, a1, a2, a3), q5RowWide(w2, a0, a1, a2, a3), q5RowWide(w3, a0, a1, a2, a3));
+      acc = scaleAcc(acc, i32x4.sub(wsum, i32x4.splat(load<i32>(as) << 4)), gatherF16(w0, w1, w2, w3), load<f32>(ad));
+      w0 += step; w1 += step; w2 += step; w3 += step;
+      a += 64; ad += 4; as += 4;
+      continue;
+    }
     const x0 = v128.load(a);
     const x1 = v128.load(a, 16);
     const l0 = i16Lo(x0), h0 = i16Hi(x0), l1 = i16Lo(x1), h1 = i16Hi(x1);
@@ -1113,7 +1196,7 @@ function dotFloat<ELT>(w0: usize, w1: usize, w2: usize, w3: usize, x: usize, n: 
     case T_Q8_0: return ROWS_INTERLEAVED == 4 ? dotQ8_0i(w0, qs, d, cols >> 5) : dotQ8_0(w0, w1, w2, w3, qs, d, cols >> 5);
     case T_Q4_0: return ROWS_INTERLEAVED == 4 ? dotQ4_0i(w0, qs, d, s, cols >> 5) : dotQ4_0(w0, w1, w2, w3, qs, d, s, cols >> 5);
     case T_Q4_1: return ROWS_INTERLEAVED == 4 ? dotQ4_1i(w0, qs, d, s, cols >> 5) : dotQ4_1(w0, w1, w2, w3, qs, d, s, cols >> 5);
-    case T_Q5_0: return dotQ5_0(w0, w1, w2, w3, qs, d, s, cols >> 5);
+    case T_Q5_0: return dotQ5_0(wide, w0, w1, w2, w3, qs, d, s, cols >> 5);
     case T_Q5_1: return dotQ5_1(w0, w1, w2, w3, qs, d, s, cols >> 5);
     case T_IQ4_NL: return dotIQ4_NL(w0, w1, w2, w3, qs, d, cols >> 5);
     case T_Q2_K: return dotQ2_K(w0, w1, w2, w3, qs, d, s, cols >> 8);
@@ -1225,8 +1308,8 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
   // (the relaxed build tiles four rows at a time only: a partial last group takes the 4-row kernel
   // for every token)
   const tiled = type == T_Q4_0 || type == T_Q4_1 || type == T_Q8_0;
-  // K-quant tiles (Q4_K, Q5_K, Q6_K; both builds: i16 dot products): whole groups of 4 rows only
-  const kTiled = type == T_Q4_K || type == T_Q5_K || type == T_Q6_K;
+  // K-quant tiles (Q4_K, Q5_K, Q6_K; both builds: i16 dot products) and Q5_0's (baseline): whole groups of 4 rows only
+  const kTiled = type == T_Q4_K || type == T_Q5_K || type == T_Q6_K || (WIDE_ACT && type == T_Q5_0);
   const t4all = nTokens >= 4 && (tiled || kTiled) ? nTokens & ~3 : 0;
   const outRow = <usize>rows << 2;
   for (let g = g0; g < g1; g++) {
@@ -1243,6 +1326,13 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
     for (let t = 0; t < t4; t += 4) {
       // four tokens' activations stay in L1 while the group's rows pass over them
       const ut = <usize>t;
+      if (type == T_Q5_0) {
+        const o = out + ut * outRow + (<usize>r << 2);
+        const aa = qs + ut * qsStride, dd = d + ut * dStride, ss = s + ut * sStride, nb = cols >> 5;
+        if (il) tile44Q5_0i(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        else tile44Q5_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+        continue;
+      }
       if (kTiled) {
         const o = out + ut * outRow + (<usize>r << 2);
         const aa = qs + ut * qsStride, dd = d + ut * dStride, ss = s + ut * sStride, nb = cols >> 8;

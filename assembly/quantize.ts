@@ -7,7 +7,7 @@
 //       s = f16(d * sum of its qs);  Q8_K: i16 per 16 values (ggml's bsums)
 // F16/BF16 weights take f32 activations rounded to f16/bf16 (roundAct), as ggml converts them to
 // the weight's vec_dot_type before the dot.
-import { arg, f32ToF16, hsumi, roundBF16x4, roundF16, roundF16x4, splitAt, wideAct, wideActType } from './common';
+import { arg, f32ToF16, hsumi, roundBF16x4, roundF16, roundF16x4, splitAt, wideAct } from './common';
 import {
   QUANT_COLS, QUANT_D, QUANT_N_TOKENS, QUANT_QS, QUANT_S, QUANT_WEIGHT_TYPE, QUANT_X, ROUND_BF16, ROUND_COUNT, ROUND_OUT, ROUND_X, T_Q4_1, T_Q5_1,
 } from './abi';
@@ -48,7 +48,7 @@ import {
  * For Q4_1/Q5_1 weights it is Q8_1 (ggml's vec_dot_type for them): the same d and qs, and s holds
  * f16(d * sum(q)) with the unrounded d, as x86 quantize_row_q8_1 stores it.
  * QUANT_* args (abi.ts); split by blocks. qs holds i8, or i16 in the
- * wide layout when the weight type's kernel reads that (wideActType): the host reserves 2 bytes.
+ * wide layout when the weight type's kernel reads that (wideAct): the host reserves 2 bytes.
  */
 export function quantQ8_0(args: usize, ith: i32, nth: i32): void {
   const x = <usize>arg(args, QUANT_X);
@@ -58,7 +58,7 @@ export function quantQ8_0(args: usize, ith: i32, nth: i32): void {
   const dp = <usize>arg(args, QUANT_D);
   const sp = <usize>arg(args, QUANT_S);
   const wtype = arg(args, QUANT_WEIGHT_TYPE);
-  const wide = wideActType(wtype);
+  const wide = wideAct(wtype, nTokens);
   const q81 = wtype == T_Q4_1 || wtype == T_Q5_1;
   const n = nTokens * (cols >> 5);
   const u1 = splitAt(n, ith + 1, nth);
