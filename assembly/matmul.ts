@@ -54,24 +54,21 @@ let ROWS_INTERLEAVED: usize = 1;
 /** acc + dot(w, x): w 16 unsigned codes 0..127, x 16 i8 activations, lo/hi = x widened (baseline). */
 @inline function udot(w: v128, x: v128, lo: v128, hi: v128, acc: v128): v128 {
   if (RELAXED) return rdot(x, w, acc);
-  return i32x4.add(
-    acc,
-    i32x4.add(
-      i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(w), lo),
-      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(w), hi),
-    ),
-  );
+  return i32x4.add(acc, udot0(w, x, lo, hi));
+}
+
+/** udot with no accumulator (adding a zero vector is not folded away by the compilers: an op per call). */
+@inline function udot0(w: v128, x: v128, lo: v128, hi: v128): v128 {
+  if (RELAXED) return rdot(x, w, ZERO);
+  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(w), lo), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(w), hi));
 }
 
 /** acc + dot(w, x) for signed weights (any i8); lo/hi = x widened. */
 @inline function sdot(w: v128, lo: v128, hi: v128, acc: v128): v128 {
-  return i32x4.add(
-    acc,
-    i32x4.add(
-      i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), lo),
-      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), hi),
-    ),
-  );
+  return i32x4.add(acc, sdot0(w, lo, hi));
+}
+@inline function sdot0(w: v128, lo: v128, hi: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(w), lo), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(w), hi));
 }
 
 @inline function lowNib(v: v128): v128 {
@@ -121,7 +118,7 @@ let ROWS_INTERLEAVED: usize = 1;
 
 // Q8_0: d f16, qs[32] i8 (q: the codes)
 @inline function q8Row(q: usize, l0: v128, h0: v128, l1: v128, h1: v128): v128 {
-  return sdot(v128.load(q, 16), l1, h1, sdot(v128.load(q), l0, h0, ZERO));
+  return sdot(v128.load(q, 16), l1, h1, sdot0(v128.load(q), l0, h0));
 }
 
 // Wide activations (baseline, see WIDE_ACT in common.ts): a block is 4 i16x8 vectors, values
@@ -180,7 +177,7 @@ function dotQ8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 
 // Q4_0 / Q4_1: element j in the low nibble of qs[j], element j+16 in its high nibble.
 @inline function nibRow(v: v128, x0: v128, x1: v128, l0: v128, h0: v128, l1: v128, h1: v128): v128 {
-  return udot(highNib(v), x1, l1, h1, udot(lowNib(v), x0, l0, h0, ZERO));
+  return udot(highNib(v), x1, l1, h1, udot0(lowNib(v), x0, l0, h0));
 }
 
 /** Integer block sums of 4 rows of Q4_0/Q4_1 nibbles (16 bytes at wk + qoff) against one token. */
@@ -549,7 +546,7 @@ const QH_BIT: v128 = i8x16(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64,
   const v = v128.load(w + qhOff + 4);
   const lo = v128.or(lowNib(v), qhBits(qh, QH_SEL_LO));
   const hi = v128.or(highNib(v), qhBits(qh, QH_SEL_HI));
-  return udot(hi, x1, l1, h1, udot(lo, x0, l0, h0, ZERO));
+  return udot(hi, x1, l1, h1, udot0(lo, x0, l0, h0));
 }
 
 // Q5_0 against wide activations (baseline build): i16 lane k of the codes holds elements 2k and
@@ -633,7 +630,7 @@ const IQ4NL_VALUES: v128 = i8x16(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13
   const v = v128.load(w, 2);
   const lo = i8x16.swizzle(IQ4NL_VALUES, lowNib(v));
   const hi = i8x16.swizzle(IQ4NL_VALUES, highNib(v));
-  return sdot(hi, l1, h1, sdot(lo, l0, h0, ZERO));
+  return sdot(hi, l1, h1, sdot0(lo, l0, h0));
 }
 
 function dotIQ4_NL(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, nb: i32): v128 {
@@ -670,7 +667,7 @@ function dotIQ4_NL(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usi
 // Element 128n + 32j + 16c + l is bits 2j..2j+1 of qs[32n + 16c + l].
 @inline function q2Group(w: usize, qoff: usize, shift: i32, g: i32, x: v128, lo: v128, hi: v128, acc: v128): v128 {
   const q = bits(v128.load(w + qoff), shift, 3);
-  return mulAcc(acc, udot(q, x, lo, hi, ZERO), <i32>(load<u8>(w + g) & 15));
+  return mulAcc(acc, udot0(q, x, lo, hi), <i32>(load<u8>(w + g) & 15));
 }
 
 function dotQ2_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, nb: i32): v128 {
@@ -722,7 +719,7 @@ function dotQ2_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 @inline function q3Group(w: usize, qoff: usize, hoff: usize, shift: i32, hshift: i32, sc: i32, x: v128, lo: v128, hi: v128, acc: v128): v128 {
   const low = bits(v128.load(w + qoff), shift, 3);
   const high = i16x8.shl(bits(v128.load(w + hoff), hshift, 1), 2);
-  return mulAcc(acc, udot(v128.or(low, high), x, lo, hi, ZERO), sc);
+  return mulAcc(acc, udot0(v128.or(low, high), x, lo, hi), sc);
 }
 
 function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, bs: usize, nb: i32): v128 {
@@ -805,8 +802,8 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   const q = w + 16 + (<usize>j << 5);
   const v0 = v128.load(q);
   const v1 = v128.load(q, 16);
-  const pl = udot(lowNib(v1), x1, l1, h1, udot(lowNib(v0), x0, l0, h0, ZERO));
-  const ph = udot(highNib(v1), x3, l3, h3, udot(highNib(v0), x2, l2, h2, ZERO));
+  const pl = udot(lowNib(v1), x1, l1, h1, udot0(lowNib(v0), x0, l0, h0));
+  const ph = udot(highNib(v1), x3, l3, h3, udot0(highNib(v0), x2, l2, h2));
   return mulAccV(mulAccV(acc, pl, byteSplat(sm, j << 1)), ph, byteSplat(sm, (j << 1) | 1));
 }
 
@@ -836,8 +833,8 @@ function dotQ3_K(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   const qh0 = v128.load(w, 16);
   const qh1 = v128.load(w, 32);
   const bl = j << 1, bh = bl | 1;
-  const pl = udot(v128.or(lowNib(v1), k5High(qh1, bl)), x1, l1, h1, udot(v128.or(lowNib(v0), k5High(qh0, bl)), x0, l0, h0, ZERO));
-  const ph = udot(v128.or(highNib(v1), k5High(qh1, bh)), x3, l3, h3, udot(v128.or(highNib(v0), k5High(qh0, bh)), x2, l2, h2, ZERO));
+  const pl = udot(v128.or(lowNib(v1), k5High(qh1, bl)), x1, l1, h1, udot0(v128.or(lowNib(v0), k5High(qh0, bl)), x0, l0, h0));
+  const ph = udot(v128.or(highNib(v1), k5High(qh1, bh)), x3, l3, h3, udot0(v128.or(highNib(v0), k5High(qh0, bh)), x2, l2, h2));
   return mulAccV(mulAccV(acc, pl, byteSplat(sm, bl)), ph, byteSplat(sm, bh));
 }
 
@@ -1011,10 +1008,10 @@ function tile44Q5_Ki(w0: usize, a: usize, ad: usize, bs: usize, aS: usize, dS: u
   const q3 = v128.or(highNib(l0), v128.and(h, m30));
   const q4 = v128.or(highNib(l1), v128.and(i16x8.shr_u(h, 2), m30));
   const sc = w + 192 + (<usize>n << 3) + <usize>c;
-  acc = mulAcc(acc, udot(q1, xa, la, ha, ZERO), <i32>load<i8>(sc));
-  acc = mulAcc(acc, udot(q2, xb, lb, hb, ZERO), <i32>load<i8>(sc, 2));
-  acc = mulAcc(acc, udot(q3, xc, lc, hc, ZERO), <i32>load<i8>(sc, 4));
-  return mulAcc(acc, udot(q4, xd, ld, hd, ZERO), <i32>load<i8>(sc, 6));
+  acc = mulAcc(acc, udot0(q1, xa, la, ha), <i32>load<i8>(sc));
+  acc = mulAcc(acc, udot0(q2, xb, lb, hb), <i32>load<i8>(sc, 2));
+  acc = mulAcc(acc, udot0(q3, xc, lc, hc), <i32>load<i8>(sc, 4));
+  return mulAcc(acc, udot0(q4, xd, ld, hd), <i32>load<i8>(sc, 6));
 }
 
 /** sum over the 4 groups q6Row covers of scale * bsum. */
