@@ -324,8 +324,12 @@ function attendTile(
   for (let k0 = lo - lo % ATTN_KEY_TILE; k0 < hi; k0 += ATTN_KEY_TILE) {
     const k1 = min(k0 + ATTN_KEY_TILE, hi);
     // scores s[row][j - k0] for the keys j inside the row's range
-    for (let j = max(k0, lo); j < k1; j++) {
-      const kp = kc + kvRowOffset(table, j, blockSize, rowBytes, headOff);
+    const j0 = max(k0, lo);
+    const b0 = j0 / blockSize; // the keys' block-table entry and slot in it, stepped without dividing per key
+    let bi = b0, off = j0 - b0 * blockSize;
+    for (let j = j0; j < k1; j++) {
+      const kp = kc + kvRowOffset(table, bi, off, blockSize, rowBytes, headOff);
+      if (++off == blockSize) { off = 0; bi++; }
       const kr = quantK ? kp : f32Row(kp, ks, kt, headDim);
       for (let i = 0; i < nRows; i++) {
         if (!rowSeesKey(info, t0, i, hpu, j)) continue;
@@ -368,8 +372,10 @@ function attendTile(
       store<f32>(sp, sum);
     }
     // out[row] += p[row][j] * v_j, keys in order
-    for (let j = max(k0, lo); j < k1; j++) {
-      const vr = f32Row(vc + kvRowOffset(table, j, blockSize, rowBytes, headOff), vs32, kt, headDim);
+    bi = b0; off = j0 - b0 * blockSize;
+    for (let j = j0; j < k1; j++) {
+      const vr = f32Row(vc + kvRowOffset(table, bi, off, blockSize, rowBytes, headOff), vs32, kt, headDim);
+      if (++off == blockSize) { off = 0; bi++; }
       for (let i = 0; i < nRows; i++) {
         if (!rowSeesKey(info, t0, i, hpu, j)) continue;
         const og = rowOut(out, t0, i, hpu, nHeads, hd0, hb);
@@ -477,10 +483,9 @@ function dotBlocks(qb: usize, kb: usize, nb: i32, kt: i32): f32 {
   return out + <usize>((t0 + i / hpu) * nHeads + hd0 + i % hpu) * hb;
 }
 
-/** Byte offset of key position p's row (this KV head's part, headOff bytes in) in the K or V cache of rowBytes per slot. */
-@inline function kvRowOffset(table: usize, p: i32, blockSize: i32, rowBytes: usize, headOff: usize): usize {
-  const bi = p / blockSize;
-  const slot = <usize>(load<i32>(table + (<usize>bi << 2)) * blockSize + (p - bi * blockSize));
+/** Byte offset of the row (this KV head's part, headOff bytes in) of the key at slot `off` of block-table entry bi, in the K or V cache of rowBytes per slot. */
+@inline function kvRowOffset(table: usize, bi: i32, off: i32, blockSize: i32, rowBytes: usize, headOff: usize): usize {
+  const slot = <usize>(load<i32>(table + (<usize>bi << 2)) * blockSize + off);
   return slot * rowBytes + headOff;
 }
 

@@ -1873,6 +1873,40 @@ describe('attention over a paged cache: one sequence, out-of-order blocks', () =
     }
   }
 
+  it('an f16 cache\'s subnormal, signed-zero, largest and infinite values reach the output exactly (the WASM f32 path converts each K and V row once per tile)', async () => {
+    // One token over 21 keys; q . k is +-125 (1000 * +-1 / 8), so key 7 takes all the weight (the
+    // others' exps underflow to 0 in f32) and the output is V's row 7 exactly. K's other values are
+    // subnormal or zero and add at most ~1e-5 to a score.
+    const headDim = 64, nSlots = 32, tiny = 2 ** -24;
+    const special = [tiny, -tiny, 3 * tiny, 1023 * tiny, 2 ** -14, 0, -0, 65504, -65504, Infinity, -Infinity, 1, -2.5, 6e-5];
+    const k = new Float32Array(nSlots * headDim), v = new Float32Array(nSlots * headDim);
+    for (let slot = 0; slot < nSlots; slot++) {
+      for (let i = 0; i < headDim; i++) {
+        k[slot * headDim + i] = i === 0 ? (slot === 7 ? 1 : -1) : special[(slot + i) % 7] * (i % 2 ? 1 : -1); // subnormal, smallest normal or zero
+        v[slot * headDim + i] = slot === 7 ? special[i % special.length] : (i % 3) - 1;
+      }
+    }
+    // rows without an infinity too: the same values with the infinities replaced
+    for (const withInf of [true, false]) {
+      const vv = withInf ? v : v.map((x) => (Number.isFinite(x) ? x : 7));
+      const q = new Float32Array(headDim).fill(1);
+      q[0] = 1000;
+      const c: AttentionCase = { type: 'f16', nHeads: 1, nKvHeads: 1, headDim, blockSize: 16, k, v: vv, q, nTokens: 1, blockTables: Int32Array.of(1, 0), tokenInfo: Int32Array.of(0, 0, 21) };
+      // key 7 sits in table entry 0 (block 1), slot 7: cache slot 16 + 7
+      const kk = new Float32Array(k.length), vk = new Float32Array(k.length);
+      for (let p = 0; p < 21; p++) {
+        const slot = p < 16 ? 16 + p : p - 16;
+        kk.set(k.subarray(p * headDim, (p + 1) * headDim), slot * headDim);
+        vk.set(vv.subarray(p * headDim, (p + 1) * headDim), slot * headDim);
+      }
+      const want = Array.from(vv.subarray(7 * headDim, 8 * headDim), (x) => f16Round(x) + 0); // + 0: the accumulator starts at +0
+      for (const config of CONFIGS.filter((cf) => cf.kind === 'wasm')) {
+        const out = await runAttention(kept.get(config)!, { ...c, k: kk, v: vk });
+        expect(Array.from(out), `${config.label}${withInf ? ', with infinities' : ''}`).toEqual(want);
+      }
+    }
+  });
+
   it('the WASM backend rejects a softcap that is not finite and >= 0', async () => {
     const c = sequenceCase(SEQUENCE_SHAPES[0], 'f32', undefined, 1);
     for (const config of CONFIGS.filter((c) => c.kind === 'wasm')) {
