@@ -291,7 +291,8 @@ export interface Backend {
   argmax(out: Tensor, x: Tensor, n: number, nRows: number): void;
   /**
    * The k largest values of each row of x ([nRows][n] f32, 1 <= k <= min(n, MAX_TOP_K)) and their
-   * indices, most likely first: ids[r][j] (i32[nRows][k]) and values[r][j] (f32[nRows][k], x's bits).
+   * indices, most likely first: ids[r][j] (i32[nRows][k]) and values[r][j] (f32[nRows][k], x's bits),
+   * both apart from x.
    * Equal values (-0 and 0 among them) by the lower index first; a NaN ranks above every number (a
    * row with one puts a NaN first, so the caller sees it). The order of the sampler's top-k: top-k
    * sampling reads back k candidates, not a vocabulary row.
