@@ -29,6 +29,7 @@ export const OP_ARGMAX = 18;
 export const OP_LAYER_NORM = 19;
 export const OP_SIGMOID = 20;
 export const OP_INTERLEAVE_ROWS = 21;
+export const OP_TOP_K = 22;
 
 // ---- argument slots, per op
 
@@ -141,6 +142,15 @@ export const ARGMAX_OUT = 1;
 export const ARGMAX_X = 2;
 export const ARGMAX_N = 3;
 export const ARGMAX_ROWS = 4;
+
+// OP_TOP_K: ids[r][j] (i32) and values[r][j] (f32, x's bits) = the TOPK_K largest of row r of x
+// (TOPK_ROWS rows of TOPK_N f32), largest first; equal values by the lower index, NaN above every number.
+export const TOPK_IDS = 1;
+export const TOPK_VALUES = 2;
+export const TOPK_X = 3;
+export const TOPK_N = 4;
+export const TOPK_ROWS = 5;
+export const TOPK_K = 6;
 
 // OP_ADD_BIAS: out[t][i] = x[t][i] + bias[i], rows of BIAS_N.
 export const BIAS_OUT = 1;

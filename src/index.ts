@@ -12,7 +12,7 @@ export { SafetensorsError } from './safetensors/errors.js';
 export { perplexity } from './model/perplexity.js';
 export { Sampler, SamplingError } from './sampling/sampler.js';
 export type { SamplingOptions } from './sampling/sampler.js';
-export type { Candidates, LogitsProcessor } from './generation/logits-processor.js';
+export type { Candidates, LogitsProcessor, TopLogits } from './generation/logits-processor.js';
 export { Tokenizer, readTokenizerConfig } from './tokenizer/index.js';
 export type { EncodeOptions, DecodeOptions, StreamDecoder, HFTokenizerConfig } from './tokenizer/index.js';
 export { TokenizerError } from './tokenizer/errors.js';

@@ -98,7 +98,7 @@
 // row is the same bits alone as inside a batch.
 import { existsSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { alibiSlopes, asF32, asWeight, kvElementType, subTensor, type AttentionArgs, type Backend, type ExpertRouting, type KVCacheType, type RopeParams, type Tensor, type WeightTensor } from '../src/backend/backend.js';
+import { alibiSlopes, asF32, asWeight, kvElementType, MAX_TOP_K, subTensor, type AttentionArgs, type Backend, type ExpertRouting, type KVCacheType, type RopeParams, type Tensor, type WeightTensor } from '../src/backend/backend.js';
 import { BackendError } from '../src/backend/errors.js';
 import { f16BitsToF32, f32ToF16Bits } from '../src/backend/reference/half.js';
 import { ropeAngle } from '../src/backend/reference/reference-backend.js';
@@ -1266,6 +1266,74 @@ describe('argmax', () => {
       expectNearReference(label, runs, 'exact');
     });
   }
+});
+
+describe('topK', () => {
+  // [n, nRows, k]: k = 1, k = n, many rows (split across threads), k at MAX_TOP_K, a vocabulary-sized row
+  for (const [ci, [n, nRows, k]] of ([[1, 1, 1], [7, 4, 1], [7, 4, 7], [13, 1000, 5], [64, 17, 40], [300, 5, 256], [32003, 3, 40]] as const).entries()) {
+    it(`n=${n}, ${nRows} rows, k=${k}${nRows >= 4 ? ': ties, negative rows, -0 and 0, infinities, NaN' : ''}`, async () => {
+      const r = rng(7500 + ci);
+      const x = uniform(n * nRows, r, -10, 10);
+      const row = (q: number) => x.subarray(q * n, (q + 1) * n);
+      if (nRows >= 4) {
+        row(0).forEach((v, i) => { row(0)[i] = Math.round(v / 4); }); // five levels: ties everywhere, across the k-th place
+        row(1).forEach((v, i) => { row(1)[i] = -Math.abs(Math.round(v)); }); // all <= 0, ties; -0 and 0 equal
+        row(1)[0] = -0;
+        if (n > 3) row(1)[3] = -Infinity;
+        if (n > 5) row(1)[5] = 0;
+        row(2).fill(-Infinity); // every value -Infinity: the first k indices
+        if (n > 2) row(2)[2] = Infinity;
+        row(3)[n - 1] = NaN; // NaN ranks first (then the numbers)
+        if (n > 3) row(3)[1] = Infinity;
+        if (n > 4) row(3)[4] = NaN;
+      }
+      const runs = await onEveryBackend(async (be) => {
+        const ids = be.allocate(GGMLType.I32, [k * nRows]), values = be.allocate(GGMLType.F32, [k * nRows]);
+        be.topK(ids, values, put(be, x), n, nRows, k);
+        const out = new Uint8Array(8 * k * nRows);
+        out.set(await be.read(ids, 0, 4 * k * nRows));
+        out.set(await be.read(values, 0, 4 * k * nRows), 4 * k * nRows);
+        return out;
+      });
+      const label = `topK n=${n} nRows=${nRows} k=${k}`;
+      // independently: k times, the first untaken index of a NaN, else of the largest untaken value
+      const xBits = new Uint32Array(x.buffer);
+      const wantIds = new Int32Array(k * nRows), wantBits = new Uint32Array(k * nRows);
+      for (let q = 0; q < nRows; q++) {
+        const v = row(q), taken = new Uint8Array(n);
+        for (let j = 0; j < k; j++) {
+          let best = -1;
+          for (let i = 0; i < n && !(best >= 0 && Number.isNaN(v[best])); i++) {
+            if (!taken[i] && (best < 0 || Number.isNaN(v[i]) || v[i] > v[best])) best = i;
+          }
+          taken[best] = 1;
+          wantIds[q * k + j] = best;
+          wantBits[q * k + j] = xBits[q * n + best];
+        }
+      }
+      if (nRows >= 4 && n === 7) {
+        expect(Array.from(wantIds.subarray(2 * k, 2 * k + Math.min(k, 3))), `${label}: the -Infinity row`).toEqual([2, 0, 1].slice(0, Math.min(k, 3)));
+        expect(Array.from(wantIds.subarray(3 * k, 3 * k + Math.min(k, 3))), `${label}: the NaN row`).toEqual([4, 6, 1].slice(0, Math.min(k, 3)));
+      }
+      for (const run of runs) {
+        const ids = new Int32Array(run.out.buffer, run.out.byteOffset, k * nRows), bits = new Uint32Array(run.out.buffer, run.out.byteOffset + 4 * k * nRows, k * nRows);
+        expect(Array.from(ids), `${label} ${run.config.label}: ids`).toEqual(Array.from(wantIds));
+        expect(Array.from(bits), `${label} ${run.config.label}: values (x's bits)`).toEqual(Array.from(wantBits));
+      }
+      expectConfigsAgree(label, runs);
+      expectNearReference(label, runs, 'exact');
+    });
+  }
+
+  it('every backend rejects a k outside 1..min(n, MAX_TOP_K) and sizes that are not counts', async () => {
+    await onEveryBackend(async (be, config) => {
+      const x = put(be, new Float32Array(300)), ids = be.allocate(GGMLType.I32, [600]), values = be.allocate(GGMLType.F32, [600]);
+      for (const [n, nRows, k] of [[8, 1, 0], [8, 1, 9], [300, 1, MAX_TOP_K + 1], [8, 1, 1.5], [0, 1, 1], [8, -1, 1], [8, 0.5, 1]]) {
+        expect(() => be.topK(ids, values, x, n, nRows, k), `${config.label} n=${n} nRows=${nRows} k=${k}`).toThrow(BackendError);
+      }
+      return 0;
+    });
+  });
 });
 
 describe('silu (WASM backend extra, outside the contract) and gelu', () => {

@@ -1,7 +1,7 @@
 // End-to-end generation on the WASM backend: llama2.c's greedy reference runs reproduced token for
 // token, seeded sampling reproducible, stop strings, abort, and typed errors for bad input.
 import { existsSync, readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { loadModel, type Model } from '../src/model/model.js';
 import { ModelError } from '../src/model/errors.js';
 import { bundledModelPath } from '../src/runtime/bundled-model.js';
@@ -115,6 +115,31 @@ describe('generation API (bundled stories260K)', () => {
     expect(await sample(7, 1)).toEqual(a);
     expect(await sample(8, 2)).not.toEqual(a);
   });
+
+  it('top-k sampling reads back only each step\'s k candidates and draws the same tokens as from whole rows', () => withModel(async (m) => {
+    const rowBytes = 4 * m.config.vocabSize;
+    for (const options of [{ topK: 40 }, { topK: 5, topP: 1, minP: 0, temperature: 1.5 }, { topK: 200, topP: 0.9, minP: 0.01, temperature: 1.2 }]) {
+      for (const seed of [1, 2, 3]) {
+        const request = { ...options, seed, maxTokens: 48, ignoreEos: true };
+        const topK = vi.spyOn(m.backend, 'topK'), read = vi.spyOn(m.backend, 'read');
+        let fast;
+        try {
+          fast = (await m.generate('Once upon a time', request).result).tokens;
+          expect(topK).toHaveBeenCalledTimes(48); // the prompt's last position and each generated token but the last
+          expect(read.mock.calls.every(([, , bytes]) => bytes !== undefined && bytes < rowBytes), 'a whole row was read').toBe(true);
+        } finally {
+          topK.mockRestore();
+          read.mockRestore();
+        }
+        // a processor that changes nothing: the sampler now needs whole rows
+        const none = vi.spyOn(m.backend, 'topK');
+        const whole = (await m.generate('Once upon a time', { ...request, logitsProcessors: () => [{ process() {} }] }).result).tokens;
+        expect(none).not.toHaveBeenCalled();
+        none.mockRestore();
+        expect(fast, `${JSON.stringify(options)} seed ${seed}`).toEqual(whole);
+      }
+    }
+  }));
 
   it('stops at a stop string without emitting it', () => withModel(async (m) => {
     const free = await m.generate('Once upon a time', { temperature: 0, maxTokens: 60 }).result;

@@ -1,7 +1,8 @@
 // Graph-level checks for the two bugs the seeds had (RoPE never applied; KV appended twice), the
 // batched multi-sequence forward pass, the up-front memory budget, and sliding-window attention
 // against the plain reference forward with a window mask.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { MAX_TOP_K, subTensor } from '../src/backend/backend.js';
 import { KVCache, RELEASED_BLOCK } from '../src/kv/kv-cache.js';
 import type { BatchToken } from '../src/model/graph.js';
 import { loadModel, type Model } from '../src/model/model.js';
@@ -104,6 +105,46 @@ describe('llama graph', () => {
       expect(new Sampler({ temperature: 0.5 }).picksArgmax).toBe(false);
     } finally {
       kv.removeSequence(9);
+    }
+  }));
+
+  it("positions asking for { topK: k } get the row's k largest logits with their ids (a sort of the row); a row holding a NaN comes back whole", () => withModel(async (m) => {
+    const tokens = m.tokenizer.encode('Lily and Tom went to the park. They saw a big dog', { addSpecial: true });
+    const rows = await m.evaluate(tokens);
+    const kv = m.graph.kv;
+    kv.createSequence(10);
+    try {
+      const asks = tokens.map((_, i) => ([true, 'argmax', { topK: 1 }, { topK: 40 }, { topK: MAX_TOP_K }] as const)[i % 5]);
+      const out = await m.graph.forward(tokens.map((token, i) => ({ token, seqId: 10, logits: asks[i] })));
+      rows.forEach((row, i) => {
+        const a = asks[i];
+        if (typeof a === 'object') {
+          const order = Array.from(row.keys()).sort((x, y) => (row[x] === row[y] ? x - y : row[y] - row[x])).slice(0, a.topK);
+          expect(out[i], `position ${i}`).toEqual({ ids: Int32Array.from(order), logits: Float32Array.from(order, (t) => row[t]) });
+        } else if (a === 'argmax') expect(out[i]).toBe(new Sampler({ temperature: 0 }).sample(row, []));
+        else expect(Array.from(out[i] as Float32Array)).toEqual(Array.from(row));
+      });
+      await expect(m.graph.forward([{ token: tokens[0], seqId: 10, logits: { topK: MAX_TOP_K + 1 } }])).rejects.toThrow(RangeError);
+      expect(kv.sequenceLength(10)).toBe(tokens.length); // refused before it took a position
+
+      // A NaN in the second row (written just before the op): that row comes back whole, NaN and all.
+      const be = m.backend, topK = be.topK.bind(be);
+      const spy = vi.spyOn(be, 'topK').mockImplementation((ids, values, x, n, nRows, k) => {
+        be.upload(subTensor(x, 4 * (n + 7), GGMLType.F32, [1]), Float32Array.of(NaN));
+        topK(ids, values, x, n, nRows, k);
+      });
+      try {
+        const got = await m.graph.forward(tokens.slice(0, 3).map((token) => ({ token, seqId: 10, logits: { topK: 8 } })));
+        expect(spy).toHaveBeenCalledTimes(1);
+        expect(got[0]).not.toBeInstanceOf(Float32Array);
+        expect(got[2]).not.toBeInstanceOf(Float32Array);
+        expect(got[1]).toBeInstanceOf(Float32Array);
+        expect(Number.isNaN((got[1] as Float32Array)[7])).toBe(true);
+      } finally {
+        spy.mockRestore();
+      }
+    } finally {
+      kv.removeSequence(10);
     }
   }));
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { StopStringMatcher } from '../src/generation/stop-strings.js';
 import { Sampler, SamplingError } from '../src/sampling/sampler.js';
 import { SeededRandom } from '../src/sampling/rng.js';
-import type { Candidates, LogitsProcessor } from '../src/generation/logits-processor.js';
+import type { Candidates, LogitsProcessor, TopLogits } from '../src/generation/logits-processor.js';
 
 function randomLogits(n: number, seed: number): Float32Array {
   const rng = new SeededRandom(seed);
@@ -77,6 +77,61 @@ describe('Sampler', () => {
     expect(() => new Sampler({ topK: -1 })).toThrow(SamplingError);
     expect(() => new Sampler({ temperature: NaN })).toThrow(SamplingError);
     expect(() => new Sampler({ repeatPenalty: 0 })).toThrow(SamplingError);
+  });
+});
+
+describe('Sampler from top-k candidates (what the backend topK gives back)', () => {
+  /** The row's k largest logits, by a sort: larger first, equal ones by the lower id. */
+  const topOf = (row: Float32Array, k: number): TopLogits => {
+    const order = Array.from(row.keys()).sort((a, b) => (row[a] === row[b] ? a - b : row[b] - row[a])).slice(0, k);
+    return { ids: Int32Array.from(order), logits: Float32Array.from(order, (i) => row[i]) };
+  };
+  /** Rows of 300 logits: spread out, rounded (ties across the k-th place), peaked, with banned tokens. */
+  const rows = (seed: number): Float32Array[] => {
+    const a = randomLogits(300, seed), b = a.map((v) => Math.round(v / 2)), c = a.map((v, i) => (i === seed % 300 ? 20 : v));
+    const d = a.slice();
+    for (let i = 0; i < 300; i += 3) d[i] = -Infinity;
+    return [a, b, c, d];
+  };
+  const settings = [
+    { temperature: 0.8, topK: 40 }, // the defaults' top-p and min-p
+    { temperature: 1.5, topK: 5, topP: 1, minP: 0 },
+    { temperature: 0.3, topK: 1 },
+    { temperature: 2, topK: 120, topP: 0.5, minP: 0.02 },
+    { temperature: 1, topK: 1000, topP: 1, minP: 0 }, // k past the vocabulary: every token
+    { temperature: 1, topK: 7, penaltyWindow: 0, repeatPenalty: 1.3 }, // no window: no penalty
+  ];
+
+  it('for 200 seeds, each option set and row: the same tokens, distributions and speculative choices as from the whole row', () => {
+    for (const [si, options] of settings.entries()) {
+      for (let seed = 0; seed < 200; seed++) {
+        const whole = new Sampler({ ...options, seed }), top = new Sampler({ ...options, seed });
+        const k = top.candidatesNeeded!;
+        expect(k, JSON.stringify(options)).toBe(options.topK);
+        for (const row of rows(seed * 7 + si)) {
+          const cands = topOf(row, k);
+          const label = `${JSON.stringify(options)} seed ${seed}`;
+          expect(top.sample(cands, [1, 2]), label).toBe(whole.sample(row, [1, 2]));
+          expect(top.distribution(cands, []), label).toEqual(whole.distribution(row, []));
+          const a = top.sampleWithDistribution(cands, []), b = whole.sampleWithDistribution(row, []);
+          expect(a, label).toEqual(b);
+          expect(top.speculate(cands, [], a.token ^ 1, a.distribution), label).toBe(whole.speculate(row, [], a.token ^ 1, b.distribution));
+        }
+      }
+    }
+  });
+
+  it('only a sampler whose first step over the row is top-k takes candidates', () => {
+    expect(new Sampler({ temperature: 0.7, topK: 12 }).candidatesNeeded).toBe(12);
+    expect(new Sampler({}).candidatesNeeded).toBe(40);
+    for (const options of [
+      { temperature: 0 }, { temperature: 0.7, topK: 0 }, { temperature: 0.7, logitBias: { 3: 1 } }, { temperature: 0.7, repeatPenalty: 1.1 },
+      { temperature: 0.7, frequencyPenalty: 0.5 }, { temperature: 0.7, presencePenalty: 0.5 }, { temperature: 0.7, logitsProcessors: () => [{ process() {} }] },
+    ]) {
+      const s = new Sampler(options);
+      expect(s.candidatesNeeded, JSON.stringify(options)).toBeUndefined();
+      expect(() => s.sample(topOf(randomLogits(50, 1), 10), []), JSON.stringify(options)).toThrow(SamplingError);
+    }
   });
 });
 

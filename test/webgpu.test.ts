@@ -4,7 +4,7 @@
 // unquantized activations; the engine's batching on it; typed errors without an adapter; the tiled
 // mat x mat kernel against the mat x vec kernel, bit for bit.
 import { existsSync, readFileSync } from 'node:fs';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { asF32, asWeight, subTensor, type Backend, type WeightTensor } from '../src/backend/backend.js';
 import { BackendError } from '../src/backend/errors.js';
 import { acquireGPU } from '../src/backend/webgpu/gpu.js';
@@ -114,6 +114,24 @@ describe.skipIf(!haveShared)('WebGPU models', () => {
       expect(together.map((r) => r.tokens)).toEqual(alone.map((r) => r.tokens));
       // batch invariance: the same log-probabilities bit for bit
       expect(together.map((r) => r.completions[0].logprobs)).toEqual(alone.map((r) => r.completions[0].logprobs));
+    } finally {
+      await model.dispose();
+    }
+  }, 300_000);
+
+  it('top-k requests batched on it (k of 1 to 256, with a greedy one) draw from their read-back candidates what whole rows give', async () => {
+    const model = await loadModel(`${MODELS}/stories260K-q8_0.gguf`, { backend: 'webgpu' });
+    try {
+      const engine = await createEngine(model, { maxSequences: 6, prefixCacheEntries: 0 });
+      const prompts = ['Once upon a time', 'The cat sat', 'Lily and Tom went to the park', 'One day', 'The sun was', 'A little bird'];
+      const requests = prompts.map((prompt, i) => ({ prompt, temperature: i === 5 ? 0 : 1.1, topK: [5, 40, 256, 1, 40, 40][i], seed: i, maxTokens: 16, ignoreEos: true }));
+      const topK = vi.spyOn(model.backend, 'topK');
+      const fast = await Promise.all(requests.map((r) => engine.generate(r).result));
+      expect(topK).toHaveBeenCalled();
+      topK.mockRestore();
+      // a processor that changes nothing: whole rows
+      const whole = await Promise.all(requests.map((r) => engine.generate({ ...r, logitsProcessors: () => [{ process() {} }] }).result));
+      expect(fast.map((r) => r.tokens)).toEqual(whole.map((r) => r.tokens));
     } finally {
       await model.dispose();
     }

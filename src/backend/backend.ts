@@ -60,6 +60,17 @@ export function asWeight(t: Tensor, cols: number, rows: number): WeightTensor {
   return { ...t, shape: [cols, rows], rows, cols, rowBytes: rb };
 }
 
+/** The largest k topK takes: a WebGPU workgroup sorts the candidates in its memory; top-k sampling keeps tens. */
+export const MAX_TOP_K = 256;
+
+/** topK's sizes, checked alike by every backend: n >= 1, nRows >= 0, 1 <= k <= min(n, MAX_TOP_K). */
+export function checkTopK(n: number, nRows: number, k: number): void {
+  const bad = !Number.isInteger(n) || n < 1 ? `n ${n} must be an integer >= 1`
+    : !Number.isInteger(nRows) || nRows < 0 ? `nRows ${nRows} must be an integer >= 0`
+    : !Number.isInteger(k) || k < 1 || k > Math.min(n, MAX_TOP_K) ? `k ${k} must be an integer in 1..${Math.min(n, MAX_TOP_K)} (n ${n}, at most ${MAX_TOP_K})` : undefined;
+  if (bad) throw new BackendError('INVALID_ARGUMENT', `topK: ${bad}`);
+}
+
 /**
  * KV cache element types, as llama.cpp's -ctk / -ctv: f32, f16, or ggml's Q8_0 / Q4_0 blocks (32
  * values: an f16 scale and 32 int8, or 16 bytes of 4-bit codes, value = (q - 8) d). A slot's row of
@@ -278,6 +289,15 @@ export interface Backend {
    * greedy sampler scanning in id order picks it: greedy decoding reads back a token id, not a vocabulary row.
    */
   argmax(out: Tensor, x: Tensor, n: number, nRows: number): void;
+  /**
+   * The k largest values of each row of x ([nRows][n] f32, 1 <= k <= min(n, MAX_TOP_K)) and their
+   * indices, most likely first: ids[r][j] (i32[nRows][k]) and values[r][j] (f32[nRows][k], x's bits),
+   * both apart from x.
+   * Equal values (-0 and 0 among them) by the lower index first; a NaN ranks above every number (a
+   * row with one puts a NaN first, so the caller sees it). The order of the sampler's top-k: top-k
+   * sampling reads back k candidates, not a vocabulary row.
+   */
+  topK(ids: Tensor, values: Tensor, x: Tensor, n: number, nRows: number, k: number): void;
   /** out[i] = a[i] + b[i] for i < count. out may equal a. */
   add(out: Tensor, a: Tensor, b: Tensor, count: number): void;
   /** out[t][i] = x[t][i] + bias[i] (bias: f32[n]); used for qwen2's q/k/v biases. */

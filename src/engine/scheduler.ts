@@ -8,7 +8,7 @@
 // Outputs do not depend on the batch: the kernels compute each token's row on its own in a fixed
 // order, so a sequence's logits (and with greedy or seeded sampling its tokens) are the same alone,
 // beside seven others, chunked differently, or recomputed after preemption.
-import type { BatchToken, Graph } from '../model/graph.js';
+import type { BatchToken, Graph, PositionLogits } from '../model/graph.js';
 import type { StopReason } from '../model/model.js';
 import { PrefixCache } from '../kv/prefix-cache.js';
 import type { KVCache } from '../kv/kv-cache.js';
@@ -181,8 +181,8 @@ export class Scheduler {
       }
       for (const token of draft) batch.push({ token, seqId: seq.kvId, logits: seq.logitsRequest });
     }
-    // A row of logits, or for a sequence that needs only the argmax, the token id the backend picked.
-    let logits: (Float32Array | number)[];
+    // A row of logits, or for a sequence that needs only the argmax or the top k, what the backend picked.
+    let logits: PositionLogits[];
     this.deferredCancels = [];
     try {
       logits = await this.graph.forward(batch);
@@ -199,9 +199,9 @@ export class Scheduler {
     this.stats.computedTokens += batch.length;
 
     let row = 0;
-    const sampled: [Sequence, (Float32Array | number)[], number[], readonly TokenDistribution[] | undefined][] = [];
+    const sampled: [Sequence, PositionLogits[], number[], readonly TokenDistribution[] | undefined][] = [];
     for (const { seq, count, draft, q } of plan) {
-      let last: Float32Array | number | undefined;
+      let last: PositionLogits | undefined;
       for (let p = seq.kvLen; p < seq.kvLen + count; p++) {
         if (!seq.wantsLogits(p)) continue;
         last = logits[row++];
@@ -406,7 +406,7 @@ export class Scheduler {
    * the KV rolls back past the first draft that was not. Sampled drafts (q given) are verified by
    * speculative sampling instead, which keeps the target's distribution, not its draws.
    */
-  private onLogits(seq: Sequence, rows: (Float32Array | number)[], draft: readonly number[], q?: readonly TokenDistribution[]): void {
+  private onLogits(seq: Sequence, rows: PositionLogits[], draft: readonly number[], q?: readonly TokenDistribution[]): void {
     // The prompt is in: the other completions share its blocks and sample from the same logits.
     const followers = seq.followers.splice(0);
     for (const f of followers) {
@@ -429,11 +429,11 @@ export class Scheduler {
   }
 
   /**
-   * Sample the sequence's next token from a logits row (or take the backend's argmax for it) and
+   * Sample the sequence's next token from a logits row or its top k (or take the backend's argmax for it) and
    * emit it, or finish the sequence; returns the token (undefined when it finished first). With
    * `draft`, a sampled draft token and its distribution: speculative sampling's choice.
    */
-  private sample(seq: Sequence, logits: Float32Array | number, draft?: [number, TokenDistribution]): number | undefined {
+  private sample(seq: Sequence, logits: PositionLogits, draft?: [number, TokenDistribution]): number | undefined {
     const r = seq.request;
     if (seq.generated >= r.params.maxTokens) return void this.finish(seq, 'max_tokens');
     let token: number;
@@ -445,7 +445,7 @@ export class Scheduler {
       return void this.cancel(r, err);
     }
     if (!r.params.ignoreEos && this.tokenizer.isEog(token)) return void this.finish(seq, 'eos');
-    const lp = r.params.logprobs && typeof logits !== 'number' ? logprobsOf(logits, token, r.params.topLogprobs) : undefined;
+    const lp = r.params.logprobs && logits instanceof Float32Array ? logprobsOf(logits, token, r.params.topLogprobs) : undefined;
     const { text, stopped } = seq.output.push(token, lp);
     seq.tokens.push(token);
     this.stats.generatedTokens++;

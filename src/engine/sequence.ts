@@ -2,6 +2,7 @@
 // are in its KV sequence, and the sampler and output that turn logits into text. Preemption drops
 // the KV (kvLen back to 0) and keeps everything else, so recomputing resumes exactly.
 import type { Drafter } from '../generation/speculative.js';
+import { logitsRequestFor, type LogitsRequest } from '../model/graph.js';
 import type { ActiveAdapter } from '../model/lora.js';
 import type { Sampler } from '../sampling/sampler.js';
 import type { CompletionOutput } from './completion.js';
@@ -26,8 +27,12 @@ export class Sequence {
    * position logitsFrom + i): for evaluate(), and for scoring k draft tokens at once.
    */
   readonly positionLogits: Float32Array[] = [];
-  /** Its tokens need only the argmax of each logits row (plain greedy, no log-probs, no collected logits): the backend computes it. */
-  readonly argmaxOnly: boolean;
+  /**
+   * What the forward pass returns after one of its positions that needs logits: the row, or with no
+   * log-probs and no collected logits only what its sampler needs (the argmax for plain greedy, the
+   * top k candidates for plain top-k sampling), which the backend computes.
+   */
+  readonly logitsRequest: Exclude<LogitsRequest, false>;
   /** The LoRA adapters its forward passes use, and their identity: sequences of one step share it. */
   adapters: readonly ActiveAdapter[] = [];
   adapterKey = '';
@@ -47,12 +52,7 @@ export class Sequence {
     logprobs = false,
   ) {
     this.tokens = [...prompt];
-    this.argmaxOnly = sampler.picksArgmax && !logprobs && logitsFrom === undefined;
-  }
-
-  /** What the forward pass returns after one of its positions that needs logits. */
-  get logitsRequest(): true | 'argmax' {
-    return this.argmaxOnly ? 'argmax' : true;
+    this.logitsRequest = logprobs || logitsFrom !== undefined ? true : logitsRequestFor(sampler);
   }
 
   /** Whether the forward pass must return logits after position p. */

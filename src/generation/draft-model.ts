@@ -3,7 +3,7 @@
 // forward pass (the scheduler's verification). The draft keeps its own KV per sequence, in its own
 // engine's pool; each proposal first rolls it back to what the target kept (the tokens it holds
 // that are still the sequence's) and feeds what the target added since, then drafts.
-import type { Graph } from '../model/graph.js';
+import { logitsRequestFor, type Graph, type PositionLogits } from '../model/graph.js';
 import type { Sampler, TokenDistribution } from '../sampling/sampler.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import type { Draft, Drafter } from './speculative.js';
@@ -75,9 +75,9 @@ export class DraftModelDrafter implements Drafter {
     }
     const feed = tokens.slice(keep);
     if (!this.host.makeRoom(kv.blocksNeeded(this.kvId, feed.length + max - 1))) return NONE;
-    // A greedy draft needs only each row's argmax (when nothing changes the logits): the backend computes it.
-    const want = this.sampler.picksArgmax ? 'argmax' : true;
-    let row: Float32Array | number | undefined;
+    // A greedy draft needs only each row's argmax, a top-k one its top k (when nothing before changes the logits): the backend computes them.
+    const want = logitsRequestFor(this.sampler);
+    let row: PositionLogits | undefined;
     for (let at = 0; at < feed.length; at += graph.maxBatchTokens) {
       const chunk = feed.slice(at, at + graph.maxBatchTokens);
       const last = at + chunk.length === feed.length;

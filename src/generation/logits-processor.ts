@@ -23,11 +23,21 @@ export interface LogitsProcessor {
   accept?(token: number): void;
 }
 
+/**
+ * A row's k largest logits and their token ids, most likely first (equal logits: the lower id
+ * first): what the backend's topK gives back for a sampler that needs no more (Sampler.candidatesNeeded).
+ */
+export interface TopLogits {
+  readonly ids: Int32Array;
+  readonly logits: Float32Array;
+}
+
 /** 0..n-1 for the last vocabulary size seen: copied per row instead of filled. */
 let identity = new Int32Array(0);
 
-/** All tokens of a logit row as candidates (a copy: the row itself is never changed). */
-export function candidatesOf(logits: Float32Array): Candidates {
+/** All tokens of a logit row, or a row's top logits, as candidates (a copy: the row itself is never changed). */
+export function candidatesOf(logits: Float32Array | TopLogits): Candidates {
+  if (!(logits instanceof Float32Array)) return { ids: logits.ids.slice(), logits: logits.logits.slice(), size: logits.ids.length, sorted: true };
   if (identity.length !== logits.length) identity = Int32Array.from({ length: logits.length }, (_, i) => i);
   return { ids: identity.slice(), logits: logits.slice(), size: logits.length, sorted: false };
 }

@@ -6,13 +6,14 @@
 // Sliding-window models (config.slidingWindow) attend to the last W keys only, as llama.cpp's
 // standard SWA; after each pass the blocks that fell out of every sequence's window go back to
 // the pool (KVCache.releaseOutsideWindow), so a sequence holds about W + one block of keys.
-import { asF32, asWeight, subTensor, type AttentionArgs, type ExpertRouting, type Backend, type KVCacheType, type RopeParams, type Tensor, type WeightTensor } from '../backend/backend.js';
+import { asF32, asWeight, MAX_TOP_K, subTensor, type AttentionArgs, type ExpertRouting, type Backend, type KVCacheType, type RopeParams, type Tensor, type WeightTensor } from '../backend/backend.js';
 import { GGMLType } from '../tensor/ggml-types.js';
 import { KVCacheError } from '../kv/errors.js';
 import type { KVCache } from '../kv/kv-cache.js';
 import { hadamard, kvRotation } from '../kv/rotation.js';
 import type { ArchDef, LayerWeights } from './arch/arch.js';
 import type { ActiveAdapter } from './lora.js';
+import type { TopLogits } from '../generation/logits-processor.js';
 
 export interface ModelConfig {
   readonly nLayers: number;
@@ -154,11 +155,23 @@ export interface BatchToken {
   readonly token: number;
   readonly seqId: number;
   /**
-   * What comes back after this token: its next-token logits (true), nothing (false), or only their
-   * argmax, computed by the backend ('argmax': greedy decoding reads back a token id, not a vocabulary row).
+   * What comes back after this token: its next-token logits (true), nothing (false), or what the
+   * backend picks from them: their argmax ('argmax': greedy decoding reads back a token id, not a
+   * vocabulary row), or their k largest with their ids ({ topK: k }, k <= MAX_TOP_K; top-k sampling).
    */
-  readonly logits: boolean | 'argmax';
+  readonly logits: LogitsRequest;
 }
+
+export type LogitsRequest = boolean | 'argmax' | { readonly topK: number };
+
+/** The least a sampler needs after a position: the argmax, the top k (k up to MAX_TOP_K), else the row. */
+export function logitsRequestFor(sampler: { readonly picksArgmax: boolean; readonly candidatesNeeded: number | undefined }): Exclude<LogitsRequest, false> {
+  const k = sampler.candidatesNeeded;
+  return sampler.picksArgmax ? 'argmax' : k !== undefined && k <= MAX_TOP_K ? { topK: k } : true;
+}
+
+/** What forward() gives a position that asked: its logits row, their argmax, or their top k (min(k, vocabulary)). */
+export type PositionLogits = Float32Array | number | TopLogits;
 
 /** A batch whose tokens ask for logits rows or nothing (forward then returns only rows). */
 export interface LogitsBatchToken extends BatchToken {
@@ -183,6 +196,7 @@ interface Buffers {
   up: Tensor; // [T][ffnDim]
   logits: Tensor; // [T][vocab] (a single float for an encoder: it has no output head)
   argmax: Tensor; // i32[T]: the argmax of each logits row
+  topK: Tensor; // the rows' top ids, then their f32 logits: [2][T][min(MAX_TOP_K, vocab)] at most
   /** Mixture-of-experts buffers: router logits [T][E], the routing, expert gate/up [T][used][ffn] and down [T][used][dim]. */
   moe: {
     routerLogits: Tensor; routing: ExpertRouting; gate: Tensor; up: Tensor; down: Tensor;
@@ -307,6 +321,7 @@ export class Graph implements GraphBuilder {
       x: f32(c.dim), xb: f32(c.dim),
       q: rotation ? packed(0, qDim) : f32(qDim), k: rotation ? packed(qDim, kvDim) : f32(kvDim), v: rotation ? packed(qDim + kvDim, kvDim) : f32(kvDim), rotation,
       attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: hasHead ? f32(c.vocabSize) : b.allocate(GGMLType.F32, [1]), argmax: i32(T),
+      topK: i32(hasHead ? 2 * T * Math.min(MAX_TOP_K, c.vocabSize) : 1),
       ids: i32(T), positions: i32(T), slots: i32(T), tokenInfo: i32(3 * T),
       tokenInfoWindowed: c.slidingWindow !== undefined && everyLayerWindow(c) === undefined ? i32(3 * T) : undefined,
       moe: c.experts && {
@@ -324,16 +339,20 @@ export class Graph implements GraphBuilder {
   /**
    * Evaluate a batch (at most maxBatchTokens). Tokens of one sequence must appear in order; each
    * takes the sequence's next position. Returns, for the tokens that asked, in order, their
-   * next-token logits (a row) or their argmax (a token id).
+   * next-token logits (a row), their argmax (a token id) or their top k (a row holding a NaN comes
+   * back whole instead: where the sampler puts a NaN among its candidates depends on its walk over the row).
    * If the KV cache cannot take the batch, throws and leaves every sequence as it was. With a
    * sliding window, the batch's sequences then release the blocks no later token attends to.
    */
   forward(batch: readonly LogitsBatchToken[]): Promise<Float32Array[]>;
-  forward(batch: readonly BatchToken[]): Promise<(Float32Array | number)[]>;
-  async forward(batch: readonly BatchToken[]): Promise<(Float32Array | number)[]> {
+  forward(batch: readonly BatchToken[]): Promise<PositionLogits[]>;
+  async forward(batch: readonly BatchToken[]): Promise<PositionLogits[]> {
     const T = batch.length;
     if (T === 0) return [];
     if (T > this.maxBatchTokens) throw new RangeError(`batch of ${T} tokens exceeds maxBatchTokens ${this.maxBatchTokens}`);
+    for (const { logits: a } of batch) {
+      if (typeof a === 'object' && !(Number.isInteger(a.topK) && a.topK >= 1 && a.topK <= MAX_TOP_K)) throw new RangeError(`a top-k logits request takes k in 1..${MAX_TOP_K}, got ${a.topK}`);
+    }
     const { backend: be, config: c, weights: w, buf } = this;
 
     this.placeTokens(batch);
@@ -356,18 +375,31 @@ export class Graph implements GraphBuilder {
     this.adapt(buf.logits, w.output, buf.xb, wanted.length);
     if (c.logitScale !== undefined) be.scale(buf.logits, buf.logits, wanted.length * c.vocabSize, c.logitScale);
     if (c.finalLogitSoftcap !== undefined) be.softcap(buf.logits, buf.logits, wanted.length * c.vocabSize, c.finalLogitSoftcap);
-    const n = wanted.length, argmaxAt = wanted.map((i) => batch[i].logits === 'argmax');
-    let ids: Int32Array | undefined;
-    if (argmaxAt.some(Boolean)) {
+    const n = wanted.length, asked = wanted.map((i) => batch[i].logits);
+    const out: (PositionLogits | undefined)[] = Array(n).fill(undefined);
+    if (asked.includes('argmax')) {
       be.argmax(buf.argmax, buf.logits, c.vocabSize, n);
       const bytes = await be.read(buf.argmax, 0, 4 * n);
-      ids = new Int32Array(bytes.buffer, bytes.byteOffset, n);
-      if (argmaxAt.every(Boolean)) return Array.from(ids);
+      const ids = new Int32Array(bytes.buffer, bytes.byteOffset, n);
+      asked.forEach((a, i) => { if (a === 'argmax') out[i] = ids[i]; });
     }
+    // Top k: one op for every row at the largest k asked (a smaller k's top is its first entries).
+    const kOf = asked.map((a) => (typeof a === 'object' ? Math.min(a.topK, c.vocabSize) : 0));
+    const k = Math.max(...kOf);
+    if (k > 0) {
+      const ids = subTensor(buf.topK, 0, GGMLType.I32, [k, n]), values = subTensor(buf.topK, 4 * k * n, GGMLType.F32, [k, n]);
+      be.topK(ids, values, buf.logits, c.vocabSize, n, k);
+      const bytes = await be.read(buf.topK, 0, 8 * k * n);
+      const topIds = new Int32Array(bytes.buffer, bytes.byteOffset, k * n), topLogits = new Float32Array(bytes.buffer, bytes.byteOffset + 4 * k * n, k * n);
+      kOf.forEach((ki, i) => {
+        if (ki > 0 && !Number.isNaN(topLogits[i * k])) out[i] = { ids: topIds.subarray(i * k, i * k + ki), logits: topLogits.subarray(i * k, i * k + ki) };
+      });
+    }
+    if (out.every((o) => o !== undefined)) return out as PositionLogits[];
     // read() returns a copy of its own: one row is handed out as it is; several get a buffer each.
     const all = asF32(await be.read(buf.logits, 0, 4 * n * c.vocabSize));
     if (n === 1) return [all];
-    return wanted.map((_, i) => (argmaxAt[i] ? ids![i]! : all.slice(i * c.vocabSize, (i + 1) * c.vocabSize)));
+    return out.map((o, i) => o ?? all.slice(i * c.vocabSize, (i + 1) * c.vocabSize));
   }
 
   attention(w: LayerWeights, layer: number, options: AttentionOptions = {}): void {

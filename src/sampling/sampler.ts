@@ -3,7 +3,7 @@
 // draw. Greedy when temperature <= 0 (the truncation steps and the temperature then do not run).
 import { SeededRandom } from './rng.js';
 import { WasmforgeError } from '../errors.js';
-import { candidatesOf, type Candidates, type LogitsProcessor } from '../generation/logits-processor.js';
+import { candidatesOf, type Candidates, type LogitsProcessor, type TopLogits } from '../generation/logits-processor.js';
 
 export interface SamplingOptions {
   /** 0 (or less) means greedy. Default 0.8. */
@@ -56,6 +56,13 @@ export class Sampler {
    * picks a row's argmax, which the backend can compute, so only a token id need come back.
    */
   readonly picksArgmax: boolean;
+  /**
+   * k when it samples with top-k and nothing before top-k changes logits (no bias, penalties or
+   * processors of the caller's): its draw depends only on the row's k largest logits, so it takes
+   * them (TopLogits, as the backend's topK gives them) in place of the row, for the same token from
+   * the same state. Undefined when it needs the whole row (or is greedy: picksArgmax).
+   */
+  readonly candidatesNeeded: number | undefined;
 
   constructor(options: SamplingOptions = {}) {
     const o = {
@@ -87,6 +94,7 @@ export class Sampler {
     this.greedy = o.temperature <= 0;
     const penalized = o.penaltyWindow > 0 && (o.repeatPenalty !== 1 || o.frequencyPenalty !== 0 || o.presencePenalty !== 0);
     this.picksArgmax = this.greedy && bias.length === 0 && !penalized && own.length === 0;
+    this.candidatesNeeded = !this.greedy && o.topK > 0 && bias.length === 0 && !penalized && own.length === 0 ? o.topK : undefined;
     // Bias and penalties index logits by token id: they run while candidates are still in id order.
     this.chain = [new LogitBias(bias), new Penalties(o.repeatPenalty, o.frequencyPenalty, o.presencePenalty, o.penaltyWindow), ...own];
     if (!this.greedy) {
@@ -100,8 +108,8 @@ export class Sampler {
     this.rng = new SeededRandom(options.seed ?? (Math.random() * 2 ** 32) >>> 0);
   }
 
-  /** Pick the next token from a row of logits, given the tokens generated or seen so far. */
-  sample(logits: Float32Array, history: ArrayLike<number>): number {
+  /** Pick the next token from a row of logits (or its top logits: candidatesNeeded), given the tokens generated or seen so far. */
+  sample(logits: Float32Array | TopLogits, history: ArrayLike<number>): number {
     const c = this.run(logits, history);
     const token = this.greedy ? greedy(c) : this.draw({ ids: c.ids, probs: softmax(c) });
     for (const p of this.chain) p.accept?.(token);
@@ -117,7 +125,7 @@ export class Sampler {
    * sample(), also returning the distribution the token was drawn from (distribution()'s): what a
    * draft model's sampler gives speculative sampling to verify against.
    */
-  sampleWithDistribution(logits: Float32Array, history: ArrayLike<number>): { token: number; distribution: TokenDistribution } {
+  sampleWithDistribution(logits: Float32Array | TopLogits, history: ArrayLike<number>): { token: number; distribution: TokenDistribution } {
     const c = this.run(logits, history);
     let distribution: TokenDistribution, token: number;
     if (this.greedy) {
@@ -138,7 +146,7 @@ export class Sampler {
    * min(1, p(draft) / q(draft)); else draw from max(0, p - q), normalized. (So a token other than
    * the draft is never the draft.) Greedy: the argmax, as sample().
    */
-  speculate(logits: Float32Array, history: ArrayLike<number>, draft: number, q: TokenDistribution): number {
+  speculate(logits: Float32Array | TopLogits, history: ArrayLike<number>, draft: number, q: TokenDistribution): number {
     const c = this.run(logits, history);
     let token: number;
     if (this.greedy) token = greedy(c);
@@ -175,14 +183,15 @@ export class Sampler {
    * The distribution sample() would draw from, after every processor (greedy: all mass on the
    * argmax), without drawing or advancing anything: what a draft token is verified against.
    */
-  distribution(logits: Float32Array, history: ArrayLike<number>): TokenDistribution {
+  distribution(logits: Float32Array | TopLogits, history: ArrayLike<number>): TokenDistribution {
     const c = this.run(logits, history);
     if (this.greedy) return { ids: Int32Array.of(greedy(c)), probs: Float64Array.of(1) };
     const probs = softmax(c);
     return { ids: c.ids.slice(0, c.size), probs };
   }
 
-  private run(logits: Float32Array, history: ArrayLike<number>): Candidates {
+  private run(logits: Float32Array | TopLogits, history: ArrayLike<number>): Candidates {
+    if (!(logits instanceof Float32Array) && this.candidatesNeeded === undefined) throw new SamplingError('INVALID_OPTION', 'this sampler needs the whole row of logits, not its top candidates');
     const c = candidatesOf(logits);
     for (const p of this.chain) p.process(c, history);
     return c;

@@ -14,7 +14,7 @@ import type { ByteSource } from '../../io/byte-source.js';
 import { dequantize } from '../../tensor/dequant.js';
 import { quantizeRow } from '../../tensor/quantize.js';
 import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-types.js';
-import { alibiSlopes, KV_CACHE_TYPES, kvCacheTypeProblem, kvElementType, kvRowBytes, tensorBytes, type AttentionArgs, type Backend, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
+import { alibiSlopes, checkTopK, KV_CACHE_TYPES, kvCacheTypeProblem, kvElementType, kvRowBytes, tensorBytes, type AttentionArgs, type Backend, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { f16BitsToF32, f32ToF16Bits } from './half.js';
 
@@ -361,6 +361,22 @@ export function createReferenceBackend(): Backend {
         let best = 0;
         for (let i = 1; i < n; i++) if (xs[r * n + i] > xs[r * n + best]) best = i;
         o[r] = best;
+      }
+    },
+
+    topK(ids, values, x, n, nRows, k) {
+      checkTopK(n, nRows, k);
+      const xs = f32View(x, n * nRows, 'topK x').slice(), xBits = new Int32Array(xs.buffer);
+      const oi = i32View(ids, k * nRows, 'topK ids'), ovBits = i32View(values, k * nRows, 'topK values'); // values keep x's bits (a NaN's payload too)
+      // NaN first, then larger values (0 === -0), then the lower index
+      const before = (a: number, b: number) => (Number.isNaN(a) ? 0 : 1) - (Number.isNaN(b) ? 0 : 1) || (a > b ? -1 : a < b ? 1 : 0);
+      for (let r = 0; r < nRows; r++) {
+        const row = xs.subarray(r * n, (r + 1) * n);
+        const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => before(row[a], row[b]) || a - b);
+        for (let j = 0; j < k; j++) {
+          oi[r * k + j] = order[j];
+          ovBits[r * k + j] = xBits[r * n + order[j]];
+        }
       }
     },
 

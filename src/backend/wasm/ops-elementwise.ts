@@ -1,10 +1,10 @@
-// The WASM backend's element-wise, normalization and reduction ops: rmsNorm, rope, swiglu, geglu, scale, softcap, argmax, add, addBias, silu, gelu.
+// The WASM backend's element-wise, normalization and reduction ops: rmsNorm, rope, swiglu, geglu, scale, softcap, argmax, topK, add, addBias, silu, gelu.
 import { BackendError } from '../errors.js';
-import type { Backend, RopeParams, Tensor } from '../backend.js';
+import { checkTopK, type Backend, type RopeParams, type Tensor } from '../backend.js';
 import { checkInt, MIN_WORK, type OpContext } from './dispatch.js';
 import * as K from './kernels.generated.js';
 
-type ElementwiseOps = Pick<Backend, 'rmsNorm' | 'layerNorm' | 'rope' | 'swiglu' | 'geglu' | 'gelu' | 'sigmoid' | 'scale' | 'softcap' | 'argmax' | 'add' | 'addBias'> & {
+type ElementwiseOps = Pick<Backend, 'rmsNorm' | 'layerNorm' | 'rope' | 'swiglu' | 'geglu' | 'gelu' | 'sigmoid' | 'scale' | 'softcap' | 'argmax' | 'topK' | 'add' | 'addBias'> & {
   silu(out: Tensor, x: Tensor, count: number): void;
 };
 
@@ -93,6 +93,18 @@ export function elementwiseOps({ mem, dispatch }: OpContext): ElementwiseOps {
       c.i[K.ARGMAX_X] = mem.at(x, 'argmax input', 4 * n * nRows);
       c.i[K.ARGMAX_N] = n;
       c.i[K.ARGMAX_ROWS] = nRows;
+      dispatch.run(n * nRows, MIN_WORK.elementwise, nRows);
+    },
+    topK(ids, values, x, n, nRows, k) {
+      checkTopK(n, nRows, k);
+      if (nRows === 0) return;
+      const c = dispatch.cmd(K.OP_TOP_K);
+      c.i[K.TOPK_IDS] = mem.at(ids, 'topK ids', 4 * k * nRows);
+      c.i[K.TOPK_VALUES] = mem.at(values, 'topK values', 4 * k * nRows);
+      c.i[K.TOPK_X] = mem.at(x, 'topK input', 4 * n * nRows);
+      c.i[K.TOPK_N] = n;
+      c.i[K.TOPK_ROWS] = nRows;
+      c.i[K.TOPK_K] = k;
       dispatch.run(n * nRows, MIN_WORK.elementwise, nRows);
     },
     add: (out, a, b, count) => elementwise(K.OP_ADD, out, a, b, count, MIN_WORK.elementwise),

@@ -11,6 +11,7 @@
 //   a_raw(i) / a_raw_set(i, v): word i of the whole buffer (copy_bytes)
 // Parameters are u32 fields of the uniform P (f32 ones are bit patterns: bitcast<f32>(P.x)).
 import { GGMLType, typeName, typeTraits } from '../../tensor/ggml-types.js';
+import { MAX_TOP_K } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { SHADERS } from './shaders.generated.js';
 
@@ -52,6 +53,7 @@ export const KERNELS = {
   },
   elementwise: { source: 'elementwise', args: [w('out'), r('a'), r('b')], params: ['factor', 'cap', 'n'] },
   argmax: { source: 'argmax', args: [w('out'), r('x')], params: ['n'] },
+  topK: { source: 'topk', args: [w('ids'), w('values'), r('x')], params: ['n', 'k'] },
   storeKVf32: { source: 'store_kv', args: [w('kc'), w('vc'), r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'] },
   storeKVf16: { source: 'store_kv', args: [{ name: 'kc', access: 'atomic' }, { name: 'vc', access: 'atomic' }, r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'] },
   storeKVBlocks: { source: 'store_kv_blocks', args: [{ name: 'kc', access: 'atomic' }, { name: 'vc', access: 'atomic' }, r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'] },
@@ -232,7 +234,7 @@ export const LAYER_NORM: Variant = { key: 'layer', code: 'const LAYER_NORM = tru
 /** The WGSL of one kernel for one variant and one grouping of its arguments into buffers. */
 export function compose(def: KernelDef, variant: Variant, groupOf: readonly number[], groupAccess: readonly ArgAccess[]): string {
   const fields = ['groups', 'count', ...def.params, ...def.args.flatMap((a) => [`${a.name}_w`, `${a.name}_b`])];
-  const out: string[] = [`const WG: u32 = ${WG}u;`, `const MAX_HEAD_DIM: u32 = ${MAX_HEAD_DIM}u;`];
+  const out: string[] = [`const WG: u32 = ${WG}u;`, `const MAX_HEAD_DIM: u32 = ${MAX_HEAD_DIM}u;`, `const MAX_TOP_K: u32 = ${MAX_TOP_K}u;`];
   out.push(`struct Params {\n${fields.map((f) => `  ${f}: u32,`).join('\n')}\n}`);
   out.push('@group(0) @binding(0) var<uniform> P: Params;');
   groupAccess.forEach((access, g) => {

@@ -8,7 +8,7 @@
 import type { ByteSource } from '../../io/byte-source.js';
 import { log } from '../../log.js';
 import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-types.js';
-import { alibiSlopes, kvCacheTypeProblem, kvRowBytes, tensorBytes, type AttentionArgs, type Backend, type KVCacheType, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
+import { alibiSlopes, checkTopK, kvCacheTypeProblem, kvRowBytes, tensorBytes, type AttentionArgs, type Backend, type KVCacheType, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { acquireGPU, type AcquireGPUOptions, type GPUChoice } from './gpu.js';
 import { compose, dequantVariant, KERNELS, LAYER_NORM, MAX_HEAD_DIM, NO_VARIANT, RMS_NORM, paramCount, tiledVariant, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
@@ -565,6 +565,14 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       need(x, 4 * n * nRows, 'argmax x');
       need(out, 4 * nRows, 'argmax out');
       dispatch('argmax', NO_VARIANT, [out, x], { n }, nRows);
+    },
+
+    topK(ids, values, x, n, nRows, k) {
+      checkTopK(n, nRows, k);
+      need(x, 4 * n * nRows, 'topK x');
+      need(ids, 4 * k * nRows, 'topK ids');
+      need(values, 4 * k * nRows, 'topK values');
+      dispatch('topK', NO_VARIANT, [ids, values, x], { n, k }, nRows);
     },
 
     storeKV(layer: KVLayer, k, v, slots, nTokens) {
