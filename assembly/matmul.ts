@@ -397,27 +397,14 @@ function dotTokens4(kind: i32, w: usize, a: usize, ad: usize, as: usize, aS: usi
 @inline function tileQ5_0(il: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize,
   aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
   let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
-  const m = i16x8.splat(0x0f);
   for (let b = 0; b < nb; b++) {
     if (il) {
       w1 = w0 + 22; w2 = w0 + 44; w3 = w0 + 66;
     }
-    let qh = load<u32>(w0, 2), lo = i16x8.splat(<i16>(qh & 0xffff)), hi = i16x8.splat(<i16>(qh >>> 16));
-    let v = v128.load(w0, 6);
-    const e0 = v128.or(v128.and(v, m), qhBits16(lo, QH_EVEN)), o0 = v128.or(v128.and(i16x8.shr_u(v, 8), m), qhBits16(lo, QH_ODD));
-    const f0 = v128.or(v128.and(i16x8.shr_u(v, 4), m), qhBits16(hi, QH_EVEN)), p0 = v128.or(i16x8.shr_u(v, 12), qhBits16(hi, QH_ODD));
-    qh = load<u32>(w1, 2); lo = i16x8.splat(<i16>(qh & 0xffff)); hi = i16x8.splat(<i16>(qh >>> 16));
-    v = v128.load(w1, 6);
-    const e1 = v128.or(v128.and(v, m), qhBits16(lo, QH_EVEN)), o1 = v128.or(v128.and(i16x8.shr_u(v, 8), m), qhBits16(lo, QH_ODD));
-    const f1 = v128.or(v128.and(i16x8.shr_u(v, 4), m), qhBits16(hi, QH_EVEN)), p1 = v128.or(i16x8.shr_u(v, 12), qhBits16(hi, QH_ODD));
-    qh = load<u32>(w2, 2); lo = i16x8.splat(<i16>(qh & 0xffff)); hi = i16x8.splat(<i16>(qh >>> 16));
-    v = v128.load(w2, 6);
-    const e2 = v128.or(v128.and(v, m), qhBits16(lo, QH_EVEN)), o2 = v128.or(v128.and(i16x8.shr_u(v, 8), m), qhBits16(lo, QH_ODD));
-    const f2 = v128.or(v128.and(i16x8.shr_u(v, 4), m), qhBits16(hi, QH_EVEN)), p2 = v128.or(i16x8.shr_u(v, 12), qhBits16(hi, QH_ODD));
-    qh = load<u32>(w3, 2); lo = i16x8.splat(<i16>(qh & 0xffff)); hi = i16x8.splat(<i16>(qh >>> 16));
-    v = v128.load(w3, 6);
-    const e3 = v128.or(v128.and(v, m), qhBits16(lo, QH_EVEN)), o3 = v128.or(v128.and(i16x8.shr_u(v, 8), m), qhBits16(lo, QH_ODD));
-    const f3 = v128.or(v128.and(i16x8.shr_u(v, 4), m), qhBits16(hi, QH_EVEN)), p3 = v128.or(i16x8.shr_u(v, 12), qhBits16(hi, QH_ODD));
+    const e0 = q5Part(w0, 0), o0 = q5Part(w0, 1), f0 = q5Part(w0, 2), p0 = q5Part(w0, 3);
+    const e1 = q5Part(w1, 0), o1 = q5Part(w1, 1), f1 = q5Part(w1, 2), p1 = q5Part(w1, 3);
+    const e2 = q5Part(w2, 0), o2 = q5Part(w2, 1), f2 = q5Part(w2, 2), p2 = q5Part(w2, 3);
+    const e3 = q5Part(w3, 0), o3 = q5Part(w3, 1), f3 = q5Part(w3, 2), p3 = q5Part(w3, 3);
     const d = gatherF16(w0, w1, w2, w3);
     c0 = tokStep(T_Q5_0, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a, ad, as, d, c0);
     c1 = tokStep(T_Q5_0, e0, o0, e1, o1, e2, o2, e3, o3, f0, p0, f1, p1, f2, p2, f3, p3, a + aS, ad + dS, as + sS, d, c1);
@@ -560,16 +547,20 @@ const QH_ODD: v128 = i16x8(2, 8, 32, 128, 512, 2048, 8192, -32768);
   return v128.and(i16x8.eq(v128.and(h, mask), mask), i16x8.splat(0x10));
 }
 
+/**
+ * Part p (a literal) of a Q5_0 block's codes in i16 lanes as nibRowWide splits them: 0 the low
+ * nibbles of the even bytes, 1 of the odd bytes, 2 the high nibbles of the even bytes, 3 of the
+ * odd ones, each with its fifth bit from qh.
+ */
+@inline function q5Part(w: usize, p: i32): v128 {
+  const qh = load<u32>(w, 2), v = v128.load(w, 6);
+  const h = i16x8.splat(<i16>(p < 2 ? qh & 0xffff : qh >>> 16));
+  const nib = p == 3 ? i16x8.shr_u(v, 12) : v128.and(p == 0 ? v : i16x8.shr_u(v, p == 1 ? 8 : 4), i16x8.splat(0x0f));
+  return v128.or(nib, qhBits16(h, (p & 1) != 0 ? QH_ODD : QH_EVEN));
+}
+
 @inline function q5RowWide(w: usize, a0: v128, a1: v128, a2: v128, a3: v128): v128 {
-  const qh = load<u32>(w, 2);
-  const lo = i16x8.splat(<i16>(qh & 0xffff)), hi = i16x8.splat(<i16>(qh >>> 16));
-  const v = v128.load(w, 6);
-  const m = i16x8.splat(0x0f);
-  return dot4w(
-    v128.or(v128.and(v, m), qhBits16(lo, QH_EVEN)), v128.or(v128.and(i16x8.shr_u(v, 8), m), qhBits16(lo, QH_ODD)),
-    v128.or(v128.and(i16x8.shr_u(v, 4), m), qhBits16(hi, QH_EVEN)), v128.or(i16x8.shr_u(v, 12), qhBits16(hi, QH_ODD)),
-    a0, a1, a2, a3,
-  );
+  return dot4w(q5Part(w, 0), q5Part(w, 1), q5Part(w, 2), q5Part(w, 3), a0, a1, a2, a3);
 }
 
 /** wide: the activations are (batches of 4+ tokens: see wideAct). */
