@@ -147,7 +147,8 @@ const wasmConfig = (label: string, create: () => Promise<Backend>, optional = fa
 const CONFIGS_BY_KIND: Record<TestedKind, Config[]> = {
   reference: [{ label: 'reference', kind: 'reference', ggmlSteps: false, keep: false, create: () => createBackend('reference') }],
   // On a software adapter in CI (SwiftShader through Dawn): a missing adapter fails the suite, and so
-  // does one without subgroups (the matmul kernels' shuffles must give the bits of the path without).
+  // does one without subgroups (the shuffles in matmul's and the norms' reductions must give the
+  // bits of the path without).
   webgpu: [
     {
       label: 'webgpu', kind: 'webgpu', ggmlSteps: false, keep: true, flushesSubnormals: true,

@@ -240,11 +240,11 @@ describe('WebGPU tiled matmul (prompts and batches)', () => {
 });
 
 describe('WebGPU subgroups', () => {
-  // The matmul kernels' lane trees shuffle within subgroups where the device has them, with the same
-  // pairs as through workgroup memory: every result must have the same bits with the feature on and
-  // off. Dawn on SwiftShader (CI) offers subgroups of 4: rows of up to 64 blocks (4 lanes) reduce by
-  // shuffles alone, longer rows (16 lanes) half through workgroup memory. A device without the
-  // feature fails here (required: true), never skips.
+  // The matmul kernels' lane trees (and the norms' row sums: backend-ops) shuffle within subgroups
+  // where the device has them, with the same pairs as through workgroup memory: every result must
+  // have the same bits with the feature on and off. Dawn on SwiftShader (CI) offers subgroups of 4:
+  // rows of up to 64 blocks (4 lanes) reduce by shuffles alone, longer rows (16 lanes) half through
+  // workgroup memory. A device without the feature fails here (required: true), never skips.
   const backends: Partial<Record<'on' | 'off', WebGPUBackend>> = {};
   const both = async () => {
     backends.on ??= await createWebGPUBackend({ features: { subgroups: true } });
@@ -313,7 +313,7 @@ describe('WebGPU subgroups', () => {
     }
   }, 300_000);
 
-  it('the workgroups of both matmul kernels shuffle here (lane_width above 1), so the tests above compare two paths', async () => {
+  it('the workgroups of both matmul kernels (64 and 256 invocations; the norm kernel has 64) shuffle here (lane_width above 1), so the tests above compare two paths', async () => {
     const [on] = await both();
     const device = on.device;
     for (const size of [64, 256]) { // matmul.wgsl's and matmul_tiled.wgsl's workgroups

@@ -25,7 +25,7 @@ export interface GPUChoice {
 
 /** Optional WebGPU features the kernels use when present; each has a path without. */
 export interface GPUFeatures {
-  /** Subgroup shuffles in the matmul kernels' lane reductions (the same bits as without: webgpu/lanes_subgroups.wgsl). */
+  /** Subgroup shuffles in the lane reductions of matmul and the norms (the same bits as without: webgpu/lanes_subgroups.wgsl). */
   readonly subgroups: boolean;
 }
 

@@ -43,8 +43,8 @@ export const KERNELS = {
   matmulRouted: { source: 'matmul', args: [w('out'), r('x'), r('w'), r('ids')], params: MATMUL_PARAMS, dequant: true, lanes: true },
   matmulTiled: { source: 'matmul_tiled', args: [w('out'), r('x'), r('w')], params: ['rows', 'cols', 'row_bytes', 'out_rows', 'row_base', 'slots'], dequant: true, lanes: true },
   getRows: { source: 'get_rows', args: [w('out'), r('ids'), r('w')], params: ['rows', 'cols', 'row_bytes', 'row_base', 'only_own'], dequant: true },
-  rmsNorm: { source: 'norm', args: [w('out'), r('x'), r('weight')], params: ['n', 'eps'] },
-  layerNorm: { source: 'norm', args: [w('out'), r('x'), r('weight'), r('bias')], params: ['n', 'eps'] },
+  rmsNorm: { source: 'norm', args: [w('out'), r('x'), r('weight')], params: ['n', 'eps'], lanes: true },
+  layerNorm: { source: 'norm', args: [w('out'), r('x'), r('weight'), r('bias')], params: ['n', 'eps'], lanes: true },
   rope: {
     source: 'rope', args: [w('x'), r('positions')],
     params: ['rope_dims', 'n_heads', 'head_dim', 'theta_scale', 'freq_scale', 'ext_factor', 'low', 'high', 'mscale', 'neox'],
