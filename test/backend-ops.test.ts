@@ -104,6 +104,7 @@ import { f16BitsToF32, f32ToF16Bits } from '../src/backend/reference/half.js';
 import { ropeAngle } from '../src/backend/reference/reference-backend.js';
 import { BACKEND_KINDS, createBackend, type BackendKind } from '../src/backend/registry.js';
 import type { WasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
+import { createWebGPUBackend, type WebGPUBackend } from '../src/backend/webgpu/webgpu-backend.js';
 import { dequantize } from '../src/tensor/dequant.js';
 import { GGMLType, rowBytes, typeName, typeTraits } from '../src/tensor/ggml-types.js';
 import { quantize } from '../src/tensor/quantize.js';
@@ -145,8 +146,21 @@ const wasmConfig = (label: string, create: () => Promise<Backend>, optional = fa
 
 const CONFIGS_BY_KIND: Record<TestedKind, Config[]> = {
   reference: [{ label: 'reference', kind: 'reference', ggmlSteps: false, keep: false, create: () => createBackend('reference') }],
-  // On a software adapter in CI (SwiftShader through Dawn): a missing adapter fails the suite.
-  webgpu: [{ label: 'webgpu', kind: 'webgpu', ggmlSteps: false, keep: true, flushesSubnormals: true, create: () => (useSoftwareVulkanUnlessSet(), createBackend('webgpu')) }],
+  // On a software adapter in CI (SwiftShader through Dawn): a missing adapter fails the suite, and so
+  // does one without subgroups (the shuffles in matmul's and the norms' reductions must give the
+  // bits of the path without).
+  webgpu: [
+    {
+      label: 'webgpu', kind: 'webgpu', ggmlSteps: false, keep: true, flushesSubnormals: true,
+      create: async () => {
+        useSoftwareVulkanUnlessSet();
+        const b = (await createBackend('webgpu')) as WebGPUBackend;
+        if (!b.features.subgroups) throw new Error(`the WebGPU adapter ${b.adapter} offers no subgroups: the path with them would go untested`);
+        return b;
+      },
+    },
+    { label: 'webgpu subgroups off', kind: 'webgpu', ggmlSteps: false, keep: true, flushesSubnormals: true, create: () => (useSoftwareVulkanUnlessSet(), createWebGPUBackend({ features: { subgroups: false } })) },
+  ],
   wasm: [
     ...[1, 2, 3].map((threads) => wasmConfig(`wasm threads=${threads}`, () => createBackend('wasm', { threads, relaxedSimd: false }))),
     wasmConfig('wasm relaxed-emulated', () => createWasmBackend({ threads: 1, relaxedSimd: false, kernels: emulatedKernels() })),

@@ -9,7 +9,8 @@ import { asF32, asWeight, subTensor, type Backend, type WeightTensor } from '../
 import { BackendError } from '../src/backend/errors.js';
 import { acquireGPU } from '../src/backend/webgpu/gpu.js';
 import { tiledVariant, WEBGPU_WEIGHT_TYPES } from '../src/backend/webgpu/kernels.js';
-import { createWebGPUBackend } from '../src/backend/webgpu/webgpu-backend.js';
+import { SHADERS } from '../src/backend/webgpu/shaders.generated.js';
+import { createWebGPUBackend, type WebGPUBackend } from '../src/backend/webgpu/webgpu-backend.js';
 import { GGMLType, typeName, typeTraits } from '../src/tensor/ggml-types.js';
 import { createEngine } from '../src/engine/engine.js';
 import { loadModel } from '../src/model/model.js';
@@ -236,6 +237,116 @@ describe('WebGPU tiled matmul (prompts and batches)', () => {
       }
     }
   }, 120_000);
+});
+
+describe('WebGPU subgroups', () => {
+  // The matmul kernels' lane trees (and the norms' row sums: backend-ops) shuffle within subgroups
+  // where the device has them, with the same pairs as through workgroup memory: every result must
+  // have the same bits with the feature on and off. Dawn on SwiftShader (CI) offers subgroups of 4:
+  // rows of up to 64 blocks (4 lanes) reduce by shuffles alone, longer rows (16 lanes) half through
+  // workgroup memory. A device without the feature fails here (required: true), never skips.
+  const backends: Partial<Record<'on' | 'off', WebGPUBackend>> = {};
+  const both = async () => {
+    backends.on ??= await createWebGPUBackend({ features: { subgroups: true } });
+    backends.off ??= await createWebGPUBackend({ features: { subgroups: false } });
+    expect(backends.on.features.subgroups).toBe(true);
+    expect(backends.off.features.subgroups).toBe(false);
+    return [backends.on, backends.off] as const;
+  };
+  afterAll(async () => {
+    await backends.on?.dispose();
+    await backends.off?.dispose();
+  });
+
+  async function matmulOnce(be: Backend, type: GGMLType, rows: number, cols: number, nTokens: number, weights: Uint8Array, x: Float32Array): Promise<Uint32Array> {
+    const w = asWeight(be.allocate(type, [cols, rows], 'weight'), cols, rows) as WeightTensor;
+    be.upload(w, weights);
+    const xt = be.allocate(GGMLType.F32, [nTokens * cols]);
+    be.upload(xt, x);
+    const out = be.allocate(GGMLType.F32, [nTokens * rows]);
+    be.matmul(out, w, xt, nTokens);
+    const f = asF32(await be.read(out));
+    return new Uint32Array(f.buffer, f.byteOffset, f.length);
+  }
+
+  for (const type of WEBGPU_WEIGHT_TYPES) {
+    const qk = typeTraits(type)!.blockSize;
+    it(`${typeName(type)}: matmul has the same bits with subgroups on and off (1 token, 5 tokens, a tiled batch; 4 and 16 lanes)`, async () => {
+      const [on, off] = await both();
+      for (const [i, cols] of [qk === 1 ? 45 : 5 * qk, qk === 1 ? 133 : 67 * qk].entries()) {
+        const rows = 19;
+        for (const nTokens of [1, 5, tiledVariant(type, cols).minTokens + 3]) {
+          const r = rng(7000 + 100 * type + 10 * i + nTokens);
+          const weights = randomBlocks(type, rows, cols, r), x = uniform(nTokens * cols, r);
+          const a = await matmulOnce(on, type, rows, cols, nTokens, weights, x);
+          const b = await matmulOnce(off, type, rows, cols, nTokens, weights, x);
+          expect(a.some((v) => v !== 0)).toBe(true);
+          const k = a.findIndex((v, j) => v !== b[j]);
+          expect(k, `${typeName(type)} ${rows}x${cols}, ${nTokens} tokens: output ${k} differs`).toBe(-1);
+        }
+      }
+    }, 120_000);
+  }
+
+  it.skipIf(!haveShared)('stories260K (F32, Q8_0): the logits of a prompt and of greedy steps have the same bits with subgroups on and off', async () => {
+    const [on, off] = await both();
+    const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside.';
+    for (const file of ['stories260K.gguf', 'stories260K-q8_0.gguf']) {
+      const runs = [];
+      for (const backend of [on, off]) {
+        const model = await loadModel(`${MODELS}/${file}`, { backend, kvCacheType: 'f32', contextLength: 256 });
+        try {
+          const prompt = model.tokenizer.encode(text, { addSpecial: true });
+          const logits = await model.evaluate(prompt);
+          // decode steps: one token at a time (mat x vec), their log-probabilities read back whole
+          const engine = await createEngine(model, { maxSequences: 1, prefixCacheEntries: 0 });
+          const greedy = await engine.generate({ prompt: 'Once upon a time', temperature: 0, maxTokens: 24, ignoreEos: true, logprobs: true }).result;
+          runs.push({ logits, tokens: greedy.tokens, logprobs: greedy.completions[0].logprobs });
+        } finally {
+          await model.dispose();
+        }
+      }
+      const bits = (rows: Float32Array[]) => rows.map((row) => Array.from(new Uint32Array(row.buffer, row.byteOffset, row.length)));
+      expect(bits(runs[0].logits), file).toEqual(bits(runs[1].logits));
+      expect(runs[0].tokens, file).toEqual(runs[1].tokens);
+      expect(runs[0].logprobs, file).toEqual(runs[1].logprobs);
+    }
+  }, 300_000);
+
+  it('the workgroups of both matmul kernels (64 and 256 invocations; the norm kernel has 64) shuffle here (lane_width above 1), so the tests above compare two paths', async () => {
+    const [on] = await both();
+    const device = on.device;
+    for (const size of [64, 256]) { // matmul.wgsl's and matmul_tiled.wgsl's workgroups
+      const module = device.createShaderModule({
+        code: `enable subgroups;\n${SHADERS['lanes_subgroups']}
+@group(0) @binding(0) var<storage, read_write> widths: array<u32>;
+@compute @workgroup_size(${size}) fn main(@builtin(workgroup_id) wid: vec3<u32>, lanes: Lanes) {
+  let w = lane_width(lanes);
+  if (lanes.lid == 0u) { widths[wid.x] = w; }
+}`,
+      });
+      const pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+      const out = device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+      const back = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: out } }] }));
+      pass.dispatchWorkgroups(4);
+      pass.end();
+      encoder.copyBufferToBuffer(out, 0, back, 0, 16);
+      device.queue.submit([encoder.finish()]);
+      await back.mapAsync(GPUMapMode.READ);
+      const widths = Array.from(new Uint32Array(back.getMappedRange().slice(0)));
+      back.unmap();
+      for (const w of widths) expect([4, 8, 16, 32, 64, 128], `workgroup of ${size}: widths ${widths}`).toContain(w);
+    }
+  });
+
+  it('requiring subgroups of a device created without them is a typed error', async () => {
+    const [, off] = await both();
+    await expect(createWebGPUBackend({ device: off.device, features: { subgroups: true } })).rejects.toMatchObject({ code: 'NO_ADAPTER' });
+  });
 });
 
 describe('WebGPU without an adapter', () => {

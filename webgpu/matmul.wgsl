@@ -4,7 +4,8 @@
 // token. Routed (ggml's mul_mat_id, TT = 1): a slot is (token, chosen expert), x is the token's row
 // or, with per_slot, the slot's own row. Every output is summed the same way whatever TT and the
 // batch: its lane sums every TPR-th block of the row in order (each block's dot product from the
-// variant's block_dot), then a fixed tree adds the TPR lanes,
+// variant's block_dot), then a fixed tree adds the TPR lanes (its strides below lane_width() by
+// subgroup shuffles, the same pairs: lanes*.wgsl),
 // so a token's row has the same bits alone as in any batch (TPR depends on the row length only).
 // A weight split over buffers runs once per part: rows are the part's, written at row_base of
 // out_rows per slot.
@@ -37,7 +38,8 @@ fn block_dot_q8_0(blk: u32, xb: u32) -> f32 {
 var<workgroup> partial: array<array<f32, TT>, WG>;
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lanes: Lanes) {
+  let lid = lanes.lid;
   let item = group_index(wid, nwg) * (WG / TPR) + lid / TPR; // (slot group, row)
   let lane = lid % TPR;
   let groups = (P.slots + TT - 1u) / TT;
@@ -62,17 +64,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
   partial[lid] = acc;
-  workgroupBarrier();
-  for (var s = TPR / 2u; s > 0u; s = s >> 1u) {
+  let width = lane_width(lanes);
+  for (var s = TPR / 2u; s >= width; s = s >> 1u) {
     if (lane < s) {
       for (var c = 0u; c < TT; c++) { partial[lid][c] += partial[lid + s][c]; }
     }
     workgroupBarrier();
   }
+  var sum = partial[lid];
+  for (var s = min(TPR, width) / 2u; s > 0u; s = s >> 1u) {
+    for (var c = 0u; c < TT; c++) { sum[c] = lane_add(sum[c], s); }
+  }
   if (lane == 0u && item < groups * P.rows) {
     for (var c = 0u; c < TT; c++) {
       let slot = slot0 + c;
-      if (slot < P.slots) { out_setf(slot * P.out_rows + P.row_base + r, partial[lid][c]); }
+      if (slot < P.slots) { out_setf(slot * P.out_rows + P.row_base + r, sum[c]); }
     }
   }
 }

@@ -46,7 +46,8 @@ fn scale_at(row: u32, b: u32, nb: u32) -> f32 {
 }
 
 @compute @workgroup_size(TWG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, lanes: Lanes) {
+  let lid = lanes.lid;
   let row_tiles = (P.rows + TILE - 1u) / TILE;
   let tile = group_index(wid, nwg);
   if (tile >= row_tiles * ((P.slots + TILE - 1u) / TILE)) { return; }
@@ -109,19 +110,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
 
-  // the TPR lanes of each output added by matmul.wgsl's tree, one row of this thread at a time
+  // the TPR lanes of each output added by matmul.wgsl's tree (its strides below the width by
+  // shuffles, as there), one row of this thread at a time
+  let width = lane_width(lanes);
   for (var i = 0u; i < 4u; i++) {
     partial[lid] = select(select(acc3, acc2, i == 2u), select(acc1, acc0, i == 0u), i < 2u);
     workgroupBarrier();
-    for (var h = TPR / 2u; h > 0u; h = h >> 1u) {
+    for (var h = TPR / 2u; h >= width; h = h >> 1u) {
       if (lane < h) { partial[lid] += partial[lid + h]; }
       workgroupBarrier();
     }
+    var sum = partial[lid];
+    for (var h = min(TPR, width) / 2u; h > 0u; h = h >> 1u) { sum = lane_add4(sum, h); }
     let r = row0 + rg + i * SIDE;
     if (lane == 0u && r < P.rows) {
       for (var k = 0u; k < 4u; k++) {
         let t = tok0 + 4u * tg + k;
-        if (t < P.slots) { out_setf(t * P.out_rows + P.row_base + r, partial[lid][k]); }
+        if (t < P.slots) { out_setf(t * P.out_rows + P.row_base + r, sum[k]); }
       }
     }
   }

@@ -19,6 +19,23 @@ export interface GPUChoice {
     readonly maxStorageBufferBindingSize: number;
     readonly maxStorageBuffersPerShaderStage: number;
   };
+  /** The optional features the device was given that the kernels use. */
+  readonly features: GPUFeatures;
+}
+
+/** Optional WebGPU features the kernels use when present; each has a path without. */
+export interface GPUFeatures {
+  /** Subgroup shuffles in the lane reductions of matmul and the norms (the same bits as without: webgpu/lanes_subgroups.wgsl). */
+  readonly subgroups: boolean;
+}
+
+/** Which optional features to use: true requires one (a typed error without it), false leaves it off, absent uses it when the adapter has it. */
+export type GPUFeatureChoice = { readonly [K in keyof GPUFeatures]?: boolean };
+
+/** The features to request of an adapter (or to use of a given device) offering `offered`. */
+export function chooseFeatures(offered: ReadonlySet<string>, choice: GPUFeatureChoice = {}, where = 'the WebGPU adapter'): GPUFeatures {
+  if (choice.subgroups === true && !offered.has('subgroups')) throw new BackendError('NO_ADAPTER', `the subgroups feature was required, and ${where} does not offer it`);
+  return { subgroups: choice.subgroups !== false && offered.has('subgroups') };
 }
 
 export interface AcquireGPUOptions {
@@ -27,6 +44,8 @@ export interface AcquireGPUOptions {
   /** An adapter already chosen (from `gpu`, or navigator.gpu): no second requestAdapter. */
   readonly adapter?: GPUAdapter;
   readonly powerPreference?: GPUPowerPreference;
+  /** Optional features to use or leave off (default: each when the adapter offers it). */
+  readonly features?: GPUFeatureChoice;
 }
 
 /** The storage buffers our largest kernel binds (attention with ALiBi: q, out, K, V, tables, token info, positions, slopes). */
@@ -72,9 +91,11 @@ export async function acquireGPU(options: AcquireGPUOptions = {}): Promise<GPUCh
   }
   const info = (adapter as { info?: GPUAdapterInfo }).info;
   const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ') || 'unnamed adapter';
+  const features = chooseFeatures(adapter.features as ReadonlySet<string>, options.features, `adapter ${name}`);
   let device: GPUDevice;
   try {
     device = await adapter.requestDevice({
+      requiredFeatures: features.subgroups ? ['subgroups' as GPUFeatureName] : [],
       requiredLimits: {
         maxBufferSize: a.maxBufferSize,
         maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
@@ -89,6 +110,7 @@ export async function acquireGPU(options: AcquireGPUOptions = {}): Promise<GPUCh
     device,
     gpu: found.gpu,
     description: `${name} (${found.source})`,
+    features,
     limits: {
       maxBufferSize: device.limits.maxBufferSize,
       maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,

@@ -29,6 +29,8 @@ export interface KernelDef {
   readonly params: readonly string[];
   /** Includes webgpu/dequant.wgsl (reads the argument named w). */
   readonly dequant?: boolean;
+  /** Includes the lane reductions: webgpu/lanes_subgroups.wgsl where the device has subgroups, else webgpu/lanes.wgsl. */
+  readonly lanes?: boolean;
 }
 
 const r = (name: string) => ({ name, access: 'read' as const });
@@ -37,12 +39,12 @@ const w = (name: string) => ({ name, access: 'write' as const });
 const MATMUL_PARAMS = ['rows', 'cols', 'row_bytes', 'used', 'per_slot', 'n_experts', 'out_rows', 'row_base', 'slots'];
 
 export const KERNELS = {
-  matmul: { source: 'matmul', args: [w('out'), r('x'), r('w')], params: MATMUL_PARAMS, dequant: true },
-  matmulRouted: { source: 'matmul', args: [w('out'), r('x'), r('w'), r('ids')], params: MATMUL_PARAMS, dequant: true },
-  matmulTiled: { source: 'matmul_tiled', args: [w('out'), r('x'), r('w')], params: ['rows', 'cols', 'row_bytes', 'out_rows', 'row_base', 'slots'], dequant: true },
+  matmul: { source: 'matmul', args: [w('out'), r('x'), r('w')], params: MATMUL_PARAMS, dequant: true, lanes: true },
+  matmulRouted: { source: 'matmul', args: [w('out'), r('x'), r('w'), r('ids')], params: MATMUL_PARAMS, dequant: true, lanes: true },
+  matmulTiled: { source: 'matmul_tiled', args: [w('out'), r('x'), r('w')], params: ['rows', 'cols', 'row_bytes', 'out_rows', 'row_base', 'slots'], dequant: true, lanes: true },
   getRows: { source: 'get_rows', args: [w('out'), r('ids'), r('w')], params: ['rows', 'cols', 'row_bytes', 'row_base', 'only_own'], dequant: true },
-  rmsNorm: { source: 'norm', args: [w('out'), r('x'), r('weight')], params: ['n', 'eps'] },
-  layerNorm: { source: 'norm', args: [w('out'), r('x'), r('weight'), r('bias')], params: ['n', 'eps'] },
+  rmsNorm: { source: 'norm', args: [w('out'), r('x'), r('weight')], params: ['n', 'eps'], lanes: true },
+  layerNorm: { source: 'norm', args: [w('out'), r('x'), r('weight'), r('bias')], params: ['n', 'eps'], lanes: true },
   rope: {
     source: 'rope', args: [w('x'), r('positions')],
     params: ['rope_dims', 'n_heads', 'head_dim', 'theta_scale', 'freq_scale', 'ext_factor', 'low', 'high', 'mscale', 'neox'],
@@ -231,10 +233,14 @@ export const NO_VARIANT: Variant = { key: '', code: '' };
 export const RMS_NORM: Variant = { key: 'rms', code: 'const LAYER_NORM = false;\nfn bias_at(i: u32) -> f32 { return 0.0; }' };
 export const LAYER_NORM: Variant = { key: 'layer', code: 'const LAYER_NORM = true;\nfn bias_at(i: u32) -> f32 { return bias_f(i); }' };
 
-/** The WGSL of one kernel for one variant and one grouping of its arguments into buffers. */
-export function compose(def: KernelDef, variant: Variant, groupOf: readonly number[], groupAccess: readonly ArgAccess[]): string {
+/**
+ * The WGSL of one kernel for one variant and one grouping of its arguments into buffers; with
+ * `subgroups` (a device with the feature), its lane reductions shuffle within subgroups.
+ */
+export function compose(def: KernelDef, variant: Variant, groupOf: readonly number[], groupAccess: readonly ArgAccess[], subgroups = false): string {
   const fields = ['groups', 'count', ...def.params, ...def.args.flatMap((a) => [`${a.name}_w`, `${a.name}_b`])];
-  const out: string[] = [`const WG: u32 = ${WG}u;`, `const MAX_HEAD_DIM: u32 = ${MAX_HEAD_DIM}u;`, `const MAX_TOP_K: u32 = ${MAX_TOP_K}u;`];
+  const shuffles = subgroups && def.lanes === true;
+  const out: string[] = [...(shuffles ? ['enable subgroups;'] : []), `const WG: u32 = ${WG}u;`, `const MAX_HEAD_DIM: u32 = ${MAX_HEAD_DIM}u;`, `const MAX_TOP_K: u32 = ${MAX_TOP_K}u;`];
   out.push(`struct Params {\n${fields.map((f) => `  ${f}: u32,`).join('\n')}\n}`);
   out.push('@group(0) @binding(0) var<uniform> P: Params;');
   groupAccess.forEach((access, g) => {
@@ -264,6 +270,7 @@ export function compose(def: KernelDef, variant: Variant, groupOf: readonly numb
   });
   out.push(SHADERS['common']!);
   if (def.dequant) out.push(SHADERS['dequant']!);
+  if (def.lanes) out.push(SHADERS[shuffles ? 'lanes_subgroups' : 'lanes']!);
   out.push(variant.code);
   const body = SHADERS[def.source];
   if (!body) throw new Error(`no WGSL source webgpu/${def.source}.wgsl`);

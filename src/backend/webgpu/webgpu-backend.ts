@@ -10,7 +10,7 @@ import { log } from '../../log.js';
 import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-types.js';
 import { alibiSlopes, checkTopK, kvCacheTypeProblem, kvRowBytes, tensorBytes, type AttentionArgs, type Backend, type KVCacheType, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
-import { acquireGPU, type AcquireGPUOptions, type GPUChoice } from './gpu.js';
+import { acquireGPU, chooseFeatures, type AcquireGPUOptions, type GPUChoice, type GPUFeatures } from './gpu.js';
 import { compose, dequantVariant, KERNELS, LAYER_NORM, MAX_HEAD_DIM, NO_VARIANT, RMS_NORM, paramCount, tiledVariant, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
 
 export interface WebGPUBackendOptions extends AcquireGPUOptions {
@@ -28,6 +28,8 @@ export interface WebGPUBackend extends Backend {
   readonly gpu?: GPU;
   /** The adapter and where it came from. */
   readonly adapter: string;
+  /** The optional features its kernels use (AcquireGPUOptions.features chooses). */
+  readonly features: GPUFeatures;
 }
 
 /** Bytes of one dispatch's parameters in the uniform pages (minUniformBufferOffsetAlignment). */
@@ -80,11 +82,12 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
         maxStorageBufferBindingSize: options.device.limits.maxStorageBufferBindingSize,
         maxStorageBuffersPerShaderStage: options.device.limits.maxStorageBuffersPerShaderStage,
       },
+      features: chooseFeatures(options.device.features as ReadonlySet<string>, options.features, 'the given device'),
     }
     : await acquireGPU(options);
-  const { device } = choice;
+  const { device, features } = choice;
   const maxTensorBytes = Math.min(choice.limits.maxBufferSize, choice.limits.maxStorageBufferBindingSize, options.maxBindingBytes ?? Infinity);
-  log.debug(`webgpu: ${choice.description}, largest tensor ${maxTensorBytes} bytes`);
+  log.debug(`webgpu: ${choice.description}, largest tensor ${maxTensorBytes} bytes, subgroups ${features.subgroups ? 'on' : 'off'}`);
 
   const buffers: (GPUBuffer | undefined)[] = [undefined]; // ids from 1, as the reference backend
   // Weights larger than one binding: a virtual buffer id whose rows lie in several GPU buffers
@@ -173,7 +176,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     const key = `${name}|${variant.key}|${groupOf.join(',')}|${groupAccess.join(',')}`;
     let p = pipelines.get(key);
     if (!p) {
-      const code = compose(def, variant, groupOf, groupAccess);
+      const code = compose(def, variant, groupOf, groupAccess, features.subgroups);
       const module = device.createShaderModule({ code, label: key });
       const layout = device.createBindGroupLayout({
         entries: [
@@ -330,6 +333,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     device,
     gpu: choice.gpu,
     adapter: choice.description,
+    features,
     capabilities: { weightTypes: WEBGPU_WEIGHT_TYPES, maxTensorBytes, memoryBytes: options.memoryBytes ?? Number.MAX_SAFE_INTEGER, kvTypes: WEBGPU_KV_TYPES },
 
     allocate(type: GGMLType, shape: readonly number[]) {
