@@ -2,7 +2,10 @@
 // batched multi-sequence forward pass, the up-front memory budget, and sliding-window attention
 // against the plain reference forward with a window mask.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { MAX_TOP_K, subTensor } from '../src/backend/backend.js';
+import { MAX_TOP_K, subTensor, type Backend } from '../src/backend/backend.js';
+import { createBackend } from '../src/backend/registry.js';
+import { createEngine } from '../src/engine/engine.js';
+import { KVCacheError } from '../src/kv/errors.js';
 import { KVCache, RELEASED_BLOCK } from '../src/kv/kv-cache.js';
 import type { BatchToken } from '../src/model/graph.js';
 import { loadModel, type Model } from '../src/model/model.js';
@@ -20,6 +23,18 @@ async function withModel<T>(fn: (m: Model) => Promise<T>): Promise<T> {
   } finally {
     await model.dispose();
   }
+}
+
+/** The backend, reporting a smaller largest tensor (as a GPU's binding limit would). */
+function withTensorLimit(be: Backend, maxTensorBytes: number): Backend {
+  const capabilities = { ...be.capabilities, maxTensorBytes };
+  return new Proxy(be, {
+    get: (target, key) => {
+      if (key === 'capabilities') return capabilities;
+      const v = Reflect.get(target, key);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
 }
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
@@ -147,6 +162,68 @@ describe('llama graph', () => {
       kv.removeSequence(10);
     }
   }));
+
+  it('a batch asking for more rows than one pass of the output head holds runs it in passes: the same rows, argmax and top k', async () => {
+    const be = await createBackend('wasm', { threads: 2 });
+    // 5 rows of the 512-token vocabulary per pass (the KV pool of 128 tokens still fits the limit)
+    const limited = await loadModel(await bundledModelPath(), { backend: withTensorLimit(be, 5 * 4 * 512), contextLength: 128 });
+    const plain = await loadModel(await bundledModelPath(), { threads: 2, contextLength: 128 });
+    try {
+      expect(limited.graph.logitsRows).toBe(5);
+      expect(plain.graph.logitsRows).toBe(plain.graph.maxBatchTokens);
+      const tokens = plain.tokenizer.encode('Lily and Tom went to the park. They saw a big dog', { addSpecial: true });
+      expect(tokens.length).toBeGreaterThan(10); // three passes at least
+      const asks = tokens.map((_, i) => ([true, 'argmax', { topK: 3 }, true, { topK: 40 }, 'argmax', true] as const)[i % 7]);
+      const got = [];
+      for (const m of [plain, limited]) {
+        m.graph.kv.createSequence(11);
+        const matmul = vi.spyOn(m.backend, 'matmul');
+        try {
+          got.push(await m.graph.forward(tokens.map((token, i) => ({ token, seqId: 11, logits: asks[i] }))));
+          expect(matmul.mock.calls.filter(([, w]) => w === m.weights.output).length).toBe(m === plain ? 1 : Math.ceil(tokens.length / 5));
+        } finally {
+          matmul.mockRestore();
+          m.graph.kv.removeSequence(11);
+        }
+      }
+      expect(got[1]).toEqual(got[0]);
+      expect(got[0][0]).toBeInstanceOf(Float32Array);
+    } finally {
+      await limited.dispose();
+      await plain.dispose();
+      await be.dispose();
+    }
+  });
+
+  it("a KV cache whose layers are over the backend's largest tensor: loadModel refuses it before loading weights; the engine's default pool shrinks to fit, one asked for is refused", async () => {
+    const be = await createBackend('wasm', { threads: 1 });
+    try {
+      // an f16 row of the 32-value kv dim is 64 bytes: a 4096-byte limit holds 64 tokens per layer
+      const uploads = vi.spyOn(be, 'uploadFrom');
+      const err = await loadModel(await bundledModelPath(), { backend: withTensorLimit(be, 4096), contextLength: 256 }).catch((e) => e);
+      expect(err).toBeInstanceOf(ModelError);
+      expect(err.code).toBe('TOO_LARGE');
+      expect(err.message).toMatch(/at most 64\b/);
+      expect(uploads).not.toHaveBeenCalled();
+      uploads.mockRestore();
+
+      const model = await loadModel(await bundledModelPath(), { backend: withTensorLimit(be, 4096), contextLength: 64 });
+      try {
+        const engine = await createEngine(model, { prefixCacheEntries: 0 }); // four sequences by default: 256 tokens
+        expect(engine.contextLength).toBe(64);
+        const out = await engine.generate({ prompt: 'Once upon a time', maxTokens: 8, temperature: 0 }).result;
+        expect(out.tokens.length).toBe(8);
+        await engine.dispose();
+        const asked = await createEngine(model, { kvCacheTokens: 256 }).catch((e) => e);
+        expect(asked).toBeInstanceOf(KVCacheError);
+        expect(asked.code).toBe('TOO_LARGE');
+      } finally {
+        await model.dispose();
+      }
+    } finally {
+      await be.dispose();
+    }
+  });
 
   it('refuses a model that cannot fit in wasm32 memory before allocating, naming the sizes', async () => {
     const err = await loadModel(await bundledModelPath(), { kvCacheTokens: 2 ** 31, contextLength: 2048 }).catch((e) => e);

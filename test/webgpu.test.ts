@@ -84,16 +84,20 @@ describe.skipIf(!haveShared)('WebGPU models', () => {
     }, 300_000);
   }
 
-  it('weights past the binding limit run split over buffers, with the same logits bit for bit', async () => {
-    const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside.';
+  it('weights past the binding limit run split over buffers, and logits in passes of the head, with the same logits bit for bit', async () => {
+    const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside. One day she saw a big red ball.';
     for (const file of ['stories260K.gguf', 'stories260K-q8_0.gguf']) {
       const logits = [];
-      // 64 KiB bindings: the 512-row embedding table and output head (128 KiB as F32) take 2-3 buffers each
+      // 64 KiB bindings: the 512-row embedding table and output head (128 KiB as F32) take 2-3 buffers
+      // each, and the logits of 64 tokens (128 KiB) come from two passes of the head
       for (const maxBindingBytes of [undefined, 64 * 1024]) {
         const backend = await createWebGPUBackend({ maxBindingBytes });
-        const model = await loadModel(`${MODELS}/${file}`, { backend, kvCacheType: 'f32', maxBatchTokens: 16, contextLength: 256 });
+        const model = await loadModel(`${MODELS}/${file}`, { backend, kvCacheType: 'f32', maxBatchTokens: 64, contextLength: 256 });
         try {
-          logits.push(await model.evaluate(model.tokenizer.encode(text, { addSpecial: true })));
+          const tokens = model.tokenizer.encode(text, { addSpecial: true });
+          expect(model.graph.logitsRows).toBe(maxBindingBytes ? 32 : 64);
+          expect(tokens.length).toBeGreaterThan(32);
+          logits.push(await model.evaluate(tokens));
         } finally {
           await model.dispose();
           await backend.dispose();

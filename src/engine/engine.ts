@@ -12,7 +12,7 @@ import { speculativeSettings, type Drafter, type SpeculativeOptions } from '../g
 import { jsonSchemaToGBNF } from '../generation/constrained/json-schema.js';
 import { CompiledGrammar, LazyGrammarMatcher } from '../generation/constrained/matcher.js';
 import { kvCacheTypeProblem } from '../backend/backend.js';
-import { KVCache } from '../kv/kv-cache.js';
+import { KVCache, type KVBudget } from '../kv/kv-cache.js';
 import { log } from '../log.js';
 import { everyLayerWindow, Graph } from '../model/graph.js';
 import type { Model } from '../model/model.js';
@@ -113,7 +113,15 @@ export class Engine {
     const shape = { nLayers: c.nLayers, kvDim: c.nKvHeads * c.headDim, headDim: c.headDim, blockSize, type };
     // The most KV one sequence holds: its context, or under a sliding window its window and a batch.
     const sequenceTokens = window === undefined ? contextLength : Math.min(contextLength, KVCache.windowBlocks(window, blockSize, maxBatchTokens) * blockSize);
-    const nBlocks = KVCache.blocksForBudget(shape, options.kvCacheBytes !== undefined ? { bytes: options.kvCacheBytes } : { tokens: options.kvCacheTokens ?? 4 * sequenceTokens });
+    const budget: KVBudget | undefined = options.kvCacheBytes !== undefined ? { bytes: options.kvCacheBytes } : options.kvCacheTokens !== undefined ? { tokens: options.kvCacheTokens } : undefined;
+    let nBlocks = KVCache.blocksForBudget(shape, budget ?? { tokens: 4 * sequenceTokens });
+    // The default pool (four whole sequences) shrinks to what one layer's tensor can hold on this
+    // backend (a GPU's binding limit), as long as a whole sequence still fits; a pool asked for is kept.
+    const most = KVCache.maxBlocks(shape, model.backend.capabilities.maxTensorBytes);
+    if (budget === undefined && nBlocks > most && most * blockSize >= sequenceTokens) {
+      log.info(`engine: the KV pool holds ${most * blockSize} tokens, not ${nBlocks * blockSize}: one layer's K is at most ${model.backend.capabilities.maxTensorBytes} bytes on ${model.backend.name}`);
+      nBlocks = most;
+    }
     const prefixCacheEntries = int(options.prefixCacheEntries, 32, 0, 'prefixCacheEntries');
     // Everything is checked: allocate (once; backend memory is never given back).
     const kv = new KVCache(model.backend, { ...shape, nBlocks, maxSequenceLength: contextLength, slidingWindow: window });

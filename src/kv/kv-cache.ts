@@ -69,6 +69,11 @@ export class KVCache {
     return Math.ceil(budget.tokens / o.blockSize);
   }
 
+  /** Most blocks a pool holds when each layer's K (and V) is one tensor of at most maxTensorBytes. */
+  static maxBlocks(o: Pick<KVCacheOptions, 'kvDim' | 'blockSize' | 'type'>, maxTensorBytes: number): number {
+    return Math.floor(maxTensorBytes / (o.blockSize * kvRowBytes(o.type, o.kvDim)));
+  }
+
   /**
    * Most blocks a sequence under a sliding window of `window` keys holds right after reserving
    * `chunk` positions, its out-of-window blocks released before: the chunk and the window's
@@ -84,6 +89,12 @@ export class KVCache {
     if (problem) throw new KVCacheError(problem.code === 'INVALID' ? 'INVALID_ARGUMENT' : 'UNSUPPORTED', problem.message);
     if (slidingWindow !== undefined && (!Number.isInteger(slidingWindow) || slidingWindow < 1)) {
       throw new KVCacheError('INVALID_ARGUMENT', `sliding window must be an integer >= 1, got ${slidingWindow}`);
+    }
+    // checked before any layer is allocated (the backend never gives memory back)
+    const maxTensorBytes = backend.capabilities?.maxTensorBytes ?? Infinity;
+    const most = KVCache.maxBlocks(options, maxTensorBytes);
+    if (nBlocks > most) {
+      throw new KVCacheError('TOO_LARGE', `a KV pool of ${nBlocks * blockSize} tokens takes ${nBlocks * blockSize * kvRowBytes(type, kvDim)} bytes per layer for K (and V), more than the largest tensor ${backend.name} holds (${maxTensorBytes} bytes): it holds at most ${most * blockSize} tokens`);
     }
     this.pool = new BlockPool(nBlocks);
     this.layers = [];

@@ -15,6 +15,9 @@ import type { ArchDef, LayerWeights } from './arch/arch.js';
 import type { ActiveAdapter } from './lora.js';
 import type { TopLogits } from '../generation/logits-processor.js';
 
+/** The output head's logits buffer holds at most this (Graph.logitsRows). */
+const LOGITS_BUFFER_BYTES = 32 * 2 ** 20;
+
 export interface ModelConfig {
   readonly nLayers: number;
   readonly dim: number;
@@ -194,9 +197,9 @@ interface Buffers {
   attnOut: Tensor; // [T][nHeads * headDim]
   gate: Tensor; // [T][ffnDim]
   up: Tensor; // [T][ffnDim]
-  logits: Tensor; // [T][vocab] (a single float for an encoder: it has no output head)
-  argmax: Tensor; // i32[T]: the argmax of each logits row
-  topK: Tensor; // the rows' top ids, then their f32 logits: [2][T][min(MAX_TOP_K, vocab)] at most
+  logits: Tensor; // [logitsRows][vocab] (a single float for an encoder: it has no output head)
+  argmax: Tensor; // i32[logitsRows]: the argmax of each logits row
+  topK: Tensor; // the rows' top ids, then their f32 logits: [2][logitsRows][min(MAX_TOP_K, vocab)] at most
   /** Mixture-of-experts buffers: router logits [T][E], the routing, expert gate/up [T][used][ffn] and down [T][used][dim]. */
   moe: {
     routerLogits: Tensor; routing: ExpertRouting; gate: Tensor; up: Tensor; down: Tensor;
@@ -215,6 +218,8 @@ interface Buffers {
 
 export class Graph implements GraphBuilder {
   private readonly buf: Buffers;
+  /** Most positions one pass of the output head takes (Graph.logitsRows). */
+  readonly logitsRows: number;
   /** Tokens in the batch being evaluated (set by forward for the builder steps). */
   private nTokens = 0;
   /** LoRA pairs by the weight they adapt, with their effective scale. */
@@ -235,7 +240,8 @@ export class Graph implements GraphBuilder {
     if (kv.options.slidingWindow !== everyLayerWindow(config)) {
       throw new RangeError(`the KV cache's sliding window (${kv.options.slidingWindow}) differs from the model's (${everyLayerWindow(config)})`);
     }
-    this.buf = Graph.allocateBuffers(backend, config, kv, maxBatchTokens, weights.output !== undefined);
+    this.logitsRows = Graph.logitsRows(config, maxBatchTokens, backend.capabilities.maxTensorBytes);
+    this.buf = Graph.allocateBuffers(backend, config, kv, maxBatchTokens, this.logitsRows, weights.output !== undefined);
   }
 
   /** Bytes the rotation of a quantized cache adds to the activations (none without one). */
@@ -283,13 +289,22 @@ export class Graph implements GraphBuilder {
     }
   }
 
+  /**
+   * Most positions one pass of the output head takes: its logits stay within LOGITS_BUFFER_BYTES
+   * and the backend's largest tensor (a 128k vocabulary would otherwise take 250 MiB at 512
+   * tokens); a batch asking for more runs the head in passes.
+   */
+  static logitsRows(c: ModelConfig, maxBatchTokens: number, maxTensorBytes: number): number {
+    return Math.max(1, Math.min(maxBatchTokens, Math.floor(Math.min(LOGITS_BUFFER_BYTES, maxTensorBytes) / (4 * c.vocabSize))));
+  }
+
   /** Bytes of activation memory a graph of this shape allocates (for up-front budget checks). */
-  static activationBytes(c: ModelConfig, maxBatchTokens: number, blockTableEntries: number): number {
-    const T = maxBatchTokens;
+  static activationBytes(c: ModelConfig, maxBatchTokens: number, blockTableEntries: number, maxTensorBytes: number): number {
+    const T = maxBatchTokens, L = Graph.logitsRows(c, T, maxTensorBytes);
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
     const e = c.experts;
     const moeFloats = e ? T * (e.count + 2 * e.used + e.used * (2 * e.ffnDim + c.dim) + 2 * (e.sharedFfnDim ?? 0) + c.dim + 1) : 0;
-    const floats = T * (2 * c.dim + 2 * qDim + 2 * kvDim + 2 * c.ffnDim + c.vocabSize) + moeFloats;
+    const floats = T * (2 * c.dim + 2 * qDim + 2 * kvDim + 2 * c.ffnDim) + L * (c.vocabSize + 2 * Math.min(MAX_TOP_K, c.vocabSize)) + moeFloats;
     return 4 * (floats + 10 * T + blockTableEntries) + 64 * 18;
   }
 
@@ -299,7 +314,7 @@ export class Graph implements GraphBuilder {
   }
 
   /** hasHead: the model has an output head (encoders have none: one float stands in for the logits). */
-  private static allocateBuffers(b: Backend, c: ModelConfig, kv: KVCache, T: number, hasHead: boolean): Buffers {
+  private static allocateBuffers(b: Backend, c: ModelConfig, kv: KVCache, T: number, logitsRows: number, hasHead: boolean): Buffers {
     const qDim = c.nHeads * c.headDim, kvDim = c.nKvHeads * c.headDim;
     const f32 = (n: number) => b.allocate(GGMLType.F32, [n, T]);
     const i32 = (n: number) => b.allocate(GGMLType.I32, [n]);
@@ -320,8 +335,8 @@ export class Graph implements GraphBuilder {
     return {
       x: f32(c.dim), xb: f32(c.dim),
       q: rotation ? packed(0, qDim) : f32(qDim), k: rotation ? packed(qDim, kvDim) : f32(kvDim), v: rotation ? packed(qDim + kvDim, kvDim) : f32(kvDim), rotation,
-      attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: hasHead ? f32(c.vocabSize) : b.allocate(GGMLType.F32, [1]), argmax: i32(T),
-      topK: i32(hasHead ? 2 * T * Math.min(MAX_TOP_K, c.vocabSize) : 1),
+      attnOut: f32(qDim), gate: f32(c.ffnDim), up: f32(c.ffnDim), logits: b.allocate(GGMLType.F32, hasHead ? [c.vocabSize, logitsRows] : [1]), argmax: i32(logitsRows),
+      topK: i32(hasHead ? 2 * logitsRows * Math.min(MAX_TOP_K, c.vocabSize) : 1),
       ids: i32(T), positions: i32(T), slots: i32(T), tokenInfo: i32(3 * T),
       tokenInfoWindowed: c.slidingWindow !== undefined && everyLayerWindow(c) === undefined ? i32(3 * T) : undefined,
       moe: c.experts && {
@@ -364,18 +379,29 @@ export class Graph implements GraphBuilder {
     for (let l = 0; l < c.nLayers; l++) this.arch.buildLayer(this, w.layers[l], l);
     this.releaseOutsideWindow(batch);
 
-    // Only the tokens that asked for logits go through the final norm and output projection.
+    // Only the tokens that asked for logits go through the final norm and output projection, at
+    // most logitsRows of them a pass.
     const wanted = batch.flatMap((t, i) => (t.logits ? [i] : []));
     if (wanted.length === 0) return [];
     if (!w.outputNorm || !w.output) throw new RangeError(`${this.arch.names[0]} is an encoder: it has no next-token logits`);
-    const rowBytes = 4 * c.dim;
-    wanted.forEach((src, dst) => be.copy(buf.xb, dst * rowBytes, buf.x, src * rowBytes, rowBytes));
-    be.rmsNorm(buf.xb, buf.xb, w.outputNorm, c.dim, wanted.length, c.rmsEps);
-    be.matmul(buf.logits, w.output, buf.xb, wanted.length);
-    this.adapt(buf.logits, w.output, buf.xb, wanted.length);
-    if (c.logitScale !== undefined) be.scale(buf.logits, buf.logits, wanted.length * c.vocabSize, c.logitScale);
-    if (c.finalLogitSoftcap !== undefined) be.softcap(buf.logits, buf.logits, wanted.length * c.vocabSize, c.finalLogitSoftcap);
-    const n = wanted.length, asked = wanted.map((i) => batch[i].logits);
+    const out: PositionLogits[] = [];
+    for (let at = 0; at < wanted.length; at += this.logitsRows) {
+      out.push(...await this.outputHead(batch, wanted.slice(at, at + this.logitsRows)));
+    }
+    return out;
+  }
+
+  /** The final norm, output head and what each of `rows` (batch indices, at most logitsRows) asked for. */
+  private async outputHead(batch: readonly BatchToken[], rows: readonly number[]): Promise<PositionLogits[]> {
+    const { backend: be, config: c, weights: w, buf } = this;
+    const rowBytes = 4 * c.dim, n = rows.length;
+    rows.forEach((src, dst) => be.copy(buf.xb, dst * rowBytes, buf.x, src * rowBytes, rowBytes));
+    be.rmsNorm(buf.xb, buf.xb, w.outputNorm!, c.dim, n, c.rmsEps);
+    be.matmul(buf.logits, w.output!, buf.xb, n);
+    this.adapt(buf.logits, w.output!, buf.xb, n);
+    if (c.logitScale !== undefined) be.scale(buf.logits, buf.logits, n * c.vocabSize, c.logitScale);
+    if (c.finalLogitSoftcap !== undefined) be.softcap(buf.logits, buf.logits, n * c.vocabSize, c.finalLogitSoftcap);
+    const asked = rows.map((i) => batch[i].logits);
     const out: (PositionLogits | undefined)[] = Array(n).fill(undefined);
     if (asked.includes('argmax')) {
       be.argmax(buf.argmax, buf.logits, c.vocabSize, n);

@@ -377,12 +377,16 @@ export async function loadModel(input: ModelInput | readonly ModelInput[], optio
       // Budget the whole model against what the backend holds before allocating anything large.
       const { bytes: weightBytes } = planWeights(file, config, arch, backend);
       const kvBytes = KVCache.bytesNeeded({ nLayers: config.nLayers, kvDim, blockSize, nBlocks, type: kvType });
-      const actBytes = Graph.activationBytes(config, maxBatchTokens, Math.min(maxBatchTokens, 256) * Math.ceil(contextLength / blockSize)) + Graph.rotationBytes(config, maxBatchTokens, kvType);
+      const actBytes = Graph.activationBytes(config, maxBatchTokens, Math.min(maxBatchTokens, 256) * Math.ceil(contextLength / blockSize), backend.capabilities.maxTensorBytes) + Graph.rotationBytes(config, maxBatchTokens, kvType);
       const need = weightBytes + kvBytes + actBytes;
       if (need > backend.capabilities.memoryBytes) {
         const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
         throw new ModelError('TOO_LARGE',
           `${source.name} needs ${mib(need)} (weights ${mib(weightBytes)}, KV cache ${mib(kvBytes)}, activations ${mib(actBytes)}), more than the ${mib(backend.capabilities.memoryBytes)} the ${backend.name} backend can hold; try a smaller contextLength or a smaller quantization`);
+      }
+      const kvMostTokens = KVCache.maxBlocks({ kvDim, blockSize, type: kvType }, backend.capabilities.maxTensorBytes) * blockSize;
+      if (nBlocks * blockSize > kvMostTokens) {
+        throw new ModelError('TOO_LARGE', `${source.name}: a KV cache of ${nBlocks * blockSize} tokens takes more than the largest tensor the ${backend.name} backend holds (${backend.capabilities.maxTensorBytes} bytes) for each layer's K and V; give a contextLength or kvCacheTokens of at most ${kvMostTokens}`);
       }
       const weights = await loadWeights(source, file, config, arch, backend, options.onProgress);
       const loadMs = performance.now() - t0;
