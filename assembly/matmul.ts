@@ -180,9 +180,9 @@ function dotQ8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   return udot(highNib(v), x1, l1, h1, udot0(lowNib(v), x0, l0, h0));
 }
 
-/** Integer block sums of 4 rows of Q4_0/Q4_1 nibbles (16 bytes at wk + qoff) against one token. */
-@inline function nibSums(w0: usize, w1: usize, w2: usize, w3: usize, qoff: usize, a: usize): v128 {
-  if (WIDE_ACT) {
+/** Integer block sums of 4 rows of Q4_0/Q4_1 nibbles (16 bytes at wk + qoff) against one token (wide: its activations are, see wideAct). */
+@inline function nibSums(wide: bool, w0: usize, w1: usize, w2: usize, w3: usize, qoff: usize, a: usize): v128 {
+  if (wide) {
     const a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
     return hsum4i(nibRowWide(w0 + qoff, a0, a1, a2, a3), nibRowWide(w1 + qoff, a0, a1, a2, a3), nibRowWide(w2 + qoff, a0, a1, a2, a3), nibRowWide(w3 + qoff, a0, a1, a2, a3));
   }
@@ -197,15 +197,18 @@ function dotQ8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
   );
 }
 
-const Q32_ACT: usize = WIDE_ACT ? 64 : 32; // bytes of one 32-value activation block (Q4_0/Q4_1)
+/** Bytes of one 32-value activation block (Q4_0/Q4_1): i16 values when wide, else i8. */
+@inline function q32Act(wide: bool): usize {
+  return wide ? 64 : 32;
+}
 
-function dotQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+@inline function dotQ4_0At(wide: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const isum = i32x4.sub(nibSums(w0, w1, w2, w3, 2, a), i32x4.splat(load<i32>(as) << 3)); // codes are q + 8
+    const isum = i32x4.sub(nibSums(wide, w0, w1, w2, w3, 2, a), i32x4.splat(load<i32>(as) << 3)); // codes are q + 8
     acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
     w0 += 18; w1 += 18; w2 += 18; w3 += 18;
-    a += Q32_ACT; ad += 4; as += 4;
+    a += q32Act(wide); ad += 4; as += 4;
   }
   return acc;
 }
@@ -213,14 +216,14 @@ function dotQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize
 // Q4_1 / Q5_1 against Q8_1 activations, as ggml's vec_dot_q4_1_q8_1: the scale terms accumulate
 // in acc, the min terms m * s (s = the activation block's f16 d * sum) separately, added at the end.
 
-function dotQ4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+@inline function dotQ4_1At(wide: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
   let acc = f32x4.splat(0), macc = acc;
   for (let b = 0; b < nb; b++) {
-    const isum = nibSums(w0, w1, w2, w3, 4, a);
+    const isum = nibSums(wide, w0, w1, w2, w3, 4, a);
     acc = scaleAcc(acc, isum, gatherF16(w0, w1, w2, w3), load<f32>(ad));
     macc = f32x4.add(macc, f32x4.mul(gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2), f32x4.splat(load<f32>(as))));
     w0 += 20; w1 += 20; w2 += 20; w3 += 20;
-    a += Q32_ACT; ad += 4; as += 4;
+    a += q32Act(wide); ad += 4; as += 4;
   }
   return f32x4.add(acc, macc);
 }
@@ -237,24 +240,52 @@ function dotQ8_0i(w: usize, a: usize, ad: usize, nb: i32): v128 {
   return acc;
 }
 
-function dotQ4_0i(w: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+@inline function dotQ4_0iAt(wide: bool, w: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
   let acc = f32x4.splat(0);
   for (let b = 0; b < nb; b++) {
-    const isum = i32x4.sub(nibSums(w, w + 16, w + 32, w + 48, 0, a), i32x4.splat(load<i32>(as) << 3)); // codes are q + 8
+    const isum = i32x4.sub(nibSums(wide, w, w + 16, w + 32, w + 48, 0, a), i32x4.splat(load<i32>(as) << 3)); // codes are q + 8
     acc = scaleAcc(acc, isum, f16x4At(w + 64), load<f32>(ad));
-    w += 72; a += Q32_ACT; ad += 4; as += 4;
+    w += 72; a += q32Act(wide); ad += 4; as += 4;
   }
   return acc;
 }
 
-function dotQ4_1i(w: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+@inline function dotQ4_1iAt(wide: bool, w: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
   let acc = f32x4.splat(0), macc = acc;
   for (let b = 0; b < nb; b++) {
-    acc = scaleAcc(acc, nibSums(w, w + 16, w + 32, w + 48, 0, a), f16x4At(w + 64), load<f32>(ad));
+    acc = scaleAcc(acc, nibSums(wide, w, w + 16, w + 32, w + 48, 0, a), f16x4At(w + 64), load<f32>(ad));
     macc = f32x4.add(macc, f32x4.mul(f16x4At(w + 72), f32x4.splat(load<f32>(as))));
-    w += 80; a += Q32_ACT; ad += 4; as += 4;
+    w += 80; a += q32Act(wide); ad += 4; as += 4;
   }
   return f32x4.add(acc, macc);
+}
+
+// Each Q4_0 / Q4_1 kernel in two forms, the activations as the build reads one token's (WIDE_ACT)
+// and wide (the relaxed build's leftover tokens of a batch: see wideAct); in the baseline build
+// the two are the same and the second is never called.
+function dotQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  return dotQ4_0At(WIDE_ACT, w0, w1, w2, w3, a, ad, as, nb);
+}
+function dotQ4_0Wide(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  return dotQ4_0At(true, w0, w1, w2, w3, a, ad, as, nb);
+}
+function dotQ4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  return dotQ4_1At(WIDE_ACT, w0, w1, w2, w3, a, ad, as, nb);
+}
+function dotQ4_1Wide(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  return dotQ4_1At(true, w0, w1, w2, w3, a, ad, as, nb);
+}
+function dotQ4_0i(w: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  return dotQ4_0iAt(WIDE_ACT, w, a, ad, as, nb);
+}
+function dotQ4_0iWide(w: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  return dotQ4_0iAt(true, w, a, ad, as, nb);
+}
+function dotQ4_1i(w: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  return dotQ4_1iAt(WIDE_ACT, w, a, ad, as, nb);
+}
+function dotQ4_1iWide(w: usize, a: usize, ad: usize, as: usize, nb: i32): v128 {
+  return dotQ4_1iAt(true, w, a, ad, as, nb);
 }
 
 // One row x four tokens (lanes = tokens), wide activations only: the weight block is unpacked once
@@ -426,70 +457,7 @@ function tile44Q5_0i(w0: usize, a: usize, ad: usize, as: usize, aS: usize, dS: u
   tileQ5_0(true, w0, 0, 0, 0, a, ad, as, aS, dS, sS, nb, out, outRow);
 }
 
-// The relaxed build's tile (byte activations, RELAXED only) for Q4_0 / Q4_1, four rows x four tokens
-// (Q8_0 reads wide activations in both builds and takes dotRows4Tokens4),
-// the nibbles of each row split once per block and dotted with each token's 32 i8 activations.
-// The integer sums are the same exact totals nibSums gives, then the same float steps.
-@inline function nibTileRelaxed(q41: bool, il: bool, w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize,
-  aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
-  const bb: usize = q41 ? 20 : 18;
-  const hb: usize = q41 ? 4 : 2;
-  let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
-  let m0 = c0, m1 = c0, m2 = c0, m3 = c0;
-  for (let b = 0; b < nb; b++) {
-    // as in dotRows4Tokens4
-    let v = v128.load(il ? w0 : w0 + hb);
-    const l0 = lowNib(v), h0 = highNib(v);
-    v = v128.load(il ? w0 + 16 : w1 + hb);
-    const l1 = lowNib(v), h1 = highNib(v);
-    v = v128.load(il ? w0 + 32 : w2 + hb);
-    const l2 = lowNib(v), h2 = highNib(v);
-    v = v128.load(il ? w0 + 48 : w3 + hb);
-    const l3 = lowNib(v), h3 = highNib(v);
-    const d = il ? f16x4At(w0 + 64) : gatherF16(w0, w1, w2, w3);
-    for (let j = 0; j < 4; j++) {
-      const uj = <usize>j;
-      const ap = a + uj * aS;
-      const x0 = v128.load(ap), x1 = v128.load(ap, 16);
-      let isum = hsum4i(
-        rdot(x1, h0, rdot(x0, l0, ZERO)),
-        rdot(x1, h1, rdot(x0, l1, ZERO)),
-        rdot(x1, h2, rdot(x0, l2, ZERO)),
-        rdot(x1, h3, rdot(x0, l3, ZERO)),
-      );
-      if (!q41) isum = i32x4.sub(isum, i32x4.splat(load<i32>(as + uj * sS) << 3));
-      const da = load<f32>(ad + uj * dS);
-      if (j == 0) c0 = scaleAcc(c0, isum, d, da);
-      else if (j == 1) c1 = scaleAcc(c1, isum, d, da);
-      else if (j == 2) c2 = scaleAcc(c2, isum, d, da);
-      else c3 = scaleAcc(c3, isum, d, da);
-    }
-    if (q41) {
-      const mm = il ? f16x4At(w0 + 72) : gatherF16(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
-      m0 = f32x4.add(m0, f32x4.mul(mm, f32x4.splat(load<f32>(as))));
-      m1 = f32x4.add(m1, f32x4.mul(mm, f32x4.splat(load<f32>(as + sS))));
-      m2 = f32x4.add(m2, f32x4.mul(mm, f32x4.splat(load<f32>(as + 2 * sS))));
-      m3 = f32x4.add(m3, f32x4.mul(mm, f32x4.splat(load<f32>(as + 3 * sS))));
-    }
-    if (il) w0 += 4 * bb;
-    else {
-      w0 += bb; w1 += bb; w2 += bb; w3 += bb;
-    }
-    a += 32; ad += 4; as += 4;
-  }
-  if (q41) {
-    c0 = f32x4.add(c0, m0); c1 = f32x4.add(c1, m1); c2 = f32x4.add(c2, m2); c3 = f32x4.add(c3, m3);
-  }
-  storeTile(out, outRow, c0, c1, c2, c3);
-}
-
-function tile44RQ4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
-  nibTileRelaxed(false, false, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
-}
-function tile44RQ4_1(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
-  nibTileRelaxed(true, false, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
-}
-
+// Q4_0 / Q4_1 / Q8_0 tiles: wide activations in both builds (wideAct).
 function tile44Q4_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
   dotRows4Tokens4(T_Q4_0, false, w0, w1, w2, w3, a, ad, as, aS, dS, sS, nb, out, outRow);
 }
@@ -501,12 +469,6 @@ function tile44Q8_0(w0: usize, w1: usize, w2: usize, w3: usize, a: usize, ad: us
 }
 
 // The same tiles over interleaved rows (rows 1-3 follow w0's blocks).
-function tile44RQ4_0i(w0: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
-  nibTileRelaxed(false, true, w0, 0, 0, 0, a, ad, as, aS, dS, sS, nb, out, outRow);
-}
-function tile44RQ4_1i(w0: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
-  nibTileRelaxed(true, true, w0, 0, 0, 0, a, ad, as, aS, dS, sS, nb, out, outRow);
-}
 function tile44Q4_0i(w0: usize, a: usize, ad: usize, as: usize, aS: usize, dS: usize, sS: usize, nb: i32, out: usize, outRow: usize): void {
   dotRows4Tokens4(T_Q4_0, true, w0, 0, 0, 0, a, ad, as, aS, dS, sS, nb, out, outRow);
 }
@@ -1182,8 +1144,12 @@ function dotFloat<ELT>(w0: usize, w1: usize, w2: usize, w3: usize, x: usize, n: 
     case T_F16: return dotFloat<u16>(w0, w1, w2, w3, x, cols);
     case T_BF16: return dotFloat<i16>(w0, w1, w2, w3, x, cols);
     case T_Q8_0: return ROWS_INTERLEAVED == 4 ? dotQ8_0i(w0, qs, d, cols >> 5) : dotQ8_0(w0, w1, w2, w3, qs, d, cols >> 5);
-    case T_Q4_0: return ROWS_INTERLEAVED == 4 ? dotQ4_0i(w0, qs, d, s, cols >> 5) : dotQ4_0(w0, w1, w2, w3, qs, d, s, cols >> 5);
-    case T_Q4_1: return ROWS_INTERLEAVED == 4 ? dotQ4_1i(w0, qs, d, s, cols >> 5) : dotQ4_1(w0, w1, w2, w3, qs, d, s, cols >> 5);
+    case T_Q4_0:
+      if (wide && !WIDE_ACT) return ROWS_INTERLEAVED == 4 ? dotQ4_0iWide(w0, qs, d, s, cols >> 5) : dotQ4_0Wide(w0, w1, w2, w3, qs, d, s, cols >> 5);
+      return ROWS_INTERLEAVED == 4 ? dotQ4_0i(w0, qs, d, s, cols >> 5) : dotQ4_0(w0, w1, w2, w3, qs, d, s, cols >> 5);
+    case T_Q4_1:
+      if (wide && !WIDE_ACT) return ROWS_INTERLEAVED == 4 ? dotQ4_1iWide(w0, qs, d, s, cols >> 5) : dotQ4_1Wide(w0, w1, w2, w3, qs, d, s, cols >> 5);
+      return ROWS_INTERLEAVED == 4 ? dotQ4_1i(w0, qs, d, s, cols >> 5) : dotQ4_1(w0, w1, w2, w3, qs, d, s, cols >> 5);
     case T_Q5_0: return dotQ5_0(wide, w0, w1, w2, w3, qs, d, s, cols >> 5);
     case T_Q5_1: return dotQ5_1(w0, w1, w2, w3, qs, d, s, cols >> 5);
     case T_IQ4_NL: return dotIQ4_NL(w0, w1, w2, w3, qs, d, cols >> 5);
@@ -1292,9 +1258,9 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
   const qsStride: usize = wide ? <usize>cols << 1 : <usize>cols;
   const dStride: usize = act == ACT_Q8_K ? <usize>(cols >> 8) << 2 : <usize>(cols >> 5) << 2;
   const sStride: usize = act == ACT_Q8_K ? <usize>(cols >> 4) << 1 : <usize>(cols >> 5) << 2;
-  // Token tiles (1 row x 4 tokens) where a kernel exists; leftover tokens use the 4-row kernels.
-  // (the relaxed build tiles four rows at a time only: a partial last group takes the 4-row kernel
-  // for every token)
+  // Token tiles (4 rows x 4 tokens, or 1 row x 4 tokens for a last group of fewer rows) where a
+  // kernel exists; leftover tokens use the 4-row kernels. A batch of 4+ tokens reads wide
+  // activations for these types in both builds (wideAct).
   const tiled = type == T_Q4_0 || type == T_Q4_1 || type == T_Q8_0;
   // K-quant tiles (Q4_K, Q5_K, Q6_K; both builds: i16 dot products) and Q5_0's (baseline): whole groups of 4 rows only
   const kTiled = type == T_Q4_K || type == T_Q5_K || type == T_Q6_K || (WIDE_ACT && type == T_Q5_0);
@@ -1310,7 +1276,7 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
     const w1 = il ? w0 + bb : w + <usize>min(r + 1, last) * rowBytes;
     const w2 = il ? w0 + 2 * bb : w + <usize>min(r + 2, last) * rowBytes;
     const w3 = il ? w0 + 3 * bb : w + <usize>min(r + 3, last) * rowBytes;
-    const t4 = (kTiled ? valid == 4 : WIDE_ACT || valid == 4) ? t4all : 0;
+    const t4 = !kTiled || valid == 4 ? t4all : 0;
     for (let t = 0; t < t4; t += 4) {
       // four tokens' activations stay in L1 while the group's rows pass over them
       const ut = <usize>t;
@@ -1337,15 +1303,9 @@ function matmulGroups(args: usize, w: usize, rows: i32, out: usize, g0: i32, g1:
         const o = out + ut * outRow + (<usize>r << 2);
         const aa = qs + ut * qsStride, dd = d + ut * dStride, ss = s + ut * sStride, nb = cols >> 5;
         if (il) {
-          if (!WIDE_ACT && type == T_Q4_0) tile44RQ4_0i(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
-          else if (!WIDE_ACT && type == T_Q4_1) tile44RQ4_1i(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
-          else if (type == T_Q4_0) tile44Q4_0i(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
+          if (type == T_Q4_0) tile44Q4_0i(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
           else if (type == T_Q8_0) tile44Q8_0i(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
           else tile44Q4_1i(w0, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
-        } else if (!WIDE_ACT) {
-          if (type == T_Q4_0) tile44RQ4_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
-          else if (type == T_Q8_0) tile44Q8_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
-          else tile44RQ4_1(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
         } else if (type == T_Q4_0) tile44Q4_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
         else if (type == T_Q8_0) tile44Q8_0(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);
         else tile44Q4_1(w0, w1, w2, w3, aa, dd, ss, qsStride, dStride, sStride, nb, o, outRow);

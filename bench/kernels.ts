@@ -3,9 +3,10 @@
 // threads. Medians and best runs are both printed: on a shared machine the best run is closer to
 // the kernel's speed.
 // Run: npx tsx bench/kernels.ts [--rows 5632] [--cols 2048] [--tokens 1,128] [--seconds 1]
-//      [--types q4_0,q8_0,f32] [--threads 1,2] [--file-layout]
+//      [--types q4_0,q8_0,f32] [--threads 1,2] [--file-layout] [--kernels build/wasm/X.wasm]
 // Weights are allocated as models load them (usage 'weight': quantized rows interleaved in fours);
 // --file-layout keeps the file's row-after-row layout instead, for comparison.
+import { readFileSync } from 'node:fs';
 import { createWasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
 import { asWeight } from '../src/backend/backend.js';
 import { GGMLType, rowBytes, typeByName, typeName } from '../src/tensor/ggml-types.js';
@@ -24,6 +25,9 @@ const typeArg = process.argv.indexOf('--types');
 const types = typeArg > 0 ? process.argv[typeArg + 1]!.split(',').map((n) => typeByName(n)!.type) : [GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.F32];
 const threadArg = process.argv.indexOf('--threads');
 const threadCounts = threadArg > 0 ? process.argv[threadArg + 1]!.split(',').map(Number) : [1, 2];
+// --kernels: run this kernel module (another build, or an A/B variant) instead of the one chosen for the runtime
+const kernelArg = process.argv.indexOf('--kernels');
+const kernelBytes = kernelArg > 0 ? new Uint8Array(readFileSync(process.argv[kernelArg + 1]!)) : undefined;
 
 let seed = 42;
 const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32) * 2 - 1;
@@ -32,7 +36,7 @@ const weights = new Float32Array(rows * cols).map(() => rnd() * 0.02);
 console.log(`matmul ${rows}x${cols}; ${tokenCounts.join(', ')} tokens per call; median of runs over ~${seconds}s each`);
 console.log('threads  type   tokens  ms/call(median)  GB/s weights (median / best)  GMAC/s (median / best)');
 for (const threads of threadCounts) {
-  const be = await createWasmBackend({ threads });
+  const be = await createWasmBackend({ threads, ...(kernelBytes ? { relaxedSimd: false, kernels: { baseline: kernelBytes, relaxed: kernelBytes } } : {}) });
   if (threads === 1) console.log(`kernels: ${be.kernels} (${be.kernelReason})`);
   for (const type of types) {
     const q = quantize(type, weights, cols);
