@@ -194,6 +194,16 @@ export const ATTN_SOFTCAP = 18;
 export const ATTN_ALIBI_SLOPES = 19;
 /** ALiBi: i32[nTokens] query positions (read only with ATTN_ALIBI_SLOPES). */
 export const ATTN_POSITIONS = 20;
+/**
+ * Split decode (the f32 path, every query tile one token): 0 off; 1: each unit computes one key
+ * segment's (max, sum, unnormalized output) of its rows into ATTN_PARTIALS; 2: each (token, head)
+ * folds its segments in order into out (see attention.ts).
+ */
+export const ATTN_SPLIT_PHASE = 21;
+/** f32[nTokens][nHeads][ATTN_SEGMENT_SLOTS][2 + headDim]: per segment max, sum, output. */
+export const ATTN_PARTIALS = 22;
+/** Segments per (token, head) in split mode: the most any token's key range spans. */
+export const ATTN_SEGMENT_SLOTS = 23;
 
 // ---- limits and tiles
 
@@ -203,6 +213,8 @@ export const MATMUL_MAX_PARTS = 4;
 /** The f32 attention path's tiles: consecutive tokens of one sequence, and keys (they size its scratch). */
 export const ATTN_QUERY_TILE = 8;
 export const ATTN_KEY_TILE = 32;
+/** Keys per segment of the f32 path (a multiple of ATTN_KEY_TILE), on a grid fixed by key position. */
+export const ATTN_SEGMENT_KEYS = 256;
 
 // ggml type ids the kernels understand (same numbers as src/tensor/ggml-types.ts).
 export const T_F32 = 0;

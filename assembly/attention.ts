@@ -21,7 +21,7 @@
 // q.k = sum over blocks of f32(isum) * (d_k * d_q) in block order (integer dots, exact); V rows
 // dequantized exactly to f32 and accumulated as an f32 cache's.
 import {
-  ATTN_ALIBI_SLOPES, ATTN_BLOCK_SIZE, ATTN_KV_TYPE, ATTN_HALF, ATTN_HEADS_PER_UNIT, ATTN_HEAD_DIM, ATTN_KEY_TILE, ATTN_KV_DIM, ATTN_K_CACHE, ATTN_N_HEADS, ATTN_N_KV_HEADS, ATTN_N_TOKENS, ATTN_OUT, ATTN_POSITIONS, ATTN_Q, ATTN_QUERY_TILE, ATTN_SCALE, ATTN_SCRATCH, ATTN_SOFTCAP, ATTN_TABLES, ATTN_TOKEN_INFO, ATTN_V_CACHE, T_F16, T_F32, T_Q8_0,
+  ATTN_ALIBI_SLOPES, ATTN_BLOCK_SIZE, ATTN_KV_TYPE, ATTN_HALF, ATTN_HEADS_PER_UNIT, ATTN_HEAD_DIM, ATTN_KEY_TILE, ATTN_KV_DIM, ATTN_K_CACHE, ATTN_N_HEADS, ATTN_N_KV_HEADS, ATTN_N_TOKENS, ATTN_OUT, ATTN_POSITIONS, ATTN_Q, ATTN_PARTIALS, ATTN_QUERY_TILE, ATTN_SCALE, ATTN_SCRATCH, ATTN_SEGMENT_KEYS, ATTN_SEGMENT_SLOTS, ATTN_SOFTCAP, ATTN_SPLIT_PHASE, ATTN_TABLES, ATTN_TOKEN_INFO, ATTN_V_CACHE, T_F16, T_F32, T_Q8_0,
 } from './abi';
 import { arg, argf, expf, expv, f16x4ToF32, f16ToF32, hsumf, hsumi, roundF16x4, splitAt } from './common';
 import { kvBytes } from './kv';
@@ -240,22 +240,47 @@ export function attention(args: usize, ith: i32, nth: i32): void {
   // rows (token x head) instead of once per token. Keys go in tiles of ATTN_KEY_TILE on a grid
   // fixed by key position (multiples of ATTN_KEY_TILE), as ggml's tiled flash attention: per row,
   // the scores of the tile's keys inside the row's [first, end), one max, one rescale of the
-  // accumulator when the max grew, the exps, the running sum and the V rows in key order. A row's
-  // arithmetic depends only on its own query, keys and range: not on the tile's other rows, the
-  // batch, hpu or the thread count.
+  // accumulator when the max grew, the exps, the running sum and the V rows in key order. Key
+  // tiles group into segments of ATTN_SEGMENT_KEYS (a grid fixed by key position too): each
+  // segment's state starts empty, and a row's segments are folded in order (mergeSegment), so a
+  // decode step may compute its segments on different threads (split, below) with the bits of one
+  // thread walking them. A row's arithmetic depends only on its own query, keys and range: not on
+  // the tile's other rows, the batch, hpu, the split or the thread count.
   const hpu = arg(args, ATTN_HEADS_PER_UNIT);
   const subs = group / hpu;
   const hb = <usize>headDim << 2;
   const rowsMax = ATTN_QUERY_TILE * hpu;
   const quantK = kt != T_F32 && kt != T_F16;
+  const phase = arg(args, ATTN_SPLIT_PHASE);
+  const partials = <usize>arg(args, ATTN_PARTIALS);
+  const slots = arg(args, ATTN_SEGMENT_SLOTS);
   const ks = <usize>arg(args, ATTN_SCRATCH) + <usize>ith * attnScratchStride(headDim, hpu, quantK);
+  if (phase == 2) {
+    foldSegments(partials, out, nTokens * nHeads, headDim, slots, ks, ith, nth);
+    return;
+  }
   const vs32 = ks + hb;
-  const mS = vs32 + hb; // per row: running max
-  const sS = mS + (<usize>rowsMax << 2); // per row: running sum
-  const pS = sS + (<usize>rowsMax << 2); // per row: ATTN_KEY_TILE scores, then their exps
-  const qq = pS + (<usize>(rowsMax * ATTN_KEY_TILE) << 2); // block caches: per row the query as Q8_0 blocks
+  const mS = vs32 + hb; // per row: the segment's running max
+  const sS = mS + (<usize>rowsMax << 2); // per row: the segment's running sum
+  const mM = sS + (<usize>rowsMax << 2); // per row: the folded segments' max
+  const sM = mM + (<usize>rowsMax << 2); // per row: the folded segments' sum
+  const pS = sM + (<usize>rowsMax << 2); // per row: ATTN_KEY_TILE scores, then their exps
+  const accS = pS + (<usize>(rowsMax * ATTN_KEY_TILE) << 2); // per row: the segment's output
+  const qq = accS + <usize>rowsMax * hb; // block caches: per row the query as Q8_0 blocks
   const rowBytes = kvBytes(kt, kvDim);
   const unitsPerTile = nKvHeads * subs;
+  if (phase == 1) {
+    // split: every tile is one token; unit = (token, KV head and heads, segment slot)
+    const units = nTokens * unitsPerTile * slots;
+    const u1 = splitAt(units, ith + 1, nth);
+    for (let u = splitAt(units, ith, nth); u < u1; u++) {
+      const slot = u % slots, r = (u / slots) % unitsPerTile, t = u / (slots * unitsPerTile);
+      const kh = r / subs;
+      const hd0 = kh * group + (r - kh * subs) * hpu;
+      attendTile(q, out, info, tables, t, t + 1, nHeads, hd0, hpu, headDim, scale, kc, vc, kt, blockSize, rowBytes, kvBytes(kt, kh * headDim), ks, vs32, mS, sS, mM, sM, pS, accS, qq, partials, slot, slots);
+    }
+    return;
+  }
   const units = queryTiles(info, nTokens) * unitsPerTile;
   const u0 = splitAt(units, ith, nth), u1 = splitAt(units, ith + 1, nth);
   // walk the query tiles in order; run this share's units of each
@@ -265,9 +290,66 @@ export function attention(args: usize, ith: i32, nth: i32): void {
     for (let r = max(u0 - tile * unitsPerTile, 0); r < unitsPerTile && tile * unitsPerTile + r < u1; r++) {
       const kh = r / subs;
       const hd0 = kh * group + (r - kh * subs) * hpu; // first query head of the unit
-      attendTile(q, out, info, tables, t0, t1, nHeads, hd0, hpu, headDim, scale, kc, vc, kt, blockSize, rowBytes, kvBytes(kt, kh * headDim), ks, vs32, mS, sS, pS, qq);
+      attendTile(q, out, info, tables, t0, t1, nHeads, hd0, hpu, headDim, scale, kc, vc, kt, blockSize, rowBytes, kvBytes(kt, kh * headDim), ks, vs32, mS, sS, mM, sM, pS, accS, qq, 0, 0, 0);
     }
     t0 = t1;
+  }
+}
+
+/**
+ * Fold a segment's state (max m2, sum s2, unnormalized output acc2) into a row's folded state
+ * (output og, max at mp, sum at sp): nothing for a segment without keys, a copy into an empty
+ * state, else both rescaled to the larger max and added.
+ */
+@inline function mergeSegment(og: usize, mp: usize, sp: usize, m2: f32, s2: f32, acc2: usize, headDim: i32): void {
+  if (m2 == -Infinity && s2 == 0) return;
+  const m1 = load<f32>(mp), s1 = load<f32>(sp);
+  if (m1 == -Infinity && s1 == 0) {
+    memory.copy(og, acc2, <usize>headDim << 2);
+    store<f32>(mp, m2);
+    store<f32>(sp, s2);
+    return;
+  }
+  const m = max(m1, m2);
+  const f1 = expf(m1 - m), f2 = expf(m2 - m);
+  const n4 = headDim & ~3;
+  const v1 = f32x4.splat(f1), v2 = f32x4.splat(f2);
+  for (let x = 0; x < n4; x += 4) {
+    const o = og + (<usize>x << 2);
+    v128.store(o, f32x4.add(f32x4.mul(v128.load(o), v1), f32x4.mul(v128.load(acc2 + (<usize>x << 2)), v2)));
+  }
+  for (let x = n4; x < headDim; x++) {
+    const o = og + (<usize>x << 2);
+    store<f32>(o, load<f32>(o) * f1 + load<f32>(acc2 + (<usize>x << 2)) * f2);
+  }
+  store<f32>(mp, m);
+  store<f32>(sp, s1 * f1 + s2 * f2);
+}
+
+/** The output row og divided by its sum (a row that saw no key stays zero). */
+@inline function normalizeRow(og: usize, m: f32, sum: f32, headDim: i32): void {
+  if (m == -Infinity && sum == 0) return;
+  const inv: f32 = <f32>1.0 / sum;
+  const iv = f32x4.splat(inv);
+  const n4 = headDim & ~3;
+  for (let x = 0; x < n4; x += 4) v128.store(og + (<usize>x << 2), f32x4.mul(v128.load(og + (<usize>x << 2)), iv));
+  for (let x = n4; x < headDim; x++) store<f32>(og + (<usize>x << 2), load<f32>(og + (<usize>x << 2)) * inv);
+}
+
+/** Split phase 2: each (token, head) row's segment partials folded in order into out, normalized (ms: 8 bytes of scratch). */
+function foldSegments(partials: usize, out: usize, rows: i32, headDim: i32, slots: i32, ms: usize, ith: i32, nth: i32): void {
+  const hb = <usize>headDim << 2, pb = <usize>(headDim + 2) << 2;
+  const r1 = splitAt(rows, ith + 1, nth);
+  for (let r = splitAt(rows, ith, nth); r < r1; r++) {
+    const og = out + <usize>r * hb;
+    memory.fill(og, 0, hb);
+    store<f32>(ms, -Infinity);
+    store<f32>(ms, 0, 4);
+    for (let k = 0; k < slots; k++) {
+      const p = partials + (<usize>r * <usize>slots + <usize>k) * pb;
+      mergeSegment(og, ms, ms + 4, load<f32>(p), load<f32>(p, 4), p + 8, headDim);
+    }
+    normalizeRow(og, load<f32>(ms), load<f32>(ms, 4), headDim);
   }
 }
 
@@ -287,12 +369,15 @@ function queryTiles(info: usize, nTokens: i32): i32 {
 
 /**
  * Tokens [t0, t1) (one sequence) x query heads hd0 .. hd0 + hpu - 1 (one KV head at headOff) of
- * the f32 path. Rows are (token, head) pairs, row i = (t0 + i / hpu, hd0 + i % hpu).
+ * the f32 path. Rows are (token, head) pairs, row i = (t0 + i / hpu, hd0 + i % hpu). partials == 0:
+ * every segment of the tile's keys, folded into out and normalized. Else (split, one token): only
+ * segment slot `slot` of the token's range, its state written to its place in partials.
  */
 function attendTile(
   q: usize, out: usize, info: usize, tables: usize, t0: i32, t1: i32, nHeads: i32, hd0: i32, hpu: i32, headDim: i32, scale: f32,
   kc: usize, vc: usize, kt: i32, blockSize: i32, rowBytes: usize, headOff: usize,
-  ks: usize, vs32: usize, mS: usize, sS: usize, pS: usize, qq: usize,
+  ks: usize, vs32: usize, mS: usize, sS: usize, mM: usize, sM: usize, pS: usize, accS: usize, qq: usize,
+  partials: usize, slot: i32, slots: i32,
 ): void {
   const quantK = kt != T_F32 && kt != T_F16;
   const nb = headDim >> 5, qrb = <usize>nb * 34;
@@ -309,97 +394,125 @@ function attendTile(
       hi = max(hi, e);
     }
   }
-  for (let i = 0; i < nRows; i++) {
-    memory.fill(rowOut(out, t0, i, hpu, nHeads, hd0, hb), 0, hb);
-    store<f32>(mS + (<usize>i << 2), -Infinity);
-    store<f32>(sS + (<usize>i << 2), 0);
+  // segments [g0, g1) of the grid: all of the range's, or the slot's one
+  let g0 = lo / ATTN_SEGMENT_KEYS, g1 = (hi + ATTN_SEGMENT_KEYS - 1) / ATTN_SEGMENT_KEYS;
+  if (partials != 0) {
+    g0 += slot;
+    g1 = min(g1, g0 + 1);
   }
-  if (lo >= hi) return;
-  if (quantK) {
+  for (let i = 0; i < nRows; i++) {
+    if (partials == 0) memory.fill(rowOut(out, t0, i, hpu, nHeads, hd0, hb), 0, hb);
+    store<f32>(mM + (<usize>i << 2), -Infinity);
+    store<f32>(sM + (<usize>i << 2), 0);
+  }
+  if (lo < hi && g0 < g1 && quantK) {
     for (let i = 0; i < nRows; i++) {
       const qr = q + <usize>((t0 + i / hpu) * nHeads + hd0 + i % hpu) * hb;
       for (let b = 0; b < nb; b++) quantBlockQ8_0Ref(qr + (<usize>b << 7), qq + <usize>i * qrb + <usize>b * 34);
     }
   }
-  for (let k0 = lo - lo % ATTN_KEY_TILE; k0 < hi; k0 += ATTN_KEY_TILE) {
-    const k1 = min(k0 + ATTN_KEY_TILE, hi);
-    // scores s[row][j - k0] for the keys j inside the row's range
-    const j0 = max(k0, lo);
-    const b0 = j0 / blockSize; // the keys' block-table entry and slot in it, stepped without dividing per key
-    let bi = b0, off = j0 - b0 * blockSize;
-    for (let j = j0; j < k1; j++) {
-      const kp = kc + kvRowOffset(table, bi, off, blockSize, rowBytes, headOff);
-      if (++off == blockSize) { off = 0; bi++; }
-      const kr = quantK ? kp : f32Row(kp, ks, kt, headDim);
-      for (let i = 0; i < nRows; i++) {
-        if (!rowSeesKey(info, t0, i, hpu, j)) continue;
-        const qr = q + <usize>((t0 + i / hpu) * nHeads + hd0 + i % hpu) * hb;
-        const dot = quantK ? dotBlocks(qq + <usize>i * qrb, kr, nb, kt) : dotQK(qr, kr, headDim, false);
-        store<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2), biased(capped(dot * scale), t0 + i / hpu, hd0 + i % hpu, j));
-      }
-    }
-    // per row: max, rescale, exps, running sum
+  for (let g = g0; lo < hi && g < g1; g++) {
+    const sLo = max(lo, g * ATTN_SEGMENT_KEYS), sHi = min(hi, (g + 1) * ATTN_SEGMENT_KEYS);
     for (let i = 0; i < nRows; i++) {
-      const ti = info + <usize>(t0 + i / hpu) * 12;
-      const a = max(k0, load<i32>(ti, 4)), b = min(k1, load<i32>(ti, 8));
-      if (a >= b) continue;
-      const row = pS + (<usize>(i * ATTN_KEY_TILE - k0) << 2); // row + 4j: key j's score
-      const mp = mS + (<usize>i << 2), sp = sS + (<usize>i << 2);
-      const m = load<f32>(mp);
-      let mt = m;
-      for (let j = a; j < b; j++) mt = max(mt, load<f32>(row + (<usize>j << 2)));
-      let sum = load<f32>(sp);
-      if (mt > m && m != -Infinity) {
-        const ms = expf(m - mt);
-        sum *= ms;
-        const og = rowOut(out, t0, i, hpu, nHeads, hd0, hb);
-        const msv = f32x4.splat(ms);
-        for (let x = 0; x < n4; x += 4) v128.store(og + (<usize>x << 2), f32x4.mul(v128.load(og + (<usize>x << 2)), msv));
-        for (let x = n4; x < headDim; x++) store<f32>(og + (<usize>x << 2), load<f32>(og + (<usize>x << 2)) * ms);
-      }
-      store<f32>(mp, mt);
-      const mv = f32x4.splat(mt);
-      let j = a;
-      for (; j + 4 <= b; j += 4) {
-        const pj = row + (<usize>j << 2);
-        v128.store(pj, expv(f32x4.sub(v128.load(pj), mv)));
-      }
-      for (; j < b; j++) {
-        const pj = row + (<usize>j << 2);
-        store<f32>(pj, expf(load<f32>(pj) - mt));
-      }
-      for (j = a; j < b; j++) sum += load<f32>(row + (<usize>j << 2));
-      store<f32>(sp, sum);
+      memory.fill(accS + <usize>i * hb, 0, hb);
+      store<f32>(mS + (<usize>i << 2), -Infinity);
+      store<f32>(sS + (<usize>i << 2), 0);
     }
-    // out[row] += p[row][j] * v_j, keys in order
-    bi = b0; off = j0 - b0 * blockSize;
-    for (let j = j0; j < k1; j++) {
-      const vr = f32Row(vc + kvRowOffset(table, bi, off, blockSize, rowBytes, headOff), vs32, kt, headDim);
-      if (++off == blockSize) { off = 0; bi++; }
+    for (let k0 = sLo - sLo % ATTN_KEY_TILE; k0 < sHi; k0 += ATTN_KEY_TILE) {
+      const k1 = min(k0 + ATTN_KEY_TILE, sHi);
+      // scores s[row][j - k0] for the keys j inside the row's range
+      const j0 = max(k0, sLo);
+      const b0 = j0 / blockSize; // the keys' block-table entry and slot in it, stepped without dividing per key
+      let bi = b0, off = j0 - b0 * blockSize;
+      for (let j = j0; j < k1; j++) {
+        const kp = kc + kvRowOffset(table, bi, off, blockSize, rowBytes, headOff);
+        if (++off == blockSize) { off = 0; bi++; }
+        const kr = quantK ? kp : f32Row(kp, ks, kt, headDim);
+        for (let i = 0; i < nRows; i++) {
+          if (!rowSeesKey(info, t0, i, hpu, j)) continue;
+          const qr = q + <usize>((t0 + i / hpu) * nHeads + hd0 + i % hpu) * hb;
+          const dot = quantK ? dotBlocks(qq + <usize>i * qrb, kr, nb, kt) : dotQK(qr, kr, headDim, false);
+          store<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2), biased(capped(dot * scale), t0 + i / hpu, hd0 + i % hpu, j));
+        }
+      }
+      // per row: max, rescale, exps, running sum
       for (let i = 0; i < nRows; i++) {
-        if (!rowSeesKey(info, t0, i, hpu, j)) continue;
-        const og = rowOut(out, t0, i, hpu, nHeads, hd0, hb);
-        const p = load<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2));
-        const pv = f32x4.splat(p);
-        for (let x = 0; x < n4; x += 4) {
-          const op = og + (<usize>x << 2);
-          v128.store(op, f32x4.add(v128.load(op), f32x4.mul(v128.load(vr + (<usize>x << 2)), pv)));
+        const ti = info + <usize>(t0 + i / hpu) * 12;
+        const a = max(j0, load<i32>(ti, 4)), b = min(k1, load<i32>(ti, 8));
+        if (a >= b) continue;
+        const row = pS + (<usize>(i * ATTN_KEY_TILE - k0) << 2); // row + 4j: key j's score
+        const mp = mS + (<usize>i << 2), sp = sS + (<usize>i << 2);
+        const m = load<f32>(mp);
+        let mt = m;
+        for (let j = a; j < b; j++) mt = max(mt, load<f32>(row + (<usize>j << 2)));
+        let sum = load<f32>(sp);
+        if (mt > m && m != -Infinity) {
+          const ms = expf(m - mt);
+          sum *= ms;
+          const og = accS + <usize>i * hb;
+          const msv = f32x4.splat(ms);
+          for (let x = 0; x < n4; x += 4) v128.store(og + (<usize>x << 2), f32x4.mul(v128.load(og + (<usize>x << 2)), msv));
+          for (let x = n4; x < headDim; x++) store<f32>(og + (<usize>x << 2), load<f32>(og + (<usize>x << 2)) * ms);
         }
-        for (let x = n4; x < headDim; x++) {
-          const op = og + (<usize>x << 2);
-          store<f32>(op, load<f32>(op) + load<f32>(vr + (<usize>x << 2)) * p);
+        store<f32>(mp, mt);
+        const mv = f32x4.splat(mt);
+        let j = a;
+        for (; j + 4 <= b; j += 4) {
+          const pj = row + (<usize>j << 2);
+          v128.store(pj, expv(f32x4.sub(v128.load(pj), mv)));
         }
+        for (; j < b; j++) {
+          const pj = row + (<usize>j << 2);
+          store<f32>(pj, expf(load<f32>(pj) - mt));
+        }
+        for (j = a; j < b; j++) sum += load<f32>(row + (<usize>j << 2));
+        store<f32>(sp, sum);
+      }
+      // acc[row] += p[row][j] * v_j, keys in order
+      bi = b0; off = j0 - b0 * blockSize;
+      for (let j = j0; j < k1; j++) {
+        const vr = f32Row(vc + kvRowOffset(table, bi, off, blockSize, rowBytes, headOff), vs32, kt, headDim);
+        if (++off == blockSize) { off = 0; bi++; }
+        for (let i = 0; i < nRows; i++) {
+          if (!rowSeesKey(info, t0, i, hpu, j)) continue;
+          const og = accS + <usize>i * hb;
+          const p = load<f32>(pS + (<usize>(i * ATTN_KEY_TILE + j - k0) << 2));
+          const pv = f32x4.splat(p);
+          for (let x = 0; x < n4; x += 4) {
+            const op = og + (<usize>x << 2);
+            v128.store(op, f32x4.add(v128.load(op), f32x4.mul(v128.load(vr + (<usize>x << 2)), pv)));
+          }
+          for (let x = n4; x < headDim; x++) {
+            const op = og + (<usize>x << 2);
+            store<f32>(op, load<f32>(op) + load<f32>(vr + (<usize>x << 2)) * p);
+          }
+        }
+      }
+    }
+    // the segment's state: folded into the rows (or, split, folded by foldSegments later)
+    for (let i = 0; i < nRows; i++) {
+      const m = load<f32>(mS + (<usize>i << 2)), sum = load<f32>(sS + (<usize>i << 2));
+      if (partials != 0) {
+        store<f32>(mM + (<usize>i << 2), m);
+        store<f32>(sM + (<usize>i << 2), sum);
+      } else {
+        mergeSegment(rowOut(out, t0, i, hpu, nHeads, hd0, hb), mM + (<usize>i << 2), sM + (<usize>i << 2), m, sum, accS + <usize>i * hb, headDim);
       }
     }
   }
+  if (partials != 0) {
+    // (a slot past the range, or no keys: max -inf and sum 0, which folding skips)
+    const pb = <usize>(headDim + 2) << 2;
+    for (let i = 0; i < nRows; i++) {
+      const p = partials + (<usize>((t0 * nHeads + hd0 + i) * slots + slot)) * pb;
+      store<f32>(p, load<f32>(mM + (<usize>i << 2)));
+      store<f32>(p, load<f32>(sM + (<usize>i << 2)), 4);
+      memory.copy(p + 8, accS + <usize>i * hb, hb);
+    }
+    return;
+  }
   for (let i = 0; i < nRows; i++) {
-    const sum = load<f32>(sS + (<usize>i << 2));
-    if (load<f32>(mS + (<usize>i << 2)) == -Infinity && sum == 0) continue; // no keys: the zero row stays
-    const og = rowOut(out, t0, i, hpu, nHeads, hd0, hb);
-    const inv: f32 = <f32>1.0 / sum;
-    const iv = f32x4.splat(inv);
-    for (let x = 0; x < n4; x += 4) v128.store(og + (<usize>x << 2), f32x4.mul(v128.load(og + (<usize>x << 2)), iv));
-    for (let x = n4; x < headDim; x++) store<f32>(og + (<usize>x << 2), load<f32>(og + (<usize>x << 2)) * inv);
+    normalizeRow(rowOut(out, t0, i, hpu, nHeads, hd0, hb), load<f32>(mM + (<usize>i << 2)), load<f32>(sM + (<usize>i << 2)), headDim);
   }
 }
 
@@ -491,13 +604,14 @@ function dotBlocks(qb: usize, kb: usize, nb: i32, kt: i32): f32 {
 
 /**
  * Bytes of scratch per share the f32 path needs, 64-aligned: a K and a V row in f32, and per tile
- * row (ATTN_QUERY_TILE tokens x hpu heads) a max, a sum and a key tile of scores; over a block-type
+ * row (ATTN_QUERY_TILE tokens x hpu heads) the segment's and the folded max and sum, a key tile of
+ * scores and the segment's output row; over a block-type
  * cache (quantK) also the tile rows' queries as Q8_0 blocks (34 bytes per 32 values).
  */
 @inline function attnScratchStride(headDim: i32, hpu: i32, quantK: bool): usize {
   const rows = ATTN_QUERY_TILE * hpu;
   const qBytes: usize = quantK ? <usize>rows * <usize>(headDim >> 5) * 34 : 0;
-  return ((<usize>(2 * headDim + rows * (2 + ATTN_KEY_TILE)) << 2) + qBytes + 63) & ~<usize>63;
+  return ((<usize>(2 * headDim + rows * (4 + ATTN_KEY_TILE + headDim)) << 2) + qBytes + 63) & ~<usize>63;
 }
 
 /** n f16 values at src to f32 at dst (exact, as f16ToF32). */

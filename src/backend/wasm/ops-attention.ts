@@ -101,17 +101,33 @@ export function attentionOps({ mem, dispatch, scratch, scratchBytes }: OpContext
         const t0 = t;
         for (t++; t < nTokens && t - t0 < K.ATTN_QUERY_TILE && mem32[info + 3 * t] === table; t++);
       }
+      // Split decode (flash decoding): when every query tile is one token and the units are too few
+      // to keep the threads busy, each unit takes one ATTN_SEGMENT_KEYS segment of its token's keys
+      // and a second pass folds the segments in order (the bits do not change: attention.ts).
+      const seg = K.ATTN_SEGMENT_KEYS;
+      let slots = 0;
+      if (!half && tiles === nTokens && dispatch.nThreads > 1 && tiles * nKvHeads < 4 * dispatch.nThreads) {
+        for (let t = 0; t < nTokens; t++) {
+          const first = mem32[info + 3 * t + 1]!, end = mem32[info + 3 * t + 2]!;
+          if (end > first) slots = Math.max(slots, Math.ceil(end / seg) - Math.floor(first / seg));
+        }
+      }
       // Heads per unit of the f32 path: the whole KV group (K/V converted once for all of them), or
-      // one head when that leaves too few units to keep every thread busy (decode of a few tokens).
-      const hpu = dispatch.nThreads > 1 && tiles * nKvHeads < dispatch.nThreads ? 1 : group;
+      // one head when that leaves too few units to keep every thread busy (decode of a few tokens
+      // over a short range).
+      const hpu = slots < 2 && dispatch.nThreads > 1 && tiles * nKvHeads < dispatch.nThreads ? 1 : group;
       // Scratch per share: the f16-rounded query (half), or the f32 path's converted K and V rows plus
-      // per tile row a max, a sum and a key tile of scores, and over a block-type cache the row's
-      // query as Q8_0 blocks (attnScratchStride in attention.ts).
+      // per tile row the segment's and the folded max and sum, a key tile of scores and the segment's
+      // output row, and over a block-type cache the row's query as Q8_0 blocks (attnScratchStride in
+      // attention.ts); split, the partials at the end.
       const rows = K.ATTN_QUERY_TILE * hpu;
       const quantK = layer.type === 'q8_0' || layer.type === 'q4_0';
-      const perShare = half ? headDim * 4 : Math.ceil(((2 * headDim + rows * (2 + K.ATTN_KEY_TILE)) * 4 + (quantK ? rows * (headDim / 32) * 34 : 0)) / 64) * 64;
+      const perShare = half ? headDim * 4 : Math.ceil(((2 * headDim + rows * (4 + K.ATTN_KEY_TILE + headDim)) * 4 + (quantK ? rows * (headDim / 32) * 34 : 0)) / 64) * 64;
+      let partialBytes = slots >= 2 ? nTokens * nHeads * slots * (headDim + 2) * 4 : 0;
+      if (Math.floor((scratchBytes - slopesBytes - partialBytes) / perShare) < dispatch.nThreads) partialBytes = 0; // no room: one pass
+      if (partialBytes === 0) slots = 0;
       // Scratch is indexed by chunk (at most dispatch.nThreads * CHUNKS_PER_THREAD chunks, never fewer than dispatch.nThreads).
-      const maxChunks = Math.floor((scratchBytes - slopesBytes) / perShare);
+      const maxChunks = Math.floor((scratchBytes - slopesBytes - partialBytes) / perShare);
       if (maxChunks < dispatch.nThreads) throw new BackendError('INVALID_ARGUMENT', `attention: headDim ${headDim} too large for the scratch`);
       c.i[K.ATTN_K_CACHE] = mem.at(layer.k, 'K cache');
       c.i[K.ATTN_V_CACHE] = mem.at(layer.v, 'V cache');
@@ -125,7 +141,17 @@ export function attentionOps({ mem, dispatch, scratch, scratchBytes }: OpContext
       c.i[K.ATTN_POSITIONS] = positionsPtr;
       c.i[K.ATTN_HEADS_PER_UNIT] = hpu;
       c.i[K.ATTN_TABLES] = tablesPtr;
-      // Work units: (token, head) pairs for the half path, (query tile, KV head, hpu heads) otherwise.
+      // Work units: (token, head) pairs for the half path, (query tile, KV head, hpu heads) otherwise,
+      // and split, each of those per segment slot, then (token, head) pairs folding their segments.
+      if (slots > 0) {
+        c.i[K.ATTN_PARTIALS] = scratch + scratchBytes - partialBytes;
+        c.i[K.ATTN_SEGMENT_SLOTS] = slots;
+        c.i[K.ATTN_SPLIT_PHASE] = 1;
+        dispatch.run(2 * keys * nHeads * headDim, MIN_WORK.attention, tiles * nKvHeads * (group / hpu) * slots, maxChunks);
+        c.i[K.ATTN_SPLIT_PHASE] = 2;
+        dispatch.run(3 * nTokens * nHeads * slots * headDim, MIN_WORK.attention, nTokens * nHeads, maxChunks);
+        return;
+      }
       dispatch.run(2 * keys * nHeads * headDim, MIN_WORK.attention, half ? nTokens * nHeads : tiles * nKvHeads * (group / hpu), maxChunks);
     },
 
