@@ -1814,6 +1814,8 @@ const ATTN_SCENARIOS: AttnScenario[] = [
   // segments computed apart and folded in order: the multi-thread configs split, one thread does not (configs agree bit for bit)
   { name: 'GQA 8/2, decode of three sequences over 700, 257 and 30 keys (split into key segments)', nHeads: 8, nKvHeads: 2, headDim: 64, blockSize: 16, seqs: [{ len: 700, nNew: 1 }, { len: 257, nNew: 1 }, { len: 30, nNew: 1 }] },
   { name: 'GQA 9/3 (m135 shape), window 300, decode over 1000 and 520 keys (split), large scores', nHeads: 9, nKvHeads: 3, headDim: 64, blockSize: 32, window: 300, seqs: [{ len: 1000, nNew: 1 }, { len: 520, nNew: 1 }], qScale: 30 },
+  // a query tile of 8 tokens x 64 heads of 256 values fills the attention scratch once: one chunk, whatever the threads
+  { name: 'MQA 64/1 headDim 256 (a tile as wide as the scratch)', nHeads: 64, nKvHeads: 1, headDim: 256, blockSize: 16, seqs: [{ len: 20, nNew: 9 }] },
   { name: 'GQA 8/2, 3000-key decode (long context)', nHeads: 8, nKvHeads: 2, headDim: 128, blockSize: 64, seqs: [{ len: 3000, nNew: 1 }, { len: 1025, nNew: 2 }] },
   { name: 'GQA 8/4 headDim 64, large scores (stable softmax)', nHeads: 8, nKvHeads: 4, headDim: 64, blockSize: 16, seqs: [{ len: 40, nNew: 3 }], qScale: 300 },
   // head dims that are not a multiple of 16: ggml's one-row rounding over an f16 cache

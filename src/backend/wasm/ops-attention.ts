@@ -126,9 +126,10 @@ export function attentionOps({ mem, dispatch, scratch, scratchBytes }: OpContext
       let partialBytes = slots >= 2 ? nTokens * nHeads * slots * (headDim + 2) * 4 : 0;
       if (Math.floor((scratchBytes - slopesBytes - partialBytes) / perShare) < dispatch.nThreads) partialBytes = 0; // no room: one pass
       if (partialBytes === 0) slots = 0;
-      // Scratch is indexed by chunk (at most dispatch.nThreads * CHUNKS_PER_THREAD chunks, never fewer than dispatch.nThreads).
+      // Scratch is indexed by chunk (at most dispatch.nThreads * CHUNKS_PER_THREAD chunks): a wide
+      // query tile (many heads per KV head, large heads) may run on fewer chunks than threads.
       const maxChunks = Math.floor((scratchBytes - slopesBytes - partialBytes) / perShare);
-      if (maxChunks < dispatch.nThreads) throw new BackendError('INVALID_ARGUMENT', `attention: headDim ${headDim} too large for the scratch`);
+      if (maxChunks < 1) throw new BackendError('INVALID_ARGUMENT', `attention: ${group} heads per KV head of ${headDim} values do not fit the scratch`);
       c.i[K.ATTN_K_CACHE] = mem.at(layer.k, 'K cache');
       c.i[K.ATTN_V_CACHE] = mem.at(layer.v, 'V cache');
       c.i[K.ATTN_KV_TYPE] = kvElementType(layer.type);
