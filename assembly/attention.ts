@@ -192,8 +192,9 @@ let alibiPositions: usize = 0;
  * out must not overlap q. half (f16 cache only) selects ggml's one-row rounding, split by
  * (token, head) pairs; it needs headDim f32 of scratch per share at scratch + ith * headDim * 4.
  * The f32 path is split by (query tile, KV head, hpu heads) (see below) and needs attnScratchStride
- * bytes per share at scratch + ith * stride. (ith indexes the share, not the thread: the pool runs shares as
- * chunks claimed by any thread.)
+ * bytes per share at scratch + ith * stride; a split decode (ATTN_SPLIT_PHASE) runs twice, by those
+ * units times segment slots into ATTN_PARTIALS, then by (token, head) folding them. (ith indexes the
+ * share, not the thread: the pool runs shares as chunks claimed by any thread.)
  */
 export function attention(args: usize, ith: i32, nth: i32): void {
   const q = <usize>arg(args, ATTN_Q);
