@@ -5,7 +5,9 @@
 // mat x mat kernel against the mat x vec kernel, bit for bit.
 import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { asF32, asWeight, subTensor, type Backend, type WeightTensor } from '../src/backend/backend.js';
+import { asF32, asWeight, kvElementType, kvRowBytes, rowsPerPart, subTensor, type Backend, type WeightTensor } from '../src/backend/backend.js';
+import { KVCache } from '../src/kv/kv-cache.js';
+import { copyBlockRows } from '../src/kv/copy-block.js';
 import { BackendError } from '../src/backend/errors.js';
 import { acquireGPU } from '../src/backend/webgpu/gpu.js';
 import { tiledVariant, WEBGPU_WEIGHT_TYPES } from '../src/backend/webgpu/kernels.js';
@@ -84,15 +86,16 @@ describe.skipIf(!haveShared)('WebGPU models', () => {
     }, 300_000);
   }
 
-  it('weights past the binding limit run split over buffers, and logits in passes of the head, with the same logits bit for bit', async () => {
+  it('weights and KV cache past the binding limit run split over buffers, and logits in passes of the head, with the same logits bit for bit', async () => {
     const text = 'Once upon a time, there was a little girl named Lily. She loved to play outside. One day she saw a big red ball.';
     for (const file of ['stories260K.gguf', 'stories260K-q8_0.gguf']) {
       const logits = [];
       // 64 KiB bindings: the 512-row embedding table and output head (128 KiB as F32) take 2-3 buffers
-      // each, and the logits of 64 tokens (128 KiB) come from two passes of the head
+      // each, the logits of 64 tokens (128 KiB) come from two passes of the head, and each layer's
+      // K and V (1024 f32 slots of 128 bytes) take two buffers
       for (const maxBindingBytes of [undefined, 64 * 1024]) {
         const backend = await createWebGPUBackend({ maxBindingBytes });
-        const model = await loadModel(`${MODELS}/${file}`, { backend, kvCacheType: 'f32', maxBatchTokens: 64, contextLength: 256 });
+        const model = await loadModel(`${MODELS}/${file}`, { backend, kvCacheType: 'f32', maxBatchTokens: 64, contextLength: 1024, kvCacheTokens: 1024 });
         try {
           const tokens = model.tokenizer.encode(text, { addSpecial: true });
           expect(model.graph.logitsRows).toBe(maxBindingBytes ? 32 : 64);
@@ -241,6 +244,92 @@ describe('WebGPU tiled matmul (prompts and batches)', () => {
       }
     }
   }, 120_000);
+});
+
+describe('WebGPU KV cache past the binding limit', () => {
+  // A layer's K and V over the largest binding are split by whole slots into up to kvParts buffers,
+  // which storeKV, attention and block copies bind together. 8000-byte bindings split each cache
+  // type into 3 parts (f32 31 slots a part, f16 62, q8_0 117, q4_0 222), none a whole number of
+  // 16-slot blocks, so blocks straddle parts; every slot is written and read, and must have the
+  // bits one buffer gives.
+  const LIMIT = 8000, KV_HEADS = 2, HEAD_DIM = 32, HEADS = 4, BLOCK = 16, TOKENS = 15;
+  const kvDim = KV_HEADS * HEAD_DIM;
+  let whole: WebGPUBackend | undefined, split: WebGPUBackend | undefined;
+  afterAll(async () => {
+    await whole?.dispose();
+    await split?.dispose();
+  });
+
+  for (const type of ['f32', 'f16', 'q8_0', 'q4_0'] as const) {
+    it(`${type}: storeKV, attention and block copies over 3 buffers give one buffer's bits`, async () => {
+      whole ??= await createWebGPUBackend();
+      split ??= await createWebGPUBackend({ maxBindingBytes: LIMIT });
+      expect(split.capabilities.kvParts).toBeGreaterThanOrEqual(3);
+      const perPart = rowsPerPart(kvRowBytes(type, kvDim), LIMIT);
+      const nBlocks = Math.ceil((2.5 * perPart) / BLOCK), nSlots = nBlocks * BLOCK;
+      expect(Math.ceil(nSlots / perPart)).toBe(3);
+      expect(perPart % BLOCK).not.toBe(0);
+      expect(KVCache.maxBlocks({ kvDim, blockSize: BLOCK, type }, split.capabilities)).toBe(Math.floor((split.capabilities.kvParts * perPart) / BLOCK));
+      const r = rng(7100 + kvDim + type.length);
+      // every slot once, in a random order, TOKENS at a time
+      const order = Array.from({ length: nSlots }, (_, i) => i).sort(() => r() - 0.5);
+      const batches = [];
+      for (let i = 0; i < nSlots; i += TOKENS) {
+        const slots = order.slice(i, i + TOKENS);
+        batches.push({ slots, k: uniform(slots.length * kvDim, r), v: uniform(slots.length * kvDim, r) });
+      }
+      // a table over every block in a random order; queries over its first keys, all, and a window
+      const table = Array.from({ length: nBlocks }, (_, i) => i).sort(() => r() - 0.5);
+      const info = Array.from({ length: TOKENS }, (_, t) => {
+        const end = t === 0 ? nSlots : Math.max(1, Math.floor(r() * nSlots));
+        return [0, t % 3 === 2 ? Math.max(0, end - 100) : 0, end];
+      }).flat();
+      const q = uniform(TOKENS * HEADS * HEAD_DIM, r);
+      const results = [];
+      for (const be of [whole, split]) {
+        const elementType = kvElementType(type);
+        const layer = { k: be.allocate(elementType, [kvDim, nSlots]), v: be.allocate(elementType, [kvDim, nSlots]), type, blockSize: BLOCK, kvDim };
+        const f32 = (data: Float32Array) => {
+          const t = be.allocate(GGMLType.F32, [data.length]);
+          be.upload(t, data);
+          return t;
+        };
+        const i32 = (data: number[]) => {
+          const t = be.allocate(GGMLType.I32, [data.length]);
+          be.upload(t, new Int32Array(data));
+          return t;
+        };
+        for (const b of batches) be.storeKV(layer, f32(b.k), f32(b.v), i32(b.slots), b.slots.length);
+        // copies across parts: a block into one that straddles two parts, a straddling one back, part of one
+        copyBlockRows(be, [layer], 0, Math.floor(perPart / BLOCK), BLOCK);
+        copyBlockRows(be, [layer], Math.floor((2 * perPart) / BLOCK), 1, BLOCK);
+        copyBlockRows(be, [layer], nBlocks - 1, 2, 5);
+        // plain and with ALiBi (the most bindings: 6 besides K's and V's parts)
+        const args = { q: f32(q), nTokens: TOKENS, nHeads: HEADS, nKvHeads: KV_HEADS, headDim: HEAD_DIM, scale: 1 / Math.sqrt(HEAD_DIM), layer, blockTables: i32(table), tokenInfo: i32(info) };
+        const out = be.allocate(GGMLType.F32, [TOKENS * HEADS * HEAD_DIM]), outAlibi = be.allocate(GGMLType.F32, [TOKENS * HEADS * HEAD_DIM]);
+        be.attention({ ...args, out });
+        be.attention({ ...args, out: outAlibi, alibi: { maxBias: 8, positions: i32(info.filter((_, i) => i % 3 === 2).map((end) => end - 1)) } });
+        results.push({ k: await be.read(layer.k), v: await be.read(layer.v), out: [...asF32(await be.read(out)), ...asF32(await be.read(outAlibi))] });
+      }
+      const [one, parts] = results;
+      expect(one.out.some((v) => v !== 0)).toBe(true);
+      expect(Buffer.compare(parts.k, one.k), 'K cache bytes').toBe(0);
+      expect(Buffer.compare(parts.v, one.v), 'V cache bytes').toBe(0);
+      expect(parts.out).toEqual(one.out);
+    }, 120_000);
+  }
+
+  it('a pool past kvParts buffers is refused before anything is allocated; one that fits is split', async () => {
+    split ??= await createWebGPUBackend({ maxBindingBytes: LIMIT });
+    const most = KVCache.maxBlocks({ kvDim, blockSize: BLOCK, type: 'f32' }, split.capabilities);
+    const allocate = vi.spyOn(split, 'allocate');
+    const shape = { nLayers: 2, kvDim, headDim: HEAD_DIM, blockSize: BLOCK, type: 'f32' as const };
+    expect(() => new KVCache(split!, { ...shape, nBlocks: most + 1 })).toThrow(expect.objectContaining({ code: 'TOO_LARGE' }));
+    expect(allocate).not.toHaveBeenCalled();
+    allocate.mockRestore();
+    const kv = new KVCache(split, { ...shape, nBlocks: most });
+    expect(kv.capacityTokens).toBeGreaterThan(rowsPerPart(kvRowBytes('f32', kvDim), LIMIT) * (split.capabilities.kvParts - 1));
+  });
 });
 
 describe('WebGPU subgroups', () => {

@@ -205,6 +205,20 @@ export interface BackendCapabilities {
   readonly memoryBytes: number;
   /** KV cache types storeKV and attention take. */
   readonly kvTypes: ReadonlySet<KVCacheType>;
+  /**
+   * How many buffers one layer's K (or V) cache may span: a cache tensor over maxTensorBytes is
+   * split by whole rows (slots) into parts of rowsPerPart rows, which storeKV, attention and copy
+   * bind together (a GPU's binding limit). 1 where a layer's cache must be one tensor.
+   */
+  readonly kvParts: number;
+}
+
+/** Rows of `rowBytes` in each part of a tensor split by rows: as many as maxTensorBytes holds, every part a whole number of 4-byte words. */
+export function rowsPerPart(rowBytes: number, maxTensorBytes: number): number {
+  let rows = Math.floor(maxTensorBytes / rowBytes);
+  if (!Number.isFinite(rows)) return rows;
+  while (rows > 0 && (rows * rowBytes) % 4 !== 0) rows--;
+  return rows;
 }
 
 /** What a tensor is for: 'data' (the default: activations, KV cache, anything written by ops) or 'weight'. */

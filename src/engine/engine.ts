@@ -117,9 +117,10 @@ export class Engine {
     let nBlocks = KVCache.blocksForBudget(shape, budget ?? { tokens: 4 * sequenceTokens });
     // The default pool (four whole sequences) shrinks to what one layer's tensor can hold on this
     // backend (a GPU's binding limit), as long as a whole sequence still fits; a pool asked for is kept.
-    const most = KVCache.maxBlocks(shape, model.backend.capabilities.maxTensorBytes);
+    const caps = model.backend.capabilities;
+    const most = KVCache.maxBlocks(shape, caps);
     if (budget === undefined && nBlocks > most && most * blockSize >= sequenceTokens) {
-      log.info(`engine: the KV pool holds ${most * blockSize} tokens, not ${nBlocks * blockSize}: one layer's K is at most ${model.backend.capabilities.maxTensorBytes} bytes on ${model.backend.name}`);
+      log.info(`engine: the KV pool holds ${most * blockSize} tokens, not ${nBlocks * blockSize}: one layer's K is at most ${caps.kvParts} tensor(s) of ${caps.maxTensorBytes} bytes on ${model.backend.name}`);
       nBlocks = most;
     }
     const prefixCacheEntries = int(options.prefixCacheEntries, 32, 0, 'prefixCacheEntries');

@@ -13,7 +13,7 @@
 //
 // Context overflow is a CONTEXT_FULL error, never a silent wrap: positions past the context
 // length are refused, windowed or not (a model is not trained for positions beyond it).
-import { kvCacheTypeProblem, kvElementType, kvRowBytes, type Backend, type KVCacheType, type KVLayer } from '../backend/backend.js';
+import { kvCacheTypeProblem, kvElementType, kvRowBytes, rowsPerPart, type Backend, type BackendCapabilities, type KVCacheType, type KVLayer } from '../backend/backend.js';
 import { BlockPool } from './block-pool.js';
 import { copyBlockRows } from './copy-block.js';
 import { KVCacheError } from './errors.js';
@@ -69,9 +69,9 @@ export class KVCache {
     return Math.ceil(budget.tokens / o.blockSize);
   }
 
-  /** Most blocks a pool holds when each layer's K (and V) is one tensor of at most maxTensorBytes. */
-  static maxBlocks(o: Pick<KVCacheOptions, 'kvDim' | 'blockSize' | 'type'>, maxTensorBytes: number): number {
-    return Math.floor(maxTensorBytes / (o.blockSize * kvRowBytes(o.type, o.kvDim)));
+  /** Most blocks a pool holds on a backend: each layer's K (and V) in at most kvParts tensors of at most maxTensorBytes. */
+  static maxBlocks(o: Pick<KVCacheOptions, 'kvDim' | 'blockSize' | 'type'>, caps: Pick<BackendCapabilities, 'maxTensorBytes' | 'kvParts'>): number {
+    return Math.floor((caps.kvParts * rowsPerPart(kvRowBytes(o.type, o.kvDim), caps.maxTensorBytes)) / o.blockSize);
   }
 
   /**
@@ -91,10 +91,10 @@ export class KVCache {
       throw new KVCacheError('INVALID_ARGUMENT', `sliding window must be an integer >= 1, got ${slidingWindow}`);
     }
     // checked before any layer is allocated (the backend never gives memory back)
-    const maxTensorBytes = backend.capabilities?.maxTensorBytes ?? Infinity;
-    const most = KVCache.maxBlocks(options, maxTensorBytes);
+    const caps = backend.capabilities ?? { maxTensorBytes: Infinity, kvParts: 1 };
+    const most = KVCache.maxBlocks(options, caps);
     if (nBlocks > most) {
-      throw new KVCacheError('TOO_LARGE', `a KV pool of ${nBlocks * blockSize} tokens takes ${nBlocks * blockSize * kvRowBytes(type, kvDim)} bytes per layer for K (and V), more than the largest tensor ${backend.name} holds (${maxTensorBytes} bytes): it holds at most ${most * blockSize} tokens`);
+      throw new KVCacheError('TOO_LARGE', `a KV pool of ${nBlocks * blockSize} tokens takes ${nBlocks * blockSize * kvRowBytes(type, kvDim)} bytes per layer for K (and V), more than ${backend.name} holds in ${caps.kvParts} tensor(s) of at most ${caps.maxTensorBytes} bytes: it holds at most ${most * blockSize} tokens`);
     }
     this.pool = new BlockPool(nBlocks);
     this.layers = [];

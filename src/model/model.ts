@@ -384,9 +384,9 @@ export async function loadModel(input: ModelInput | readonly ModelInput[], optio
         throw new ModelError('TOO_LARGE',
           `${source.name} needs ${mib(need)} (weights ${mib(weightBytes)}, KV cache ${mib(kvBytes)}, activations ${mib(actBytes)}), more than the ${mib(backend.capabilities.memoryBytes)} the ${backend.name} backend can hold; try a smaller contextLength or a smaller quantization`);
       }
-      const kvMostTokens = KVCache.maxBlocks({ kvDim, blockSize, type: kvType }, backend.capabilities.maxTensorBytes) * blockSize;
+      const kvMostTokens = KVCache.maxBlocks({ kvDim, blockSize, type: kvType }, backend.capabilities) * blockSize;
       if (nBlocks * blockSize > kvMostTokens) {
-        throw new ModelError('TOO_LARGE', `${source.name}: a KV cache of ${nBlocks * blockSize} tokens takes more than the largest tensor the ${backend.name} backend holds (${backend.capabilities.maxTensorBytes} bytes) for each layer's K and V; give a contextLength or kvCacheTokens of at most ${kvMostTokens}`);
+        throw new ModelError('TOO_LARGE', `${source.name}: a KV cache of ${nBlocks * blockSize} tokens takes more for each layer's K and V than the ${backend.name} backend holds (${backend.capabilities.kvParts} tensor(s) of at most ${backend.capabilities.maxTensorBytes} bytes); give a contextLength or kvCacheTokens of at most ${kvMostTokens}`);
       }
       const weights = await loadWeights(source, file, config, arch, backend, options.onProgress);
       const loadMs = performance.now() - t0;

@@ -149,7 +149,7 @@ export function createReferenceBackend(): Backend {
     name: 'reference',
     nThreads: 1,
 
-    capabilities: { weightTypes: WEIGHT_TYPES, maxTensorBytes: MAX_TENSOR_BYTES, memoryBytes: Number.MAX_SAFE_INTEGER, kvTypes: new Set(KV_CACHE_TYPES) },
+    capabilities: { weightTypes: WEIGHT_TYPES, maxTensorBytes: MAX_TENSOR_BYTES, memoryBytes: Number.MAX_SAFE_INTEGER, kvTypes: new Set(KV_CACHE_TYPES), kvParts: 1 },
 
     allocate(type, shape) {
       if (disposed) throw new BackendError('DISPOSED', 'the reference backend was disposed');

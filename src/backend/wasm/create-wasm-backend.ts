@@ -103,7 +103,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     kernels: choice.build,
     kernelReason: choice.reason,
     sharedMemory: shared,
-    capabilities: { weightTypes: SUPPORTED, maxTensorBytes: MAX_BYTES - mem.heapBase, memoryBytes: MAX_BYTES - (64 << 20), kvTypes: new Set(KV_CACHE_TYPES) },
+    capabilities: { weightTypes: SUPPORTED, maxTensorBytes: MAX_BYTES - mem.heapBase, memoryBytes: MAX_BYTES - (64 << 20), kvTypes: new Set(KV_CACHE_TYPES), kvParts: 1 },
 
     alloc: (n, align) => mem.alloc(n, align),
     tensorAt: (ptr, type, shape) => mem.tensorAt(ptr, type, shape),

@@ -9,6 +9,9 @@
 //   a_u8(b): byte b of a (any alignment: weight blocks are 2-byte aligned)
 //   a_set(i, v) / a_setf(i, v): write word i; a_and / a_or: atomic word updates (f16 cache halves)
 //   a_raw(i) / a_raw_set(i, v): word i of the whole buffer (copy_bytes)
+// An argument a kernel lists as `parts` may be a tensor split by rows over several buffers (a KV
+// cache past the binding limit): it is bound once per part and its accessors (all but a_raw) pick
+// the part of word i, every part but the last holding P.a_part words.
 // Parameters are u32 fields of the uniform P (f32 ones are bit patterns: bitcast<f32>(P.x)).
 import { GGMLType, typeName, typeTraits } from '../../tensor/ggml-types.js';
 import { MAX_TOP_K } from '../backend.js';
@@ -31,10 +34,22 @@ export interface KernelDef {
   readonly dequant?: boolean;
   /** Includes the lane reductions: webgpu/lanes_subgroups.wgsl where the device has subgroups, else webgpu/lanes.wgsl. */
   readonly lanes?: boolean;
+  /** Arguments that may span several buffers (read through accessors that pick the part). */
+  readonly parts?: readonly string[];
 }
 
 const r = (name: string) => ({ name, access: 'read' as const });
 const w = (name: string) => ({ name, access: 'write' as const });
+
+/** The cache arguments of storeKV and attention: a layer's K and V may each span several buffers. */
+const KV_CACHE = ['kc', 'vc'];
+/**
+ * The most storage buffers the KV kernels bind besides the cache (attention with ALiBi: q, out,
+ * tables, info, positions, slopes): what a device's per-stage limit leaves is shared by K and V.
+ */
+export const KV_OTHER_BINDINGS = 6;
+/** The most parts one cache tensor spans (each a case of its accessors' switch). */
+export const MAX_KV_PARTS = 8;
 
 const MATMUL_PARAMS = ['rows', 'cols', 'row_bytes', 'used', 'per_slot', 'n_experts', 'out_rows', 'row_base', 'slots'];
 
@@ -56,16 +71,16 @@ export const KERNELS = {
   elementwise: { source: 'elementwise', args: [w('out'), r('a'), r('b')], params: ['factor', 'cap', 'n'] },
   argmax: { source: 'argmax', args: [w('out'), r('x')], params: ['n'] },
   topK: { source: 'topk', args: [w('ids'), w('values'), r('x')], params: ['n', 'k'] },
-  storeKVf32: { source: 'store_kv', args: [w('kc'), w('vc'), r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'] },
-  storeKVf16: { source: 'store_kv', args: [{ name: 'kc', access: 'atomic' }, { name: 'vc', access: 'atomic' }, r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'] },
-  storeKVBlocks: { source: 'store_kv_blocks', args: [{ name: 'kc', access: 'atomic' }, { name: 'vc', access: 'atomic' }, r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'] },
+  storeKVf32: { source: 'store_kv', args: [w('kc'), w('vc'), r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'], parts: KV_CACHE },
+  storeKVf16: { source: 'store_kv', args: [{ name: 'kc', access: 'atomic' }, { name: 'vc', access: 'atomic' }, r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'], parts: KV_CACHE },
+  storeKVBlocks: { source: 'store_kv_blocks', args: [{ name: 'kc', access: 'atomic' }, { name: 'vc', access: 'atomic' }, r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'], parts: KV_CACHE },
   attention: {
     source: 'attention', args: [r('q'), w('out'), r('kc'), r('vc'), r('tables'), r('info')],
-    params: ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row'],
+    params: ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row'], parts: KV_CACHE,
   },
   attentionAlibi: {
     source: 'attention', args: [r('q'), w('out'), r('kc'), r('vc'), r('tables'), r('info'), r('apos'), r('slopes')],
-    params: ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row'],
+    params: ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row'], parts: KV_CACHE,
   },
   routeExperts: { source: 'route_experts', args: [w('ids'), w('weights'), r('logits')], params: ['n_experts', 'used', 'normalize'] },
   combineExperts: { source: 'combine_experts', args: [w('out'), r('y'), r('weights')], params: ['n', 'used'] },
@@ -237,8 +252,8 @@ export const LAYER_NORM: Variant = { key: 'layer', code: 'const LAYER_NORM = tru
  * The WGSL of one kernel for one variant and one grouping of its arguments into buffers; with
  * `subgroups` (a device with the feature), its lane reductions shuffle within subgroups.
  */
-export function compose(def: KernelDef, variant: Variant, groupOf: readonly number[], groupAccess: readonly ArgAccess[], subgroups = false): string {
-  const fields = ['groups', 'count', ...def.params, ...def.args.flatMap((a) => [`${a.name}_w`, `${a.name}_b`])];
+export function compose(def: KernelDef, variant: Variant, groupOf: readonly (readonly number[])[], groupAccess: readonly ArgAccess[], subgroups = false): string {
+  const fields = paramFields(def);
   const shuffles = subgroups && def.lanes === true;
   const out: string[] = [...(shuffles ? ['enable subgroups;'] : []), `const WG: u32 = ${WG}u;`, `const MAX_HEAD_DIM: u32 = ${MAX_HEAD_DIM}u;`, `const MAX_TOP_K: u32 = ${MAX_TOP_K}u;`];
   out.push(`struct Params {\n${fields.map((f) => `  ${f}: u32,`).join('\n')}\n}`);
@@ -249,7 +264,13 @@ export function compose(def: KernelDef, variant: Variant, groupOf: readonly numb
     out.push(`@group(0) @binding(${g + 1}) var<storage, ${mode}> buf${g}: array<${elem}>;`);
   });
   def.args.forEach((a, k) => {
-    const g = groupOf[k]!, buf = `buf${g}`, access = groupAccess[g]!;
+    const groups = groupOf[k]!;
+    if (groups.length > 1) {
+      if (!def.parts?.includes(a.name)) throw new Error(`argument ${a.name} of webgpu/${def.source}.wgsl is one buffer, not ${groups.length}`);
+      out.push(...partAccessors(a.name, groups, groupAccess[groups[0]!]!));
+      return;
+    }
+    const g = groups[0]!, buf = `buf${g}`, access = groupAccess[g]!;
     const at = `${buf}[P.${a.name}_w + i]`;
     const load = (ref: string) => (access === 'atomic' ? `atomicLoad(&${ref})` : ref);
     out.push(`fn ${a.name}_w(i: u32) -> u32 { return ${load(at)}; }`);
@@ -278,7 +299,47 @@ export function compose(def: KernelDef, variant: Variant, groupOf: readonly numb
   return out.join('\n');
 }
 
-/** Words of the uniform block: groups, count, the kernel's parameters, then offset words and bytes of each argument. */
+/**
+ * The accessors of an argument split over the buffers `groups` (whole rows, from offset 0): word i
+ * lies in part i / P.a_part. The same names and meanings as one buffer's accessors.
+ */
+function partAccessors(name: string, groups: readonly number[], access: ArgAccess): string[] {
+  const atomic = access === 'atomic';
+  /** A function of word i whose statement for its part's buffer element `ref` is `stmt(ref)`. */
+  const perPart = (header: string, stmt: (ref: string) => string, result?: string) => [
+    `fn ${header} {`,
+    `  let s = min(i / P.${name}_part, ${groups.length - 1}u);`,
+    `  let j = i - s * P.${name}_part;`,
+    ...(result ? [`  var r: ${result};`] : []),
+    '  switch s {',
+    ...groups.map((g, p) => `    ${p === groups.length - 1 ? 'default' : `case ${p}u`}: { ${stmt(`buf${g}[j]`)} }`),
+    '  }',
+    ...(result ? ['  return r;'] : []),
+    '}',
+  ].join('\n');
+  const out = [
+    perPart(`${name}_w(i: u32) -> u32`, (ref) => `r = ${atomic ? `atomicLoad(&${ref})` : ref};`, 'u32'),
+    `fn ${name}_f(i: u32) -> f32 { return bitcast<f32>(${name}_w(i)); }`,
+    `fn ${name}_i(i: u32) -> i32 { return bitcast<i32>(${name}_w(i)); }`,
+    `fn ${name}_u8(b: u32) -> u32 { return (${name}_w(b >> 2u) >> ((b & 3u) * 8u)) & 0xffu; }`,
+  ];
+  if (access === 'write') {
+    out.push(perPart(`${name}_set(i: u32, v: u32)`, (ref) => `${ref} = v;`));
+    out.push(`fn ${name}_setf(i: u32, v: f32) { ${name}_set(i, bitcast<u32>(v)); }`);
+  } else if (atomic) {
+    out.push(perPart(`${name}_set(i: u32, v: u32)`, (ref) => `atomicStore(&${ref}, v);`));
+    out.push(`fn ${name}_setf(i: u32, v: f32) { ${name}_set(i, bitcast<u32>(v)); }`);
+    out.push(perPart(`${name}_and(i: u32, v: u32)`, (ref) => `atomicAnd(&${ref}, v);`));
+    out.push(perPart(`${name}_or(i: u32, v: u32)`, (ref) => `atomicOr(&${ref}, v);`));
+  }
+  return out;
+}
+
+/** The fields of the uniform block: groups, count, the kernel's parameters, the offset words and bytes of each argument, then the part words of each argument that may span buffers. */
+export function paramFields(def: KernelDef): string[] {
+  return ['groups', 'count', ...def.params, ...def.args.flatMap((a) => [`${a.name}_w`, `${a.name}_b`]), ...(def.parts ?? []).map((name) => `${name}_part`)];
+}
+
 export function paramCount(def: KernelDef): number {
-  return 2 + def.params.length + 2 * def.args.length;
+  return paramFields(def).length;
 }

@@ -8,10 +8,10 @@
 import type { ByteSource } from '../../io/byte-source.js';
 import { log } from '../../log.js';
 import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-types.js';
-import { alibiSlopes, checkTopK, kvCacheTypeProblem, kvRowBytes, tensorBytes, type AttentionArgs, type Backend, type KVCacheType, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
+import { alibiSlopes, checkTopK, kvCacheTypeProblem, kvRowBytes, rowsPerPart, tensorBytes, type AttentionArgs, type Backend, type KVCacheType, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { acquireGPU, chooseFeatures, type AcquireGPUOptions, type GPUChoice, type GPUFeatures } from './gpu.js';
-import { compose, dequantVariant, KERNELS, LAYER_NORM, MAX_HEAD_DIM, NO_VARIANT, RMS_NORM, paramCount, tiledVariant, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
+import { compose, dequantVariant, KERNELS, KV_OTHER_BINDINGS, LAYER_NORM, MAX_HEAD_DIM, MAX_KV_PARTS, NO_VARIANT, RMS_NORM, paramCount, tiledVariant, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
 
 export interface WebGPUBackendOptions extends AcquireGPUOptions {
   /** A device to use as it is (its limits are read from it). */
@@ -87,11 +87,14 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     : await acquireGPU(options);
   const { device, features } = choice;
   const maxTensorBytes = Math.min(choice.limits.maxBufferSize, choice.limits.maxStorageBufferBindingSize, options.maxBindingBytes ?? Infinity);
-  log.debug(`webgpu: ${choice.description}, largest tensor ${maxTensorBytes} bytes, subgroups ${features.subgroups ? 'on' : 'off'}`);
+  // K and V share the storage bindings the KV kernels leave free
+  const kvParts = Math.max(1, Math.min(MAX_KV_PARTS, Math.floor((choice.limits.maxStorageBuffersPerShaderStage - KV_OTHER_BINDINGS) / 2)));
+  log.debug(`webgpu: ${choice.description}, largest tensor ${maxTensorBytes} bytes, a KV layer in up to ${kvParts} buffers, subgroups ${features.subgroups ? 'on' : 'off'}`);
 
   const buffers: (GPUBuffer | undefined)[] = [undefined]; // ids from 1, as the reference backend
-  // Weights larger than one binding: a virtual buffer id whose rows lie in several GPU buffers
-  // (segments of whole rows), each an id of its own. matmul and getRows run once per segment.
+  // Tensors larger than one binding: a virtual buffer id whose rows lie in several GPU buffers
+  // (segments of whole rows), each an id of its own. matmul and getRows run once per segment of a
+  // weight; storeKV and attention bind every segment of a KV cache (KERNELS' `parts`).
   const splits = new Map<number, { readonly rowBytes: number; readonly segments: readonly { id: number; firstRow: number; rows: number }[] }>();
   let disposed = false;
   let lost: string | undefined;
@@ -172,8 +175,8 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     });
   };
 
-  const pipelineFor = (name: string, def: KernelDef, variant: Variant, groupOf: number[], groupAccess: ArgAccess[]) => {
-    const key = `${name}|${variant.key}|${groupOf.join(',')}|${groupAccess.join(',')}`;
+  const pipelineFor = (name: string, def: KernelDef, variant: Variant, groupOf: number[][], groupAccess: ArgAccess[]) => {
+    const key = `${name}|${variant.key}|${groupOf.map((g) => g.join('+')).join(',')}|${groupAccess.join(',')}`;
     let p = pipelines.get(key);
     if (!p) {
       const code = compose(def, variant, groupOf, groupAccess, features.subgroups);
@@ -211,16 +214,22 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     if (groups === 0) return;
     const def: KernelDef = KERNELS[name];
     const ids: number[] = [];
-    const groupOf = tensors.map((t) => {
-      let g = ids.indexOf(t.buffer);
-      if (g < 0) g = ids.push(t.buffer) - 1;
-      return g;
+    const bind = (id: number) => {
+      const g = ids.indexOf(id);
+      return g < 0 ? ids.push(id) - 1 : g;
+    };
+    // a tensor split by rows (a KV cache past the binding limit) is bound part by part
+    const groupOf = tensors.map((t, k) => {
+      const split = splits.get(t.buffer);
+      if (!split) return [bind(t.buffer)];
+      const arg = def.args[k]!.name;
+      if (!def.parts?.includes(arg) || t.offset !== 0) throw new BackendError('INVALID_ARGUMENT', `${name}: ${arg} is a tensor split over ${split.segments.length} buffers, which it does not take`);
+      return split.segments.map((seg) => bind(seg.id));
     });
     const rank: Record<ArgAccess, number> = { read: 0, write: 1, atomic: 2 };
     const groupAccess: ArgAccess[] = ids.map(() => 'read');
     def.args.forEach((a, k) => {
-      const g = groupOf[k]!;
-      if (rank[a.access] > rank[groupAccess[g]!]) groupAccess[g] = a.access;
+      for (const g of groupOf[k]!) if (rank[a.access] > rank[groupAccess[g]!]) groupAccess[g] = a.access;
     });
     const { pipeline, layout } = pipelineFor(name, def, variant, groupOf, groupAccess);
     def.args.forEach((a, k) => { if (a.access !== 'read') indexMirrors.delete(tensors[k]!.buffer); });
@@ -240,6 +249,10 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       words[at++] = Math.floor(t.offset / 4);
       words[at++] = t.offset;
     });
+    for (const arg of def.parts ?? []) {
+      const split = splits.get(tensors[def.args.findIndex((a) => a.name === arg)]!.buffer);
+      words[at++] = split ? (split.segments[0]!.rows * split.rowBytes) / 4 : 0;
+    }
 
     const bindGroup = device.createBindGroup({
       layout,
@@ -293,6 +306,17 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     const problem = kvCacheTypeProblem(layer.type, headDim, WEBGPU_KV_TYPES);
     if (problem) throw new BackendError(problem.code === 'INVALID' ? 'INVALID_ARGUMENT' : 'UNSUPPORTED_TYPE', `${what}: ${problem.message}`);
   };
+  /** A layer's K and V: each one tensor of this backend, or whole tensors split into at most kvParts segments. */
+  const needCache = (layer: KVLayer, what: string) => {
+    for (const [t, name] of [[layer.k, 'K'], [layer.v, 'V']] as const) {
+      const split = splits.get(t.buffer);
+      if (!split) {
+        need(t, t.bytes, `${what} ${name} cache`);
+      } else if (t.offset !== 0 || split.segments.length > kvParts) {
+        throw new BackendError('INVALID_ARGUMENT', `${what}: the ${name} cache is a view of a split tensor, or split over more than ${kvParts} buffers`);
+      }
+    }
+  };
   const posInt = (what: string, v: number, min = 1) => {
     if (!Number.isInteger(v) || v < min) throw new BackendError('INVALID_ARGUMENT', `${what} must be an integer >= ${min}, got ${v}`);
   };
@@ -334,17 +358,16 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     gpu: choice.gpu,
     adapter: choice.description,
     features,
-    capabilities: { weightTypes: WEBGPU_WEIGHT_TYPES, maxTensorBytes, memoryBytes: options.memoryBytes ?? Number.MAX_SAFE_INTEGER, kvTypes: WEBGPU_KV_TYPES },
+    capabilities: { weightTypes: WEBGPU_WEIGHT_TYPES, maxTensorBytes, memoryBytes: options.memoryBytes ?? Number.MAX_SAFE_INTEGER, kvTypes: WEBGPU_KV_TYPES, kvParts },
 
     allocate(type: GGMLType, shape: readonly number[]) {
       check();
       const bytes = tensorBytes(type, shape);
       if (bytes > maxTensorBytes) {
-        // a weight matrix ([cols, rows]) goes in segments of whole rows, each segment 4-byte aligned
+        // a matrix ([cols, rows]: a weight, a layer's KV cache) goes in segments of whole rows
         const rb = shape.length === 2 ? typeRowBytes(type, shape[0]!) : 0;
-        let rowsPer = rb > 0 ? Math.floor(maxTensorBytes / rb) : 0;
-        while (rowsPer > 0 && (rowsPer * rb) % 4 !== 0) rowsPer--;
-        if (rowsPer < 1) throw new BackendError('OUT_OF_MEMORY', `a ${typeName(type)} tensor [${shape.join(', ')}] of ${bytes} bytes is larger than this GPU binds at once (${maxTensorBytes}), and it is not a weight matrix that splits by rows`);
+        const rowsPer = rb > 0 ? rowsPerPart(rb, maxTensorBytes) : 0;
+        if (rowsPer < 1) throw new BackendError('OUT_OF_MEMORY', `a ${typeName(type)} tensor [${shape.join(', ')}] of ${bytes} bytes is larger than this GPU binds at once (${maxTensorBytes}), and it is not a matrix that splits by rows`);
         const segments = [];
         for (let firstRow = 0; firstRow < shape[1]!; firstRow += rowsPer) {
           const rows = Math.min(rowsPer, shape[1]! - firstRow);
@@ -353,7 +376,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
         }
         buffers.push(undefined); // the virtual buffer: its id names the segments
         splits.set(buffers.length - 1, { rowBytes: rb, segments });
-        log.debug(`webgpu: a ${typeName(type)} [${shape.join(', ')}] weight split into ${segments.length} buffers of up to ${rowsPer} rows`);
+        log.debug(`webgpu: a ${typeName(type)} [${shape.join(', ')}] tensor split into ${segments.length} buffers of up to ${rowsPer} rows`);
         return { buffer: buffers.length - 1, offset: 0, bytes, type, shape };
       }
       const buffer = device.createBuffer({ size: Math.max(4, align4(bytes)), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
@@ -440,7 +463,14 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
 
     copy(dst, dstOffset, src, srcOffset, bytes) {
       if (![dstOffset, srcOffset, bytes].every((v) => Number.isInteger(v) && v >= 0)) throw new BackendError('INVALID_ARGUMENT', `copy: bad range ${srcOffset} -> ${dstOffset} + ${bytes}`);
-      if (splits.has(dst.buffer) || splits.has(src.buffer)) throw new BackendError('INVALID_ARGUMENT', 'copy: weights split over several GPU buffers are not copied');
+      if (splits.has(dst.buffer) || splits.has(src.buffer)) {
+        // part by part: each run of bytes that lies in one segment of each side (KV blocks)
+        for (const d of pieces(dst, dstOffset, bytes)) {
+          const from = srcOffset + d.at - dstOffset;
+          for (const s of pieces(src, from, d.tensor.bytes)) backend.copy(d.tensor, s.at - from, s.tensor, 0, s.tensor.bytes);
+        }
+        return;
+      }
       const db = gpuBuffer(dst, 'copy destination', dstOffset + bytes);
       const sb = gpuBuffer(src, 'copy source', srcOffset + bytes);
       if (bytes === 0) return;
@@ -584,8 +614,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       need(k, 4 * nTokens * layer.kvDim, 'storeKV k');
       need(v, 4 * nTokens * layer.kvDim, 'storeKV v');
       need(slots, 4 * nTokens, 'storeKV slots');
-      need(layer.k, layer.k.bytes, 'K cache');
-      need(layer.v, layer.v.bytes, 'V cache');
+      needCache(layer, 'storeKV');
       const nSlots = Math.floor(Math.min(layer.k.bytes, layer.v.bytes) / kvRowBytes(layer.type, layer.kvDim));
       checkIndices('storeKV slots', slots, nTokens, nSlots);
       if (layer.type === 'q8_0' || layer.type === 'q4_0') {
@@ -622,6 +651,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       need(args.out, 4 * nTokens * dim, 'attention out');
       need(args.tokenInfo, 4 * 3 * nTokens, 'attention tokenInfo');
       need(args.blockTables, 4, 'attention block tables');
+      needCache(layer, 'attention');
       const f16 = layer.type === 'f16';
       const alibi = args.alibi;
       let slopes: Tensor | undefined;
