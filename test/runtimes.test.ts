@@ -14,7 +14,7 @@ import { chromiumStatus, launchChromium, type Chromium } from './portable/chromi
 import { firefoxStatus, launchFirefox, type Firefox } from './portable/firefox.js';
 import { executable } from './helpers/runtimes.js';
 import { freePort } from './helpers/ports.js';
-import { useSoftwareVulkanUnlessSet } from './helpers/webgpu.js';
+import { LAVAPIPE_ICD, useSoftwareVulkanUnlessSet } from './helpers/webgpu.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const BUNDLE = join(ROOT, 'dist/wasmforge.js');
@@ -41,7 +41,6 @@ interface SuiteResult {
 // environment. Deno's and the browsers' navigator.gpu find their own adapters.
 useSoftwareVulkanUnlessSet();
 
-const LAVAPIPE_ICD = '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json';
 
 const results = new Map<string, SuiteResult>();
 const status = await chromiumStatus();

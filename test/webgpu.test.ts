@@ -3,7 +3,9 @@
 // token; quantized models' logits against the reference backend, which computes with the same
 // unquantized activations; the engine's batching on it; typed errors without an adapter; the tiled
 // mat x mat kernel against the mat x vec kernel, bit for bit.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { asF32, asWeight, kvElementType, kvRowBytes, rowsPerPart, subTensor, type Backend, type WeightTensor } from '../src/backend/backend.js';
 import { KVCache } from '../src/kv/kv-cache.js';
@@ -17,7 +19,8 @@ import { GGMLType, typeName, typeTraits } from '../src/tensor/ggml-types.js';
 import { createEngine } from '../src/engine/engine.js';
 import { loadModel } from '../src/model/model.js';
 import { randomBlocks, rng, uniform } from './helpers/random-tensors.js';
-import { useSoftwareVulkanUnlessSet } from './helpers/webgpu.js';
+import { executable } from './helpers/runtimes.js';
+import { LAVAPIPE_ICD, useSoftwareVulkanUnlessSet } from './helpers/webgpu.js';
 
 useSoftwareVulkanUnlessSet();
 
@@ -440,6 +443,28 @@ describe('WebGPU subgroups', () => {
     const [, off] = await both();
     await expect(createWebGPUBackend({ device: off.device, features: { subgroups: true } })).rejects.toMatchObject({ code: 'NO_ADAPTER' });
   });
+});
+
+describe('WebGPU shader-f16', () => {
+  // With the feature, the kernels read f16 values (F16 weights, block scales, f16 and block KV
+  // caches) through array<f16> views and the hardware converts them: the bits must be those of the
+  // integer path, f16 subnormals included. SwiftShader lacks the feature, so this runs in Deno on
+  // lavapipe (both installed by .ci/run: missing, it fails rather than skips).
+  it('F16 and block weights (getRows, mat x vec, tiled) and f16/q8_0/q4_0 KV attention: the same bits with and without it', () => {
+    const deno = executable('deno');
+    expect(deno.path, deno.reason).toBeDefined();
+    expect(existsSync(LAVAPIPE_ICD), `${LAVAPIPE_ICD} (apt-get install mesa-vulkan-drivers)`).toBe(true);
+    const { VK_ICD_FILENAMES: _, ...env } = process.env;
+    const r = spawnSync(deno.path!, ['run', '-A', '--unstable-sloppy-imports', 'test/deno/shader-f16-parity.ts'], { cwd: fileURLToPath(new URL('..', import.meta.url)), encoding: 'utf8', timeout: 240_000, env: { ...env, VK_ICD_FILENAMES: LAVAPIPE_ICD } });
+    const line = r.stdout?.split('\n').find((l) => l.startsWith('WASMFORGE_F16 '));
+    expect(line, `deno printed no result (status ${r.status}): ${r.stderr?.slice(-2000)}`).toBeDefined();
+    const result = JSON.parse(line!.slice('WASMFORGE_F16 '.length)) as { adapter: string; on: { shaderF16: boolean }; off: { shaderF16: boolean }; cases: { name: string; nonzero: boolean; difference?: string }[] };
+    expect(result.on.shaderF16, `${result.adapter} offers shader-f16`).toBe(true);
+    expect(result.off.shaderF16).toBe(false);
+    expect(result.cases.length).toBe(12 * 4 + 3 * 2);
+    expect(result.cases.filter((c) => !c.nonzero).map((c) => c.name)).toEqual([]);
+    expect(result.cases.filter((c) => c.difference).map((c) => `${c.name}: ${c.difference}`)).toEqual([]);
+  }, 300_000);
 });
 
 describe('WebGPU without an adapter', () => {

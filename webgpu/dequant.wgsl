@@ -5,12 +5,11 @@
 
 fn w_u16(b: u32) -> u32 { return w_u8(b) | (w_u8(b + 1u) << 8u); }
 fn w_u32(b: u32) -> u32 { return w_u16(b) | (w_u16(b + 2u) << 16u); }
-fn w_f16(b: u32) -> f32 { return f16_to_f32(w_u16(b)); }
 
 // Float weights are 4-byte (F32) or 2-byte (F16, BF16) aligned: one word load per value.
 fn w_half(b: u32) -> u32 { let o = P.w_b + b; return (w_raw(o >> 2u) >> ((o & 2u) * 8u)) & 0xffffu; }
 fn deq_f32(blk: u32, j: u32) -> f32 { return bitcast<f32>(w_raw((P.w_b + blk) >> 2u)); }
-fn deq_f16(blk: u32, j: u32) -> f32 { return f16_to_f32(w_half(blk)); }
+fn deq_f16(blk: u32, j: u32) -> f32 { return w_f16(blk); }
 fn deq_bf16(blk: u32, j: u32) -> f32 { return bitcast<f32>(w_half(blk) << 16u); }
 
 /** The 4-bit code of element j (0..31) of a block whose 16 code bytes start at byte q. */

@@ -5,6 +5,8 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+/** Mesa's lavapipe (Debian mesa-vulkan-drivers): Deno's adapter here, the one with shader-f16. */
+export const LAVAPIPE_ICD = '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json';
 
 /** Point Vulkan at SwiftShader unless the environment already chose a driver. Call before the first WebGPU use. */
 export function useSoftwareVulkanUnlessSet(): void {

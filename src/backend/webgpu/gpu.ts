@@ -27,15 +27,32 @@ export interface GPUChoice {
 export interface GPUFeatures {
   /** Subgroup shuffles in the lane reductions of matmul and the norms (the same bits as without: webgpu/lanes_subgroups.wgsl). */
   readonly subgroups: boolean;
+  /**
+   * `shader-f16`: f16 values (F16 weights, block scales, an f16 KV cache) become f32 by the hardware's
+   * conversion instead of integer bit work (the same bits: every f16 is exact in f32).
+   */
+  readonly shaderF16: boolean;
 }
+
+/** Each feature's WebGPU name. */
+const FEATURE_NAMES: Record<keyof GPUFeatures, GPUFeatureName> = { subgroups: 'subgroups' as GPUFeatureName, shaderF16: 'shader-f16' };
 
 /** Which optional features to use: true requires one (a typed error without it), false leaves it off, absent uses it when the adapter has it. */
 export type GPUFeatureChoice = { readonly [K in keyof GPUFeatures]?: boolean };
 
 /** The features to request of an adapter (or to use of a given device) offering `offered`. */
 export function chooseFeatures(offered: ReadonlySet<string>, choice: GPUFeatureChoice = {}, where = 'the WebGPU adapter'): GPUFeatures {
-  if (choice.subgroups === true && !offered.has('subgroups')) throw new BackendError('NO_ADAPTER', `the subgroups feature was required, and ${where} does not offer it`);
-  return { subgroups: choice.subgroups !== false && offered.has('subgroups') };
+  const use = (key: keyof GPUFeatures): boolean => {
+    const name = FEATURE_NAMES[key];
+    if (choice[key] === true && !offered.has(name)) throw new BackendError('NO_ADAPTER', `the ${name} feature was required, and ${where} does not offer it`);
+    return choice[key] !== false && offered.has(name);
+  };
+  return { subgroups: use('subgroups'), shaderF16: use('shaderF16') };
+}
+
+/** The WebGPU names of the features chosen. */
+export function featureNames(features: GPUFeatures): GPUFeatureName[] {
+  return (Object.keys(FEATURE_NAMES) as (keyof GPUFeatures)[]).filter((k) => features[k]).map((k) => FEATURE_NAMES[k]);
 }
 
 export interface AcquireGPUOptions {
@@ -95,7 +112,7 @@ export async function acquireGPU(options: AcquireGPUOptions = {}): Promise<GPUCh
   let device: GPUDevice;
   try {
     device = await adapter.requestDevice({
-      requiredFeatures: features.subgroups ? ['subgroups' as GPUFeatureName] : [],
+      requiredFeatures: featureNames(features),
       requiredLimits: {
         maxBufferSize: a.maxBufferSize,
         maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,

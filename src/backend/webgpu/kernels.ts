@@ -7,6 +7,9 @@
 // argument reads and writes through accessors with its own offset, passed as a parameter:
 //   a_w(i) / a_f(i) / a_i(i): word i of tensor a as u32 / f32 / i32 (a's offset must be 4-aligned)
 //   a_u8(b): byte b of a (any alignment: weight blocks are 2-byte aligned)
+//   a_f16(b): the f16 at byte b of a (b even) as f32: exact, by integer operations (common.wgsl's
+//     f16_to_f32); for an argument a kernel lists as `halves`, on a device with shader-f16, read
+//     through an array<f16> view of the same buffer and converted by the hardware
 //   a_set(i, v) / a_setf(i, v): write word i; a_and / a_or: atomic word updates (f16 cache halves)
 //   a_raw(i) / a_raw_set(i, v): word i of the whole buffer (copy_bytes)
 // An argument a kernel lists as `parts` may be a tensor split by rows over several buffers (a KV
@@ -36,6 +39,8 @@ export interface KernelDef {
   readonly lanes?: boolean;
   /** Arguments that may span several buffers (read through accessors that pick the part). */
   readonly parts?: readonly string[];
+  /** Read-only arguments whose f16 values (a_f16) go through an array<f16> view where the device has shader-f16. */
+  readonly halves?: readonly string[];
 }
 
 const r = (name: string) => ({ name, access: 'read' as const });
@@ -43,6 +48,8 @@ const w = (name: string) => ({ name, access: 'write' as const });
 
 /** The cache arguments of storeKV and attention: a layer's K and V may each span several buffers. */
 const KV_CACHE = ['kc', 'vc'];
+/** The weight of the dequantizing kernels (webgpu/dequant.wgsl reads it as w). */
+const WEIGHT = ['w'];
 /**
  * The most storage buffers the KV kernels bind besides the cache (attention with ALiBi: q, out,
  * tables, info, positions, slopes): what a device's per-stage limit leaves is shared by K and V.
@@ -54,10 +61,10 @@ export const MAX_KV_PARTS = 8;
 const MATMUL_PARAMS = ['rows', 'cols', 'row_bytes', 'used', 'per_slot', 'n_experts', 'out_rows', 'row_base', 'slots'];
 
 export const KERNELS = {
-  matmul: { source: 'matmul', args: [w('out'), r('x'), r('w')], params: MATMUL_PARAMS, dequant: true, lanes: true },
-  matmulRouted: { source: 'matmul', args: [w('out'), r('x'), r('w'), r('ids')], params: MATMUL_PARAMS, dequant: true, lanes: true },
-  matmulTiled: { source: 'matmul_tiled', args: [w('out'), r('x'), r('w')], params: ['rows', 'cols', 'row_bytes', 'out_rows', 'row_base', 'slots'], dequant: true, lanes: true },
-  getRows: { source: 'get_rows', args: [w('out'), r('ids'), r('w')], params: ['rows', 'cols', 'row_bytes', 'row_base', 'only_own'], dequant: true },
+  matmul: { source: 'matmul', args: [w('out'), r('x'), r('w')], params: MATMUL_PARAMS, dequant: true, lanes: true, halves: WEIGHT },
+  matmulRouted: { source: 'matmul', args: [w('out'), r('x'), r('w'), r('ids')], params: MATMUL_PARAMS, dequant: true, lanes: true, halves: WEIGHT },
+  matmulTiled: { source: 'matmul_tiled', args: [w('out'), r('x'), r('w')], params: ['rows', 'cols', 'row_bytes', 'out_rows', 'row_base', 'slots'], dequant: true, lanes: true, halves: WEIGHT },
+  getRows: { source: 'get_rows', args: [w('out'), r('ids'), r('w')], params: ['rows', 'cols', 'row_bytes', 'row_base', 'only_own'], dequant: true, halves: WEIGHT },
   rmsNorm: { source: 'norm', args: [w('out'), r('x'), r('weight')], params: ['n', 'eps'], lanes: true },
   layerNorm: { source: 'norm', args: [w('out'), r('x'), r('weight'), r('bias')], params: ['n', 'eps'], lanes: true },
   rope: {
@@ -76,11 +83,11 @@ export const KERNELS = {
   storeKVBlocks: { source: 'store_kv_blocks', args: [{ name: 'kc', access: 'atomic' }, { name: 'vc', access: 'atomic' }, r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'], parts: KV_CACHE },
   attention: {
     source: 'attention', args: [r('q'), w('out'), r('kc'), r('vc'), r('tables'), r('info')],
-    params: ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row'], parts: KV_CACHE,
+    params: ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row'], parts: KV_CACHE, halves: KV_CACHE,
   },
   attentionAlibi: {
     source: 'attention', args: [r('q'), w('out'), r('kc'), r('vc'), r('tables'), r('info'), r('apos'), r('slopes')],
-    params: ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row'], parts: KV_CACHE,
+    params: ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row'], parts: KV_CACHE, halves: KV_CACHE,
   },
   routeExperts: { source: 'route_experts', args: [w('ids'), w('weights'), r('logits')], params: ['n_experts', 'used', 'normalize'] },
   combineExperts: { source: 'combine_experts', args: [w('out'), r('y'), r('weights')], params: ['n', 'used'] },
@@ -252,10 +259,14 @@ export const LAYER_NORM: Variant = { key: 'layer', code: 'const LAYER_NORM = tru
  * The WGSL of one kernel for one variant and one grouping of its arguments into buffers; with
  * `subgroups` (a device with the feature), its lane reductions shuffle within subgroups.
  */
-export function compose(def: KernelDef, variant: Variant, groupOf: readonly (readonly number[])[], groupAccess: readonly ArgAccess[], subgroups = false): string {
+export function compose(def: KernelDef, variant: Variant, groupOf: readonly (readonly number[])[], groupAccess: readonly ArgAccess[], subgroups = false, halfViews: readonly number[] = []): string {
   const fields = paramFields(def);
   const shuffles = subgroups && def.lanes === true;
-  const out: string[] = [...(shuffles ? ['enable subgroups;'] : []), `const WG: u32 = ${WG}u;`, `const MAX_HEAD_DIM: u32 = ${MAX_HEAD_DIM}u;`, `const MAX_TOP_K: u32 = ${MAX_TOP_K}u;`];
+  const out: string[] = [
+    ...(shuffles ? ['enable subgroups;'] : []),
+    ...(halfViews.length > 0 ? ['enable f16;'] : []),
+    `const WG: u32 = ${WG}u;`, `const MAX_HEAD_DIM: u32 = ${MAX_HEAD_DIM}u;`, `const MAX_TOP_K: u32 = ${MAX_TOP_K}u;`,
+  ];
   out.push(`struct Params {\n${fields.map((f) => `  ${f}: u32,`).join('\n')}\n}`);
   out.push('@group(0) @binding(0) var<uniform> P: Params;');
   groupAccess.forEach((access, g) => {
@@ -263,6 +274,8 @@ export function compose(def: KernelDef, variant: Variant, groupOf: readonly (rea
     const elem = access === 'atomic' ? 'atomic<u32>' : 'u32';
     out.push(`@group(0) @binding(${g + 1}) var<storage, ${mode}> buf${g}: array<${elem}>;`);
   });
+  // f16 views: bound after the groups, the same buffers as array<f16>
+  halfViews.forEach((k, n) => out.push(`@group(0) @binding(${groupAccess.length + 1 + n}) var<storage, read> half${n}: array<f16>;`));
   def.args.forEach((a, k) => {
     const groups = groupOf[k]!;
     if (groups.length > 1) {
@@ -271,6 +284,11 @@ export function compose(def: KernelDef, variant: Variant, groupOf: readonly (rea
       return;
     }
     const g = groups[0]!, buf = `buf${g}`, access = groupAccess[g]!;
+    const view = halfViews.indexOf(k);
+    if (view >= 0 && (access !== 'read' || !def.halves?.includes(a.name))) throw new Error(`argument ${a.name} of webgpu/${def.source}.wgsl has no f16 view`);
+    out.push(view >= 0
+      ? `fn ${a.name}_f16(b: u32) -> f32 { return f32(half${view}[(P.${a.name}_b + b) >> 1u]); }`
+      : `fn ${a.name}_f16(b: u32) -> f32 { let o = P.${a.name}_b + b; return f16_to_f32((${access === 'atomic' ? `atomicLoad(&${buf}[o >> 2u])` : `${buf}[o >> 2u]`} >> ((o & 2u) * 8u)) & 0xffffu); }`);
     const at = `${buf}[P.${a.name}_w + i]`;
     const load = (ref: string) => (access === 'atomic' ? `atomicLoad(&${ref})` : ref);
     out.push(`fn ${a.name}_w(i: u32) -> u32 { return ${load(at)}; }`);
@@ -322,6 +340,7 @@ function partAccessors(name: string, groups: readonly number[], access: ArgAcces
     `fn ${name}_f(i: u32) -> f32 { return bitcast<f32>(${name}_w(i)); }`,
     `fn ${name}_i(i: u32) -> i32 { return bitcast<i32>(${name}_w(i)); }`,
     `fn ${name}_u8(b: u32) -> u32 { return (${name}_w(b >> 2u) >> ((b & 3u) * 8u)) & 0xffu; }`,
+    `fn ${name}_f16(b: u32) -> f32 { return f16_to_f32((${name}_w(b >> 2u) >> ((b & 2u) * 8u)) & 0xffffu); }`,
   ];
   if (access === 'write') {
     out.push(perPart(`${name}_set(i: u32, v: u32)`, (ref) => `${ref} = v;`));

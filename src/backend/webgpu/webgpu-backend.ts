@@ -57,17 +57,17 @@ const WEBGPU_KV_TYPES: ReadonlySet<KVCacheType> = new Set<KVCacheType>(['f32', '
 const CACHE_READS: Record<KVCacheType, string> = {
   f32: 'const QUANT_Q = false;\nfn cache_k(e: u32) -> f32 { return kc_f(e); }\nfn cache_v(e: u32) -> f32 { return vc_f(e); }',
   f16: `const QUANT_Q = false;
-fn cache_k(e: u32) -> f32 { return f16_to_f32((kc_w(e >> 1u) >> ((e & 1u) * 16u)) & 0xffffu); }
-fn cache_v(e: u32) -> f32 { return f16_to_f32((vc_w(e >> 1u) >> ((e & 1u) * 16u)) & 0xffffu); }`,
+fn cache_k(e: u32) -> f32 { return kc_f16(2u * e); }
+fn cache_v(e: u32) -> f32 { return vc_f16(2u * e); }`,
   // element e of the cache: block e / 32 (rows are whole blocks), its f16 scale, then the level
   q8_0: `const QUANT_Q = true;
-fn q8_at(d16: u32, q: u32) -> f32 { return f32(sext8(q)) * f16_to_f32(d16); }
-fn cache_k(e: u32) -> f32 { let b = (e / 32u) * 34u; return q8_at(kc_u8(b) | (kc_u8(b + 1u) << 8u), kc_u8(b + 2u + e % 32u)); }
-fn cache_v(e: u32) -> f32 { let b = (e / 32u) * 34u; return q8_at(vc_u8(b) | (vc_u8(b + 1u) << 8u), vc_u8(b + 2u + e % 32u)); }`,
+fn q8_at(d: f32, q: u32) -> f32 { return f32(sext8(q)) * d; }
+fn cache_k(e: u32) -> f32 { let b = (e / 32u) * 34u; return q8_at(kc_f16(b), kc_u8(b + 2u + e % 32u)); }
+fn cache_v(e: u32) -> f32 { let b = (e / 32u) * 34u; return q8_at(vc_f16(b), vc_u8(b + 2u + e % 32u)); }`,
   q4_0: `const QUANT_Q = true;
-fn q4_at(j: u32, d16: u32, byte: u32) -> f32 { return f32(i32(select(byte & 15u, byte >> 4u, j >= 16u)) - 8) * f16_to_f32(d16); }
-fn cache_k(e: u32) -> f32 { let b = (e / 32u) * 18u; let j = e % 32u; return q4_at(j, kc_u8(b) | (kc_u8(b + 1u) << 8u), kc_u8(b + 2u + j % 16u)); }
-fn cache_v(e: u32) -> f32 { let b = (e / 32u) * 18u; let j = e % 32u; return q4_at(j, vc_u8(b) | (vc_u8(b + 1u) << 8u), vc_u8(b + 2u + j % 16u)); }`,
+fn q4_at(j: u32, d: f32, byte: u32) -> f32 { return f32(i32(select(byte & 15u, byte >> 4u, j >= 16u)) - 8) * d; }
+fn cache_k(e: u32) -> f32 { let b = (e / 32u) * 18u; let j = e % 32u; return q4_at(j, kc_f16(b), kc_u8(b + 2u + j % 16u)); }
+fn cache_v(e: u32) -> f32 { let b = (e / 32u) * 18u; let j = e % 32u; return q4_at(j, vc_f16(b), vc_u8(b + 2u + j % 16u)); }`,
 };
 
 /** Element-wise op codes of webgpu/elementwise.wgsl. */
@@ -88,8 +88,9 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
   const { device, features } = choice;
   const maxTensorBytes = Math.min(choice.limits.maxBufferSize, choice.limits.maxStorageBufferBindingSize, options.maxBindingBytes ?? Infinity);
   // K and V share the storage bindings the KV kernels leave free
-  const kvParts = Math.max(1, Math.min(MAX_KV_PARTS, Math.floor((choice.limits.maxStorageBuffersPerShaderStage - KV_OTHER_BINDINGS) / 2)));
-  log.debug(`webgpu: ${choice.description}, largest tensor ${maxTensorBytes} bytes, a KV layer in up to ${kvParts} buffers, subgroups ${features.subgroups ? 'on' : 'off'}`);
+  const maxStorageBuffers = choice.limits.maxStorageBuffersPerShaderStage;
+  const kvParts = Math.max(1, Math.min(MAX_KV_PARTS, Math.floor((maxStorageBuffers - KV_OTHER_BINDINGS) / 2)));
+  log.debug(`webgpu: ${choice.description}, largest tensor ${maxTensorBytes} bytes, a KV layer in up to ${kvParts} buffers, subgroups ${features.subgroups ? 'on' : 'off'}, shader-f16 ${features.shaderF16 ? 'on' : 'off'}`);
 
   const buffers: (GPUBuffer | undefined)[] = [undefined]; // ids from 1, as the reference backend
   // Tensors larger than one binding: a virtual buffer id whose rows lie in several GPU buffers
@@ -175,16 +176,17 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     });
   };
 
-  const pipelineFor = (name: string, def: KernelDef, variant: Variant, groupOf: number[][], groupAccess: ArgAccess[]) => {
-    const key = `${name}|${variant.key}|${groupOf.map((g) => g.join('+')).join(',')}|${groupAccess.join(',')}`;
+  const pipelineFor = (name: string, def: KernelDef, variant: Variant, groupOf: number[][], groupAccess: ArgAccess[], halfViews: number[]) => {
+    const key = `${name}|${variant.key}|${groupOf.map((g) => g.join('+')).join(',')}|${groupAccess.join(',')}|${halfViews.join(',')}`;
     let p = pipelines.get(key);
     if (!p) {
-      const code = compose(def, variant, groupOf, groupAccess, features.subgroups);
+      const code = compose(def, variant, groupOf, groupAccess, features.subgroups, halfViews);
       const module = device.createShaderModule({ code, label: key });
       const layout = device.createBindGroupLayout({
         entries: [
           { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
           ...groupAccess.map((a, g) => ({ binding: g + 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: a === 'read' ? 'read-only-storage' as const : 'storage' as const } })),
+          ...halfViews.map((_, n) => ({ binding: groupAccess.length + 1 + n, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' as const } })),
         ],
       });
       const pipeline = device.createComputePipeline({
@@ -231,7 +233,15 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     def.args.forEach((a, k) => {
       for (const g of groupOf[k]!) if (rank[a.access] > rank[groupAccess[g]!]) groupAccess[g] = a.access;
     });
-    const { pipeline, layout } = pipelineFor(name, def, variant, groupOf, groupAccess);
+    // shader-f16: the kernel's f16 arguments read through array<f16> views, as many as the bindings allow
+    const halfViews: number[] = [];
+    if (features.shaderF16) {
+      def.args.forEach((a, k) => {
+        const groups = groupOf[k]!;
+        if (def.halves?.includes(a.name) && groups.length === 1 && groupAccess[groups[0]!] === 'read' && ids.length + halfViews.length < maxStorageBuffers) halfViews.push(k);
+      });
+    }
+    const { pipeline, layout } = pipelineFor(name, def, variant, groupOf, groupAccess, halfViews);
     def.args.forEach((a, k) => { if (a.access !== 'read') indexMirrors.delete(tensors[k]!.buffer); });
 
     const { page, index } = takeSlot();
@@ -259,6 +269,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       entries: [
         { binding: 0, resource: { buffer: page.buffer, offset: index * SLOT_BYTES, size: SLOT_BYTES } },
         ...ids.map((id, g) => ({ binding: g + 1, resource: { buffer: buffers[id]! } })),
+        ...halfViews.map((k, n) => ({ binding: ids.length + 1 + n, resource: { buffer: buffers[ids[groupOf[k]![0]!]!]! } })),
       ],
     });
     encoder ??= device.createCommandEncoder();
