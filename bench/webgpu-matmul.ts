@@ -2,6 +2,7 @@
 // picks for that count), and a prompt through a cached random-weight model (bench/e2e-quick.ts
 // writes them to bench/.cache/models/). On a software adapter (SwiftShader) the figures show the
 // kernels' arithmetic and memory traffic on the CPU, not GPU speed: label them so.
+// First the host time to record a dispatch (bind groups, parameters), which bounds decode on a fast GPU.
 // Run: npx tsx bench/webgpu-matmul.ts [--model m135] [--type q4_0] [--tokens 1,8,64] [--prompt 64 (0: none)] [--reps 3]
 //      [--src DIR]  (another checkout's src/, e.g. a git worktree of the commit before: a before/after)
 import { existsSync } from 'node:fs';
@@ -34,6 +35,19 @@ const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
 
 const backend = await createWebGPUBackend();
 console.log(`adapter: ${backend.adapter}; src: ${src}`);
+{
+  // host time to record one dispatch (parameters, bind group, pass commands), apart from the GPU's
+  // work: 2000 small adds over 4 tensors recorded, then one read
+  const t = [0, 1, 2, 3].map(() => backend.allocate(GGMLType.F32, [64]));
+  const perDispatch: number[] = [];
+  for (let r = 0; r <= reps + 2; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < 2000; i++) backend.add(t[i % 4], t[(i + 1) % 4], t[(i + 2) % 4], 64);
+    if (r > 0) perDispatch.push(((performance.now() - t0) / 2000) * 1000);
+    await backend.read(t[0], 0, 4);
+  }
+  console.log(`recording: ${median(perDispatch).toFixed(1)} us of host time per dispatch [${perDispatch.map((v) => v.toFixed(1)).join(' ')}]`);
+}
 for (const [rows, cols] of SHAPES[modelName]!) {
   const w = backend.allocate(type, [cols, rows], 'weight');
   const weight = { ...w, rows, cols, rowBytes: w.bytes / rows };

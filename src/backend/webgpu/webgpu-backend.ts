@@ -38,6 +38,8 @@ const SLOTS_PER_PAGE = 256;
 /** uploadFrom's chunk: the most tensor bytes held in JS memory at once. */
 const UPLOAD_CHUNK = 8 << 20;
 const MAX_GROUPS_X = 65535;
+/** Bind groups kept per pipeline. */
+const MAX_BIND_GROUPS = 4096;
 
 const f32Bits = (x: number): number => {
   const b = new Float32Array([x]);
@@ -126,7 +128,17 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
 
   /** ALiBi slopes by (maxBias, heads): a few small tensors made once (exactly the contract's f32 slopes). */
   const slopeTensors = new Map<string, Tensor>();
-  const pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  /**
+   * Pipelines by kernel, variant and binding shape, each with the bind groups made for it: a bind
+   * group costs ~15 us of host time to create (Dawn), more than many dispatches take on a GPU, and a
+   * decode step binds the same buffers and parameter page every time (the parameters' slot in the page
+   * is a dynamic offset).
+   */
+  const pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; bindGroups: Map<string, GPUBindGroup> }>();
+  /** The parameters' slot in their page, the dynamic offset of binding 0 (one array for every dispatch). */
+  const dynamicOffset = new Uint32Array(1);
+  /** Buffers that live for one dispatch (unaligned uploads' staging): their bind groups are not kept. */
+  const transient = new Set<number>();
   let encoder: GPUCommandEncoder | undefined;
   let pass: GPUComputePassEncoder | undefined;
   const pages: { buffer: GPUBuffer; data: Uint32Array<ArrayBuffer> }[] = [];
@@ -184,7 +196,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       const module = device.createShaderModule({ code, label: key });
       const layout = device.createBindGroupLayout({
         entries: [
-          { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } },
+          { binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
           ...groupAccess.map((a, g) => ({ binding: g + 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: a === 'read' ? 'read-only-storage' as const : 'storage' as const } })),
           ...halfViews.map((_, n) => ({ binding: groupAccess.length + 1 + n, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'read-only-storage' as const } })),
         ],
@@ -192,14 +204,14 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       const pipeline = device.createComputePipeline({
         layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: 'main' }, label: key,
       });
-      p = { pipeline, layout };
+      p = { pipeline, layout, bindGroups: new Map() };
       pipelines.set(key, p);
     }
     return p;
   };
 
   /** A parameter slot in the current pages: its page and index. */
-  const takeSlot = (): { page: (typeof pages)[number]; index: number } => {
+  const takeSlot = (): { page: (typeof pages)[number]; pageIndex: number; index: number } => {
     const pageIndex = Math.floor(slot / SLOTS_PER_PAGE);
     if (pageIndex === pages.length) {
       pages.push({
@@ -207,7 +219,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
         data: new Uint32Array((SLOT_BYTES * SLOTS_PER_PAGE) / 4),
       });
     }
-    return { page: pages[pageIndex]!, index: slot++ % SLOTS_PER_PAGE };
+    return { page: pages[pageIndex]!, pageIndex, index: slot++ % SLOTS_PER_PAGE };
   };
 
   /** Record one kernel: `groups` workgroups; `count` is the kernel's own element bound. */
@@ -241,10 +253,10 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
         if (def.halves?.includes(a.name) && groups.length === 1 && groupAccess[groups[0]!] === 'read' && ids.length + halfViews.length < maxStorageBuffers) halfViews.push(k);
       });
     }
-    const { pipeline, layout } = pipelineFor(name, def, variant, groupOf, groupAccess, halfViews);
+    const { pipeline, layout, bindGroups } = pipelineFor(name, def, variant, groupOf, groupAccess, halfViews);
     def.args.forEach((a, k) => { if (a.access !== 'read') indexMirrors.delete(tensors[k]!.buffer); });
 
-    const { page, index } = takeSlot();
+    const { page, pageIndex, index } = takeSlot();
     const words = page.data.subarray(index * (SLOT_BYTES / 4), (index + 1) * (SLOT_BYTES / 4));
     if (paramCount(def) > words.length) throw new Error(`kernel ${name} has more parameters than a slot holds`);
     let at = 0;
@@ -264,18 +276,27 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       words[at++] = split ? (split.segments[0]!.rows * split.rowBytes) / 4 : 0;
     }
 
-    const bindGroup = device.createBindGroup({
-      layout,
-      entries: [
-        { binding: 0, resource: { buffer: page.buffer, offset: index * SLOT_BYTES, size: SLOT_BYTES } },
-        ...ids.map((id, g) => ({ binding: g + 1, resource: { buffer: buffers[id]! } })),
-        ...halfViews.map((k, n) => ({ binding: ids.length + 1 + n, resource: { buffer: buffers[ids[groupOf[k]![0]!]!]! } })),
-      ],
-    });
+    const bindKey = `${pageIndex}|${ids.join(',')}`;
+    let bindGroup = bindGroups.get(bindKey);
+    if (!bindGroup) {
+      bindGroup = device.createBindGroup({
+        layout,
+        entries: [
+          { binding: 0, resource: { buffer: page.buffer, offset: 0, size: SLOT_BYTES } },
+          ...ids.map((id, g) => ({ binding: g + 1, resource: { buffer: buffers[id]! } })),
+          ...halfViews.map((k, n) => ({ binding: ids.length + 1 + n, resource: { buffer: buffers[ids[groupOf[k]![0]!]!]! } })),
+        ],
+      });
+      if (!ids.some((id) => transient.has(id))) {
+        if (bindGroups.size >= MAX_BIND_GROUPS) bindGroups.clear(); // bounded: shapes a long-running engine has not seen for a while are remade
+        bindGroups.set(bindKey, bindGroup);
+      }
+    }
     encoder ??= device.createCommandEncoder();
     pass ??= encoder.beginComputePass();
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
+    dynamicOffset[0] = index * SLOT_BYTES;
+    pass.setBindGroup(0, bindGroup, dynamicOffset, 0, 1);
     const x = Math.min(groups, MAX_GROUPS_X);
     pass.dispatchWorkgroups(x, Math.ceil(groups / x));
   };
@@ -422,9 +443,11 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       device.queue.writeBuffer(staging, 0, padded);
       buffers.push(staging);
       const id = buffers.length - 1;
+      transient.add(id);
       copyBytes(dst, byteOffset, { buffer: id, offset: 0, bytes: src.length, type: GGMLType.I8, shape: [src.length] }, 0, src.length);
       flush();
       buffers[id] = undefined;
+      transient.delete(id);
       staging.destroy();
     },
 
