@@ -22,7 +22,7 @@ const nPrompt = Number(opt('prompt', '64'));
 const reps = Number(opt('reps', '3'));
 // [rows, cols] of one layer's matmuls: q/o, k/v, gate/up, down
 const SHAPES: Record<string, [number, number][]> = {
-  s15m: [[288, 288], [768, 288], [288, 768]],
+  s15m: [[288, 288], [768, 288], [288, 768], [32000, 288]],
   m135: [[576, 576], [192, 576], [1536, 576], [576, 1536]],
 };
 
