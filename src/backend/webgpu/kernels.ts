@@ -256,8 +256,10 @@ export const RMS_NORM: Variant = { key: 'rms', code: 'const LAYER_NORM = false;\
 export const LAYER_NORM: Variant = { key: 'layer', code: 'const LAYER_NORM = true;\nfn bias_at(i: u32) -> f32 { return bias_f(i); }' };
 
 /**
- * The WGSL of one kernel for one variant and one grouping of its arguments into buffers; with
- * `subgroups` (a device with the feature), its lane reductions shuffle within subgroups.
+ * The WGSL of one kernel for one variant and one grouping of its arguments into buffers (an
+ * argument split over several buffers: several groups); with `subgroups` (a device with the
+ * feature), its lane reductions shuffle within subgroups; `halfViews` are the arguments (by index)
+ * read through array<f16> views bound after the groups (a device with shader-f16).
  */
 export function compose(def: KernelDef, variant: Variant, groupOf: readonly (readonly number[])[], groupAccess: readonly ArgAccess[], subgroups = false, halfViews: readonly number[] = []): string {
   const fields = paramFields(def);
@@ -286,11 +288,11 @@ export function compose(def: KernelDef, variant: Variant, groupOf: readonly (rea
     const g = groups[0]!, buf = `buf${g}`, access = groupAccess[g]!;
     const view = halfViews.indexOf(k);
     if (view >= 0 && (access !== 'read' || !def.halves?.includes(a.name))) throw new Error(`argument ${a.name} of webgpu/${def.source}.wgsl has no f16 view`);
-    out.push(view >= 0
-      ? `fn ${a.name}_f16(b: u32) -> f32 { return f32(half${view}[(P.${a.name}_b + b) >> 1u]); }`
-      : `fn ${a.name}_f16(b: u32) -> f32 { let o = P.${a.name}_b + b; return f16_to_f32((${access === 'atomic' ? `atomicLoad(&${buf}[o >> 2u])` : `${buf}[o >> 2u]`} >> ((o & 2u) * 8u)) & 0xffffu); }`);
     const at = `${buf}[P.${a.name}_w + i]`;
     const load = (ref: string) => (access === 'atomic' ? `atomicLoad(&${ref})` : ref);
+    out.push(view >= 0
+      ? `fn ${a.name}_f16(b: u32) -> f32 { return f32(half${view}[(P.${a.name}_b + b) >> 1u]); }`
+      : `fn ${a.name}_f16(b: u32) -> f32 { let o = P.${a.name}_b + b; return f16_to_f32((${load(`${buf}[o >> 2u]`)} >> ((o & 2u) * 8u)) & 0xffffu); }`);
     out.push(`fn ${a.name}_w(i: u32) -> u32 { return ${load(at)}; }`);
     out.push(`fn ${a.name}_f(i: u32) -> f32 { return bitcast<f32>(${a.name}_w(i)); }`);
     out.push(`fn ${a.name}_i(i: u32) -> i32 { return bitcast<i32>(${a.name}_w(i)); }`);
