@@ -4,6 +4,7 @@
 // kernels' arithmetic and memory traffic on the CPU, not GPU speed: label them so.
 // First the host time to record a dispatch (bind groups, parameters), which bounds decode on a fast GPU.
 // Run: npx tsx bench/webgpu-matmul.ts [--model m135] [--type q4_0] [--tokens 1,8,64] [--prompt 64 (0: none)] [--reps 3]
+//      [--split lanes|row] (mat x vec's thread layout; default: the backend's choice for the adapter)
 //      [--src DIR]  (another checkout's src/, e.g. a git worktree of the commit before: a before/after)
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -33,7 +34,8 @@ const { GGMLType, typeByName } = await import(join(src, 'tensor/ggml-types.ts'))
 const type = typeByName(typeName)!.type;
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
 
-const backend = await createWebGPUBackend();
+const split = opt('split', '');
+const backend = await createWebGPUBackend(split ? { matvecSplit: split } : {});
 console.log(`adapter: ${backend.adapter}; src: ${src}`);
 {
   // host time to record one dispatch (parameters, bind group, pass commands), apart from the GPU's

@@ -12,7 +12,7 @@ import { KVCache } from '../src/kv/kv-cache.js';
 import { copyBlockRows } from '../src/kv/copy-block.js';
 import { BackendError } from '../src/backend/errors.js';
 import { acquireGPU } from '../src/backend/webgpu/gpu.js';
-import { tiledVariant, WEBGPU_WEIGHT_TYPES } from '../src/backend/webgpu/kernels.js';
+import { tiledVariant, WEBGPU_WEIGHT_TYPES, type MatvecSplit } from '../src/backend/webgpu/kernels.js';
 import { SHADERS } from '../src/backend/webgpu/shaders.generated.js';
 import { createWebGPUBackend, type WebGPUBackend } from '../src/backend/webgpu/webgpu-backend.js';
 import { GGMLType, typeName, typeTraits } from '../src/tensor/ggml-types.js';
@@ -343,8 +343,9 @@ describe('WebGPU subgroups', () => {
   // workgroup memory. A device without the feature fails here (required: true), never skips.
   const backends: Partial<Record<'on' | 'off', WebGPUBackend>> = {};
   const both = async () => {
-    backends.on ??= await createWebGPUBackend({ features: { subgroups: true } });
-    backends.off ??= await createWebGPUBackend({ features: { subgroups: false } });
+    // mat x vec split by lanes (the GPU layout) so that its lane tree runs across threads
+    backends.on ??= await createWebGPUBackend({ features: { subgroups: true }, matvecSplit: 'lanes' });
+    backends.off ??= await createWebGPUBackend({ features: { subgroups: false }, matvecSplit: 'lanes' });
     expect(backends.on.features.subgroups).toBe(true);
     expect(backends.off.features.subgroups).toBe(false);
     return [backends.on, backends.off] as const;
@@ -443,6 +444,63 @@ describe('WebGPU subgroups', () => {
     const [, off] = await both();
     await expect(createWebGPUBackend({ device: off.device, features: { subgroups: true } })).rejects.toMatchObject({ code: 'NO_ADAPTER' });
   });
+});
+
+describe('WebGPU mat x vec thread layouts', () => {
+  // matmul.wgsl spreads a row's lanes over threads two ways, picked by adapter: a thread per lane
+  // (GPUs) or one thread for all of a row's lanes (software adapters). Both must sum in the same
+  // order: the same bits for every weight type, both lane counts, 1, 3 and 5 tokens (register tiles
+  // of 1 and 4 slots, a partial one) and the routed kernel (experts chosen per token).
+  const layouts: Partial<Record<MatvecSplit, WebGPUBackend>> = {};
+  const both = async () => {
+    layouts.lanes ??= await createWebGPUBackend({ matvecSplit: 'lanes' });
+    layouts.row ??= await createWebGPUBackend({ matvecSplit: 'row' });
+    return [layouts.lanes, layouts.row] as const;
+  };
+  afterAll(async () => {
+    await layouts.lanes?.dispose();
+    await layouts.row?.dispose();
+  });
+
+  /** Bits of a matmul (or, with `experts`, a routed matmul of 2 experts per token over `experts` stacked ones). */
+  async function run(be: Backend, type: GGMLType, rows: number, cols: number, nTokens: number, weights: Uint8Array, x: Float32Array, experts?: Int32Array): Promise<Uint32Array> {
+    const nExperts = experts ? weights.length / typeTraits(type)!.blockBytes / (rows * cols / typeTraits(type)!.blockSize) : 1;
+    const w = asWeight(be.allocate(type, [cols, rows * nExperts], 'weight'), cols, rows * nExperts) as WeightTensor;
+    be.upload(w, weights);
+    const xt = be.allocate(GGMLType.F32, [nTokens * cols]);
+    be.upload(xt, x);
+    const slots = experts ? experts.length : nTokens;
+    const out = be.allocate(GGMLType.F32, [slots * rows]);
+    if (experts) {
+      const ids = be.allocate(GGMLType.I32, [slots]);
+      be.upload(ids, new Uint8Array(experts.buffer));
+      const weightsT = be.allocate(GGMLType.F32, [slots]);
+      be.matmulRouted(out, w, nExperts, xt, { ids, weights: weightsT, nTokens, used: slots / nTokens }, false);
+    } else be.matmul(out, w, xt, nTokens);
+    const f = asF32(await be.read(out));
+    return new Uint32Array(f.buffer, f.byteOffset, f.length);
+  }
+
+  for (const type of WEBGPU_WEIGHT_TYPES) {
+    const qk = typeTraits(type)!.blockSize;
+    it(`${typeName(type)}: a thread per lane and a thread per row give the same bits (1, 3, 5 tokens and routed; 4 and 16 lanes)`, async () => {
+      const [lanes, row] = await both();
+      for (const [i, cols] of [qk === 1 ? 45 : 5 * qk, qk === 1 ? 133 : 67 * qk].entries()) {
+        const rows = 19;
+        for (const nTokens of [1, 3, 5]) {
+          const r = rng(9000 + 100 * type + 10 * i + nTokens);
+          const routed = nTokens === 3;
+          const experts = routed ? Int32Array.from({ length: 2 * nTokens }, (_, k) => (k * 5 + 1) % 3) : undefined;
+          const weights = randomBlocks(type, rows * (routed ? 3 : 1), cols, r), x = uniform(nTokens * cols, r);
+          const a = await run(lanes, type, rows, cols, nTokens, weights, x, experts);
+          const b = await run(row, type, rows, cols, nTokens, weights, x, experts);
+          expect(a.some((v) => v !== 0)).toBe(true);
+          const k = a.findIndex((v, j) => v !== b[j]);
+          expect(k, `${typeName(type)} ${rows}x${cols}, ${nTokens} tokens${routed ? ' routed' : ''}: output ${k} differs`).toBe(-1);
+        }
+      }
+    }, 120_000);
+  }
 });
 
 describe('WebGPU shader-f16', () => {

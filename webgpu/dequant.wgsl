@@ -102,12 +102,3 @@ fn deq_q6_k(blk: u32, e: u32) -> f32 {
   let sc = sext8(w_u8(blk + 192u + n * 8u + (l >> 4u) + 2u * quarter));
   return (w_f16(blk + 208u) * f32(sc)) * f32(i32(low | (high << 4u)) - 32);
 }
-
-
-/** The 4 bytes at b (b even: blocks are 2-byte aligned), as a little-endian word. */
-fn w_word2(b: u32) -> u32 {
-  let o = P.w_b + b;
-  if ((o & 3u) == 0u) { return w_raw(o >> 2u); }
-  return (w_raw(o >> 2u) >> 16u) | (w_raw((o >> 2u) + 1u) << 16u);
-}
-

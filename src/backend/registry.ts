@@ -59,9 +59,8 @@ async function hardwareAdapter(): Promise<{ gpu: GPU; adapter: GPUAdapter } | st
   try {
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
     if (!adapter) return 'navigator.gpu offers no adapter';
-    const info = (adapter as { info?: GPUAdapterInfo & { isFallbackAdapter?: boolean } }).info;
-    const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ');
-    if (info?.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software|basic render/i.test(name)) return `the adapter is a software renderer (${name})`;
+    const { adapterName, softwareAdapter } = await import('./webgpu/gpu.js');
+    if (softwareAdapter(adapter)) return `the adapter is a software renderer (${adapterName(adapter)})`;
     return { gpu, adapter };
   } catch (err) {
     return `requestAdapter failed: ${(err as Error).message}`;

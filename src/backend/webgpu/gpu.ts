@@ -21,6 +21,20 @@ export interface GPUChoice {
   };
   /** The optional features the device was given that the kernels use. */
   readonly features: GPUFeatures;
+  /** Whether the adapter runs shaders on the CPU (softwareAdapter): kernels pick their thread layouts by it. */
+  readonly software: boolean;
+}
+
+/** The adapter's name from its info: vendor, architecture, device, description. */
+export function adapterName(adapter: GPUAdapter): string {
+  const info = (adapter as { info?: GPUAdapterInfo }).info;
+  return [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ') || 'unnamed adapter';
+}
+
+/** Whether an adapter runs shaders on the CPU (lavapipe / llvmpipe, SwiftShader, WARP): the fallback flag, or its name. */
+export function softwareAdapter(adapter: GPUAdapter): boolean {
+  const info = (adapter as { info?: GPUAdapterInfo & { isFallbackAdapter?: boolean } }).info;
+  return info?.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|software|basic render/i.test(adapterName(adapter));
 }
 
 /** Optional WebGPU features the kernels use when present; each has a path without. */
@@ -106,8 +120,7 @@ export async function acquireGPU(options: AcquireGPUOptions = {}): Promise<GPUCh
   if (a.maxStorageBuffersPerShaderStage < STORAGE_BUFFERS_NEEDED) {
     throw new BackendError('NO_ADAPTER', `the WebGPU adapter offers ${a.maxStorageBuffersPerShaderStage} storage buffers per shader stage; ${STORAGE_BUFFERS_NEEDED} are needed`);
   }
-  const info = (adapter as { info?: GPUAdapterInfo }).info;
-  const name = [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ') || 'unnamed adapter';
+  const name = adapterName(adapter);
   const features = chooseFeatures(adapter.features as ReadonlySet<string>, options.features, `adapter ${name}`);
   let device: GPUDevice;
   try {
@@ -128,6 +141,7 @@ export async function acquireGPU(options: AcquireGPUOptions = {}): Promise<GPUCh
     gpu: found.gpu,
     description: `${name} (${found.source})`,
     features,
+    software: softwareAdapter(adapter),
     limits: {
       maxBufferSize: device.limits.maxBufferSize,
       maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,

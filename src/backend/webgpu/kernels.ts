@@ -102,11 +102,20 @@ export interface Variant {
   readonly code: string;
 }
 
-/** matmul's variant also says how many threads share an output row, and how many slots a thread computes. */
+/** matmul's variant also says how many lanes sum an output row, how many threads share them, and how many slots an item has. */
 export interface MatmulVariant extends Variant {
   readonly tpr: number;
+  readonly tpt: number;
   readonly tt: number;
 }
+
+/**
+ * How mat x vec spreads a row's lanes over threads (the same bits either way: matmul.wgsl).
+ * 'lanes': a thread per lane, the lanes added across threads (GPUs: many threads per row, their
+ * loads side by side). 'row': one thread sums all the lanes of its row (adapters that run
+ * invocations on a CPU, where threads sharing a row cost a workgroup barrier each step).
+ */
+export type MatvecSplit = 'lanes' | 'row';
 
 const DEQUANT_FN = new Map<GGMLType, string>([
   [GGMLType.F32, 'deq_f32'], [GGMLType.F16, 'deq_f16'], [GGMLType.BF16, 'deq_bf16'],
@@ -147,18 +156,21 @@ export function dequantVariant(type: GGMLType): Variant {
  * for F16/BF16 weights, as ggml's vec_dot_type; f32 for the block types, whose activations the
  * WebGPU kernels do not quantize), its block dot product, threads per row and slots per thread.
  */
-export function weightVariant(type: GGMLType, routed = false, cols = 0, slots = 1): MatmulVariant {
+export function weightVariant(type: GGMLType, routed = false, cols = 0, slots = 1, split: MatvecSplit = 'lanes'): MatmulVariant {
   const base = dequantVariant(type);
-  const tpr = threadsPerRow(type, cols);
+  const tpr = lanesPerRow(type, cols);
+  const tpt = split === 'lanes' ? tpr : 1;
   // slots per thread: 4 for batches (prompts), 1 for decode and routed experts (a slot group must share an expert)
   const tt = !routed && slots >= 4 ? 4 : 1;
   return {
     tpr,
+    tpt,
     tt,
-    key: `${base.key}${routed ? '-routed' : ''}-tpr${tpr}-tt${tt}`,
+    key: `${base.key}${routed ? '-routed' : ''}-tpr${tpr}-tpt${tpt}-tt${tt}`,
     code: [
       base.code,
       `const TPR: u32 = ${tpr}u;`,
+      `const TPT: u32 = ${tpt}u;`,
       `const TT: u32 = ${tt}u;`,
       `fn act(v: f32) -> f32 { return ${activation(type)}; }`,
       BLOCK_DOT.has(type)
@@ -170,11 +182,11 @@ export function weightVariant(type: GGMLType, routed = false, cols = 0, slots = 
 }
 
 /**
- * Threads (lanes) that share an output row: 4 for rows of up to 64 blocks, else 16 (software
+ * Lanes that sum an output row (TPR in the WGSL): 4 for rows of up to 64 blocks, else 16 (software
  * adapters pay ~50 us a workgroup, so one workgroup per row made small models crawl). Both matmul
  * kernels take it from here: it fixes each output's summation order.
  */
-function threadsPerRow(type: GGMLType, cols: number): number {
+function lanesPerRow(type: GGMLType, cols: number): number {
   return cols / typeTraits(type)!.blockSize <= 64 ? 4 : 16;
 }
 
@@ -207,7 +219,7 @@ export interface TiledVariant extends Variant {
 export function tiledVariant(type: GGMLType, cols: number): TiledVariant {
   const base = dequantVariant(type);
   const qk = typeTraits(type)!.blockSize;
-  const tpr = threadsPerRow(type, cols);
+  const tpr = lanesPerRow(type, cols);
   const side = tpr === 4 ? 8 : 4; // 256 threads: 4 lanes x 8 x 8 items, or 16 lanes x 4 x 4
   const perRow = tpr === 4 ? 32 : 64;
   const jc = qk === 1 ? 1 : perRow / tpr;

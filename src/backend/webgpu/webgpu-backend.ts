@@ -11,7 +11,7 @@ import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-
 import { alibiSlopes, checkTopK, kvCacheTypeProblem, kvRowBytes, rowsPerPart, tensorBytes, type AttentionArgs, type Backend, type KVCacheType, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { acquireGPU, chooseFeatures, type AcquireGPUOptions, type GPUChoice, type GPUFeatures } from './gpu.js';
-import { compose, dequantVariant, KERNELS, KV_OTHER_BINDINGS, LAYER_NORM, MAX_HEAD_DIM, MAX_KV_PARTS, NO_VARIANT, RMS_NORM, paramCount, tiledVariant, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type Variant } from './kernels.js';
+import { compose, dequantVariant, KERNELS, KV_OTHER_BINDINGS, LAYER_NORM, MAX_HEAD_DIM, MAX_KV_PARTS, NO_VARIANT, RMS_NORM, paramCount, tiledVariant, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type MatvecSplit, type Variant } from './kernels.js';
 
 export interface WebGPUBackendOptions extends AcquireGPUOptions {
   /** A device to use as it is (its limits are read from it). */
@@ -20,6 +20,8 @@ export interface WebGPUBackendOptions extends AcquireGPUOptions {
   readonly maxBindingBytes?: number;
   /** What the backend may hold in all (default: no limit but the device's own; WebGPU cannot query free memory). */
   readonly memoryBytes?: number;
+  /** How mat x vec spreads a row over threads (default: 'row' on a software adapter, else 'lanes'; the same bits either way). */
+  readonly matvecSplit?: MatvecSplit;
 }
 
 export interface WebGPUBackend extends Backend {
@@ -85,14 +87,16 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
         maxStorageBuffersPerShaderStage: options.device.limits.maxStorageBuffersPerShaderStage,
       },
       features: chooseFeatures(options.device.features as ReadonlySet<string>, options.features, 'the given device'),
+      software: false,
     }
     : await acquireGPU(options);
   const { device, features } = choice;
+  const matvecSplit = options.matvecSplit ?? (choice.software ? 'row' : 'lanes');
   const maxTensorBytes = Math.min(choice.limits.maxBufferSize, choice.limits.maxStorageBufferBindingSize, options.maxBindingBytes ?? Infinity);
   // K and V share the storage bindings the KV kernels leave free
   const maxStorageBuffers = choice.limits.maxStorageBuffersPerShaderStage;
   const kvParts = Math.max(1, Math.min(MAX_KV_PARTS, Math.floor((maxStorageBuffers - KV_OTHER_BINDINGS) / 2)));
-  log.debug(`webgpu: ${choice.description}, largest tensor ${maxTensorBytes} bytes, a KV layer in up to ${kvParts} buffers, subgroups ${features.subgroups ? 'on' : 'off'}, shader-f16 ${features.shaderF16 ? 'on' : 'off'}`);
+  log.debug(`webgpu: ${choice.description}, largest tensor ${maxTensorBytes} bytes, a KV layer in up to ${kvParts} buffers, subgroups ${features.subgroups ? 'on' : 'off'}, shader-f16 ${features.shaderF16 ? 'on' : 'off'}, mat x vec split by ${matvecSplit}`);
 
   const buffers: (GPUBuffer | undefined)[] = [undefined]; // ids from 1, as the reference backend
   // Tensors larger than one binding: a virtual buffer id whose rows lie in several GPU buffers
@@ -374,12 +378,12 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       }
       return;
     }
-    const variant = weightVariant(wt.type, false, wt.cols, nTokens);
+    const variant = weightVariant(wt.type, false, wt.cols, nTokens, matvecSplit);
     for (const { w: part, row } of weightPieces(wt)) {
       const items = Math.ceil(nTokens / variant.tt) * part.rows;
       dispatch('matmul', variant, [out, x, part], {
         rows: part.rows, cols: wt.cols, row_bytes: wt.rowBytes, used: 1, per_slot: 0, n_experts: 1, out_rows: wt.rows, row_base: row, slots: nTokens,
-      }, Math.ceil(items / (WG / variant.tpr)));
+      }, Math.ceil(items / (WG / variant.tpt)));
     }
   };
 
@@ -539,10 +543,10 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       need(x, 4 * (inputPerSlot ? slots : routing.nTokens) * wt.cols, 'matmulRouted x');
       need(out, 4 * slots * rows, 'matmulRouted out');
       if (splits.has(wt.buffer)) throw new BackendError('OUT_OF_MEMORY', `matmulRouted: an experts tensor of ${wt.bytes} bytes is over this GPU's binding limit (${maxTensorBytes}); routed weights are not split`);
-      const variant = weightVariant(wt.type, true, wt.cols);
+      const variant = weightVariant(wt.type, true, wt.cols, 1, matvecSplit);
       dispatch('matmulRouted', variant, [out, x, wt, routing.ids], {
         rows, cols: wt.cols, row_bytes: wt.rowBytes, used: routing.used, per_slot: inputPerSlot ? 1 : 0, n_experts: nExperts, out_rows: rows, row_base: 0, slots,
-      }, Math.ceil((slots * rows) / (WG / variant.tpr)));
+      }, Math.ceil((slots * rows) / (WG / variant.tpt)));
     },
 
     routeExperts(routing, logits, nExperts, normalize) {
