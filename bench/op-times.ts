@@ -5,6 +5,7 @@
 // waiting for the last chunk, which is the point (dispatch cost is part of the op's cost).
 // Run: npx tsx bench/op-times.ts [--model m135|l1b] [--type q4_0|q8_0] [--threads 2] [--prompt 4]
 //      [--decode 128] [--kernels FILE]   (FILE: a baseline kernel build to run instead)
+//      [--spin N]   (worker pool spin iterations before sleeping; default the backend's)
 //      [--by-shape]   (matmuls split by their weights' rows x cols: which matrices cost what)
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,7 +26,8 @@ if (!existsSync(path)) throw new Error(`${path} is missing: run npx tsx bench/e2
 
 const kernelFile = process.argv.includes('--kernels') ? opt('kernels', '') : undefined;
 const kernelBytes = kernelFile ? new Uint8Array(readFileSync(kernelFile)) : undefined;
-const backend = await createWasmBackend({ threads, ...(kernelBytes ? { relaxedSimd: false, kernels: { baseline: kernelBytes, relaxed: kernelBytes } } : {}) });
+const spin = process.argv.includes('--spin') ? Number(opt('spin', '')) : undefined;
+const backend = await createWasmBackend({ threads, spin, ...(kernelBytes ? { relaxedSimd: false, kernels: { baseline: kernelBytes, relaxed: kernelBytes } } : {}) });
 const byShape = process.argv.includes('--by-shape');
 /** "rows x cols" of a matmul's weight, or of each part of a matmulShared. */
 const shapeOf = (args: unknown[]): string => {

@@ -1,18 +1,22 @@
 // Attention of one (token, head) per workgroup over the paged cache, one pass with an online
 // softmax: the WG threads score WG keys at a time, then every thread walks those scores in order,
-// keeping the running max and sum and the output dims it owns (lid, lid + WG, ...). Over an f16
+// keeping the running max and sum and the output dims it owns (lid, lid + WG, ...). The walk's
+// rescale factors for key k depend only on the scores before it, so thread k works them out first
+// from the running max (one exp per key, not one per key and thread) and the walk reads them. Over an f16
 // cache whose head dim is not a multiple of 16 it takes ggml's one-row steps: f16 queries and the
 // running V sum rounded to f16 after every rescale and every added key. Over a Q8_0 / Q4_0 cache
 // (QUANT_Q) the query is quantized to Q8_0 per 32-value block first (ggml's flash attention
 // quantizes it to K's vec_dot_type; common.wgsl's reference quantizer) and cache_k / cache_v
-// dequantize the blocks. The variant defines QUANT_Q, cache_k, cache_v and alibi_bias (0, or
-// ALiBi's slope_h * -|query position - key position|).
+// dequantize the blocks. The variant defines QUANT_Q, cache_k, cache_v, alibi_bias (0, or
+// ALiBi's slope_h * -|query position - key position|) and DIMS_PER_THREAD (head dim / WG rounded up:
+// each key's loop over a thread's dims is no longer than the head needs).
 var<workgroup> qs: array<f32, MAX_HEAD_DIM>;
 var<workgroup> scores: array<f32, WG>;
 var<workgroup> slots: array<i32, WG>;
+// each key's (ms, vs): the running sums' rescale and the key's own weight
+var<workgroup> factors: array<vec2<f32>, WG>;
 var<workgroup> key_range: vec3<u32>;
 
-const DIMS_PER_THREAD: u32 = MAX_HEAD_DIM / WG;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -74,21 +78,43 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     slots[lid] = slot;
     workgroupBarrier();
     let n = min(WG, end - p0);
+    if (lid < n && slot >= 0) {
+      // the running max as the walk reaches this key: m, then the valid keys before it
+      var seen = started;
+      var pm = m;
+      for (var j = 0u; j < lid; j++) {
+        if (slots[j] < 0) { continue; }
+        if (!seen) {
+          pm = scores[j];
+          seen = true;
+        } else if (scores[j] > pm) {
+          pm = scores[j];
+        }
+      }
+      var ms = 1.0;
+      var vs = 1.0;
+      if (!seen) {
+        ms = 0.0;
+      } else if (s > pm) {
+        ms = exp(pm - s);
+      } else {
+        vs = exp(s - pm);
+      }
+      factors[lid] = vec2<f32>(ms, vs);
+    }
+    workgroupBarrier();
     for (var k = 0u; k < n; k++) {
       if (slots[k] < 0) { continue; }
       let sk = scores[k];
-      var ms = 1.0;
-      var vs = 1.0;
       if (!started) {
         m = sk;
-        ms = 0.0;
         started = true;
       } else if (sk > m) {
-        ms = exp(m - sk);
         m = sk;
-      } else {
-        vs = exp(sk - m);
       }
+      let f = factors[k];
+      let ms = f.x;
+      let vs = f.y;
       let vb = u32(slots[k]) * P.kv_dim + kv_off;
       for (var d = 0u; d < DIMS_PER_THREAD; d++) {
         let i = lid + d * WG;

@@ -46,6 +46,12 @@ async function runLlamaCpp(req: RunRequest): Promise<Omit<RunFigures, 'peakRssBy
     logLevel: LlamaLogLevel.error, maxThreads: req.threads,
   });
   if (gpu && !llama.gpu) throw new Error('node-llama-cpp found no GPU build (@node-llama-cpp/linux-x64-vulkan or -cuda) or no GPU');
+  // llama.cpp's Vulkan backend skips CPU devices (SwiftShader, lavapipe): its build then loads and
+  // runs the model on the CPU, which must not be reported as a GPU figure.
+  if (gpu && (await llama.getGpuDeviceNames()).length === 0) {
+    await llama.dispose();
+    throw new Error(`node-llama-cpp's ${llama.gpu} build found no GPU device (llama.cpp skips CPU Vulkan devices such as SwiftShader and lavapipe)`);
+  }
   const t0 = performance.now();
   const model = await llama.loadModel({ modelPath: req.modelPath, gpuLayers: gpu ? 'max' : 0 });
   const context = await model.createContext({

@@ -139,7 +139,10 @@ async function runNodeChild(req: RunRequest, timeoutMs: number): Promise<RunFigu
       if (code === 0 && line) resolve(JSON.parse(line.slice('BENCH_RESULT '.length)) as RunFigures);
       else {
         const why = signal === 'SIGKILL' ? `timed out after ${(timeoutMs / 1000).toFixed(0)} s` : `exit ${code ?? signal}`;
-        const tail = stderr.trim().split('\n').filter((l) => l.trim()).slice(-4).join(' | ').slice(0, 600);
+        // the error's own line (its stack follows it) and the last lines
+        const lines = stderr.trim().split('\n').filter((l) => l.trim());
+        const error = lines.find((l) => /\b\w*Error\b/.test(l) && !/^\s+at /.test(l));
+        const tail = [...new Set([...(error ? [error] : []), ...lines.slice(-3)])].join(' | ').slice(0, 600);
         reject(new Error(`${why}${tail ? `: ${tail}` : ''}`));
       }
     });

@@ -23,7 +23,7 @@ import { SHADERS } from './shaders.generated.js';
 
 /** Threads per workgroup for every kernel. */
 export const WG = 64;
-/** The largest head dim attention takes (each thread keeps MAX_HEAD_DIM / WG output dims). */
+/** The largest head dim attention takes (each thread keeps up to MAX_HEAD_DIM / WG output dims). */
 export const MAX_HEAD_DIM = 512;
 
 export type ArgAccess = 'read' | 'write' | 'atomic';

@@ -708,7 +708,8 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
         ? 'fn alibi_bias(h: u32, t: u32, p: u32) -> f32 { return slopes_f(h) * -abs(f32(apos_i(t)) - f32(p)); }'
         : 'fn alibi_bias(h: u32, t: u32, p: u32) -> f32 { return 0.0; }';
       const cache = { key: layer.type, code: CACHE_READS[layer.type] };
-      const variant = { key: `${cache.key}${alibi ? '-alibi' : ''}`, code: `${cache.code}\n${bias}` };
+      const dimsPerThread = Math.ceil(headDim / WG);
+      const variant = { key: `${cache.key}${alibi ? '-alibi' : ''}-d${dimsPerThread}`, code: `${cache.code}\n${bias}\nconst DIMS_PER_THREAD: u32 = ${dimsPerThread}u;` };
       const tensors = [args.q, args.out, layer.k, layer.v, args.blockTables, args.tokenInfo];
       dispatch(alibi ? 'attentionAlibi' : 'attention', variant, alibi ? [...tensors, alibi.positions, slopes!] : tensors, {
         n_heads: nHeads, n_kv_heads: nKvHeads, head_dim: headDim, kv_dim: layer.kvDim, block_size: layer.blockSize,
