@@ -373,6 +373,11 @@ export function paramFields(def: KernelDef): string[] {
   return ['groups', 'count', ...def.params, ...def.args.flatMap((a) => [`${a.name}_w`, `${a.name}_b`]), ...(def.parts ?? []).map((name) => `${name}_part`)];
 }
 
+const paramCounts = new WeakMap<KernelDef, number>();
+
+/** How many u32 parameters a kernel's uniform block holds (asked at every dispatch: kept per kernel). */
 export function paramCount(def: KernelDef): number {
-  return paramFields(def).length;
+  let n = paramCounts.get(def);
+  if (n === undefined) paramCounts.set(def, (n = paramFields(def).length));
+  return n;
 }

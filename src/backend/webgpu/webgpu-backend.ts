@@ -40,12 +40,16 @@ const SLOTS_PER_PAGE = 256;
 /** uploadFrom's chunk: the most tensor bytes held in JS memory at once. */
 const UPLOAD_CHUNK = 8 << 20;
 const MAX_GROUPS_X = 65535;
+/** A buffer bound for several arguments is bound with the widest access among them. */
+const ACCESS_RANK: Record<ArgAccess, number> = { read: 0, write: 1, atomic: 2 };
 /** Bind groups kept per pipeline. */
 const MAX_BIND_GROUPS = 4096;
 
+const f32Scratch = new Float32Array(1);
+const f32ScratchBits = new Uint32Array(f32Scratch.buffer);
 const f32Bits = (x: number): number => {
-  const b = new Float32Array([x]);
-  return new Uint32Array(b.buffer)[0]!;
+  f32Scratch[0] = x;
+  return f32ScratchBits[0]!;
 };
 const align4 = (n: number) => Math.ceil(n / 4) * 4;
 
@@ -244,10 +248,9 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       if (!def.parts?.includes(arg) || t.offset !== 0) throw new BackendError('INVALID_ARGUMENT', `${name}: ${arg} is a tensor split over ${split.segments.length} buffers, which it does not take`);
       return split.segments.map((seg) => bind(seg.id));
     });
-    const rank: Record<ArgAccess, number> = { read: 0, write: 1, atomic: 2 };
     const groupAccess: ArgAccess[] = ids.map(() => 'read');
     def.args.forEach((a, k) => {
-      for (const g of groupOf[k]!) if (rank[a.access] > rank[groupAccess[g]!]) groupAccess[g] = a.access;
+      for (const g of groupOf[k]!) if (ACCESS_RANK[a.access] > ACCESS_RANK[groupAccess[g]!]) groupAccess[g] = a.access;
     });
     // shader-f16: the kernel's f16 arguments read through array<f16> views, as many as the bindings allow
     const halfViews: number[] = [];
