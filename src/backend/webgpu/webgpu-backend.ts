@@ -149,6 +149,13 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
   const transient = new Set<number>();
   let encoder: GPUCommandEncoder | undefined;
   let pass: GPUComputePassEncoder | undefined;
+  /** The pipeline the open pass has set last: a dispatch of the same kernel does not set it again. */
+  let passPipeline: GPUComputePipeline | undefined;
+  const endPass = () => {
+    pass?.end();
+    pass = undefined;
+    passPipeline = undefined;
+  };
   const pages: { buffer: GPUBuffer; data: Uint32Array<ArrayBuffer> }[] = [];
   let slot = 0; // next free parameter slot over all pages
 
@@ -301,7 +308,10 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     }
     encoder ??= device.createCommandEncoder();
     pass ??= encoder.beginComputePass();
-    pass.setPipeline(pipeline);
+    if (pipeline !== passPipeline) {
+      pass.setPipeline(pipeline);
+      passPipeline = pipeline;
+    }
     dynamicOffset[0] = index * SLOT_BYTES;
     pass.setBindGroup(0, bindGroup, dynamicOffset, 0, 1);
     const x = Math.min(groups, MAX_GROUPS_X);
@@ -310,8 +320,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
 
   /** Submit what was recorded (with its parameters) so later queue writes come after it. */
   const flush = () => {
-    pass?.end();
-    pass = undefined;
+    endPass();
     if (!encoder) return;
     const used = Math.ceil(slot / SLOTS_PER_PAGE);
     for (let p = 0; p < used; p++) {
@@ -484,8 +493,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       const from = start - (start % 4), to = align4(start + bytes);
       const staging = device.createBuffer({ size: Math.max(4, to - from), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
       encoder ??= device.createCommandEncoder();
-      pass?.end();
-      pass = undefined;
+      endPass();
       if (to > from) encoder.copyBufferToBuffer(b, from, staging, 0, to - from);
       flush();
       try {
@@ -519,8 +527,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       indexMirrors.delete(dst.buffer);
       if (db !== sb && d % 4 === 0 && s % 4 === 0 && bytes % 4 === 0) {
         encoder ??= device.createCommandEncoder();
-        pass?.end();
-        pass = undefined;
+        endPass();
         encoder.copyBufferToBuffer(sb, s, db, d, bytes);
       } else {
         copyBytes(dst, dstOffset, src, srcOffset, bytes); // same buffer (WebGPU forbids that copy) or unaligned
