@@ -57,6 +57,83 @@ fn block_dot_q8_0(blk: u32, xb: u32) -> f32 {
   return s * w_f16(blk);
 }
 
+/** The 4 bytes of w at byte b (b even) as a little-endian word: two aligned loads, funnel-shifted. */
+fn w_word(b: u32) -> u32 {
+  let o = P.w_b + b;
+  return funnel(w_raw(o >> 2u), w_raw((o >> 2u) + 1u), (o & 3u) * 8u);
+}
+
+// The K-quants scale every element as deq_q4_k / deq_q5_k / deq_q6_k (dequant.wgsl) do, with the same f32
+// steps in the same order: the sub-block's scale and min worked out once instead of per element.
+fn block_dot_q4_k(blk: u32, xb: u32) -> f32 {
+  let d = w_f16(blk);
+  let dmin = w_f16(blk + 2u);
+  var s = 0.0;
+  for (var pair = 0u; pair < 4u; pair++) {
+    for (var half = 0u; half < 2u; half++) {
+      // elements 64 pair + 32 half ..: the low (half 0) or high nibbles of the pair's 32 code bytes
+      let sm = scale_min_k4(blk + 4u, pair * 2u + half);
+      let dl = d * f32(sm.x);
+      let ml = dmin * f32(sm.y);
+      let xs = xb + pair * 64u + half * 32u;
+      for (var i = 0u; i < 8u; i++) {
+        let q = w_word(blk + 16u + pair * 32u + 4u * i) >> (4u * half);
+        for (var k = 0u; k < 4u; k++) {
+          s += (dl * f32((q >> (8u * k)) & 15u) - ml) * x_f(xs + 4u * i + k);
+        }
+      }
+    }
+  }
+  return s;
+}
+
+fn block_dot_q5_k(blk: u32, xb: u32) -> f32 {
+  let d = w_f16(blk);
+  let dmin = w_f16(blk + 2u);
+  var s = 0.0;
+  for (var pair = 0u; pair < 4u; pair++) {
+    for (var half = 0u; half < 2u; half++) {
+      // as Q4_K, the fifth bit of element l of sub-block 2 pair + half in bit 2 pair + half of qh[l]
+      let sm = scale_min_k4(blk + 4u, pair * 2u + half);
+      let dl = d * f32(sm.x);
+      let ml = dmin * f32(sm.y);
+      let xs = xb + pair * 64u + half * 32u;
+      for (var i = 0u; i < 8u; i++) {
+        let q = w_word(blk + 48u + pair * 32u + 4u * i) >> (4u * half);
+        let h = w_word(blk + 16u + 4u * i) >> (2u * pair + half);
+        for (var k = 0u; k < 4u; k++) {
+          let code = ((q >> (8u * k)) & 15u) | (((h >> (8u * k)) & 1u) << 4u);
+          s += (dl * f32(code) - ml) * x_f(xs + 4u * i + k);
+        }
+      }
+    }
+  }
+  return s;
+}
+
+fn block_dot_q6_k(blk: u32, xb: u32) -> f32 {
+  let d = w_f16(blk + 208u);
+  var s = 0.0;
+  for (var n = 0u; n < 2u; n++) {
+    for (var quarter = 0u; quarter < 4u; quarter++) {
+      for (var l16 = 0u; l16 < 2u; l16++) {
+        // elements 128 n + 32 quarter + 16 l16 ..: one scale; low bits from ql, high bits from qh
+        let dl = d * f32(sext8(w_u8(blk + 192u + n * 8u + l16 + 2u * quarter)));
+        let xs = xb + n * 128u + quarter * 32u + l16 * 16u;
+        for (var i = 0u; i < 4u; i++) {
+          let ql = w_word(blk + n * 64u + (quarter & 1u) * 32u + l16 * 16u + 4u * i) >> (4u * (quarter / 2u));
+          let qh = w_word(blk + 128u + n * 32u + l16 * 16u + 4u * i) >> (2u * quarter);
+          for (var k = 0u; k < 4u; k++) {
+            let code = ((ql >> (8u * k)) & 15u) | (((qh >> (8u * k)) & 3u) << 4u);
+            s += (dl * f32(i32(code) - 32)) * x_f(xs + 4u * i + k);
+          }
+        }
+      }
+    }
+  }
+  return s;
+}
+
 const LPT: u32 = TPR / TPT;
 
 var<workgroup> partial: array<array<f32, TT>, WG>;

@@ -125,8 +125,18 @@ const DEQUANT_FN = new Map<GGMLType, string>([
   [GGMLType.Q5_K, 'deq_q5_k'], [GGMLType.Q6_K, 'deq_q6_k'],
 ]);
 
-/** Types whose matmul has its own block dot product in matmul.wgsl, the block's scale applied to its sum (the rest dequantize element by element). */
-const BLOCK_DOT = new Map<GGMLType, string>([[GGMLType.Q4_0, 'block_dot_q4_0'], [GGMLType.Q8_0, 'block_dot_q8_0']]);
+/**
+ * Types whose matmul has its own block dot product in matmul.wgsl, reading the codes a word at a
+ * time and each scale once (the rest dequantize element by element through deq).
+ */
+const BLOCK_DOT = new Map<GGMLType, string>([
+  [GGMLType.Q4_0, 'block_dot_q4_0'], [GGMLType.Q8_0, 'block_dot_q8_0'], [GGMLType.Q4_K, 'block_dot_q4_k'], [GGMLType.Q5_K, 'block_dot_q5_k'], [GGMLType.Q6_K, 'block_dot_q6_k'],
+]);
+/**
+ * Types whose block dot product applies the block's scale to the block's sum (the rest, the
+ * K-quants included, scale every element as the dequantizer does): the tiled kernel does the same.
+ */
+const SCALED_SUM: ReadonlySet<GGMLType> = new Set([GGMLType.Q4_0, GGMLType.Q8_0]);
 
 /** Weight types the kernels read in place (dequantized inside the shader). */
 export const WEBGPU_WEIGHT_TYPES: ReadonlySet<GGMLType> = new Set(DEQUANT_FN.keys());
@@ -241,7 +251,7 @@ export function tiledVariant(type: GGMLType, cols: number): TiledVariant {
       'const STEP: u32 = 1u;',
       'fn step_dot(w0: f32, x0: vec4<f32>, w1: f32, x1: vec4<f32>) -> vec4<f32> { return w0 * x0; }',
     ];
-  const scaled = BLOCK_DOT.has(type);
+  const scaled = SCALED_SUM.has(type);
   return {
     tile: side * 4,
     minTokens: side * 2,
