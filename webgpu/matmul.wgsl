@@ -63,6 +63,73 @@ fn w_word(b: u32) -> u32 {
   return funnel(w_raw(o >> 2u), w_raw((o >> 2u) + 1u), (o & 3u) * 8u);
 }
 
+// Q4_1, Q5_0, Q5_1 and IQ4_NL scale every element as their deq_* (dequant.wgsl) do, with the same
+// f32 steps in the same order: element 16 half + j of a block is the low (half 0) or high nibble of
+// code byte j.
+fn block_dot_q4_1(blk: u32, xb: u32) -> f32 {
+  let d = w_f16(blk);
+  let m = w_f16(blk + 2u);
+  var s = 0.0;
+  for (var half = 0u; half < 2u; half++) {
+    for (var i = 0u; i < 4u; i++) {
+      let q = w_word(blk + 4u + 4u * i) >> (4u * half);
+      for (var k = 0u; k < 4u; k++) {
+        s += (f32((q >> (8u * k)) & 15u) * d + m) * x_f(xb + 16u * half + 4u * i + k);
+      }
+    }
+  }
+  return s;
+}
+
+fn block_dot_q5_0(blk: u32, xb: u32) -> f32 {
+  let d = w_f16(blk);
+  let qh = w_word(blk + 2u);
+  var s = 0.0;
+  for (var half = 0u; half < 2u; half++) {
+    for (var i = 0u; i < 4u; i++) {
+      let q = w_word(blk + 6u + 4u * i) >> (4u * half);
+      for (var k = 0u; k < 4u; k++) {
+        let j = 16u * half + 4u * i + k;
+        let code = ((q >> (8u * k)) & 15u) | (((qh >> j) & 1u) << 4u);
+        s += (f32(i32(code) - 16) * d) * x_f(xb + j);
+      }
+    }
+  }
+  return s;
+}
+
+fn block_dot_q5_1(blk: u32, xb: u32) -> f32 {
+  let d = w_f16(blk);
+  let m = w_f16(blk + 2u);
+  let qh = w_word(blk + 4u);
+  var s = 0.0;
+  for (var half = 0u; half < 2u; half++) {
+    for (var i = 0u; i < 4u; i++) {
+      let q = w_word(blk + 8u + 4u * i) >> (4u * half);
+      for (var k = 0u; k < 4u; k++) {
+        let j = 16u * half + 4u * i + k;
+        let code = ((q >> (8u * k)) & 15u) | (((qh >> j) & 1u) << 4u);
+        s += (f32(code) * d + m) * x_f(xb + j);
+      }
+    }
+  }
+  return s;
+}
+
+fn block_dot_iq4_nl(blk: u32, xb: u32) -> f32 {
+  let d = w_f16(blk);
+  var s = 0.0;
+  for (var half = 0u; half < 2u; half++) {
+    for (var i = 0u; i < 4u; i++) {
+      let q = w_word(blk + 2u + 4u * i) >> (4u * half);
+      for (var k = 0u; k < 4u; k++) {
+        s += (d * f32(KVALUES_IQ4NL[(q >> (8u * k)) & 15u])) * x_f(xb + 16u * half + 4u * i + k);
+      }
+    }
+  }
+  return s;
+}
+
 // The K-quants scale every element as deq_q4_k / deq_q5_k / deq_q6_k (dequant.wgsl) do, with the same f32
 // steps in the same order: the sub-block's scale and min worked out once instead of per element.
 fn block_dot_q4_k(blk: u32, xb: u32) -> f32 {
