@@ -130,8 +130,55 @@ fn block_dot_iq4_nl(blk: u32, xb: u32) -> f32 {
   return s;
 }
 
-// The K-quants scale every element as deq_q4_k / deq_q5_k / deq_q6_k (dequant.wgsl) do, with the same f32
+// The K-quants scale every element as their deq_* (dequant.wgsl) do, with the same f32
 // steps in the same order: the sub-block's scale and min worked out once instead of per element.
+fn block_dot_q2_k(blk: u32, xb: u32) -> f32 {
+  let d = w_f16(blk + 80u);
+  let dmin = w_f16(blk + 82u);
+  var s = 0.0;
+  for (var n = 0u; n < 2u; n++) {
+    for (var g = 0u; g < 4u; g++) {
+      for (var half = 0u; half < 2u; half++) {
+        // elements 128 n + 32 g + 16 half ..: bits 2 g of code bytes 32 n + 16 half ..
+        let sc = w_u8(blk + n * 8u + g * 2u + half);
+        let dl = d * f32(sc & 15u);
+        let ml = dmin * f32(sc >> 4u);
+        let xs = xb + n * 128u + g * 32u + half * 16u;
+        for (var i = 0u; i < 4u; i++) {
+          let q = w_word(blk + 16u + n * 32u + 16u * half + 4u * i) >> (2u * g);
+          for (var k = 0u; k < 4u; k++) {
+            s += (dl * f32((q >> (8u * k)) & 3u) - ml) * x_f(xs + 4u * i + k);
+          }
+        }
+      }
+    }
+  }
+  return s;
+}
+
+fn block_dot_q3_k(blk: u32, xb: u32) -> f32 {
+  let d = w_f16(blk + 108u);
+  var s = 0.0;
+  for (var n = 0u; n < 2u; n++) {
+    for (var g = 0u; g < 4u; g++) {
+      for (var half = 0u; half < 2u; half++) {
+        // as Q2_K, minus 4 where bit 4 n + g of the element's hmask byte is clear
+        let dl = d * f32(scale_q3_k(blk + 96u, n * 8u + g * 2u + half));
+        let xs = xb + n * 128u + g * 32u + half * 16u;
+        for (var i = 0u; i < 4u; i++) {
+          let q = w_word(blk + 32u + n * 32u + 16u * half + 4u * i) >> (2u * g);
+          let hm = w_word(blk + 16u * half + 4u * i) >> (4u * n + g);
+          for (var k = 0u; k < 4u; k++) {
+            let hi = select(4, 0, ((hm >> (8u * k)) & 1u) != 0u);
+            s += (dl * f32(i32((q >> (8u * k)) & 3u) - hi)) * x_f(xs + 4u * i + k);
+          }
+        }
+      }
+    }
+  }
+  return s;
+}
+
 fn block_dot_q4_k(blk: u32, xb: u32) -> f32 {
   let d = w_f16(blk);
   let dmin = w_f16(blk + 2u);

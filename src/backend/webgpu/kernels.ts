@@ -127,12 +127,12 @@ const DEQUANT_FN = new Map<GGMLType, string>([
 
 /**
  * Types whose matmul has its own block dot product in matmul.wgsl, reading the codes a word at a
- * time and each scale once (the rest dequantize element by element through deq).
+ * time and each scale once (the float types go element by element through deq).
  */
 const BLOCK_DOT = new Map<GGMLType, string>([
   [GGMLType.Q4_0, 'block_dot_q4_0'], [GGMLType.Q8_0, 'block_dot_q8_0'], [GGMLType.Q4_1, 'block_dot_q4_1'], [GGMLType.Q5_0, 'block_dot_q5_0'],
   [GGMLType.Q5_1, 'block_dot_q5_1'], [GGMLType.IQ4_NL, 'block_dot_iq4_nl'],
-  [GGMLType.Q4_K, 'block_dot_q4_k'], [GGMLType.Q5_K, 'block_dot_q5_k'], [GGMLType.Q6_K, 'block_dot_q6_k'],
+  [GGMLType.Q2_K, 'block_dot_q2_k'], [GGMLType.Q3_K, 'block_dot_q3_k'], [GGMLType.Q4_K, 'block_dot_q4_k'], [GGMLType.Q5_K, 'block_dot_q5_k'], [GGMLType.Q6_K, 'block_dot_q6_k'],
 ]);
 /**
  * Types whose block dot product applies the block's scale to the block's sum (the rest, the
