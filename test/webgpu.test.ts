@@ -462,9 +462,8 @@ describe('WebGPU mat x vec thread layouts', () => {
     await layouts.row?.dispose();
   });
 
-  /** Bits of a matmul (or, with `experts`, a routed matmul of 2 experts per token over `experts` stacked ones). */
-  async function run(be: Backend, type: GGMLType, rows: number, cols: number, nTokens: number, weights: Uint8Array, x: Float32Array, experts?: Int32Array): Promise<Uint32Array> {
-    const nExperts = experts ? weights.length / typeTraits(type)!.blockBytes / (rows * cols / typeTraits(type)!.blockSize) : 1;
+  /** Bits of a matmul (or, with `experts`, a routed matmul over nExperts stacked experts choosing `experts` per token). */
+  async function run(be: Backend, type: GGMLType, rows: number, cols: number, nTokens: number, weights: Uint8Array, x: Float32Array, nExperts = 1, experts?: Int32Array): Promise<Uint32Array> {
     const w = asWeight(be.allocate(type, [cols, rows * nExperts], 'weight'), cols, rows * nExperts) as WeightTensor;
     be.upload(w, weights);
     const xt = be.allocate(GGMLType.F32, [nTokens * cols]);
@@ -491,9 +490,10 @@ describe('WebGPU mat x vec thread layouts', () => {
           const r = rng(9000 + 100 * type + 10 * i + nTokens);
           const routed = nTokens === 3;
           const experts = routed ? Int32Array.from({ length: 2 * nTokens }, (_, k) => (k * 5 + 1) % 3) : undefined;
-          const weights = randomBlocks(type, rows * (routed ? 3 : 1), cols, r), x = uniform(nTokens * cols, r);
-          const a = await run(lanes, type, rows, cols, nTokens, weights, x, experts);
-          const b = await run(row, type, rows, cols, nTokens, weights, x, experts);
+          const nExperts = routed ? 3 : 1;
+          const weights = randomBlocks(type, rows * nExperts, cols, r), x = uniform(nTokens * cols, r);
+          const a = await run(lanes, type, rows, cols, nTokens, weights, x, nExperts, experts);
+          const b = await run(row, type, rows, cols, nTokens, weights, x, nExperts, experts);
           expect(a.some((v) => v !== 0)).toBe(true);
           const k = a.findIndex((v, j) => v !== b[j]);
           expect(k, `${typeName(type)} ${rows}x${cols}, ${nTokens} tokens${routed ? ' routed' : ''}: output ${k} differs`).toBe(-1);

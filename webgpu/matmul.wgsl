@@ -66,20 +66,27 @@ fn w_word(b: u32) -> u32 {
 // Q4_1, Q5_0, Q5_1 and IQ4_NL scale every element as their deq_* (dequant.wgsl) do, with the same
 // f32 steps in the same order: element 16 half + j of a block is the low (half 0) or high nibble of
 // code byte j.
-fn block_dot_q4_1(blk: u32, xb: u32) -> f32 {
+// Q4_1 and Q5_1 (with fifth bits: bit j of the word at byte 4 for element j), codes from byte `codes`.
+fn block_dot_min_nibbles(blk: u32, xb: u32, codes: u32, fifth_bits: bool) -> f32 {
   let d = w_f16(blk);
   let m = w_f16(blk + 2u);
+  var qh = 0u;
+  if (fifth_bits) { qh = w_word(blk + 4u); }
   var s = 0.0;
   for (var half = 0u; half < 2u; half++) {
     for (var i = 0u; i < 4u; i++) {
-      let q = w_word(blk + 4u + 4u * i) >> (4u * half);
+      let q = w_word(blk + codes + 4u * i) >> (4u * half);
       for (var k = 0u; k < 4u; k++) {
-        s += (f32((q >> (8u * k)) & 15u) * d + m) * x_f(xb + 16u * half + 4u * i + k);
+        let j = 16u * half + 4u * i + k;
+        let code = ((q >> (8u * k)) & 15u) | (((qh >> j) & 1u) << 4u);
+        s += (f32(code) * d + m) * x_f(xb + j);
       }
     }
   }
   return s;
 }
+fn block_dot_q4_1(blk: u32, xb: u32) -> f32 { return block_dot_min_nibbles(blk, xb, 4u, false); }
+fn block_dot_q5_1(blk: u32, xb: u32) -> f32 { return block_dot_min_nibbles(blk, xb, 8u, true); }
 
 fn block_dot_q5_0(blk: u32, xb: u32) -> f32 {
   let d = w_f16(blk);
@@ -92,24 +99,6 @@ fn block_dot_q5_0(blk: u32, xb: u32) -> f32 {
         let j = 16u * half + 4u * i + k;
         let code = ((q >> (8u * k)) & 15u) | (((qh >> j) & 1u) << 4u);
         s += (f32(i32(code) - 16) * d) * x_f(xb + j);
-      }
-    }
-  }
-  return s;
-}
-
-fn block_dot_q5_1(blk: u32, xb: u32) -> f32 {
-  let d = w_f16(blk);
-  let m = w_f16(blk + 2u);
-  let qh = w_word(blk + 4u);
-  var s = 0.0;
-  for (var half = 0u; half < 2u; half++) {
-    for (var i = 0u; i < 4u; i++) {
-      let q = w_word(blk + 8u + 4u * i) >> (4u * half);
-      for (var k = 0u; k < 4u; k++) {
-        let j = 16u * half + 4u * i + k;
-        let code = ((q >> (8u * k)) & 15u) | (((qh >> j) & 1u) << 4u);
-        s += (f32(code) * d + m) * x_f(xb + j);
       }
     }
   }
@@ -179,7 +168,9 @@ fn block_dot_q3_k(blk: u32, xb: u32) -> f32 {
   return s;
 }
 
-fn block_dot_q4_k(blk: u32, xb: u32) -> f32 {
+// Q4_K and Q5_K (with fifth bits: for element l of sub-block 2 pair + half, bit 2 pair + half of
+// byte l of the 32 at byte 16), codes from byte `codes`.
+fn block_dot_q45_k(blk: u32, xb: u32, codes: u32, fifth_bits: bool) -> f32 {
   let d = w_f16(blk);
   let dmin = w_f16(blk + 2u);
   var s = 0.0;
@@ -191,30 +182,9 @@ fn block_dot_q4_k(blk: u32, xb: u32) -> f32 {
       let ml = dmin * f32(sm.y);
       let xs = xb + pair * 64u + half * 32u;
       for (var i = 0u; i < 8u; i++) {
-        let q = w_word(blk + 16u + pair * 32u + 4u * i) >> (4u * half);
-        for (var k = 0u; k < 4u; k++) {
-          s += (dl * f32((q >> (8u * k)) & 15u) - ml) * x_f(xs + 4u * i + k);
-        }
-      }
-    }
-  }
-  return s;
-}
-
-fn block_dot_q5_k(blk: u32, xb: u32) -> f32 {
-  let d = w_f16(blk);
-  let dmin = w_f16(blk + 2u);
-  var s = 0.0;
-  for (var pair = 0u; pair < 4u; pair++) {
-    for (var half = 0u; half < 2u; half++) {
-      // as Q4_K, the fifth bit of element l of sub-block 2 pair + half in bit 2 pair + half of qh[l]
-      let sm = scale_min_k4(blk + 4u, pair * 2u + half);
-      let dl = d * f32(sm.x);
-      let ml = dmin * f32(sm.y);
-      let xs = xb + pair * 64u + half * 32u;
-      for (var i = 0u; i < 8u; i++) {
-        let q = w_word(blk + 48u + pair * 32u + 4u * i) >> (4u * half);
-        let h = w_word(blk + 16u + 4u * i) >> (2u * pair + half);
+        let q = w_word(blk + codes + pair * 32u + 4u * i) >> (4u * half);
+        var h = 0u;
+        if (fifth_bits) { h = w_word(blk + 16u + 4u * i) >> (2u * pair + half); }
         for (var k = 0u; k < 4u; k++) {
           let code = ((q >> (8u * k)) & 15u) | (((h >> (8u * k)) & 1u) << 4u);
           s += (dl * f32(code) - ml) * x_f(xs + 4u * i + k);
@@ -224,6 +194,8 @@ fn block_dot_q5_k(blk: u32, xb: u32) -> f32 {
   }
   return s;
 }
+fn block_dot_q4_k(blk: u32, xb: u32) -> f32 { return block_dot_q45_k(blk, xb, 16u, false); }
+fn block_dot_q5_k(blk: u32, xb: u32) -> f32 { return block_dot_q45_k(blk, xb, 48u, true); }
 
 fn block_dot_q6_k(blk: u32, xb: u32) -> f32 {
   let d = w_f16(blk + 208u);
