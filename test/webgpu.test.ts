@@ -335,6 +335,68 @@ describe('WebGPU KV cache past the binding limit', () => {
   });
 });
 
+describe('WebGPU split attention (flash decoding)', () => {
+  // A decode step with few (token, head) rows splits each token's keys into 256-key segments, a
+  // workgroup each, and folds them in a second pass; one pass folds the same segments in order.
+  // Ranges over 1000 keys (from 0, and a window from 300 whose first blocks are released), 257
+  // keys (a segment and one key), a range inside one segment and one key: bit for bit the same.
+  const HEADS = 8, KV_HEADS = 2, BLOCK = 32, N_BLOCKS = 32;
+  const ranges = [[0, 1000], [300, 1000], [0, 257], [200, 256], [0, 1]];
+  for (const type of ['f32', 'f16', 'q8_0', 'q4_0'] as const) {
+    it(`${type} cache: split and one pass give the same bits (head dims 64 and 128; plain, softcap, ALiBi)`, async () => {
+      const onePass = await createWebGPUBackend({ attentionSplit: false });
+      const split = await createWebGPUBackend();
+      try {
+        const allocate = vi.spyOn(split, 'allocate');
+        for (const headDim of [64, 128]) {
+          const kvDim = KV_HEADS * headDim, nSlots = N_BLOCKS * BLOCK, nTokens = ranges.length;
+          const r = rng(7300 + headDim + type.length);
+          const k = uniform(nSlots * kvDim, r, -1, 1), v = uniform(nSlots * kvDim, r, -1, 1), q = uniform(nTokens * HEADS * headDim, r, -3, 3);
+          const table = Array.from({ length: N_BLOCKS }, (_, i) => i).sort(() => r() - 0.5);
+          // the second table releases the blocks wholly before key 300
+          const tables = [...table, ...table.map((b, i) => (i < Math.floor(300 / BLOCK) ? -1 : b))];
+          const info = ranges.flatMap(([first, end], t) => [t === 1 ? N_BLOCKS : 0, first!, end!]);
+          const outs = [];
+          const partials: number[] = []; // what split's attention calls allocated: its partials (f32 counts)
+          for (const be of [onePass, split]) {
+            const f32 = (data: Float32Array) => {
+              const t = be.allocate(GGMLType.F32, [data.length]);
+              be.upload(t, data);
+              return t;
+            };
+            const i32 = (data: number[]) => {
+              const t = be.allocate(GGMLType.I32, [data.length]);
+              be.upload(t, new Int32Array(data));
+              return t;
+            };
+            const elementType = kvElementType(type);
+            const layer = { k: be.allocate(elementType, [kvDim, nSlots]), v: be.allocate(elementType, [kvDim, nSlots]), type, blockSize: BLOCK, kvDim };
+            be.storeKV(layer, f32(k), f32(v), i32(Array.from({ length: nSlots }, (_, i) => i)), nSlots);
+            const args = { q: f32(q), nTokens, nHeads: HEADS, nKvHeads: KV_HEADS, headDim, scale: 1 / Math.sqrt(headDim), layer, blockTables: i32(tables), tokenInfo: i32(info) };
+            const result: number[] = [];
+            for (const extra of [{}, { softcap: 2 }, { alibi: { maxBias: 8, positions: i32(ranges.map(([, end]) => end! - 1)) } }]) {
+              const out = be.allocate(GGMLType.F32, [nTokens * HEADS * headDim]);
+              const before = allocate.mock.calls.length;
+              be.attention({ ...args, ...extra, out });
+              partials.push(...allocate.mock.calls.slice(before).map(([, shape]) => shape[0]!).filter((n) => n !== HEADS)); // ALiBi's slopes aside
+              result.push(...asF32(await be.read(out)));
+            }
+            outs.push(result);
+          }
+          expect(outs[0]!.every((x) => Number.isFinite(x)) && outs[0]!.some((x) => x !== 0)).toBe(true);
+          expect(outs[1], `head dim ${headDim}`).toEqual(outs[0]);
+          // it split: attention allocated the partials (40 rows x 4 segments, the most a range spans; 64 first, then more for 128)
+          expect(partials.length, 'partials allocated').toBe(1);
+          expect(partials[0]).toBeGreaterThanOrEqual(nTokens * HEADS * 4 * (headDim + 3));
+        }
+      } finally {
+        await onePass.dispose();
+        await split.dispose();
+      }
+    }, 120_000);
+  }
+});
+
 describe('WebGPU subgroups', () => {
   // The matmul kernels' lane trees (and the norms' row sums: backend-ops) shuffle within subgroups
   // where the device has them, with the same pairs as through workgroup memory: every result must

@@ -166,3 +166,17 @@ fn q4_0_scale(mx: f32) -> vec2<f32> {
 
 /** Q4_0's code of x: min(15, trunc(x / d + 8.5)). */
 fn q4_0_code(x: f32, id: f32) -> u32 { return min(15u, u32(x * id + 8.5)); }
+
+/**
+ * Attention's fold of two online-softmax states with maxes m1 and m2: each state's rescale to the
+ * larger max. One function for attention.wgsl and attention_fold.wgsl, so both fold with the same bits.
+ */
+fn fold_factors(m1: f32, m2: f32) -> vec2<f32> {
+  let m = max(m1, m2);
+  return vec2<f32>(exp(m1 - m), exp(m2 - m));
+}
+
+/** A folded sum (of weights or of one output dim): a rescaled by f.x plus b by f.y. */
+fn fold_add(a: f32, b: f32, f: vec2<f32>) -> f32 {
+  return a * f.x + b * f.y;
+}

@@ -25,6 +25,11 @@ import { SHADERS } from './shaders.generated.js';
 export const WG = 64;
 /** The largest head dim attention takes (each thread keeps up to MAX_HEAD_DIM / WG output dims). */
 export const MAX_HEAD_DIM = 512;
+/**
+ * Keys per attention segment (a multiple of WG), on a grid fixed by key position: attention.wgsl
+ * folds a row's segments in order, in one workgroup or (split) in workgroups of their own.
+ */
+export const ATTENTION_SEGMENT_KEYS = 256;
 
 export type ArgAccess = 'read' | 'write' | 'atomic';
 
@@ -58,6 +63,8 @@ export const KV_OTHER_BINDINGS = 6;
 /** The most parts one cache tensor spans (each a case of its accessors' switch). */
 export const MAX_KV_PARTS = 8;
 
+/** slots: workgroups per (token, head) row when split (the variant's SPLIT), one segment each. */
+const ATTENTION_PARAMS = ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row', 'slots'];
 const MATMUL_PARAMS = ['rows', 'cols', 'row_bytes', 'used', 'per_slot', 'n_experts', 'out_rows', 'row_base', 'slots'];
 
 export const KERNELS = {
@@ -83,12 +90,14 @@ export const KERNELS = {
   storeKVBlocks: { source: 'store_kv_blocks', args: [{ name: 'kc', access: 'atomic' }, { name: 'vc', access: 'atomic' }, r('k'), r('v'), r('slots')], params: ['kv_dim', 'n_slots'], parts: KV_CACHE },
   attention: {
     source: 'attention', args: [r('q'), w('out'), r('kc'), r('vc'), r('tables'), r('info')],
-    params: ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row'], parts: KV_CACHE, halves: KV_CACHE,
+    params: ATTENTION_PARAMS, parts: KV_CACHE, halves: KV_CACHE,
   },
   attentionAlibi: {
     source: 'attention', args: [r('q'), w('out'), r('kc'), r('vc'), r('tables'), r('info'), r('apos'), r('slopes')],
-    params: ['n_heads', 'n_kv_heads', 'head_dim', 'kv_dim', 'block_size', 'scale', 'softcap', 'one_row'], parts: KV_CACHE, halves: KV_CACHE,
+    params: ATTENTION_PARAMS, parts: KV_CACHE, halves: KV_CACHE,
   },
+  /** Split attention's second pass: out ([tokens][heads][head_dim]) from the segment states in part. */
+  attentionFold: { source: 'attention_fold', args: [w('out'), r('part')], params: ['head_dim', 'slots'] },
   routeExperts: { source: 'route_experts', args: [w('ids'), w('weights'), r('logits')], params: ['n_experts', 'used', 'normalize'] },
   combineExperts: { source: 'combine_experts', args: [w('out'), r('y'), r('weights')], params: ['n', 'used'] },
   copyBytes: { source: 'copy_bytes', args: [w('dst'), r('src')], params: ['dst_byte', 'src_byte', 'bytes'] },
@@ -292,6 +301,7 @@ export function compose(def: KernelDef, variant: Variant, groupOf: readonly (rea
     ...(shuffles ? ['enable subgroups;'] : []),
     ...(halfViews.length > 0 ? ['enable f16;'] : []),
     `const WG: u32 = ${WG}u;`, `const MAX_HEAD_DIM: u32 = ${MAX_HEAD_DIM}u;`, `const MAX_TOP_K: u32 = ${MAX_TOP_K}u;`,
+    `const SEG_KEYS: u32 = ${ATTENTION_SEGMENT_KEYS}u;`,
   ];
   out.push(`struct Params {\n${fields.map((f) => `  ${f}: u32,`).join('\n')}\n}`);
   out.push('@group(0) @binding(0) var<uniform> P: Params;');

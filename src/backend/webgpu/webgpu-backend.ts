@@ -11,7 +11,7 @@ import { GGMLType, rowBytes as typeRowBytes, typeName } from '../../tensor/ggml-
 import { alibiSlopes, checkTopK, kvCacheTypeProblem, kvRowBytes, rowsPerPart, tensorBytes, type AttentionArgs, type Backend, type KVCacheType, type ExpertRouting, type KVLayer, type RopeParams, type Tensor, type WeightTensor } from '../backend.js';
 import { BackendError } from '../errors.js';
 import { acquireGPU, chooseFeatures, type AcquireGPUOptions, type GPUChoice, type GPUFeatures } from './gpu.js';
-import { compose, dequantVariant, KERNELS, KV_OTHER_BINDINGS, LAYER_NORM, MAX_HEAD_DIM, MAX_KV_PARTS, NO_VARIANT, RMS_NORM, paramCount, tiledVariant, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type MatvecSplit, type Variant } from './kernels.js';
+import { ATTENTION_SEGMENT_KEYS, compose, dequantVariant, KERNELS, KV_OTHER_BINDINGS, LAYER_NORM, MAX_HEAD_DIM, MAX_KV_PARTS, NO_VARIANT, RMS_NORM, paramCount, tiledVariant, weightVariant, WEBGPU_WEIGHT_TYPES, WG, type ArgAccess, type KernelDef, type KernelName, type MatvecSplit, type Variant } from './kernels.js';
 
 export interface WebGPUBackendOptions extends AcquireGPUOptions {
   /** A device to use as it is (its limits are read from it). */
@@ -22,6 +22,11 @@ export interface WebGPUBackendOptions extends AcquireGPUOptions {
   readonly memoryBytes?: number;
   /** How mat x vec spreads a row over threads (default: 'row' on a software adapter, else 'lanes'; the same bits either way). */
   readonly matvecSplit?: MatvecSplit;
+  /**
+   * Split attention over key segments when a step has too few (token, head) rows to fill the GPU (decode): each
+   * segment a workgroup, then a pass folding them (default: on; the same bits either way, attention.wgsl).
+   */
+  readonly attentionSplit?: boolean;
 }
 
 export interface WebGPUBackend extends Backend {
@@ -33,6 +38,11 @@ export interface WebGPUBackend extends Backend {
   /** The optional features its kernels use (AcquireGPUOptions.features chooses). */
   readonly features: GPUFeatures;
 }
+
+/** Split attention only below this many (token, head) rows: past it the rows alone fill a GPU. */
+const SPLIT_ATTENTION_BELOW_ROWS = 1024;
+/** The most split attention's partials take (past it, one pass: the same bits). */
+const MAX_ATTENTION_PARTIALS_BYTES = 64 * 2 ** 20;
 
 /** Bytes of one dispatch's parameters in the uniform pages (minUniformBufferOffsetAlignment). */
 const SLOT_BYTES = 256;
@@ -96,6 +106,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
     : await acquireGPU(options);
   const { device, features } = choice;
   const matvecSplit = options.matvecSplit ?? (choice.software ? 'row' : 'lanes');
+  const attentionSplit = options.attentionSplit ?? true;
   const maxTensorBytes = Math.min(choice.limits.maxBufferSize, choice.limits.maxStorageBufferBindingSize, options.maxBindingBytes ?? Infinity);
   // K and V share the storage bindings the KV kernels leave free
   const maxStorageBuffers = choice.limits.maxStorageBuffersPerShaderStage;
@@ -397,6 +408,38 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
         rows: part.rows, cols: wt.cols, row_bytes: wt.rowBytes, used: 1, per_slot: 0, n_experts: 1, out_rows: wt.rows, row_base: row, slots: nTokens,
       }, Math.ceil(items / (WG / variant.tpt)));
     }
+  };
+
+  /**
+   * Workgroups per (token, head) row for split attention: the most key segments a token's range spans
+   * (ATTENTION_SEGMENT_KEYS on the key-position grid), or 0 for one pass: when the rows fill the GPU
+   * already, a range spans one segment, the token ranges were not written by the host (no mirror), or
+   * the partials would be too large.
+   */
+  const splitSlots = (tokenInfo: Tensor, nTokens: number, rows: number, headDim: number): number => {
+    if (!attentionSplit || rows >= SPLIT_ATTENTION_BELOW_ROWS) return 0;
+    const info = mirrored(tokenInfo, 3 * nTokens);
+    if (!info) return 0;
+    let slots = 0;
+    for (let t = 0; t < nTokens; t++) {
+      const first = info[3 * t + 1]!, end = info[3 * t + 2]!;
+      if (end > first) slots = Math.max(slots, Math.ceil(end / ATTENTION_SEGMENT_KEYS) - Math.floor(first / ATTENTION_SEGMENT_KEYS));
+    }
+    const bytes = 4 * rows * slots * (headDim + 3);
+    return slots >= 2 && bytes <= Math.min(maxTensorBytes, MAX_ATTENTION_PARTIALS_BYTES) ? slots : 0;
+  };
+  /**
+   * Split attention's scratch, grown (doubling, within the limit) as needed. The one it replaces stays
+   * allocated until dispose: work recorded in this step may bind it.
+   */
+  let partialsTensor: Tensor | undefined;
+  const attentionPartials = (bytes: number): Tensor => {
+    if (!partialsTensor || partialsTensor.bytes < bytes) {
+      const limit = Math.min(maxTensorBytes, MAX_ATTENTION_PARTIALS_BYTES);
+      const grown = Math.min(Math.max(bytes, 2 * (partialsTensor?.bytes ?? 0)), Math.max(bytes, limit));
+      partialsTensor = backend.allocate(GGMLType.F32, [Math.ceil(grown / 4)]);
+    }
+    return partialsTensor;
   };
 
   const backend: WebGPUBackend = {
@@ -718,13 +761,22 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
         ? 'fn alibi_bias(h: u32, t: u32, p: u32) -> f32 { return slopes_f(h) * -abs(f32(apos_i(t)) - f32(p)); }'
         : 'fn alibi_bias(h: u32, t: u32, p: u32) -> f32 { return 0.0; }';
       const cache = { key: layer.type, code: CACHE_READS[layer.type] };
+      const oneRow = f16 && headDim % 16 !== 0;
+      const rows = nTokens * nHeads;
+      const slots = oneRow ? 0 : splitSlots(args.tokenInfo, nTokens, rows, headDim);
       const dimsPerThread = Math.ceil(headDim / WG);
-      const variant = { key: `${cache.key}${alibi ? '-alibi' : ''}-d${dimsPerThread}`, code: `${cache.code}\n${bias}\nconst DIMS_PER_THREAD: u32 = ${dimsPerThread}u;` };
-      const tensors = [args.q, args.out, layer.k, layer.v, args.blockTables, args.tokenInfo];
+      const variant = {
+        key: `${cache.key}${alibi ? '-alibi' : ''}-d${dimsPerThread}${slots > 0 ? '-split' : ''}`,
+        code: `${cache.code}\n${bias}\nconst DIMS_PER_THREAD: u32 = ${dimsPerThread}u;\nconst SPLIT = ${slots > 0};`,
+      };
+      // split: the first pass writes each segment's state to the partials, the second folds them into out
+      const partials = slots > 0 ? attentionPartials(4 * rows * slots * (headDim + 3)) : undefined;
+      const tensors = [args.q, partials ?? args.out, layer.k, layer.v, args.blockTables, args.tokenInfo];
       dispatch(alibi ? 'attentionAlibi' : 'attention', variant, alibi ? [...tensors, alibi.positions, slopes!] : tensors, {
         n_heads: nHeads, n_kv_heads: nKvHeads, head_dim: headDim, kv_dim: layer.kvDim, block_size: layer.blockSize,
-        scale: f32Bits(args.scale), softcap: f32Bits(args.softcap ?? 0), one_row: f16 && headDim % 16 !== 0 ? 1 : 0,
-      }, nTokens * nHeads);
+        scale: f32Bits(args.scale), softcap: f32Bits(args.softcap ?? 0), one_row: oneRow ? 1 : 0, slots: Math.max(1, slots),
+      }, rows * Math.max(1, slots));
+      if (partials) dispatch('attentionFold', NO_VARIANT, [args.out, partials], { head_dim: headDim, slots }, rows);
     },
 
     async dispose() {
