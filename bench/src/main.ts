@@ -17,7 +17,7 @@ import { RUNTIMES, type Cell, type RunFigures, type RunRequest, type RuntimeId }
 
 const USAGE = `npm run bench -- [options]
   --quick                 s15m Q4_0 only: under 3 minutes on a 2-core machine (--models s15m for all its types)
-  --models LIST           s15m,m135,l1b (default all); an entry may pick types: m135:q4_0+q4_k
+  --models LIST           s15m,m135,l1b,l8b (default all but l8b, the 4.6 GB GPU model); an entry may pick types: m135:q4_0+q4_k
   --types LIST            only these tensor types, e.g. q4_0,q8_0
   --runtimes LIST         wasmforge,wasmforge-web,llama.cpp,wllama (default all CPU ones), wasmforge-webgpu,llama.cpp-gpu
   --backend webgpu        the GPU table: wasmforge-webgpu, llama.cpp-gpu (node-llama-cpp's Vulkan/CUDA builds,
@@ -53,7 +53,7 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
-    quick: false, models: new Map(MODELS.map((m) => [m.name, undefined])), runtimes: RUNTIMES.filter((r) => !r.gpu).map((r) => r.id), threads: [1, 2],
+    quick: false, models: new Map(MODELS.filter((m) => !m.onRequest).map((m) => [m.name, undefined])), runtimes: RUNTIMES.filter((r) => !r.gpu).map((r) => r.id), threads: [1, 2],
     reps: 3, warmup: true, bandwidth: true, install: true, save: true, partial: false,
   };
   const list = (i: number) => {

@@ -19,6 +19,10 @@ export interface ModelShape {
   types: string[];
   /** Build quantized matrices from a pool of random blocks (see SyntheticLlamaOptions.distinctBlocks). */
   distinctBlocks?: number;
+  /** Pad the Llama 2 vocabulary with unused tokens to this size (the shape's own vocabulary size). */
+  vocabSize?: number;
+  /** Only when asked for by name (`--models`): too big to write and run by default. */
+  onRequest?: boolean;
 }
 
 export const MODELS: ModelShape[] = [
@@ -26,6 +30,11 @@ export const MODELS: ModelShape[] = [
   // The K-quant reference quantizer manages ~1M values/s: the bigger shapes use a block pool.
   { name: 'm135', like: 'SmolLM-135M', dim: 576, nLayers: 30, nHeads: 9, nKvHeads: 3, ffnDim: 1536, types: ['Q8_0', 'Q4_0', 'Q4_K'], distinctBlocks: 4096 },
   { name: 'l1b', like: 'TinyLlama-1.1B', dim: 2048, nLayers: 22, nHeads: 32, nKvHeads: 4, ffnDim: 5632, types: ['Q4_0', 'Q8_0', 'Q4_K'], distinctBlocks: 4096 },
+  // The GPU table's big model: 4.6 GB in Q4_K, past wasm32's 4 GiB, so only the WebGPU backend and llama.cpp load it.
+  {
+    name: 'l8b', like: 'Llama-3-8B', dim: 4096, nLayers: 32, nHeads: 32, nKvHeads: 8, ffnDim: 14336, types: ['Q4_K'],
+    distinctBlocks: 4096, vocabSize: 128256, onRequest: true,
+  },
 ];
 
 /** Bump when the way models are written changes, so stale cached files are not measured. */
@@ -49,7 +58,7 @@ export async function ensureModel(model: ModelShape, type: string, log: (s: stri
   try {
     const { bytes } = await writeSyntheticLlama(tmp, {
       dim: model.dim, nLayers: model.nLayers, nHeads: model.nHeads, nKvHeads: model.nKvHeads, ffnDim: model.ffnDim,
-      vocab: 'llama2', type: t.type, seed: SEED, contextLength: 2048,
+      vocab: 'llama2', ...(model.vocabSize ? { padVocabTo: model.vocabSize } : {}), type: t.type, seed: SEED, contextLength: 2048,
       ...(model.distinctBlocks && t.type !== GGMLType.F32 ? { distinctBlocks: model.distinctBlocks } : {}),
     });
     renameSync(tmp, path);

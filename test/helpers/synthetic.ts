@@ -37,6 +37,11 @@ export interface SyntheticLlamaOptions {
   nKvHeads: number;
   ffnDim: number;
   vocab: SyntheticVocab;
+  /**
+   * Append unused tokens (`<unused_N>`, type UNUSED) up to this many: a real model's vocabulary size (Llama 3's
+   * 128256) with the tokenization of a smaller one, for speed work where the embedding and head size matter.
+   */
+  padVocabTo?: number;
   /** Type of the 2-D weight matrices (rows that do not fit its blocks fall back as in quantize). */
   type: GGMLType;
   /** Type of output.weight (default: `type`). */
@@ -331,6 +336,25 @@ async function vocabMetadata(vocab: SyntheticVocab): Promise<[string, GGUFEntry]
   return entries;
 }
 
+function padVocab(meta: [string, GGUFEntry][], n: number | undefined): [string, GGUFEntry][] {
+  if (n === undefined) return meta;
+  const have = vocabSize(meta);
+  if (!Number.isSafeInteger(n) || n < have) throw new SyntheticModelError('BAD_VOCAB', `padVocabTo must be an integer of at least the vocab's ${have} tokens, got ${n}`);
+  const padded = (key: string, extra: (i: number) => unknown): void => {
+    const at = meta.findIndex(([k]) => k === key);
+    if (at < 0) return;
+    const { elementType, values } = meta[at]![1].value as { elementType: GGUFValueType; values: ArrayLike<unknown> };
+    const all = [...Array.from(values), ...Array.from({ length: n - have }, (_, i) => extra(have + i))];
+    const typed = values instanceof Float32Array ? Float32Array.from(all as number[]) : values instanceof Int32Array ? Int32Array.from(all as number[]) : all;
+    meta[at] = [key, { type: GGUFValueType.ARRAY, value: { elementType, values: typed } } as GGUFEntry];
+  };
+  meta = [...meta];
+  padded('tokenizer.ggml.tokens', (i) => `<unused_${i}>`);
+  padded('tokenizer.ggml.scores', () => 0);
+  padded('tokenizer.ggml.token_type', () => 5); // UNUSED
+  return meta;
+}
+
 function vocabSize(meta: [string, GGUFEntry][]): number {
   const e = meta.find(([k]) => k === 'tokenizer.ggml.tokens')![1];
   return (e.value as { values: unknown[] }).values.length;
@@ -379,7 +403,7 @@ export async function synthesizeLlama(opts: SyntheticLlamaOptions): Promise<Synt
   const kvDim = nKvHeads * headDim;
   const std = opts.std ?? 0.02;
   const qkvBias = opts.qkvBias ?? (arch === 'qwen2' || arch === 'qwen2moe');
-  const vocabMeta = await vocabMetadata(opts.vocab);
+  const vocabMeta = padVocab(await vocabMetadata(opts.vocab), opts.padVocabTo);
   const nVocab = vocabSize(vocabMeta);
 
   const pool = opts.distinctBlocks !== undefined ? makeBlockPool(opts.seed, std, opts.distinctBlocks) : undefined;
