@@ -18,6 +18,7 @@ import { fileSource } from '../src/runtime/file-source.js';
 import { dequantize } from '../src/tensor/dequant.js';
 import { GGMLType, typeTraits } from '../src/tensor/ggml-types.js';
 import { quantize } from '../src/tensor/quantize.js';
+import { Tokenizer } from '../src/tokenizer/index.js';
 import { disposeLlamaCpp, llamaCppLoad, llamaCppStatus } from './oracle/llama-cpp.js';
 
 const sharedModels = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shared', 'models');
@@ -248,5 +249,29 @@ describe('streaming', () => {
       return;
     }
     expect(await llamaCppLoad(path)).toMatchObject({ vocabSize: 32000, trainContextSize: 2048 });
+  });
+
+  it.skipIf(!haveLlama2Vocab)('pads the vocab with unused tokens on request: embedding and head grow, text encodes as before, llama.cpp loads it', async () => {
+    const path = join(dir, 'llama2-padded.gguf');
+    const shape = { ...small, dim: 64, nHeads: 2, nKvHeads: 2, ffnDim: 128, nLayers: 1, vocab: 'llama2' as const, type: GGMLType.Q8_0 };
+    const m = await writeSyntheticLlama(path, { ...shape, padVocabTo: 32100 });
+    const entry = (key: string) => m.metadata.find(([k]) => k === key)![1].value as { values: ArrayLike<unknown> };
+    expect(entry('tokenizer.ggml.tokens').values.length).toBe(32100);
+    expect(entry('tokenizer.ggml.tokens').values[32099]).toBe('<unused_32099>');
+    expect(entry('tokenizer.ggml.scores').values.length).toBe(32100);
+    expect(entry('tokenizer.ggml.token_type').values[32000]).toBe(5); // UNUSED
+    expect(entry('tokenizer.ggml.token_type').values[31999]).toBe(1);
+    expect(m.tensors.find((t) => t.name === 'output.weight')!.dims).toEqual([64, 32100]);
+    const plain = await synthesizeLlama(shape);
+    const text = 'Once upon a time, a <unused_5> shell sang.';
+    const encode = (meta: typeof m.metadata) => Tokenizer.fromGGUF(new Map(meta)).encode(text, { addSpecial: true });
+    expect(encode(m.metadata)).toEqual(encode(plain.metadata));
+    await expect(synthesizeLlama({ ...shape, padVocabTo: 31999 })).rejects.toThrow(/padVocabTo/);
+    const status = await llamaCppStatus();
+    if (!status.available) {
+      process.stderr.write(`synthetic: llama.cpp load check skipped (${status.reason})\n`);
+      return;
+    }
+    expect(await llamaCppLoad(path)).toMatchObject({ vocabSize: 32100 });
   });
 });
