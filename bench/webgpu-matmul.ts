@@ -3,7 +3,7 @@
 // writes them to bench/.cache/models/). On a software adapter (SwiftShader) the figures show the
 // kernels' arithmetic and memory traffic on the CPU, not GPU speed: label them so.
 // First the host time to record a dispatch (bind groups, parameters), which bounds decode on a fast GPU.
-// Run: npx tsx bench/webgpu-matmul.ts [--model m135] [--type q4_0] [--tokens 1,8,64] [--prompt 64 (0: none)] [--reps 3]
+// Run: npx tsx bench/webgpu-matmul.ts [--model s15m|m135|l1b] [--type q4_0] [--tokens 1,8,64] [--prompt 64 (0: none)] [--reps 3]
 //      [--split lanes|row] (mat x vec's thread layout; default: the backend's choice for the adapter)
 //      [--src DIR]  (another checkout's src/, e.g. a git worktree of the commit before: a before/after)
 import { existsSync } from 'node:fs';
@@ -25,6 +25,7 @@ const reps = Number(opt('reps', '3'));
 const SHAPES: Record<string, [number, number][]> = {
   s15m: [[288, 288], [768, 288], [288, 768], [32000, 288]],
   m135: [[576, 576], [192, 576], [1536, 576], [576, 1536]],
+  l1b: [[2048, 2048], [256, 2048], [5632, 2048], [2048, 5632]],
 };
 
 useSoftwareVulkanUnlessSet();
