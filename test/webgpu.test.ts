@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { asF32, asWeight, kvElementType, kvRowBytes, rowsPerPart, subTensor, type Backend, type WeightTensor } from '../src/backend/backend.js';
+import { asF32, asWeight, kvElementType, kvRowBytes, rowsPerPart, subTensor, type Backend, type Tensor, type WeightTensor } from '../src/backend/backend.js';
 import { KVCache } from '../src/kv/kv-cache.js';
 import { copyBlockRows } from '../src/kv/copy-block.js';
 import { BackendError } from '../src/backend/errors.js';
@@ -249,6 +249,16 @@ describe('WebGPU tiled matmul (prompts and batches)', () => {
   }, 120_000);
 });
 
+/** Uploads to a backend: new f32 and i32 tensors holding the given values. */
+function uploader(be: Backend): { f32: (data: Float32Array) => Tensor; i32: (data: number[]) => Tensor } {
+  const put = (type: GGMLType, data: Float32Array | Int32Array) => {
+    const t = be.allocate(type, [data.length]);
+    be.upload(t, data);
+    return t;
+  };
+  return { f32: (data) => put(GGMLType.F32, data), i32: (data) => put(GGMLType.I32, new Int32Array(data)) };
+}
+
 describe('WebGPU KV cache past the binding limit', () => {
   // A layer's K and V over the largest binding are split by whole slots into up to kvParts buffers,
   // which storeKV, attention and block copies bind together. 8000-byte bindings split each cache
@@ -292,16 +302,7 @@ describe('WebGPU KV cache past the binding limit', () => {
       for (const be of [whole, split]) {
         const elementType = kvElementType(type);
         const layer = { k: be.allocate(elementType, [kvDim, nSlots]), v: be.allocate(elementType, [kvDim, nSlots]), type, blockSize: BLOCK, kvDim };
-        const f32 = (data: Float32Array) => {
-          const t = be.allocate(GGMLType.F32, [data.length]);
-          be.upload(t, data);
-          return t;
-        };
-        const i32 = (data: number[]) => {
-          const t = be.allocate(GGMLType.I32, [data.length]);
-          be.upload(t, new Int32Array(data));
-          return t;
-        };
+        const { f32, i32 } = uploader(be);
         for (const b of batches) be.storeKV(layer, f32(b.k), f32(b.v), i32(b.slots), b.slots.length);
         // copies across parts: a block into one that straddles two parts, a straddling one back, part of one
         copyBlockRows(be, [layer], 0, Math.floor(perPart / BLOCK), BLOCK);
@@ -359,16 +360,7 @@ describe('WebGPU split attention (flash decoding)', () => {
           const outs = [];
           const partials: number[] = []; // what split's attention calls allocated: its partials (f32 counts)
           for (const be of [onePass, split]) {
-            const f32 = (data: Float32Array) => {
-              const t = be.allocate(GGMLType.F32, [data.length]);
-              be.upload(t, data);
-              return t;
-            };
-            const i32 = (data: number[]) => {
-              const t = be.allocate(GGMLType.I32, [data.length]);
-              be.upload(t, new Int32Array(data));
-              return t;
-            };
+            const { f32, i32 } = uploader(be);
             const elementType = kvElementType(type);
             const layer = { k: be.allocate(elementType, [kvDim, nSlots]), v: be.allocate(elementType, [kvDim, nSlots]), type, blockSize: BLOCK, kvDim };
             be.storeKV(layer, f32(k), f32(v), i32(Array.from({ length: nSlots }, (_, i) => i)), nSlots);

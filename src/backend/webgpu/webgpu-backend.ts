@@ -425,9 +425,11 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
       const first = info[3 * t + 1]!, end = info[3 * t + 2]!;
       if (end > first) slots = Math.max(slots, Math.ceil(end / ATTENTION_SEGMENT_KEYS) - Math.floor(first / ATTENTION_SEGMENT_KEYS));
     }
-    const bytes = 4 * rows * slots * (headDim + 3);
-    return slots >= 2 && bytes <= Math.min(maxTensorBytes, MAX_ATTENTION_PARTIALS_BYTES) ? slots : 0;
+    return slots >= 2 && partialsBytes(rows, slots, headDim) <= partialsLimit ? slots : 0;
   };
+  /** Each (row, segment) state: started, max, sum, then the head's unnormalized output (attention.wgsl). */
+  const partialsBytes = (rows: number, slots: number, headDim: number) => 4 * rows * slots * (headDim + 3);
+  const partialsLimit = Math.min(maxTensorBytes, MAX_ATTENTION_PARTIALS_BYTES);
   /**
    * Split attention's scratch, grown (doubling, within the limit) as needed. The one it replaces stays
    * allocated until dispose: work recorded in this step may bind it.
@@ -435,9 +437,8 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
   let partialsTensor: Tensor | undefined;
   const attentionPartials = (bytes: number): Tensor => {
     if (!partialsTensor || partialsTensor.bytes < bytes) {
-      const limit = Math.min(maxTensorBytes, MAX_ATTENTION_PARTIALS_BYTES);
-      const grown = Math.min(Math.max(bytes, 2 * (partialsTensor?.bytes ?? 0)), Math.max(bytes, limit));
-      partialsTensor = backend.allocate(GGMLType.F32, [Math.ceil(grown / 4)]);
+      const grown = Math.min(Math.max(bytes, 2 * (partialsTensor?.bytes ?? 0)), partialsLimit); // splitSlots keeps bytes within the limit
+      partialsTensor = backend.allocate(GGMLType.F32, [Math.floor(grown / 4)]);
     }
     return partialsTensor;
   };
@@ -770,7 +771,7 @@ export async function createWebGPUBackend(options: WebGPUBackendOptions = {}): P
         code: `${cache.code}\n${bias}\nconst DIMS_PER_THREAD: u32 = ${dimsPerThread}u;\nconst SPLIT = ${slots > 0};`,
       };
       // split: the first pass writes each segment's state to the partials, the second folds them into out
-      const partials = slots > 0 ? attentionPartials(4 * rows * slots * (headDim + 3)) : undefined;
+      const partials = slots > 0 ? attentionPartials(partialsBytes(rows, slots, headDim)) : undefined;
       const tensors = [args.q, partials ?? args.out, layer.k, layer.v, args.blockTables, args.tokenInfo];
       dispatch(alibi ? 'attentionAlibi' : 'attention', variant, alibi ? [...tensors, alibi.positions, slopes!] : tensors, {
         n_heads: nHeads, n_kv_heads: nKvHeads, head_dim: headDim, kv_dim: layer.kvDim, block_size: layer.blockSize,
