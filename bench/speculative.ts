@@ -2,13 +2,14 @@
 // and what a draft costs.
 // Run: npx tsx bench/speculative.ts [--threads 2] [--runs 3] [--cost-model m135|l1b] [--only lookup|draft]
 //
-// 1. Acceptance (real statistics): the trained stories260K rewrites a paragraph it was given
+// 1. Cost (random weights of a real shape): the time of one forward pass of 1 + k tokens of one
+//    sequence against a single decode token, the price of verifying k drafts.
+// 2. Acceptance (real statistics): the trained stories260K rewrites a paragraph it was given
 //    (prompt = the paragraph, then its first words again). Plain greedy decoding against prompt
-//    lookup with 4 and 8 draft tokens: decode tok/s, forward passes, tokens per pass, acceptance.
-//    Outputs are checked equal (they must be).
-// 2. Cost (random weights of a real shape): the time of one forward pass of 1 + k tokens of one
-//    sequence against a single decode token, the price of verifying k drafts. With the tokens per
-//    pass from (1) that gives the speed-up to expect on a model of that shape.
+//    lookup with 4 and 8 draft tokens fixed, adaptive lengths (up to 8) on this engine's own pass
+//    costs, and adaptive lengths chosen as if every pass cost what (1) measured: decode tok/s, forward
+//    passes, tokens per pass, acceptance, and each run's passes timed on (1)'s costs, the speed-up
+//    to expect on a model of that shape. Outputs are checked equal (they must be).
 // 3. Draft model (real statistics): the same rewrite with stories260K Q4_0 drafting for the F32
 //    model, and the F32 file drafting for itself (the upper bound on acceptance), k = 2, 4, 8
 //    draft tokens, greedy and temperature 0.8: decode tok/s, forward passes of the target and of
@@ -26,6 +27,7 @@ import { bundledModelPath } from '../src/runtime/bundled-model.js';
 import { writeSyntheticLlama } from '../test/helpers/synthetic.js';
 import { GGMLType } from '../src/tensor/ggml-types.js';
 import type { SpeculativeOptions } from '../src/generation/speculative.js';
+import { PassCost } from '../src/generation/draft-length.js';
 import type { BatchToken } from '../src/model/graph.js';
 import { ensureModel, MODELS } from './src/models.js';
 
@@ -43,23 +45,55 @@ const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
 console.log(`# Speculative decoding (${only === 'draft' ? 'draft model' : only === 'lookup' ? 'prompt lookup' : 'prompt lookup, draft model'}), ${new Date().toISOString().slice(0, 10)}`);
 console.log(`CPU: ${execSync("lscpu | grep 'Model name' | sed 's/.*: *//'").toString().trim()}, ${threads} threads, medians of ${runs}\n`);
 
-/** Tokens per forward pass and draft tokens per pass with 8 drafts. */
-async function acceptance(label: string, model: Model): Promise<{ perPass: number; draftsPerPass: number }> {
-  const bos = model.tokenizer.bosId!;
-  const paragraph = (await model.generate('Once upon a time', { temperature: 0, maxTokens: 160, ignoreEos: true }).result).tokens;
-  const prompt = [bos, ...paragraph, bos, ...paragraph.slice(0, 8)];
+/** ms of one forward pass of n tokens on the cost model, interpolated between the measured sizes. */
+type CostTable = [tokens: number, ms: number][];
+function passMs(table: CostTable, n: number): number {
+  let i = 1;
+  while (i < table.length - 1 && table[i]![0] < n) i++;
+  const [n0, t0] = table[i - 1]!, [n1, t1] = table[i]!;
+  return t0 + ((t1 - t0) * (n - n0)) / (n1 - n0);
+}
+
+/** A PassCost that has seen only the cost model's passes and learns nothing more (the scheduler's own, replaced). */
+function frozenCost(table: CostTable): PassCost {
+  const c = new PassCost();
+  for (let r = 0; r < 10; r++) for (const [n, ms] of table) c.observe(n, ms);
+  c.observe = () => {};
+  return c;
+}
+
+/**
+ * The rewrite with prompt lookup: plain, fixed draft lengths, adaptive lengths (this engine's own
+ * pass costs), and adaptive lengths choosing as if each pass cost what it costs on the cost model.
+ * Each run's forward-pass sizes give its time on the cost model: the projected speed-up there.
+ */
+async function acceptance(label: string, model: Model, costs: CostTable): Promise<void> {
+  const prompt = await rewritePrompt(model);
   const engine = await createEngine(model, { kvCacheTokens: 2048, prefixCacheEntries: 0 });
-  console.log(`## ${label}: rewrite a ${paragraph.length}-token paragraph, 150 tokens greedy\n`);
-  console.log('| drafts | decode tok/s | forward passes | tokens / pass | acceptance | same output |');
-  console.log('|---|---|---|---|---|---|');
+  const scheduler = (engine as unknown as { scheduler: { passCost: PassCost } }).scheduler;
+  const ownCost = scheduler.passCost;
+  const sizes: number[] = [];
+  const graph = engine.graph, forward = graph.forward.bind(graph);
+  graph.forward = ((batch: readonly BatchToken[]) => (sizes.push(batch.length), forward(batch))) as typeof graph.forward;
+  console.log(`## ${label}: rewrite a ${prompt.length - 10}-token paragraph, 150 tokens greedy\n`);
+  console.log(`| drafts | decode tok/s | forward passes | tokens / pass | acceptance | same output | projected × on ${costModel} Q4_0 |`);
+  console.log('|---|---|---|---|---|---|---|');
   let reference: number[] | undefined;
-  let at8 = { perPass: 1, draftsPerPass: 0 };
-  for (const k of [0, 4, 8]) {
+  const configs: [string, SpeculativeOptions | undefined, PassCost][] = [
+    ['none', undefined, ownCost],
+    ['4, fixed', { method: 'prompt-lookup', draftTokens: 4, adaptive: false }, ownCost],
+    ['8, fixed', { method: 'prompt-lookup', draftTokens: 8, adaptive: false }, ownCost],
+    ['up to 8, adaptive', { method: 'prompt-lookup', draftTokens: 8 }, ownCost],
+    [`up to 8, adaptive to ${costModel}'s costs`, { method: 'prompt-lookup', draftTokens: 8 }, frozenCost(costs)],
+  ];
+  for (const [name, speculative, cost] of configs) {
+    scheduler.passCost = cost;
     const rates: number[] = [];
-    let steps = 0, drafted = 0, accepted = 0, tokens: number[] = [];
+    let steps = 0, drafted = 0, accepted = 0, tokens: number[] = [], projected = 0;
     for (let r = 0; r <= runs; r++) {
       const m0 = engine.metrics();
-      const res = await engine.generate({ prompt, maxTokens: 150, temperature: 0, ignoreEos: true, ...(k ? { speculative: { method: 'prompt-lookup', draftTokens: k } } : {}) }).result;
+      sizes.length = 0;
+      const res = await engine.generate({ prompt, maxTokens: 150, temperature: 0, ignoreEos: true, speculative }).result;
       const m1 = engine.metrics();
       if (r === 0) continue; // warm-up
       rates.push(res.timings.decodeTokensPerSecond);
@@ -67,15 +101,17 @@ async function acceptance(label: string, model: Model): Promise<{ perPass: numbe
       drafted = m1.draftedTokens - m0.draftedTokens;
       accepted = Math.round(m1.draftAcceptanceRate * m1.draftedTokens - m0.draftAcceptanceRate * m0.draftedTokens);
       tokens = res.tokens;
+      // Decode passes only (the prompt's is the same for all), against one decode pass per token.
+      const decodeMs = sizes.slice(1).reduce((t, n) => t + passMs(costs, n), 0);
+      projected = ((tokens.length - 1) * passMs(costs, 1)) / decodeMs;
     }
     reference ??= tokens;
     const perPass = (tokens.length - 1) / steps;
-    if (k === 8) at8 = { perPass, draftsPerPass: drafted / steps };
-    console.log(`| ${k || 'none'} | ${median(rates).toFixed(1)} | ${steps} | ${perPass.toFixed(2)} | ${k ? ((100 * accepted) / drafted).toFixed(0) + '%' : '-'} | ${tokens.join() === reference.join() ? 'yes' : 'NO'} |`);
+    console.log(`| ${name} | ${median(rates).toFixed(1)} | ${steps} | ${perPass.toFixed(2)} | ${drafted ? ((100 * accepted) / drafted).toFixed(0) + '%' : '-'} | ${tokens.join() === reference.join() ? 'yes' : 'NO'} | ${projected.toFixed(2)} |`);
   }
+  scheduler.passCost = ownCost;
   await engine.dispose();
   console.log();
-  return at8;
 }
 
 /** The rewrite prompt: a greedy paragraph of the model's, then its first words again. */
@@ -86,15 +122,6 @@ async function rewritePrompt(model: Model): Promise<number[]> {
 }
 
 async function lookupSections(): Promise<void> {
-  const bundled = await loadModel(await bundledModelPath(), { threads });
-  const rewrite = await acceptance('stories260K F32 (bundled)', bundled);
-  await bundled.dispose();
-  if (existsSync(q4Path)) {
-    const m = await loadModel(q4Path, { threads });
-    await acceptance('stories260K Q4_0', m);
-    await m.dispose();
-  }
-
   // --- cost of verifying k drafts on a real shape ---
   const shapes = {
     m135: { dim: 576, nLayers: 30, nHeads: 9, nKvHeads: 3, ffnDim: 1536 },
@@ -113,29 +140,34 @@ async function lookupSections(): Promise<void> {
   console.log(`## Cost: one forward pass of 1 + k tokens after 256 cached (${costModel} Q4_0, random weights)\n`);
   console.log('| k | ms / pass | × one decode token |');
   console.log('|---|---|---|');
-  let single = 0;
-  const ratio = new Map<number, number>();
-  for (const k of [0, 1, 2, 4, 8]) {
+  const costs: CostTable = [];
+  for (const k of [0, 1, 2, 3, 4, 6, 8]) {
     const times: number[] = [];
-    for (let r = 0; r < runs + 2; r++) {
+    // Medians of at least 11: the projections below lean on the differences between these.
+    for (let r = 0; r < Math.max(runs, 10) + 2; r++) {
       const t0 = performance.now();
       await graph.forward(Array.from({ length: k + 1 }, (_, i) => ({ token: 500 + i, seqId, logits: true })));
       const ms = performance.now() - t0;
       kv.truncate(seqId, 256);
       if (r >= 1) times.push(ms);
     }
-    const ms = median(times);
-    if (k === 0) single = ms;
-    ratio.set(k, ms / single);
-    console.log(`| ${k} | ${ms.toFixed(1)} | ${(ms / single).toFixed(2)} |`);
+    costs.push([k + 1, median(times)]);
+    console.log(`| ${k} | ${median(times).toFixed(1)} | ${(median(times) / costs[0]![1]).toFixed(2)} |`);
   }
-  // The pass that verifies the rewrite's average draft costs about the measured k at or above it.
-  const k = [1, 2, 4, 8].find((x) => x >= rewrite.draftsPerPass) ?? 8;
-  console.log(`\nProjection: stories260K's rewrite made ${rewrite.perPass.toFixed(2)} tokens per pass with ${rewrite.draftsPerPass.toFixed(1)} drafts per pass; ` +
-    `on this shape a pass with ${k} drafts costs ${ratio.get(k)!.toFixed(2)}× a decode token, so decode would run about ${(rewrite.perPass / ratio.get(k)!).toFixed(2)}× as fast.`);
+  console.log();
   kv.removeSequence(seqId);
   await engine.dispose();
   await model.dispose();
+
+  // --- acceptance (real statistics), and what it makes of the cost above ---
+  const bundled = await loadModel(await bundledModelPath(), { threads });
+  await acceptance('stories260K F32 (bundled)', bundled, costs);
+  await bundled.dispose();
+  if (existsSync(q4Path)) {
+    const m = await loadModel(q4Path, { threads });
+    await acceptance('stories260K Q4_0', m, costs);
+    await m.dispose();
+  }
 }
 
 interface DraftRow {
@@ -168,7 +200,7 @@ async function draftModelSection(target: Model, drafts: [string, Model][]): Prom
       let steps = 0, dPasses = 0, drafted = 0, accepted = 0, tokens = 0, same = true;
       for (let r = 0; r <= runs; r++) {
         const m0 = engine.metrics(), d0 = draft ? draftPasses.get(draft)! : 0;
-        const speculative: SpeculativeOptions | undefined = draft ? { method: 'draft-model', draft, draftTokens: k } : undefined;
+        const speculative: SpeculativeOptions | undefined = draft ? { method: 'draft-model', draft, draftTokens: k, adaptive: false } : undefined;
         // Sampled runs: seed r, the same for every configuration (the outputs differ: speculative sampling keeps the distribution, not the draws).
         const res = await engine.generate({ prompt, maxTokens: 150, temperature, seed: r, ignoreEos: true, speculative }).result;
         const m1 = engine.metrics();
@@ -238,12 +270,16 @@ async function draftModelCost(rows: DraftRow[]): Promise<void> {
   for (const k of [2, 4, 8]) {
     const step = k * draftMs + verify.get(k)!;
     const m0 = engine.metrics();
-    const rejected = await tps({ method: 'draft-model', draft, draftTokens: k });
+    const rejected = await tps({ method: 'draft-model', draft, draftTokens: k, adaptive: false });
     const m1 = engine.metrics();
     const acc = (m1.draftAcceptanceRate * m1.draftedTokens - m0.draftAcceptanceRate * m0.draftedTokens) / (m1.draftedTokens - m0.draftedTokens);
     const perPass = rows.find((r) => r.k === k)?.perPass;
     console.log(`| ${k} | ${verify.get(k)!.toFixed(1)} | ${step.toFixed(1)} | ${rejected.toFixed(1)} (acceptance ${(100 * acc).toFixed(0)}%) | ${perPass ? ((perPass * verify.get(0)!) / step).toFixed(2) + ` (${perPass.toFixed(2)} tokens / pass)` : '-'} |`);
   }
+  // Adaptive lengths stop drafting once the drafts are seen rejected: what that leaves of the loss.
+  const m0 = engine.metrics();
+  const adaptive = await tps({ method: 'draft-model', draft, draftTokens: 8 });
+  console.log(`| up to 8, adaptive | - | - | ${adaptive.toFixed(1)} (${engine.metrics().draftedTokens - m0.draftedTokens} draft tokens in ${runs + 1} runs of 64) | - |`);
   console.log();
   await draft.dispose();
   await target.dispose();

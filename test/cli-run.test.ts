@@ -40,6 +40,12 @@ describe('wasmforge generate --draft: speculative decoding with a draft model', 
     expect(await main([...greedy, '--draft', await bundledModelPath(), '--draft-tokens', '3'])).toBe(0);
     expect(io.out).toBe(plain);
     expect(io.err).toMatch(/speculative \(draft-model\): \d+ draft tokens, 100\.0% accepted/);
+    io.out = '';
+    expect(await main([...greedy, '--lookup', '4', '--draft-fixed'])).toBe(0);
+    expect(io.out).toBe(plain);
+    expect(io.err).toMatch(/speculative \(prompt-lookup\): \d+ draft tokens/);
+    expect(await main([...greedy, '--draft-fixed'])).toBe(1);
+    expect(io.err).toMatch(/--draft-fixed needs --lookup N or --draft FILE/);
     expect(await main([...greedy, '--draft-tokens', '3'])).toBe(1);
     expect(io.err).toMatch(/--draft-tokens needs --draft FILE/);
     expect(await main([...greedy, '--draft', '/nonexistent.gguf', '--lookup', '4'])).toBe(1);
@@ -174,5 +180,35 @@ describe('wasmforge serve', () => {
     c.child.kill('SIGTERM');
     expect(await c.exit).toBe(0);
     expect(c.err()).toMatch(/shutting down/);
+  });
+
+  it('--draft FILE: every request speculates with the draft model, loaded on the model\'s backend; the replies are the same', async () => {
+    const c = spawnCli(['serve', '--port', '0', '-t', '1', '--alias', 'tiny', '--draft', await bundledModelPath(), '--draft-tokens', '2']);
+    await until(() => /ready on/.test(c.err()), 'the model and its draft to load');
+    const url = /listening on (\S+)/.exec(c.err())![1]!;
+    expect(c.err()).toMatch(/speculative decoding by draft-model, up to 2 draft tokens per step \(adaptive\)/);
+    expect((await (await fetch(`${url}/props`)).json()).speculative).toEqual({ method: 'draft-model', draft_tokens: 2, adaptive: true });
+    const r = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST', body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 12, temperature: 0 }),
+    });
+    expect((await r.json()).choices[0].message.content).toBe(await reply([{ role: 'user', content: 'Once upon a time' }], 12));
+    c.child.kill('SIGTERM');
+    expect(await c.exit).toBe(0);
+  });
+});
+
+describe('wasmforge serve: bad speculative options are usage errors before anything loads', () => {
+  const io = captureOutput();
+
+  it('--lookup with --draft, --draft-tokens without --draft, --draft-fixed alone', async () => {
+    expect(await main(['serve', '-m', '/nonexistent.gguf', '--lookup', '4', '--draft', '/nonexistent.gguf'])).toBe(1);
+    expect(io.err).toMatch(/give --lookup or --draft, not both/);
+    expect(await main(['serve', '-m', '/nonexistent.gguf', '--draft-tokens', '3'])).toBe(1);
+    expect(io.err).toMatch(/--draft-tokens needs --draft FILE/);
+    expect(await main(['serve', '-m', '/nonexistent.gguf', '--draft-fixed'])).toBe(1);
+    expect(io.err).toMatch(/--draft-fixed needs --lookup N or --draft FILE/);
+    expect(await main(['serve', '-m', '/nonexistent.gguf', '--lookup', '0'])).toBe(1);
+    expect(io.err).toMatch(/--lookup/);
+    expect(io.err).not.toMatch(/nonexistent/);
   });
 });

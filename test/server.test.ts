@@ -23,6 +23,7 @@ import { listen, type Listener } from '../src/server/listen.js';
 import { GGMLType } from '../src/tensor/ggml-types.js';
 import { VERSION } from '../src/version.js';
 import { executable } from './helpers/runtimes.js';
+import { swaModels } from './helpers/swa-model.js';
 import { writeSyntheticLlama } from './helpers/synthetic.js';
 import pkg from '../package.json' with { type: 'json' };
 
@@ -530,6 +531,58 @@ describe('server: health, auth, CORS, limits, metrics', () => {
     expect(p).toMatchObject({ model: MODEL_ID, n_ctx: model.contextLength, build_info: `wasmforge ${VERSION}` });
     expect(p.chat_template).toBe(CHATML_TEMPLATE);
     expect(VERSION).toBe(pkg.version);
+  });
+});
+
+describe('server: speculative decoding for every request (--lookup, --draft)', () => {
+  /** A greedy story, then its first words again: the model copies, and drafts are kept. */
+  async function repeatingPrompt(): Promise<number[]> {
+    const story = (await direct('Once upon a time', { maxTokens: 80, ignoreEos: true })).tokens;
+    return [model.tokenizer.bosId!, ...story, model.tokenizer.bosId!, ...story.slice(0, 8)];
+  }
+
+  it('prompt lookup and a draft model: the same replies as without; drafts counted in /metrics, named in /props', async () => {
+    const prompt = await repeatingPrompt();
+    const body = { model: MODEL_ID, prompt, max_tokens: 40, temperature: 0 };
+    const plain = (await post('/v1/completions', body).then((r) => r.json())).choices[0].text;
+    for (const speculative of [{ method: 'prompt-lookup', draftTokens: 6, adaptive: false }, { method: 'draft-model', draft: model, draftTokens: 3 }] as const) {
+      const s = await serve(model, { speculative });
+      try {
+        await s.handler.ready;
+        const r = await fetch(`${s.listener.url}/v1/completions`, { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
+        expect((await r.json()).choices[0].text).toBe(plain);
+        const chat = await s.client.chat.completions.create({ model: MODEL_ID, messages: MESSAGES, max_tokens: 20, temperature: 0 });
+        expect(chat.choices[0]!.message.content).toBe((await client.chat.completions.create({ model: MODEL_ID, messages: MESSAGES, max_tokens: 20, temperature: 0 })).choices[0]!.message.content);
+        const metrics = (await call(s.handler, '/metrics')).text;
+        const drafted = Number(/^wasmforge_draft_tokens_total (\d+)$/m.exec(metrics)?.[1]);
+        expect(drafted).toBeGreaterThan(0);
+        expect(Number(/^wasmforge_draft_tokens_accepted_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+        expect((await call(s.handler, '/props')).json.speculative).toEqual({ method: speculative.method, draft_tokens: speculative.draftTokens, adaptive: speculative.method === 'draft-model' });
+      } finally {
+        await s.listener.close();
+        await s.handler.close();
+      }
+    }
+    expect((await call(handler, '/props')).json.speculative).toBeNull();
+  });
+
+  it('bad options fail loading with the reason: a draft of another vocabulary, a bad draft length', async () => {
+    const files = await swaModels(); // a made-up 512-token vocabulary: stories260K's size, other tokens
+    const other = await loadModel(await files.path(undefined), { threads: 1 });
+    try {
+      for (const [speculative, why] of [
+        [{ method: 'draft-model', draft: other }, /the draft model has another vocabulary than the model: token \d+ is/],
+        [{ method: 'prompt-lookup', draftTokens: 0 }, /speculative\.draftTokens must be an integer in 1\.\.64, got 0/],
+      ] as const) {
+        const h = createServerHandler(model, { modelId: MODEL_ID, speculative });
+        await expect(h.ready).rejects.toThrow(why);
+        expect(h.status).toBe('failed');
+        await h.close();
+      }
+    } finally {
+      await other.dispose();
+      await files.dispose();
+    }
   });
 });
 

@@ -81,7 +81,7 @@ describe('draft-model speculative decoding: exact where plain decoding is determ
       for (const [name, draft] of [['q4_0', q4], ['q8_0', q8], ['self', target]] as const) {
         if (!draft) continue;
         const m0 = engine.metrics();
-        const fast = await engine.generate({ ...request, speculative: { method: 'draft-model', draft, draftTokens: 4 } }).result;
+        const fast = await engine.generate({ ...request, speculative: { method: 'draft-model', draft, draftTokens: 4, adaptive: false } }).result;
         const steps = engine.metrics().steps - m0.steps;
         expectSame(fast, plain);
         const { drafted: n, acceptance } = drafted(engine, m0);
@@ -104,7 +104,7 @@ describe('draft-model speculative decoding: exact where plain decoding is determ
   it('Model.generate with the model as its own draft runs the drafts inside its own engine step; the same tokens', async () => {
     const options = { temperature: 0, maxTokens: 40, ignoreEos: true } as const;
     const plain = await target.generate('Tom and', options).result;
-    const fast = await target.generate('Tom and', { ...options, speculative: { method: 'draft-model', draft: target, draftTokens: 6 } }).result;
+    const fast = await target.generate('Tom and', { ...options, speculative: { method: 'draft-model', draft: target, draftTokens: 6, adaptive: false } }).result;
     expect(fast.tokens).toEqual(plain.tokens);
     expectDraftKVFree(target);
   });
@@ -120,7 +120,7 @@ describe('draft-model speculative decoding: exact where plain decoding is determ
       const plain: EngineResult[] = [];
       for (const r of requests) plain.push(await engine.generate(r).result);
       const m0 = engine.metrics();
-      const fast = await Promise.all(requests.map((r, i) => engine.generate(i === 4 ? r : { ...r, speculative: { method: 'draft-model', draft, draftTokens: 5, draftSampling: 'argmax' } }).result));
+      const fast = await Promise.all(requests.map((r, i) => engine.generate(i === 4 ? r : { ...r, speculative: { method: 'draft-model', draft, draftTokens: 5, adaptive: false, draftSampling: 'argmax' } }).result));
       fast.forEach((r, i) => expectSame(r, plain[i]));
       expect(engine.metrics().preemptions - m0.preemptions).toBeGreaterThan(0);
       expect(drafted(engine, m0).acceptance).toBeGreaterThan(0);
@@ -176,10 +176,10 @@ describe('draft-model speculative decoding under a grammar', () => {
     try {
       const plain = await engine.generate(request).result;
       const m0 = engine.metrics();
-      expectSame(await engine.generate({ ...request, speculative: { method: 'draft-model', draft, draftTokens: 4 } }).result, plain);
+      expectSame(await engine.generate({ ...request, speculative: { method: 'draft-model', draft, draftTokens: 4, adaptive: false } }).result, plain);
       expect(drafted(engine, m0).drafted).toBeGreaterThan(0);
       for (let seed = 0; seed < 5; seed++) {
-        const r = await engine.generate({ ...request, temperature: 1, seed, speculative: { method: 'draft-model', draft, draftTokens: 4 } }).result;
+        const r = await engine.generate({ ...request, temperature: 1, seed, speculative: { method: 'draft-model', draft, draftTokens: 4, adaptive: false } }).result;
         expect(r.text).toMatch(/^( the| a| big| little| dog| cat| girl| boy| ran| saw)+\.?$/);
       }
       expectDraftKVFree(draft);
@@ -231,7 +231,7 @@ describe('draft-model speculative decoding: sampled drafts keep the target distr
       for (const [name, draft] of [['q4_0', q4], ['random', random]] as const) {
         if (!draft) continue;
         const m0 = engine.metrics();
-        const counts = await samplePairs(engine, { speculative: { method: 'draft-model', draft, draftTokens: 2 } });
+        const counts = await samplePairs(engine, { speculative: { method: 'draft-model', draft, draftTokens: 2, adaptive: false } });
         const { drafted: n, acceptance } = drafted(engine, m0);
         const chi = chiSquare(counts, exact, RUNS);
         console.log(`speculative sampling, ${name} draft: ${n} drafts, acceptance ${acceptance.toFixed(3)}, chi-square ${chi.stat.toFixed(1)} on ${chi.df} df (critical ${chi.critical.toFixed(1)})`);
@@ -260,7 +260,7 @@ describe('draft-model speculative decoding: sampled drafts keep the target distr
     }
   });
 
-  it('the same seed replays the same tokens', async () => {
+  it('the same seed replays the same tokens (adaptive by default: a seeded sampled draft keeps its length, whatever the engine measured before)', async () => {
     const draft = q4 ?? random;
     const request = { maxTokens: 40, ignoreEos: true, temperature: 0.9, seed: 9, speculative: { method: 'draft-model', draft, draftTokens: 4 } } as const;
     const a = await target.generate(PROMPT, request).result;
@@ -316,7 +316,7 @@ describe('draft-model speculative decoding: bad drafts and options are typed err
     try {
       const request: EngineRequest = { prompt: 'Once upon a time', maxTokens: 60, temperature: 0, ignoreEos: true };
       const plain = await engine.generate(request).result;
-      const generation = engine.generate({ ...request, speculative: { method: 'draft-model', draft, draftTokens: 3 } });
+      const generation = engine.generate({ ...request, speculative: { method: 'draft-model', draft, draftTokens: 3, adaptive: false } });
       let pieces = 0;
       for await (const _ of generation) if (++pieces === 10) await draft.dispose();
       expect((await generation.result).tokens).toEqual(plain.tokens);

@@ -38,14 +38,15 @@ describe('prompt lookup drafter', () => {
   });
 
   it('options are checked, with defaults', () => {
-    expect(speculativeSettings({ method: 'prompt-lookup' })).toEqual({ method: 'prompt-lookup', draftTokens: 8, ngramMax: 3, ngramMin: 2 });
+    expect(speculativeSettings({ method: 'prompt-lookup' })).toEqual({ method: 'prompt-lookup', draftTokens: 8, adaptive: true, ngramMax: 3, ngramMin: 2 });
     expect(() => speculativeSettings({ method: 'eagle' as 'prompt-lookup' })).toThrow(/method/);
     expect(() => speculativeSettings({ method: 'prompt-lookup', draftTokens: 0 })).toThrow(/draftTokens/);
     expect(() => speculativeSettings({ method: 'prompt-lookup', ngramMax: 2, ngramMin: 3 })).toThrow(/ngramMin/);
+    expect(() => speculativeSettings({ method: 'prompt-lookup', adaptive: 'yes' as unknown as boolean })).toThrow(/adaptive must be a boolean/);
   });
 });
 
-const SPEC = { method: 'prompt-lookup', draftTokens: 6 } as const;
+const SPEC = { method: 'prompt-lookup', draftTokens: 6, adaptive: false } as const;
 
 let model: Model;
 /** A greedy story; prompts that quote part of it make the continuation copy from the prompt. */
@@ -93,6 +94,33 @@ describe('speculative decoding in the engine (stories260K)', () => {
     }
   });
 
+  it('adaptive draft lengths (the default): the same tokens, drafting where the model copies, kept more often than a fixed length', async () => {
+    const engine = await createEngine(model, { kvCacheTokens: 1024, prefixCacheEntries: 0 });
+    try {
+      const request: EngineRequest = { prompt: repeating(8), maxTokens: 80, temperature: 0, ignoreEos: true, logprobs: true };
+      const plain = await engine.generate(request).result;
+      const run = async (speculative: EngineRequest['speculative']) => {
+        const m0 = engine.metrics();
+        const r = await engine.generate({ ...request, speculative }).result;
+        const m1 = engine.metrics();
+        const drafted = m1.draftedTokens - m0.draftedTokens;
+        const kept = m1.draftAcceptanceRate * m1.draftedTokens - m0.draftAcceptanceRate * m0.draftedTokens;
+        return { r, steps: m1.steps - m0.steps, drafted, acceptance: kept / drafted };
+      };
+      const fixed = await run({ method: 'prompt-lookup', draftTokens: 8, adaptive: false });
+      const adaptive = await run({ method: 'prompt-lookup', draftTokens: 8 });
+      expectSame(adaptive.r, plain);
+      // Where the model copies (its first ~26 tokens) drafts are kept and it drafts; once it wanders it
+      // drafts less than the fixed length does, so a larger share of its drafts is kept.
+      expect(adaptive.drafted).toBeGreaterThan(0);
+      expect(adaptive.steps).toBeLessThan(80 - 10);
+      expect(adaptive.drafted).toBeLessThan(fixed.drafted);
+      expect(adaptive.acceptance).toBeGreaterThan(fixed.acceptance);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
   it('seeded sampling with penalties, several requests at once beside plain ones: each as without drafts, alone', async () => {
     const engine = await createEngine(model, { kvCacheTokens: 4096, prefixCacheEntries: 0 });
     try {
@@ -121,7 +149,7 @@ describe('speculative decoding in the engine (stories260K)', () => {
       for (const extra of [{ maxTokens: 3 }, { maxTokens: 17 }, { maxTokens: 60, stop: [stop] }]) {
         const request: EngineRequest = { prompt: repeating(8), temperature: 0, ignoreEos: true, logprobs: true, ...extra };
         const plain = await engine.generate(request).result;
-        const fast = await engine.generate({ ...request, speculative: { method: 'prompt-lookup', draftTokens: 16 } }).result;
+        const fast = await engine.generate({ ...request, speculative: { method: 'prompt-lookup', draftTokens: 16, adaptive: false } }).result;
         expectSame(fast, plain);
       }
       engine.clearPrefixCache();

@@ -25,6 +25,8 @@ ${KV_TYPE_HELP}
                           vocabulary, loaded on the model's backend, proposes tokens the model checks
                           in one pass (greedy: the same output; sampling: the same distribution)
   --draft-tokens N        draft tokens per step with --draft (1..32, default 4)
+  --draft-fixed           always draft the most tokens (N): by default each step drafts as many as
+                          pay, from how often drafts were kept and what a pass costs per token
   --lora FILE[:SCALE]     apply a LoRA adapter (llama.cpp GGUF; repeatable; scale default 1)
   --verbose               debug logging (model loading, kernels, engine)`;
 
@@ -40,7 +42,7 @@ export async function run(argv: string[]): Promise<number> {
       'repeat-penalty': [], 'frequency-penalty': [], 'presence-penalty': [], 'repeat-last-n': [], seed: ['s'], stop: [], lookup: [], draft: [], 'draft-tokens': [], lora: [],
     },
     repeatable: ['stop', 'lora'],
-    flags: { help: ['h'], 'ignore-eos': [] },
+    flags: { help: ['h'], 'ignore-eos': [], 'draft-fixed': [] },
   });
   if (args.flags.has('help')) {
     process.stdout.write(HELP + '\n');
@@ -59,11 +61,12 @@ export async function run(argv: string[]): Promise<number> {
     seed: args.values.has('seed') ? numberOption(args, 'seed', 0, { integer: true, min: 0 }) : undefined,
     stop: args.lists.get('stop'),
     ignoreEos: args.flags.has('ignore-eos'),
-    speculative: args.values.has('lookup') ? { method: 'prompt-lookup', draftTokens: numberOption(args, 'lookup', 8, { integer: true, min: 1, max: 64 }) } : undefined,
+    speculative: args.values.has('lookup') ? { method: 'prompt-lookup', draftTokens: numberOption(args, 'lookup', 8, { integer: true, min: 1, max: 64 }), adaptive: !args.flags.has('draft-fixed') } : undefined,
   };
   const draftPath = args.values.get('draft');
   if (draftPath !== undefined && args.values.has('lookup')) throw new UsageError('give --lookup or --draft, not both');
   if (args.values.has('draft-tokens') && draftPath === undefined) throw new UsageError('--draft-tokens needs --draft FILE');
+  if (args.flags.has('draft-fixed') && draftPath === undefined && !args.values.has('lookup')) throw new UsageError('--draft-fixed needs --lookup N or --draft FILE');
   const draftTokens = numberOption(args, 'draft-tokens', 4, { integer: true, min: 1, max: 32 });
   // The sampler's own checks, before the model loads: its ranges are the command's.
   try {
@@ -81,7 +84,7 @@ export async function run(argv: string[]): Promise<number> {
     if (draftPath !== undefined) {
       // On the model's own backend: the same kind and threads, one worker pool; disposed before the model.
       draft = await loadModel(draftPath, { backend: model.backend, contextLength: model.contextLength, kvCacheType: model.kvCacheType, onProgress: progressBar(draftPath.replace(/^.*[/\\]/, '')) });
-      options.speculative = { method: 'draft-model', draft, draftTokens };
+      options.speculative = { method: 'draft-model', draft, draftTokens, adaptive: !args.flags.has('draft-fixed') };
     }
     if (lora.length) {
       const adapters = [];

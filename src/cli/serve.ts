@@ -5,7 +5,7 @@ import { BACKEND_KINDS } from '../backend/registry.js';
 import { log, getLogLevel, setLogLevel } from '../log.js';
 import { loadModel, type Model } from '../model/model.js';
 import { bundledModelPath } from '../runtime/bundled-model.js';
-import { createServerHandler } from '../server/handler.js';
+import { createServerHandler, type ServerOptions } from '../server/handler.js';
 import { listen } from '../server/listen.js';
 import { numberOption, parseArgs, UsageError, type ArgSpec } from './args.js';
 import { backendArg, KV_TYPE_HELP, kvTypeArg, loraArg, MODEL_OPTIONS, progressBar } from './common.js';
@@ -29,6 +29,10 @@ ${KV_TYPE_HELP}
   --cors ORIGINS          allow browsers from these origins, comma-separated ("*" for any; default: none)
   --chat-template FILE    a Jinja chat template file instead of the model's
   --lora FILE[:SCALE]     apply a LoRA adapter (llama.cpp GGUF) to every request (repeatable; scale default 1)
+  --lookup N              speculative decoding by prompt lookup for every request: up to N draft tokens per step
+  --draft FILE            speculative decoding with a draft model (a smaller GGUF, same vocabulary) for every request
+  --draft-tokens N        draft tokens per step with --draft (1..32, default 4)
+  --draft-fixed           always draft the most tokens (default: as many as pay, measured as decoding goes)
   --backend NAME          ${BACKEND_KINDS.join(' | ')} (default auto)
   -t, --threads N         worker threads (default: all cores)
   --verbose               debug logging
@@ -38,10 +42,10 @@ routes: POST /v1/chat/completions /v1/completions /v1/embeddings /tokenize /deto
 export const SERVE_ARGS: ArgSpec = {
   values: {
     ...MODEL_OPTIONS, host: [], port: [], alias: [], parallel: ['np'], 'kv-tokens': [], queue: [], 'max-tokens': [], timeout: [],
-    'body-limit': [], 'api-key': [], cors: [], 'chat-template': [], lora: [],
+    'body-limit': [], 'api-key': [], cors: [], 'chat-template': [], lora: [], lookup: [], draft: [], 'draft-tokens': [],
   },
   repeatable: ['lora'],
-  flags: { help: ['h'] },
+  flags: { help: ['h'], 'draft-fixed': [] },
 };
 
 export async function run(argv: string[], env: Record<string, string | undefined> = process.env): Promise<number> {
@@ -64,10 +68,18 @@ export async function run(argv: string[], env: Record<string, string | undefined
   const path = args.values.get('model') ?? (await bundledModelPath());
   const alias = args.values.get('alias') ?? path.replace(/^.*[/\\]/, '');
 
+  const draftPath = args.values.get('draft');
+  if (draftPath !== undefined && args.values.has('lookup')) throw new UsageError('give --lookup or --draft, not both');
+  if (args.values.has('draft-tokens') && draftPath === undefined) throw new UsageError('--draft-tokens needs --draft FILE');
+  if (args.flags.has('draft-fixed') && draftPath === undefined && !args.values.has('lookup')) throw new UsageError('--draft-fixed needs --lookup N or --draft FILE');
+  const adaptive = !args.flags.has('draft-fixed');
+  const draftTokens = numberOption(args, 'draft-tokens', 4, { integer: true, min: 1, max: 32 });
+  const lookup = args.values.has('lookup') ? numberOption(args, 'lookup', 8, { integer: true, min: 1, max: 64 }) : undefined;
+
   if (getLogLevel() !== 'debug') setLogLevel('info'); // the request lines
   let model: Model | undefined;
-  const loading = loadModel(path, { threads, contextLength, backend, kvCacheType, onProgress: progressBar(alias) }).then((m) => (model = m));
-  const handler = createServerHandler(loading, {
+  let draft: Model | undefined;
+  const options: ServerOptions = {
     modelId: alias,
     engine: { maxSequences: optional('parallel', { integer: true, min: 1, max: 256 }), kvCacheTokens: optional('kv-tokens', { integer: true, min: 16 }), maxQueue: optional('queue', { integer: true, min: 0 }), contextLength },
     apiKeys: list(args.values.get('api-key') ?? env.WASMFORGE_API_KEY),
@@ -77,13 +89,25 @@ export async function run(argv: string[], env: Record<string, string | undefined
     requestTimeoutMs: timeout === undefined ? undefined : timeout * 1000,
     chatTemplate,
     lora: (args.lists.get('lora') ?? []).map(loraArg),
+    speculative: lookup === undefined ? undefined : { method: 'prompt-lookup', draftTokens: lookup, adaptive },
+  };
+  const loading = loadModel(path, { threads, contextLength, backend, kvCacheType, onProgress: progressBar(alias) }).then(async (m) => {
+    model = m;
+    if (draftPath !== undefined) {
+      // On the model's backend, with its context and cache type: the draft's KV follows the model's sequences.
+      draft = await loadModel(draftPath, { backend: m.backend, contextLength: m.contextLength, kvCacheType: m.kvCacheType, onProgress: progressBar(draftPath.replace(/^.*[/\\]/, '')) });
+      options.speculative = { method: 'draft-model', draft, draftTokens, adaptive };
+    }
+    return m;
   });
+  const handler = createServerHandler(loading, options);
   const listener = await listen(handler, { host, port });
   log.info(`serve: listening on ${listener.url} (model ${alias} loading)`);
   try {
     await handler.ready;
   } catch (err) {
     await listener.close();
+    await model?.dispose();
     throw err;
   }
   log.info(`serve: ${alias} ready on ${listener.url} (${model!.backend.name}, ${model!.backend.nThreads} threads)`);
@@ -95,6 +119,7 @@ export async function run(argv: string[], env: Record<string, string | undefined
   log.info('serve: shutting down');
   await listener.close();
   await handler.close();
+  await draft?.dispose();
   await model?.dispose();
   return 0;
 }

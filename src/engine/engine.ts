@@ -9,6 +9,7 @@ import { yieldToEventLoop } from '../generation/yield.js';
 import { createPromptLookupDrafter } from '../generation/prompt-lookup.js';
 import { DraftModelDrafter, vocabularyMismatch, type DraftHost } from '../generation/draft-model.js';
 import { speculativeSettings, type Drafter, type SpeculativeOptions } from '../generation/speculative.js';
+import { DraftLength } from '../generation/draft-length.js';
 import { jsonSchemaToGBNF } from '../generation/constrained/json-schema.js';
 import { CompiledGrammar, LazyGrammarMatcher } from '../generation/constrained/matcher.js';
 import { kvCacheTypeProblem } from '../backend/backend.js';
@@ -226,14 +227,16 @@ export class Engine {
     const sampling = { ...request };
     for (const [k, v] of Object.entries(this.model.samplingDefaults)) if ((sampling as Record<string, unknown>)[k] === undefined) (sampling as Record<string, unknown>)[k] = v;
     const samplers = Array.from({ length: n }, (_, i) => new Sampler({ ...sampling, logitsProcessors, seed: request.seed === undefined ? undefined : (request.seed + i) >>> 0 }));
-    const drafterFor = request.speculative === undefined ? undefined : this.drafters(request.speculative, sampling, request.seed);
+    const drafterFor = request.speculative === undefined ? undefined : this.drafters(request.speculative, sampling, request.seed, samplers[0]!.isGreedy);
 
     const params = { maxTokens, ignoreEos: request.ignoreEos ?? false, logprobs: request.logprobs ?? false, topLogprobs, priority };
     const adapters = request.adapters === undefined ? this.defaultAdapters : this.checkAdapters(request.adapters, 'INVALID_REQUEST');
     const adapterKey = keyOfAdapters(adapters);
     const r = new RequestState(this.nextRequestId++, prompt.length, params);
     for (let i = 0; i < n; i++) {
-      const seq = new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], params.logprobs, topLogprobs), logitsFrom, drafterFor?.(i), params.logprobs);
+      const speculation = drafterFor?.(i);
+      const seq = new Sequence(r, i, prompt, samplers[i], new CompletionOutput(this.model.tokenizer, request.stop ?? [], params.logprobs, topLogprobs), logitsFrom, speculation?.drafter, params.logprobs);
+      seq.draftLength = speculation?.length;
       seq.adapters = adapters;
       seq.adapterKey = adapterKey;
       r.sequences.push(seq);
@@ -267,11 +270,11 @@ export class Engine {
   }
 
   /**
-   * The drafter of each completion of a speculative request (checked: INVALID_REQUEST for bad
-   * options; for a draft model, DISPOSED when it was disposed, DRAFT_MISMATCH when its vocabulary
-   * is not this model's, UNSUPPORTED for a sliding-window draft, whose KV cannot roll back).
+   * The drafter and draft length of each completion of a speculative request (checked: INVALID_REQUEST
+   * for bad options; for a draft model, DISPOSED when it was disposed, DRAFT_MISMATCH when its
+   * vocabulary is not this model's, UNSUPPORTED for a sliding-window draft, whose KV cannot roll back).
    */
-  private drafters(spec: SpeculativeOptions, sampling: SamplingOptions, seed: number | undefined): (index: number) => Drafter {
+  private drafters(spec: SpeculativeOptions, sampling: SamplingOptions, seed: number | undefined, greedy: boolean): (index: number) => { drafter: Drafter; length: DraftLength } {
     let s: ReturnType<typeof speculativeSettings>;
     try {
       s = speculativeSettings(spec);
@@ -280,7 +283,7 @@ export class Engine {
     }
     if (s.method === 'prompt-lookup') {
       const lookup = createPromptLookupDrafter(s); // keeps nothing per sequence
-      return () => lookup;
+      return () => ({ drafter: lookup, length: new DraftLength(s.draftTokens, s.adaptive) });
     }
     const draft = s.draft;
     let engine: Engine;
@@ -296,12 +299,17 @@ export class Engine {
     if (everyLayerWindow(draft.config) !== undefined) throw new EngineError('UNSUPPORTED', 'speculative.draft is a sliding-window model: its KV cannot roll back over the blocks it releases');
     const host = engine.draftHost(this);
     const argmax = s.draftSampling === 'argmax';
+    // Sampled drafts of a seeded request: how many the draft makes decides its random draws, so a fixed number replays them.
+    const adaptive = s.adaptive && (seed === undefined || argmax || greedy);
     // The draft samples with the request's settings, not its processors (see DraftModelDrafter),
     // from a random stream of its own: completion i's is a hash of seed + i, so a seed replays it.
-    return (i) => new DraftModelDrafter(host, new Sampler({
-      ...sampling, logitsProcessors: undefined, ...(argmax ? { temperature: 0 } : {}),
-      seed: seed === undefined ? undefined : Math.floor(new SeededRandom((seed + i) ^ 0x2545f491).next() * 2 ** 32),
-    }), s.draftTokens);
+    return (i) => ({
+      drafter: new DraftModelDrafter(host, new Sampler({
+        ...sampling, logitsProcessors: undefined, ...(argmax ? { temperature: 0 } : {}),
+        seed: seed === undefined ? undefined : Math.floor(new SeededRandom((seed + i) ^ 0x2545f491).next() * 2 ** 32),
+      }), s.draftTokens),
+      length: new DraftLength(s.draftTokens, adaptive),
+    });
   }
 
   /**

@@ -16,6 +16,7 @@ import type { Tokenizer } from '../tokenizer/index.js';
 import { logprobsOf } from './completion.js';
 import type { ActiveAdapter } from '../model/lora.js';
 import { BackendError } from '../backend/errors.js';
+import { PassCost } from '../generation/draft-length.js';
 import type { Draft } from '../generation/speculative.js';
 import { log } from '../log.js';
 import type { TokenDistribution } from '../sampling/sampler.js';
@@ -56,6 +57,8 @@ interface Slice {
 
 export class Scheduler {
   readonly prefixCache: PrefixCache;
+  /** What a decode step's forward pass costs per token here: what draft lengths are chosen from. */
+  private readonly passCost = new PassCost();
   readonly stats: SchedulerStats = { steps: 0, computedTokens: 0, generatedTokens: 0, admittedPromptTokens: 0, reusedPromptTokens: 0, preemptions: 0, draftedTokens: 0, acceptedDraftTokens: 0, busyMs: 0 };
   private readonly waiting: Sequence[] = [];
   /** In admission order. */
@@ -184,6 +187,7 @@ export class Scheduler {
     // A row of logits, or for a sequence that needs only the argmax or the top k, what the backend picked.
     let logits: PositionLogits[];
     this.deferredCancels = [];
+    const tPass = performance.now();
     try {
       logits = await this.graph.forward(batch);
     } catch (err) {
@@ -216,6 +220,8 @@ export class Scheduler {
     }
     this.landDeferredCancels(); // after the KV bookkeeping, as if they had come between steps
     for (const [seq, rows, draft, q] of sampled) if (seq.state === 'running') this.onLogits(seq, rows, draft, q);
+    // Decode steps (no prompt chunks) are the passes drafts are added to: their time, checking the drafts included.
+    if (plan.every((s) => s.count === 1)) this.passCost.observe(batch.length, performance.now() - tPass);
     this.stats.busyMs += performance.now() - t0;
   }
 
@@ -311,32 +317,37 @@ export class Scheduler {
     return plan;
   }
 
-  /** Draft tokens for the planned slices that speculate, one sequence after another, within the step's token budget. */
+  /**
+   * Draft tokens for the planned slices that speculate, one sequence after another, within the
+   * step's token budget; each sequence's draft length is chosen given the tokens planned so far.
+   */
   private async addDrafts(plan: Slice[]): Promise<void> {
-    let budget = this.config.maxBatchTokens;
-    for (const { count } of plan) budget -= count;
+    let tokens = 0;
+    for (const { count } of plan) tokens += count;
     for (const slice of plan) {
+      const budget = this.config.maxBatchTokens - tokens;
       if (budget <= 0) return;
       if (slice.seq.state !== 'running') continue; // cancelled while an earlier slice drafted
-      await this.proposeDraft(slice, budget);
-      budget -= slice.draft.length;
+      await this.proposeDraft(slice, Math.min(budget, slice.seq.draftLength?.choose(tokens, this.passCost) ?? budget));
+      tokens += slice.draft.length;
     }
   }
 
   /**
-   * Draft tokens to evaluate after a slice that ends the sequence's tokens: no more than could be
-   * kept (the request's token limit, the context). None under a sliding window, whose KV cannot
+   * Draft tokens to evaluate after a slice that ends the sequence's tokens: at most `limit`, and no
+   * more than could be kept (the request's token limit, the context). None under a sliding window, whose KV cannot
    * roll back over blocks the drafts' positions let go. A drafter that fails (a draft model's
    * forward pass) is dropped: the sequence goes on without drafts.
    */
-  private async proposeDraft(slice: Slice, budget: number): Promise<void> {
+  private async proposeDraft(slice: Slice, limit: number): Promise<void> {
     const { seq, count } = slice;
     const drafter = seq.drafter;
     if (!drafter || seq.kvLen + count !== seq.tokens.length || seq.followers.length > 0) return;
     if (this.kv.options.slidingWindow !== undefined) return;
-    const keepable = Math.min(seq.request.params.maxTokens - seq.generated - 1, this.config.contextLength - seq.tokens.length, budget);
+    const keepable = Math.min(seq.request.params.maxTokens - seq.generated - 1, this.config.contextLength - seq.tokens.length, limit);
     if (keepable < 1) return;
     let proposal: number[] | Draft;
+    const t0 = performance.now();
     try {
       proposal = await drafter.propose(seq.tokens, keepable);
     } catch (err) {
@@ -347,6 +358,7 @@ export class Scheduler {
     }
     const draft = Array.isArray(proposal) ? { tokens: proposal } : proposal;
     slice.draft = draft.tokens.slice(0, keepable);
+    seq.draftLength?.proposed(slice.draft.length, performance.now() - t0);
     if (draft.q) slice.q = draft.q;
     this.stats.draftedTokens += slice.draft.length;
   }
@@ -418,12 +430,15 @@ export class Scheduler {
       f.state = 'running';
       this.running.push(f);
     }
+    let kept = 0;
     for (let i = 0; ; i++) {
       const token = this.sample(seq, rows[i], q && i < draft.length ? [draft[i], q[i]] : undefined);
       if (seq.state !== 'running' || i === draft.length || token !== draft[i]) break;
       seq.kvLen++; // the draft's K/V are the sampled token's
-      this.stats.acceptedDraftTokens++;
+      kept++;
     }
+    this.stats.acceptedDraftTokens += kept;
+    seq.draftLength?.verified(draft.length, kept);
     if (seq.state === 'running' && this.kv.sequenceLength(seq.kvId) > seq.kvLen) this.kv.truncate(seq.kvId, seq.kvLen);
     for (const f of followers) if (f.state === 'running') this.sample(f, rows[0]);
   }

@@ -1,6 +1,7 @@
 // One completion as the scheduler sees it: its tokens (prompt, then generated), how many of them
 // are in its KV sequence, and the sampler and output that turn logits into text. Preemption drops
 // the KV (kvLen back to 0) and keeps everything else, so recomputing resumes exactly.
+import type { DraftLength } from '../generation/draft-length.js';
 import type { Drafter } from '../generation/speculative.js';
 import { logitsRequestFor, type LogitsRequest } from '../model/graph.js';
 import type { ActiveAdapter } from '../model/lora.js';
@@ -36,6 +37,8 @@ export class Sequence {
   /** The LoRA adapters its forward passes use, and their identity: sequences of one step share it. */
   adapters: readonly ActiveAdapter[] = [];
   adapterKey = '';
+  /** How many draft tokens its drafter proposes each step (with a drafter). */
+  draftLength?: DraftLength;
   /** The step it last took part in (the scheduler serves the longest-waiting adapter set first). */
   lastStep = -1;
 

@@ -30,6 +30,15 @@ export interface PromptLookupOptions {
   method: 'prompt-lookup';
   /** Most draft tokens evaluated with each decode token (default 8). */
   draftTokens?: number;
+  /**
+   * Choose each step's draft length (default true): between 0 and draftTokens, the number that
+   * gives the most tokens per millisecond, from how often the sequence's drafts were kept lately
+   * and what a forward pass measurably costs per token on this engine (draft-length.ts). On the WASM
+   * CPU path, where every token of a pass costs nearly its own, that means drafting only while the
+   * drafts are mostly right; on a GPU, drafting long. The output is the same either way, only the
+   * number of forward passes changes. false: always up to draftTokens.
+   */
+  adaptive?: boolean;
   /** Longest n-gram matched against the sequence's end (default 3); shorter ones are tried after it. */
   ngramMax?: number;
   /** Shortest n-gram matched (default 2). */
@@ -45,8 +54,14 @@ export interface DraftModelOptions {
    * (model.engine(), or the one createEngine made for it), which holds the drafts' KV.
    */
   draft: Model;
-  /** Draft tokens proposed per step: one draft decode step each (default 4). */
+  /** Most draft tokens proposed per step: one draft decode step each (default 4). */
   draftTokens?: number;
+  /**
+   * Choose each step's draft length, as PromptLookupOptions.adaptive (default true). Seeded requests
+   * that draft by sampling ('sample', temperature > 0) keep draftTokens, so that a seed replays
+   * their output (the draft's random draws depend on how many it makes).
+   */
+  adaptive?: boolean;
   /**
    * How the draft picks its tokens when the request samples (temperature > 0). 'sample' (default):
    * from its own distribution under the request's sampler settings, verified by speculative
@@ -68,15 +83,20 @@ export function speculativeSettings(o: SpeculativeOptions): Required<PromptLooku
   const int = (name: string, v: unknown, lo: number, hi: number) => {
     if (!Number.isInteger(v) || (v as number) < lo || (v as number) > hi) throw new RangeError(`speculative.${name} must be an integer in ${lo}..${hi}, got ${v}`);
   };
+  const bool = (name: string, v: unknown) => {
+    if (typeof v !== 'boolean') throw new RangeError(`speculative.${name} must be a boolean, got ${JSON.stringify(v)}`);
+  };
   if (o.method === 'prompt-lookup') {
-    const s = { method: o.method, draftTokens: o.draftTokens ?? 8, ngramMax: o.ngramMax ?? 3, ngramMin: o.ngramMin ?? 2 };
+    const s = { method: o.method, draftTokens: o.draftTokens ?? 8, adaptive: o.adaptive ?? true, ngramMax: o.ngramMax ?? 3, ngramMin: o.ngramMin ?? 2 };
     int('draftTokens', s.draftTokens, 1, 64);
+    bool('adaptive', s.adaptive);
     int('ngramMax', s.ngramMax, 1, 16);
     int('ngramMin', s.ngramMin, 1, s.ngramMax);
     return s;
   }
   if (o.method === 'draft-model') {
-    const s = { method: o.method, draft: o.draft, draftTokens: o.draftTokens ?? 4, draftSampling: o.draftSampling ?? 'sample' };
+    const s = { method: o.method, draft: o.draft, draftTokens: o.draftTokens ?? 4, adaptive: o.adaptive ?? true, draftSampling: o.draftSampling ?? 'sample' };
+    bool('adaptive', s.adaptive);
     // Every draft token is a forward pass of the draft; past a few dozen the target rejects most anyway.
     int('draftTokens', s.draftTokens, 1, 32);
     if (s.draftSampling !== 'sample' && s.draftSampling !== 'argmax') throw new RangeError(`speculative.draftSampling must be 'sample' or 'argmax', got ${JSON.stringify(s.draftSampling)}`);

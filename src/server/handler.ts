@@ -9,6 +9,8 @@ import { log } from '../log.js';
 import type { Model } from '../model/model.js';
 import type { ModelInput } from '../io/open-source.js';
 import type { ActiveAdapter } from '../model/lora.js';
+import { speculativeSettings, type SpeculativeOptions } from '../generation/speculative.js';
+import { vocabularyMismatch } from '../generation/draft-model.js';
 import { VERSION } from '../version.js';
 import { HttpError, httpErrorOf } from './errors.js';
 import { bearerToken, CORS_PREFLIGHT, corsHeaders, jsonResponse, matchesApiKey, readJsonBody } from './http.js';
@@ -37,6 +39,12 @@ export interface ServerOptions {
   chatTemplate?: string;
   /** LoRA adapters (llama.cpp's GGUF format) applied to every request, each with its scale. */
   lora?: readonly { input: ModelInput; scale: number }[];
+  /**
+   * Speculative decoding for every chat and completion request: prompt lookup, or a draft model
+   * (loaded by the caller, which disposes of it). The same output as without, fewer forward passes
+   * where the drafts are right. Checked when the model is ready (a bad one fails loading).
+   */
+  speculative?: SpeculativeOptions;
 }
 
 export interface ServerHandler {
@@ -197,7 +205,19 @@ async function serve(model: Model, options: ServerOptions): Promise<ServedModel>
     if (source === undefined) log.warn(`server: ${id} has no chat template; chat requests use ChatML`);
     template = ChatTemplate.forTokenizer(source ?? CHATML_TEMPLATE, model.tokenizer);
   }
-  const limits: RequestLimits = { modelId: id, maxTokens, maxN: Math.min(128, options.engine?.maxSequences ?? 64), vocabSize: model.config.vocabSize, adapters };
+  let speculative: ReturnType<typeof speculativeSettings> | undefined;
+  if (options.speculative !== undefined) {
+    if (!engine) throw new HttpError(500, 'server_error', 'bad_option', `speculative decoding needs a decoder; ${id} is an encoder`);
+    try {
+      speculative = speculativeSettings(options.speculative);
+    } catch (err) {
+      throw new HttpError(500, 'server_error', 'bad_option', (err as Error).message);
+    }
+    const mismatch = speculative.method === 'draft-model' ? vocabularyMismatch(model, speculative.draft) : undefined;
+    if (mismatch) throw new HttpError(500, 'server_error', 'bad_option', `the draft model has another vocabulary than the model: ${mismatch}`);
+    log.info(`server: speculative decoding by ${speculative.method}, up to ${speculative.draftTokens} draft tokens per step${speculative.adaptive ? ' (adaptive)' : ''}`);
+  }
+  const limits: RequestLimits = { modelId: id, maxTokens, maxN: Math.min(128, options.engine?.maxSequences ?? 64), vocabSize: model.config.vocabSize, adapters, speculative };
   return {
     id, model, engine, template, limits, contextLength,
     maxQueue: options.engine?.maxQueue ?? 256,
@@ -217,6 +237,7 @@ function modelObject(s: ServedModel) {
 
 /** llama.cpp server's /props, in the fields that carry over. */
 function props(s: ServedModel) {
+  const spec = s.limits.speculative;
   return {
     model: s.id,
     model_alias: s.id,
@@ -228,5 +249,6 @@ function props(s: ServedModel) {
     backend: s.model.backend.name,
     threads: s.model.backend.nThreads,
     embedding: s.engine === undefined,
+    speculative: spec ? { method: spec.method, draft_tokens: spec.draftTokens ?? null, adaptive: spec.adaptive ?? true } : null,
   };
 }

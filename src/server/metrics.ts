@@ -78,6 +78,8 @@ export class ServerMetrics {
       gauge('prefix_cache_entries', 'Finished sequences kept for prefix reuse.', engine.prefixCacheEntries);
       gauge('prefix_cache_hit_ratio', 'Share of admitted prompt tokens whose KV was reused.', engine.prefixCacheHitRate);
       metric('preemptions_total', 'counter', 'Sequences preempted (freed and recomputed later).', [`preemptions_total ${engine.preemptions}`]);
+      metric('draft_tokens_total', 'counter', 'Draft tokens verified (speculative decoding).', [`draft_tokens_total ${engine.draftedTokens}`]);
+      metric('draft_tokens_accepted_total', 'counter', 'Draft tokens kept (speculative decoding).', [`draft_tokens_accepted_total ${Math.round(engine.draftAcceptanceRate * engine.draftedTokens)}`]);
     }
     return out.join('\n') + '\n';
   }

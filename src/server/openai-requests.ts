@@ -2,6 +2,7 @@
 // range, combination), with a 400 naming it; a field it cannot honour yet is a 400 saying so,
 // never silently dropped; fields it has no use for (user, metadata, store, ...) are ignored as
 // OpenAI ignores unknown ones.
+import type { SpeculativeOptions } from '../generation/speculative.js';
 import type { ChatMessage } from '../chat/template.js';
 import type { Tool, ToolChoice } from '../chat/tool-calls.js';
 import type { ActiveAdapter } from '../model/lora.js';
@@ -20,6 +21,8 @@ export interface RequestLimits {
   vocabSize: number;
   /** LoRA adapters the server loaded (--lora), by id: a request's `lora` field picks among them. */
   adapters: readonly ActiveAdapter[];
+  /** Speculative decoding for every generation (the server's --lookup / --draft); none when absent. */
+  speculative?: SpeculativeOptions;
 }
 
 /** What chat and completion requests share: sampling, length, stop, n, streaming. */
@@ -97,6 +100,7 @@ function readGeneration(f: Fields, limits: RequestLimits): GenerationFields {
     r.stop = list as string[];
   }
   r.n = f.integer('n', { min: 1, max: limits.maxN });
+  if (limits.speculative) r.speculative = limits.speculative;
   r.ignoreEos = f.boolean('ignore_eos'); // llama.cpp's extension
   // llama.cpp's per-request adapter scales: [{ id, scale }] over the adapters the server loaded (others 0).
   const lora = f.array('lora');
