@@ -2,7 +2,7 @@
 // pool) and its own copy of the model, and their runs alternate, so a shared machine's drift hits
 // every variant alike. Separate processes run minutes apart on these machines differ by 10-50% with
 // identical code (bench/results/2026-12-03-session14.md); alternating in one process does not.
-// Prints the median prompt or decode rate per variant and the median time per op and run, per variant.
+// Rounds alternate the order (ABBA). Prints the median prompt or decode rate per variant and the median time per op and run, per variant.
 // Run: npx tsx bench/ab.ts [--model m135] [--type q4_0] [--mode decode|prompt] [--tokens 48] [--rounds 12]
 //      --variants SPEC,SPEC...   SPEC: relaxed | baseline | kernels=FILE, with optional :threads=N :spin=N
 //      e.g. --variants relaxed,baseline   or   --variants baseline:threads=1,baseline:threads=2
@@ -75,7 +75,8 @@ for (const spec of specs) variants.push(await makeVariant(spec));
 for (const v of variants) v.model = await loadModel(path, { backend: v.backend });
 const prompt = Array.from({ length: mode === 'prompt' ? tokens : 16 }, (_, i) => 100 + ((i * 7919) % 20000));
 for (let r = 0; r < rounds + 2; r++) {
-  for (const v of variants) {
+  // Each round in the other order: a variant's place in the round (after which one, how warm) evens out.
+  for (const v of r % 2 ? [...variants].reverse() : variants) {
     const engine = v.model!.engine();
     v.current = new Map();
     const t0 = performance.now();
