@@ -21,7 +21,7 @@
 }
 
 // 2^112: rebias an f16 exponent (bias 15) placed in f32 position (bias 127).
-const F16_REBIAS: f32 = reinterpret<f32>(0x77800000);
+export const F16_REBIAS: f32 = reinterpret<f32>(0x77800000);
 
 /** Exact f16 -> f32, including subnormals, infinities and NaN payloads. */
 @inline export function f16ToF32(h: u32): f32 {

@@ -4,6 +4,7 @@
 // identical code (bench/results/2026-12-03-session14.md); alternating in one process does not.
 // Rounds alternate the order (ABBA). Prints the median prompt or decode rate per variant and the median time per op and run, per variant.
 // Run: npx tsx bench/ab.ts [--model m135] [--type q4_0] [--mode decode|prompt] [--tokens 48] [--rounds 12]
+//      [--depth 16]   (decode: the prompt's length, i.e. the context the decoded tokens attend to)
 //      --variants SPEC,SPEC...   SPEC: relaxed | baseline | kernels=FILE, with optional :threads=N :spin=N
 //      e.g. --variants relaxed,baseline   or   --variants baseline:threads=1,baseline:threads=2
 // (kernels=FILE: a kernel build run in place of both of the runtime's, e.g. an A/B variant of assembly/.)
@@ -21,6 +22,7 @@ const typeName = opt('type', 'q4_0');
 const mode = opt('mode', 'decode');
 const tokens = Number(opt('tokens', mode === 'prompt' ? '128' : '48'));
 const rounds = Number(opt('rounds', '12'));
+const depth = Number(opt('depth', '16'));
 const path = join(import.meta.dirname, '.cache', 'models', `${modelName}-${typeName}-s1-v1.gguf`);
 if (!existsSync(path)) throw new Error(`${path} is missing: run npx tsx bench/e2e-quick.ts --model ${modelName} --type ${typeName} once to write it`);
 if (mode !== 'decode' && mode !== 'prompt') throw new Error(`--mode is decode or prompt, got ${mode}`);
@@ -52,17 +54,17 @@ async function makeVariant(spec: string): Promise<Variant> {
   const backend = await createWasmBackend({ threads, spin, ...choice });
   const v: Variant = { label: spec, backend, rates: [], ops: new Map(), current: new Map() };
   const notOps = new Set(['alloc', 'u8', 'f32', 'i32', 'dispose']);
-  let depth = 0;
+  let nesting = 0;
   for (const name of Object.keys(backend) as (keyof WasmBackend)[]) {
     const fn = backend[name];
     if (typeof fn !== 'function' || notOps.has(name)) continue;
     (backend as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => {
       const t0 = performance.now();
-      depth++;
+      nesting++;
       try {
         return (fn as (...a: unknown[]) => unknown).apply(backend, args);
       } finally {
-        if (--depth === 0) v.current.set(name, (v.current.get(name) ?? 0) + performance.now() - t0);
+        if (--nesting === 0) v.current.set(name, (v.current.get(name) ?? 0) + performance.now() - t0);
       }
     };
   }
@@ -73,7 +75,7 @@ const specs = opt('variants', 'relaxed,baseline').split(',');
 const variants: Variant[] = [];
 for (const spec of specs) variants.push(await makeVariant(spec));
 for (const v of variants) v.model = await loadModel(path, { backend: v.backend });
-const prompt = Array.from({ length: mode === 'prompt' ? tokens : 16 }, (_, i) => 100 + ((i * 7919) % 20000));
+const prompt = Array.from({ length: mode === 'prompt' ? tokens : depth }, (_, i) => 100 + ((i * 7919) % 20000));
 for (let r = 0; r < rounds + 2; r++) {
   // Each round in the other order: a variant's place in the round (after which one, how warm) evens out.
   for (const v of r % 2 ? [...variants].reverse() : variants) {
@@ -89,7 +91,7 @@ for (let r = 0; r < rounds + 2; r++) {
   }
 }
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
-console.log(`# A/B, ${modelName} ${typeName}, ${mode} (${tokens} tokens), medians of ${rounds} alternated runs\n`);
+console.log(`# A/B, ${modelName} ${typeName}, ${mode} (${tokens} tokens${mode === 'decode' ? ` after ${depth}` : ''}), medians of ${rounds} alternated runs\n`);
 console.log(`| | ${variants.map((v) => `${v.label} (${v.backend.name}, ${v.backend.nThreads}T)`).join(' | ')} |`);
 console.log(`|---|${variants.map(() => '---').join('|')}|`);
 console.log(`| ${mode} tok/s | ${variants.map((v) => median(v.rates).toFixed(1)).join(' | ')} |`);
