@@ -12,6 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createWasmBackend, type WasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
 import { loadModel, type Model } from '../src/model/model.js';
+import { timeOps } from './op-timer.js';
 
 const opt = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -53,21 +54,7 @@ async function makeVariant(spec: string): Promise<Variant> {
   } else throw new Error(`variant ${spec}: relaxed, baseline or kernels=FILE, then :threads=N / :spin=N`);
   const backend = await createWasmBackend({ threads, spin, ...choice });
   const v: Variant = { label: spec, backend, rates: [], ops: new Map(), current: new Map() };
-  const notOps = new Set(['alloc', 'u8', 'f32', 'i32', 'dispose']);
-  let nesting = 0;
-  for (const name of Object.keys(backend) as (keyof WasmBackend)[]) {
-    const fn = backend[name];
-    if (typeof fn !== 'function' || notOps.has(name)) continue;
-    (backend as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => {
-      const t0 = performance.now();
-      nesting++;
-      try {
-        return (fn as (...a: unknown[]) => unknown).apply(backend, args);
-      } finally {
-        if (--nesting === 0) v.current.set(name, (v.current.get(name) ?? 0) + performance.now() - t0);
-      }
-    };
-  }
+  timeOps(backend, (name, _args, ms) => v.current.set(name, (v.current.get(name) ?? 0) + ms));
   return v;
 }
 

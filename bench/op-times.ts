@@ -9,8 +9,9 @@
 //      [--by-shape]   (matmuls split by their weights' rows x cols: which matrices cost what)
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createWasmBackend, type WasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
+import { createWasmBackend } from '../src/backend/wasm/create-wasm-backend.js';
 import { loadModel } from '../src/model/model.js';
+import { timeOps } from './op-timer.js';
 
 const opt = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -34,30 +35,14 @@ const shapeOf = (args: unknown[]): string => {
   const dims = (w: { rows: number; cols: number }) => `${w.rows}x${w.cols}`;
   return Array.isArray(args[0]) ? (args[0] as { w: { rows: number; cols: number } }[]).map((p) => dims(p.w)).join('+') : dims(args[1] as { rows: number; cols: number });
 };
-// Ops that call other ops (matmul -> matmulShared) are timed only at the outermost call.
 const times = new Map<string, { ms: number; calls: number }>();
-let depth = 0;
-const notOps = new Set(['alloc', 'u8', 'f32', 'i32', 'dispose']);
-for (const name of Object.keys(backend) as (keyof WasmBackend)[]) {
-  const fn = backend[name];
-  if (typeof fn !== 'function' || notOps.has(name)) continue;
-  (backend as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => {
-    const t0 = performance.now();
-    depth++;
-    try {
-      return (fn as (...a: unknown[]) => unknown).apply(backend, args);
-    } finally {
-      depth--;
-      if (depth === 0) {
-        const key = byShape && name.startsWith('matmul') ? `${name} ${shapeOf(args)}` : name;
-        const e = times.get(key) ?? { ms: 0, calls: 0 };
-        e.ms += performance.now() - t0;
-        e.calls++;
-        times.set(key, e);
-      }
-    }
-  };
-}
+timeOps(backend, (name, args, ms) => {
+  const key = byShape && name.startsWith('matmul') ? `${name} ${shapeOf(args)}` : name;
+  const e = times.get(key) ?? { ms: 0, calls: 0 };
+  e.ms += ms;
+  e.calls++;
+  times.set(key, e);
+});
 
 const model = await loadModel(path, { threads, backend });
 const prompt = Array.from({ length: nPrompt }, (_, i) => 100 + ((i * 7919) % 20000));

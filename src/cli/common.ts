@@ -62,3 +62,17 @@ export function loraArg(text: string): { input: string; scale: number } {
   if (!m[1] || !Number.isFinite(scale)) throw new UsageError(`--lora takes FILE or FILE:SCALE, got "${text}"`);
   return { input: m[1], scale };
 }
+
+/** The speculative-decoding flags: --lookup N | --draft FILE [--draft-tokens N] [--draft-fixed], checked (UsageError). */
+export function speculativeArgs(args: ParsedArgs): { lookup?: number; draftPath?: string; draftTokens: number; adaptive: boolean } {
+  const draftPath = args.values.get('draft');
+  if (draftPath !== undefined && args.values.has('lookup')) throw new UsageError('give --lookup or --draft, not both');
+  if (args.values.has('draft-tokens') && draftPath === undefined) throw new UsageError('--draft-tokens needs --draft FILE');
+  if (args.flags.has('draft-fixed') && draftPath === undefined && !args.values.has('lookup')) throw new UsageError('--draft-fixed needs --lookup N or --draft FILE');
+  return {
+    lookup: args.values.has('lookup') ? numberOption(args, 'lookup', 8, { integer: true, min: 1, max: 64 }) : undefined,
+    draftPath,
+    draftTokens: numberOption(args, 'draft-tokens', 4, { integer: true, min: 1, max: 32 }),
+    adaptive: !args.flags.has('draft-fixed'),
+  };
+}

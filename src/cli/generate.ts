@@ -1,7 +1,7 @@
 import { loadModel, type GenerateOptions, type Model } from '../model/model.js';
 import { Sampler, SamplingError } from '../sampling/sampler.js';
 import { numberOption, parseArgs, UsageError } from './args.js';
-import { KV_TYPE_HELP, loadModelFromArgs, loraArg, MODEL_OPTIONS, progressBar } from './common.js';
+import { KV_TYPE_HELP, loadModelFromArgs, loraArg, MODEL_OPTIONS, progressBar, speculativeArgs } from './common.js';
 
 export const summary = 'generate text from a prompt (default model: the bundled stories260K)';
 
@@ -48,6 +48,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(HELP + '\n');
     return 0;
   }
+  const { lookup, draftPath, draftTokens, adaptive } = speculativeArgs(args);
   const options: GenerateOptions = {
     maxTokens: numberOption(args, 'n-predict', 128, { integer: true, min: 0 }),
     temperature: numberOption(args, 'temp', 0.8),
@@ -61,13 +62,8 @@ export async function run(argv: string[]): Promise<number> {
     seed: args.values.has('seed') ? numberOption(args, 'seed', 0, { integer: true, min: 0 }) : undefined,
     stop: args.lists.get('stop'),
     ignoreEos: args.flags.has('ignore-eos'),
-    speculative: args.values.has('lookup') ? { method: 'prompt-lookup', draftTokens: numberOption(args, 'lookup', 8, { integer: true, min: 1, max: 64 }), adaptive: !args.flags.has('draft-fixed') } : undefined,
+    speculative: lookup === undefined ? undefined : { method: 'prompt-lookup', draftTokens: lookup, adaptive },
   };
-  const draftPath = args.values.get('draft');
-  if (draftPath !== undefined && args.values.has('lookup')) throw new UsageError('give --lookup or --draft, not both');
-  if (args.values.has('draft-tokens') && draftPath === undefined) throw new UsageError('--draft-tokens needs --draft FILE');
-  if (args.flags.has('draft-fixed') && draftPath === undefined && !args.values.has('lookup')) throw new UsageError('--draft-fixed needs --lookup N or --draft FILE');
-  const draftTokens = numberOption(args, 'draft-tokens', 4, { integer: true, min: 1, max: 32 });
   // The sampler's own checks, before the model loads: its ranges are the command's.
   try {
     new Sampler(options);
@@ -84,7 +80,7 @@ export async function run(argv: string[]): Promise<number> {
     if (draftPath !== undefined) {
       // On the model's own backend: the same kind and threads, one worker pool; disposed before the model.
       draft = await loadModel(draftPath, { backend: model.backend, contextLength: model.contextLength, kvCacheType: model.kvCacheType, onProgress: progressBar(draftPath.replace(/^.*[/\\]/, '')) });
-      options.speculative = { method: 'draft-model', draft, draftTokens, adaptive: !args.flags.has('draft-fixed') };
+      options.speculative = { method: 'draft-model', draft, draftTokens, adaptive };
     }
     if (lora.length) {
       const adapters = [];

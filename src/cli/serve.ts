@@ -7,8 +7,8 @@ import { loadModel, type Model } from '../model/model.js';
 import { bundledModelPath } from '../runtime/bundled-model.js';
 import { createServerHandler, type ServerOptions } from '../server/handler.js';
 import { listen } from '../server/listen.js';
-import { numberOption, parseArgs, UsageError, type ArgSpec } from './args.js';
-import { backendArg, KV_TYPE_HELP, kvTypeArg, loraArg, MODEL_OPTIONS, progressBar } from './common.js';
+import { numberOption, parseArgs, type ArgSpec } from './args.js';
+import { backendArg, KV_TYPE_HELP, kvTypeArg, loraArg, MODEL_OPTIONS, progressBar, speculativeArgs } from './common.js';
 
 export const summary = 'serve a model over an OpenAI-compatible HTTP API (chat, completions, embeddings, SSE)';
 
@@ -68,13 +68,7 @@ export async function run(argv: string[], env: Record<string, string | undefined
   const path = args.values.get('model') ?? (await bundledModelPath());
   const alias = args.values.get('alias') ?? path.replace(/^.*[/\\]/, '');
 
-  const draftPath = args.values.get('draft');
-  if (draftPath !== undefined && args.values.has('lookup')) throw new UsageError('give --lookup or --draft, not both');
-  if (args.values.has('draft-tokens') && draftPath === undefined) throw new UsageError('--draft-tokens needs --draft FILE');
-  if (args.flags.has('draft-fixed') && draftPath === undefined && !args.values.has('lookup')) throw new UsageError('--draft-fixed needs --lookup N or --draft FILE');
-  const adaptive = !args.flags.has('draft-fixed');
-  const draftTokens = numberOption(args, 'draft-tokens', 4, { integer: true, min: 1, max: 32 });
-  const lookup = args.values.has('lookup') ? numberOption(args, 'lookup', 8, { integer: true, min: 1, max: 64 }) : undefined;
+  const { lookup, draftPath, draftTokens, adaptive } = speculativeArgs(args);
 
   if (getLogLevel() !== 'debug') setLogLevel('info'); // the request lines
   let model: Model | undefined;

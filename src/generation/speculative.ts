@@ -74,11 +74,14 @@ export interface DraftModelOptions {
 
 export type SpeculativeOptions = PromptLookupOptions | DraftModelOptions;
 
+/** Options as speculativeSettings returns them: checked, defaults filled in. */
+export type SpeculativeSettings = Required<PromptLookupOptions> | Required<DraftModelOptions>;
+
 /** Checked options with their defaults filled in (RangeError naming the bad one). */
 export function speculativeSettings(o: PromptLookupOptions): Required<PromptLookupOptions>;
 export function speculativeSettings(o: DraftModelOptions): Required<DraftModelOptions>;
-export function speculativeSettings(o: SpeculativeOptions): Required<PromptLookupOptions> | Required<DraftModelOptions>;
-export function speculativeSettings(o: SpeculativeOptions): Required<PromptLookupOptions> | Required<DraftModelOptions> {
+export function speculativeSettings(o: SpeculativeOptions): SpeculativeSettings;
+export function speculativeSettings(o: SpeculativeOptions): SpeculativeSettings {
   if (typeof o !== 'object' || o === null) throw new RangeError('speculative must be an object with a method');
   const int = (name: string, v: unknown, lo: number, hi: number) => {
     if (!Number.isInteger(v) || (v as number) < lo || (v as number) > hi) throw new RangeError(`speculative.${name} must be an integer in ${lo}..${hi}, got ${v}`);

@@ -9,7 +9,7 @@ import { log } from '../log.js';
 import type { Model } from '../model/model.js';
 import type { ModelInput } from '../io/open-source.js';
 import type { ActiveAdapter } from '../model/lora.js';
-import { speculativeSettings, type SpeculativeOptions } from '../generation/speculative.js';
+import { speculativeSettings, type SpeculativeOptions, type SpeculativeSettings } from '../generation/speculative.js';
 import { vocabularyMismatch } from '../generation/draft-model.js';
 import { VERSION } from '../version.js';
 import { HttpError, httpErrorOf } from './errors.js';
@@ -205,7 +205,7 @@ async function serve(model: Model, options: ServerOptions): Promise<ServedModel>
     if (source === undefined) log.warn(`server: ${id} has no chat template; chat requests use ChatML`);
     template = ChatTemplate.forTokenizer(source ?? CHATML_TEMPLATE, model.tokenizer);
   }
-  let speculative: ReturnType<typeof speculativeSettings> | undefined;
+  let speculative: SpeculativeSettings | undefined;
   if (options.speculative !== undefined) {
     if (!engine) throw new HttpError(500, 'server_error', 'bad_option', `speculative decoding needs a decoder; ${id} is an encoder`);
     try {
@@ -249,6 +249,6 @@ function props(s: ServedModel) {
     backend: s.model.backend.name,
     threads: s.model.backend.nThreads,
     embedding: s.engine === undefined,
-    speculative: spec ? { method: spec.method, draft_tokens: spec.draftTokens ?? null, adaptive: spec.adaptive ?? true } : null,
+    speculative: spec ? { method: spec.method, draft_tokens: spec.draftTokens, adaptive: spec.adaptive } : null,
   };
 }

@@ -2,7 +2,7 @@
 // range, combination), with a 400 naming it; a field it cannot honour yet is a 400 saying so,
 // never silently dropped; fields it has no use for (user, metadata, store, ...) are ignored as
 // OpenAI ignores unknown ones.
-import type { SpeculativeOptions } from '../generation/speculative.js';
+import type { SpeculativeSettings } from '../generation/speculative.js';
 import type { ChatMessage } from '../chat/template.js';
 import type { Tool, ToolChoice } from '../chat/tool-calls.js';
 import type { ActiveAdapter } from '../model/lora.js';
@@ -22,7 +22,7 @@ export interface RequestLimits {
   /** LoRA adapters the server loaded (--lora), by id: a request's `lora` field picks among them. */
   adapters: readonly ActiveAdapter[];
   /** Speculative decoding for every generation (the server's --lookup / --draft); none when absent. */
-  speculative?: SpeculativeOptions;
+  speculative?: SpeculativeSettings;
 }
 
 /** What chat and completion requests share: sampling, length, stop, n, streaming. */
